@@ -1,0 +1,40 @@
+/* Slices: a pointer and a length into memory someone else owns (a receive buffer,
+ * an arena, a config snapshot). A slice never owns its bytes and is not
+ * NUL-terminated unless said otherwise. */
+#ifndef BT_CORE_STR_H
+#define BT_CORE_STR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct bt_str {
+    const char *p; /* first byte; may be NULL when len == 0 */
+    size_t len;    /* number of bytes */
+};
+
+#define BT_STR(lit) ((struct bt_str){(lit), sizeof(lit) - 1})
+#define BT_STR_NULL ((struct bt_str){NULL, 0})
+/* printf helper: printf("%.*s", BT_STR_FMT(s)) */
+#define BT_STR_FMT(s) (int)(s).len, (s).p
+
+/* Slice over a NUL-terminated string (borrowed); NULL gives an empty slice. */
+struct bt_str bt_str_c(const char *s);
+bool bt_str_eq(struct bt_str a, struct bt_str b);
+bool bt_str_eq_c(struct bt_str a, const char *b);
+/* ASCII case-insensitive comparison (for HTTP header names). */
+bool bt_str_caseeq(struct bt_str a, struct bt_str b);
+bool bt_str_caseeq_c(struct bt_str a, const char *b);
+bool bt_str_starts_with(struct bt_str s, struct bt_str prefix);
+/* Index of the first `c` in s, or -1. */
+long bt_str_index(struct bt_str s, char c);
+/* Slice with leading and trailing spaces and tabs removed. */
+struct bt_str bt_str_trim(struct bt_str s);
+/* Parses a whole slice as an unsigned decimal number; false on any other byte,
+ * empty input or overflow. */
+bool bt_str_to_u64(struct bt_str s, uint64_t *out);
+/* Copies s into a new malloc'd NUL-terminated string owned by the caller
+ * (free()); NULL when out of memory. */
+char *bt_str_dup(struct bt_str s);
+
+#endif
