@@ -1,2 +1,205 @@
+/* baton's command line: serve, check, sim, version. */
+#include <getopt.h>
 #include <stdio.h>
-int main(void) { puts("baton"); return 0; }
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "core/version.h"
+#include "provider/sim.h"
+#include "provider/sim_server.h"
+#include "serve/serve.h"
+
+static void usage_main(FILE *f)
+{
+    fprintf(f,
+            "baton %s: a model-orchestration gateway for LLM APIs\n"
+            "\n"
+            "usage: baton COMMAND [OPTIONS]\n"
+            "\n"
+            "commands:\n"
+            "  serve -c FILE [--listen HOST:PORT]   run the gateway\n"
+            "  check -c FILE                        validate a config and print its model table\n"
+            "  sim --listen HOST:PORT [OPTIONS]     run the simulated OpenAI-compatible provider\n"
+            "  version                              print the version\n"
+            "\n"
+            "`baton COMMAND --help` describes each command. Documentation: docs/.\n",
+            BT_VERSION);
+}
+
+static int cmd_version(int argc, char **argv)
+{
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: baton version\n\nPrints baton's version.\n");
+        return 0;
+    }
+    printf("baton %s\n", BT_VERSION);
+    return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"listen", required_argument, NULL, 'l'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *config = NULL, *listen = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:l:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config = optarg; break;
+        case 'l': listen = optarg; break;
+        case 'h':
+            printf("usage: baton serve -c FILE [--listen HOST:PORT]\n\n"
+                   "Runs the gateway with the configuration in FILE (see docs/config.md).\n"
+                   "  -c, --config FILE     configuration file (YAML)\n"
+                   "  -l, --listen ADDR     listen address, overrides server.listen\n"
+                   "Signals: SIGHUP reloads the configuration, SIGTERM/SIGINT drain and exit,\n"
+                   "SIGUSR1 reopens the access log.\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (!config) {
+        fprintf(stderr, "baton serve: -c FILE is required (try --help)\n");
+        return 2;
+    }
+    return bt_serve_main(config, listen);
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *config = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config = optarg; break;
+        case 'h':
+            printf("usage: baton check -c FILE\n\n"
+                   "Validates FILE and prints the resolved model table (secrets masked).\n"
+                   "Exits 1 when the file has errors; warnings (such as an unset provider key)\n"
+                   "are printed but do not fail the check.\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (!config && optind < argc) config = argv[optind];
+    if (!config) {
+        fprintf(stderr, "baton check: -c FILE is required (try --help)\n");
+        return 2;
+    }
+    struct bt_config *cfg = NULL;
+    struct bt_config_diags d = {0};
+    enum bt_err err = bt_config_load(config, &cfg, &d);
+    bt_config_diags_print(&d, stderr);
+    size_t nwarn = 0;
+    for (size_t i = 0; i < d.n; i++)
+        if (!d.items[i].is_error) nwarn++;
+    bt_config_diags_free(&d);
+    if (err) {
+        fprintf(stderr, "%s: invalid configuration\n", config);
+        return 1;
+    }
+    bt_config_print_table(cfg, stdout);
+    printf("%s: OK (%zu warning%s)\n", config, nwarn, nwarn == 1 ? "" : "s");
+    bt_config_unref(cfg);
+    return 0;
+}
+
+static int parse_u64(const char *name, const char *s, uint64_t *out)
+{
+    if (!bt_str_to_u64(bt_str_c(s), out)) {
+        fprintf(stderr, "baton sim: %s expects a whole number, got '%s'\n", name, s);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_sim(int argc, char **argv)
+{
+    static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
+                                         {"seed", required_argument, NULL, 's'},
+                                         {"ttft", required_argument, NULL, 't'},
+                                         {"tps", required_argument, NULL, 'p'},
+                                         {"tokens", required_argument, NULL, 'n'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    struct bt_sim_cfg cfg;
+    bt_sim_cfg_default(&cfg);
+    const char *listen = "127.0.0.1:8000";
+    int c;
+    uint64_t v;
+    while ((c = getopt_long(argc, argv, "l:s:t:p:n:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l': listen = optarg; break;
+        case 's':
+            if (parse_u64("--seed", optarg, &v)) return 2;
+            cfg.seed = v;
+            break;
+        case 't':
+            if (!bt_parse_duration_ms(bt_str_c(optarg), &v)) {
+                fprintf(stderr, "baton sim: --ttft expects a duration such as 200ms\n");
+                return 2;
+            }
+            cfg.ttft_ms = v;
+            break;
+        case 'p':
+            if (parse_u64("--tps", optarg, &v)) return 2;
+            cfg.tokens_per_sec = (double)v;
+            break;
+        case 'n':
+            if (parse_u64("--tokens", optarg, &v) || v == 0 || v > 100000) return 2;
+            cfg.reply_tokens = (uint32_t)v;
+            break;
+        case 'h':
+            printf("usage: baton sim [--listen HOST:PORT] [--seed N] [--ttft DURATION] [--tps N] "
+                   "[--tokens N]\n\n"
+                   "Runs the simulated provider as an OpenAI-compatible server at\n"
+                   "http://HOST:PORT/v1 (default 127.0.0.1:8000). Replies are deterministic for\n"
+                   "a seed and request. A request header `x-sim-fault: NAME` forces a fault:\n"
+                   "429, 500, 503, no_answer, reset_before, reset_mid, stall_mid, slow_bytes,\n"
+                   "invalid_json, error_event. GET /sim/stats reports counters.\n"
+                   "  --ttft DURATION   time to first token (e.g. 200ms; default 0)\n"
+                   "  --tps N           tokens per second while streaming (default: no delay)\n"
+                   "  --tokens N        reply length in tokens (default %u)\n",
+                   cfg.reply_tokens);
+            return 0;
+        default: return 2;
+        }
+    }
+    char host[256];
+    uint16_t port;
+    if (!bt_parse_listen(listen, host, sizeof(host), &port)) {
+        fprintf(stderr, "baton sim: --listen %s: expected HOST:PORT\n", listen);
+        return 2;
+    }
+    return bt_sim_serve_main(host, port, &cfg, 1);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage_main(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage_main(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) return cmd_version(1, argv);
+    argc--;
+    argv++;
+    if (strcmp(cmd, "version") == 0) return cmd_version(argc, argv);
+    if (strcmp(cmd, "serve") == 0) return cmd_serve(argc, argv);
+    if (strcmp(cmd, "check") == 0) return cmd_check(argc, argv);
+    if (strcmp(cmd, "sim") == 0) return cmd_sim(argc, argv);
+    fprintf(stderr, "baton: unknown command '%s'\n\n", cmd);
+    usage_main(stderr);
+    return 2;
+}

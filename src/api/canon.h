@@ -1,0 +1,41 @@
+/* The canonical request: what every front end (OpenAI chat/embeddings today,
+ * Anthropic messages next) decodes a client's request into, and what routing,
+ * governance and provider adapters read. It is a view over the client's JSON
+ * bytes (token indices into a bt_json_doc), not a deep copy: the fast path
+ * forwards those bytes with only `model` spliced. */
+#ifndef BT_API_CANON_H
+#define BT_API_CANON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/str.h"
+#include "json/json.h"
+
+enum bt_api {
+    BT_API_OPENAI = 1,  /* OpenAI REST shapes */
+    BT_API_ANTHROPIC,   /* Anthropic messages (front end to come) */
+};
+
+enum bt_op {
+    BT_OP_CHAT = 1,     /* chat completions / messages */
+    BT_OP_EMBED,        /* embeddings */
+};
+
+struct bt_request {
+    enum bt_api api;          /* the client's API: errors and replies speak it */
+    enum bt_op op;
+    struct bt_json_doc doc;   /* the client's body, tokenized (view over req body) */
+    struct bt_str model;      /* requested model (unescaped) */
+    bool stream;              /* `stream: true` */
+    bool include_usage;       /* client asked for stream_options.include_usage */
+    int tok_model;            /* token of the `model` value */
+    int tok_messages;         /* chat: messages array */
+    int tok_tools;            /* chat: tools array or -1 */
+    int tok_stream_options;   /* object or -1 */
+    int tok_input;            /* embeddings: input */
+    int64_t max_tokens;       /* -1 when absent */
+    uint32_t body_bytes;      /* size of the client's body */
+};
+
+#endif

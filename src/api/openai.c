@@ -1,0 +1,298 @@
+#include "api/openai.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "account/access.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "exec/exec.h"
+#include "gate/gate.h"
+#include "route/route.h"
+#include "serve/worker.h"
+
+void bt_openai_error_json(struct bt_buf *out, const char *message, const char *type,
+                          const char *param, const char *code)
+{
+    struct bt_jw w;
+    bt_jw_init(&w, out);
+    bt_jw_obj_begin(&w);
+    bt_jw_key(&w, "error");
+    bt_jw_obj_begin(&w);
+    bt_jw_key(&w, "message");
+    bt_jw_cstr(&w, message);
+    bt_jw_key(&w, "type");
+    bt_jw_cstr(&w, type);
+    bt_jw_key(&w, "param");
+    if (param) bt_jw_cstr(&w, param);
+    else bt_jw_null(&w);
+    bt_jw_key(&w, "code");
+    if (code) bt_jw_cstr(&w, code);
+    else bt_jw_null(&w);
+    bt_jw_obj_end(&w);
+    bt_jw_obj_end(&w);
+}
+
+const char *bt_openai_error_fmt(struct bt_buf *out, struct bt_str path, int status,
+                                const char *type, const char *msg)
+{
+    (void)path;
+    (void)status;
+    bt_openai_error_json(out, msg, type, NULL, NULL);
+    return "application/json";
+}
+
+enum bt_err bt_openai_decode_request(struct bt_request *r, enum bt_op op, struct bt_str body,
+                                     struct bt_arena *arena, char *msg, size_t msgcap,
+                                     const char **param)
+{
+    memset(r, 0, sizeof(*r));
+    r->api = BT_API_OPENAI;
+    r->op = op;
+    r->tok_tools = r->tok_stream_options = r->tok_input = r->tok_messages = -1;
+    r->max_tokens = -1;
+    r->body_bytes = (uint32_t)body.len;
+    *param = NULL;
+    struct bt_json_error jerr;
+    enum bt_err err = bt_json_parse(&r->doc, body.p, body.len, arena, NULL, &jerr);
+    if (err == BT_ENOMEM) return err;
+    if (err) {
+        if (body.len == 0) snprintf(msg, msgcap, "The request body is empty; expected a JSON object.");
+        else snprintf(msg, msgcap, "The request body is not valid JSON: %s at byte %zu.", jerr.msg,
+                      jerr.offset);
+        return BT_EPARSE;
+    }
+    const struct bt_json_doc *d = &r->doc;
+    if (bt_json_type(d, 0) != BT_JSON_OBJECT) {
+        snprintf(msg, msgcap, "The request body must be a JSON object.");
+        return BT_EINVAL;
+    }
+    r->tok_model = bt_json_get(d, 0, "model");
+    if (r->tok_model < 0) {
+        *param = "model";
+        snprintf(msg, msgcap, "you must provide a model parameter");
+        return BT_EINVAL;
+    }
+    if (bt_json_type(d, r->tok_model) != BT_JSON_STRING ||
+        bt_json_str(d, r->tok_model, arena, &r->model) || r->model.len == 0) {
+        *param = "model";
+        snprintf(msg, msgcap, "'model' must be a non-empty string");
+        return BT_EINVAL;
+    }
+    if (op == BT_OP_CHAT) {
+        r->tok_messages = bt_json_get(d, 0, "messages");
+        if (r->tok_messages < 0) {
+            *param = "messages";
+            snprintf(msg, msgcap, "Missing required parameter: 'messages'.");
+            return BT_EINVAL;
+        }
+        if (bt_json_type(d, r->tok_messages) != BT_JSON_ARRAY ||
+            d->toks[r->tok_messages].size == 0) {
+            *param = "messages";
+            snprintf(msg, msgcap, "'messages' must be a non-empty array.");
+            return BT_EINVAL;
+        }
+        int s = bt_json_get(d, 0, "stream");
+        if (s >= 0 && bt_json_type(d, s) != BT_JSON_NULL) {
+            if (bt_json_bool(d, s, &r->stream)) {
+                *param = "stream";
+                snprintf(msg, msgcap, "'stream' must be a boolean.");
+                return BT_EINVAL;
+            }
+        }
+        int so = bt_json_get(d, 0, "stream_options");
+        if (bt_json_type(d, so) == BT_JSON_OBJECT) {
+            r->tok_stream_options = so;
+            int iu = bt_json_get(d, so, "include_usage");
+            bool v = false;
+            if (iu >= 0 && bt_json_bool(d, iu, &v) == BT_OK) r->include_usage = v;
+        }
+        int t = bt_json_get(d, 0, "tools");
+        if (bt_json_type(d, t) == BT_JSON_ARRAY) r->tok_tools = t;
+        int mt = bt_json_get(d, 0, "max_completion_tokens");
+        if (mt < 0) mt = bt_json_get(d, 0, "max_tokens");
+        int64_t v;
+        if (mt >= 0 && bt_json_type(d, mt) == BT_JSON_NUMBER && bt_json_int(d, mt, &v) == BT_OK)
+            r->max_tokens = v;
+    } else {
+        r->tok_input = bt_json_get(d, 0, "input");
+        if (r->tok_input < 0) {
+            *param = "input";
+            snprintf(msg, msgcap, "Missing required parameter: 'input'.");
+            return BT_EINVAL;
+        }
+    }
+    return BT_OK;
+}
+
+/* ---- responses the front end makes itself ---- */
+
+static void respond_json(struct bt_http_req *req, int status, struct bt_str body)
+{
+    struct bt_http_header hs[1] = {{BT_STR("x-baton-deployment"), BT_STR("none")}};
+    bt_http_respond(req, status, hs, 1, BT_STR("application/json"), body);
+}
+
+static void respond_error(struct bt_http_req *req, int status, const char *type,
+                          const char *param, const char *code, const char *msg,
+                          struct bt_str model)
+{
+    struct bt_buf b;
+    bt_buf_init(&b, 16384);
+    bt_openai_error_json(&b, msg, type, param, code);
+    struct bt_access_rec rec = {
+        .id = req->id,
+        .method = req->method,
+        .path = req->path,
+        .model = model,
+        .status = status,
+        .latency_ns = bt_now_ns() - req->start_ns,
+        .error = msg,
+    };
+    bt_access_write(&rec);
+    respond_json(req, status, bt_buf_str(&b));
+    bt_buf_free(&b);
+}
+
+static void handle_models(struct bt_http_req *req, const struct bt_config *cfg, struct bt_str id)
+{
+    struct bt_buf b;
+    bt_buf_init(&b, 64u << 20);
+    struct bt_jw w;
+    bt_jw_init(&w, &b);
+    if (id.len) {
+        const struct bt_model *m = bt_config_model(cfg, id);
+        if (!m) {
+            bt_buf_free(&b);
+            char msg[300];
+            snprintf(msg, sizeof(msg), "The model '%.*s' does not exist", BT_STR_FMT(id));
+            respond_error(req, 404, "invalid_request_error", "model", "model_not_found", msg, id);
+            return;
+        }
+        bt_jw_obj_begin(&w);
+        bt_jw_key(&w, "id");
+        bt_jw_cstr(&w, m->name);
+        bt_jw_key(&w, "object");
+        bt_jw_cstr(&w, "model");
+        bt_jw_key(&w, "created");
+        bt_jw_int(&w, 0);
+        bt_jw_key(&w, "owned_by");
+        bt_jw_cstr(&w, "baton");
+        bt_jw_obj_end(&w);
+    } else {
+        bt_jw_obj_begin(&w);
+        bt_jw_key(&w, "object");
+        bt_jw_cstr(&w, "list");
+        bt_jw_key(&w, "data");
+        bt_jw_arr_begin(&w);
+        for (size_t i = 0; i < cfg->nmodels; i++) {
+            bt_jw_obj_begin(&w);
+            bt_jw_key(&w, "id");
+            bt_jw_cstr(&w, cfg->models[i].name);
+            bt_jw_key(&w, "object");
+            bt_jw_cstr(&w, "model");
+            bt_jw_key(&w, "created");
+            bt_jw_int(&w, 0);
+            bt_jw_key(&w, "owned_by");
+            bt_jw_cstr(&w, "baton");
+            bt_jw_obj_end(&w);
+        }
+        bt_jw_arr_end(&w);
+        bt_jw_obj_end(&w);
+    }
+    struct bt_access_rec rec = {
+        .id = req->id, .method = req->method, .path = req->path, .status = 200,
+        .latency_ns = bt_now_ns() - req->start_ns,
+    };
+    bt_access_write(&rec);
+    respond_json(req, 200, bt_buf_str(&b));
+    bt_buf_free(&b);
+}
+
+static void handle_generate(struct bt_http_req *req, struct bt_worker *w, enum bt_op op)
+{
+    struct bt_request *r = bt_arena_alloc(req->arena, sizeof(*r));
+    if (!r) {
+        respond_error(req, 500, "server_error", NULL, NULL, "out of memory", BT_STR_NULL);
+        return;
+    }
+    char msg[300];
+    const char *param = NULL;
+    enum bt_err err = bt_openai_decode_request(r, op, req->body, req->arena, msg, sizeof(msg), &param);
+    if (err) {
+        if (err == BT_ENOMEM) respond_error(req, 500, "server_error", NULL, NULL, "out of memory", BT_STR_NULL);
+        else respond_error(req, 400, "invalid_request_error", param, NULL, msg, r->model);
+        return;
+    }
+    struct bt_plan plan;
+    if (bt_route_plan(w->cfg, r->model, w->rr++, &plan)) {
+        char m[400];
+        snprintf(m, sizeof(m), "The model '%.*s' does not exist or you do not have access to it.",
+                 BT_STR_FMT(r->model));
+        respond_error(req, 404, "invalid_request_error", "model", "model_not_found", m, r->model);
+        return;
+    }
+    bt_exec_run(w, req, w->cfg, r, &plan);
+}
+
+static bool is(struct bt_http_req *req, const char *method, const char *path)
+{
+    return bt_str_eq_c(req->method, method) && bt_str_eq_c(req->path, path);
+}
+
+void bt_api_handle(struct bt_http_req *req, void *ud)
+{
+    struct bt_worker *w = ud;
+    struct bt_str path = req->path;
+    if (bt_str_eq_c(path, "/health/live")) {
+        respond_json(req, 200, BT_STR("{\"status\":\"ok\"}"));
+        return;
+    }
+    if (bt_str_eq_c(path, "/health/ready")) {
+        if (atomic_load(&w->draining)) respond_json(req, 503, BT_STR("{\"status\":\"draining\"}"));
+        else respond_json(req, 200, BT_STR("{\"status\":\"ready\"}"));
+        return;
+    }
+    if (bt_str_starts_with(path, BT_STR("/v1/")) || bt_str_eq_c(path, "/v1")) {
+        const char *why = NULL;
+        if (!bt_gate_check_master(w->cfg, req, &why)) {
+            respond_error(req, 401, "invalid_request_error", NULL, "invalid_api_key", why,
+                          BT_STR_NULL);
+            return;
+        }
+        if (is(req, "POST", "/v1/chat/completions")) {
+            handle_generate(req, w, BT_OP_CHAT);
+            return;
+        }
+        if (is(req, "POST", "/v1/embeddings")) {
+            handle_generate(req, w, BT_OP_EMBED);
+            return;
+        }
+        if (is(req, "GET", "/v1/models")) {
+            handle_models(req, w->cfg, BT_STR_NULL);
+            return;
+        }
+        if (bt_str_eq_c(req->method, "GET") && bt_str_starts_with(path, BT_STR("/v1/models/"))) {
+            struct bt_str id = {path.p + 11, path.len - 11};
+            if (id.len) {
+                handle_models(req, w->cfg, id);
+                return;
+            }
+        }
+        static const char *known[] = {"/v1/chat/completions", "/v1/embeddings", "/v1/models"};
+        for (size_t i = 0; i < 3; i++) {
+            if (bt_str_eq_c(path, known[i])) {
+                char m[200];
+                snprintf(m, sizeof(m), "Method %.*s is not allowed on %s.", BT_STR_FMT(req->method),
+                         known[i]);
+                respond_error(req, 405, "invalid_request_error", NULL, "method_not_allowed", m,
+                              BT_STR_NULL);
+                return;
+            }
+        }
+    }
+    char m[300];
+    snprintf(m, sizeof(m), "Unknown request URL: %.*s %.*s.", BT_STR_FMT(req->method),
+             (int)(path.len > 200 ? 200 : path.len), path.p);
+    respond_error(req, 404, "invalid_request_error", NULL, "unknown_url", m, BT_STR_NULL);
+}

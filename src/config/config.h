@@ -1,0 +1,145 @@
+/* Configuration: a YAML file (libfyaml) turned into an immutable, refcounted
+ * snapshot. `${VAR}` and `${VAR:-default}` are expanded inside scalar values after
+ * parsing, so line:column positions stay true and no value can inject YAML.
+ * Every mistake, unknown keys included, is reported as `file:line:column: what is
+ * wrong`. Missing provider keys are warnings, not errors: the provider's models
+ * answer with a clear error and the rest serve. See docs/config.md. */
+#ifndef BT_CONFIG_CONFIG_H
+#define BT_CONFIG_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/str.h"
+
+enum bt_provider_type {
+    BT_PROVIDER_OPENAI = 1, /* any OpenAI-compatible server */
+    BT_PROVIDER_SIM,        /* the built-in simulated provider */
+};
+
+struct bt_timeouts {
+    uint64_t connect_ms;    /* default 10s */
+    uint64_t first_byte_ms; /* default 120s: request sent -> response head */
+    uint64_t idle_ms;       /* default 60s: longest silence between two chunks */
+    uint64_t total_ms;      /* default 10m */
+};
+
+/* Knobs of the simulated provider (type: sim). All optional. */
+struct bt_sim_cfg {
+    uint64_t seed;           /* default 1; same seed + same request = same reply */
+    uint64_t ttft_ms;        /* time to first token, default 0 */
+    double tokens_per_sec;   /* streaming pace, default 0 = as fast as possible */
+    uint32_t reply_tokens;   /* length of a text reply in tokens (words), default 24 */
+    uint32_t embedding_dims; /* default 16 */
+    /* Fault rates in [0,1]: each request draws at most one fault (deterministic
+     * from seed and request). */
+    double fault_429, fault_500, fault_503, fault_no_answer, fault_reset_before,
+        fault_reset_mid, fault_stall_mid, fault_slow_bytes, fault_invalid_json,
+        fault_error_event;
+    uint64_t retry_after_s;  /* Retry-After sent with 429, default 1 */
+};
+
+struct bt_provider {
+    char *name;                 /* map key under `providers:` */
+    enum bt_provider_type type;
+    char *base_url;             /* as written (expanded); default https://api.openai.com/v1 */
+    /* base_url split up (openai type): */
+    bool tls;                   /* https */
+    char *host;                 /* host name or address literal (no brackets) */
+    uint16_t port;              /* explicit or 80/443 */
+    char *base_path;            /* path prefix without trailing slash, e.g. "/v1"; "" if none */
+    char *api_key;              /* NULL when unset or empty */
+    bool api_key_required;      /* true when `api_key:` was written (so an unset value is a problem) */
+    char *api_key_env;          /* the ${VAR} name api_key referred to, for messages; may be NULL */
+    struct bt_timeouts timeouts;
+    struct bt_sim_cfg sim;      /* sim type only */
+    int line, col;              /* where the provider was defined */
+};
+
+struct bt_deployment {
+    struct bt_provider *provider; /* borrowed from the same snapshot */
+    char *model;                  /* upstream model id sent to the provider */
+    uint32_t weight;              /* default 1 */
+};
+
+struct bt_model {
+    char *name;                 /* public name clients ask for */
+    struct bt_deployment *deployments;
+    size_t ndeployments;        /* >= 1 */
+    int line, col;
+};
+
+struct bt_config {
+    atomic_int refs;            /* snapshot refcount: see bt_config_ref/unref */
+    char *path;                 /* file it was loaded from */
+    struct {
+        char *listen_host;      /* default 127.0.0.1 */
+        uint16_t listen_port;   /* default 4000 */
+        uint32_t workers;       /* 0 = number of usable CPUs */
+        uint32_t max_connections;      /* default 10000 */
+        uint64_t max_header_bytes;     /* default 64 KiB -> 431 */
+        uint64_t max_body_bytes;       /* default 32 MiB -> 413 */
+        uint64_t header_timeout_ms;    /* default 30s: whole head must arrive */
+        uint64_t idle_timeout_ms;      /* default 120s: keep-alive idle */
+        uint64_t drain_timeout_ms;     /* default 30s */
+    } server;
+    struct {
+        char *master_key;       /* NULL when unset or empty */
+        bool allow_anonymous;   /* serve without a key on a non-loopback address */
+    } auth;
+    struct {
+        char *level;            /* debug|info|warn|error, default info */
+        char *access;           /* access-log path, NULL = stderr */
+        char *file;             /* operational log path, NULL = stderr */
+    } log;
+    struct bt_provider *providers;
+    size_t nproviders;
+    struct bt_model *models;
+    size_t nmodels;
+};
+
+/* One problem found while loading. */
+struct bt_config_diag {
+    bool is_error;    /* false: warning (e.g. an unset provider key) */
+    int line, col;    /* 1-based; 0 when not tied to a position */
+    char msg[256];
+};
+
+struct bt_config_diags {
+    struct bt_config_diag *items; /* malloc'd */
+    size_t n, cap;
+    char *path;                   /* file name used in messages, malloc'd */
+};
+
+/* Loads and validates `path`. On success *out is a snapshot with refs == 1.
+ * Diagnostics (errors and warnings) are appended to `diags` (which the caller
+ * frees with bt_config_diags_free); BT_ECONFIG when any error was found, and
+ * then *out is NULL. Environment variables are read with getenv(). */
+enum bt_err bt_config_load(const char *path, struct bt_config **out,
+                           struct bt_config_diags *diags);
+/* Same, from a string in memory; `name` is used in messages in place of a path. */
+enum bt_err bt_config_load_string(const char *name, const char *yaml, size_t len,
+                                  struct bt_config **out, struct bt_config_diags *diags);
+void bt_config_diags_free(struct bt_config_diags *d);
+/* Prints each diagnostic as `file:line:column: error: msg` (or `warning:`) to f. */
+void bt_config_diags_print(const struct bt_config_diags *d, void *file /* FILE* */);
+
+/* Refcounting: a worker takes a ref for each request; reload swaps in a new
+ * snapshot and drops the old one's base ref. Thread-safe. */
+struct bt_config *bt_config_ref(struct bt_config *c);
+void bt_config_unref(struct bt_config *c);
+
+/* Looks up a public model name. NULL when absent. */
+const struct bt_model *bt_config_model(const struct bt_config *c, struct bt_str name);
+const struct bt_provider *bt_config_provider(const struct bt_config *c, struct bt_str name);
+
+/* Prints the resolved model table for `baton check` (secrets masked) to f. */
+void bt_config_print_table(const struct bt_config *c, void *file /* FILE* */);
+
+/* A config for tests and `baton sim`: builds an empty snapshot with defaults. */
+struct bt_config *bt_config_new_default(void);
+
+#endif

@@ -1,0 +1,565 @@
+#include "exec/exec.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "account/access.h"
+#include "api/openai.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "http/sse.h"
+#include "provider/provider.h"
+
+#define MAX_REPLY_BYTES (64u << 20)    /* a non-stream reply */
+#define MAX_ERROR_BYTES (1u << 20)     /* an upstream error body */
+#define MAX_SSE_EVENT (8u << 20)       /* one stream event */
+
+enum ex_state {
+    EX_WAIT_HEAD = 1, /* request sent, no response head yet */
+    EX_BODY,          /* 2xx non-stream reply being buffered */
+    EX_ERRBODY,       /* non-2xx reply being buffered */
+    EX_STREAM,        /* 2xx stream being relayed: committed */
+    EX_DONE,
+};
+
+struct failure {
+    int status;       /* what the client gets if this is the last failure */
+    char type[40];
+    char code[48];
+    char msg[600];
+};
+
+struct bt_exec {
+    struct bt_worker *w;
+    struct bt_http_req *hreq;       /* NULL once the response finished or the client left */
+    struct bt_config *cfg;          /* our ref */
+    struct bt_request *r;           /* in hreq's arena */
+    struct bt_plan plan;
+    uint32_t cur;                   /* next candidate */
+    uint32_t attempts;
+    enum ex_state state;
+    const struct bt_provider *prov; /* current attempt's provider */
+    struct bt_pcall call;
+    bool call_live;
+    uv_timer_t timer;               /* first-byte / idle / total deadline */
+    uint64_t start_ns;              /* the request's start */
+    uint64_t total_deadline_ns;     /* per attempt */
+    struct bt_buf body_up;          /* body sent upstream */
+    struct bt_buf resp;             /* buffered reply or error body */
+    struct bt_buf out;              /* stream bytes batched per upstream read */
+    struct bt_sse sse;
+    struct bt_arena scratch;        /* JSON tokens of one stream event */
+    bool added_usage;               /* we asked for usage; drop its chunk */
+    bool saw_done, saw_error;
+    const char *stream_err;         /* why we stopped relaying */
+    int up_status;
+    char retry_after[24], retry_after_ms[24];
+    struct bt_usage usage;
+    enum bt_finish finish;
+    uint64_t ttft_ns;
+    char deployment[256];
+    struct failure fail;
+};
+
+static void attempt_next(struct bt_exec *ex);
+
+/* ---- lifetime ---- */
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct bt_exec *ex = h->data;
+    bt_buf_free(&ex->body_up);
+    bt_buf_free(&ex->resp);
+    bt_buf_free(&ex->out);
+    bt_sse_free(&ex->sse);
+    bt_arena_free(&ex->scratch);
+    bt_config_unref(ex->cfg);
+    free(ex);
+}
+
+/* Releases everything; the exec memory goes when the timer handle has closed. */
+static void cleanup(struct bt_exec *ex)
+{
+    if (ex->state == EX_DONE) return;
+    ex->state = EX_DONE;
+    if (ex->call_live) bt_provider_cancel(&ex->call);
+    ex->call_live = false;
+    uv_close((uv_handle_t *)&ex->timer, on_timer_closed);
+}
+
+static void log_access(struct bt_exec *ex, int status, const char *error)
+{
+    struct bt_http_req *h = ex->hreq;
+    struct bt_access_rec rec = {
+        .id = h->id,
+        .method = h->method,
+        .path = h->path,
+        .model = ex->r ? ex->r->model : BT_STR_NULL,
+        .deployment = ex->attempts ? ex->deployment : NULL,
+        .status = status,
+        .latency_ns = bt_now_ns() - h->start_ns,
+        .ttft_ns = ex->ttft_ns,
+        .attempts = ex->attempts,
+        .stream = ex->r && ex->r->stream,
+        .usage = ex->usage,
+        .finish = ex->finish,
+        .error = error,
+    };
+    bt_access_write(&rec);
+}
+
+static size_t std_headers(struct bt_exec *ex, struct bt_http_header *hs, char *attempts, size_t cap)
+{
+    size_t n = 0;
+    int an = snprintf(attempts, cap, "%u", ex->attempts);
+    hs[n++] = (struct bt_http_header){BT_STR("x-baton-deployment"),
+                                      ex->attempts ? bt_str_c(ex->deployment) : BT_STR("none")};
+    hs[n++] = (struct bt_http_header){BT_STR("x-baton-attempts"), {attempts, (size_t)an}};
+    return n;
+}
+
+/* Sends the recorded failure to the client and finishes. */
+static void finish_error(struct bt_exec *ex)
+{
+    struct failure *f = &ex->fail;
+    if (!f->status) {
+        f->status = 502;
+        snprintf(f->type, sizeof(f->type), "upstream_error");
+        snprintf(f->msg, sizeof(f->msg), "no deployment could serve the request");
+    }
+    struct bt_buf body;
+    bt_buf_init(&body, 8192);
+    bt_openai_error_json(&body, f->msg, f->type, NULL, f->code[0] ? f->code : NULL);
+    struct bt_http_header hs[6];
+    char attempts[16];
+    size_t n = std_headers(ex, hs, attempts, sizeof(attempts));
+    if (f->status == 429 && ex->retry_after[0])
+        hs[n++] = (struct bt_http_header){BT_STR("retry-after"), bt_str_c(ex->retry_after)};
+    if (f->status == 429 && ex->retry_after_ms[0])
+        hs[n++] = (struct bt_http_header){BT_STR("retry-after-ms"), bt_str_c(ex->retry_after_ms)};
+    log_access(ex, f->status, f->msg);
+    bt_http_respond(ex->hreq, f->status, hs, n, BT_STR("application/json"), bt_buf_str(&body));
+    ex->hreq = NULL;
+    bt_buf_free(&body);
+    cleanup(ex);
+}
+
+static void set_failure(struct bt_exec *ex, int status, const char *type, const char *code,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void set_failure(struct bt_exec *ex, int status, const char *type, const char *code,
+                        const char *fmt, ...)
+{
+    struct failure *f = &ex->fail;
+    f->status = status;
+    snprintf(f->type, sizeof(f->type), "%s", type);
+    snprintf(f->code, sizeof(f->code), "%s", code ? code : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->msg, sizeof(f->msg), fmt, ap);
+    va_end(ap);
+}
+
+/* ---- deadlines ---- */
+
+static void on_timer(uv_timer_t *t);
+
+static void arm(struct bt_exec *ex, uint64_t phase_ms)
+{
+    uint64_t now = bt_now_ns();
+    uint64_t left_ms = ex->total_deadline_ns > now ? (ex->total_deadline_ns - now) / 1000000 + 1 : 1;
+    uint64_t ms = phase_ms && phase_ms < left_ms ? phase_ms : left_ms;
+    uv_timer_start(&ex->timer, on_timer, ms, 0);
+}
+
+static const char *timeout_phase(struct bt_exec *ex)
+{
+    if (bt_now_ns() + 1000000 >= ex->total_deadline_ns) return "total";
+    return ex->state == EX_WAIT_HEAD ? "first_byte" : "idle";
+}
+
+/* ---- streaming relay ---- */
+
+static void stream_error_event(struct bt_exec *ex, const char *msg, const char *code)
+{
+    bt_buf_append_c(&ex->out, "data: ");
+    bt_openai_error_json(&ex->out, msg, "upstream_error", NULL, code);
+    bt_buf_append_c(&ex->out, "\n\n");
+}
+
+static void flush_out(struct bt_exec *ex)
+{
+    if (ex->out.len && ex->hreq) bt_http_stream_write(ex->hreq, bt_buf_str(&ex->out));
+    bt_buf_reset(&ex->out);
+}
+
+static void finish_stream(struct bt_exec *ex, const char *error)
+{
+    flush_out(ex);
+    if (!ex->hreq) return;
+    log_access(ex, 200, error);
+    bt_http_stream_end(ex->hreq);
+    ex->hreq = NULL;
+    cleanup(ex);
+}
+
+static void on_event(void *ud, const struct bt_event *ev)
+{
+    struct bt_exec *ex = ud;
+    switch (ev->type) {
+    case BT_EV_USAGE: ex->usage = ev->usage; break;
+    case BT_EV_FINISH: ex->finish = ev->finish; break;
+    case BT_EV_ERROR: ex->saw_error = true; break;
+    case BT_EV_TEXT:
+    case BT_EV_REASONING:
+    case BT_EV_TOOL_START:
+    case BT_EV_TOOL_ARGS:
+        if (!ex->ttft_ns) ex->ttft_ns = bt_now_ns() - ex->hreq->start_ns;
+        break;
+    default: break;
+    }
+}
+
+static int on_sse(void *ud, const struct bt_sse_event *ev)
+{
+    struct bt_exec *ex = ud;
+    if (!ev->has_data) {
+        bt_buf_append_str(&ex->out, ev->raw);
+        return 0;
+    }
+    if (bt_str_eq_c(ev->data, "[DONE]")) {
+        ex->saw_done = true;
+        bt_buf_append_str(&ex->out, ev->raw);
+        return 0;
+    }
+    bt_arena_reset(&ex->scratch);
+    struct bt_json_doc doc;
+    if (bt_json_parse(&doc, ev->data.p, ev->data.len, &ex->scratch, NULL, NULL)) {
+        ex->stream_err = "the provider sent an invalid JSON event";
+        return 1;
+    }
+    bt_openai_decode_chunk(&doc, on_event, ex);
+    if (ex->added_usage && !ex->saw_error) {
+        int ch = bt_json_get(&doc, 0, "choices");
+        int us = bt_json_get(&doc, 0, "usage");
+        if (bt_json_type(&doc, ch) == BT_JSON_ARRAY && doc.toks[ch].size == 0 &&
+            bt_json_type(&doc, us) == BT_JSON_OBJECT)
+            return 0; /* the usage chunk we asked for, not the client */
+    }
+    if (bt_buf_append_str(&ex->out, ev->raw)) {
+        ex->stream_err = "stream output buffer full";
+        return 1;
+    }
+    return 0;
+}
+
+static void stream_begin(struct bt_exec *ex)
+{
+    struct bt_http_header hs[6];
+    char attempts[16];
+    size_t n = std_headers(ex, hs, attempts, sizeof(attempts));
+    hs[n++] = (struct bt_http_header){BT_STR("cache-control"), BT_STR("no-cache")};
+    ex->state = EX_STREAM;
+    bt_http_stream_begin(ex->hreq, 200, hs, n, BT_STR("text/event-stream"));
+}
+
+/* ---- upstream callbacks ---- */
+
+static void copy_header(char *dst, size_t cap, struct bt_str v)
+{
+    size_t n = v.len < cap - 1 ? v.len : cap - 1;
+    if (n) memcpy(dst, v.p, n);
+    dst[n] = 0;
+}
+
+static void up_head(void *ud, int status, const struct bt_http_header *hs, size_t n)
+{
+    struct bt_exec *ex = ud;
+    ex->up_status = status;
+    bool sse = false;
+    for (size_t i = 0; i < n; i++) {
+        if (bt_str_caseeq_c(hs[i].name, "content-type"))
+            sse = bt_str_index(hs[i].value, '/') >= 0 &&
+                  memmem(hs[i].value.p, hs[i].value.len, "event-stream", 12) != NULL;
+        else if (bt_str_caseeq_c(hs[i].name, "retry-after"))
+            copy_header(ex->retry_after, sizeof(ex->retry_after), hs[i].value);
+        else if (bt_str_caseeq_c(hs[i].name, "retry-after-ms"))
+            copy_header(ex->retry_after_ms, sizeof(ex->retry_after_ms), hs[i].value);
+    }
+    if (status >= 200 && status < 300) {
+        if (ex->r->stream && sse) stream_begin(ex);
+        else ex->state = EX_BODY;
+    } else {
+        ex->state = EX_ERRBODY;
+        ex->resp.max = MAX_ERROR_BYTES;
+    }
+    arm(ex, ex->prov->timeouts.idle_ms);
+}
+
+static void up_data(void *ud, const char *p, size_t n)
+{
+    struct bt_exec *ex = ud;
+    arm(ex, ex->prov->timeouts.idle_ms);
+    if (ex->state == EX_STREAM) {
+        enum bt_err err = bt_sse_feed(&ex->sse, p, n);
+        if (err == BT_ETOOBIG && !ex->stream_err) ex->stream_err = "a stream event exceeded the size cap";
+        if (err) {
+            bt_provider_cancel(&ex->call);
+            ex->call_live = false;
+            stream_error_event(ex, ex->stream_err ? ex->stream_err : "stream relay failed",
+                               "upstream_invalid_stream");
+            finish_stream(ex, ex->stream_err);
+            return;
+        }
+        if (ex->saw_error && !ex->saw_done) {
+            /* An error inside a 200 stream: forward it, then end without [DONE]. */
+            bt_provider_cancel(&ex->call);
+            ex->call_live = false;
+            finish_stream(ex, "provider reported an error in the stream");
+            return;
+        }
+        flush_out(ex);
+        return;
+    }
+    struct bt_buf *b = &ex->resp;
+    if (bt_buf_append(b, p, n)) {
+        bt_provider_cancel(&ex->call);
+        ex->call_live = false;
+        set_failure(ex, 502, "upstream_error", "upstream_too_large",
+                    "provider %s sent a reply larger than %u bytes", ex->prov->name,
+                    (unsigned)b->max);
+        finish_error(ex);
+    }
+}
+
+static bool retryable(int status)
+{
+    return status == 429 || status == 408 || status >= 500;
+}
+
+/* Turns a provider's non-2xx reply into the failure the client will see. */
+static void record_upstream_status(struct bt_exec *ex)
+{
+    int s = ex->up_status;
+    int out = s;
+    if (s == 401 || s == 403) out = 502;
+    else if (s == 408 || s == 504) out = 504;
+    else if (s == 503) out = 503;
+    else if (s >= 500) out = 502;
+    else if (s >= 300 && s < 400) out = 502;
+    else if (s < 400) out = 502;
+    const char *type = out == 429 ? "rate_limit_error" : out >= 500 ? "upstream_error"
+                                                                    : "invalid_request_error";
+    char upmsg[400] = "";
+    char code[48] = "";
+    struct bt_arena a;
+    bt_arena_init(&a, 4096, 4u << 20);
+    struct bt_json_doc doc;
+    if (ex->resp.len && bt_json_parse(&doc, ex->resp.p, ex->resp.len, &a, NULL, NULL) == BT_OK) {
+        int e = bt_json_get(&doc, 0, "error");
+        int m = bt_json_type(&doc, e) == BT_JSON_OBJECT ? bt_json_get(&doc, e, "message") : e;
+        struct bt_str sv;
+        if (bt_json_type(&doc, m) == BT_JSON_STRING && bt_json_str(&doc, m, &a, &sv) == BT_OK)
+            snprintf(upmsg, sizeof(upmsg), ": %.*s", BT_STR_FMT(sv));
+        int c = bt_json_get(&doc, e, "code");
+        if (bt_json_type(&doc, c) == BT_JSON_STRING && bt_json_str(&doc, c, &a, &sv) == BT_OK)
+            snprintf(code, sizeof(code), "%.*s", BT_STR_FMT(sv));
+    }
+    bt_arena_free(&a);
+    if (s == 401 || s == 403)
+        set_failure(ex, out, type, "upstream_auth", "provider %s rejected baton's credentials (HTTP %d)%s",
+                    ex->prov->name, s, upmsg);
+    else if (s >= 300 && s < 400)
+        set_failure(ex, out, type, "upstream_redirect",
+                    "provider %s answered with a redirect (HTTP %d), which baton does not follow",
+                    ex->prov->name, s);
+    else
+        set_failure(ex, out, type, code[0] ? code : NULL, "provider %s returned HTTP %d%s",
+                    ex->prov->name, s, upmsg);
+}
+
+static void finish_body(struct bt_exec *ex)
+{
+    struct bt_arena a;
+    bt_arena_init(&a, 16384, 0);
+    struct bt_json_doc doc;
+    if (bt_json_parse(&doc, ex->resp.p, ex->resp.len, &a, NULL, NULL) ||
+        bt_json_type(&doc, 0) != BT_JSON_OBJECT) {
+        bt_arena_free(&a);
+        set_failure(ex, 502, "upstream_error", "upstream_invalid_json",
+                    "provider %s returned a reply that is not valid JSON", ex->prov->name);
+        attempt_next(ex);
+        return;
+    }
+    bt_openai_decode_response(&doc, on_event, ex);
+    bt_arena_free(&a);
+    struct bt_http_header hs[4];
+    char attempts[16];
+    size_t n = std_headers(ex, hs, attempts, sizeof(attempts));
+    log_access(ex, 200, NULL);
+    bt_http_respond(ex->hreq, 200, hs, n, BT_STR("application/json"), bt_buf_str(&ex->resp));
+    ex->hreq = NULL;
+    cleanup(ex);
+}
+
+static void transport_failure(struct bt_exec *ex, enum bt_err err, const char *detail)
+{
+    if (err == BT_ETIMEDOUT)
+        set_failure(ex, 504, "timeout_error", "upstream_timeout",
+                    "provider %s timed out (%s)", ex->prov->name, detail ? detail : "timeout");
+    else
+        set_failure(ex, 502, "upstream_error", "upstream_unreachable",
+                    "provider %s could not be reached: %s%s%s", ex->prov->name, bt_strerror(err),
+                    detail ? ": " : "", detail ? detail : "");
+}
+
+static void up_done(void *ud, enum bt_err err, const char *detail)
+{
+    struct bt_exec *ex = ud;
+    ex->call_live = false;
+    memset(&ex->call, 0, sizeof(ex->call));
+    uv_timer_stop(&ex->timer);
+    switch (ex->state) {
+    case EX_WAIT_HEAD:
+        transport_failure(ex, err ? err : BT_EPROTO, detail);
+        attempt_next(ex);
+        return;
+    case EX_BODY:
+        if (err) {
+            transport_failure(ex, err, detail);
+            attempt_next(ex);
+        } else {
+            finish_body(ex);
+        }
+        return;
+    case EX_ERRBODY:
+        record_upstream_status(ex);
+        if (retryable(ex->up_status)) attempt_next(ex);
+        else finish_error(ex);
+        return;
+    case EX_STREAM:
+        if (ex->saw_error) {
+            finish_stream(ex, "provider reported an error in the stream");
+        } else if (err) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "the stream from provider %s broke: %s%s%s", ex->prov->name,
+                     bt_strerror(err), detail ? " " : "", detail ? detail : "");
+            stream_error_event(ex, msg, err == BT_ETIMEDOUT ? "upstream_timeout" : "upstream_reset");
+            finish_stream(ex, msg);
+        } else if (!ex->saw_done || bt_sse_partial(&ex->sse)) {
+            stream_error_event(ex, "the provider ended the stream before it was complete",
+                               "upstream_incomplete");
+            finish_stream(ex, "stream ended early");
+        } else {
+            finish_stream(ex, NULL);
+        }
+        return;
+    case EX_DONE: return;
+    }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct bt_exec *ex = t->data;
+    const char *phase = timeout_phase(ex);
+    if (ex->call_live) bt_provider_cancel(&ex->call);
+    ex->call_live = false;
+    if (ex->state == EX_STREAM) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "the stream from provider %s stalled (%s timeout)",
+                 ex->prov->name, phase);
+        stream_error_event(ex, msg, "upstream_timeout");
+        finish_stream(ex, msg);
+        return;
+    }
+    set_failure(ex, 504, "timeout_error", "upstream_timeout",
+                "provider %s did not answer in time (%s timeout)", ex->prov->name, phase);
+    attempt_next(ex);
+}
+
+static const struct bt_up_callbacks up_cbs = {up_head, up_data, up_done};
+
+/* ---- attempts ---- */
+
+static void attempt_next(struct bt_exec *ex)
+{
+    while (ex->hreq && ex->cur < ex->plan.n) {
+        const struct bt_candidate *c = &ex->plan.c[ex->cur++];
+        const struct bt_provider *p = c->provider;
+        ex->prov = p;
+        ex->attempts++;
+        snprintf(ex->deployment, sizeof(ex->deployment), "%s/%.*s", p->name,
+                 BT_STR_FMT(c->model));
+        if (p->type == BT_PROVIDER_OPENAI && p->api_key_required && !p->api_key) {
+            if (p->api_key_env)
+                set_failure(ex, 503, "upstream_error", "provider_key_missing",
+                            "provider %s has no API key configured (%s is not set)", p->name,
+                            p->api_key_env);
+            else
+                set_failure(ex, 503, "upstream_error", "provider_key_missing",
+                            "provider %s has no API key configured", p->name);
+            continue;
+        }
+        bt_buf_reset(&ex->body_up);
+        bt_buf_reset(&ex->resp);
+        ex->resp.max = MAX_REPLY_BYTES;
+        ex->retry_after[0] = ex->retry_after_ms[0] = 0;
+        enum bt_err err = bt_provider_encode(p, ex->r, c->model, ex->hreq->arena, &ex->body_up,
+                                             &ex->added_usage);
+        if (err) {
+            set_failure(ex, 500, "server_error", NULL, "could not encode the request: %s",
+                        bt_strerror(err));
+            continue;
+        }
+        ex->state = EX_WAIT_HEAD;
+        ex->up_status = 0;
+        uint64_t total = p->timeouts.total_ms ? p->timeouts.total_ms : 600000;
+        ex->total_deadline_ns = bt_now_ns() + total * 1000000;
+        arm(ex, p->timeouts.first_byte_ms);
+        err = bt_provider_start(p, &ex->w->loop, ex->w->up, ex->r->op, ex->r->stream,
+                                bt_buf_str(&ex->body_up), &up_cbs, ex, &ex->call);
+        if (err) {
+            uv_timer_stop(&ex->timer);
+            set_failure(ex, 500, "server_error", NULL, "could not start the call: %s",
+                        bt_strerror(err));
+            continue;
+        }
+        ex->call_live = true;
+        return;
+    }
+    if (ex->hreq) finish_error(ex);
+}
+
+static void on_abort(struct bt_http_req *req, void *ud)
+{
+    struct bt_exec *ex = ud;
+    if (ex->hreq) log_access(ex, 499, "client closed the connection");
+    ex->hreq = NULL;
+    cleanup(ex);
+}
+
+void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config *cfg,
+                 struct bt_request *r, const struct bt_plan *plan)
+{
+    struct bt_exec *ex = calloc(1, sizeof(*ex));
+    if (!ex) {
+        bt_http_reset(hreq);
+        return;
+    }
+    ex->w = w;
+    ex->hreq = hreq;
+    ex->cfg = bt_config_ref(cfg);
+    ex->r = r;
+    ex->plan = *plan;
+    ex->start_ns = hreq->start_ns;
+    bt_buf_init(&ex->body_up, (size_t)r->body_bytes + 4096);
+    bt_buf_init(&ex->resp, MAX_REPLY_BYTES);
+    bt_buf_init(&ex->out, MAX_SSE_EVENT * 2);
+    bt_sse_init(&ex->sse, MAX_SSE_EVENT, on_sse, ex);
+    bt_arena_init(&ex->scratch, 8192, 64u << 20);
+    uv_timer_init(&w->loop, &ex->timer);
+    ex->timer.data = ex;
+    bt_http_on_abort(hreq, on_abort, ex);
+    attempt_next(ex);
+}

@@ -1,0 +1,21 @@
+/* The executor: runs a routed request's plan. One attempt at a time against the
+ * plan's candidates; a failure before anything reached the client (connect
+ * error, timeout, 429/5xx, invalid reply) moves to the next candidate. It
+ * commits at the first streamed byte: after that, a failure ends the client's
+ * stream with an error event, never a fake clean finish. It enforces first-byte,
+ * idle (between chunks) and total deadlines for every transport, relays streams
+ * event by event, captures usage and finish reason, and writes the access log. */
+#ifndef BT_EXEC_EXEC_H
+#define BT_EXEC_EXEC_H
+
+#include "api/canon.h"
+#include "http/server.h"
+#include "route/route.h"
+#include "serve/worker.h"
+
+/* Takes over answering `hreq` for the decoded request `r` (which lives in
+ * hreq's arena) along the plan. Takes a reference on `cfg` for its lifetime. */
+void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config *cfg,
+                 struct bt_request *r, const struct bt_plan *plan);
+
+#endif

@@ -1,0 +1,272 @@
+/* The OpenAI-compatible provider adapter: request encoding (the fast path's
+ * splice), transport start, and reply / stream-chunk decoding. */
+#include "provider/provider.h"
+
+#include <string.h>
+
+#include "core/log.h"
+#include "provider/sim.h"
+
+const char *bt_finish_name(enum bt_finish f)
+{
+    switch (f) {
+    case BT_FINISH_STOP: return "stop";
+    case BT_FINISH_LENGTH: return "length";
+    case BT_FINISH_TOOL_CALLS: return "tool_calls";
+    case BT_FINISH_CONTENT_FILTER: return "content_filter";
+    case BT_FINISH_OTHER: return "other";
+    case BT_FINISH_NONE: break;
+    }
+    return "";
+}
+
+enum bt_finish bt_finish_parse(struct bt_str s)
+{
+    if (bt_str_eq_c(s, "stop")) return BT_FINISH_STOP;
+    if (bt_str_eq_c(s, "length")) return BT_FINISH_LENGTH;
+    if (bt_str_eq_c(s, "tool_calls") || bt_str_eq_c(s, "function_call"))
+        return BT_FINISH_TOOL_CALLS;
+    if (bt_str_eq_c(s, "content_filter")) return BT_FINISH_CONTENT_FILTER;
+    return s.len ? BT_FINISH_OTHER : BT_FINISH_NONE;
+}
+
+enum bt_err bt_provider_encode(const struct bt_provider *p, const struct bt_request *r,
+                               struct bt_str upstream_model, struct bt_arena *arena,
+                               struct bt_buf *out, bool *added_usage)
+{
+    (void)p;
+    *added_usage = false;
+    struct bt_json_splice sp;
+    bt_json_splice_init(&sp, &r->doc, arena);
+    struct bt_buf model;
+    bt_buf_init(&model, upstream_model.len * 6 + 16);
+    enum bt_err err = bt_json_escape(&model, upstream_model);
+    if (err) goto done;
+    struct bt_str mv = bt_arena_strdup(arena, bt_buf_str(&model));
+    if (!mv.p) {
+        err = BT_ENOMEM;
+        goto done;
+    }
+    err = bt_json_splice_replace(&sp, r->tok_model, mv);
+    if (err) goto done;
+    if (r->op == BT_OP_CHAT && r->stream && !r->include_usage) {
+        /* Usage is only reported in a stream when asked for; we always want it
+         * for accounting, and drop the extra chunk before the client sees it. */
+        if (r->tok_stream_options >= 0)
+            err = bt_json_splice_set(&sp, r->tok_stream_options, "include_usage", BT_STR("true"));
+        else
+            err = bt_json_splice_set(&sp, 0, "stream_options", BT_STR("{\"include_usage\":true}"));
+        if (err) goto done;
+        *added_usage = true;
+    }
+    err = bt_json_splice_apply(&sp, out);
+done:
+    bt_buf_free(&model);
+    return err;
+}
+
+enum bt_err bt_provider_start(const struct bt_provider *p, uv_loop_t *loop,
+                              struct bt_upstream *up, enum bt_op op, bool stream,
+                              struct bt_str body, const struct bt_up_callbacks *cb, void *ud,
+                              struct bt_pcall *call)
+{
+    memset(call, 0, sizeof(*call));
+    const char *suffix = op == BT_OP_EMBED ? "/embeddings" : "/chat/completions";
+    if (p->type == BT_PROVIDER_SIM) {
+        struct bt_sim_request sr = {
+            .method = BT_STR("POST"),
+            .path = bt_str_c(suffix),
+            .body = body,
+            .fault = -1,
+        };
+        call->sim = bt_sim_start(loop, &p->sim, &sr, cb, ud);
+        return call->sim ? BT_OK : BT_ENOMEM;
+    }
+    char target[1024];
+    int n = snprintf(target, sizeof(target), "%s%s", p->base_path, suffix);
+    if (n < 0 || (size_t)n >= sizeof(target)) return BT_ETOOBIG;
+    char auth[1024];
+    struct bt_http_header hs[4];
+    size_t nh = 0;
+    hs[nh++] = (struct bt_http_header){BT_STR("Content-Type"), BT_STR("application/json")};
+    hs[nh++] = (struct bt_http_header){BT_STR("Accept"), stream ? BT_STR("text/event-stream")
+                                                               : BT_STR("application/json")};
+    hs[nh++] = (struct bt_http_header){BT_STR("User-Agent"), BT_STR("baton")};
+    if (p->api_key) {
+        int an = snprintf(auth, sizeof(auth), "Bearer %s", p->api_key);
+        if (an < 0 || (size_t)an >= sizeof(auth)) return BT_ETOOBIG;
+        hs[nh++] = (struct bt_http_header){BT_STR("Authorization"), {auth, (size_t)an}};
+    }
+    struct bt_up_origin origin = {.tls = p->tls, .host = p->host, .port = p->port};
+    struct bt_up_request ur = {
+        .method = BT_STR("POST"),
+        .target = {target, (size_t)n},
+        .headers = hs,
+        .nheaders = nh,
+        .body = body,
+        /* The executor enforces first-byte, idle and total deadlines for every
+         * transport; the client enforces connect. */
+        .timeouts = {.connect_ms = p->timeouts.connect_ms},
+    };
+    call->up = bt_upstream_request(up, &origin, &ur, cb, ud);
+    return call->up ? BT_OK : BT_ENOMEM;
+}
+
+void bt_provider_cancel(struct bt_pcall *call)
+{
+    if (call->up) bt_upstream_cancel(call->up);
+    if (call->sim) bt_sim_cancel(call->sim);
+    call->up = NULL;
+    call->sim = NULL;
+}
+
+static int64_t get_int(const struct bt_json_doc *doc, int obj, const char *key)
+{
+    int64_t v = 0;
+    int t = bt_json_get(doc, obj, key);
+    if (t >= 0 && bt_json_type(doc, t) == BT_JSON_NUMBER && bt_json_int(doc, t, &v) == BT_OK)
+        return v;
+    return 0;
+}
+
+void bt_openai_read_usage(const struct bt_json_doc *doc, int tok, struct bt_usage *u)
+{
+    if (bt_json_type(doc, tok) != BT_JSON_OBJECT) return;
+    u->present = true;
+    u->prompt_tokens = get_int(doc, tok, "prompt_tokens");
+    u->completion_tokens = get_int(doc, tok, "completion_tokens");
+    u->total_tokens = get_int(doc, tok, "total_tokens");
+    int d = bt_json_get(doc, tok, "prompt_tokens_details");
+    if (d >= 0) u->cached_tokens = get_int(doc, d, "cached_tokens");
+    d = bt_json_get(doc, tok, "completion_tokens_details");
+    if (d >= 0) u->reasoning_tokens = get_int(doc, d, "reasoning_tokens");
+    if (!u->total_tokens) u->total_tokens = u->prompt_tokens + u->completion_tokens;
+}
+
+static void emit_error(const struct bt_json_doc *doc, int e, bt_event_cb cb, void *ud)
+{
+    struct bt_event ev = {.type = BT_EV_ERROR};
+    if (bt_json_type(doc, e) == BT_JSON_OBJECT) {
+        int t = bt_json_get(doc, e, "type");
+        if (bt_json_type(doc, t) == BT_JSON_STRING) ev.err_type = bt_json_str_raw(doc, t);
+        t = bt_json_get(doc, e, "message");
+        if (bt_json_type(doc, t) == BT_JSON_STRING) ev.err_message = bt_json_str_raw(doc, t);
+    } else if (bt_json_type(doc, e) == BT_JSON_STRING) {
+        ev.err_message = bt_json_str_raw(doc, e);
+    }
+    cb(ud, &ev);
+}
+
+static void decode_choice_end(const struct bt_json_doc *doc, int choice, uint32_t idx,
+                              bt_event_cb cb, void *ud)
+{
+    int fr = bt_json_get(doc, choice, "finish_reason");
+    if (bt_json_type(doc, fr) == BT_JSON_STRING) {
+        struct bt_event ev = {.type = BT_EV_FINISH, .choice = idx};
+        ev.finish = bt_finish_parse(bt_json_str_raw(doc, fr));
+        cb(ud, &ev);
+    }
+}
+
+void bt_openai_decode_chunk(const struct bt_json_doc *doc, bt_event_cb cb, void *ud)
+{
+    if (bt_json_type(doc, 0) != BT_JSON_OBJECT) return;
+    int e = bt_json_get(doc, 0, "error");
+    if (e >= 0) {
+        emit_error(doc, e, cb, ud);
+        return;
+    }
+    int choices = bt_json_get(doc, 0, "choices");
+    if (bt_json_type(doc, choices) == BT_JSON_ARRAY) {
+        uint32_t i = 0;
+        for (int c = bt_json_first(doc, choices); c >= 0 && i < doc->toks[choices].size;
+             c = (int)doc->toks[c].next, i++) {
+            int64_t idx = get_int(doc, c, "index");
+            int delta = bt_json_get(doc, c, "delta");
+            if (bt_json_type(doc, delta) == BT_JSON_OBJECT) {
+                int role = bt_json_get(doc, delta, "role");
+                if (bt_json_type(doc, role) == BT_JSON_STRING) {
+                    struct bt_event ev = {.type = BT_EV_START, .choice = (uint32_t)idx};
+                    int id = bt_json_get(doc, 0, "id");
+                    if (bt_json_type(doc, id) == BT_JSON_STRING) ev.id = bt_json_str_raw(doc, id);
+                    cb(ud, &ev);
+                }
+                static const char *reasoning_keys[] = {"reasoning_content", "reasoning"};
+                for (int k = 0; k < 2; k++) {
+                    int rc = bt_json_get(doc, delta, reasoning_keys[k]);
+                    if (bt_json_type(doc, rc) == BT_JSON_STRING) {
+                        struct bt_event ev = {.type = BT_EV_REASONING, .choice = (uint32_t)idx};
+                        ev.text = bt_json_str_raw(doc, rc);
+                        cb(ud, &ev);
+                    }
+                }
+                int content = bt_json_get(doc, delta, "content");
+                if (bt_json_type(doc, content) == BT_JSON_STRING) {
+                    struct bt_event ev = {.type = BT_EV_TEXT, .choice = (uint32_t)idx};
+                    ev.text = bt_json_str_raw(doc, content);
+                    cb(ud, &ev);
+                }
+                int tcs = bt_json_get(doc, delta, "tool_calls");
+                if (bt_json_type(doc, tcs) == BT_JSON_ARRAY) {
+                    uint32_t j = 0;
+                    for (int tc = bt_json_first(doc, tcs); tc >= 0 && j < doc->toks[tcs].size;
+                         tc = (int)doc->toks[tc].next, j++) {
+                        int64_t ti = get_int(doc, tc, "index");
+                        int fn = bt_json_get(doc, tc, "function");
+                        int id = bt_json_get(doc, tc, "id");
+                        int name = bt_json_get(doc, fn, "name");
+                        if (bt_json_type(doc, id) == BT_JSON_STRING ||
+                            bt_json_type(doc, name) == BT_JSON_STRING) {
+                            struct bt_event ev = {.type = BT_EV_TOOL_START,
+                                                  .choice = (uint32_t)idx,
+                                                  .tool_index = (uint32_t)ti};
+                            if (bt_json_type(doc, id) == BT_JSON_STRING)
+                                ev.id = bt_json_str_raw(doc, id);
+                            if (bt_json_type(doc, name) == BT_JSON_STRING)
+                                ev.name = bt_json_str_raw(doc, name);
+                            cb(ud, &ev);
+                        }
+                        int args = bt_json_get(doc, fn, "arguments");
+                        if (bt_json_type(doc, args) == BT_JSON_STRING) {
+                            struct bt_event ev = {.type = BT_EV_TOOL_ARGS,
+                                                  .choice = (uint32_t)idx,
+                                                  .tool_index = (uint32_t)ti};
+                            ev.text = bt_json_str_raw(doc, args);
+                            cb(ud, &ev);
+                        }
+                    }
+                }
+            }
+            decode_choice_end(doc, c, (uint32_t)idx, cb, ud);
+        }
+    }
+    int usage = bt_json_get(doc, 0, "usage");
+    if (bt_json_type(doc, usage) == BT_JSON_OBJECT) {
+        struct bt_event ev = {.type = BT_EV_USAGE};
+        bt_openai_read_usage(doc, usage, &ev.usage);
+        cb(ud, &ev);
+    }
+}
+
+void bt_openai_decode_response(const struct bt_json_doc *doc, bt_event_cb cb, void *ud)
+{
+    if (bt_json_type(doc, 0) != BT_JSON_OBJECT) return;
+    int e = bt_json_get(doc, 0, "error");
+    if (e >= 0) {
+        emit_error(doc, e, cb, ud);
+        return;
+    }
+    int choices = bt_json_get(doc, 0, "choices");
+    if (bt_json_type(doc, choices) == BT_JSON_ARRAY) {
+        uint32_t i = 0;
+        for (int c = bt_json_first(doc, choices); c >= 0 && i < doc->toks[choices].size;
+             c = (int)doc->toks[c].next, i++)
+            decode_choice_end(doc, c, (uint32_t)get_int(doc, c, "index"), cb, ud);
+    }
+    int usage = bt_json_get(doc, 0, "usage");
+    if (bt_json_type(doc, usage) == BT_JSON_OBJECT) {
+        struct bt_event ev = {.type = BT_EV_USAGE};
+        bt_openai_read_usage(doc, usage, &ev.usage);
+        cb(ud, &ev);
+    }
+}

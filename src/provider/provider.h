@@ -1,0 +1,50 @@
+/* Provider adapters: encode a canonical request for a provider, start the call
+ * on the right transport (our upstream HTTP client, or the in-process simulator),
+ * and decode the provider's replies and stream chunks into canonical events.
+ * Only the OpenAI-compatible wire format exists so far; `sim` speaks it too. */
+#ifndef BT_PROVIDER_PROVIDER_H
+#define BT_PROVIDER_PROVIDER_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "api/canon.h"
+#include "config/config.h"
+#include "core/arena.h"
+#include "core/buf.h"
+#include "provider/event.h"
+#include "upstream/upstream.h"
+
+/* A call in flight on either transport. */
+struct bt_pcall {
+    struct bt_up_call *up;   /* openai type */
+    struct bt_sim_call *sim; /* sim type */
+};
+
+/* Builds the body sent to provider `p` for request `r` into `out`: on the fast
+ * path the client's bytes with `model` replaced by `upstream_model` and, for a
+ * stream whose client did not ask for usage, `stream_options.include_usage`
+ * added (then *added_usage is set so the usage chunk can be dropped again).
+ * Scratch memory comes from `arena`. */
+enum bt_err bt_provider_encode(const struct bt_provider *p, const struct bt_request *r,
+                               struct bt_str upstream_model, struct bt_arena *arena,
+                               struct bt_buf *out, bool *added_usage);
+
+/* Starts the call. `body` is borrowed until on_done or cancel. Returns BT_ENOMEM
+ * when nothing could be started (no callback will come). */
+enum bt_err bt_provider_start(const struct bt_provider *p, uv_loop_t *loop,
+                              struct bt_upstream *up, enum bt_op op, bool stream,
+                              struct bt_str body, const struct bt_up_callbacks *cb, void *ud,
+                              struct bt_pcall *call);
+/* Cancels a call started by bt_provider_start; no callback afterwards. */
+void bt_provider_cancel(struct bt_pcall *call);
+
+/* Decodes one OpenAI chat.completion.chunk (already tokenized) into events. */
+void bt_openai_decode_chunk(const struct bt_json_doc *doc, bt_event_cb cb, void *ud);
+/* Decodes a whole OpenAI reply (chat.completion or embeddings list): emits
+ * FINISH and USAGE events. */
+void bt_openai_decode_response(const struct bt_json_doc *doc, bt_event_cb cb, void *ud);
+/* Reads usage out of an OpenAI `usage` object token. */
+void bt_openai_read_usage(const struct bt_json_doc *doc, int tok, struct bt_usage *u);
+
+#endif

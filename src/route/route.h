@@ -1,0 +1,33 @@
+/* Routing: turns the requested model name into an ordered plan of candidate
+ * deployments. A public model maps to its deployments (the first one chosen by
+ * weighted round robin, the others kept in order as fallbacks); `provider/model`
+ * addresses one provider directly (split at the first '/': provider names have
+ * no slash, model ids may). */
+#ifndef BT_ROUTE_ROUTE_H
+#define BT_ROUTE_ROUTE_H
+
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/str.h"
+
+#define BT_PLAN_MAX 8
+
+struct bt_candidate {
+    const struct bt_provider *provider; /* borrowed from the snapshot */
+    struct bt_str model;                /* upstream model id (snapshot or request bytes) */
+};
+
+struct bt_plan {
+    struct bt_candidate c[BT_PLAN_MAX];
+    uint32_t n;
+    const struct bt_model *model;       /* the public model, NULL for direct addressing */
+};
+
+/* Fills `plan` for `model`. `rr` is a per-worker counter used for spreading load
+ * over a group's deployments. BT_ENOTFOUND when the name matches nothing. The
+ * plan borrows from `cfg` and from `model`'s bytes. */
+enum bt_err bt_route_plan(const struct bt_config *cfg, struct bt_str model, uint64_t rr,
+                          struct bt_plan *plan);
+
+#endif

@@ -1,0 +1,356 @@
+#include "serve/serve.h"
+
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/openai.h"
+#include "core/log.h"
+#include "serve/worker.h"
+
+enum { CMD_DRAIN = 1, CMD_STOP = 2, CMD_CONFIG = 4 };
+
+struct serve {
+    uv_loop_t *loop;               /* main thread's loop: signals */
+    struct bt_config *cfg;         /* main's ref to the current snapshot */
+    const char *path;
+    const char *listen_override;
+    struct bt_worker *workers;
+    uint32_t nworkers;
+    _Atomic(struct bt_config *) *pending; /* per worker: next snapshot to adopt */
+    atomic_uint conn_count;
+    uv_signal_t sigterm, sigint, sighup, sigusr1;
+    uv_timer_t drain_timer;
+    bool draining;
+    char host[256];
+    uint16_t port;
+    atomic_int running;            /* workers still running */
+    uv_async_t worker_exit;        /* a worker finished */
+};
+
+bool bt_parse_listen(const char *s, char *host, size_t hostcap, uint16_t *port)
+{
+    const char *colon;
+    size_t hlen;
+    const char *h = s;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':') return false;
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon) return false;
+        hlen = (size_t)(colon - s);
+    }
+    uint64_t p;
+    if (!bt_str_to_u64(bt_str_c(colon + 1), &p) || p > 65535) return false;
+    if (hlen == 0) {
+        h = "127.0.0.1";
+        hlen = 9;
+    }
+    if (hlen + 1 > hostcap) return false;
+    memcpy(host, h, hlen);
+    host[hlen] = 0;
+    *port = (uint16_t)p;
+    return true;
+}
+
+bool bt_is_loopback(const char *host)
+{
+    if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0) return true;
+    struct in_addr a;
+    if (inet_pton(AF_INET, host, &a) == 1) return (ntohl(a.s_addr) >> 24) == 127;
+    return false;
+}
+
+/* ---- workers ---- */
+
+static void drained(void *loop)
+{
+    uv_stop(loop);
+}
+
+static void worker_wake(uv_async_t *a)
+{
+    struct bt_worker *w = a->data;
+    struct serve *s = uv_loop_get_data(&w->loop);
+    int cmd = atomic_exchange(&w->command, 0);
+    if (cmd & CMD_CONFIG) {
+        struct bt_config *next = atomic_exchange(&s->pending[w->index], NULL);
+        if (next) {
+            struct bt_config *old = w->cfg;
+            w->cfg = next;
+            bt_config_unref(old);
+        }
+    }
+    if (cmd & CMD_STOP) {
+        uv_stop(&w->loop);
+    } else if (cmd & CMD_DRAIN) {
+        atomic_store(&w->draining, true);
+        /* The server answers in-flight requests with Connection: close and stops
+         * the loop once the last connection is gone. */
+        bt_http_server_drain(w->http, drained, &w->loop);
+    }
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void worker_main(void *arg)
+{
+    struct bt_worker *w = arg;
+    struct serve *s = uv_loop_get_data(&w->loop);
+    const struct bt_config *cfg = w->cfg;
+    struct bt_http_opts o = {
+        .max_header_bytes = cfg->server.max_header_bytes,
+        .max_body_bytes = cfg->server.max_body_bytes,
+        .header_timeout_ms = cfg->server.header_timeout_ms,
+        .idle_timeout_ms = cfg->server.idle_timeout_ms,
+        .body_timeout_ms = cfg->server.header_timeout_ms,
+        .max_connections = cfg->server.max_connections,
+        .conn_count = &s->conn_count,
+        .handler = bt_api_handle,
+        .handler_ud = w,
+        .format_error = bt_openai_error_fmt,
+    };
+    w->http = bt_http_server_new(&w->loop, &o);
+    w->up = bt_upstream_new(&w->loop, NULL);
+    if (!w->http || !w->up) w->listen_err = BT_ENOMEM;
+    else w->listen_err = bt_http_server_listen(w->http, s->host, s->port, true);
+    if (w->listen_err == 0 && s->port == 0) s->port = bt_http_server_port(w->http);
+    uv_async_init(&w->loop, &w->wake, worker_wake);
+    w->wake.data = w;
+    uv_sem_post(&w->started);
+    if (w->listen_err == 0) uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (w->http) bt_http_server_close(w->http, NULL, NULL);
+    if (w->up) bt_upstream_free(w->up);
+    uv_mutex_lock(&w->wake_lock);
+    w->wake_closed = true;
+    uv_mutex_unlock(&w->wake_lock);
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    uv_walk(&w->loop, close_walk, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&w->loop)) bt_warn("worker %d: loop not clean at exit", w->index);
+    atomic_fetch_sub(&s->running, 1);
+    uv_async_send(&s->worker_exit);
+}
+
+static void send_all(struct serve *s, int cmd)
+{
+    for (uint32_t i = 0; i < s->nworkers; i++) {
+        struct bt_worker *w = &s->workers[i];
+        atomic_fetch_or(&w->command, cmd);
+        uv_mutex_lock(&w->wake_lock);
+        if (w->started_ok && !w->wake_closed) uv_async_send(&w->wake);
+        uv_mutex_unlock(&w->wake_lock);
+    }
+}
+
+/* ---- signals ---- */
+
+static void stop_main(struct serve *s)
+{
+    uv_signal_stop(&s->sigterm);
+    uv_signal_stop(&s->sigint);
+    uv_signal_stop(&s->sighup);
+    uv_signal_stop(&s->sigusr1);
+}
+
+static void on_worker_exit(uv_async_t *a)
+{
+    struct serve *s = a->data;
+    if (atomic_load(&s->running) == 0) {
+        stop_main(s);
+        uv_timer_stop(&s->drain_timer);
+        uv_stop(s->loop);
+    }
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    struct serve *s = t->data;
+    bt_warn("drain timeout reached: closing the remaining connections");
+    send_all(s, CMD_STOP);
+}
+
+static void on_term(uv_signal_t *sig, int signum)
+{
+    struct serve *s = sig->data;
+    if (s->draining) {
+        bt_warn("second signal: stopping now");
+        send_all(s, CMD_STOP);
+        return;
+    }
+    s->draining = true;
+    bt_info("signal %d: draining (up to %llu ms)", signum,
+            (unsigned long long)s->cfg->server.drain_timeout_ms);
+    send_all(s, CMD_DRAIN);
+    uv_timer_start(&s->drain_timer, on_drain_timeout, s->cfg->server.drain_timeout_ms, 0);
+}
+
+static void reload(struct serve *s)
+{
+    struct bt_config *next = NULL;
+    struct bt_config_diags d = {0};
+    enum bt_err err = bt_config_load(s->path, &next, &d);
+    bt_config_diags_print(&d, stderr);
+    bt_config_diags_free(&d);
+    if (err) {
+        bt_error("reload refused: %s has errors; the previous configuration keeps serving",
+                 s->path);
+        return;
+    }
+    if (!s->listen_override &&
+        (strcmp(next->server.listen_host, s->cfg->server.listen_host) != 0 ||
+         next->server.listen_port != s->cfg->server.listen_port))
+        bt_warn("reload: server.listen changed; it takes effect only after a restart");
+    for (uint32_t i = 0; i < s->nworkers; i++) {
+        struct bt_config *old = atomic_exchange(&s->pending[i], bt_config_ref(next));
+        if (old) bt_config_unref(old);
+    }
+    send_all(s, CMD_CONFIG);
+    bt_config_unref(s->cfg);
+    s->cfg = next;
+    bt_info("configuration reloaded from %s (%zu models)", s->path, next->nmodels);
+}
+
+static void on_hup(uv_signal_t *sig, int signum)
+{
+    (void)signum;
+    reload(sig->data);
+}
+
+static void on_usr1(uv_signal_t *sig, int signum)
+{
+    (void)signum;
+    struct serve *s = sig->data;
+    int rc = bt_log_access_open(s->cfg->log.access);
+    if (rc) bt_error("cannot reopen access log %s: %s", s->cfg->log.access, strerror(-rc));
+    else bt_info("access log reopened");
+}
+
+int bt_serve_main(const char *config_path, const char *listen_override)
+{
+    struct serve s;
+    memset(&s, 0, sizeof(s));
+    s.path = config_path;
+    s.listen_override = listen_override;
+    struct bt_config_diags d = {0};
+    enum bt_err err = bt_config_load(config_path, &s.cfg, &d);
+    bt_config_diags_print(&d, stderr);
+    bt_config_diags_free(&d);
+    if (err) {
+        fprintf(stderr, "baton: %s: configuration has errors; not starting\n", config_path);
+        return 1;
+    }
+    int rc = 1;
+    if (s.cfg->log.level) {
+        int lv = bt_log_level_parse(s.cfg->log.level);
+        if (lv >= 0) bt_log_set_level((enum bt_log_level)lv);
+    }
+    if (bt_log_access_open(s.cfg->log.access)) {
+        bt_error("cannot open access log %s", s.cfg->log.access);
+        goto out;
+    }
+    snprintf(s.host, sizeof(s.host), "%s", s.cfg->server.listen_host);
+    s.port = s.cfg->server.listen_port;
+    if (listen_override && !bt_parse_listen(listen_override, s.host, sizeof(s.host), &s.port)) {
+        bt_error("--listen %s: expected HOST:PORT", listen_override);
+        goto out;
+    }
+    if (!s.cfg->auth.master_key) {
+        if (bt_is_loopback(s.host)) {
+            bt_warn("no master key set: serving without authentication, on loopback (%s) only",
+                    s.host);
+        } else if (!s.cfg->auth.allow_anonymous) {
+            bt_error("refusing to serve on %s without a master key: set auth.master_key, listen "
+                     "on a loopback address, or set auth.allow_anonymous: true",
+                     s.host);
+            goto out;
+        } else {
+            bt_warn("no master key set and auth.allow_anonymous is true: anyone who reaches %s "
+                    "can use every model",
+                    s.host);
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    s.loop = uv_default_loop();
+    s.nworkers = s.cfg->server.workers ? s.cfg->server.workers
+                                       : (uint32_t)uv_available_parallelism();
+    if (s.nworkers == 0) s.nworkers = 1;
+    s.workers = calloc(s.nworkers, sizeof(*s.workers));
+    s.pending = calloc(s.nworkers, sizeof(*s.pending));
+    if (!s.workers || !s.pending) goto out;
+    uv_async_init(s.loop, &s.worker_exit, on_worker_exit);
+    s.worker_exit.data = &s;
+    uv_timer_init(s.loop, &s.drain_timer);
+    s.drain_timer.data = &s;
+    uint32_t started = 0;
+    for (uint32_t i = 0; i < s.nworkers; i++) {
+        struct bt_worker *w = &s.workers[i];
+        w->index = (int)i;
+        w->cfg = bt_config_ref(s.cfg);
+        uv_loop_init(&w->loop);
+        uv_loop_set_data(&w->loop, &s);
+        uv_sem_init(&w->started, 0);
+        uv_mutex_init(&w->wake_lock);
+        atomic_fetch_add(&s.running, 1);
+        if (uv_thread_create(&w->thread, worker_main, w)) {
+            atomic_fetch_sub(&s.running, 1);
+            bt_config_unref(w->cfg);
+            uv_loop_close(&w->loop);
+            bt_error("cannot start worker thread %u", i);
+            break;
+        }
+        uv_sem_wait(&w->started);
+        w->started_ok = true;
+        started++;
+        if (w->listen_err) break;
+    }
+    bool ok = started == s.nworkers;
+    for (uint32_t i = 0; i < started; i++)
+        if (s.workers[i].listen_err) ok = false;
+    if (!ok) {
+        bt_error("cannot listen on %s:%u", s.host, s.port);
+        send_all(&s, CMD_STOP);
+    } else {
+        bt_info("baton listening on %s:%u with %u worker%s, %zu models", s.host, s.port,
+                s.nworkers, s.nworkers == 1 ? "" : "s", s.cfg->nmodels);
+        uv_signal_init(s.loop, &s.sigterm);
+        uv_signal_init(s.loop, &s.sigint);
+        uv_signal_init(s.loop, &s.sighup);
+        uv_signal_init(s.loop, &s.sigusr1);
+        s.sigterm.data = s.sigint.data = s.sighup.data = s.sigusr1.data = &s;
+        uv_signal_start(&s.sigterm, on_term, SIGTERM);
+        uv_signal_start(&s.sigint, on_term, SIGINT);
+        uv_signal_start(&s.sighup, on_hup, SIGHUP);
+        uv_signal_start(&s.sigusr1, on_usr1, SIGUSR1);
+        rc = 0;
+    }
+    if (atomic_load(&s.running) > 0) uv_run(s.loop, UV_RUN_DEFAULT);
+    for (uint32_t i = 0; i < started; i++) {
+        uv_thread_join(&s.workers[i].thread);
+        uv_sem_destroy(&s.workers[i].started);
+        uv_mutex_destroy(&s.workers[i].wake_lock);
+        bt_config_unref(s.workers[i].cfg);
+        struct bt_config *p = atomic_exchange(&s.pending[i], NULL);
+        if (p) bt_config_unref(p);
+    }
+    uv_walk(s.loop, close_walk, NULL);
+    uv_run(s.loop, UV_RUN_DEFAULT);
+    uv_loop_close(s.loop);
+    if (rc == 0) bt_info("baton stopped");
+out:
+    free(s.workers);
+    free(s.pending);
+    if (s.cfg) bt_config_unref(s.cfg);
+    bt_log_access_open(NULL);
+    return rc;
+}

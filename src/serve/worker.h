@@ -1,0 +1,34 @@
+/* A worker: one thread, one libuv loop, its own listening socket (SO_REUSEPORT),
+ * upstream pools and its own reference to the current config snapshot. Nothing on
+ * the request path is shared between workers except atomics. */
+#ifndef BT_SERVE_WORKER_H
+#define BT_SERVE_WORKER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "http/server.h"
+#include "upstream/upstream.h"
+
+struct bt_worker {
+    uv_loop_t loop;               /* this worker's loop */
+    uv_thread_t thread;
+    uv_async_t wake;              /* commands from the main thread */
+    struct bt_http_server *http;  /* listening server */
+    struct bt_upstream *up;       /* upstream pools */
+    struct bt_config *cfg;        /* this worker's ref to the current snapshot */
+    uint64_t rr;                  /* round-robin counter for routing */
+    int index;
+    atomic_int command;           /* BT_WORKER_CMD_* bits */
+    atomic_bool draining;         /* /health/ready answers 503 */
+    int listen_err;               /* set by the thread when listen failed */
+    uv_sem_t started;             /* posted once listening (or failed) */
+    uv_mutex_t wake_lock;         /* guards wake_closed against main-thread sends */
+    bool wake_closed;             /* `wake` is closing: send nothing more */
+    bool started_ok;              /* main thread: the thread is running */
+};
+
+#endif

@@ -1,0 +1,85 @@
+/* Our HTTP/1.1 client on a worker's libuv loop: keep-alive pools per origin,
+ * llhttp in response mode, bounded buffers, and timeouts for connect, first byte,
+ * between chunks (idle) and in total. No redirect is followed (a 3xx is handed to
+ * the caller like any status). A pooled connection the peer closed is detected;
+ * the request is retried on a fresh connection only when none of it was sent.
+ *
+ * One struct bt_upstream per worker; not thread-safe. */
+#ifndef BT_UPSTREAM_UPSTREAM_H
+#define BT_UPSTREAM_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "core/err.h"
+#include "core/str.h"
+#include "http/server.h" /* struct bt_http_header */
+
+struct bt_upstream;  /* opaque: per-worker pools */
+struct bt_up_call;   /* opaque: one request in flight */
+
+struct bt_upstream_opts {
+    uint32_t max_conns_per_origin; /* default 256 */
+    uint32_t max_idle_per_origin;  /* default 64 */
+    uint64_t idle_reap_ms;         /* idle pooled connections closed after; default 30s */
+};
+
+/* Where to send a request. Strings are borrowed for the duration of the call. */
+struct bt_up_origin {
+    bool tls;          /* https (issue: TLS) */
+    const char *host;  /* name or address literal */
+    uint16_t port;
+};
+
+struct bt_up_request {
+    struct bt_str method;                   /* "POST" */
+    struct bt_str target;                   /* request target, e.g. "/v1/chat/completions" */
+    const struct bt_http_header *headers;   /* extra headers (Authorization, Content-Type...) */
+    size_t nheaders;                        /* Host, Content-Length, Connection are added */
+    struct bt_str body;                     /* borrowed until on_done or cancel */
+    struct bt_timeouts timeouts;            /* 0 = none for that phase */
+    size_t max_head_bytes;                  /* response head cap, default 64 KiB */
+};
+
+/* Callbacks, each invoked on the loop thread. After on_done nothing else is
+ * called; after bt_upstream_cancel nothing at all is called. */
+struct bt_up_callbacks {
+    /* Response head arrived. Header slices are valid during the call only. */
+    void (*on_head)(void *ud, int status, const struct bt_http_header *headers, size_t n);
+    /* Body bytes, de-chunked, as they arrive. Valid during the call only. */
+    void (*on_data)(void *ud, const char *p, size_t n);
+    /* Exactly once: BT_OK when the whole response arrived; otherwise the reason
+     * (BT_ETIMEDOUT with `detail` naming the phase "connect"/"first_byte"/"idle"/
+     * "total", BT_ECONNREFUSED, BT_ECONNRESET, BT_ECLOSED, BT_EDNS, BT_EPROTO,
+     * BT_ETLS, BT_ETOOBIG...). `detail` is a static or call-scoped string. */
+    void (*on_done)(void *ud, enum bt_err err, const char *detail);
+};
+
+struct bt_upstream *bt_upstream_new(uv_loop_t *loop, const struct bt_upstream_opts *opts);
+/* Closes all pooled connections and frees the pools once their handles closed.
+ * Calls in flight are cancelled (no callbacks). */
+void bt_upstream_free(struct bt_upstream *u);
+
+/* Starts a request. Returns NULL only on ENOMEM (nothing will be called back);
+ * every other failure is reported through on_done, never synchronously from
+ * inside this function (it is deferred to the loop). */
+struct bt_up_call *bt_upstream_request(struct bt_upstream *u, const struct bt_up_origin *origin,
+                                       const struct bt_up_request *req,
+                                       const struct bt_up_callbacks *cb, void *ud);
+/* Cancels a call: the connection is closed (not returned to the pool if the
+ * response was incomplete) and no callback runs afterwards. Safe to call from
+ * inside a callback of the same call. */
+void bt_upstream_cancel(struct bt_up_call *call);
+
+/* Counters for tests and metrics. */
+struct bt_upstream_stats {
+    uint64_t conns_opened;  /* TCP connections opened in total */
+    uint64_t conns_reused;  /* requests served on a pooled connection */
+    uint32_t conns_idle;    /* currently idle in pools */
+};
+void bt_upstream_stats(const struct bt_upstream *u, struct bt_upstream_stats *out);
+
+#endif

@@ -1,0 +1,212 @@
+#include "harness.h"
+
+#include "api/openai.h"
+#include "provider/provider.h"
+
+struct fixture {
+    struct bt_arena arena;
+    struct bt_request r;
+    char msg[200];
+    const char *param;
+};
+
+static enum bt_err decode(struct fixture *f, enum bt_op op, const char *body)
+{
+    bt_arena_init(&f->arena, 4096, 0);
+    return bt_openai_decode_request(&f->r, op, bt_str_c(body), &f->arena, f->msg, sizeof(f->msg),
+                                    &f->param);
+}
+
+static char *encode(struct fixture *f, const char *model, bool *added)
+{
+    struct bt_provider p = {.name = "p", .type = BT_PROVIDER_OPENAI};
+    struct bt_buf out;
+    bt_buf_init(&out, 1 << 20);
+    enum bt_err err = bt_provider_encode(&p, &f->r, bt_str_c(model), &f->arena, &out, added);
+    if (err) {
+        bt_buf_free(&out);
+        return NULL;
+    }
+    return bt_buf_steal(&out, NULL);
+}
+
+TEST(encode_splices_model_only)
+{
+    struct fixture f;
+    const char *body = "{\"model\":\"chat\",\"temperature\":0.7,\"messages\":[{\"role\":\"user\","
+                       "\"content\":\"\\ud55c\\uae00 hi\"}],\"x_vendor\":{\"k\":[1,2]}}";
+    REQUIRE(decode(&f, BT_OP_CHAT, body) == BT_OK);
+    CHECK_SLICE(f.r.model, "chat");
+    CHECK(!f.r.stream);
+    bool added = true;
+    char *out = encode(&f, "gpt-4o-mini", &added);
+    REQUIRE(out);
+    CHECK_STR(out, "{\"model\":\"gpt-4o-mini\",\"temperature\":0.7,\"messages\":[{\"role\":\"user\","
+                   "\"content\":\"\\ud55c\\uae00 hi\"}],\"x_vendor\":{\"k\":[1,2]}}");
+    CHECK(!added);
+    free(out);
+    bt_arena_free(&f.arena);
+}
+
+TEST(encode_stream_adds_usage)
+{
+    struct fixture f;
+    REQUIRE(decode(&f, BT_OP_CHAT, "{\"model\":\"m\",\"messages\":[{}],\"stream\":true}") == BT_OK);
+    CHECK(f.r.stream && !f.r.include_usage);
+    bool added = false;
+    char *out = encode(&f, "a/b \"q\"", &added);
+    REQUIRE(out);
+    CHECK(added);
+    CHECK_STR(out, "{\"model\":\"a/b \\\"q\\\"\",\"messages\":[{}],\"stream\":true,"
+                   "\"stream_options\":{\"include_usage\":true}}");
+    free(out);
+    bt_arena_free(&f.arena);
+
+    REQUIRE(decode(&f, BT_OP_CHAT,
+                   "{\"model\":\"m\",\"messages\":[{}],\"stream\":true,\"stream_options\":{}}") ==
+            BT_OK);
+    out = encode(&f, "m2", &added);
+    REQUIRE(out);
+    CHECK(added);
+    CHECK_STR(out, "{\"model\":\"m2\",\"messages\":[{}],\"stream\":true,"
+                   "\"stream_options\":{\"include_usage\":true}}");
+    free(out);
+    bt_arena_free(&f.arena);
+
+    REQUIRE(decode(&f, BT_OP_CHAT,
+                   "{\"model\":\"m\",\"messages\":[{}],\"stream\":true,"
+                   "\"stream_options\":{\"include_usage\":true}}") == BT_OK);
+    CHECK(f.r.include_usage);
+    out = encode(&f, "m", &added);
+    REQUIRE(out);
+    CHECK(!added);
+    free(out);
+    bt_arena_free(&f.arena);
+}
+
+TEST(decode_rejects_bad_requests)
+{
+    struct fixture f;
+    CHECK_INT(decode(&f, BT_OP_CHAT, "{\"model\":\"m\",\"messages\":[{}]"), BT_EPARSE);
+    CHECK(strstr(f.msg, "not valid JSON") != NULL);
+    bt_arena_free(&f.arena);
+    CHECK_INT(decode(&f, BT_OP_CHAT, ""), BT_EPARSE);
+    bt_arena_free(&f.arena);
+    CHECK_INT(decode(&f, BT_OP_CHAT, "[1]"), BT_EINVAL);
+    bt_arena_free(&f.arena);
+    CHECK_INT(decode(&f, BT_OP_CHAT, "{\"messages\":[{}]}"), BT_EINVAL);
+    CHECK_STR(f.param, "model");
+    bt_arena_free(&f.arena);
+    CHECK_INT(decode(&f, BT_OP_CHAT, "{\"model\":\"m\"}"), BT_EINVAL);
+    CHECK_STR(f.param, "messages");
+    bt_arena_free(&f.arena);
+    CHECK_INT(decode(&f, BT_OP_CHAT, "{\"model\":\"m\",\"messages\":[]}"), BT_EINVAL);
+    bt_arena_free(&f.arena);
+    CHECK_INT(decode(&f, BT_OP_CHAT, "{\"model\":3,\"messages\":[{}]}"), BT_EINVAL);
+    bt_arena_free(&f.arena);
+    CHECK_INT(decode(&f, BT_OP_CHAT, "{\"model\":\"m\",\"messages\":[{}],\"stream\":\"yes\"}"),
+              BT_EINVAL);
+    CHECK_STR(f.param, "stream");
+    bt_arena_free(&f.arena);
+    CHECK_INT(decode(&f, BT_OP_EMBED, "{\"model\":\"m\"}"), BT_EINVAL);
+    CHECK_STR(f.param, "input");
+    bt_arena_free(&f.arena);
+    CHECK_INT(decode(&f, BT_OP_EMBED, "{\"model\":\"m\",\"input\":\"x\"}"), BT_OK);
+    bt_arena_free(&f.arena);
+}
+
+struct evlog {
+    char text[512];
+    int starts, tool_starts, finishes, errors;
+    enum bt_finish finish;
+    struct bt_usage usage;
+    char tool_name[32];
+};
+
+static void on_ev(void *ud, const struct bt_event *ev)
+{
+    struct evlog *l = ud;
+    switch (ev->type) {
+    case BT_EV_START: l->starts++; break;
+    case BT_EV_TEXT:
+    case BT_EV_TOOL_ARGS:
+    case BT_EV_REASONING:
+        strncat(l->text, ev->text.p, ev->text.len < 100 ? ev->text.len : 100);
+        break;
+    case BT_EV_TOOL_START:
+        l->tool_starts++;
+        snprintf(l->tool_name, sizeof(l->tool_name), "%.*s", BT_STR_FMT(ev->name));
+        break;
+    case BT_EV_FINISH:
+        l->finishes++;
+        l->finish = ev->finish;
+        break;
+    case BT_EV_USAGE: l->usage = ev->usage; break;
+    case BT_EV_ERROR: l->errors++; break;
+    default: break;
+    }
+}
+
+static void feed(struct evlog *l, const char *chunk)
+{
+    struct bt_arena a;
+    bt_arena_init(&a, 1024, 0);
+    struct bt_json_doc d;
+    if (bt_json_parse(&d, chunk, strlen(chunk), &a, NULL, NULL) == BT_OK)
+        bt_openai_decode_chunk(&d, on_ev, l);
+    else
+        l->errors += 100;
+    bt_arena_free(&a);
+}
+
+TEST(decode_stream_chunks)
+{
+    struct evlog l;
+    memset(&l, 0, sizeof(l));
+    feed(&l, "{\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}");
+    feed(&l, "{\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"think \"}}]}");
+    feed(&l, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}");
+    feed(&l, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"}}]}");
+    feed(&l, "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\","
+             "\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]}}]}");
+    feed(&l, "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":"
+             "{\"arguments\":\"{\\\"city\\\"\"}}]}}]}");
+    feed(&l, "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}],\"usage\":null}");
+    feed(&l, "{\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":7,"
+             "\"total_tokens\":18,\"completion_tokens_details\":{\"reasoning_tokens\":3}}}");
+    CHECK_INT(l.starts, 1);
+    CHECK_STR(l.text, "think Hello{\\\"city\\\"");
+    CHECK_INT(l.tool_starts, 1);
+    CHECK_STR(l.tool_name, "get_weather");
+    CHECK_INT(l.finishes, 1);
+    CHECK_INT(l.finish, BT_FINISH_TOOL_CALLS);
+    CHECK(l.usage.present);
+    CHECK_INT(l.usage.prompt_tokens, 11);
+    CHECK_INT(l.usage.completion_tokens, 7);
+    CHECK_INT(l.usage.total_tokens, 18);
+    CHECK_INT(l.usage.reasoning_tokens, 3);
+    CHECK_INT(l.errors, 0);
+    feed(&l, "{\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}");
+    CHECK_INT(l.errors, 1);
+}
+
+TEST(error_json_shape)
+{
+    struct bt_buf b;
+    bt_buf_init(&b, 4096);
+    bt_openai_error_json(&b, "bad \"thing\"", "invalid_request_error", "model", NULL);
+    REQUIRE(bt_buf_cstr(&b) == BT_OK);
+    CHECK_STR(b.p, "{\"error\":{\"message\":\"bad \\\"thing\\\"\",\"type\":\"invalid_request_error\","
+                   "\"param\":\"model\",\"code\":null}}");
+    bt_buf_free(&b);
+}
+
+int main(void)
+{
+    RUN(encode_splices_model_only);
+    RUN(encode_stream_adds_usage);
+    RUN(decode_rejects_bad_requests);
+    RUN(decode_stream_chunks);
+    RUN(error_json_shape);
+    return HARNESS_DONE();
+}
