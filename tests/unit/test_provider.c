@@ -1,5 +1,7 @@
 #include "harness.h"
 
+#include <stdlib.h>
+
 #include "api/openai.h"
 #include "provider/provider.h"
 

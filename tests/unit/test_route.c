@@ -1,5 +1,7 @@
 #include "harness.h"
 
+#include <stdlib.h>
+
 #include "config/config.h"
 #include "gate/gate.h"
 #include "route/route.h"
