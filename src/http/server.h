@@ -46,7 +46,8 @@ struct bt_http_req {
     bool keep_alive;                /* what the client asked for (and HTTP version allows) */
     uint8_t http_minor;             /* 0 or 1 */
     uint64_t start_ns;              /* bt_now_ns() when the first byte of the head arrived */
-    char id[40];                    /* request id: client's x-request-id if sane, else generated */
+    char id[65];                    /* request id (NUL-terminated): client's x-request-id if it is
+                                       1-64 chars of [A-Za-z0-9._-], else 24 generated hex chars */
     struct bt_str remote;           /* peer address text, e.g. "127.0.0.1" */
     void *ud;                       /* free for the handler */
 };
@@ -61,6 +62,8 @@ typedef void (*bt_http_abort_cb)(struct bt_http_req *req, void *ud);
 typedef const char *(*bt_http_error_fmt)(struct bt_buf *out, struct bt_str path, int status,
                                          const char *type, const char *msg);
 
+/* Zero numeric fields take defaults: 32 KiB head, 16 MiB body, 30 s header and
+ * 60 s idle/body timeouts; max_connections 0 = unlimited. */
 struct bt_http_opts {
     size_t max_header_bytes;     /* request line + headers; beyond: 431 */
     size_t max_body_bytes;       /* beyond: 413 (checked against Content-Length early) */

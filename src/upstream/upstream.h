@@ -25,6 +25,7 @@ struct bt_upstream_opts {
     uint32_t max_conns_per_origin; /* default 256 */
     uint32_t max_idle_per_origin;  /* default 64 */
     uint64_t idle_reap_ms;         /* idle pooled connections closed after; default 30s */
+    uint32_t max_queued_per_origin;/* requests waiting for a connection before BT_EBUSY; default 1024 */
 };
 
 /* Where to send a request. Strings are borrowed for the duration of the call. */
@@ -78,7 +79,9 @@ void bt_upstream_cancel(struct bt_up_call *call);
 struct bt_upstream_stats {
     uint64_t conns_opened;  /* TCP connections opened in total */
     uint64_t conns_reused;  /* requests served on a pooled connection */
-    uint32_t conns_idle;    /* currently idle in pools */
+        uint32_t conns_idle;    /* currently idle in pools */
+    uint64_t tls_handshakes; /* TLS handshakes completed */
+    uint64_t tls_resumed;    /* ... of which resumed a previous session */
 };
 void bt_upstream_stats(const struct bt_upstream *u, struct bt_upstream_stats *out);
 

@@ -1,0 +1,1429 @@
+/* Configuration loading and validation: the YAML tree from yaml.c is walked
+ * against a fixed schema (docs/config.md) and turned into a struct bt_config
+ * whose every string is malloc'd and owned by the snapshot.
+ *
+ * The walk never stops at the first problem: it reports as many as it can, each
+ * at the line:column of the offending key or value, so a user fixes a file in
+ * one round. Any error discards the snapshot. */
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/yaml.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/time.h"
+
+#define DEFAULT_BASE_URL "https://api.openai.com/v1"
+#define MAX_NAME 128           /* provider and model names */
+#define MAX_DEPLOYMENTS 8      /* route.h's BT_PLAN_MAX: more would be ignored silently */
+#define DAY_MS (24ull * 3600 * 1000)
+
+struct loader {
+    struct bt_config_diags *diags;
+    struct bt_config *cfg;
+    int nerrors;
+    bool oom;
+};
+
+/* ---- diagnostics ---- */
+
+static void lmsg(struct loader *L, bool is_error, const struct bt_ynode *at, const char *fmt,
+                 va_list ap)
+{
+    char msg[sizeof(((struct bt_config_diag *)0)->msg)];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (is_error) L->nerrors++;
+    if (bt_config_diag_add(L->diags, is_error, at ? at->line : 0, at ? at->col : 0, "%s", msg))
+        L->oom = true;
+}
+
+static void lerr(struct loader *L, const struct bt_ynode *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void lerr(struct loader *L, const struct bt_ynode *at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    lmsg(L, true, at, fmt, ap);
+    va_end(ap);
+}
+
+static void lwarn(struct loader *L, const struct bt_ynode *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void lwarn(struct loader *L, const struct bt_ynode *at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    lmsg(L, false, at, fmt, ap);
+    va_end(ap);
+}
+
+/* Length-limited view of a scalar for quoting in messages. */
+#define SHOW_MAX 60
+#define SHOW(n) (int)((n)->len > SHOW_MAX ? SHOW_MAX : (n)->len), (n)->text
+
+static const char *kind_name(const struct bt_ynode *n)
+{
+    switch (n->kind) {
+    case BT_Y_MAP: return "a mapping";
+    case BT_Y_SEQ: return "a list";
+    default: return "a scalar";
+    }
+}
+
+static char *ldup(struct loader *L, const char *s, size_t len)
+{
+    char *d = bt_str_dup((struct bt_str){s, len});
+    if (!d) L->oom = true;
+    return d;
+}
+
+/* ---- keys ---- */
+
+/* Index of key `k` in the NULL-terminated `keys`, or -1 after reporting an
+ * unknown (or non-scalar) key. `what` names the enclosing section. */
+static int key_index(struct loader *L, const struct bt_ynode *k, const char *const *keys,
+                     const char *what)
+{
+    if (k->kind != BT_Y_SCALAR) {
+        lerr(L, k, "%s: keys must be plain names, not %s", what, kind_name(k));
+        return -1;
+    }
+    for (int i = 0; keys[i]; i++)
+        if (strlen(keys[i]) == k->len && memcmp(keys[i], k->text, k->len) == 0) return i;
+    char list[160];
+    size_t off = 0;
+    list[0] = 0;
+    for (int i = 0; keys[i] && off < sizeof(list); i++) {
+        int w = snprintf(list + off, sizeof(list) - off, "%s%s", i ? ", " : "", keys[i]);
+        if (w < 0) break;
+        off += (size_t)w;
+    }
+    lerr(L, k, "unknown key \"%.*s\" in %s (expected one of: %s)", SHOW(k), what, list);
+    return -1;
+}
+
+/* The mapping to walk, or NULL when n is null (an empty section: defaults) or
+ * not a mapping (reported). */
+static const struct bt_ynode *as_map(struct loader *L, const struct bt_ynode *n, const char *what)
+{
+    if (!n || bt_ynode_is_null(n)) return NULL;
+    if (n->kind != BT_Y_MAP) {
+        lerr(L, n, "%s must be a mapping (key: value lines), not %s", what, kind_name(n));
+        return NULL;
+    }
+    return n;
+}
+
+/* ---- scalar values ---- */
+
+static bool has_ctl(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) return true;
+    }
+    return false;
+}
+
+/* Expands a scalar value. *out is malloc'd (caller frees); a null value gives
+ * "". `var` (may be NULL, BT_CONFIG_MAX_VARNAME+1 bytes) receives the first
+ * variable referenced. False after reporting. */
+static bool get_string(struct loader *L, const struct bt_ynode *v, const char *what, char **out,
+                       size_t *outlen, char *var)
+{
+    *out = NULL;
+    if (var) var[0] = 0;
+    if (v->kind != BT_Y_SCALAR) {
+        lerr(L, v, "%s must be a single value, not %s", what, kind_name(v));
+        return false;
+    }
+    size_t len = 0;
+    char why[200];
+    enum bt_err e;
+    if (bt_ynode_is_null(v)) e = bt_config_expand("", 0, out, &len, var,
+                                                  BT_CONFIG_MAX_VARNAME + 1, why, sizeof(why));
+    else e = bt_config_expand(v->text, v->len, out, &len, var, BT_CONFIG_MAX_VARNAME + 1, why,
+                              sizeof(why));
+    if (e == BT_ENOMEM) {
+        L->oom = true;
+        return false;
+    }
+    if (e) {
+        lerr(L, v, "%s: %s", what, why);
+        return false;
+    }
+    /* Every value is one line: a line break or control byte that arrived
+     * through a variable would otherwise reach an HTTP header (api_key) or a
+     * log line. */
+    if (has_ctl(*out, len)) {
+        lerr(L, v, "%s contains a line break or control character", what);
+        free(*out);
+        *out = NULL;
+        return false;
+    }
+    if (outlen) *outlen = len;
+    return true;
+}
+
+static bool get_u64(struct loader *L, const struct bt_ynode *v, const char *what, uint64_t min,
+                    uint64_t max, uint64_t *out)
+{
+    if (bt_ynode_is_null(v)) return true; /* keeps the default */
+    char *s;
+    size_t len;
+    if (!get_string(L, v, what, &s, &len, NULL)) return false;
+    uint64_t n;
+    bool ok = bt_str_to_u64((struct bt_str){s, len}, &n) && n >= min && n <= max;
+    if (!ok)
+        lerr(L, v, "%s must be a whole number from %llu to %llu (got \"%.*s\")", what,
+             (unsigned long long)min, (unsigned long long)max, (int)(len > SHOW_MAX ? SHOW_MAX : len),
+             s);
+    else *out = n;
+    free(s);
+    return ok;
+}
+
+static bool parse_size(struct bt_str s, uint64_t *out)
+{
+    s = bt_str_trim(s);
+    size_t i = 0;
+    while (i < s.len && s.p[i] >= '0' && s.p[i] <= '9') i++;
+    uint64_t n;
+    if (!bt_str_to_u64((struct bt_str){s.p, i}, &n)) return false;
+    struct bt_str u = bt_str_trim((struct bt_str){s.p + i, s.len - i});
+    static const struct {
+        const char *unit;
+        uint64_t mul;
+    } units[] = {{"", 1},           {"B", 1},           {"KB", 1000},       {"MB", 1000000},
+                 {"GB", 1000000000}, {"KiB", 1u << 10}, {"MiB", 1u << 20}, {"GiB", 1u << 30}};
+    for (size_t k = 0; k < sizeof(units) / sizeof(units[0]); k++) {
+        if (!bt_str_caseeq_c(u, units[k].unit)) continue;
+        if (n > UINT64_MAX / units[k].mul) return false;
+        *out = n * units[k].mul;
+        return true;
+    }
+    return false;
+}
+
+static bool get_size(struct loader *L, const struct bt_ynode *v, const char *what, uint64_t min,
+                     uint64_t max, uint64_t *out)
+{
+    if (bt_ynode_is_null(v)) return true;
+    char *s;
+    size_t len;
+    if (!get_string(L, v, what, &s, &len, NULL)) return false;
+    uint64_t n = 0;
+    bool ok = parse_size((struct bt_str){s, len}, &n);
+    if (!ok)
+        lerr(L, v, "%s must be a size like 64KiB, 32MiB, 1MB or a number of bytes (got \"%.*s\")",
+             what, (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+    else if (n < min || n > max) {
+        ok = false;
+        lerr(L, v, "%s must be from %llu to %llu bytes (got \"%.*s\")", what,
+             (unsigned long long)min, (unsigned long long)max,
+             (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+    } else *out = n;
+    free(s);
+    return ok;
+}
+
+static void fmt_ms(uint64_t ms, char *buf, size_t cap)
+{
+    if (ms && ms % 3600000 == 0) snprintf(buf, cap, "%lluh", (unsigned long long)(ms / 3600000));
+    else if (ms && ms % 60000 == 0) snprintf(buf, cap, "%llum", (unsigned long long)(ms / 60000));
+    else if (ms && ms % 1000 == 0) snprintf(buf, cap, "%llus", (unsigned long long)(ms / 1000));
+    else snprintf(buf, cap, "%llums", (unsigned long long)ms);
+}
+
+static bool get_duration(struct loader *L, const struct bt_ynode *v, const char *what,
+                         uint64_t min_ms, uint64_t max_ms, uint64_t *out)
+{
+    if (bt_ynode_is_null(v)) return true;
+    char *s;
+    size_t len;
+    if (!get_string(L, v, what, &s, &len, NULL)) return false;
+    uint64_t ms = 0;
+    bool ok = bt_parse_duration_ms((struct bt_str){s, len}, &ms);
+    if (!ok)
+        lerr(L, v, "%s must be a duration like 250ms, 10s, 10m, 1h or a number of seconds "
+                   "(got \"%.*s\")",
+             what, (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+    else if (ms < min_ms || ms > max_ms) {
+        char lo[32], hi[32];
+        fmt_ms(min_ms, lo, sizeof(lo));
+        fmt_ms(max_ms, hi, sizeof(hi));
+        lerr(L, v, "%s must be from %s to %s (got \"%.*s\")", what, lo, hi,
+             (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+        ok = false;
+    } else *out = ms;
+    free(s);
+    return ok;
+}
+
+static bool get_bool(struct loader *L, const struct bt_ynode *v, const char *what, bool *out)
+{
+    if (bt_ynode_is_null(v)) return true;
+    char *s;
+    size_t len;
+    if (!get_string(L, v, what, &s, &len, NULL)) return false;
+    struct bt_str t = {s, len};
+    bool ok = true;
+    /* YAML 1.2 core schema booleans; yes/no/on/off are YAML 1.1 and would be
+     * read differently by other tools. */
+    if (bt_str_eq_c(t, "true") || bt_str_eq_c(t, "True") || bt_str_eq_c(t, "TRUE")) *out = true;
+    else if (bt_str_eq_c(t, "false") || bt_str_eq_c(t, "False") || bt_str_eq_c(t, "FALSE"))
+        *out = false;
+    else {
+        lerr(L, v, "%s must be true or false (got \"%.*s\")", what,
+             (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+        ok = false;
+    }
+    free(s);
+    return ok;
+}
+
+/* A plain decimal: digits with an optional fraction. No exponents, signs,
+ * inf or nan: those are mistakes in a config file. */
+static bool parse_decimal(const char *s, size_t len, double *out)
+{
+    size_t i = 0, digits = 0;
+    while (i < len && s[i] >= '0' && s[i] <= '9') i++, digits++;
+    if (i < len && s[i] == '.') {
+        i++;
+        while (i < len && s[i] >= '0' && s[i] <= '9') i++, digits++;
+    }
+    if (i != len || digits == 0 || len > 40) return false;
+    char buf[48];
+    memcpy(buf, s, len);
+    buf[len] = 0;
+    char *end = NULL;
+    errno = 0;
+    double d = strtod(buf, &end);
+    if (errno || end != buf + len) return false;
+    *out = d;
+    return true;
+}
+
+static bool get_double(struct loader *L, const struct bt_ynode *v, const char *what, double min,
+                       double max, double *out)
+{
+    if (bt_ynode_is_null(v)) return true;
+    char *s;
+    size_t len;
+    if (!get_string(L, v, what, &s, &len, NULL)) return false;
+    double d = 0;
+    bool ok = parse_decimal(s, len, &d) && d >= min && d <= max;
+    if (!ok)
+        lerr(L, v, "%s must be a number from %g to %g (got \"%.*s\")", what, min, max,
+             (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+    else *out = d;
+    free(s);
+    return ok;
+}
+
+/* ---- addresses ---- */
+
+static bool is_ip(int af, const char *s)
+{
+    unsigned char buf[16];
+    return inet_pton(af, s, buf) == 1;
+}
+
+/* "host:port" or "[v6]:port" with host an IP literal (the listener does not
+ * resolve names) or "localhost". */
+static bool parse_listen(struct loader *L, const struct bt_ynode *v, const char *s, size_t len)
+{
+    struct bt_config *c = L->cfg;
+    const char *host = NULL, *port = NULL;
+    size_t hlen = 0;
+    if (len && s[0] == '[') {
+        const char *rb = memchr(s, ']', len);
+        if (!rb || (size_t)(rb - s) + 1 >= len || rb[1] != ':') goto bad;
+        host = s + 1;
+        hlen = (size_t)(rb - s) - 1;
+        port = rb + 2;
+    } else {
+        const char *colon = memchr(s, ':', len);
+        if (!colon) goto bad;
+        if (memchr(colon + 1, ':', len - (size_t)(colon - s) - 1)) {
+            lerr(L, v, "server.listen: write an IPv6 address in brackets, e.g. [::1]:4000 (got \"%.*s\")",
+                 (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+            return false;
+        }
+        host = s;
+        hlen = (size_t)(colon - s);
+        port = colon + 1;
+    }
+    size_t plen = len - (size_t)(port - s);
+    uint64_t pn = 0;
+    if (!bt_str_to_u64((struct bt_str){port, plen}, &pn) || pn < 1 || pn > 65535) {
+        lerr(L, v, "server.listen: port must be from 1 to 65535 (got \"%.*s\")",
+             (int)(plen > SHOW_MAX ? SHOW_MAX : plen), port);
+        return false;
+    }
+    if (hlen == 0) {
+        lerr(L, v, "server.listen: the host is missing; write 0.0.0.0:%llu to listen on every "
+                   "address, or 127.0.0.1:%llu for this machine only",
+             (unsigned long long)pn, (unsigned long long)pn);
+        return false;
+    }
+    char hbuf[64];
+    if (hlen >= sizeof(hbuf)) goto badhost;
+    memcpy(hbuf, host, hlen);
+    hbuf[hlen] = 0;
+    if (s[0] != '[' && strcmp(hbuf, "localhost") == 0) {
+        memcpy(hbuf, "127.0.0.1", sizeof("127.0.0.1"));
+    } else if (s[0] == '[' ? !is_ip(AF_INET6, hbuf) : !is_ip(AF_INET, hbuf)) {
+        goto badhost;
+    }
+    char *h = ldup(L, hbuf, strlen(hbuf));
+    if (!h) return false;
+    free(c->server.listen_host);
+    c->server.listen_host = h;
+    c->server.listen_port = (uint16_t)pn;
+    return true;
+badhost:
+    lerr(L, v, "server.listen: \"%.*s\" is not an IP address (use an IPv4 address, "
+               "[IPv6] in brackets, or localhost; names are not resolved)",
+         (int)(hlen > SHOW_MAX ? SHOW_MAX : hlen), host);
+    return false;
+bad:
+    lerr(L, v, "server.listen must be HOST:PORT or [IPV6]:PORT, e.g. 127.0.0.1:4000 (got \"%.*s\")",
+         (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+    return false;
+}
+
+static bool host_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '-' || ch == '.' || ch == '_';
+}
+
+/* Splits an http(s) URL into the provider's tls/host/port/base_path. */
+static bool parse_base_url(struct loader *L, const struct bt_ynode *v, const char *pname,
+                           struct bt_provider *p, const char *url, size_t len)
+{
+    size_t off;
+    if (len >= 8 && bt_str_caseeq((struct bt_str){url, 8}, BT_STR("https://"))) {
+        p->tls = true;
+        off = 8;
+    } else if (len >= 7 && bt_str_caseeq((struct bt_str){url, 7}, BT_STR("http://"))) {
+        p->tls = false;
+        off = 7;
+    } else {
+        lerr(L, v, "provider \"%s\": base_url must start with http:// or https:// (got \"%.*s\")",
+             pname, (int)(len > SHOW_MAX ? SHOW_MAX : len), url);
+        return false;
+    }
+    if (memchr(url, '?', len) || memchr(url, '#', len)) {
+        lerr(L, v, "provider \"%s\": base_url may not have a query (?) or fragment (#)", pname);
+        return false;
+    }
+    if (memchr(url, ' ', len)) {
+        lerr(L, v, "provider \"%s\": base_url may not contain spaces", pname);
+        return false;
+    }
+    const char *auth = url + off;
+    const char *slash = memchr(auth, '/', len - off);
+    size_t alen = slash ? (size_t)(slash - auth) : len - off;
+    if (memchr(auth, '@', alen)) {
+        lerr(L, v, "provider \"%s\": base_url may not contain user:password@; put the key in "
+                   "api_key",
+             pname);
+        return false;
+    }
+    const char *host = auth, *port = NULL;
+    size_t hlen, plen = 0;
+    bool v6 = false;
+    if (alen && auth[0] == '[') {
+        const char *rb = memchr(auth, ']', alen);
+        if (!rb) goto bad;
+        host = auth + 1;
+        hlen = (size_t)(rb - auth) - 1;
+        v6 = true;
+        size_t rest = alen - (size_t)(rb - auth) - 1;
+        if (rest) {
+            if (rb[1] != ':') goto bad;
+            port = rb + 2;
+            plen = rest - 1;
+        }
+    } else {
+        const char *colon = memchr(auth, ':', alen);
+        hlen = colon ? (size_t)(colon - auth) : alen;
+        if (colon) {
+            port = colon + 1;
+            plen = alen - hlen - 1;
+        }
+    }
+    if (hlen == 0 || hlen > 253) {
+        lerr(L, v, "provider \"%s\": base_url has no host (got \"%.*s\")", pname,
+             (int)(len > SHOW_MAX ? SHOW_MAX : len), url);
+        return false;
+    }
+    char hbuf[256];
+    memcpy(hbuf, host, hlen);
+    hbuf[hlen] = 0;
+    if (v6) {
+        if (!is_ip(AF_INET6, hbuf)) {
+            lerr(L, v, "provider \"%s\": base_url: \"[%s]\" is not an IPv6 address", pname, hbuf);
+            return false;
+        }
+    } else {
+        for (size_t i = 0; i < hlen; i++)
+            if (!host_char(hbuf[i])) {
+                lerr(L, v, "provider \"%s\": base_url: invalid host \"%s\" (IPv6 addresses go in "
+                           "brackets)",
+                     pname, hbuf);
+                return false;
+            }
+    }
+    uint64_t pn = p->tls ? 443 : 80;
+    if (port && (!bt_str_to_u64((struct bt_str){port, plen}, &pn) || pn < 1 || pn > 65535)) {
+        lerr(L, v, "provider \"%s\": base_url: port must be from 1 to 65535 (got \"%.*s\")", pname,
+             (int)(plen > SHOW_MAX ? SHOW_MAX : plen), port);
+        return false;
+    }
+    /* The path prefix, without trailing slashes: request paths ("/chat/...")
+     * are appended to it. */
+    size_t pathoff = off + alen;
+    size_t pathlen = len - pathoff;
+    while (pathlen && url[pathoff + pathlen - 1] == '/') pathlen--;
+    p->host = ldup(L, hbuf, hlen);
+    p->base_path = ldup(L, url + pathoff, pathlen);
+    p->port = (uint16_t)pn;
+    return p->host && p->base_path;
+bad:
+    lerr(L, v, "provider \"%s\": base_url is not a valid URL (got \"%.*s\")", pname,
+         (int)(len > SHOW_MAX ? SHOW_MAX : len), url);
+    return false;
+}
+
+/* ---- sections ---- */
+
+static void load_server(struct loader *L, const struct bt_ynode *n)
+{
+    static const char *const keys[] = {"listen",          "workers",        "max_connections",
+                                       "max_header_bytes", "max_body_bytes", "header_timeout",
+                                       "idle_timeout",    "drain_timeout",  NULL};
+    const struct bt_ynode *m = as_map(L, n, "server");
+    if (!m) return;
+    struct bt_config *c = L->cfg;
+    for (size_t i = 0; i + 1 < m->n; i += 2) {
+        const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
+        char what[64];
+        int idx = key_index(L, k, keys, "server");
+        if (idx < 0) continue;
+        snprintf(what, sizeof(what), "server.%s", keys[idx]);
+        switch (idx) {
+        case 0: {
+            char *s;
+            size_t len;
+            if (get_string(L, v, what, &s, &len, NULL)) {
+                parse_listen(L, v, s, len);
+                free(s);
+            }
+            break;
+        }
+        case 1: {
+            uint64_t w = c->server.workers;
+            if (get_u64(L, v, what, 0, 1024, &w)) c->server.workers = (uint32_t)w;
+            break;
+        }
+        case 2: {
+            uint64_t w = c->server.max_connections;
+            if (get_u64(L, v, what, 1, 1000000, &w)) c->server.max_connections = (uint32_t)w;
+            break;
+        }
+        case 3: get_size(L, v, what, 1024, 16u << 20, &c->server.max_header_bytes); break;
+        case 4: get_size(L, v, what, 1024, 1u << 30, &c->server.max_body_bytes); break;
+        case 5: get_duration(L, v, what, 1, DAY_MS, &c->server.header_timeout_ms); break;
+        case 6: get_duration(L, v, what, 1, DAY_MS, &c->server.idle_timeout_ms); break;
+        case 7: get_duration(L, v, what, 0, DAY_MS, &c->server.drain_timeout_ms); break;
+        }
+    }
+}
+
+static void load_auth(struct loader *L, const struct bt_ynode *n)
+{
+    static const char *const keys[] = {"master_key", "allow_anonymous", NULL};
+    const struct bt_ynode *m = as_map(L, n, "auth");
+    if (!m) return;
+    struct bt_config *c = L->cfg;
+    for (size_t i = 0; i + 1 < m->n; i += 2) {
+        const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
+        int idx = key_index(L, k, keys, "auth");
+        if (idx == 0) {
+            char *s;
+            size_t len;
+            if (!get_string(L, v, "auth.master_key", &s, &len, NULL)) continue;
+            /* An empty key (e.g. an unset ${VAR}) is no key: serve then applies
+             * its loopback / allow_anonymous rule instead of accepting "". */
+            if (len == 0) free(s), s = NULL;
+            free(c->auth.master_key);
+            c->auth.master_key = s;
+        } else if (idx == 1) {
+            get_bool(L, v, "auth.allow_anonymous", &c->auth.allow_anonymous);
+        }
+    }
+}
+
+static void load_log(struct loader *L, const struct bt_ynode *n)
+{
+    static const char *const keys[] = {"level", "access", "file", NULL};
+    const struct bt_ynode *m = as_map(L, n, "log");
+    if (!m) return;
+    struct bt_config *c = L->cfg;
+    for (size_t i = 0; i + 1 < m->n; i += 2) {
+        const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
+        int idx = key_index(L, k, keys, "log");
+        if (idx < 0) continue;
+        char what[32];
+        snprintf(what, sizeof(what), "log.%s", keys[idx]);
+        char *s;
+        size_t len;
+        if (!get_string(L, v, what, &s, &len, NULL)) continue;
+        if (idx == 0) {
+            if (len == 0) { /* keep the default */
+                free(s);
+                continue;
+            }
+            if (bt_log_level_parse(s) < 0) {
+                lerr(L, v, "log.level must be debug, info, warn or error (got \"%.*s\")",
+                     (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+                free(s);
+                continue;
+            }
+            free(c->log.level);
+            c->log.level = s;
+        } else {
+            char **dst = idx == 1 ? &c->log.access : &c->log.file;
+            if (len == 0) free(s), s = NULL; /* empty: stderr */
+            free(*dst);
+            *dst = s;
+        }
+    }
+}
+
+static void default_timeouts(struct bt_timeouts *t)
+{
+    t->connect_ms = 10000;
+    t->first_byte_ms = 120000;
+    t->idle_ms = 60000;
+    t->total_ms = 600000;
+}
+
+static void default_sim(struct bt_sim_cfg *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->seed = 1;
+    s->reply_tokens = 24;
+    s->embedding_dims = 16;
+    s->retry_after_s = 1;
+}
+
+static void load_timeouts(struct loader *L, const struct bt_ynode *n, struct bt_provider *p)
+{
+    static const char *const keys[] = {"connect", "first_byte", "idle", "total", NULL};
+    char ctx[MAX_NAME + 40];
+    snprintf(ctx, sizeof(ctx), "provider \"%s\" timeouts", p->name);
+    const struct bt_ynode *m = as_map(L, n, ctx);
+    if (!m) return;
+    uint64_t *dst[] = {&p->timeouts.connect_ms, &p->timeouts.first_byte_ms, &p->timeouts.idle_ms,
+                       &p->timeouts.total_ms};
+    for (size_t i = 0; i + 1 < m->n; i += 2) {
+        int idx = key_index(L, m->items[i], keys, ctx);
+        if (idx < 0) continue;
+        char what[MAX_NAME + 60];
+        snprintf(what, sizeof(what), "provider \"%s\": timeouts.%s", p->name, keys[idx]);
+        get_duration(L, m->items[i + 1], what, 1, DAY_MS, dst[idx]);
+    }
+}
+
+static void load_faults(struct loader *L, const struct bt_ynode *n, struct bt_provider *p)
+{
+    static const char *const keys[] = {"429",        "500",          "503",       "no_answer",
+                                       "reset_before", "reset_mid",  "stall_mid", "slow_bytes",
+                                       "invalid_json", "error_event", NULL};
+    char ctx[MAX_NAME + 40];
+    snprintf(ctx, sizeof(ctx), "provider \"%s\" faults", p->name);
+    const struct bt_ynode *m = as_map(L, n, ctx);
+    if (!m) return;
+    struct bt_sim_cfg *s = &p->sim;
+    double *dst[] = {&s->fault_429,        &s->fault_500,       &s->fault_503,
+                     &s->fault_no_answer,  &s->fault_reset_before, &s->fault_reset_mid,
+                     &s->fault_stall_mid,  &s->fault_slow_bytes, &s->fault_invalid_json,
+                     &s->fault_error_event};
+    bool ok = true;
+    for (size_t i = 0; i + 1 < m->n; i += 2) {
+        int idx = key_index(L, m->items[i], keys, ctx);
+        if (idx < 0) {
+            ok = false;
+            continue;
+        }
+        char what[MAX_NAME + 60];
+        snprintf(what, sizeof(what), "provider \"%s\": faults.%s", p->name, keys[idx]);
+        if (!get_double(L, m->items[i + 1], what, 0, 1, dst[idx])) ok = false;
+    }
+    if (!ok) return;
+    double sum = 0;
+    for (size_t i = 0; i < sizeof(dst) / sizeof(dst[0]); i++) sum += *dst[i];
+    /* One uniform draw is checked against the rates in order: past 1 the later
+     * faults would silently get less than asked. */
+    if (sum > 1.0 + 1e-9)
+        lerr(L, m, "provider \"%s\": fault rates add up to %g; at most one fault is drawn per "
+                   "request, so they must add up to 1 or less",
+             p->name, sum);
+}
+
+enum pkey {
+    PK_TYPE, PK_BASE_URL, PK_API_KEY, PK_TIMEOUTS, PK_SEED, PK_TTFT, PK_TPS, PK_REPLY_TOKENS,
+    PK_EMBEDDING_DIMS, PK_RETRY_AFTER, PK_FAULTS,
+};
+static const char *const provider_keys[] = {
+    "type", "base_url", "api_key",        "timeouts",    "seed",   "ttft",
+    "tokens_per_sec", "reply_tokens", "embedding_dims", "retry_after", "faults", NULL};
+
+static bool provider_key_applies(int idx, enum bt_provider_type t)
+{
+    switch (idx) {
+    case PK_TYPE:
+    case PK_TIMEOUTS: return true;
+    case PK_BASE_URL:
+    case PK_API_KEY: return t == BT_PROVIDER_OPENAI;
+    default: return t == BT_PROVIDER_SIM;
+    }
+}
+
+static bool valid_name(const char *s, size_t len, bool allow_slash)
+{
+    if (len == 0 || len > MAX_NAME) return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c == 0x7f || (!allow_slash && c == '/')) return false;
+    }
+    return true;
+}
+
+static void load_provider(struct loader *L, const struct bt_ynode *k, const struct bt_ynode *v,
+                          struct bt_provider *p)
+{
+    p->line = k->line;
+    p->col = k->col;
+    default_timeouts(&p->timeouts);
+    default_sim(&p->sim);
+    char ctx[MAX_NAME + 20];
+    snprintf(ctx, sizeof(ctx), "provider \"%s\"", p->name);
+    if (bt_ynode_is_null(v)) {
+        lerr(L, k, "provider \"%s\" needs at least a type, e.g. {type: openai}", p->name);
+        return;
+    }
+    const struct bt_ynode *m = as_map(L, v, ctx);
+    if (!m) return;
+
+    /* The type decides which other keys are allowed, so find it first. */
+    const struct bt_ynode *tv = NULL;
+    for (size_t i = 0; i + 1 < m->n; i += 2) {
+        const struct bt_ynode *kk = m->items[i];
+        if (kk->kind == BT_Y_SCALAR && kk->len == 4 && memcmp(kk->text, "type", 4) == 0)
+            tv = m->items[i + 1];
+    }
+    if (!tv || bt_ynode_is_null(tv)) {
+        lerr(L, tv ? tv : k, "provider \"%s\": type is required (openai or sim)", p->name);
+    } else {
+        char *t;
+        size_t tl;
+        if (get_string(L, tv, "type", &t, &tl, NULL)) {
+            if (strcmp(t, "openai") == 0) p->type = BT_PROVIDER_OPENAI;
+            else if (strcmp(t, "sim") == 0) p->type = BT_PROVIDER_SIM;
+            else
+                lerr(L, tv, "provider \"%s\": unknown type \"%.*s\" (expected openai or sim)",
+                     p->name, (int)(tl > SHOW_MAX ? SHOW_MAX : tl), t);
+            free(t);
+        }
+    }
+
+    const struct bt_ynode *key_node = NULL, *url_node = NULL;
+    for (size_t i = 0; i + 1 < m->n; i += 2) {
+        const struct bt_ynode *kk = m->items[i], *vv = m->items[i + 1];
+        int idx = key_index(L, kk, provider_keys, ctx);
+        if (idx < 0 || idx == PK_TYPE) continue;
+        if (!p->type) continue; /* unknown type: its keys cannot be judged */
+        if (!provider_key_applies(idx, p->type)) {
+            lerr(L, kk, "provider \"%s\": \"%s\" does not apply to type %s", p->name,
+                 provider_keys[idx], p->type == BT_PROVIDER_SIM ? "sim" : "openai");
+            continue;
+        }
+        char what[MAX_NAME + 40];
+        snprintf(what, sizeof(what), "provider \"%s\": %s", p->name, provider_keys[idx]);
+        struct bt_sim_cfg *s = &p->sim;
+        uint64_t u;
+        switch ((enum pkey)idx) {
+        case PK_TYPE: break;
+        case PK_BASE_URL: url_node = vv; break;
+        case PK_API_KEY: key_node = vv; break;
+        case PK_TIMEOUTS: load_timeouts(L, vv, p); break;
+        case PK_SEED: get_u64(L, vv, what, 0, UINT64_MAX, &s->seed); break;
+        case PK_TTFT: get_duration(L, vv, what, 0, 3600000, &s->ttft_ms); break;
+        case PK_TPS: get_double(L, vv, what, 0, 1000000, &s->tokens_per_sec); break;
+        case PK_REPLY_TOKENS:
+            u = s->reply_tokens;
+            if (get_u64(L, vv, what, 1, 1000000, &u)) s->reply_tokens = (uint32_t)u;
+            break;
+        case PK_EMBEDDING_DIMS:
+            u = s->embedding_dims;
+            if (get_u64(L, vv, what, 1, 65536, &u)) s->embedding_dims = (uint32_t)u;
+            break;
+        case PK_RETRY_AFTER:
+            u = s->retry_after_s * 1000;
+            if (get_duration(L, vv, what, 0, DAY_MS, &u)) {
+                if (u % 1000)
+                    lerr(L, vv, "%s is sent in whole seconds (got %llums)", what,
+                         (unsigned long long)u);
+                else s->retry_after_s = u / 1000;
+            }
+            break;
+        case PK_FAULTS: load_faults(L, vv, p); break;
+        }
+    }
+    if (p->type != BT_PROVIDER_OPENAI) {
+        if (p->type == BT_PROVIDER_SIM) p->base_path = ldup(L, "", 0);
+        return;
+    }
+
+    /* base_url */
+    char *url = NULL;
+    size_t ulen = 0;
+    if (url_node) {
+        char var[BT_CONFIG_MAX_VARNAME + 1];
+        if (!get_string(L, url_node, "base_url", &url, &ulen, var)) return;
+        if (ulen == 0) {
+            if (var[0])
+                lerr(L, url_node, "provider \"%s\": base_url is empty (%s is %s)", p->name, var,
+                     getenv(var) ? "empty" : "not set");
+            else lerr(L, url_node, "provider \"%s\": base_url is empty", p->name);
+            free(url);
+            return;
+        }
+    } else {
+        url = ldup(L, DEFAULT_BASE_URL, strlen(DEFAULT_BASE_URL));
+        if (!url) return;
+        ulen = strlen(url);
+    }
+    p->base_url = url;
+    parse_base_url(L, url_node ? url_node : k, p->name, p, url, ulen);
+
+    /* api_key: a written key that came out empty is a warning, not an error,
+     * so one missing secret does not take down every other provider. */
+    if (key_node) {
+        char var[BT_CONFIG_MAX_VARNAME + 1];
+        char *key;
+        size_t klen;
+        p->api_key_required = true;
+        if (!get_string(L, key_node, "api_key", &key, &klen, var)) return;
+        if (var[0]) {
+            p->api_key_env = ldup(L, var, strlen(var));
+            if (!p->api_key_env) {
+                free(key);
+                return;
+            }
+        }
+        if (klen == 0) {
+            free(key);
+            if (var[0])
+                lwarn(L, key_node,
+                      "provider \"%s\": api_key is empty (%s is %s); its models will answer with "
+                      "an error",
+                      p->name, var, getenv(var) ? "empty" : "not set");
+            else
+                lwarn(L, key_node,
+                      "provider \"%s\": api_key is empty; its models will answer with an error",
+                      p->name);
+        } else {
+            p->api_key = key;
+        }
+    }
+}
+
+static void load_providers(struct loader *L, const struct bt_ynode *n)
+{
+    const struct bt_ynode *m = as_map(L, n, "providers");
+    if (!m || m->n < 2) return;
+    struct bt_config *c = L->cfg;
+    c->providers = calloc(m->n / 2, sizeof(*c->providers));
+    if (!c->providers) {
+        L->oom = true;
+        return;
+    }
+    for (size_t i = 0; i + 1 < m->n; i += 2) {
+        const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
+        if (k->kind != BT_Y_SCALAR) {
+            lerr(L, k, "providers: a provider name must be a plain name, not %s", kind_name(k));
+            continue;
+        }
+        if (!valid_name(k->text, k->len, false)) {
+            lerr(L, k, "invalid provider name \"%.*s\": 1 to %d characters, no \"/\", spaces or "
+                       "control characters",
+                 SHOW(k), MAX_NAME);
+            continue;
+        }
+        struct bt_provider *p = &c->providers[c->nproviders];
+        p->name = ldup(L, k->text, k->len);
+        if (!p->name) return;
+        c->nproviders++;
+        load_provider(L, k, v, p);
+        if (L->oom) return;
+    }
+}
+
+static const struct bt_provider *find_provider(const struct bt_config *c, const char *name,
+                                               size_t len)
+{
+    return bt_config_provider(c, (struct bt_str){name, len});
+}
+
+/* Resolves `provider:` of a model or deployment; reports unknown names. */
+static struct bt_provider *resolve_provider(struct loader *L, const struct bt_ynode *v,
+                                            const char *ctx)
+{
+    char what[MAX_NAME + 60];
+    snprintf(what, sizeof(what), "%s: provider", ctx);
+    char *s;
+    size_t len;
+    if (!get_string(L, v, what, &s, &len, NULL)) return NULL;
+    const struct bt_provider *p = len ? find_provider(L->cfg, s, len) : NULL;
+    if (!p) {
+        if (len == 0) lerr(L, v, "%s: provider is empty", ctx);
+        else {
+            char known[120];
+            size_t off = 0;
+            known[0] = 0;
+            for (size_t i = 0; i < L->cfg->nproviders && off < sizeof(known); i++) {
+                int w = snprintf(known + off, sizeof(known) - off, "%s%s", i ? ", " : "",
+                                 L->cfg->providers[i].name);
+                if (w < 0) break;
+                off += (size_t)w;
+            }
+            lerr(L, v, "%s: unknown provider \"%.*s\" (%s%s)", ctx,
+                 (int)(len > SHOW_MAX ? SHOW_MAX : len), s,
+                 L->cfg->nproviders ? "defined: " : "no providers are defined",
+                 L->cfg->nproviders ? known : "");
+        }
+    }
+    free(s);
+    return (struct bt_provider *)p;
+}
+
+static bool get_model_id(struct loader *L, const struct bt_ynode *v, const char *ctx, char **out)
+{
+    char what[MAX_NAME + 60];
+    snprintf(what, sizeof(what), "%s: model", ctx);
+    size_t len;
+    if (!get_string(L, v, what, out, &len, NULL)) return false;
+    if (len == 0) {
+        lerr(L, v, "%s: model is empty", ctx);
+        free(*out);
+        *out = NULL;
+        return false;
+    }
+    return true;
+}
+
+static void load_deployment(struct loader *L, const struct bt_ynode *n, struct bt_model *m,
+                            struct bt_deployment *d, size_t index)
+{
+    static const char *const keys[] = {"provider", "model", "weight", NULL};
+    char ctx[MAX_NAME + 60];
+    snprintf(ctx, sizeof(ctx), "model \"%s\" deployment %zu", m->name, index + 1);
+    d->weight = 1;
+    if (n->kind != BT_Y_MAP) {
+        lerr(L, n, "%s must be a mapping like {provider: NAME, model: ID}, not %s", ctx,
+             kind_name(n));
+        return;
+    }
+    const struct bt_ynode *pv = NULL;
+    for (size_t i = 0; i + 1 < n->n; i += 2) {
+        const struct bt_ynode *k = n->items[i], *v = n->items[i + 1];
+        int idx = key_index(L, k, keys, ctx);
+        if (idx == 0) pv = v;
+        else if (idx == 1) {
+            free(d->model);
+            d->model = NULL;
+            get_model_id(L, v, ctx, &d->model);
+        } else if (idx == 2) {
+            char what[MAX_NAME + 70];
+            snprintf(what, sizeof(what), "%s: weight", ctx);
+            uint64_t w = 1;
+            if (get_u64(L, v, what, 1, 1000000, &w)) d->weight = (uint32_t)w;
+        }
+    }
+    if (!pv) lerr(L, n, "%s: provider is required", ctx);
+    else d->provider = resolve_provider(L, pv, ctx);
+    if (!d->model) d->model = ldup(L, m->name, strlen(m->name));
+}
+
+static void load_model(struct loader *L, const struct bt_ynode *k, const struct bt_ynode *v,
+                       struct bt_model *m)
+{
+    static const char *const keys[] = {"provider", "model", "deployments", NULL};
+    m->line = k->line;
+    m->col = k->col;
+    char ctx[MAX_NAME + 20];
+    snprintf(ctx, sizeof(ctx), "model \"%s\"", m->name);
+    if (v->kind != BT_Y_MAP) {
+        lerr(L, bt_ynode_is_null(v) ? k : v,
+             "model \"%s\" must be a mapping like {provider: NAME} or {deployments: [...]}",
+             m->name);
+        return;
+    }
+    const struct bt_ynode *pv = NULL, *mv = NULL, *dv = NULL, *dk = NULL;
+    for (size_t i = 0; i + 1 < v->n; i += 2) {
+        int idx = key_index(L, v->items[i], keys, ctx);
+        if (idx == 0) pv = v->items[i + 1];
+        else if (idx == 1) mv = v->items[i + 1];
+        else if (idx == 2) dv = v->items[i + 1], dk = v->items[i];
+    }
+    if (dv && (pv || mv)) {
+        lerr(L, dk, "%s: use either provider/model or deployments, not both", ctx);
+        return;
+    }
+    if (!dv && !pv) {
+        lerr(L, k, "%s needs provider: NAME (or a deployments: list)", ctx);
+        return;
+    }
+    if (pv) {
+        m->deployments = calloc(1, sizeof(*m->deployments));
+        if (!m->deployments) {
+            L->oom = true;
+            return;
+        }
+        m->ndeployments = 1;
+        struct bt_deployment *d = &m->deployments[0];
+        d->weight = 1;
+        d->provider = resolve_provider(L, pv, ctx);
+        if (mv) get_model_id(L, mv, ctx, &d->model);
+        else d->model = ldup(L, m->name, strlen(m->name)); /* same id upstream */
+        return;
+    }
+    if (dv->kind != BT_Y_SEQ) {
+        lerr(L, dv, "%s: deployments must be a list (- {provider: NAME, model: ID} lines), not %s",
+             ctx, bt_ynode_is_null(dv) ? "empty" : kind_name(dv));
+        return;
+    }
+    if (dv->n == 0) {
+        lerr(L, dv, "%s: deployments is empty", ctx);
+        return;
+    }
+    if (dv->n > MAX_DEPLOYMENTS) {
+        lerr(L, dv, "%s: at most %d deployments per model (got %zu)", ctx, MAX_DEPLOYMENTS, dv->n);
+        return;
+    }
+    m->deployments = calloc(dv->n, sizeof(*m->deployments));
+    if (!m->deployments) {
+        L->oom = true;
+        return;
+    }
+    m->ndeployments = dv->n;
+    for (size_t i = 0; i < dv->n; i++) load_deployment(L, dv->items[i], m, &m->deployments[i], i);
+}
+
+static void load_models(struct loader *L, const struct bt_ynode *n)
+{
+    const struct bt_ynode *m = as_map(L, n, "models");
+    if (!m || m->n < 2) return;
+    struct bt_config *c = L->cfg;
+    c->models = calloc(m->n / 2, sizeof(*c->models));
+    if (!c->models) {
+        L->oom = true;
+        return;
+    }
+    for (size_t i = 0; i + 1 < m->n; i += 2) {
+        const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
+        if (k->kind != BT_Y_SCALAR) {
+            lerr(L, k, "models: a model name must be a plain name, not %s", kind_name(k));
+            continue;
+        }
+        if (!valid_name(k->text, k->len, true)) {
+            lerr(L, k, "invalid model name \"%.*s\": 1 to %d characters, no spaces or control "
+                       "characters",
+                 SHOW(k), MAX_NAME);
+            continue;
+        }
+        struct bt_model *md = &c->models[c->nmodels];
+        md->name = ldup(L, k->text, k->len);
+        if (!md->name) return;
+        c->nmodels++;
+        load_model(L, k, v, md);
+        if (L->oom) return;
+    }
+}
+
+static void load_root(struct loader *L, const struct bt_ynode *root)
+{
+    static const char *const keys[] = {"server", "auth", "log", "providers", "models", NULL};
+    if (!root || bt_ynode_is_null(root)) return; /* empty file: all defaults */
+    if (root->kind != BT_Y_MAP) {
+        lerr(L, root, "a config file is a mapping of sections (server, auth, log, providers, "
+                      "models), not %s",
+             kind_name(root));
+        return;
+    }
+    const struct bt_ynode *sec[5] = {0};
+    for (size_t i = 0; i + 1 < root->n; i += 2) {
+        int idx = key_index(L, root->items[i], keys, "the top level");
+        if (idx >= 0) sec[idx] = root->items[i + 1];
+    }
+    /* Providers before models, whatever the order in the file. */
+    load_server(L, sec[0]);
+    load_auth(L, sec[1]);
+    load_log(L, sec[2]);
+    load_providers(L, sec[3]);
+    if (!L->oom) load_models(L, sec[4]);
+}
+
+/* ---- snapshot lifetime ---- */
+
+static void set_defaults(struct bt_config *c)
+{
+    atomic_init(&c->refs, 1);
+    c->server.listen_port = 4000;
+    c->server.workers = 0;
+    c->server.max_connections = 10000;
+    c->server.max_header_bytes = 64u << 10;
+    c->server.max_body_bytes = 32u << 20;
+    c->server.header_timeout_ms = 30000;
+    c->server.idle_timeout_ms = 120000;
+    c->server.drain_timeout_ms = 30000;
+    c->auth.allow_anonymous = false;
+}
+
+/* Secrets are wiped before their memory goes back to the allocator. */
+static void free_secret(char *s)
+{
+    if (!s) return;
+    explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+static void config_free(struct bt_config *c)
+{
+    if (!c) return;
+    free(c->path);
+    free(c->server.listen_host);
+    free_secret(c->auth.master_key);
+    free(c->log.level);
+    free(c->log.access);
+    free(c->log.file);
+    for (size_t i = 0; i < c->nproviders; i++) {
+        struct bt_provider *p = &c->providers[i];
+        free(p->name);
+        free(p->base_url);
+        free(p->host);
+        free(p->base_path);
+        free_secret(p->api_key);
+        free(p->api_key_env);
+    }
+    free(c->providers);
+    for (size_t i = 0; i < c->nmodels; i++) {
+        struct bt_model *m = &c->models[i];
+        free(m->name);
+        for (size_t j = 0; j < m->ndeployments; j++) free(m->deployments[j].model);
+        free(m->deployments);
+    }
+    free(c->models);
+    free(c);
+}
+
+static struct bt_config *config_new(const char *path)
+{
+    struct bt_config *c = calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    set_defaults(c);
+    c->path = strdup(path);
+    c->server.listen_host = strdup("127.0.0.1");
+    c->log.level = strdup("info");
+    if (!c->path || !c->server.listen_host || !c->log.level) {
+        config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+struct bt_config *bt_config_new_default(void)
+{
+    return config_new("(defaults)");
+}
+
+struct bt_config *bt_config_ref(struct bt_config *c)
+{
+    if (c) atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+void bt_config_unref(struct bt_config *c)
+{
+    if (!c) return;
+    /* acq_rel: the freeing thread must see every other thread's last reads
+     * finished before it tears the snapshot down. */
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) config_free(c);
+}
+
+/* ---- loading ---- */
+
+static enum bt_err set_diag_path(struct bt_config_diags *d, const char *name)
+{
+    char *p = strdup(name);
+    if (!p) return BT_ENOMEM;
+    free(d->path);
+    d->path = p;
+    return BT_OK;
+}
+
+static enum bt_err load_common(const char *name, const char *yaml, size_t len,
+                               struct bt_config **out, struct bt_config_diags *diags)
+{
+    struct bt_ydoc doc;
+    struct loader L = {.diags = diags};
+    enum bt_err err = bt_ydoc_parse(yaml, len, &doc, diags);
+    if (err) {
+        bt_ydoc_free(&doc);
+        return err == BT_ENOMEM ? BT_ENOMEM : BT_ECONFIG;
+    }
+    L.cfg = config_new(name);
+    if (!L.cfg) {
+        bt_ydoc_free(&doc);
+        bt_config_diag_add(diags, true, 0, 0, "out of memory");
+        return BT_ENOMEM;
+    }
+    load_root(&L, doc.root);
+    bt_ydoc_free(&doc);
+    if (L.oom) {
+        bt_config_diag_add(diags, true, 0, 0, "out of memory");
+        config_free(L.cfg);
+        return BT_ENOMEM;
+    }
+    if (L.nerrors) {
+        config_free(L.cfg);
+        return BT_ECONFIG;
+    }
+    *out = L.cfg;
+    return BT_OK;
+}
+
+enum bt_err bt_config_load_string(const char *name, const char *yaml, size_t len,
+                                  struct bt_config **out, struct bt_config_diags *diags)
+{
+    if (!out || (!yaml && len)) return BT_EINVAL;
+    *out = NULL;
+    if (!name) name = "config";
+    struct bt_config_diags local = {0};
+    struct bt_config_diags *d = diags ? diags : &local;
+    enum bt_err err = set_diag_path(d, name);
+    if (!err) {
+        if (len > BT_CONFIG_MAX_BYTES) {
+            bt_config_diag_add(d, true, 0, 0, "the file is larger than %u bytes",
+                               BT_CONFIG_MAX_BYTES);
+            err = BT_ECONFIG;
+        } else {
+            err = load_common(name, yaml ? yaml : "", len, out, d);
+        }
+    }
+    bt_config_diags_free(&local);
+    return err;
+}
+
+enum bt_err bt_config_load(const char *path, struct bt_config **out,
+                           struct bt_config_diags *diags)
+{
+    if (!path || !out) return BT_EINVAL;
+    *out = NULL;
+    struct bt_config_diags local = {0};
+    struct bt_config_diags *d = diags ? diags : &local;
+    struct bt_buf b;
+    bt_buf_init(&b, BT_CONFIG_MAX_BYTES);
+    enum bt_err err = set_diag_path(d, path);
+    if (err) goto done;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        bt_config_diag_add(d, true, 0, 0, "cannot open: %s", strerror(errno));
+        err = BT_EIO;
+        goto done;
+    }
+    char chunk[16384];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        err = bt_buf_append(&b, chunk, n);
+        if (err) break;
+    }
+    bool rerr = ferror(f);
+    fclose(f);
+    if (err == BT_ETOOBIG) {
+        bt_config_diag_add(d, true, 0, 0, "the file is larger than %u bytes", BT_CONFIG_MAX_BYTES);
+        err = BT_ECONFIG;
+        goto done;
+    }
+    if (err) goto done;
+    if (rerr) {
+        bt_config_diag_add(d, true, 0, 0, "cannot read the file");
+        err = BT_EIO;
+        goto done;
+    }
+    err = load_common(path, b.p ? b.p : "", b.len, out, d);
+done:
+    bt_buf_free(&b);
+    bt_config_diags_free(&local);
+    return err;
+}
+
+void bt_config_diags_free(struct bt_config_diags *d)
+{
+    if (!d) return;
+    free(d->items);
+    free(d->path);
+    d->items = NULL;
+    d->path = NULL;
+    d->n = d->cap = 0;
+}
+
+void bt_config_diags_print(const struct bt_config_diags *d, void *file)
+{
+    FILE *f = file;
+    if (!d || !f) return;
+    const char *path = d->path ? d->path : "config";
+    for (size_t i = 0; i < d->n; i++) {
+        const struct bt_config_diag *g = &d->items[i];
+        const char *kind = g->is_error ? "error" : "warning";
+        if (g->line > 0)
+            fprintf(f, "%s:%d:%d: %s: %s\n", path, g->line, g->col > 0 ? g->col : 1, kind, g->msg);
+        else fprintf(f, "%s: %s: %s\n", path, kind, g->msg);
+    }
+    if (d->n >= BT_CONFIG_MAX_DIAGS)
+        fprintf(f, "%s: note: stopped after %d messages\n", path, BT_CONFIG_MAX_DIAGS);
+}
+
+/* ---- lookups ---- */
+
+const struct bt_model *bt_config_model(const struct bt_config *c, struct bt_str name)
+{
+    if (!c || !name.len) return NULL;
+    for (size_t i = 0; i < c->nmodels; i++) {
+        const char *n = c->models[i].name;
+        if (strlen(n) == name.len && memcmp(n, name.p, name.len) == 0) return &c->models[i];
+    }
+    return NULL;
+}
+
+const struct bt_provider *bt_config_provider(const struct bt_config *c, struct bt_str name)
+{
+    if (!c || !name.len) return NULL;
+    for (size_t i = 0; i < c->nproviders; i++) {
+        const char *n = c->providers[i].name;
+        if (strlen(n) == name.len && memcmp(n, name.p, name.len) == 0) return &c->providers[i];
+    }
+    return NULL;
+}
+
+/* ---- `baton check` table ---- */
+
+/* At most the last 4 characters of a secret, and only of a long one; "sk-" is
+ * a public prefix and helps tell keys apart. */
+static void mask_secret(const char *key, char *out, size_t cap)
+{
+    size_t len = strlen(key);
+    if (len < 12) {
+        snprintf(out, cap, "**** (%zu chars)", len);
+        return;
+    }
+    bool sk = strncmp(key, "sk-", 3) == 0;
+    snprintf(out, cap, "%s...%s", sk ? "sk-" : "", key + len - 4);
+}
+
+static void key_state(const struct bt_provider *p, char *out, size_t cap)
+{
+    if (p->type != BT_PROVIDER_OPENAI) {
+        snprintf(out, cap, "-");
+    } else if (p->api_key) {
+        char m[48];
+        mask_secret(p->api_key, m, sizeof(m));
+        if (p->api_key_env) snprintf(out, cap, "%s (from %s)", m, p->api_key_env);
+        else snprintf(out, cap, "%s", m);
+    } else if (p->api_key_required) {
+        if (p->api_key_env) snprintf(out, cap, "(unset: %s)", p->api_key_env);
+        else snprintf(out, cap, "(empty)");
+    } else {
+        snprintf(out, cap, "(none)");
+    }
+}
+
+static const char *shown_url(const struct bt_provider *p)
+{
+    if (p->type == BT_PROVIDER_SIM) return "(built-in simulator)";
+    return p->base_url ? p->base_url : "-";
+}
+
+static int width_of(const char *s, int cur)
+{
+    int w = (int)strlen(s);
+    return w > cur ? w : cur;
+}
+
+void bt_config_print_table(const struct bt_config *c, void *file)
+{
+    FILE *f = file;
+    if (!c || !f) return;
+    char dep[2 * MAX_NAME + 80];
+    int wm = 5, wd = 10, wp = 4, wt = 4, wu = 8;
+    for (size_t i = 0; i < c->nmodels; i++) {
+        const struct bt_model *m = &c->models[i];
+        wm = width_of(m->name, wm);
+        for (size_t j = 0; j < m->ndeployments; j++) {
+            const struct bt_deployment *d = &m->deployments[j];
+            snprintf(dep, sizeof(dep), "%s/%s", d->provider ? d->provider->name : "?",
+                     d->model ? d->model : "?");
+            wd = width_of(dep, wd);
+        }
+    }
+    for (size_t i = 0; i < c->nproviders; i++) {
+        wp = width_of(c->providers[i].name, wp);
+        wu = width_of(shown_url(&c->providers[i]), wu);
+    }
+    fprintf(f, "models (%zu):\n", c->nmodels);
+    if (c->nmodels)
+        fprintf(f, "  %-*s  %-*s  %6s  %s\n", wm, "MODEL", wd, "DEPLOYMENT", "WEIGHT", "BASE_URL");
+    for (size_t i = 0; i < c->nmodels; i++) {
+        const struct bt_model *m = &c->models[i];
+        for (size_t j = 0; j < m->ndeployments; j++) {
+            const struct bt_deployment *d = &m->deployments[j];
+            snprintf(dep, sizeof(dep), "%s/%s", d->provider ? d->provider->name : "?",
+                     d->model ? d->model : "?");
+            fprintf(f, "  %-*s  %-*s  %6u  %s\n", wm, j == 0 ? m->name : "", wd, dep, d->weight,
+                    d->provider ? shown_url(d->provider) : "-");
+        }
+    }
+    fprintf(f, "providers (%zu):\n", c->nproviders);
+    if (c->nproviders)
+        fprintf(f, "  %-*s  %-*s  %-*s  %s\n", wp, "NAME", wt + 2, "TYPE", wu, "BASE_URL",
+                "API_KEY");
+    for (size_t i = 0; i < c->nproviders; i++) {
+        const struct bt_provider *p = &c->providers[i];
+        char ks[MAX_NAME + 96];
+        key_state(p, ks, sizeof(ks));
+        fprintf(f, "  %-*s  %-*s  %-*s  %s\n", wp, p->name, wt + 2,
+                p->type == BT_PROVIDER_SIM ? "sim" : "openai", wu, shown_url(p), ks);
+    }
+    bool v6 = c->server.listen_host && strchr(c->server.listen_host, ':');
+    fprintf(f, "server: listen %s%s%s:%u, workers %s", v6 ? "[" : "",
+            c->server.listen_host ? c->server.listen_host : "?", v6 ? "]" : "",
+            (unsigned)c->server.listen_port, c->server.workers ? "" : "auto");
+    if (c->server.workers) fprintf(f, "%u", (unsigned)c->server.workers);
+    fprintf(f, ", max_connections %u, max_header_bytes %llu, max_body_bytes %llu\n",
+            (unsigned)c->server.max_connections, (unsigned long long)c->server.max_header_bytes,
+            (unsigned long long)c->server.max_body_bytes);
+    fprintf(f, "auth: master_key %s, allow_anonymous %s\n",
+            c->auth.master_key ? "set" : "unset", c->auth.allow_anonymous ? "true" : "false");
+}

@@ -1,0 +1,154 @@
+// The command line: version, --help everywhere, `baton check` (the issue's example
+// file, masked secrets, file:line:column errors), and serve's refusal to run
+// keyless on a non-loopback address.
+import { join } from 'node:path';
+import {
+    test, run, assert, eq, runBaton, spawnBaton, stopProc, writeTemp, freePort, REPO, SLOW, sleep,
+} from './lib.mjs';
+
+const CONFIGS = join(REPO, 'tests/integration/configs');
+const cfg = (name) => join(CONFIGS, name);
+const both = (r) => `${r.out}\n${r.err}`;
+const UNSET = { OPENAI_API_KEY: undefined, DEEPSEEK_API_KEY: undefined, BATON_MASTER_KEY: undefined };
+const SECRETS = {
+    OPENAI_API_KEY: 'sk-proj-OPENAIsecretvalue0123456789abcdefXYZ',
+    DEEPSEEK_API_KEY: 'sk-DEEPSEEKsecretvalue9876543210fedcbaQRS',
+    BATON_MASTER_KEY: 'sk-baton-MASTERsecret-55555-66666-77777',
+};
+
+test('baton version prints a version and exits 0', async () => {
+    const r = await runBaton(['version']);
+    eq(r.code, 0, 'exit code');
+    assert(/\d+\.\d+/.test(r.out), `no version number in stdout: ${JSON.stringify(r.out)}`);
+});
+
+for (const args of [['--help'], ['serve', '--help'], ['check', '--help'], ['sim', '--help'], ['version', '--help']]) {
+    test(`baton ${args.join(' ')} exits 0 with usage text`, async () => {
+        const r = await runBaton(args);
+        eq(r.code, 0, `exit code (stderr: ${r.err.slice(0, 200)})`);
+        assert(/usage/i.test(r.out), `no usage text on stdout: ${JSON.stringify(r.out.slice(0, 200))}`);
+    });
+}
+
+test('an unknown command exits non-zero', async () => {
+    const r = await runBaton(['no-such-command']);
+    assert(r.code !== 0, `exit code 0 for an unknown command; out: ${both(r).slice(0, 200)}`);
+});
+
+test('check: the issue example passes with every key unset (warnings only)', async () => {
+    const r = await runBaton(['check', '-c', cfg('issue9-example.yaml')], { env: UNSET });
+    eq(r.code, 0, `exit code; output: ${both(r).slice(0, 600)}`);
+    const o = both(r);
+    assert(/warn/i.test(o), `expected warnings about unset keys; output: ${o.slice(0, 600)}`);
+    assert(/OPENAI_API_KEY|openai/.test(r.err + r.out) && /DEEPSEEK_API_KEY|deepseek/.test(o),
+        `warnings should name the providers/variables; output: ${o.slice(0, 600)}`);
+    for (const m of ['gpt-4o-mini', 'deepseek-chat', 'chat', 'demo'])
+        assert(r.out.includes(m), `model table on stdout lacks ${m}: ${r.out.slice(0, 600)}`);
+});
+
+test('check: the issue example with keys set masks every secret', async () => {
+    const r = await runBaton(['check', '-c', cfg('issue9-example.yaml')], { env: SECRETS });
+    eq(r.code, 0, `exit code; output: ${both(r).slice(0, 600)}`);
+    const o = both(r);
+    for (const [k, v] of Object.entries(SECRETS)) {
+        assert(!o.includes(v), `${k} appears in full in check's output`);
+        assert(!o.includes(v.slice(8, 24)), `${k} appears (a 16-char middle part) in check's output`);
+    }
+    for (const m of ['gpt-4o-mini', 'deepseek-chat', 'chat', 'demo'])
+        assert(r.out.includes(m), `model table lacks ${m}: ${r.out.slice(0, 600)}`);
+    assert(/openai\/gpt-4o-mini/.test(r.out) && /deepseek\/deepseek-chat/.test(r.out),
+        `table should show deployments as provider/model: ${r.out.slice(0, 800)}`);
+});
+
+test('check: a literal api_key in the file is masked too', async () => {
+    const key = 'sk-literal-KEY-abcdefghijklmnopqrstuvwxyz012345';
+    const p = writeTemp('literal.yaml', `providers:\n  p1: {type: openai, base_url: "http://127.0.0.1:9/v1", api_key: "${key}"}\nmodels:\n  m: {provider: p1, model: up-1}\n`);
+    const r = await runBaton(['check', '-c', p]);
+    eq(r.code, 0, `exit code; output: ${both(r).slice(0, 400)}`);
+    assert(!both(r).includes(key) && !both(r).includes(key.slice(10, 30)), 'the literal key appears in check output');
+    assert(r.out.includes('p1/up-1'), `table lacks p1/up-1: ${r.out.slice(0, 400)}`);
+});
+
+test('check: an unknown key is an error at file:3:3', async () => {
+    const r = await runBaton(['check', '-c', cfg('bad-unknown-key.yaml')]);
+    assert(r.code !== 0, 'exit code 0 for an unknown key');
+    const o = both(r);
+    assert(/bad-unknown-key\.yaml:3:3:/.test(o), `expected "bad-unknown-key.yaml:3:3:" in: ${o.slice(0, 400)}`);
+    assert(o.includes('listne'), `message should name the unknown key: ${o.slice(0, 400)}`);
+});
+
+test('check: broken YAML is an error with file:line:column', async () => {
+    const r = await runBaton(['check', '-c', cfg('bad-yaml.yaml')]);
+    assert(r.code !== 0, 'exit code 0 for broken YAML');
+    assert(/bad-yaml\.yaml:\d+:\d+:/.test(both(r)), `no file:line:column in: ${both(r).slice(0, 400)}`);
+});
+
+test('check: a model naming an unknown provider is an error at its line', async () => {
+    const r = await runBaton(['check', '-c', cfg('bad-unknown-provider.yaml')]);
+    assert(r.code !== 0, 'exit code 0 for an unknown provider');
+    const o = both(r);
+    assert(/bad-unknown-provider\.yaml:5:\d+:/.test(o), `expected bad-unknown-provider.yaml:5:COL: in: ${o.slice(0, 400)}`);
+    assert(o.includes('nope'), `message should name the provider: ${o.slice(0, 400)}`);
+});
+
+test('check: an unknown provider type is an error at its line', async () => {
+    const r = await runBaton(['check', '-c', cfg('bad-unknown-type.yaml')]);
+    assert(r.code !== 0, 'exit code 0 for an unknown provider type');
+    assert(/bad-unknown-type\.yaml:3:\d+:/.test(both(r)), `expected bad-unknown-type.yaml:3:COL: in: ${both(r).slice(0, 400)}`);
+});
+
+test('check: ${VAR:-default} and ${VAR} expand inside scalars', async () => {
+    const p = writeTemp('expand.yaml', [
+        'server:',
+        '  listen: "${BATON_IT_LISTEN:-127.0.0.1:4321}"',
+        'providers:',
+        '  s: {type: sim}',
+        'models:',
+        '  m1: {provider: s, model: "${BATON_IT_UP:-up-default}"}',
+        '  m2: {provider: s, model: "${BATON_IT_MODEL}"}',
+        '',
+    ].join('\n'));
+    const r = await runBaton(['check', '-c', p], { env: { BATON_IT_MODEL: 'expanded-name', BATON_IT_LISTEN: undefined, BATON_IT_UP: undefined } });
+    eq(r.code, 0, `exit code; output: ${both(r).slice(0, 400)}`);
+    assert(r.out.includes('s/up-default'), `expected deployment s/up-default in: ${r.out.slice(0, 400)}`);
+    assert(r.out.includes('s/expanded-name'), `expected deployment s/expanded-name in: ${r.out.slice(0, 400)}`);
+});
+
+test('check: a missing file is an error', async () => {
+    const r = await runBaton(['check', '-c', '/nonexistent/baton-it.yaml']);
+    assert(r.code !== 0, 'exit code 0 for a missing file');
+    assert(both(r).includes('/nonexistent/baton-it.yaml'), `message should name the file: ${both(r).slice(0, 300)}`);
+});
+
+// Starts serve and expects it to exit non-zero within a few seconds.
+async function expectRefusal(args, env = {}) {
+    const p = spawnBaton(args, { env });
+    const res = await Promise.race([p.exited, sleep(5000 * SLOW).then(() => null)]);
+    if (!res) {
+        await stopProc(p);
+        throw new Error(`baton ${args.join(' ')} kept running (expected it to refuse to start); stderr: ${p.err().slice(0, 300)}`);
+    }
+    assert(res.code !== 0, `exit code 0; stderr: ${p.err().slice(0, 300)}`);
+    assert(p.err().trim().length > 0, 'no message on stderr');
+    return p.err();
+}
+
+test('serve: no master key on 0.0.0.0 without allow_anonymous refuses to start', async () => {
+    const port = await freePort();
+    const p = writeTemp('anon.yaml', `server:\n  listen: "0.0.0.0:${port}"\nproviders:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n`);
+    const err = await expectRefusal(['serve', '-c', p], { BATON_MASTER_KEY: undefined });
+    assert(/anonymous|master_key|loopback/i.test(err), `message should explain (master_key / allow_anonymous / loopback): ${err.slice(0, 300)}`);
+});
+
+test('serve: --listen 0.0.0.0 without a key refuses too; an empty ${VAR} key counts as none', async () => {
+    const port = await freePort();
+    const p = writeTemp('anon2.yaml', `server:\n  listen: 127.0.0.1:${port}\nauth:\n  master_key: \${BATON_IT_EMPTY_KEY}\nproviders:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n`);
+    await expectRefusal(['serve', '-c', p, '--listen', `0.0.0.0:${port}`], { BATON_IT_EMPTY_KEY: '' });
+});
+
+test('serve: an invalid config exits non-zero with file:line:column', async () => {
+    const err = await expectRefusal(['serve', '-c', cfg('bad-unknown-key.yaml')]);
+    assert(/bad-unknown-key\.yaml:3:3:/.test(err), `expected file:3:3: in stderr: ${err.slice(0, 300)}`);
+});
+
+await run();
