@@ -22,7 +22,7 @@ FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 all: baton
 
 baton: $(BUILD)/baton
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/baton: $(BUILD)/src/main.o $(BUILD)/libbaton.a
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LIBS)

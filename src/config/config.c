@@ -34,6 +34,8 @@ struct loader {
 /* ---- diagnostics ---- */
 
 static void lmsg(struct loader *L, bool is_error, const struct bt_ynode *at, const char *fmt,
+                 va_list ap) __attribute__((format(printf, 4, 0)));
+static void lmsg(struct loader *L, bool is_error, const struct bt_ynode *at, const char *fmt,
                  va_list ap)
 {
     char msg[sizeof(((struct bt_config_diag *)0)->msg)];
@@ -460,6 +462,12 @@ static bool parse_base_url(struct loader *L, const struct bt_ynode *v, const cha
             port = colon + 1;
             plen = alen - hlen - 1;
         }
+    }
+    if (!v6 && alen && memchr(auth, ':', alen) != memrchr(auth, ':', alen)) {
+        lerr(L, v, "provider \"%s\": base_url: write an IPv6 address in brackets, e.g. "
+                   "http://[::1]:8000/v1",
+             pname);
+        return false;
     }
     if (hlen == 0 || hlen > 253) {
         lerr(L, v, "provider \"%s\": base_url has no host (got \"%.*s\")", pname,

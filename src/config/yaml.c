@@ -124,14 +124,14 @@ static enum bt_err add_anchor(struct builder *b, struct fy_token *tok, struct bt
     return BT_OK;
 }
 
-static enum bt_err check_tag(struct builder *b, struct fy_token *tag, int line, int col)
+/* Tags are refused: every value's meaning comes from its key, so a tag could
+ * only be ignored (surprising) or contradict the key (an error anyway). */
+static enum bt_err check_tag(struct builder *b, struct fy_token *tag)
 {
     if (!tag) return BT_OK;
-    size_t len = 0;
-    const char *t = fy_token_get_text(tag, &len);
-    return berr(b, line, col,
-                "YAML tags are not supported here (found '%.*s'); write the plain value",
-                (int)(len > 60 ? 60 : len), t ? t : "?");
+    int line, col;
+    mark_pos(fy_token_start_mark(tag), &line, &col);
+    return berr(b, line, col, "YAML tags (!...) are not supported; write the plain value");
 }
 
 static struct bt_ynode *new_node(struct builder *b, enum bt_ynode_kind kind, int line, int col)
@@ -183,7 +183,7 @@ static enum bt_err on_event(struct builder *b, struct fy_event *ev)
             return berr(b, line, col, "only one YAML document is allowed in a config file");
         return BT_OK;
     case FYET_SCALAR: {
-        if ((e = check_tag(b, ev->scalar.tag, line, col))) return e;
+        if ((e = check_tag(b, ev->scalar.tag))) return e;
         /* The scalar token's own mark is where its text starts (after any
          * anchor), which is what a user wants pointed at. */
         const struct fy_mark *vm = fy_token_start_mark(ev->scalar.value);
@@ -197,7 +197,13 @@ static enum bt_err on_event(struct builder *b, struct fy_event *ev)
         if (!copy.p) return BT_ENOMEM;
         n->text = (char *)copy.p;
         n->len = len;
-        n->plain = !ev->scalar.value || fy_token_scalar_style(ev->scalar.value) == FYSS_PLAIN;
+        enum fy_scalar_style st =
+            ev->scalar.value ? fy_token_scalar_style(ev->scalar.value) : FYSS_PLAIN;
+        n->plain = st == FYSS_PLAIN;
+        /* libfyaml marks a quoted scalar at its first character inside the
+         * quotes; point at the opening quote, which is where the value starts
+         * on screen. */
+        if ((st == FYSS_SINGLE_QUOTED || st == FYSS_DOUBLE_QUOTED) && n->col > 1) n->col--;
         if ((e = add_anchor(b, ev->scalar.anchor, n))) return e;
         return attach(b, n);
     }
@@ -207,13 +213,14 @@ static enum bt_err on_event(struct builder *b, struct fy_event *ev)
         if (!name) return BT_ENOMEM;
         for (struct anchor *a = b->anchors; a; a = a->next)
             if (a->len == len && memcmp(a->name, name, len) == 0) return attach(b, a->node);
-        return berr(b, line, col, "unknown alias *%.*s", (int)(len > 60 ? 60 : len), name);
+        /* The mark is at the name; the '*' right before it is what a user sees. */
+        return berr(b, line, col > 1 ? col - 1 : col, "unknown alias *%.*s",
+                    (int)(len > 60 ? 60 : len), name);
     }
     case FYET_MAPPING_START:
     case FYET_SEQUENCE_START: {
         bool map = ev->type == FYET_MAPPING_START;
-        if ((e = check_tag(b, map ? ev->mapping_start.tag : ev->sequence_start.tag, line, col)))
-            return e;
+        if ((e = check_tag(b, map ? ev->mapping_start.tag : ev->sequence_start.tag))) return e;
         if (b->depth >= BT_CONFIG_MAX_DEPTH)
             return berr(b, line, col, "nesting is too deep (at most %d levels)",
                         BT_CONFIG_MAX_DEPTH);

@@ -35,7 +35,8 @@ enum bt_err bt_buf_append_u64(struct bt_buf *b, unsigned long long v);
 /* printf-style append (vsnprintf underneath). */
 enum bt_err bt_buf_printf(struct bt_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-enum bt_err bt_buf_vprintf(struct bt_buf *b, const char *fmt, va_list ap);
+enum bt_err bt_buf_vprintf(struct bt_buf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 /* Removes the first `n` bytes (n <= len), moving the rest to the front. */
 void bt_buf_consume(struct bt_buf *b, size_t n);
 /* Makes the contents NUL-terminated (the NUL is not counted in len). */

@@ -410,8 +410,10 @@ static void transport_failure(struct bt_exec *ex, enum bt_err err, const char *d
                     "provider %s timed out (%s)", ex->prov->name, detail ? detail : "timeout");
     else
         set_failure(ex, 502, "upstream_error", "upstream_unreachable",
-                    "provider %s could not be reached: %s%s%s", ex->prov->name, bt_strerror(err),
-                    detail ? ": " : "", detail ? detail : "");
+                    "provider %s could not be reached: %s", ex->prov->name,
+                    detail && strcmp(detail, bt_strerror(err)) != 0 && strcmp(detail, "reset") != 0
+                        ? detail
+                        : bt_strerror(err));
 }
 
 static void up_done(void *ud, enum bt_err err, const char *detail)
@@ -427,7 +429,11 @@ static void up_done(void *ud, enum bt_err err, const char *detail)
         return;
     case EX_BODY:
         if (err) {
-            transport_failure(ex, err, detail);
+            if (err == BT_ETIMEDOUT) transport_failure(ex, err, detail);
+            else
+                set_failure(ex, 502, "upstream_error", "upstream_reset",
+                            "the reply from provider %s broke off: %s", ex->prov->name,
+                            bt_strerror(err));
             attempt_next(ex);
         } else {
             finish_body(ex);
@@ -443,8 +449,8 @@ static void up_done(void *ud, enum bt_err err, const char *detail)
             finish_stream(ex, "provider reported an error in the stream");
         } else if (err) {
             char msg[300];
-            snprintf(msg, sizeof(msg), "the stream from provider %s broke: %s%s%s", ex->prov->name,
-                     bt_strerror(err), detail ? " " : "", detail ? detail : "");
+            snprintf(msg, sizeof(msg), "the stream from provider %s broke off: %s", ex->prov->name,
+                     err == BT_ETIMEDOUT && detail ? detail : bt_strerror(err));
             stream_error_event(ex, msg, err == BT_ETIMEDOUT ? "upstream_timeout" : "upstream_reset");
             finish_stream(ex, msg);
         } else if (!ex->saw_done || bt_sse_partial(&ex->sse)) {

@@ -9,7 +9,6 @@
 #include "http/server.h"
 
 #include <arpa/inet.h>
-#include <assert.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -904,8 +903,8 @@ static void conn_send_error(struct bt_http_conn *c, int status, const char *msg)
     const char *type = status >= 500 ? "server_error" : "invalid_request_error";
     const char *ctype = s->opts.format_error(&s->ebuf, path, status, type, msg);
     if (!c->req.id[0]) gen_id(s, c->req.id);
-    if (!build_head(c, &s->hbuf, status, NULL, 0, bt_str_c(ctype), false, true, s->ebuf.len,
-                    true)) {
+    if (!build_head(c, &s->hbuf, status, s->opts.error_headers, s->opts.nerror_headers,
+                    bt_str_c(ctype), false, true, s->ebuf.len, true)) {
         uv_buf_t iov[2] = {uv_buf_init(s->hbuf.p, (unsigned)s->hbuf.len),
                            uv_buf_init(s->ebuf.p, (unsigned)s->ebuf.len)};
         conn_send(c, iov, 2);

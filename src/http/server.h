@@ -75,6 +75,8 @@ struct bt_http_opts {
     bt_http_handler handler;
     void *handler_ud;
     bt_http_error_fmt format_error; /* NULL = OpenAI shape */
+    const struct bt_http_header *error_headers; /* extra headers on server-made errors; borrowed */
+    size_t nerror_headers;
 };
 
 /* Creates a server on `loop`; the options are copied. NULL on ENOMEM. */

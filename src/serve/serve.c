@@ -103,6 +103,9 @@ static void close_walk(uv_handle_t *h, void *arg)
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+static const struct bt_http_header no_deployment[1] = {
+    {{"x-baton-deployment", 18}, {"none", 4}}};
+
 static void worker_main(void *arg)
 {
     struct bt_worker *w = arg;
@@ -119,6 +122,8 @@ static void worker_main(void *arg)
         .handler = bt_api_handle,
         .handler_ud = w,
         .format_error = bt_openai_error_fmt,
+        .error_headers = no_deployment,
+        .nerror_headers = 1,
     };
     w->http = bt_http_server_new(&w->loop, &o);
     w->up = bt_upstream_new(&w->loop, NULL);

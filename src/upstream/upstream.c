@@ -22,6 +22,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/buf.h"
+#include <stdio.h>
 
 enum {
     DNS_TTL_MS = 30000,           /* positive answers are trusted this long */
@@ -69,9 +70,9 @@ struct up_pool {
     struct bt_up_call *wait_head; /* calls waiting for a connection, FIFO */
     struct bt_up_call *wait_tail;
     uint32_t nwait;
-    uint32_t ncalls;                /* calls not yet done that point at this pool */
-    SSL_SESSION *session;           /* owned: last TLS session, offered to new connections */
-    bool spawning;   /* pool_spawn is on the stack */
+    uint32_t ncalls;      /* calls not yet done that point at this pool */
+    SSL_SESSION *session; /* owned: last TLS session, offered to new connections */
+    bool spawning;        /* pool_spawn is on the stack */
 };
 
 /* A cached resolution of one host name (shared by pools with the same host). */
@@ -115,14 +116,14 @@ struct up_conn {
     bool write_pending;             /* wreq in flight */
     bool broken;                    /* must not go back to the pool */
     uint64_t idle_since;            /* uv_now() when it went idle */
-    uint64_t nrequests; /* requests started on this connection */
+    uint64_t nrequests;             /* requests started on this connection */
     /* TLS (pool->key.tls): OpenSSL on memory BIOs, driven by this stream */
-    SSL *ssl;          /* owned; owns rbio and wbio */
-    BIO *rbio;         /* ciphertext from the network, read by SSL */
-    BIO *wbio;         /* ciphertext from SSL, written out by tls_pump */
+    SSL *ssl;  /* owned; owns rbio and wbio */
+    BIO *rbio; /* ciphertext from the network, read by SSL */
+    BIO *wbio; /* ciphertext from SSL, written out by tls_pump */
     bool handshaking;
-    bool tx_req;       /* the request is being encrypted and written */
-    size_t tx_off;     /* bytes of the request (head + body) encrypted so far */
+    bool tx_req;        /* the request is being encrypted and written */
+    size_t tx_off;      /* bytes of the request (head + body) encrypted so far */
     struct bt_buf tbuf; /* ciphertext of the uv_write in flight (retained) */
 };
 
@@ -676,7 +677,7 @@ static void conn_on_close(uv_handle_t *h)
         c->prev->next = c->next;
     else
         u->conns = c->next;
-        if (c->next) c->next->prev = c->prev;
+    if (c->next) c->next->prev = c->prev;
     free(c->addrs);
     if (c->ssl) SSL_free(c->ssl); /* frees rbio and wbio */
     bt_buf_free(&c->tbuf);
@@ -771,15 +772,17 @@ static void conn_on_connect(uv_connect_t *req, int status)
     /* One uv_write per request: Nagle would only delay the body segment. */
     uv_tcp_nodelay(&c->tcp, 1);
     uv_tcp_keepalive(&c->tcp, 1, 60);
-        int r = uv_read_start((uv_stream_t *)&c->tcp, conn_on_alloc, conn_on_read);
+    int r = uv_read_start((uv_stream_t *)&c->tcp, conn_on_alloc, conn_on_read);
     if (r) {
         call_fail_later(call, map_uv_err(r), uv_strerror(r));
         return;
     }
     if (c->pool->key.tls) {
         /* The handshake belongs to the connect phase (and its timeout). */
-        if (!tls_start(c)) call_fail_later(call, BT_ETLS, "cannot set up TLS");
-        else tls_handshake(c);
+        if (!tls_start(c))
+            call_fail_later(call, BT_ETLS, "cannot set up TLS");
+        else
+            tls_handshake(c);
         return;
     }
     call_send(call);
@@ -894,7 +897,7 @@ static void call_send(struct bt_up_call *call)
     call->state = CALL_SENT;
     /* first_byte counts from the end of the write; until then it also bounds a
      * write the peer does not read (re-armed in conn_on_write). */
-        call_set_phase(call, PHASE_FIRST_BYTE, call->to.first_byte_ms);
+    call_set_phase(call, PHASE_FIRST_BYTE, call->to.first_byte_ms);
     int r;
     if (c->ssl) {
         c->tx_req = true;
@@ -923,7 +926,7 @@ static bool call_try_retry(struct bt_up_call *call)
 
 static void conn_on_write(uv_write_t *req, int status)
 {
-        struct up_conn *c = req->data;
+    struct up_conn *c = req->data;
     c->write_pending = false;
     struct bt_up_call *call = c->call;
     if (status == UV_ECANCELED || c->state == CONN_CLOSING) return;
@@ -947,7 +950,7 @@ static void conn_on_write(uv_write_t *req, int status)
         /* A reply under way decides on the read side (early 4xx, then close). */
         if (!call->got_bytes && !call_try_retry(call))
             call_finish(call, map_uv_err(status), uv_strerror(status));
-        } else if (was_req) {
+    } else if (was_req) {
         call->write_done = true;
         if (call->state == CALL_SENT)
             call_set_phase(call, PHASE_FIRST_BYTE, call->to.first_byte_ms);
@@ -971,7 +974,7 @@ static void call_complete(struct bt_up_call *call, bool reusable)
 {
     struct up_conn *c = call->conn;
     reusable = reusable && !c->broken && c->state == CONN_ACTIVE;
-        if (reusable && c->write_pending && conn_tx_flushed(c) && !call->await_write) {
+    if (reusable && c->write_pending && conn_tx_flushed(c) && !call->await_write) {
         /* The reply was parsed before libuv ran the write callback (it runs
          * one loop iteration later; all bytes are out). Wait for it rather
          * than lose a good connection: wreq must be free before reuse. */
@@ -1062,7 +1065,7 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct up_conn *c = s->data;
     if (buf->base == c->u->rbuf) c->u->rbuf_busy = false; /* consumed before we return */
-        if (nread == 0 || c->state == CONN_CLOSING) return;
+    if (nread == 0 || c->state == CONN_CLOSING) return;
     if (c->ssl) {
         tls_on_read(c, nread, buf);
         return;
@@ -1091,6 +1094,7 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static int tls_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     struct up_conn *c = SSL_get_app_data(ssl);
+    fprintf(stderr, "DBG new session c=%p state=%d resumable=%d\n", (void*)c, c ? (int)c->state : -1, SSL_SESSION_is_resumable(sess));
     if (!c || c->state == CONN_CLOSING) return 0;
     if (c->pool->session) SSL_SESSION_free(c->pool->session);
     c->pool->session = sess;
@@ -1122,18 +1126,24 @@ static const char *tls_reason(struct up_conn *c)
 {
     long v = SSL_get_verify_result(c->ssl);
     switch (v) {
-    case X509_V_OK: break;
-    case X509_V_ERR_CERT_HAS_EXPIRED: return "expired certificate";
-    case X509_V_ERR_CERT_NOT_YET_VALID: return "certificate not yet valid";
+    case X509_V_OK:
+        break;
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+        return "expired certificate";
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+        return "certificate not yet valid";
     case X509_V_ERR_HOSTNAME_MISMATCH:
-    case X509_V_ERR_IP_ADDRESS_MISMATCH: return "hostname mismatch";
+    case X509_V_ERR_IP_ADDRESS_MISMATCH:
+        return "hostname mismatch";
     case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
     case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
     case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-    case X509_V_ERR_CERT_UNTRUSTED: return "untrusted certificate";
-    default: return X509_verify_cert_error_string(v);
+    case X509_V_ERR_CERT_UNTRUSTED:
+        return "untrusted certificate";
+    default:
+        return X509_verify_cert_error_string(v);
     }
     unsigned long e = ERR_peek_last_error();
     const char *r = e ? ERR_reason_error_string(e) : NULL;
@@ -1163,14 +1173,15 @@ static bool tls_start(struct up_conn *c)
     SSL_set_app_data(c->ssl, c);
     SSL_set_connect_state(c->ssl);
     if (pool->literal) {
-        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), pool->key.host) != 1) return false;
+        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), pool->key.host) != 1)
+            return false;
     } else {
         if (SSL_set_tlsext_host_name(c->ssl, pool->key.host) != 1) return false;
         if (SSL_set1_host(c->ssl, pool->key.host) != 1) return false;
     }
     static const unsigned char alpn[] = "\x08http/1.1";
     SSL_set_alpn_protos(c->ssl, alpn, sizeof(alpn) - 1);
-    if (pool->session) SSL_set_session(c->ssl, pool->session);
+    if (pool->session) { int rr = SSL_set_session(c->ssl, pool->session); fprintf(stderr, "DBG set_session %d\n", rr); }
     c->handshaking = true;
     return true;
 }
@@ -1252,14 +1263,18 @@ static void tls_on_read(struct up_conn *c, ssize_t nread, const uv_buf_t *buf)
             return;
         }
         call->busy++;
-        if (c->handshaking) call_finish(call, BT_ETLS, "connection closed during the TLS handshake");
-        else conn_on_end(c, call, nread);
+        if (c->handshaking)
+            call_finish(call, BT_ETLS, "connection closed during the TLS handshake");
+        else
+            conn_on_end(c, call, nread);
         call_unbusy(call);
         return;
     }
     if (BIO_write(c->rbio, buf->base, (int)nread) != (int)nread) {
-        if (call) call_fail_later(call, BT_ENOMEM, "out of memory");
-        else conn_close(c);
+        if (call)
+            call_fail_later(call, BT_ENOMEM, "out of memory");
+        else
+            conn_close(c);
         return;
     }
     if (c->handshaking) {
@@ -1288,8 +1303,10 @@ static void tls_on_read(struct up_conn *c, ssize_t nread, const uv_buf_t *buf)
             return;
         }
         call->busy++;
-        if (e == SSL_ERROR_ZERO_RETURN) conn_on_end(c, call, UV_EOF); /* close_notify */
-        else call_finish(call, BT_ETLS, tls_reason(c));
+        if (e == SSL_ERROR_ZERO_RETURN)
+            conn_on_end(c, call, UV_EOF); /* close_notify */
+        else
+            call_finish(call, BT_ETLS, tls_reason(c));
         call_unbusy(call);
         return;
     }
@@ -1545,7 +1562,7 @@ static void maybe_free_upstream(struct bt_upstream *u)
         struct up_dns *d = u->dns;
         u->dns = d->next;
         free(d->addrs);
-                free(d->host);
+        free(d->host);
         free(d);
     }
     if (u->ssl_ctx) SSL_CTX_free(u->ssl_ctx);
@@ -1723,7 +1740,7 @@ struct bt_up_call *bt_upstream_request(struct bt_upstream *u, const struct bt_up
         call_fail_later(call, BT_EINVAL, "origin needs a host and a port");
         return call;
     }
-    
+
     struct up_pool *pool = pool_get(u, origin);
     if (!pool) goto nomem;
     enum bt_err err = build_head(call, pool, req);

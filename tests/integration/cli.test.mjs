@@ -146,6 +146,21 @@ test('serve: --listen 0.0.0.0 without a key refuses too; an empty ${VAR} key cou
     await expectRefusal(['serve', '-c', p, '--listen', `0.0.0.0:${port}`], { BATON_IT_EMPTY_KEY: '' });
 });
 
+test('serve: without a master key it serves on loopback and says so at startup', async () => {
+    const port = await freePort();
+    const p = writeTemp('loop.yaml', `server:\n  listen: 127.0.0.1:${port}\nauth:\n  master_key: \${BATON_IT_EMPTY_KEY:-}\nproviders:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n`);
+    const proc = spawnBaton(['serve', '-c', p], { env: { BATON_IT_EMPTY_KEY: undefined } });
+    try {
+        let status = 0;
+        for (let i = 0; i < 100 && status !== 200; i++) {
+            await sleep(50);
+            status = await fetch(`http://127.0.0.1:${port}/v1/models`).then((r) => r.status, () => 0);
+        }
+        eq(status, 200, '/v1/models without a key on loopback');
+        assert(/master.?key|without (a )?key|authentication/i.test(proc.err()), `no startup notice about serving without a key: ${proc.err().slice(0, 300)}`);
+    } finally { await stopProc(proc); }
+});
+
 test('serve: an invalid config exits non-zero with file:line:column', async () => {
     const err = await expectRefusal(['serve', '-c', cfg('bad-unknown-key.yaml')]);
     assert(/bad-unknown-key\.yaml:3:3:/.test(err), `expected file:3:3: in stderr: ${err.slice(0, 300)}`);

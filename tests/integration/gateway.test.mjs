@@ -89,6 +89,31 @@ test('plain chat via the SDK validates; headers name the deployment', async () =
     served(response.headers, 'sim/demo');
 });
 
+// What every kind of response must carry, served or not.
+const EVERY = [
+    ['GET', '/health/live', {}], ['GET', '/health/ready', {}], ['GET', '/v1/models', AUTH],
+    ['GET', '/v1/models', {}], ['GET', '/nope', {}], ['POST', '/v1/chat/completions', AUTH, user('x', 'no-such-model')],
+    ['POST', '/v1/chat/completions', AUTH, '{bad json'], ['POST', '/v1/chat/completions', AUTH, user('x')],
+    ['POST', '/v1/embeddings', AUTH, { model: 'emb', input: 'x' }], ['POST', '/v1/chat/completions', AUTH, user('x', 'needs-key')],
+];
+
+test('every response carries x-request-id and x-baton-deployment', async () => {
+    for (const [m, p, h, body] of EVERY) {
+        const r = await http(m, `${b.base}${p}`, { headers: h, body });
+        assert(r.headers.get('x-request-id'), `${m} ${p} -> ${r.status}: x-request-id missing`);
+        assert(r.headers.get('x-baton-deployment'), `${m} ${p} -> ${r.status}: x-baton-deployment missing`);
+    }
+});
+
+test('every response carries x-baton-attempts', async () => {
+    const missing = [];
+    for (const [m, p, h, body] of EVERY) {
+        const r = await http(m, `${b.base}${p}`, { headers: h, body });
+        if (r.headers.get('x-baton-attempts') === null) missing.push(`${m} ${p} -> ${r.status}`);
+    }
+    assert(missing.length === 0, `x-baton-attempts missing on: ${missing.join(', ')}`);
+});
+
 test('x-request-id sent by the client is echoed', async () => {
     const r = await post(CHAT, user('echo'), { headers: { ...AUTH, 'x-request-id': 'it-req-echo-123' } });
     eq(r.status, 200, 'status');

@@ -4,8 +4,10 @@
 // uses) is rewritten into a `null` type first, and OpenAPI-only formats are accepted as-is.
 //   import { validate, checkError } from './schema.mjs';
 //   validate('CreateChatCompletionResponse', body)  -> throws with Ajv's errors when invalid
-import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { dirname, resolve, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import Ajv2020 from 'ajv/dist/2020.js';
@@ -43,9 +45,21 @@ function load() {
     let text;
     try { text = readFileSync(SPEC_PATH, 'utf8'); }
     catch (e) { throw new Error(`schema: cannot read the OpenAI spec at ${SPEC_PATH}: ${e.message}`); }
-    const doc = YAML.parse(text, { maxAliasCount: -1 });
-    const components = doc.components;
-    fixNullable(components);
+    // Parsing 3 MB of YAML takes seconds; every test file needs it, so the parsed and
+    // rewritten components are cached as JSON in the temp dir, keyed by the file's hash.
+    const hash = createHash('sha256').update(text).digest('hex').slice(0, 16);
+    const cache = join(tmpdir(), `baton-openai-components-${hash}.json`);
+    let components;
+    try { components = JSON.parse(readFileSync(cache, 'utf8')); } catch { components = null; }
+    if (!components) {
+        components = YAML.parse(text, { maxAliasCount: -1 }).components;
+        fixNullable(components);
+        try {
+            const tmp = `${cache}.${process.pid}`;
+            writeFileSync(tmp, JSON.stringify(components));
+            renameSync(tmp, cache);
+        } catch { /* no cache: fine */ }
+    }
     ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: true });
     addFormats(ajv);
     for (const f of ['unixtime', 'binary', 'png', 'double', 'float', 'int64', 'int32', ''])

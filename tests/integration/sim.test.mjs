@@ -106,13 +106,23 @@ test('fault stall_mid (stream): some chunks, then silence', async () => {
     assert(r.readError, 'expected our 1.5 s timeout to end the stalled read');
 });
 
-test('fault slow_bytes: the reply trickles in but is complete', async () => {
-    const t0 = Date.now();
-    const r = await post(CHAT, msg('x'), fault('slow_bytes'));
+test('fault slow_bytes: the reply body trickles in one byte at a time', async () => {
+    const ac = new AbortController();
+    const r = await fetch(CHAT, { method: 'POST', signal: ac.signal, headers: { 'content-type': 'application/json', 'x-sim-fault': 'slow_bytes' }, body: JSON.stringify(msg('x')) });
     eq(r.status, 200, 'status');
-    validate('CreateChatCompletionResponse', r.json);
-    assert(Date.now() - t0 >= 200, `reply came in ${Date.now() - t0} ms: not one byte at a time`);
-}, { timeout: 60000 });
+    const reader = r.body.getReader();
+    const t0 = Date.now();
+    let bytes = 0, reads = 0, biggest = 0;
+    while (Date.now() - t0 < 500) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        bytes += value.length; reads++; biggest = Math.max(biggest, value.length);
+    }
+    ac.abort();
+    assert(bytes >= 10, `only ${bytes} body bytes in 500 ms`);
+    assert(bytes <= 100, `${bytes} body bytes in 500 ms: not one byte every 10 ms`);
+    assert(reads >= 10 && biggest <= 4, `${reads} reads, biggest ${biggest} bytes: not trickling`);
+});
 
 test('fault invalid_json: 200 with a body that is not JSON', async () => {
     const r = await post(CHAT, msg('x'), fault('invalid_json'));

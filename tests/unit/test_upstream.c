@@ -76,6 +76,10 @@ static bool read_request(struct srv_conn *sc, char *method, size_t mcap, char *p
         if (r <= 0) return false;
         len += (size_t)r;
         buf[len] = 0;
+        if ((unsigned char)buf[0] == 0x16) { /* a TLS ClientHello on a plain port, like nginx */
+            send_str(sc->fd, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+            return false;
+        }
         end = strstr(buf, "\r\n\r\n");
     }
     size_t head_len = (size_t)(end + 4 - buf);
@@ -827,6 +831,33 @@ TEST(timeout_connect)
     close(lfd);
 }
 
+/* The TLS handshake is part of the connect phase: a peer that accepts the TCP
+ * connection and never answers the ClientHello times out as "connect". */
+TEST(tls_handshake_timeout)
+{
+    uint16_t port;
+    int lfd = listen_on(&port, 8); /* the kernel completes TCP; nobody accepts */
+    REQUIRE(lfd >= 0);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct bt_upstream *u = bt_upstream_new(&loop, NULL);
+    struct res r;
+    res_init(&r);
+    struct bt_up_origin o = {.tls = true, .host = "127.0.0.1", .port = port};
+    struct bt_up_request req = {
+        .method = BT_STR("GET"), .target = BT_STR("/"), .timeouts = {.connect_ms = 100}};
+    r.call = bt_upstream_request(u, &o, &req, &CB, &r);
+    REQUIRE(r.call);
+    run(&loop);
+    CHECK_INT(r.err, BT_ETIMEDOUT);
+    CHECK_STR(r.detail, "connect");
+    CHECK_INT(stats(u).conns_opened, 1); /* TCP was established */
+    CHECK_INT(stats(u).tls_handshakes, 0);
+    bt_buf_free(&r.body);
+    finish(&loop, u);
+    close(lfd);
+}
+
 TEST(timeouts_first_byte_idle_total)
 {
     struct srv s;
@@ -1092,8 +1123,8 @@ TEST(invalid_requests_tls_and_free_in_flight)
     CHECK_INT(r1.dones + r2.dones + r3.dones + r4.dones, 0); /* deferred to the loop */
     run(&loop);
     CHECK_INT(r1.err, BT_EINVAL);
-    CHECK_INT(r2.err, BT_ETLS);
-    CHECK_STR(r2.detail, "TLS is not supported yet");
+    CHECK_INT(r2.err, BT_ETLS); /* the plain server answers the ClientHello with HTTP */
+    CHECK(r2.detail[0] != 0);
     CHECK_INT(r3.err, BT_EINVAL);
     CHECK_INT(r4.err, BT_EINVAL);
     CHECK_INT(atomic_load(&s.requests), 0);
@@ -1112,8 +1143,203 @@ TEST(invalid_requests_tls_and_free_in_flight)
     srv_stop(&s);
 }
 
+/* ---- TLS against nginx (tests/integration/test_upstream_tls.sh) -------------
+ * The script starts nginx with certificates from a test CA and sets
+ * SSL_CERT_FILE to that CA, then runs this binary with the ports below. */
+
+static uint16_t env_port(const char *name)
+{
+    const char *v = getenv(name);
+    return v ? (uint16_t)strtoul(v, NULL, 10) : 0;
+}
+
+static struct bt_up_call *tls_start_req(struct bt_upstream *u, const char *host, uint16_t port,
+                                        const char *method, const char *path, struct bt_str body,
+                                        struct res *r)
+{
+    struct bt_up_origin o = {.tls = true, .host = host, .port = port};
+    struct bt_http_header hs[1] = {{BT_STR("Content-Type"), BT_STR("application/octet-stream")}};
+    struct bt_up_request req = {
+        .method = bt_str_c(method),
+        .target = bt_str_c(path),
+        .headers = hs,
+        .nheaders = 1,
+        .body = body,
+        .timeouts = {.connect_ms = 5000, .first_byte_ms = 5000, .idle_ms = 5000, .total_ms = 20000},
+    };
+    r->call = bt_upstream_request(u, &o, &req, &CB, r);
+    return r->call;
+}
+
+TEST(tls_get_keepalive_and_post)
+{
+    uint16_t port = env_port("BT_TLS_GOOD_PORT");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct bt_upstream *u = bt_upstream_new(&loop, NULL);
+    int ok = 0;
+    for (int i = 0; i < 50; i++) {
+        struct res r;
+        res_init(&r);
+        if (tls_start_req(u, "localhost", port, "GET", "/", BT_STR_NULL, &r)) run(&loop);
+        if (r.err == BT_OK && r.status == 200 && r.dones == 1 && r.body.len == 10 &&
+            memcmp(r.body.p, "hello tls\n", 10) == 0)
+            ok++;
+        else
+            fprintf(stderr, "  request %d: err %d (%s) status %d\n", i, r.err, r.detail, r.status);
+        bt_buf_free(&r.body);
+    }
+    CHECK_INT(ok, 50);
+    struct bt_upstream_stats st = stats(u);
+    CHECK_INT(st.conns_opened, 1);
+    CHECK_INT(st.conns_reused, 49);
+    CHECK_INT(st.tls_handshakes, 1);
+
+    /* A 1 MiB body goes out encrypted piece by piece; nginx proxies it to a
+     * plain server that answers with the Content-Length it received. */
+    size_t n = 1 << 20;
+    char *blob = malloc(n);
+    REQUIRE(blob);
+    memset(blob, 'z', n);
+    struct res big, small;
+    res_init(&big);
+    res_init(&small);
+    REQUIRE(tls_start_req(u, "localhost", port, "POST", "/echo", (struct bt_str){blob, n}, &big));
+    run(&loop);
+    CHECK_INT(big.err, BT_OK);
+    CHECK_INT(big.status, 200);
+    CHECK_SLICE(bt_buf_str(&big.body), "1048576");
+    REQUIRE(tls_start_req(u, "localhost", port, "POST", "/echo", BT_STR("{}"), &small));
+    run(&loop);
+    CHECK_INT(small.err, BT_OK);
+    CHECK_SLICE(bt_buf_str(&small.body), "2");
+    CHECK_INT(stats(u).conns_opened, 1);
+    free(blob);
+    bt_buf_free(&big.body);
+    bt_buf_free(&small.body);
+    finish(&loop, u);
+}
+
+TEST(tls_session_resumption)
+{
+    uint16_t port = env_port("BT_TLS_GOOD_PORT");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct bt_upstream *u = bt_upstream_new(&loop, NULL);
+    /* /close answers with Connection: close, so each request needs a new
+     * connection; the second and third resume the session of the first. */
+    for (int i = 0; i < 3; i++) {
+        struct res r;
+        res_init(&r);
+        REQUIRE(tls_start_req(u, "localhost", port, "GET", "/close", BT_STR_NULL, &r));
+        run(&loop);
+        CHECK_INT(r.err, BT_OK);
+        CHECK_SLICE(bt_buf_str(&r.body), "bye\n");
+        bt_buf_free(&r.body);
+    }
+    struct bt_upstream_stats st = stats(u);
+    CHECK_INT(st.conns_opened, 3);
+    CHECK_INT(st.tls_handshakes, 3);
+    CHECK_INT(st.tls_resumed, 2);
+    finish(&loop, u);
+}
+
+TEST(tls_stale_pooled_connection_retried)
+{
+    uint16_t port = env_port("BT_TLS_SHORT_PORT"); /* keepalive_timeout 1s */
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct bt_upstream *u = bt_upstream_new(&loop, NULL);
+    struct res r1, r2;
+    res_init(&r1);
+    res_init(&r2);
+    REQUIRE(tls_start_req(u, "localhost", port, "GET", "/", BT_STR_NULL, &r1));
+    run(&loop);
+    CHECK_INT(r1.err, BT_OK);
+    CHECK_INT(stats(u).conns_idle, 1);
+    ms_sleep(1600); /* nginx closes the idle connection; we do not look */
+    REQUIRE(tls_start_req(u, "localhost", port, "GET", "/", BT_STR_NULL, &r2));
+    run(&loop);
+    CHECK_INT(r2.err, BT_OK);
+    CHECK_SLICE(bt_buf_str(&r2.body), "hello tls\n");
+    CHECK_INT(stats(u).conns_opened, 2);
+    CHECK_INT(stats(u).conns_reused, 1);
+    bt_buf_free(&r1.body);
+    bt_buf_free(&r2.body);
+    finish(&loop, u);
+}
+
+TEST(tls_verification_failures)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct bt_upstream *u = bt_upstream_new(&loop, NULL);
+    struct res mismatch, expired, untrusted;
+    res_init(&mismatch);
+    res_init(&expired);
+    res_init(&untrusted);
+    /* The good certificate names only "localhost". */
+    REQUIRE(tls_start_req(u, "127.0.0.1", env_port("BT_TLS_GOOD_PORT"), "GET", "/", BT_STR_NULL,
+                          &mismatch));
+    REQUIRE(tls_start_req(u, "localhost", env_port("BT_TLS_EXPIRED_PORT"), "GET", "/", BT_STR_NULL,
+                          &expired));
+    REQUIRE(tls_start_req(u, "localhost", env_port("BT_TLS_UNTRUSTED_PORT"), "GET", "/",
+                          BT_STR_NULL, &untrusted));
+    run(&loop);
+    CHECK_INT(mismatch.err, BT_ETLS);
+    CHECK_STR(mismatch.detail, "hostname mismatch");
+    CHECK_INT(expired.err, BT_ETLS);
+    CHECK_STR(expired.detail, "expired certificate");
+    CHECK_INT(untrusted.err, BT_ETLS);
+    CHECK_STR(untrusted.detail, "untrusted certificate");
+    CHECK_INT(mismatch.heads + expired.heads + untrusted.heads, 0);
+    CHECK_INT(stats(u).tls_handshakes, 0);
+    bt_buf_free(&mismatch.body);
+    bt_buf_free(&expired.body);
+    bt_buf_free(&untrusted.body);
+    finish(&loop, u);
+}
+
+TEST(tls_concurrent_and_cancel)
+{
+    uint16_t port = env_port("BT_TLS_GOOD_PORT");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct bt_upstream_opts opts = {.max_conns_per_origin = 4};
+    struct bt_upstream *u = bt_upstream_new(&loop, &opts);
+    struct res r[12];
+    for (int i = 0; i < 12; i++) {
+        res_init(&r[i]);
+        if (i == 5) r[i].cancel_on_head = true;
+        REQUIRE(tls_start_req(u, "localhost", port, "GET", "/", BT_STR_NULL, &r[i]));
+    }
+    bt_upstream_cancel(r[11].call); /* queued or connecting: gone without a word */
+    run(&loop);
+    int ok = 0;
+    for (int i = 0; i < 12; i++) {
+        if (i == 5 || i == 11) continue;
+        if (r[i].err == BT_OK && r[i].body.len == 10) ok++;
+    }
+    CHECK_INT(ok, 10);
+    CHECK_INT(r[5].heads, 1);
+    CHECK_INT(r[5].dones, 0);
+    CHECK_INT(r[11].heads + r[11].dones, 0);
+    CHECK(stats(u).conns_opened <= 5); /* 4, plus one replacing the cancelled one */
+    for (int i = 0; i < 12; i++)
+        bt_buf_free(&r[i].body);
+    finish(&loop, u);
+}
+
 int main(void)
 {
+    if (getenv("BT_TLS_GOOD_PORT")) {
+        RUN(tls_get_keepalive_and_post);
+        RUN(tls_session_resumption);
+        RUN(tls_stale_pooled_connection_retried);
+        RUN(tls_verification_failures);
+        RUN(tls_concurrent_and_cancel);
+        return HARNESS_DONE();
+    }
     RUN(get_content_length);
     RUN(post_echo);
     RUN(chunked_close_delimited_and_nobody);
@@ -1125,6 +1351,7 @@ int main(void)
     RUN(connect_refused_and_dns);
     RUN(dns_localhost_and_cache);
     RUN(timeout_connect);
+    RUN(tls_handshake_timeout);
     RUN(timeouts_first_byte_idle_total);
     RUN(cancel_mid_body_and_elsewhere);
     RUN(big_body_streams);
