@@ -36,6 +36,7 @@ struct bt_request {
     int tok_input;            /* embeddings: input */
     int64_t max_tokens;       /* -1 when absent */
     uint32_t body_bytes;      /* size of the client's body */
+    uint64_t timeout_ms;      /* client's x-baton-timeout: caps every deadline; 0 = none */
 };
 
 #endif

@@ -224,6 +224,13 @@ static void handle_generate(struct bt_http_req *req, struct bt_worker *w, enum b
         else respond_error(req, 400, "invalid_request_error", param, NULL, msg, r->model);
         return;
     }
+    struct bt_str to = bt_http_header_get(req, "x-baton-timeout");
+    if (to.p && (!bt_parse_duration_ms(bt_str_trim(to), &r->timeout_ms) || r->timeout_ms == 0)) {
+        respond_error(req, 400, "invalid_request_error", NULL, "invalid_timeout",
+                      "x-baton-timeout must be a positive duration such as 500ms, 30s or 2m.",
+                      r->model);
+        return;
+    }
     struct bt_plan plan;
     if (bt_route_plan(w->cfg, r->model, w->rr++, &plan)) {
         char m[400];

@@ -173,6 +173,14 @@ static void arm(struct bt_exec *ex, uint64_t phase_ms)
     uv_timer_start(&ex->timer, on_timer, ms, 0);
 }
 
+/* A provider's deadline, shortened (never lengthened) by the client's x-baton-timeout. */
+static uint64_t cap_ms(const struct bt_exec *ex, uint64_t ms)
+{
+    uint64_t c = ex->r->timeout_ms;
+    if (!c) return ms;
+    return ms && ms < c ? ms : c;
+}
+
 static const char *timeout_phase(struct bt_exec *ex)
 {
     if (bt_now_ns() + 1000000 >= ex->total_deadline_ns) return "total";
@@ -294,13 +302,13 @@ static void up_head(void *ud, int status, const struct bt_http_header *hs, size_
         ex->state = EX_ERRBODY;
         ex->resp.max = MAX_ERROR_BYTES;
     }
-    arm(ex, ex->prov->timeouts.idle_ms);
+    arm(ex, cap_ms(ex, ex->prov->timeouts.idle_ms));
 }
 
 static void up_data(void *ud, const char *p, size_t n)
 {
     struct bt_exec *ex = ud;
-    arm(ex, ex->prov->timeouts.idle_ms);
+    arm(ex, cap_ms(ex, ex->prov->timeouts.idle_ms));
     if (ex->state == EX_STREAM) {
         enum bt_err err = bt_sse_feed(&ex->sse, p, n);
         if (err == BT_ETOOBIG && !ex->stream_err) ex->stream_err = "a stream event exceeded the size cap";
@@ -520,9 +528,21 @@ static void attempt_next(struct bt_exec *ex)
         }
         ex->state = EX_WAIT_HEAD;
         ex->up_status = 0;
-        uint64_t total = p->timeouts.total_ms ? p->timeouts.total_ms : 600000;
+        uint64_t total = cap_ms(ex, p->timeouts.total_ms ? p->timeouts.total_ms : 600000);
+        if (ex->r->timeout_ms) {
+            /* The client's budget covers all attempts, from the request's start. */
+            uint64_t end = ex->start_ns + ex->r->timeout_ms * 1000000;
+            uint64_t now = bt_now_ns();
+            if (end <= now) {
+                set_failure(ex, 504, "timeout_error", "request_timeout",
+                            "the request's x-baton-timeout expired before %s could be tried",
+                            p->name);
+                break;
+            }
+            if ((end - now) / 1000000 < total) total = (end - now) / 1000000 + 1;
+        }
         ex->total_deadline_ns = bt_now_ns() + total * 1000000;
-        arm(ex, p->timeouts.first_byte_ms);
+        arm(ex, cap_ms(ex, p->timeouts.first_byte_ms));
         err = bt_provider_start(p, &ex->w->loop, ex->w->up, ex->r->op, ex->r->stream,
                                 bt_buf_str(&ex->body_up), &up_cbs, ex, &ex->call);
         if (err) {

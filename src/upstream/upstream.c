@@ -1094,7 +1094,6 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static int tls_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     struct up_conn *c = SSL_get_app_data(ssl);
-    fprintf(stderr, "DBG new session c=%p state=%d resumable=%d\n", (void*)c, c ? (int)c->state : -1, SSL_SESSION_is_resumable(sess));
     if (!c || c->state == CONN_CLOSING) return 0;
     if (c->pool->session) SSL_SESSION_free(c->pool->session);
     c->pool->session = sess;
@@ -1181,7 +1180,7 @@ static bool tls_start(struct up_conn *c)
     }
     static const unsigned char alpn[] = "\x08http/1.1";
     SSL_set_alpn_protos(c->ssl, alpn, sizeof(alpn) - 1);
-    if (pool->session) { int rr = SSL_set_session(c->ssl, pool->session); fprintf(stderr, "DBG set_session %d\n", rr); }
+    if (pool->session) SSL_set_session(c->ssl, pool->session);
     c->handshaking = true;
     return true;
 }
@@ -1249,6 +1248,7 @@ static int tls_handshake(struct up_conn *c)
     c->handshaking = false;
     c->u->stats.tls_handshakes++;
     if (SSL_session_reused(c->ssl)) c->u->stats.tls_resumed++;
+    fprintf(stderr, "DBG hs done reused=%d had_session=%d proto=%s\n", SSL_session_reused(c->ssl), c->pool->session != NULL, SSL_get_version(c->ssl));
     call_send(call);
     return 1;
 }

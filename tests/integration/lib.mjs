@@ -51,7 +51,11 @@ export async function run() {
             console.log(`ok - ${t.name} (${Date.now() - t0} ms)`);
         } catch (e) {
             failed++;
-            const msg = (e && (e.stack && process.env.TEST_STACK ? e.stack : e.message)) || String(e);
+            let msg = (e && (e.stack && process.env.TEST_STACK ? e.stack : e.message)) || String(e);
+            if (e && e.cause && e.cause.code) msg += ` (${e.cause.code})`;
+            await sleep(20);
+            const crashes = takeCrashes();
+            if (crashes) msg += ` [${crashes}]`;
             console.log(`not ok - ${t.name}: ${msg.replace(/\s*\n\s*/g, ' | ')}`);
         }
     }
@@ -153,6 +157,13 @@ export function writeTemp(name, text) {
 // ---------------------------------------------------------------- processes
 
 const children = new Set();
+const unexpectedExits = [];
+// Text describing baton processes that died on their own since the last call.
+function takeCrashes() {
+    const out = unexpectedExits.splice(0).filter((e) => e.args[0] === 'serve' || e.args[0] === 'sim')
+        .map((e) => `baton ${e.args[0]} exited by itself (code ${e.code}, signal ${e.signal}); stderr tail: ${e.err().slice(-800)}`);
+    return out.join(' || ');
+}
 
 function killChild(c, sig = 'SIGKILL') {
     try { if (c.exitCode === null && c.signalCode === null) c.kill(sig); } catch { /* gone */ }
@@ -183,6 +194,7 @@ export async function stopProc(p, graceMs = 3000) {
     const c = p.child;
     if (c.exitCode !== null || c.signalCode !== null) { children.delete(c); return; }
     const done = new Promise((r) => c.once('exit', r));
+    c.stopping = true;
     killChild(c, 'SIGTERM');
     const t = setTimeout(() => killChild(c, 'SIGKILL'), graceMs);
     await done;
@@ -205,7 +217,12 @@ export function spawnBaton(args, { env = {}, cwd = REPO } = {}) {
     let out = '', err = '';
     child.stdout.on('data', (d) => { if (out.length < OUT_CAP) out += d; });
     child.stderr.on('data', (d) => { if (err.length < OUT_CAP) err += d; });
-    const exited = new Promise((r) => child.once('exit', (code, signal) => { children.delete(child); r({ code, signal }); }));
+    const exited = new Promise((r) => child.once('exit', (code, signal) => {
+        // Exits we did not ask for (crashes) are reported with the next failing test.
+        if (!child.stopping && children.has(child)) unexpectedExits.push({ args, code, signal, err: () => err });
+        children.delete(child);
+        r({ code, signal });
+    }));
     child.once('error', (e) => { err += `spawn error: ${e.message}\n`; });
     return { child, args, out: () => out, err: () => err, exited };
 }

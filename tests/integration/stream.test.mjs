@@ -8,6 +8,7 @@ import {
 import { validate } from './schema.mjs';
 
 const up = await setup(() => startSim(['--seed', '11', '--ttft', '100ms', '--tps', '10', '--tokens', '300']));
+const fastUp = await setup(() => startSim(['--seed', '12']));
 const b = await setup(() => startBaton(`
 providers:
   sim: {type: sim, seed: 3}
@@ -16,6 +17,7 @@ providers:
   errev: {type: sim, seed: 1, reply_tokens: 40, faults: {error_event: 1}}
   stall: {type: sim, seed: 1, reply_tokens: 40, faults: {stall_mid: 1}, timeouts: {idle: 300ms}}
   up: {type: openai, base_url: "${up.url}", api_key: "sk-upstream-test", timeouts: {idle: 5s}}
+  up2: {type: openai, base_url: "${fastUp.url}", api_key: "sk-upstream-test-2"}
 models:
   demo: {provider: sim}
   paced: {provider: paced}
@@ -23,6 +25,8 @@ models:
   broken-event: {provider: errev}
   broken-stall: {provider: stall}
   slow-up: {provider: up, model: slow-model}
+  fast-up: {provider: up2, model: fast-model}
+  emb-up: {provider: up2, model: text-embedding-3-small}
 `));
 const CHAT = `${b.url}/chat/completions`;
 const sdk = client(b.url);
@@ -141,6 +145,48 @@ test('a client abort mid-stream cancels the upstream transfer (sim stats)', asyn
     const s1 = await waitFor(async () => { const s = await up.stats(); return s.cancelled > s0.cancelled && s; }, 1500, 'sim cancelled counter incremented');
     assert(Date.now() - tAbort <= 1500, `cancel took ${Date.now() - tAbort} ms`);
     eq(s1.active, s0.active, 'upstream requests still active after the abort');
+});
+
+test('a client abort of a plain (non-stream) request cancels the upstream transfer too', async () => {
+    const s0 = await up.stats();
+    const ac = new AbortController();
+    const p = fetch(CHAT, { method: 'POST', signal: ac.signal, headers: { 'content-type': 'application/json' }, body: JSON.stringify(user('long plain one', 'slow-up')) }).catch(() => null);
+    await waitFor(async () => (await up.stats()).active > s0.active, 2000, 'upstream request active');
+    const tAbort = Date.now();
+    ac.abort();
+    await p;
+    await waitFor(async () => { const s = await up.stats(); return s.cancelled > s0.cancelled && s.active === s0.active; }, 1500, 'sim cancelled counter incremented, nothing active');
+    assert(Date.now() - tAbort <= 1500, `cancel took ${Date.now() - tAbort} ms`);
+});
+
+test('openai-type provider to the standalone sim: 50 concurrent streams, then pooled connections are reused', async () => {
+    const one = async (i) => {
+        const chunks = await collect(await sdk.chat.completions.create({ ...user(`upstream ${i}`, 'fast-up'), stream: true, stream_options: { include_usage: true } }));
+        if (!chunks.map((c) => c.choices[0]?.delta?.content || '').join('')) throw new Error(`stream ${i}: no content`);
+        if (!chunks[chunks.length - 1].usage) throw new Error(`stream ${i}: no usage`);
+    };
+    const s0 = await fastUp.stats();
+    const res = await Promise.allSettled(Array.from({ length: 50 }, (_, i) => one(i)));
+    const bad = res.filter((r) => r.status === 'rejected');
+    assert(bad.length === 0, `${bad.length}/50 failed: ${bad.slice(0, 3).map((r) => r.reason.message).join(' | ')}`);
+    const s1 = await fastUp.stats();
+    // 50 at once may need 50 upstream connections (+1 for each stats call), never more.
+    assert(s1.connections - s0.connections <= 52, `${s1.connections - s0.connections} upstream connections for 50 streams`);
+    for (let i = 0; i < 10; i++) await sdk.chat.completions.create(user(`sequential ${i}`, 'fast-up'));
+    const s2 = await fastUp.stats();
+    assert(s2.connections - s1.connections <= 2, `10 sequential requests after the burst opened ${s2.connections - s1.connections} new upstream connections (keep-alive pool not reused)`);
+}, { timeout: 30000 });
+
+test('openai-type provider to the standalone sim: embeddings (SDK base64 default and float)', async () => {
+    const viaSdk = await sdk.embeddings.create({ model: 'emb-up', input: 'pooled' });
+    const r = await fetch(`${b.url}/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'emb-up', input: 'pooled', encoding_format: 'float' }) });
+    eq(r.status, 200, 'status');
+    const j = await r.json();
+    validate('CreateEmbeddingResponse', j);
+    eq(viaSdk.data[0].embedding.length, j.data[0].embedding.length, 'dimensions');
+    assert(j.data[0].embedding.length > 0, 'empty vector');
+    for (let k = 0; k < j.data[0].embedding.length; k++)
+        assert(Math.abs(viaSdk.data[0].embedding[k] - j.data[0].embedding[k]) < 1e-6, `component ${k}`);
 });
 
 test('50 concurrent streams all complete correctly', async () => {
