@@ -129,8 +129,9 @@ enum bt_err bt_openai_decode_request(struct bt_request *r, enum bt_op op, struct
 
 static void respond_json(struct bt_http_req *req, int status, struct bt_str body)
 {
-    struct bt_http_header hs[1] = {{BT_STR("x-baton-deployment"), BT_STR("none")}};
-    bt_http_respond(req, status, hs, 1, BT_STR("application/json"), body);
+    struct bt_http_header hs[2] = {{BT_STR("x-baton-deployment"), BT_STR("none")},
+                                   {BT_STR("x-baton-attempts"), BT_STR("0")}};
+    bt_http_respond(req, status, hs, 2, BT_STR("application/json"), body);
 }
 
 static void respond_error(struct bt_http_req *req, int status, const char *type,

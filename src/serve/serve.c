@@ -103,8 +103,8 @@ static void close_walk(uv_handle_t *h, void *arg)
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
-static const struct bt_http_header no_deployment[1] = {
-    {{"x-baton-deployment", 18}, {"none", 4}}};
+static const struct bt_http_header no_deployment[2] = {
+    {{"x-baton-deployment", 18}, {"none", 4}}, {{"x-baton-attempts", 16}, {"0", 1}}};
 
 static void worker_main(void *arg)
 {
@@ -123,7 +123,7 @@ static void worker_main(void *arg)
         .handler_ud = w,
         .format_error = bt_openai_error_fmt,
         .error_headers = no_deployment,
-        .nerror_headers = 1,
+        .nerror_headers = 2,
     };
     w->http = bt_http_server_new(&w->loop, &o);
     w->up = bt_upstream_new(&w->loop, NULL);

@@ -22,7 +22,6 @@
 #include <openssl/x509v3.h>
 
 #include "core/buf.h"
-#include <stdio.h>
 
 enum {
     DNS_TTL_MS = 30000,           /* positive answers are trusted this long */
@@ -122,6 +121,7 @@ struct up_conn {
     BIO *rbio; /* ciphertext from the network, read by SSL */
     BIO *wbio; /* ciphertext from SSL, written out by tls_pump */
     bool handshaking;
+    bool tls_bad;       /* a TLS error happened: its session must not be resumed */
     bool tx_req;        /* the request is being encrypted and written */
     size_t tx_off;      /* bytes of the request (head + body) encrypted so far */
     struct bt_buf tbuf; /* ciphertext of the uv_write in flight (retained) */
@@ -679,7 +679,13 @@ static void conn_on_close(uv_handle_t *h)
         u->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     free(c->addrs);
-    if (c->ssl) SSL_free(c->ssl); /* frees rbio and wbio */
+    if (c->ssl) {
+        /* SSL_free without a shutdown marks the session not resumable, and the
+         * pool's session may be this connection's. A connection we close on
+         * purpose is fine to resume; one that failed in TLS is not. */
+        if (!c->tls_bad) SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+        SSL_free(c->ssl); /* frees rbio and wbio */
+    }
     bt_buf_free(&c->tbuf);
     free(c);
     u->pending--;
@@ -1235,6 +1241,7 @@ static int tls_handshake(struct up_conn *c)
     if (r != 1) {
         int e = SSL_get_error(c->ssl, r);
         if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+            c->tls_bad = true;
             call_fail_later(call, BT_ETLS, tls_reason(c));
             return -1;
         }
@@ -1248,7 +1255,6 @@ static int tls_handshake(struct up_conn *c)
     c->handshaking = false;
     c->u->stats.tls_handshakes++;
     if (SSL_session_reused(c->ssl)) c->u->stats.tls_resumed++;
-    fprintf(stderr, "DBG hs done reused=%d had_session=%d proto=%s\n", SSL_session_reused(c->ssl), c->pool->session != NULL, SSL_get_version(c->ssl));
     call_send(call);
     return 1;
 }
@@ -1298,19 +1304,32 @@ static void tls_on_read(struct up_conn *c, ssize_t nread, const uv_buf_t *buf)
         }
         int e = SSL_get_error(c->ssl, n);
         if (e == SSL_ERROR_WANT_READ) break;
+        if (e != SSL_ERROR_ZERO_RETURN) c->tls_bad = true;
         if (!call) {
             conn_close(c);
             return;
         }
         call->busy++;
-        if (e == SSL_ERROR_ZERO_RETURN)
+        if (e == SSL_ERROR_ZERO_RETURN) {
             conn_on_end(c, call, UV_EOF); /* close_notify */
-        else
+        } else {
+            c->tls_bad = true;
             call_finish(call, BT_ETLS, tls_reason(c));
+        }
         call_unbusy(call);
         return;
     }
-    if (tls_pump(c) && c->call == NULL) conn_close(c); /* records SSL_read produced */
+    int pr = tls_pump(c); /* records SSL_read produced (alerts, key updates) */
+    if (pr && c->state != CONN_CLOSING) {
+        call = c->call;
+        if (!call) {
+            conn_close(c);
+            return;
+        }
+        call->busy++;
+        call_finish(call, map_uv_err(pr), uv_strerror(pr));
+        call_unbusy(call);
+    }
 }
 
 /* ---- llhttp callbacks (response mode) ------------------------------------- */
