@@ -248,6 +248,45 @@ static bool is(struct bt_http_req *req, const char *method, const char *path)
     return bt_str_eq_c(req->method, method) && bt_str_eq_c(req->path, path);
 }
 
+/* The admin API always needs the master key: without one configured it is off. */
+static void handle_admin(struct bt_http_req *req, struct bt_worker *w)
+{
+    if (!w->cfg->auth.master_key) {
+        respond_error(req, 403, "permission_error", NULL, "admin_disabled",
+                      "The admin API needs auth.master_key to be set.", BT_STR_NULL);
+        return;
+    }
+    const char *why = NULL;
+    if (!bt_gate_check_master(w->cfg, req, &why)) {
+        respond_error(req, 401, "invalid_request_error", NULL, "invalid_api_key", why, BT_STR_NULL);
+        return;
+    }
+    if (is(req, "POST", "/admin/reload")) {
+        char msg[600];
+        if (!w->reload || w->reload(w->reload_ctx, msg, sizeof(msg))) {
+            if (!w->reload) snprintf(msg, sizeof(msg), "reload is not available");
+            respond_error(req, 422, "invalid_request_error", NULL, "reload_failed", msg,
+                          BT_STR_NULL);
+            return;
+        }
+        struct bt_buf b;
+        bt_buf_init(&b, 4096);
+        struct bt_jw jw;
+        bt_jw_init(&jw, &b);
+        bt_jw_obj_begin(&jw);
+        bt_jw_key(&jw, "status");
+        bt_jw_cstr(&jw, "reloaded");
+        bt_jw_key(&jw, "message");
+        bt_jw_cstr(&jw, msg);
+        bt_jw_obj_end(&jw);
+        respond_json(req, 200, bt_buf_str(&b));
+        bt_buf_free(&b);
+        return;
+    }
+    respond_error(req, 404, "invalid_request_error", NULL, "unknown_url", "Unknown admin URL.",
+                  BT_STR_NULL);
+}
+
 void bt_api_handle(struct bt_http_req *req, void *ud)
 {
     struct bt_worker *w = ud;
@@ -259,6 +298,10 @@ void bt_api_handle(struct bt_http_req *req, void *ud)
     if (bt_str_eq_c(path, "/health/ready")) {
         if (atomic_load(&w->draining)) respond_json(req, 503, BT_STR("{\"status\":\"draining\"}"));
         else respond_json(req, 200, BT_STR("{\"status\":\"ready\"}"));
+        return;
+    }
+    if (bt_str_starts_with(path, BT_STR("/admin/"))) {
+        handle_admin(req, w);
         return;
     }
     if (bt_str_starts_with(path, BT_STR("/v1/")) || bt_str_eq_c(path, "/v1")) {

@@ -20,8 +20,8 @@
 #include "core/time.h"
 
 #define DEFAULT_BASE_URL "https://api.openai.com/v1"
-#define MAX_NAME 128           /* provider and model names */
-#define MAX_DEPLOYMENTS 8      /* route.h's BT_PLAN_MAX: more would be ignored silently */
+#define MAX_NAME 128      /* provider and model names */
+#define MAX_DEPLOYMENTS 8 /* route.h's BT_PLAN_MAX: more would be ignored silently */
 #define DAY_MS (24ull * 3600 * 1000)
 
 struct loader {
@@ -72,9 +72,12 @@ static void lwarn(struct loader *L, const struct bt_ynode *at, const char *fmt, 
 static const char *kind_name(const struct bt_ynode *n)
 {
     switch (n->kind) {
-    case BT_Y_MAP: return "a mapping";
-    case BT_Y_SEQ: return "a list";
-    default: return "a scalar";
+    case BT_Y_MAP:
+        return "a mapping";
+    case BT_Y_SEQ:
+        return "a list";
+    default:
+        return "a scalar";
     }
 }
 
@@ -148,10 +151,11 @@ static bool get_string(struct loader *L, const struct bt_ynode *v, const char *w
     size_t len = 0;
     char why[200];
     enum bt_err e;
-    if (bt_ynode_is_null(v)) e = bt_config_expand("", 0, out, &len, var,
-                                                  BT_CONFIG_MAX_VARNAME + 1, why, sizeof(why));
-    else e = bt_config_expand(v->text, v->len, out, &len, var, BT_CONFIG_MAX_VARNAME + 1, why,
-                              sizeof(why));
+    if (bt_ynode_is_null(v))
+        e = bt_config_expand("", 0, out, &len, var, BT_CONFIG_MAX_VARNAME + 1, why, sizeof(why));
+    else
+        e = bt_config_expand(v->text, v->len, out, &len, var, BT_CONFIG_MAX_VARNAME + 1, why,
+                             sizeof(why));
     if (e == BT_ENOMEM) {
         L->oom = true;
         return false;
@@ -184,9 +188,10 @@ static bool get_u64(struct loader *L, const struct bt_ynode *v, const char *what
     bool ok = bt_str_to_u64((struct bt_str){s, len}, &n) && n >= min && n <= max;
     if (!ok)
         lerr(L, v, "%s must be a whole number from %llu to %llu (got \"%.*s\")", what,
-             (unsigned long long)min, (unsigned long long)max, (int)(len > SHOW_MAX ? SHOW_MAX : len),
-             s);
-    else *out = n;
+             (unsigned long long)min, (unsigned long long)max,
+             (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+    else
+        *out = n;
     free(s);
     return ok;
 }
@@ -195,15 +200,17 @@ static bool parse_size(struct bt_str s, uint64_t *out)
 {
     s = bt_str_trim(s);
     size_t i = 0;
-    while (i < s.len && s.p[i] >= '0' && s.p[i] <= '9') i++;
+    while (i < s.len && s.p[i] >= '0' && s.p[i] <= '9')
+        i++;
     uint64_t n;
     if (!bt_str_to_u64((struct bt_str){s.p, i}, &n)) return false;
     struct bt_str u = bt_str_trim((struct bt_str){s.p + i, s.len - i});
     static const struct {
         const char *unit;
         uint64_t mul;
-    } units[] = {{"", 1},           {"B", 1},           {"KB", 1000},       {"MB", 1000000},
-                 {"GB", 1000000000}, {"KiB", 1u << 10}, {"MiB", 1u << 20}, {"GiB", 1u << 30}};
+    } units[] = {{"", 1},           {"B", 1},           {"KB", 1000},
+                 {"MB", 1000000},   {"GB", 1000000000}, {"KiB", 1u << 10},
+                 {"MiB", 1u << 20}, {"GiB", 1u << 30}};
     for (size_t k = 0; k < sizeof(units) / sizeof(units[0]); k++) {
         if (!bt_str_caseeq_c(u, units[k].unit)) continue;
         if (n > UINT64_MAX / units[k].mul) return false;
@@ -230,17 +237,22 @@ static bool get_size(struct loader *L, const struct bt_ynode *v, const char *wha
         lerr(L, v, "%s must be from %llu to %llu bytes (got \"%.*s\")", what,
              (unsigned long long)min, (unsigned long long)max,
              (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
-    } else *out = n;
+    } else
+        *out = n;
     free(s);
     return ok;
 }
 
 static void fmt_ms(uint64_t ms, char *buf, size_t cap)
 {
-    if (ms && ms % 3600000 == 0) snprintf(buf, cap, "%lluh", (unsigned long long)(ms / 3600000));
-    else if (ms && ms % 60000 == 0) snprintf(buf, cap, "%llum", (unsigned long long)(ms / 60000));
-    else if (ms && ms % 1000 == 0) snprintf(buf, cap, "%llus", (unsigned long long)(ms / 1000));
-    else snprintf(buf, cap, "%llums", (unsigned long long)ms);
+    if (ms && ms % 3600000 == 0)
+        snprintf(buf, cap, "%lluh", (unsigned long long)(ms / 3600000));
+    else if (ms && ms % 60000 == 0)
+        snprintf(buf, cap, "%llum", (unsigned long long)(ms / 60000));
+    else if (ms && ms % 1000 == 0)
+        snprintf(buf, cap, "%llus", (unsigned long long)(ms / 1000));
+    else
+        snprintf(buf, cap, "%llums", (unsigned long long)ms);
 }
 
 static bool get_duration(struct loader *L, const struct bt_ynode *v, const char *what,
@@ -253,8 +265,9 @@ static bool get_duration(struct loader *L, const struct bt_ynode *v, const char 
     uint64_t ms = 0;
     bool ok = bt_parse_duration_ms((struct bt_str){s, len}, &ms);
     if (!ok)
-        lerr(L, v, "%s must be a duration like 250ms, 10s, 10m, 1h or a number of seconds "
-                   "(got \"%.*s\")",
+        lerr(L, v,
+             "%s must be a duration like 250ms, 10s, 10m, 1h or a number of seconds "
+             "(got \"%.*s\")",
              what, (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
     else if (ms < min_ms || ms > max_ms) {
         char lo[32], hi[32];
@@ -263,7 +276,8 @@ static bool get_duration(struct loader *L, const struct bt_ynode *v, const char 
         lerr(L, v, "%s must be from %s to %s (got \"%.*s\")", what, lo, hi,
              (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
         ok = false;
-    } else *out = ms;
+    } else
+        *out = ms;
     free(s);
     return ok;
 }
@@ -278,7 +292,8 @@ static bool get_bool(struct loader *L, const struct bt_ynode *v, const char *wha
     bool ok = true;
     /* YAML 1.2 core schema booleans; yes/no/on/off are YAML 1.1 and would be
      * read differently by other tools. */
-    if (bt_str_eq_c(t, "true") || bt_str_eq_c(t, "True") || bt_str_eq_c(t, "TRUE")) *out = true;
+    if (bt_str_eq_c(t, "true") || bt_str_eq_c(t, "True") || bt_str_eq_c(t, "TRUE"))
+        *out = true;
     else if (bt_str_eq_c(t, "false") || bt_str_eq_c(t, "False") || bt_str_eq_c(t, "FALSE"))
         *out = false;
     else {
@@ -295,10 +310,12 @@ static bool get_bool(struct loader *L, const struct bt_ynode *v, const char *wha
 static bool parse_decimal(const char *s, size_t len, double *out)
 {
     size_t i = 0, digits = 0;
-    while (i < len && s[i] >= '0' && s[i] <= '9') i++, digits++;
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+        i++, digits++;
     if (i < len && s[i] == '.') {
         i++;
-        while (i < len && s[i] >= '0' && s[i] <= '9') i++, digits++;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++, digits++;
     }
     if (i != len || digits == 0 || len > 40) return false;
     char buf[48];
@@ -324,7 +341,8 @@ static bool get_double(struct loader *L, const struct bt_ynode *v, const char *w
     if (!ok)
         lerr(L, v, "%s must be a number from %g to %g (got \"%.*s\")", what, min, max,
              (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
-    else *out = d;
+    else
+        *out = d;
     free(s);
     return ok;
 }
@@ -354,7 +372,8 @@ static bool parse_listen(struct loader *L, const struct bt_ynode *v, const char 
         const char *colon = memchr(s, ':', len);
         if (!colon) goto bad;
         if (memchr(colon + 1, ':', len - (size_t)(colon - s) - 1)) {
-            lerr(L, v, "server.listen: write an IPv6 address in brackets, e.g. [::1]:4000 (got \"%.*s\")",
+            lerr(L, v,
+                 "server.listen: write an IPv6 address in brackets, e.g. [::1]:4000 (got \"%.*s\")",
                  (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
             return false;
         }
@@ -370,8 +389,9 @@ static bool parse_listen(struct loader *L, const struct bt_ynode *v, const char 
         return false;
     }
     if (hlen == 0) {
-        lerr(L, v, "server.listen: the host is missing; write 0.0.0.0:%llu to listen on every "
-                   "address, or 127.0.0.1:%llu for this machine only",
+        lerr(L, v,
+             "server.listen: the host is missing; write 0.0.0.0:%llu to listen on every "
+             "address, or 127.0.0.1:%llu for this machine only",
              (unsigned long long)pn, (unsigned long long)pn);
         return false;
     }
@@ -391,8 +411,9 @@ static bool parse_listen(struct loader *L, const struct bt_ynode *v, const char 
     c->server.listen_port = (uint16_t)pn;
     return true;
 badhost:
-    lerr(L, v, "server.listen: \"%.*s\" is not an IP address (use an IPv4 address, "
-               "[IPv6] in brackets, or localhost; names are not resolved)",
+    lerr(L, v,
+         "server.listen: \"%.*s\" is not an IP address (use an IPv4 address, "
+         "[IPv6] in brackets, or localhost; names are not resolved)",
          (int)(hlen > SHOW_MAX ? SHOW_MAX : hlen), host);
     return false;
 bad:
@@ -435,8 +456,9 @@ static bool parse_base_url(struct loader *L, const struct bt_ynode *v, const cha
     const char *slash = memchr(auth, '/', len - off);
     size_t alen = slash ? (size_t)(slash - auth) : len - off;
     if (memchr(auth, '@', alen)) {
-        lerr(L, v, "provider \"%s\": base_url may not contain user:password@; put the key in "
-                   "api_key",
+        lerr(L, v,
+             "provider \"%s\": base_url may not contain user:password@; put the key in "
+             "api_key",
              pname);
         return false;
     }
@@ -464,8 +486,9 @@ static bool parse_base_url(struct loader *L, const struct bt_ynode *v, const cha
         }
     }
     if (!v6 && alen && memchr(auth, ':', alen) != memrchr(auth, ':', alen)) {
-        lerr(L, v, "provider \"%s\": base_url: write an IPv6 address in brackets, e.g. "
-                   "http://[::1]:8000/v1",
+        lerr(L, v,
+             "provider \"%s\": base_url: write an IPv6 address in brackets, e.g. "
+             "http://[::1]:8000/v1",
              pname);
         return false;
     }
@@ -485,8 +508,9 @@ static bool parse_base_url(struct loader *L, const struct bt_ynode *v, const cha
     } else {
         for (size_t i = 0; i < hlen; i++)
             if (!host_char(hbuf[i])) {
-                lerr(L, v, "provider \"%s\": base_url: invalid host \"%s\" (IPv6 addresses go in "
-                           "brackets)",
+                lerr(L, v,
+                     "provider \"%s\": base_url: invalid host \"%s\" (IPv6 addresses go in "
+                     "brackets)",
                      pname, hbuf);
                 return false;
             }
@@ -501,7 +525,8 @@ static bool parse_base_url(struct loader *L, const struct bt_ynode *v, const cha
      * are appended to it. */
     size_t pathoff = off + alen;
     size_t pathlen = len - pathoff;
-    while (pathlen && url[pathoff + pathlen - 1] == '/') pathlen--;
+    while (pathlen && url[pathoff + pathlen - 1] == '/')
+        pathlen--;
     p->host = ldup(L, hbuf, hlen);
     p->base_path = ldup(L, url + pathoff, pathlen);
     p->port = (uint16_t)pn;
@@ -516,9 +541,9 @@ bad:
 
 static void load_server(struct loader *L, const struct bt_ynode *n)
 {
-    static const char *const keys[] = {"listen",          "workers",        "max_connections",
+    static const char *const keys[] = {"listen",           "workers",        "max_connections",
                                        "max_header_bytes", "max_body_bytes", "header_timeout",
-                                       "idle_timeout",    "drain_timeout",  NULL};
+                                       "idle_timeout",     "drain_timeout",  NULL};
     const struct bt_ynode *m = as_map(L, n, "server");
     if (!m) return;
     struct bt_config *c = L->cfg;
@@ -548,11 +573,21 @@ static void load_server(struct loader *L, const struct bt_ynode *n)
             if (get_u64(L, v, what, 1, 1000000, &w)) c->server.max_connections = (uint32_t)w;
             break;
         }
-        case 3: get_size(L, v, what, 1024, 16u << 20, &c->server.max_header_bytes); break;
-        case 4: get_size(L, v, what, 1024, 1u << 30, &c->server.max_body_bytes); break;
-        case 5: get_duration(L, v, what, 1, DAY_MS, &c->server.header_timeout_ms); break;
-        case 6: get_duration(L, v, what, 1, DAY_MS, &c->server.idle_timeout_ms); break;
-        case 7: get_duration(L, v, what, 0, DAY_MS, &c->server.drain_timeout_ms); break;
+        case 3:
+            get_size(L, v, what, 1024, 16u << 20, &c->server.max_header_bytes);
+            break;
+        case 4:
+            get_size(L, v, what, 1024, 1u << 30, &c->server.max_body_bytes);
+            break;
+        case 5:
+            get_duration(L, v, what, 1, DAY_MS, &c->server.header_timeout_ms);
+            break;
+        case 6:
+            get_duration(L, v, what, 1, DAY_MS, &c->server.idle_timeout_ms);
+            break;
+        case 7:
+            get_duration(L, v, what, 0, DAY_MS, &c->server.drain_timeout_ms);
+            break;
         }
     }
 }
@@ -655,17 +690,17 @@ static void load_timeouts(struct loader *L, const struct bt_ynode *n, struct bt_
 
 static void load_faults(struct loader *L, const struct bt_ynode *n, struct bt_provider *p)
 {
-    static const char *const keys[] = {"429",        "500",          "503",       "no_answer",
-                                       "reset_before", "reset_mid",  "stall_mid", "slow_bytes",
+    static const char *const keys[] = {"429",          "500",         "503",       "no_answer",
+                                       "reset_before", "reset_mid",   "stall_mid", "slow_bytes",
                                        "invalid_json", "error_event", NULL};
     char ctx[MAX_NAME + 40];
     snprintf(ctx, sizeof(ctx), "provider \"%s\" faults", p->name);
     const struct bt_ynode *m = as_map(L, n, ctx);
     if (!m) return;
     struct bt_sim_cfg *s = &p->sim;
-    double *dst[] = {&s->fault_429,        &s->fault_500,       &s->fault_503,
+    double *dst[] = {&s->fault_429,        &s->fault_500,          &s->fault_503,
                      &s->fault_no_answer,  &s->fault_reset_before, &s->fault_reset_mid,
-                     &s->fault_stall_mid,  &s->fault_slow_bytes, &s->fault_invalid_json,
+                     &s->fault_stall_mid,  &s->fault_slow_bytes,   &s->fault_invalid_json,
                      &s->fault_error_event};
     bool ok = true;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
@@ -680,31 +715,45 @@ static void load_faults(struct loader *L, const struct bt_ynode *n, struct bt_pr
     }
     if (!ok) return;
     double sum = 0;
-    for (size_t i = 0; i < sizeof(dst) / sizeof(dst[0]); i++) sum += *dst[i];
+    for (size_t i = 0; i < sizeof(dst) / sizeof(dst[0]); i++)
+        sum += *dst[i];
     /* One uniform draw is checked against the rates in order: past 1 the later
      * faults would silently get less than asked. */
     if (sum > 1.0 + 1e-9)
-        lerr(L, m, "provider \"%s\": fault rates add up to %g; at most one fault is drawn per "
-                   "request, so they must add up to 1 or less",
+        lerr(L, m,
+             "provider \"%s\": fault rates add up to %g; at most one fault is drawn per "
+             "request, so they must add up to 1 or less",
              p->name, sum);
 }
 
 enum pkey {
-    PK_TYPE, PK_BASE_URL, PK_API_KEY, PK_TIMEOUTS, PK_SEED, PK_TTFT, PK_TPS, PK_REPLY_TOKENS,
-    PK_EMBEDDING_DIMS, PK_RETRY_AFTER, PK_FAULTS,
+    PK_TYPE,
+    PK_BASE_URL,
+    PK_API_KEY,
+    PK_TIMEOUTS,
+    PK_SEED,
+    PK_TTFT,
+    PK_TPS,
+    PK_REPLY_TOKENS,
+    PK_EMBEDDING_DIMS,
+    PK_RETRY_AFTER,
+    PK_FAULTS,
 };
 static const char *const provider_keys[] = {
-    "type", "base_url", "api_key",        "timeouts",    "seed",   "ttft",
+    "type",           "base_url",     "api_key",        "timeouts",    "seed",   "ttft",
     "tokens_per_sec", "reply_tokens", "embedding_dims", "retry_after", "faults", NULL};
 
 static bool provider_key_applies(int idx, enum bt_provider_type t)
 {
     switch (idx) {
     case PK_TYPE:
-    case PK_TIMEOUTS: return true;
+    case PK_TIMEOUTS:
+        return true;
     case PK_BASE_URL:
-    case PK_API_KEY: return t == BT_PROVIDER_OPENAI;
-    default: return t == BT_PROVIDER_SIM;
+    case PK_API_KEY:
+        return t == BT_PROVIDER_OPENAI;
+    default:
+        return t == BT_PROVIDER_SIM;
     }
 }
 
@@ -747,8 +796,10 @@ static void load_provider(struct loader *L, const struct bt_ynode *k, const stru
         char *t;
         size_t tl;
         if (get_string(L, tv, "type", &t, &tl, NULL)) {
-            if (strcmp(t, "openai") == 0) p->type = BT_PROVIDER_OPENAI;
-            else if (strcmp(t, "sim") == 0) p->type = BT_PROVIDER_SIM;
+            if (strcmp(t, "openai") == 0)
+                p->type = BT_PROVIDER_OPENAI;
+            else if (strcmp(t, "sim") == 0)
+                p->type = BT_PROVIDER_SIM;
             else
                 lerr(L, tv, "provider \"%s\": unknown type \"%.*s\" (expected openai or sim)",
                      p->name, (int)(tl > SHOW_MAX ? SHOW_MAX : tl), t);
@@ -772,13 +823,26 @@ static void load_provider(struct loader *L, const struct bt_ynode *k, const stru
         struct bt_sim_cfg *s = &p->sim;
         uint64_t u;
         switch ((enum pkey)idx) {
-        case PK_TYPE: break;
-        case PK_BASE_URL: url_node = vv; break;
-        case PK_API_KEY: key_node = vv; break;
-        case PK_TIMEOUTS: load_timeouts(L, vv, p); break;
-        case PK_SEED: get_u64(L, vv, what, 0, UINT64_MAX, &s->seed); break;
-        case PK_TTFT: get_duration(L, vv, what, 0, 3600000, &s->ttft_ms); break;
-        case PK_TPS: get_double(L, vv, what, 0, 1000000, &s->tokens_per_sec); break;
+        case PK_TYPE:
+            break;
+        case PK_BASE_URL:
+            url_node = vv;
+            break;
+        case PK_API_KEY:
+            key_node = vv;
+            break;
+        case PK_TIMEOUTS:
+            load_timeouts(L, vv, p);
+            break;
+        case PK_SEED:
+            get_u64(L, vv, what, 0, UINT64_MAX, &s->seed);
+            break;
+        case PK_TTFT:
+            get_duration(L, vv, what, 0, 3600000, &s->ttft_ms);
+            break;
+        case PK_TPS:
+            get_double(L, vv, what, 0, 1000000, &s->tokens_per_sec);
+            break;
         case PK_REPLY_TOKENS:
             u = s->reply_tokens;
             if (get_u64(L, vv, what, 1, 1000000, &u)) s->reply_tokens = (uint32_t)u;
@@ -793,10 +857,13 @@ static void load_provider(struct loader *L, const struct bt_ynode *k, const stru
                 if (u % 1000)
                     lerr(L, vv, "%s is sent in whole seconds (got %llums)", what,
                          (unsigned long long)u);
-                else s->retry_after_s = u / 1000;
+                else
+                    s->retry_after_s = u / 1000;
             }
             break;
-        case PK_FAULTS: load_faults(L, vv, p); break;
+        case PK_FAULTS:
+            load_faults(L, vv, p);
+            break;
         }
     }
     if (p->type != BT_PROVIDER_OPENAI) {
@@ -814,7 +881,8 @@ static void load_provider(struct loader *L, const struct bt_ynode *k, const stru
             if (var[0])
                 lerr(L, url_node, "provider \"%s\": base_url is empty (%s is %s)", p->name, var,
                      getenv(var) ? "empty" : "not set");
-            else lerr(L, url_node, "provider \"%s\": base_url is empty", p->name);
+            else
+                lerr(L, url_node, "provider \"%s\": base_url is empty", p->name);
             free(url);
             return;
         }
@@ -875,8 +943,9 @@ static void load_providers(struct loader *L, const struct bt_ynode *n)
             continue;
         }
         if (!valid_name(k->text, k->len, false)) {
-            lerr(L, k, "invalid provider name \"%.*s\": 1 to %d characters, no \"/\", spaces or "
-                       "control characters",
+            lerr(L, k,
+                 "invalid provider name \"%.*s\": 1 to %d characters, no \"/\", spaces or "
+                 "control characters",
                  SHOW(k), MAX_NAME);
             continue;
         }
@@ -906,7 +975,8 @@ static struct bt_provider *resolve_provider(struct loader *L, const struct bt_yn
     if (!get_string(L, v, what, &s, &len, NULL)) return NULL;
     const struct bt_provider *p = len ? find_provider(L->cfg, s, len) : NULL;
     if (!p) {
-        if (len == 0) lerr(L, v, "%s: provider is empty", ctx);
+        if (len == 0)
+            lerr(L, v, "%s: provider is empty", ctx);
         else {
             char known[120];
             size_t off = 0;
@@ -958,7 +1028,8 @@ static void load_deployment(struct loader *L, const struct bt_ynode *n, struct b
     for (size_t i = 0; i + 1 < n->n; i += 2) {
         const struct bt_ynode *k = n->items[i], *v = n->items[i + 1];
         int idx = key_index(L, k, keys, ctx);
-        if (idx == 0) pv = v;
+        if (idx == 0)
+            pv = v;
         else if (idx == 1) {
             free(d->model);
             d->model = NULL;
@@ -970,8 +1041,10 @@ static void load_deployment(struct loader *L, const struct bt_ynode *n, struct b
             if (get_u64(L, v, what, 1, 1000000, &w)) d->weight = (uint32_t)w;
         }
     }
-    if (!pv) lerr(L, n, "%s: provider is required", ctx);
-    else d->provider = resolve_provider(L, pv, ctx);
+    if (!pv)
+        lerr(L, n, "%s: provider is required", ctx);
+    else
+        d->provider = resolve_provider(L, pv, ctx);
     if (!d->model) d->model = ldup(L, m->name, strlen(m->name));
 }
 
@@ -992,9 +1065,12 @@ static void load_model(struct loader *L, const struct bt_ynode *k, const struct 
     const struct bt_ynode *pv = NULL, *mv = NULL, *dv = NULL, *dk = NULL;
     for (size_t i = 0; i + 1 < v->n; i += 2) {
         int idx = key_index(L, v->items[i], keys, ctx);
-        if (idx == 0) pv = v->items[i + 1];
-        else if (idx == 1) mv = v->items[i + 1];
-        else if (idx == 2) dv = v->items[i + 1], dk = v->items[i];
+        if (idx == 0)
+            pv = v->items[i + 1];
+        else if (idx == 1)
+            mv = v->items[i + 1];
+        else if (idx == 2)
+            dv = v->items[i + 1], dk = v->items[i];
     }
     if (dv && (pv || mv)) {
         lerr(L, dk, "%s: use either provider/model or deployments, not both", ctx);
@@ -1014,8 +1090,10 @@ static void load_model(struct loader *L, const struct bt_ynode *k, const struct 
         struct bt_deployment *d = &m->deployments[0];
         d->weight = 1;
         d->provider = resolve_provider(L, pv, ctx);
-        if (mv) get_model_id(L, mv, ctx, &d->model);
-        else d->model = ldup(L, m->name, strlen(m->name)); /* same id upstream */
+        if (mv)
+            get_model_id(L, mv, ctx, &d->model);
+        else
+            d->model = ldup(L, m->name, strlen(m->name)); /* same id upstream */
         return;
     }
     if (dv->kind != BT_Y_SEQ) {
@@ -1037,7 +1115,8 @@ static void load_model(struct loader *L, const struct bt_ynode *k, const struct 
         return;
     }
     m->ndeployments = dv->n;
-    for (size_t i = 0; i < dv->n; i++) load_deployment(L, dv->items[i], m, &m->deployments[i], i);
+    for (size_t i = 0; i < dv->n; i++)
+        load_deployment(L, dv->items[i], m, &m->deployments[i], i);
 }
 
 static void load_models(struct loader *L, const struct bt_ynode *n)
@@ -1057,8 +1136,9 @@ static void load_models(struct loader *L, const struct bt_ynode *n)
             continue;
         }
         if (!valid_name(k->text, k->len, true)) {
-            lerr(L, k, "invalid model name \"%.*s\": 1 to %d characters, no spaces or control "
-                       "characters",
+            lerr(L, k,
+                 "invalid model name \"%.*s\": 1 to %d characters, no spaces or control "
+                 "characters",
                  SHOW(k), MAX_NAME);
             continue;
         }
@@ -1076,8 +1156,9 @@ static void load_root(struct loader *L, const struct bt_ynode *root)
     static const char *const keys[] = {"server", "auth", "log", "providers", "models", NULL};
     if (!root || bt_ynode_is_null(root)) return; /* empty file: all defaults */
     if (root->kind != BT_Y_MAP) {
-        lerr(L, root, "a config file is a mapping of sections (server, auth, log, providers, "
-                      "models), not %s",
+        lerr(L, root,
+             "a config file is a mapping of sections (server, auth, log, providers, "
+             "models), not %s",
              kind_name(root));
         return;
     }
@@ -1140,7 +1221,8 @@ static void config_free(struct bt_config *c)
     for (size_t i = 0; i < c->nmodels; i++) {
         struct bt_model *m = &c->models[i];
         free(m->name);
-        for (size_t j = 0; j < m->ndeployments; j++) free(m->deployments[j].model);
+        for (size_t j = 0; j < m->ndeployments; j++)
+            free(m->deployments[j].model);
         free(m->deployments);
     }
     free(c->models);
@@ -1245,8 +1327,7 @@ enum bt_err bt_config_load_string(const char *name, const char *yaml, size_t len
     return err;
 }
 
-enum bt_err bt_config_load(const char *path, struct bt_config **out,
-                           struct bt_config_diags *diags)
+enum bt_err bt_config_load(const char *path, struct bt_config **out, struct bt_config_diags *diags)
 {
     if (!path || !out) return BT_EINVAL;
     *out = NULL;
@@ -1308,7 +1389,8 @@ void bt_config_diags_print(const struct bt_config_diags *d, void *file)
         const char *kind = g->is_error ? "error" : "warning";
         if (g->line > 0)
             fprintf(f, "%s:%d:%d: %s: %s\n", path, g->line, g->col > 0 ? g->col : 1, kind, g->msg);
-        else fprintf(f, "%s: %s: %s\n", path, kind, g->msg);
+        else
+            fprintf(f, "%s: %s: %s\n", path, kind, g->msg);
     }
     if (d->n >= BT_CONFIG_MAX_DIAGS)
         fprintf(f, "%s: note: stopped after %d messages\n", path, BT_CONFIG_MAX_DIAGS);
@@ -1358,11 +1440,15 @@ static void key_state(const struct bt_provider *p, char *out, size_t cap)
     } else if (p->api_key) {
         char m[48];
         mask_secret(p->api_key, m, sizeof(m));
-        if (p->api_key_env) snprintf(out, cap, "%s (from %s)", m, p->api_key_env);
-        else snprintf(out, cap, "%s", m);
+        if (p->api_key_env)
+            snprintf(out, cap, "%s (from %s)", m, p->api_key_env);
+        else
+            snprintf(out, cap, "%s", m);
     } else if (p->api_key_required) {
-        if (p->api_key_env) snprintf(out, cap, "(unset: %s)", p->api_key_env);
-        else snprintf(out, cap, "(empty)");
+        if (p->api_key_env)
+            snprintf(out, cap, "(unset: %s)", p->api_key_env);
+        else
+            snprintf(out, cap, "(empty)");
     } else {
         snprintf(out, cap, "(none)");
     }
@@ -1432,6 +1518,6 @@ void bt_config_print_table(const struct bt_config *c, void *file)
     fprintf(f, ", max_connections %u, max_header_bytes %llu, max_body_bytes %llu\n",
             (unsigned)c->server.max_connections, (unsigned long long)c->server.max_header_bytes,
             (unsigned long long)c->server.max_body_bytes);
-    fprintf(f, "auth: master_key %s, allow_anonymous %s\n",
-            c->auth.master_key ? "set" : "unset", c->auth.allow_anonymous ? "true" : "false");
+    fprintf(f, "auth: master_key %s, allow_anonymous %s\n", c->auth.master_key ? "set" : "unset",
+            c->auth.allow_anonymous ? "true" : "false");
 }

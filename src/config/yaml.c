@@ -160,9 +160,9 @@ static enum bt_err check_dup_keys(struct builder *b, const struct bt_ynode *map)
         for (size_t j = 0; j < i; j += 2) {
             const struct bt_ynode *p = map->items[j];
             if (k == p || key_eq(k, p)) {
-                enum bt_err e = berr(b, k->line, k->col, "duplicate key \"%.*s\" (first at %d:%d)",
-                                     (int)(k->len > 80 ? 80 : k->len), k->text ? k->text : "",
-                                     p->line, p->col);
+                enum bt_err e =
+                    berr(b, k->line, k->col, "duplicate key \"%.*s\" (first at %d:%d)",
+                         (int)(k->len > 80 ? 80 : k->len), k->text ? k->text : "", p->line, p->col);
                 if (e == BT_ENOMEM) return e;
                 ret = e;
                 break;
@@ -239,7 +239,8 @@ static enum bt_err on_event(struct builder *b, struct fy_event *ev)
         if (n->kind == BT_Y_MAP) return check_dup_keys(b, n);
         return BT_OK;
     }
-    default: return BT_OK;
+    default:
+        return BT_OK;
     }
 }
 
@@ -262,12 +263,76 @@ static void copy_fy_errors(struct builder *b, struct fy_diag *diag)
         if (de->type < FYET_ERROR) continue;
         const char *msg = de->msg ? de->msg : "invalid YAML";
         size_t ml = strlen(msg);
-        while (ml && (msg[ml - 1] == '\n' || msg[ml - 1] == ' ')) ml--;
+        while (ml && (msg[ml - 1] == '\n' || msg[ml - 1] == ' '))
+            ml--;
         /* fy_diag_error positions are already 1-based. */
         berr(b, de->line, de->column, "YAML syntax: %.*s", (int)(ml > 200 ? 200 : ml), msg);
         found++;
     }
     if (!found) berr(b, 0, 0, "YAML syntax error");
+}
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0. Overlong forms,
+ * surrogates and code points past U+10FFFF are invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    size_t len;
+    unsigned cp;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (n < len) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+/* YAML streams are Unicode text without C0 control characters other than tab
+ * and line breaks (and baton refuses tabs too, see below). Checking that up
+ * front gives a clear message, and keeps
+ * broken bytes away from libfyaml (0.7.12 loops forever on "%\xcf"). */
+static bool check_text(struct builder *b, const char *yaml, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)yaml;
+    int line = 1, col = 1;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = s[i];
+        size_t n = utf8_len(s + i, len - i);
+        if (n == 0) {
+            berr(b, line, col, "the file is not valid UTF-8 (byte 0x%02x)", c);
+            return false;
+        }
+        if (c == '\t') {
+            /* YAML forbids tabs for indentation, no config value may hold one,
+             * and libfyaml 0.7.12 crashes in cleanup on some misplaced tabs
+             * (e.g. "? ::\t?", libfyaml issue #57): refusing them outright is
+             * the one rule that is simple to state and to follow. */
+            berr(b, line, col, "tab characters are not allowed; use spaces");
+            return false;
+        }
+        if (n == 1 && ((c < 0x20 && c != '\n' && c != '\r') || c == 0x7f)) {
+            berr(b, line, col, "control character 0x%02x is not allowed in YAML", c);
+            return false;
+        }
+        if (c == '\n')
+            line++, col = 1;
+        else
+            col++;
+        i += n;
+    }
+    return true;
 }
 
 void bt_ydoc_free(struct bt_ydoc *doc)
@@ -287,6 +352,10 @@ enum bt_err bt_ydoc_parse(const char *yaml, size_t len, struct bt_ydoc *doc,
     struct fy_parser *fyp = NULL;
     enum bt_err ret = BT_OK;
 
+    if (!check_text(&b, yaml, len)) {
+        ret = BT_EPARSE;
+        goto done;
+    }
     struct fy_diag_cfg dc;
     fy_diag_cfg_default(&dc);
     dc.fp = NULL;
@@ -340,8 +409,8 @@ bool bt_ynode_is_null(const struct bt_ynode *n)
 {
     if (!n || n->kind != BT_Y_SCALAR || !n->plain) return false;
     struct bt_str s = {n->text, n->len};
-    return s.len == 0 || bt_str_eq_c(s, "~") || bt_str_eq_c(s, "null") ||
-           bt_str_eq_c(s, "Null") || bt_str_eq_c(s, "NULL");
+    return s.len == 0 || bt_str_eq_c(s, "~") || bt_str_eq_c(s, "null") || bt_str_eq_c(s, "Null") ||
+           bt_str_eq_c(s, "NULL");
 }
 
 /* ---- ${VAR} expansion ---- */
@@ -390,27 +459,32 @@ enum bt_err bt_config_expand(const char *s, size_t len, char **out, size_t *outl
         size_t start = i;
         size_t j = i + 2;
         size_t nstart = j;
-        while (j < len && name_char(s[j])) j++;
+        while (j < len && name_char(s[j]))
+            j++;
         size_t nlen = j - nstart;
         const char *close = memchr(s + start, '}', len - start);
         if (!close) {
             if (why)
-                snprintf(why, whycap, "unterminated \"${\" (missing \"}\"); write \"$${\" for a literal \"${\"");
+                snprintf(why, whycap,
+                         "unterminated \"${\" (missing \"}\"); write \"$${\" for a literal \"${\"");
             err = BT_EPARSE;
             goto fail;
         }
         if (nlen == 0 || !name_start(s[nstart])) {
             if (why)
-                snprintf(why, whycap,
-                         "invalid variable reference \"%.*s\": a name is letters, digits and _, "
-                         "not starting with a digit",
-                         (int)((size_t)(close - (s + start)) + 1 > 60 ? 60 : (close - (s + start)) + 1),
-                         s + start);
+                snprintf(
+                    why, whycap,
+                    "invalid variable reference \"%.*s\": a name is letters, digits and _, "
+                    "not starting with a digit",
+                    (int)((size_t)(close - (s + start)) + 1 > 60 ? 60 : (close - (s + start)) + 1),
+                    s + start);
             err = BT_EPARSE;
             goto fail;
         }
         if (nlen > BT_CONFIG_MAX_VARNAME) {
-            if (why) snprintf(why, whycap, "variable name longer than %d characters", BT_CONFIG_MAX_VARNAME);
+            if (why)
+                snprintf(why, whycap, "variable name longer than %d characters",
+                         BT_CONFIG_MAX_VARNAME);
             err = BT_EPARSE;
             goto fail;
         }
@@ -427,7 +501,8 @@ enum bt_err bt_config_expand(const char *s, size_t len, char **out, size_t *outl
             for (size_t k = 0; k + 1 < deflen; k++)
                 if (def[k] == '$' && def[k + 1] == '{') {
                     if (why)
-                        snprintf(why, whycap, "nested \"${\" inside the default of ${%s:-...} is not supported",
+                        snprintf(why, whycap,
+                                 "nested \"${\" inside the default of ${%s:-...} is not supported",
                                  name);
                     err = BT_EPARSE;
                     goto fail;
@@ -435,11 +510,12 @@ enum bt_err bt_config_expand(const char *s, size_t len, char **out, size_t *outl
             i = (size_t)(close - s) + 1;
         } else {
             if (why)
-                snprintf(why, whycap,
-                         "unsupported form \"%.*s\": only ${NAME} and ${NAME:-default} are "
-                         "understood",
-                         (int)((size_t)(close - (s + start)) + 1 > 60 ? 60 : (close - (s + start)) + 1),
-                         s + start);
+                snprintf(
+                    why, whycap,
+                    "unsupported form \"%.*s\": only ${NAME} and ${NAME:-default} are "
+                    "understood",
+                    (int)((size_t)(close - (s + start)) + 1 > 60 ? 60 : (close - (s + start)) + 1),
+                    s + start);
             err = BT_EPARSE;
             goto fail;
         }

@@ -33,11 +33,11 @@ struct bt_ydoc {
 };
 
 /* Limits that keep hostile input cheap (the fuzzer feeds arbitrary bytes). */
-#define BT_CONFIG_MAX_BYTES (16u << 20)  /* largest config file */
-#define BT_CONFIG_MAX_DEPTH 32           /* nesting of mappings and sequences */
-#define BT_CONFIG_MAX_DIAGS 64           /* diagnostics kept; later ones are counted */
-#define BT_CONFIG_MAX_VALUE (1u << 20)   /* longest scalar value after expansion */
-#define BT_CONFIG_MAX_VARNAME 128        /* longest ${NAME} */
+#define BT_CONFIG_MAX_BYTES (16u << 20) /* largest config file */
+#define BT_CONFIG_MAX_DEPTH 32          /* nesting of mappings and sequences */
+#define BT_CONFIG_MAX_DIAGS 64          /* diagnostics kept; later ones are counted */
+#define BT_CONFIG_MAX_VALUE (1u << 20)  /* longest scalar value after expansion */
+#define BT_CONFIG_MAX_VARNAME 128       /* longest ${NAME} */
 
 /* Appends a diagnostic (printf-style message, truncated to fit). Keeps at most
  * BT_CONFIG_MAX_DIAGS entries; the rest are dropped, but the caller's error

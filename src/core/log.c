@@ -12,6 +12,19 @@
 
 static atomic_int min_level = BT_LOG_INFO;
 static atomic_int access_fd = 2;
+static atomic_int log_fd = 2;
+
+int bt_log_open(const char *path)
+{
+    int fd = 2;
+    if (path) {
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0) return -errno;
+    }
+    int old = atomic_exchange(&log_fd, fd);
+    if (old > 2) close(old);
+    return 0;
+}
 
 void bt_log_set_level(enum bt_log_level level)
 {
@@ -46,7 +59,7 @@ void bt_log(enum bt_log_level level, const char *fmt, ...)
     n += m;
     if ((size_t)n > sizeof(line) - 2) n = (int)sizeof(line) - 2;
     line[n++] = '\n';
-    ssize_t w = write(2, line, (size_t)n);
+    ssize_t w = write(atomic_load(&log_fd), line, (size_t)n);
     (void)w;
 }
 

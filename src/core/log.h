@@ -12,6 +12,9 @@ void bt_log_set_level(enum bt_log_level level);
 /* Parses "debug", "info", "warn", "error"; -1 when unknown. */
 int bt_log_level_parse(const char *s);
 void bt_log(enum bt_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Sends the operational log to PATH (append), or back to stderr when NULL.
+ * Returns 0 or -errno. */
+int bt_log_open(const char *path);
 /* Opens PATH (append) for the access log, or stderr when path is NULL. Reopening
  * is safe at any time from the owning thread. Returns 0 or -errno. */
 int bt_log_access_open(const char *path);

@@ -177,6 +177,7 @@ struct parser {
     struct bt_arena *arena;
     struct bt_json_tok *toks;
     uint32_t ntoks, cap, max_tokens;
+    size_t len;       /* input length, for growth estimates */
     const char *emsg; /* first error, static text */
     size_t eoff;
     enum bt_err ecode;
@@ -206,15 +207,23 @@ static bool fail(struct parser *ps, enum bt_err code, size_t off, const char *ms
     return false;
 }
 
+/* The array is full: allocate a bigger one and move the tokens. The new size is
+ * extrapolated from the density seen so far (tokens per byte consumed), so a
+ * document that is uniformly dense grows about once, not log(n) times. */
 static bool grow(struct parser *ps, size_t off)
 {
     if (ps->cap >= ps->max_tokens) return fail(ps, BT_ETOOBIG, off, "too many tokens");
-    uint32_t ncap = ps->cap > ps->max_tokens / 2 ? ps->max_tokens : ps->cap * 2;
+    uint64_t est = off ? (uint64_t)ps->ntoks * ps->len / off : (uint64_t)ps->cap * 2;
+    est += est / 8 + 64;
+    uint64_t ncap = (uint64_t)ps->cap + ps->cap / 2 + 16;
+    if (est > ncap) ncap = est;
+    if (ncap > (uint64_t)ps->len + 1) ncap = (uint64_t)ps->len + 1;
+    if (ncap > ps->max_tokens) ncap = ps->max_tokens;
     struct bt_json_tok *t = bt_arena_alloc(ps->arena, (size_t)ncap * sizeof(*t));
     if (!t) return fail(ps, BT_ENOMEM, off, "out of memory");
     if (ps->ntoks) memcpy(t, ps->toks, (size_t)ps->ntoks * sizeof(*t));
     ps->toks = t;
-    ps->cap = ncap;
+    ps->cap = (uint32_t)ncap;
     return true;
 }
 
@@ -376,12 +385,22 @@ value:
     case 't':
     case 'f':
     case 'n': {
-        static const char *const lits[] = {"true", "false", "null"};
-        int which = *p == 't' ? 0 : *p == 'f' ? 1 : 2;
-        size_t n = which == 1 ? 5 : 4;
-        if ((size_t)(end - p) < n || memcmp(p, lits[which], n) != 0)
+        size_t avail = (size_t)(end - p), n = 0;
+        uint8_t type = 0;
+        if (*p == 't' && avail >= 4 && p[1] == 'r' && p[2] == 'u' && p[3] == 'e') {
+            n = 4;
+            type = BT_JSON_TRUE;
+        } else if (*p == 'f' && avail >= 5 && p[1] == 'a' && p[2] == 'l' && p[3] == 's' &&
+                   p[4] == 'e') {
+            n = 5;
+            type = BT_JSON_FALSE;
+        } else if (*p == 'n' && avail >= 4 && p[1] == 'u' && p[2] == 'l' && p[3] == 'l') {
+            n = 4;
+            type = BT_JSON_NULL;
+        } else {
             return fail(ps, BT_EPARSE, (size_t)(p - s), "invalid literal: expected true, false or null");
-        idx = push(ps, (uint8_t)(BT_JSON_TRUE + which), (size_t)(p - s));
+        }
+        idx = push(ps, type, (size_t)(p - s));
         if (idx < 0) return false;
         p += n;
         ps->toks[idx].end = (uint32_t)(p - s);
@@ -489,7 +508,7 @@ enum bt_err bt_json_parse(struct bt_json_doc *doc, const char *src, size_t len,
         stack = bt_arena_alloc(arena, (size_t)need_depth * sizeof(*stack));
         if (!stack) return BT_ENOMEM;
     }
-    struct parser ps = {.arena = arena, .max_tokens = max_tokens, .cap = (uint32_t)guess};
+    struct parser ps = {.arena = arena, .max_tokens = max_tokens, .cap = (uint32_t)guess, .len = len};
     ps.toks = bt_arena_alloc(arena, (size_t)guess * sizeof(*ps.toks));
     if (!ps.toks) {
         set_error(err, 0, "out of memory");

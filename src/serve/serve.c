@@ -27,6 +27,8 @@ struct serve {
     char host[256];
     uint16_t port;
     atomic_int running;            /* workers still running */
+    uv_mutex_t reload_lock;        /* serialises reloads and log reopening */
+    atomic_uint reloads_ok, reloads_failed;
     uv_async_t worker_exit;        /* a worker finished */
 };
 
@@ -200,17 +202,40 @@ static void on_term(uv_signal_t *sig, int signum)
     uv_timer_start(&s->drain_timer, on_drain_timeout, s->cfg->server.drain_timeout_ms, 0);
 }
 
-static void reload(struct serve *s)
+static void log_diags(const struct bt_config_diags *d, const char *path)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        const struct bt_config_diag *g = &d->items[i];
+        bt_log(g->is_error ? BT_LOG_ERROR : BT_LOG_WARN, "%s:%d:%d: %s: %s",
+               d->path ? d->path : path, g->line, g->col, g->is_error ? "error" : "warning",
+               g->msg);
+    }
+}
+
+/* Loads the file again and hands the new snapshot to every worker. Callable from
+ * the main thread (SIGHUP) and from workers (POST /admin/reload): serialised by
+ * reload_lock. Returns 0 or -1 with a reason in msg. */
+static int reload(struct serve *s, char *msg, size_t cap)
 {
     struct bt_config *next = NULL;
     struct bt_config_diags d = {0};
     enum bt_err err = bt_config_load(s->path, &next, &d);
-    bt_config_diags_print(&d, stderr);
-    bt_config_diags_free(&d);
+    log_diags(&d, s->path);
+    int rc = 0;
+    uv_mutex_lock(&s->reload_lock);
     if (err) {
+        const struct bt_config_diag *first = NULL;
+        for (size_t i = 0; i < d.n && !first; i++)
+            if (d.items[i].is_error) first = &d.items[i];
+        if (first)
+            snprintf(msg, cap, "%s:%d:%d: %s", s->path, first->line, first->col, first->msg);
+        else
+            snprintf(msg, cap, "%s: %s", s->path, bt_strerror(err));
         bt_error("reload refused: %s has errors; the previous configuration keeps serving",
                  s->path);
-        return;
+        atomic_fetch_add(&s->reloads_failed, 1);
+        rc = -1;
+        goto out;
     }
     if (!s->listen_override &&
         (strcmp(next->server.listen_host, s->cfg->server.listen_host) != 0 ||
@@ -223,22 +248,38 @@ static void reload(struct serve *s)
     send_all(s, CMD_CONFIG);
     bt_config_unref(s->cfg);
     s->cfg = next;
-    bt_info("configuration reloaded from %s (%zu models)", s->path, next->nmodels);
+    atomic_fetch_add(&s->reloads_ok, 1);
+    snprintf(msg, cap, "configuration reloaded from %s (%zu models)", s->path, next->nmodels);
+    bt_info("%s", msg);
+out:
+    uv_mutex_unlock(&s->reload_lock);
+    bt_config_diags_free(&d);
+    return rc;
+}
+
+static int worker_reload(void *ctx, char *msg, size_t cap)
+{
+    return reload(ctx, msg, cap);
 }
 
 static void on_hup(uv_signal_t *sig, int signum)
 {
     (void)signum;
-    reload(sig->data);
+    char msg[512];
+    reload(sig->data, msg, sizeof(msg));
 }
 
 static void on_usr1(uv_signal_t *sig, int signum)
 {
     (void)signum;
     struct serve *s = sig->data;
+    uv_mutex_lock(&s->reload_lock);
     int rc = bt_log_access_open(s->cfg->log.access);
     if (rc) bt_error("cannot reopen access log %s: %s", s->cfg->log.access, strerror(-rc));
-    else bt_info("access log reopened");
+    int rc2 = bt_log_open(s->cfg->log.file);
+    if (rc2) bt_error("cannot reopen log file %s: %s", s->cfg->log.file, strerror(-rc2));
+    uv_mutex_unlock(&s->reload_lock);
+    if (!rc && !rc2) bt_info("logs reopened");
 }
 
 int bt_serve_main(const char *config_path, const char *listen_override)
@@ -247,6 +288,7 @@ int bt_serve_main(const char *config_path, const char *listen_override)
     memset(&s, 0, sizeof(s));
     s.path = config_path;
     s.listen_override = listen_override;
+    uv_mutex_init(&s.reload_lock);
     struct bt_config_diags d = {0};
     enum bt_err err = bt_config_load(config_path, &s.cfg, &d);
     bt_config_diags_print(&d, stderr);
@@ -259,6 +301,10 @@ int bt_serve_main(const char *config_path, const char *listen_override)
     if (s.cfg->log.level) {
         int lv = bt_log_level_parse(s.cfg->log.level);
         if (lv >= 0) bt_log_set_level((enum bt_log_level)lv);
+    }
+    if (s.cfg->log.file && bt_log_open(s.cfg->log.file)) {
+        bt_error("cannot open log file %s", s.cfg->log.file);
+        goto out;
     }
     if (bt_log_access_open(s.cfg->log.access)) {
         bt_error("cannot open access log %s", s.cfg->log.access);
@@ -301,6 +347,8 @@ int bt_serve_main(const char *config_path, const char *listen_override)
     for (uint32_t i = 0; i < s.nworkers; i++) {
         struct bt_worker *w = &s.workers[i];
         w->index = (int)i;
+        w->reload = worker_reload;
+        w->reload_ctx = &s;
         w->cfg = bt_config_ref(s.cfg);
         uv_loop_init(&w->loop);
         uv_loop_set_data(&w->loop, &s);
@@ -357,5 +405,7 @@ out:
     free(s.pending);
     if (s.cfg) bt_config_unref(s.cfg);
     bt_log_access_open(NULL);
+    bt_log_open(NULL);
+    uv_mutex_destroy(&s.reload_lock);
     return rc;
 }

@@ -6,6 +6,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -29,6 +30,9 @@ struct bt_worker {
     uv_mutex_t wake_lock;         /* guards wake_closed against main-thread sends */
     bool wake_closed;             /* `wake` is closing: send nothing more */
     bool started_ok;              /* main thread: the thread is running */
+    /* Reloads the configuration (POST /admin/reload); 0 or -1 with a reason in msg. */
+    int (*reload)(void *ctx, char *msg, size_t cap);
+    void *reload_ctx;
 };
 
 #endif

@@ -1118,7 +1118,9 @@ static SSL_CTX *tls_ctx(struct bt_upstream *u)
         SSL_CTX_free(ctx);
         return NULL;
     }
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS); /* idle connections hold no buffers */
+    /* No SSL_MODE_RELEASE_BUFFERS: it frees and re-allocates OpenSSL's record
+     * buffers on every request (measured: 11 allocations, 67 KB per request).
+     * An idle TLS connection keeps ~37 KB instead, bounded by max_idle. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, tls_new_session);
     u->ssl_ctx = ctx;

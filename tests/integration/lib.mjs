@@ -60,8 +60,39 @@ export async function run() {
         }
     }
     await stopAll();
+    // The processes themselves are checked too: under ASan/UBSan (make asan) a memory
+    // error or leak only shows in the child's stderr and exit status.
+    const bad = exitProblems();
+    if (bad.length) { failed++; console.log(`not ok - baton processes exited cleanly: ${bad.join(' || ')}`); }
+    else if (allProcs.length) { passed++; console.log(`ok - baton processes exited cleanly (${allProcs.length})`); }
     console.log(`${passed} passed, ${failed} failed`);
     process.exit(failed ? 1 : 0);
+}
+
+const SANITIZER = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: UndefinedBehaviorSanitizer/;
+// The interesting part of a process's stderr: a sanitizer report from the start of
+// its line (with the first stack frames), else the tail.
+function describeErr(err) {
+    const m = SANITIZER.exec(err);
+    if (!m) return `stderr tail: ${err.slice(-600)}`;
+    const start = err.lastIndexOf('\n', m.index) + 1;
+    return `sanitizer: ${err.slice(start, start + 900)}`;
+}
+function exitProblems() {
+    const out = [];
+    for (const p of allProcs) {
+        const what = `baton ${p.args.slice(0, 3).join(' ')}`;
+        const err = p.err();
+        if (SANITIZER.test(err)) { out.push(`${what}: ${describeErr(err)}`); continue; }
+        if (!p.result) continue;
+        const { code, signal } = p.result;
+        const server = p.args[0] === 'serve' || p.args[0] === 'sim';
+        if (server && p.child.stopping && !p.killed && !(code === 0 || signal === 'SIGTERM'))
+            out.push(`${what}: exit code ${code} signal ${signal} after SIGTERM; stderr tail: ${err.slice(-300)}`);
+        if (signal && signal !== 'SIGTERM' && signal !== 'SIGKILL')
+            out.push(`${what}: died of ${signal}; stderr tail: ${err.slice(-300)}`);
+    }
+    return out;
 }
 
 // Runs file-level setup code (starting servers) before the tests are declared.
@@ -157,11 +188,12 @@ export function writeTemp(name, text) {
 // ---------------------------------------------------------------- processes
 
 const children = new Set();
+const allProcs = []; // every spawned process: {args, child, err(), result, killed}
 const unexpectedExits = [];
 // Text describing baton processes that died on their own since the last call.
 function takeCrashes() {
-    const out = unexpectedExits.splice(0).filter((e) => e.args[0] === 'serve' || e.args[0] === 'sim')
-        .map((e) => `baton ${e.args[0]} exited by itself (code ${e.code}, signal ${e.signal}); stderr tail: ${e.err().slice(-800)}`);
+    const out = unexpectedExits.splice(0)
+        .map((e) => `baton ${e.args[0]} exited by itself (code ${e.code}, signal ${e.signal}); ${describeErr(e.err())}`);
     return out.join(' || ');
 }
 
@@ -189,20 +221,24 @@ process.on('unhandledRejection', (e) => {
 });
 
 // Stops a process: SIGTERM, then SIGKILL after a grace period.
-export async function stopProc(p, graceMs = 3000) {
+export async function stopProc(p, graceMs = 3000 * SLOW) {
     if (!p || !p.child) return;
     const c = p.child;
     if (c.exitCode !== null || c.signalCode !== null) { children.delete(c); return; }
     const done = new Promise((r) => c.once('exit', r));
     c.stopping = true;
     killChild(c, 'SIGTERM');
-    const t = setTimeout(() => killChild(c, 'SIGKILL'), graceMs);
+    const t = setTimeout(() => {
+        const rec = allProcs.find((r) => r.child === c);
+        if (rec) rec.killed = true; // did not stop within the grace period: not judged
+        killChild(c, 'SIGKILL');
+    }, graceMs);
     await done;
     clearTimeout(t);
     children.delete(c);
 }
 export async function stopAll() {
-    await Promise.all([...children].map((c) => stopProc({ child: c }, 2000)));
+    await Promise.all([...children].map((c) => stopProc({ child: c })));
 }
 
 const OUT_CAP = 1 << 20;
@@ -217,9 +253,12 @@ export function spawnBaton(args, { env = {}, cwd = REPO } = {}) {
     let out = '', err = '';
     child.stdout.on('data', (d) => { if (out.length < OUT_CAP) out += d; });
     child.stderr.on('data', (d) => { if (err.length < OUT_CAP) err += d; });
+    const rec = { args, child, err: () => err, result: null, killed: false, ready: false };
+    allProcs.push(rec);
     const exited = new Promise((r) => child.once('exit', (code, signal) => {
+        rec.result = { code, signal };
         // Exits we did not ask for (crashes) are reported with the next failing test.
-        if (!child.stopping && children.has(child)) unexpectedExits.push({ args, code, signal, err: () => err });
+        if (!child.stopping && rec.ready) unexpectedExits.push({ args, code, signal, err: () => err });
         children.delete(child);
         r({ code, signal });
     }));
@@ -248,7 +287,7 @@ async function waitHttp(proc, url, want, ms) {
         try {
             const r = await fetch(url, { signal: AbortSignal.timeout(1000) });
             await r.arrayBuffer();
-            if (!want || r.status === want) return;
+            if (!want || r.status === want) { const rec = allProcs.find((x) => x.child === proc.child); if (rec) rec.ready = true; return; }
             last = `status ${r.status}`;
         } catch (e) { last = e.cause?.code || e.message; }
         await sleep(30);
