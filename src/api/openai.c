@@ -53,13 +53,16 @@ enum bt_err bt_openai_decode_request(struct bt_request *r, enum bt_op op, struct
     r->max_tokens = -1;
     r->body_bytes = (uint32_t)body.len;
     *param = NULL;
+    if (body.len == 0) {
+        snprintf(msg, msgcap, "The request body is empty; expected a JSON object.");
+        return BT_EPARSE;
+    }
     struct bt_json_error jerr;
     enum bt_err err = bt_json_parse(&r->doc, body.p, body.len, arena, NULL, &jerr);
     if (err == BT_ENOMEM) return err;
     if (err) {
-        if (body.len == 0) snprintf(msg, msgcap, "The request body is empty; expected a JSON object.");
-        else snprintf(msg, msgcap, "The request body is not valid JSON: %s at byte %zu.", jerr.msg,
-                      jerr.offset);
+        snprintf(msg, msgcap, "The request body is not valid JSON: %s at byte %zu.", jerr.msg,
+                 jerr.offset);
         return BT_EPARSE;
     }
     const struct bt_json_doc *d = &r->doc;

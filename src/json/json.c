@@ -2,8 +2,8 @@
  *
  * The tokenizer is one pass over the input with an explicit container stack; tokens
  * go into one array taken from the arena (first sized from the input length, then
- * doubled, so there is no allocation per token). Strings are scanned eight bytes at
- * a time while they hold nothing but plain ASCII. */
+ * regrown from the density seen so far), so there is no allocation per token.
+ * Strings are scanned eight bytes at a time while they hold nothing but plain ASCII. */
 #include "json/json.h"
 
 #include <math.h>
@@ -183,14 +183,26 @@ struct parser {
     enum bt_err ecode;
 };
 
-/* True when some byte of v is '"', '\\', < 0x20 or >= 0x80: the bytes a string
- * scan must look at. Exact for "any byte" although not per byte. */
-static inline bool swar_special(uint64_t v)
+/* Flags (in bit 7 of each byte) the bytes of v that a string scan must look at:
+ * '"', '\\', < 0x20 and >= 0x80. A borrow can flag a plain byte, but only above
+ * a truly special one, so the lowest flag is exact: that is all the scan uses. */
+static inline uint64_t swar_special(uint64_t v)
 {
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
     uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
     uint64_t t = ((q - ones) & ~q) | ((b - ones) & ~b) | ((v - ones * 0x20) & ~v) | v;
-    return (t & highs) != 0;
+    return t & highs;
+}
+
+/* Loads 8 bytes so that the byte at the lowest address is the lowest in value. */
+static inline uint64_t load_le64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
 }
 
 static inline const unsigned char *skip_ws(const unsigned char *p, const unsigned char *end)
@@ -250,9 +262,11 @@ static const unsigned char *scan_string(struct parser *ps, const unsigned char *
     p++;
     for (;;) {
         while (end - p >= 8) {
-            uint64_t v;
-            memcpy(&v, p, 8);
-            if (swar_special(v)) break;
+            uint64_t m = swar_special(load_le64(p));
+            if (m) {
+                p += (unsigned)__builtin_ctzll(m) >> 3;
+                break;
+            }
             p += 8;
         }
         if (p >= end) {
@@ -352,6 +366,8 @@ static bool parse_all(struct parser *ps, const unsigned char *s, size_t len, uin
 {
     const unsigned char *p = s, *end = s + len;
     uint32_t depth = 0;
+    uint32_t cur = 0;    /* the innermost open container (valid when depth > 0) */
+    bool in_obj = false; /* whether it is an object */
     long idx;
 
 value:
@@ -364,12 +380,14 @@ value:
         idx = push(ps, *p == '{' ? BT_JSON_OBJECT : BT_JSON_ARRAY, (size_t)(p - s));
         if (idx < 0) return false;
         stack[depth++] = (uint32_t)idx;
+        cur = (uint32_t)idx;
+        in_obj = *p == '{';
         p = skip_ws(p + 1, end);
-        if (p < end && *p == (ps->toks[idx].type == BT_JSON_OBJECT ? '}' : ']')) {
+        if (p < end && *p == (in_obj ? '}' : ']')) {
             p++;
             goto close;
         }
-        if (ps->toks[idx].type == BT_JSON_OBJECT) goto key;
+        if (in_obj) goto key;
         ps->toks[idx].size = 1;
         goto value;
     case '"': {
@@ -422,7 +440,7 @@ key:
     /* p is past whitespace, at what must be a member's key. */
     if (p >= end) return fail(ps, BT_EPARSE, len, "unexpected end of input: expected a string key");
     if (*p != '"') return fail(ps, BT_EPARSE, (size_t)(p - s), "expected a string key");
-    ps->toks[stack[depth - 1]].size++;
+    ps->toks[cur].size++;
     {
         idx = push(ps, BT_JSON_STRING, (size_t)(p - s));
         if (idx < 0) return false;
@@ -442,7 +460,7 @@ after:
     if (depth == 0) goto done;
     p = skip_ws(p, end);
     if (p >= end) return fail(ps, BT_EPARSE, len, "unexpected end of input inside a container");
-    if (ps->toks[stack[depth - 1]].type == BT_JSON_OBJECT) {
+    if (in_obj) {
         if (*p == ',') {
             p = skip_ws(p + 1, end);
             goto key;
@@ -454,7 +472,7 @@ after:
         return fail(ps, BT_EPARSE, (size_t)(p - s), "expected ',' or '}' after object member");
     }
     if (*p == ',') {
-        ps->toks[stack[depth - 1]].size++;
+        ps->toks[cur].size++;
         p++;
         goto value;
     }
@@ -465,9 +483,12 @@ after:
     return fail(ps, BT_EPARSE, (size_t)(p - s), "expected ',' or ']' after array element");
 
 close:
-    idx = stack[--depth];
-    ps->toks[idx].end = (uint32_t)(p - s);
-    ps->toks[idx].next = ps->ntoks;
+    ps->toks[cur].end = (uint32_t)(p - s);
+    ps->toks[cur].next = ps->ntoks;
+    if (--depth) {
+        cur = stack[depth - 1];
+        in_obj = ps->toks[cur].type == BT_JSON_OBJECT;
+    }
     goto after;
 
 done:
@@ -489,13 +510,17 @@ enum bt_err bt_json_parse(struct bt_json_doc *doc, const char *src, size_t len,
         set_error(err, 0, "input too large");
         return BT_ETOOBIG;
     }
-    if (!src && len) return BT_EINVAL;
+    if (len == 0) {
+        set_error(err, 0, "unexpected end of input: expected a value");
+        return BT_EPARSE;
+    }
+    if (!src) return BT_EINVAL;
     uint32_t max_tokens = limits && limits->max_tokens ? limits->max_tokens : DEFAULT_MAX_TOKENS;
     uint32_t max_depth = limits && limits->max_depth ? limits->max_depth : DEFAULT_MAX_DEPTH;
 
     /* A value needs at least one byte, so len + 1 bounds the token count. The first
      * guess (one token per 16 bytes) fits chat requests, which are mostly long
-     * strings; denser documents double a few times. */
+     * strings; denser documents regrow once or twice (see grow()). */
     uint64_t bound = (uint64_t)len + 1;
     if (bound > max_tokens) bound = max_tokens;
     uint64_t guess = len / 16 + 16;
@@ -713,7 +738,7 @@ enum bt_err bt_json_escape(struct bt_buf *out, struct bt_str s)
 {
     static const char hex[] = "0123456789abcdef";
     size_t saved = out->len;
-    const unsigned char *p = (const unsigned char *)s.p, *end = p + s.len;
+    const unsigned char *p = (const unsigned char *)s.p, *end = s.len ? p + s.len : p;
     enum bt_err e = bt_buf_append(out, "\"", 1);
     while (!e && p < end) {
         const unsigned char *run = p;

@@ -195,9 +195,10 @@ struct bt_upstream {
     bool freeing;
     bool rbuf_busy;
     llhttp_settings_t settings;
-    SSL_CTX *ssl_ctx;          /* owned; created with the first TLS connection */
-    char rbuf[READ_BUF_SIZE];  /* read callbacks consume it before returning */
-    char pbuf[TLS_PLAIN_SIZE]; /* decrypted bytes, consumed the same way */
+    SSL_CTX *ssl_ctx;                /* owned; created with the first TLS connection */
+    char rbuf[READ_BUF_SIZE];        /* read callbacks consume it before returning */
+    char pbuf[TLS_PLAIN_SIZE];       /* decrypted bytes, consumed the same way */
+    char tx_scratch[TLS_PLAIN_SIZE]; /* a small request's head + body, one TLS record */
 };
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -1204,7 +1205,16 @@ static int tls_pump(struct up_conn *c)
         while (c->tx_off < total && BIO_ctrl_pending(c->wbio) < TLS_TX_CHUNK) {
             const char *p;
             size_t n;
-            if (c->tx_off < call->out.len) {
+            if (c->tx_off < call->out.len && total - c->tx_off <= TLS_PLAIN_SIZE &&
+                call->body.len) {
+                /* Head and a small body in one record: half the records, and
+                 * half OpenSSL's per-record allocations. */
+                size_t hn = call->out.len - c->tx_off;
+                memcpy(c->u->tx_scratch, call->out.p + c->tx_off, hn);
+                memcpy(c->u->tx_scratch + hn, call->body.p, call->body.len);
+                p = c->u->tx_scratch;
+                n = total - c->tx_off;
+            } else if (c->tx_off < call->out.len) {
                 p = call->out.p + c->tx_off;
                 n = call->out.len - c->tx_off;
             } else {

@@ -20,7 +20,7 @@ auth:
 log:
   access: ${ACCESS}
 providers:
-  sim: {type: sim, seed: 42}
+  sim: {type: sim, seed: 42, embedding_dims: 24}
   nokey: {type: openai, base_url: "http://127.0.0.1:9/v1", api_key: "\${BATON_IT_UNSET_KEY}"}
 models:
   demo: {provider: sim}
@@ -58,6 +58,8 @@ test('/v1 without a key, or with a wrong one, is 401 in OpenAI error shape', asy
             assert(r.headers.get('x-request-id'), 'x-request-id missing on 401');
         }
     }
+    const ok = await get(`${b.url}/models`, { headers: { 'x-api-key': KEY } });
+    eq(ok.status, 200, 'x-api-key: KEY (documented alternative)');
     const e = await rejects(client(b.url, { apiKey: 'nope' }).models.list(), 'SDK with a wrong key');
     eq(e.status, 401, 'SDK error status');
 });
@@ -249,7 +251,7 @@ test('tools: a tool call with JSON arguments', async () => {
     assert(typeof args.city === 'string', `arguments lack city: ${call.function.arguments}`);
 });
 
-test('embeddings: SDK default (base64, decoded) and float give the same 16-dim vectors', async () => {
+test('embeddings: SDK default (base64, decoded) and float give the same vectors (embedding_dims 24)', async () => {
     const { data: viaSdk, response } = await sdk.embeddings.create({ model: 'emb', input: ['alpha', 'beta'] }).withResponse();
     served(response.headers, 'sim/text-embedding-3-small');
     eq(viaSdk.data.length, 2, 'vectors');
@@ -258,14 +260,17 @@ test('embeddings: SDK default (base64, decoded) and float give the same 16-dim v
     validate('CreateEmbeddingResponse', r.json);
     for (let i = 0; i < 2; i++) {
         const a = viaSdk.data[i].embedding, f = r.json.data[i].embedding;
-        assert(Array.isArray(a) && a.length === 16, `SDK vector ${i} length ${a && a.length} (expected 16)`);
-        eq(f.length, 16, `float vector ${i} length`);
+        assert(Array.isArray(a) && a.length === 24, `SDK vector ${i} length ${a && a.length} (expected 24)`);
+        eq(f.length, 24, `float vector ${i} length`);
         eq(r.json.data[i].index, i, 'index');
-        for (let k = 0; k < 16; k++) assert(Math.abs(a[k] - f[k]) < 1e-6, `vector ${i}[${k}]: ${a[k]} vs ${f[k]}`);
+        for (let k = 0; k < 24; k++) assert(Math.abs(a[k] - f[k]) < 1e-6, `vector ${i}[${k}]: ${a[k]} vs ${f[k]}`);
     }
     const raw = await post(`${b.url}/embeddings`, { model: 'emb', input: 'alpha', encoding_format: 'base64' }, { headers: AUTH });
     eq(typeof raw.json.data[0].embedding, 'string', 'base64 embedding is a string');
-    eq(Buffer.from(raw.json.data[0].embedding, 'base64').length, 64, 'base64 bytes = 16 float32');
+    eq(Buffer.from(raw.json.data[0].embedding, 'base64').length, 96, 'base64 bytes = 24 float32');
+    const d8 = await post(`${b.url}/embeddings`, { model: 'emb', input: 'alpha', encoding_format: 'float', dimensions: 8 }, { headers: AUTH });
+    eq(d8.status, 200, 'status with dimensions');
+    eq(d8.json.data[0].embedding.length, 8, 'vector length with dimensions: 8');
 });
 
 test('access log: one JSON line per request with ids, model, deployment, status, times, tokens; no keys', async () => {

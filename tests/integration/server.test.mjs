@@ -134,4 +134,68 @@ test('HTTP/1.0 without keep-alive gets its answer and the connection closes', as
     } finally { c.close(); }
 });
 
+// A second server with small limits and short timeouts.
+const t = await setup(() => startBaton(`
+server:
+  max_connections: 12
+  header_timeout: 500ms
+  idle_timeout: 800ms
+providers:
+  sim: {type: sim}
+models:
+  demo: {provider: sim}
+`));
+
+test('header_timeout: a head that never completes gets 408 (or a close) in time', async () => {
+    const c = await rawConnect(t.port);
+    try {
+        const t0 = Date.now();
+        await c.write('GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+        await c.waitFor((buf, closed) => parseResponses(buf).responses.length > 0 || closed, 3000);
+        const ms = Date.now() - t0;
+        const rs = parseResponses(c.data()).responses;
+        if (rs.length) eq(rs[0].status, 408, 'status');
+        assert(ms >= 400 && ms <= 2500, `ended after ${ms} ms for a 500ms header_timeout`);
+    } finally { c.close(); }
+});
+
+test('idle_timeout: an idle keep-alive connection is closed in time', async () => {
+    const c = await rawConnect(t.port);
+    try {
+        await c.write('GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n');
+        await c.waitFor(nResponses(1), 3000);
+        const t0 = Date.now();
+        await c.waitFor((buf, closed) => closed, 3000);
+        const ms = Date.now() - t0;
+        assert(ms >= 500 && ms <= 2500, `closed after ${ms} ms for an 800ms idle_timeout`);
+    } finally { c.close(); }
+});
+
+test('max_connections: connections past the limit are refused, and served again once others close', async () => {
+    const conns = [];
+    let refusedAt = -1;
+    try {
+        for (let i = 0; i < 20 && refusedAt < 0; i++) {
+            const c = await rawConnect(t.port);
+            conns.push(c);
+            await c.write(`GET /health/live HTTP/1.1\r\nHost: x\r\nx-request-id: lim-${i}\r\n\r\n`);
+            await c.waitFor((buf, closed) => parseResponses(buf).responses.length > 0 || closed, 3000);
+            const rs = parseResponses(c.data()).responses;
+            if (!rs.length || rs[0].status !== 200) {
+                refusedAt = i;
+                if (rs.length) eq(rs[0].status, 503, 'status past the limit');
+            }
+        }
+        // The harness's own readiness check may hold a pooled connection or two.
+        assert(refusedAt >= 9 && refusedAt <= 12, `refused at connection #${refusedAt + 1} with max_connections 12`);
+        for (const c of conns) c.close();
+        await sleep(200);
+        const c = await rawConnect(t.port);
+        conns.push(c);
+        await c.write('GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n');
+        const [r] = await c.waitFor(nResponses(1), 3000);
+        eq(r.status, 200, 'served again after connections closed');
+    } finally { for (const c of conns) c.close(); }
+});
+
 await run();

@@ -9,10 +9,19 @@ PASS=0; FAIL=0
 TMP=$(mktemp -d /tmp/baton-curl-XXXXXX)
 PIDS=()
 cleanup() {
+    local p
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     rm -rf "$TMP"
 }
 trap cleanup EXIT
+# stop_all: SIGTERM, up to 10 s to exit, then SIGKILL (cleanup's job).
+stop_all() {
+    local p i
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do
+        for i in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    done
+}
 trap 'exit 130' INT TERM
 
 ok()   { PASS=$((PASS + 1)); echo "ok - $1"; }
@@ -112,6 +121,14 @@ check "sim stats is JSON with connections" number "$(curl -s "$S/sim/stats" | js
 
 # baton is still healthy after everything above.
 check "baton still ready" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$B/health/ready")"
+
+# Under ASan/UBSan a memory error only shows in the processes' own output.
+stop_all
+for log in "$TMP/baton.log" "$TMP/sim.log"; do
+    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$log"; then
+        nok "$(basename "$log" .log) exited cleanly" "$(grep -m1 -E 'ERROR: |runtime error:' "$log")"
+    else ok "$(basename "$log" .log) exited cleanly"; fi
+done
 
 echo "$PASS passed, $FAIL failed"
 [[ $FAIL -eq 0 ]]

@@ -626,7 +626,7 @@ TEST(errors_with_positions)
     CHECK(expect_error("server:\n\tlisten: x\n", 2, 1, "tab characters are not allowed"));
     /* libfyaml 0.7.12 crashes on this one (its issue #57); it must never see it. */
     CHECK(expect_error("? ::\t?", 1, 5, "tab characters are not allowed"));
-    CHECK(expect_error("server: {}  # a\tcomment\n", 1, 15, "tab"));
+    CHECK(expect_error("server: {}  # a\tcomment\n", 1, 16, "tab"));
     CHECK(expect_error("server: \"unterminated\n", 1, 10, "YAML syntax"));
     /* Expansion */
     CHECK(expect_error("server: {listen: \"${BT_T_LISTEN\"}\n", 1, 18, "unterminated \"${\""));

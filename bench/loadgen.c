@@ -1,0 +1,467 @@
+/* bench/loadgen: a small streaming load generator for bench/run.sh.
+ *
+ * wrk measures whole responses; a streaming gateway is judged by when the first
+ * event arrives and by the gaps between events, so this client times each SSE
+ * event (a blank line ends one) as it comes out of the de-chunked body.
+ *
+ *   loadgen --url http://127.0.0.1:PORT/path --body FILE [options]
+ *     --conns N        concurrent connections (default 16)
+ *     --duration S     keep-alive mode: each connection posts again and again for S
+ *                      seconds (default 5)
+ *     --once           many-streams mode: each connection posts exactly one request
+ *                      and the run ends when every stream has ended
+ *     --ramp N         connections opened per second (default: all at once)
+ *     --timeout S      give up after S seconds in --once mode (default 120)
+ *     -H "name: value" extra request header (repeatable)
+ *
+ * Prints one line of key=value pairs: streams completed, errors, time to first
+ * event and inter-event gap percentiles in microseconds, the largest number of
+ * streams open at the same time. Loopback only: the URL must be http:// to a
+ * numeric IPv4 address. Single-threaded libuv loop; llhttp parses responses
+ * (linked from build/release/libbaton.a, which carries the llhttp objects). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "llhttp.h"
+
+#define MAX_HEADERS 16
+
+/* ---- histogram: 1 µs buckets below 10 ms, 100 µs buckets below 10 s ---- */
+
+#define FINE_N 10000
+#define COARSE_N 100000
+
+struct hist {
+    uint64_t fine[FINE_N];     /* [0, 10 ms) by 1 µs */
+    uint64_t coarse[COARSE_N]; /* [10 ms, 10 s) by 100 µs */
+    uint64_t over;             /* >= 10 s */
+    uint64_t n;
+    uint64_t max_us;
+};
+
+static void hist_add(struct hist *h, uint64_t ns)
+{
+    uint64_t us = ns / 1000;
+    if (us < FINE_N) h->fine[us]++;
+    else if ((us - FINE_N) / 100 < COARSE_N) h->coarse[(us - FINE_N) / 100]++;
+    else h->over++;
+    h->n++;
+    if (us > h->max_us) h->max_us = us;
+}
+
+/* Value in µs at quantile q (0..1); 0 for an empty histogram. */
+static double hist_q(const struct hist *h, double q)
+{
+    if (!h->n) return 0;
+    uint64_t want = (uint64_t)(q * (double)h->n);
+    if (want >= h->n) want = h->n - 1;
+    uint64_t seen = 0;
+    for (uint64_t i = 0; i < FINE_N; i++) {
+        seen += h->fine[i];
+        if (seen > want) return (double)i;
+    }
+    for (uint64_t i = 0; i < COARSE_N; i++) {
+        seen += h->coarse[i];
+        if (seen > want) return (double)(FINE_N + i * 100);
+    }
+    return (double)h->max_us;
+}
+
+static double hist_mean(const struct hist *h)
+{
+    if (!h->n) return 0;
+    double sum = 0;
+    for (uint64_t i = 0; i < FINE_N; i++) sum += (double)h->fine[i] * (double)i;
+    for (uint64_t i = 0; i < COARSE_N; i++)
+        sum += (double)h->coarse[i] * (double)(FINE_N + i * 100 + 50);
+    sum += (double)h->over * 1e7;
+    return sum / (double)h->n;
+}
+
+/* ---- run state ---- */
+
+struct conn;
+
+struct run {
+    uv_loop_t *loop;
+    struct sockaddr_in addr;
+    char *req;          /* the whole request: head + body */
+    size_t req_len;
+    int nconns;
+    bool once;
+    uint64_t deadline;  /* keep-alive mode: no new request after this (hrtime ns) */
+    uint64_t timeout_ns;
+    int ramp;           /* connections opened per second, 0 = all at once */
+    int opened;         /* connections started so far */
+    int finished;       /* connections done for good */
+    int open_streams;   /* streams between first event and end */
+    int max_open;
+    uint64_t streams_ok, errors, bad_status, events;
+    struct hist ttfe;   /* request written -> first complete event */
+    struct hist gap;    /* between consecutive events of one stream */
+    struct hist total;  /* request written -> response complete */
+    struct conn *conns;
+    uv_timer_t ramp_timer, stop_timer;
+    uint64_t started;
+};
+
+struct conn {
+    struct run *run;
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t write;
+    llhttp_t parser;
+    uint64_t t_sent, t_last_event;
+    int nevents;        /* events seen in the current response */
+    bool prev_nl;       /* last body byte was '\n' (a blank line ends an event) */
+    bool in_stream;     /* counted in open_streams */
+    bool done;
+    bool closing;
+    char rbuf[65536];
+};
+
+static llhttp_settings_t settings;
+
+static void conn_finish(struct conn *c, bool error);
+static void conn_send(struct conn *c);
+
+static void stream_closed(struct conn *c)
+{
+    if (c->in_stream) {
+        c->in_stream = false;
+        c->run->open_streams--;
+    }
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    struct run *r = c->run;
+    for (size_t i = 0; i < len; i++) {
+        char ch = at[i];
+        if (ch == '\r') continue;
+        if (ch != '\n') {
+            c->prev_nl = false;
+            continue;
+        }
+        if (!c->prev_nl) {
+            c->prev_nl = true;
+            continue;
+        }
+        /* a blank line: one event complete */
+        c->prev_nl = false;
+        uint64_t now = uv_hrtime();
+        if (c->nevents == 0) {
+            hist_add(&r->ttfe, now - c->t_sent);
+            c->in_stream = true;
+            if (++r->open_streams > r->max_open) r->max_open = r->open_streams;
+        } else {
+            hist_add(&r->gap, now - c->t_last_event);
+        }
+        c->t_last_event = now;
+        c->nevents++;
+        r->events++;
+    }
+    return 0;
+}
+
+static int on_complete(llhttp_t *p)
+{
+    struct conn *c = p->data;
+    struct run *r = c->run;
+    hist_add(&r->total, uv_hrtime() - c->t_sent);
+    stream_closed(c);
+    if (p->status_code != 200) r->bad_status++;
+    else r->streams_ok++;
+    return HPE_PAUSED; /* the caller decides what comes next */
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    (void)hint;
+    struct conn *c = h->data;
+    *buf = uv_buf_init(c->rbuf, sizeof(c->rbuf));
+}
+
+static void on_close(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    struct run *r = c->run;
+    r->finished++;
+    if (r->finished == r->nconns) uv_stop(r->loop);
+}
+
+/* Ends a connection for good. In many-streams mode the socket is reset rather
+ * than closed so that 10,000 TIME_WAIT entries do not eat the port range that
+ * the next run needs. */
+static void conn_finish(struct conn *c, bool error)
+{
+    if (c->closing) return;
+    c->closing = true;
+    stream_closed(c);
+    if (error) c->run->errors++;
+    if (c->run->once) {
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+            struct linger lg = {1, 0};
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        }
+    }
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    if (n == 0) return;
+    if (n < 0) {
+        conn_finish(c, true); /* the server closed before the response ended */
+        return;
+    }
+    const char *p = buf->base;
+    size_t left = (size_t)n;
+    while (left) {
+        enum llhttp_errno e = llhttp_execute(&c->parser, p, left);
+        if (e == HPE_OK) return;
+        if (e != HPE_PAUSED) {
+            fprintf(stderr, "loadgen: bad response: %s\n", llhttp_errno_name(e));
+            conn_finish(c, true);
+            return;
+        }
+        /* paused at the end of a response */
+        size_t used = (size_t)(llhttp_get_error_pos(&c->parser) - p);
+        llhttp_resume(&c->parser);
+        p += used;
+        left -= used;
+        struct run *r = c->run;
+        if (r->once || uv_hrtime() >= r->deadline || !llhttp_should_keep_alive(&c->parser)) {
+            conn_finish(c, false);
+            return;
+        }
+        conn_send(c);
+        if (left) {
+            /* pipelined bytes after a complete response: not expected */
+            conn_finish(c, true);
+            return;
+        }
+    }
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+    struct conn *c = w->data;
+    if (status < 0) conn_finish(c, true);
+}
+
+static void conn_send(struct conn *c)
+{
+    struct run *r = c->run;
+    uv_buf_t b = uv_buf_init(r->req, (unsigned)r->req_len);
+    c->nevents = 0;
+    c->prev_nl = false;
+    c->t_sent = uv_hrtime();
+    c->write.data = c;
+    if (uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) conn_finish(c, true);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct conn *c = req->data;
+    if (status < 0) {
+        fprintf(stderr, "loadgen: connect: %s\n", uv_strerror(status));
+        conn_finish(c, true);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    conn_send(c);
+}
+
+static void conn_start(struct run *r, struct conn *c)
+{
+    c->run = r;
+    uv_tcp_init(r->loop, &c->tcp);
+    c->tcp.data = c;
+    c->connect.data = c;
+    llhttp_init(&c->parser, HTTP_RESPONSE, &settings);
+    c->parser.data = c;
+    int e = uv_tcp_connect(&c->connect, &c->tcp, (struct sockaddr *)&r->addr, on_connect);
+    if (e < 0) {
+        fprintf(stderr, "loadgen: connect: %s\n", uv_strerror(e));
+        conn_finish(c, true);
+    }
+}
+
+static void on_ramp(uv_timer_t *t)
+{
+    struct run *r = t->data;
+    /* 10 ms ticks: ramp/100 connections per tick, at least one */
+    int n = r->ramp / 100;
+    if (n < 1) n = 1;
+    while (n-- > 0 && r->opened < r->nconns) conn_start(r, &r->conns[r->opened++]);
+    if (r->opened >= r->nconns) uv_timer_stop(t);
+}
+
+static void on_stop(uv_timer_t *t)
+{
+    struct run *r = t->data;
+    fprintf(stderr, "loadgen: timeout: closing %d connections\n", r->nconns - r->finished);
+    for (int i = 0; i < r->opened; i++) conn_finish(&r->conns[i], true);
+    r->opened = r->nconns; /* nothing more to start */
+    uv_timer_stop(&r->ramp_timer);
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long n = ftell(f);
+        if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
+            if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+                free(buf);
+                buf = NULL;
+            } else {
+                *len = (size_t)n;
+            }
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
+static bool parse_u(const char *s, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 0 || v > max) return false;
+    *out = v;
+    return true;
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: loadgen --url http://IP:PORT/PATH --body FILE [--conns N] "
+                    "[--duration S] [--once] [--ramp N] [--timeout S] [-H 'name: value']...\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    const char *url = NULL, *body_path = NULL, *hdrs[MAX_HEADERS];
+    int nhdrs = 0;
+    long conns = 16, duration = 5, ramp = 0, timeout = 120;
+    bool once = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--once")) { once = true; continue; }
+        if (!v) return usage();
+        i++;
+        if (!strcmp(a, "--url")) url = v;
+        else if (!strcmp(a, "--body")) body_path = v;
+        else if (!strcmp(a, "--conns")) { if (!parse_u(v, 100000, &conns) || !conns) return usage(); }
+        else if (!strcmp(a, "--duration")) { if (!parse_u(v, 3600, &duration)) return usage(); }
+        else if (!strcmp(a, "--ramp")) { if (!parse_u(v, 1000000, &ramp)) return usage(); }
+        else if (!strcmp(a, "--timeout")) { if (!parse_u(v, 3600, &timeout)) return usage(); }
+        else if (!strcmp(a, "-H") && nhdrs < MAX_HEADERS) hdrs[nhdrs++] = v;
+        else return usage();
+    }
+    if (!url || !body_path || strncmp(url, "http://", 7)) return usage();
+
+    /* http://IP:PORT/PATH */
+    char host[64];
+    const char *hp = url + 7, *colon = strchr(hp, ':'), *slash = strchr(hp, '/');
+    long port;
+    if (!colon || !slash || colon > slash || (size_t)(colon - hp) >= sizeof(host)) return usage();
+    memcpy(host, hp, (size_t)(colon - hp));
+    host[colon - hp] = 0;
+    char portbuf[8];
+    if ((size_t)(slash - colon - 1) >= sizeof(portbuf)) return usage();
+    memcpy(portbuf, colon + 1, (size_t)(slash - colon - 1));
+    portbuf[slash - colon - 1] = 0;
+    if (!parse_u(portbuf, 65535, &port)) return usage();
+
+    static struct run run; /* large histograms: not on the stack */
+    struct run *r = &run;
+    if (uv_ip4_addr(host, (int)port, &r->addr)) {
+        fprintf(stderr, "loadgen: %s is not an IPv4 address\n", host);
+        return 2;
+    }
+    size_t body_len = 0;
+    char *body = read_file(body_path, &body_len);
+    if (!body) {
+        fprintf(stderr, "loadgen: cannot read %s\n", body_path);
+        return 2;
+    }
+    size_t cap = body_len + 1024 + (size_t)nhdrs * 512;
+    r->req = malloc(cap);
+    if (!r->req) return 1;
+    int n = snprintf(r->req, cap,
+                     "POST %s HTTP/1.1\r\nHost: %s:%ld\r\nContent-Type: application/json\r\n"
+                     "Authorization: Bearer bench\r\nAccept: text/event-stream\r\n"
+                     "Content-Length: %zu\r\n",
+                     slash, host, port, body_len);
+    for (int i = 0; i < nhdrs && n > 0; i++) {
+        int m = snprintf(r->req + n, cap - (size_t)n, "%.500s\r\n", hdrs[i]);
+        n = m < 0 ? -1 : n + m;
+    }
+    if (n < 0 || (size_t)n + 2 + body_len > cap) return 1;
+    memcpy(r->req + n, "\r\n", 2);
+    memcpy(r->req + n + 2, body, body_len);
+    r->req_len = (size_t)n + 2 + body_len;
+    free(body);
+
+    llhttp_settings_init(&settings);
+    settings.on_body = on_body;
+    settings.on_message_complete = on_complete;
+
+    r->loop = uv_default_loop();
+    r->nconns = (int)conns;
+    r->once = once;
+    r->ramp = (int)ramp;
+    r->conns = calloc((size_t)conns, sizeof(struct conn));
+    if (!r->conns) return 1;
+    r->started = uv_hrtime();
+    r->deadline = r->started + (uint64_t)duration * 1000000000ull;
+    uv_timer_init(r->loop, &r->ramp_timer);
+    uv_timer_init(r->loop, &r->stop_timer);
+    r->ramp_timer.data = r->stop_timer.data = r;
+    uv_unref((uv_handle_t *)&r->stop_timer);
+    uv_timer_start(&r->stop_timer, on_stop,
+                   once ? (uint64_t)timeout * 1000 : (uint64_t)duration * 1000 + 30000, 0);
+    if (ramp) {
+        uv_timer_start(&r->ramp_timer, on_ramp, 0, 10);
+    } else {
+        for (; r->opened < r->nconns; r->opened++) conn_start(r, &r->conns[r->opened]);
+    }
+    uv_run(r->loop, UV_RUN_DEFAULT);
+    double secs = (double)(uv_hrtime() - r->started) / 1e9;
+    if (!once && duration) secs = (double)duration; /* requests stop being issued at the deadline */
+
+    printf("streams=%" PRIu64 " errors=%" PRIu64 " bad_status=%" PRIu64 " events=%" PRIu64
+           " secs=%.2f rps=%.1f max_open=%d"
+           " ttfe_p50_us=%.0f ttfe_p99_us=%.0f ttfe_max_us=%" PRIu64
+           " gap_mean_us=%.1f gap_p50_us=%.0f gap_p99_us=%.0f gap_p999_us=%.0f gap_max_us=%" PRIu64
+           " total_p50_us=%.0f total_p99_us=%.0f\n",
+           r->streams_ok, r->errors, r->bad_status, r->events, secs,
+           (double)r->streams_ok / secs, r->max_open, hist_q(&r->ttfe, 0.5),
+           hist_q(&r->ttfe, 0.99), r->ttfe.max_us, hist_mean(&r->gap), hist_q(&r->gap, 0.5),
+           hist_q(&r->gap, 0.99), hist_q(&r->gap, 0.999), r->gap.max_us, hist_q(&r->total, 0.5),
+           hist_q(&r->total, 0.99));
+    uv_close((uv_handle_t *)&r->ramp_timer, NULL);
+    uv_close((uv_handle_t *)&r->stop_timer, NULL);
+    uv_run(r->loop, UV_RUN_DEFAULT);
+    uv_loop_close(r->loop);
+    free(r->conns);
+    free(r->req);
+    return r->errors || r->bad_status ? 1 : 0;
+}
