@@ -1,0 +1,134 @@
+// Operations: reload under load (SIGHUP, alternating configs, a broken file),
+// graceful drain on SIGTERM (a slow stream finishes with [DONE], new connections
+// are refused, exit 0), and POST /admin/reload behind the master key.
+import { writeFileSync, copyFileSync } from 'node:fs';
+import {
+    test, run, setup, assert, eq, startBaton, streamRaw, post, get, sleep, writeTemp, SLOW,
+} from './lib.mjs';
+
+const cfgA = (port) => `
+server: {listen: "127.0.0.1:${port}", workers: 2}
+auth: {master_key: "mk-ops"}
+providers:
+  alpha: {type: sim, seed: 1}
+  slow: {type: sim, seed: 2, ttft: 100ms, tokens_per_sec: 20, reply_tokens: 20}
+models:
+  m: {provider: alpha, model: one}
+  slow: {provider: slow}
+`;
+const cfgB = (port) => `
+server: {listen: "127.0.0.1:${port}", workers: 2}
+auth: {master_key: "mk-ops"}
+providers:
+  beta: {type: sim, seed: 9}
+  slow: {type: sim, seed: 2, ttft: 100ms, tokens_per_sec: 20, reply_tokens: 20}
+models:
+  m: {provider: beta, model: two}
+  slow: {provider: slow}
+`;
+
+const b = await setup(() => startBaton(cfgA('$PORT'), { listenFlag: false }));
+const H = { authorization: 'Bearer mk-ops' };
+const body = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+const cfgTextA = cfgA(b.port), cfgTextB = cfgB(b.port);
+const pathA = writeTemp('a.yaml', cfgTextA), pathB = writeTemp('b.yaml', cfgTextB);
+const broken = writeTemp('broken.yaml', cfgTextA + 'models: [\n');
+
+// Keeps `n` request loops busy until stop() and counts results by deployment.
+function load(n) {
+    let stop = false;
+    const seen = {}, failures = [];
+    let total = 0;
+    const loops = Array.from({ length: n }, async () => {
+        while (!stop) {
+            try {
+                const r = await post(`${b.url}/chat/completions`, body, { headers: H });
+                total++;
+                if (r.status !== 200) failures.push(`status ${r.status}: ${r.text.slice(0, 200)}`);
+                else {
+                    const d = r.headers.get('x-baton-deployment');
+                    seen[d] = (seen[d] || 0) + 1;
+                }
+            } catch (e) { total++; failures.push(e.message); }
+        }
+    });
+    return { seen, failures, total: () => total, stop: async () => { stop = true; await Promise.all(loops); } };
+}
+
+async function deployment() {
+    const r = await post(`${b.url}/chat/completions`, body, { headers: H });
+    eq(r.status, 200, 'status');
+    return r.headers.get('x-baton-deployment');
+}
+
+test('SIGHUP ten times under load, alternating two configs: zero failed requests, the model table switches', async () => {
+    const l = load(8);
+    for (let i = 0; i < 10; i++) {
+        copyFileSync(i % 2 === 0 ? pathB : pathA, b.cfg);
+        b.proc.child.kill('SIGHUP');
+        const want = i % 2 === 0 ? 'beta/two' : 'alpha/one';
+        const end = Date.now() + 3000 * SLOW;
+        let got;
+        while (Date.now() < end && (got = await deployment()) !== want) await sleep(10);
+        eq(got, want, `deployment after reload ${i + 1}`);
+        await sleep(100);
+    }
+    await l.stop();
+    assert(l.failures.length === 0, `${l.failures.length} of ${l.total()} requests failed: ${l.failures.slice(0, 3).join('; ')}`);
+    assert(l.total() > 50, `only ${l.total()} requests ran`);
+    assert(l.seen['alpha/one'] > 0 && l.seen['beta/two'] > 0, `both tables served: ${JSON.stringify(l.seen)}`);
+}, { timeout: 60000 });
+
+test('a broken file under load is refused with file:line:column and the old config keeps serving', async () => {
+    copyFileSync(pathA, b.cfg);
+    b.proc.child.kill('SIGHUP');
+    const end = Date.now() + 3000 * SLOW;
+    while (Date.now() < end && (await deployment()) !== 'alpha/one') await sleep(10);
+    const l = load(6);
+    copyFileSync(broken, b.cfg);
+    b.proc.child.kill('SIGHUP');
+    await sleep(500);
+    await l.stop();
+    eq(l.failures.length, 0, 'failed requests');
+    eq(await deployment(), 'alpha/one', 'deployment after the refused reload');
+    const err = b.proc.err();
+    assert(/baton\.yaml:\d+:\d+: error: /.test(err), `log names file:line:column: ${err.slice(-400)}`);
+    assert(/reload refused/.test(err), 'log says the reload was refused');
+});
+
+test('POST /admin/reload needs the master key and reports the result', async () => {
+    let r = await post(`${b.base}/admin/reload`, '');
+    eq(r.status, 401, 'status without key');
+    eq(typeof r.json.error.message, 'string', 'error shape');
+    r = await post(`${b.base}/admin/reload`, '', { headers: H });
+    eq(r.status, 422, 'status with a broken file');
+    assert(/baton\.yaml:\d+:\d+:/.test(r.json.error.message), `message has file:line:col: ${r.json.error.message}`);
+    copyFileSync(pathB, b.cfg);
+    r = await post(`${b.base}/admin/reload`, '', { headers: H });
+    eq(r.status, 200, 'status after fixing the file');
+    eq(r.json.status, 'reloaded', 'body');
+    eq(await deployment(), 'beta/two', 'new table in use');
+});
+
+test('SIGTERM during a slow stream: the stream ends with [DONE], new connections are refused, exit 0', async () => {
+    let signalled = false;
+    const streamP = streamRaw(`${b.url}/chat/completions`,
+        { model: 'slow', stream: true, messages: [{ role: 'user', content: 'hi' }] },
+        {
+            headers: H,
+            onEvent: () => { if (!signalled) { signalled = true; b.proc.child.kill('SIGTERM'); } },
+        });
+    const res = await streamP;
+    assert(signalled, 'the stream started before SIGTERM');
+    eq(res.status, 200, 'status');
+    assert(res.done, `stream ended with [DONE] (events: ${res.events.length}, error: ${JSON.stringify(res.error)})`);
+    assert(!res.error, 'no error event');
+    assert(res.events.length > 15, `the whole reply arrived (${res.events.length} events)`);
+    let refused = false;
+    try { await get(`${b.base}/health/live`, { timeout: 2000 }); } catch { refused = true; }
+    assert(refused, 'a new connection after drain is refused');
+    const { code, signal } = await b.proc.exited;
+    eq(code, 0, `exit code (signal ${signal})`);
+}, { timeout: 30000 });
+
+await run();
