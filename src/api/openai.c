@@ -8,6 +8,7 @@
 #include "core/time.h"
 #include "exec/exec.h"
 #include "gate/gate.h"
+#include "provider/provider.h"
 #include "route/route.h"
 #include "serve/worker.h"
 
@@ -16,21 +17,7 @@ void bt_openai_error_json(struct bt_buf *out, const char *message, const char *t
 {
     struct bt_jw w;
     bt_jw_init(&w, out);
-    bt_jw_obj_begin(&w);
-    bt_jw_key(&w, "error");
-    bt_jw_obj_begin(&w);
-    bt_jw_key(&w, "message");
-    bt_jw_cstr(&w, message);
-    bt_jw_key(&w, "type");
-    bt_jw_cstr(&w, type);
-    bt_jw_key(&w, "param");
-    if (param) bt_jw_cstr(&w, param);
-    else bt_jw_null(&w);
-    bt_jw_key(&w, "code");
-    if (code) bt_jw_cstr(&w, code);
-    else bt_jw_null(&w);
-    bt_jw_obj_end(&w);
-    bt_jw_obj_end(&w);
+    bt_openai_write_error(&w, bt_str_c(message), type, param, code);
 }
 
 const char *bt_openai_error_fmt(struct bt_buf *out, struct bt_str path, int status,

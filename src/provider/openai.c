@@ -120,6 +120,26 @@ void bt_provider_cancel(struct bt_pcall *call)
     call->sim = NULL;
 }
 
+void bt_openai_write_error(struct bt_jw *w, struct bt_str message, const char *type,
+                           const char *param, const char *code)
+{
+    bt_jw_obj_begin(w);
+    bt_jw_key(w, "error");
+    bt_jw_obj_begin(w);
+    bt_jw_key(w, "message");
+    bt_jw_str(w, message);
+    bt_jw_key(w, "type");
+    bt_jw_cstr(w, type);
+    bt_jw_key(w, "param");
+    if (param) bt_jw_cstr(w, param);
+    else bt_jw_null(w);
+    bt_jw_key(w, "code");
+    if (code) bt_jw_cstr(w, code);
+    else bt_jw_null(w);
+    bt_jw_obj_end(w);
+    bt_jw_obj_end(w);
+}
+
 static int64_t get_int(const struct bt_json_doc *doc, int obj, const char *key)
 {
     int64_t v = 0;

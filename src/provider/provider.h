@@ -44,6 +44,10 @@ void bt_openai_decode_chunk(const struct bt_json_doc *doc, bt_event_cb cb, void 
 /* Decodes a whole OpenAI reply (chat.completion or embeddings list): emits
  * FINISH and USAGE events. */
 void bt_openai_decode_response(const struct bt_json_doc *doc, bt_event_cb cb, void *ud);
+/* Writes OpenAI's error object `{"error":{"message","type","param","code"}}` as the
+ * next value of `w`; param and code may be NULL (JSON null). */
+void bt_openai_write_error(struct bt_jw *w, struct bt_str message, const char *type,
+                           const char *param, const char *code);
 /* Reads usage out of an OpenAI `usage` object token. */
 void bt_openai_read_usage(const struct bt_json_doc *doc, int tok, struct bt_usage *u);
 

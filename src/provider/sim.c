@@ -8,6 +8,7 @@
  * due runs in the same timer callback, so a zero-latency simulator costs one
  * loop iteration per reply, and the timer is re-armed for the next due step. */
 #include "provider/sim.h"
+#include "provider/provider.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -216,21 +217,7 @@ static void reply_error(struct reply *r, int status, struct bt_str msg, const ch
     bt_buf_reset(&r->body);
     struct bt_jw w;
     bt_jw_init(&w, &r->body);
-    bt_jw_obj_begin(&w);
-    bt_jw_key(&w, "error");
-    bt_jw_obj_begin(&w);
-    bt_jw_key(&w, "message");
-    bt_jw_str(&w, msg);
-    bt_jw_key(&w, "type");
-    bt_jw_cstr(&w, type);
-    bt_jw_key(&w, "param");
-    if (param) bt_jw_cstr(&w, param);
-    else bt_jw_null(&w);
-    bt_jw_key(&w, "code");
-    if (code) bt_jw_cstr(&w, code);
-    else bt_jw_null(&w);
-    bt_jw_obj_end(&w);
-    bt_jw_obj_end(&w);
+    bt_openai_write_error(&w, msg, type, param, code);
     if (w.err) {
         r->err = w.err;
         return;
