@@ -53,4 +53,16 @@ void bt_access_write(const struct bt_access_rec *rec)
     bt_jw_obj_end(&w);
     if (!w.err) bt_log_access(b.p, b.len);
     bt_buf_free(&b);
+    if (rec->metrics) {
+        struct bt_metrics_req m = {
+            .model = rec->metric_model,
+            .deployment = rec->deployment ? bt_str_c(rec->deployment) : BT_STR_NULL,
+            .status = rec->status,
+            .latency_ns = rec->latency_ns,
+            .ttft_ns = rec->ttft_ns,
+            .tokens_in = rec->usage.present ? rec->usage.prompt_tokens : -1,
+            .tokens_out = rec->usage.present ? rec->usage.completion_tokens : -1,
+        };
+        bt_metrics_request_done(rec->metrics, &m);
+    }
 }

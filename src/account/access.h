@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "core/str.h"
+#include "obs/metrics.h"
 #include "provider/event.h"
 
 struct bt_access_rec {
@@ -23,9 +24,12 @@ struct bt_access_rec {
     struct bt_usage usage;
     enum bt_finish finish;
     const char *error;        /* short error text or NULL */
+    struct bt_str metric_model; /* configured model name for metrics labels; empty = none */
+    struct bt_metrics_shard *metrics; /* the worker's shard, or NULL */
 };
 
-/* Formats `rec` as one JSON object and writes it to the access log. */
+/* Formats `rec` as one JSON object and writes it to the access log, and counts the
+ * request in the worker's metrics shard when one is given. */
 void bt_access_write(const struct bt_access_rec *rec);
 
 #endif

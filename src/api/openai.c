@@ -128,6 +128,7 @@ static void respond_error(struct bt_http_req *req, int status, const char *type,
                           const char *param, const char *code, const char *msg,
                           struct bt_str model)
 {
+    struct bt_worker *w = req->ud;
     struct bt_buf b;
     bt_buf_init(&b, 16384);
     bt_openai_error_json(&b, msg, type, param, code);
@@ -139,10 +140,26 @@ static void respond_error(struct bt_http_req *req, int status, const char *type,
         .status = status,
         .latency_ns = bt_now_ns() - req->start_ns,
         .error = msg,
+        .metrics = w ? w->mshard : NULL,
     };
     bt_access_write(&rec);
     respond_json(req, status, bt_buf_str(&b));
     bt_buf_free(&b);
+}
+
+/* One entry of OpenAI's model list. */
+static void write_model(struct bt_jw *w, const char *name)
+{
+    bt_jw_obj_begin(w);
+    bt_jw_key(w, "id");
+    bt_jw_cstr(w, name);
+    bt_jw_key(w, "object");
+    bt_jw_cstr(w, "model");
+    bt_jw_key(w, "created");
+    bt_jw_int(w, 0);
+    bt_jw_key(w, "owned_by");
+    bt_jw_cstr(w, "baton");
+    bt_jw_obj_end(w);
 }
 
 static void handle_models(struct bt_http_req *req, const struct bt_config *cfg, struct bt_str id)
@@ -160,40 +177,21 @@ static void handle_models(struct bt_http_req *req, const struct bt_config *cfg, 
             respond_error(req, 404, "invalid_request_error", "model", "model_not_found", msg, id);
             return;
         }
-        bt_jw_obj_begin(&w);
-        bt_jw_key(&w, "id");
-        bt_jw_cstr(&w, m->name);
-        bt_jw_key(&w, "object");
-        bt_jw_cstr(&w, "model");
-        bt_jw_key(&w, "created");
-        bt_jw_int(&w, 0);
-        bt_jw_key(&w, "owned_by");
-        bt_jw_cstr(&w, "baton");
-        bt_jw_obj_end(&w);
+        write_model(&w, m->name);
     } else {
         bt_jw_obj_begin(&w);
         bt_jw_key(&w, "object");
         bt_jw_cstr(&w, "list");
         bt_jw_key(&w, "data");
         bt_jw_arr_begin(&w);
-        for (size_t i = 0; i < cfg->nmodels; i++) {
-            bt_jw_obj_begin(&w);
-            bt_jw_key(&w, "id");
-            bt_jw_cstr(&w, cfg->models[i].name);
-            bt_jw_key(&w, "object");
-            bt_jw_cstr(&w, "model");
-            bt_jw_key(&w, "created");
-            bt_jw_int(&w, 0);
-            bt_jw_key(&w, "owned_by");
-            bt_jw_cstr(&w, "baton");
-            bt_jw_obj_end(&w);
-        }
+        for (size_t i = 0; i < cfg->nmodels; i++) write_model(&w, cfg->models[i].name);
         bt_jw_arr_end(&w);
         bt_jw_obj_end(&w);
     }
+    struct bt_worker *wk = req->ud;
     struct bt_access_rec rec = {
         .id = req->id, .method = req->method, .path = req->path, .status = 200,
-        .latency_ns = bt_now_ns() - req->start_ns,
+        .latency_ns = bt_now_ns() - req->start_ns, .metrics = wk ? wk->mshard : NULL,
     };
     bt_access_write(&rec);
     respond_json(req, 200, bt_buf_str(&b));
@@ -277,10 +275,38 @@ static void handle_admin(struct bt_http_req *req, struct bt_worker *w)
                   BT_STR_NULL);
 }
 
+static void handle_metrics(struct bt_http_req *req, struct bt_worker *w)
+{
+    if (w->cfg->metrics.require_key) {
+        const char *why = NULL;
+        if (!bt_gate_check_master(w->cfg, req, &why)) {
+            respond_error(req, 401, "invalid_request_error", NULL, "invalid_api_key", why,
+                          BT_STR_NULL);
+            return;
+        }
+    }
+    struct bt_buf b;
+    bt_buf_init(&b, 64u << 20);
+    enum bt_err err = w->metrics ? bt_metrics_render(w->metrics, &b) : BT_EINVAL;
+    if (err) {
+        bt_buf_free(&b);
+        respond_error(req, 500, "server_error", NULL, NULL, "metrics could not be rendered",
+                      BT_STR_NULL);
+        return;
+    }
+    bt_http_respond(req, 200, NULL, 0, BT_STR(BT_METRICS_CONTENT_TYPE), bt_buf_str(&b));
+    bt_buf_free(&b);
+}
+
 void bt_api_handle(struct bt_http_req *req, void *ud)
 {
     struct bt_worker *w = ud;
     struct bt_str path = req->path;
+    req->ud = w;
+    if (bt_str_eq_c(path, "/metrics") && bt_str_eq_c(req->method, "GET")) {
+        handle_metrics(req, w);
+        return;
+    }
     if (bt_str_eq_c(path, "/health/live")) {
         respond_json(req, 200, BT_STR("{\"status\":\"ok\"}"));
         return;

@@ -616,6 +616,18 @@ static void load_auth(struct loader *L, const struct bt_ynode *n)
     }
 }
 
+static void load_metrics(struct loader *L, const struct bt_ynode *n)
+{
+    static const char *const keys[] = {"require_key", NULL};
+    const struct bt_ynode *m = as_map(L, n, "metrics");
+    if (!m) return;
+    for (size_t i = 0; i + 1 < m->n; i += 2) {
+        const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
+        if (key_index(L, k, keys, "metrics") == 0)
+            get_bool(L, v, "metrics.require_key", &L->cfg->metrics.require_key);
+    }
+}
+
 static void load_log(struct loader *L, const struct bt_ynode *n)
 {
     static const char *const keys[] = {"level", "access", "file", NULL};
@@ -1153,16 +1165,17 @@ static void load_models(struct loader *L, const struct bt_ynode *n)
 
 static void load_root(struct loader *L, const struct bt_ynode *root)
 {
-    static const char *const keys[] = {"server", "auth", "log", "providers", "models", NULL};
+    static const char *const keys[] = {"server",    "auth",   "log",     "providers",
+                                       "models",    "metrics", NULL};
     if (!root || bt_ynode_is_null(root)) return; /* empty file: all defaults */
     if (root->kind != BT_Y_MAP) {
         lerr(L, root,
              "a config file is a mapping of sections (server, auth, log, providers, "
-             "models), not %s",
+             "models, metrics), not %s",
              kind_name(root));
         return;
     }
-    const struct bt_ynode *sec[5] = {0};
+    const struct bt_ynode *sec[6] = {0};
     for (size_t i = 0; i + 1 < root->n; i += 2) {
         int idx = key_index(L, root->items[i], keys, "the top level");
         if (idx >= 0) sec[idx] = root->items[i + 1];
@@ -1171,6 +1184,7 @@ static void load_root(struct loader *L, const struct bt_ynode *root)
     load_server(L, sec[0]);
     load_auth(L, sec[1]);
     load_log(L, sec[2]);
+    load_metrics(L, sec[5]);
     load_providers(L, sec[3]);
     if (!L->oom) load_models(L, sec[4]);
 }

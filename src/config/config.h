@@ -91,6 +91,9 @@ struct bt_config {
         bool allow_anonymous;   /* serve without a key on a non-loopback address */
     } auth;
     struct {
+        bool require_key;       /* GET /metrics needs the master key; default false */
+    } metrics;
+    struct {
         char *level;            /* debug|info|warn|error, default info */
         char *access;           /* access-log path, NULL = stderr */
         char *file;             /* operational log path, NULL = stderr */

@@ -57,6 +57,8 @@ struct builder {
     size_t nanchors;
     int ndocs;
     int nerrors;
+    const char *src; /* the input, for looking at a token's raw bytes */
+    size_t srclen;
 };
 
 #define MAX_ANCHORS 1024 /* anchors are looked up linearly */
@@ -172,6 +174,25 @@ static enum bt_err check_dup_keys(struct builder *b, const struct bt_ynode *map)
     return ret;
 }
 
+/* Longest run of ' characters in a scalar token's raw bytes (its quotes
+ * included). libfyaml 0.7.12 leaks its text buffer when it unescapes about
+ * five '' pairs in a row, so such values are refused before it tries; no
+ * config value needs them. */
+static size_t quote_run(const struct builder *b, struct fy_token *tok)
+{
+    const struct fy_mark *sm = fy_token_start_mark(tok), *em = fy_token_end_mark(tok);
+    if (!sm || !em) return 0;
+    size_t from = sm->input_pos ? sm->input_pos - 1 : 0;
+    size_t to = em->input_pos + 1;
+    if (to > b->srclen) to = b->srclen;
+    size_t best = 0, run = 0;
+    for (size_t i = from; i < to; i++) {
+        run = b->src[i] == '\'' ? run + 1 : 0;
+        if (run > best) best = run;
+    }
+    return best;
+}
+
 static enum bt_err on_event(struct builder *b, struct fy_event *ev)
 {
     int line, col;
@@ -190,6 +211,12 @@ static enum bt_err on_event(struct builder *b, struct fy_event *ev)
         if (vm) mark_pos(vm, &line, &col);
         struct bt_ynode *n = new_node(b, BT_Y_SCALAR, line, col);
         if (!n) return BT_ENOMEM;
+        enum fy_scalar_style st =
+            ev->scalar.value ? fy_token_scalar_style(ev->scalar.value) : FYSS_PLAIN;
+        if (st == FYSS_SINGLE_QUOTED && quote_run(b, ev->scalar.value) >= 6)
+            return berr(b, line, col > 1 ? col - 1 : col,
+                        "too many '' escapes in a row in a single-quoted value; use double "
+                        "quotes");
         size_t len = 0;
         const char *t = ev->scalar.value ? fy_token_get_text(ev->scalar.value, &len) : "";
         if (!t) return BT_ENOMEM;
@@ -197,8 +224,6 @@ static enum bt_err on_event(struct builder *b, struct fy_event *ev)
         if (!copy.p) return BT_ENOMEM;
         n->text = (char *)copy.p;
         n->len = len;
-        enum fy_scalar_style st =
-            ev->scalar.value ? fy_token_scalar_style(ev->scalar.value) : FYSS_PLAIN;
         n->plain = st == FYSS_PLAIN;
         /* libfyaml marks a quoted scalar at its first character inside the
          * quotes; point at the opening quote, which is where the value starts
@@ -347,7 +372,7 @@ enum bt_err bt_ydoc_parse(const char *yaml, size_t len, struct bt_ydoc *doc,
 {
     memset(doc, 0, sizeof(*doc));
     bt_arena_init(&doc->arena, ARENA_BLOCK, ARENA_MAX);
-    struct builder b = {.doc = doc, .diags = diags};
+    struct builder b = {.doc = doc, .diags = diags, .src = yaml, .srclen = len};
     struct fy_diag *diag = NULL;
     struct fy_parser *fyp = NULL;
     enum bt_err ret = BT_OK;

@@ -84,6 +84,7 @@ static void cleanup(struct bt_exec *ex)
 {
     if (ex->state == EX_DONE) return;
     ex->state = EX_DONE;
+    if (ex->w->mshard) bt_metrics_inflight_add(ex->w->mshard, -1);
     if (ex->call_live) bt_provider_cancel(&ex->call);
     ex->call_live = false;
     uv_close((uv_handle_t *)&ex->timer, on_timer_closed);
@@ -106,6 +107,8 @@ static void log_access(struct bt_exec *ex, int status, const char *error)
         .usage = ex->usage,
         .finish = ex->finish,
         .error = error,
+        .metric_model = ex->plan.model ? bt_str_c(ex->plan.model->name) : BT_STR_NULL,
+        .metrics = ex->w->mshard,
     };
     bt_access_write(&rec);
 }
@@ -144,6 +147,12 @@ static void finish_error(struct bt_exec *ex)
     ex->hreq = NULL;
     bt_buf_free(&body);
     cleanup(ex);
+}
+
+static void count_upstream_error(struct bt_exec *ex, enum bt_metrics_upclass cls)
+{
+    if (ex->w->mshard && ex->prov)
+        bt_metrics_upstream_error(ex->w->mshard, bt_str_c(ex->prov->name), cls);
 }
 
 static void set_failure(struct bt_exec *ex, int status, const char *type, const char *code,
@@ -202,8 +211,10 @@ static void flush_out(struct bt_exec *ex)
     bt_buf_reset(&ex->out);
 }
 
-static void finish_stream(struct bt_exec *ex, const char *error)
+static void finish_stream(struct bt_exec *ex, const char *error,
+                          enum bt_metrics_upclass cls)
 {
+    if (error) count_upstream_error(ex, cls);
     flush_out(ex);
     if (!ex->hreq) return;
     log_access(ex, 200, error);
@@ -317,14 +328,14 @@ static void up_data(void *ud, const char *p, size_t n)
             ex->call_live = false;
             stream_error_event(ex, ex->stream_err ? ex->stream_err : "stream relay failed",
                                "upstream_invalid_stream");
-            finish_stream(ex, ex->stream_err);
+            finish_stream(ex, ex->stream_err, BT_UPCLASS_INVALID);
             return;
         }
         if (ex->saw_error && !ex->saw_done) {
             /* An error inside a 200 stream: forward it, then end without [DONE]. */
             bt_provider_cancel(&ex->call);
             ex->call_live = false;
-            finish_stream(ex, "provider reported an error in the stream");
+            finish_stream(ex, "provider reported an error in the stream", BT_UPCLASS_5XX);
             return;
         }
         flush_out(ex);
@@ -350,6 +361,7 @@ static bool retryable(int status)
 static void record_upstream_status(struct bt_exec *ex)
 {
     int s = ex->up_status;
+    count_upstream_error(ex, bt_metrics_upclass_from_status(s));
     int out = s;
     if (s == 401 || s == 403) out = 502;
     else if (s == 408 || s == 504) out = 504;
@@ -395,6 +407,7 @@ static void finish_body(struct bt_exec *ex)
     if (bt_json_parse(&doc, ex->resp.p, ex->resp.len, &a, NULL, NULL) ||
         bt_json_type(&doc, 0) != BT_JSON_OBJECT) {
         bt_arena_free(&a);
+        count_upstream_error(ex, BT_UPCLASS_INVALID);
         set_failure(ex, 502, "upstream_error", "upstream_invalid_json",
                     "provider %s returned a reply that is not valid JSON", ex->prov->name);
         attempt_next(ex);
@@ -413,6 +426,7 @@ static void finish_body(struct bt_exec *ex)
 
 static void transport_failure(struct bt_exec *ex, enum bt_err err, const char *detail)
 {
+    count_upstream_error(ex, bt_metrics_upclass_from_err(err));
     if (err == BT_ETIMEDOUT)
         set_failure(ex, 504, "timeout_error", "upstream_timeout",
                     "provider %s timed out (%s)", ex->prov->name, detail ? detail : "timeout");
@@ -454,19 +468,19 @@ static void up_done(void *ud, enum bt_err err, const char *detail)
         return;
     case EX_STREAM:
         if (ex->saw_error) {
-            finish_stream(ex, "provider reported an error in the stream");
+            finish_stream(ex, "provider reported an error in the stream", BT_UPCLASS_5XX);
         } else if (err) {
             char msg[300];
             snprintf(msg, sizeof(msg), "the stream from provider %s broke off: %s", ex->prov->name,
                      err == BT_ETIMEDOUT && detail ? detail : bt_strerror(err));
             stream_error_event(ex, msg, err == BT_ETIMEDOUT ? "upstream_timeout" : "upstream_reset");
-            finish_stream(ex, msg);
+            finish_stream(ex, msg, bt_metrics_upclass_from_err(err));
         } else if (!ex->saw_done || bt_sse_partial(&ex->sse)) {
             stream_error_event(ex, "the provider ended the stream before it was complete",
                                "upstream_incomplete");
-            finish_stream(ex, "stream ended early");
+            finish_stream(ex, "stream ended early", BT_UPCLASS_RESET);
         } else {
-            finish_stream(ex, NULL);
+            finish_stream(ex, NULL, BT_UPCLASS_OTHER);
         }
         return;
     case EX_DONE: return;
@@ -484,9 +498,10 @@ static void on_timer(uv_timer_t *t)
         snprintf(msg, sizeof(msg), "the stream from provider %s stalled (%s timeout)",
                  ex->prov->name, phase);
         stream_error_event(ex, msg, "upstream_timeout");
-        finish_stream(ex, msg);
+        finish_stream(ex, msg, BT_UPCLASS_TIMEOUT);
         return;
     }
+    count_upstream_error(ex, BT_UPCLASS_TIMEOUT);
     set_failure(ex, 504, "timeout_error", "upstream_timeout",
                 "provider %s did not answer in time (%s timeout)", ex->prov->name, phase);
     attempt_next(ex);
@@ -587,5 +602,6 @@ void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config
     uv_timer_init(&w->loop, &ex->timer);
     ex->timer.data = ex;
     bt_http_on_abort(hreq, on_abort, ex);
+    if (w->mshard) bt_metrics_inflight_add(w->mshard, 1);
     attempt_next(ex);
 }

@@ -29,6 +29,7 @@ struct serve {
     atomic_int running;            /* workers still running */
     uv_mutex_t reload_lock;        /* serialises reloads and log reopening */
     atomic_uint reloads_ok, reloads_failed;
+    struct bt_metrics *metrics;
     uv_async_t worker_exit;        /* a worker finished */
 };
 
@@ -234,6 +235,7 @@ static int reload(struct serve *s, char *msg, size_t cap)
         bt_error("reload refused: %s has errors; the previous configuration keeps serving",
                  s->path);
         atomic_fetch_add(&s->reloads_failed, 1);
+        bt_metrics_reload(s->metrics, false);
         rc = -1;
         goto out;
     }
@@ -249,12 +251,19 @@ static int reload(struct serve *s, char *msg, size_t cap)
     bt_config_unref(s->cfg);
     s->cfg = next;
     atomic_fetch_add(&s->reloads_ok, 1);
+    bt_metrics_reload(s->metrics, true);
     snprintf(msg, cap, "configuration reloaded from %s (%zu models)", s->path, next->nmodels);
     bt_info("%s", msg);
 out:
     uv_mutex_unlock(&s->reload_lock);
     bt_config_diags_free(&d);
     return rc;
+}
+
+static int64_t open_connections(void *ud)
+{
+    struct serve *s = ud;
+    return (int64_t)atomic_load(&s->conn_count);
 }
 
 static int worker_reload(void *ctx, char *msg, size_t cap)
@@ -339,6 +348,9 @@ int bt_serve_main(const char *config_path, const char *listen_override)
     s.workers = calloc(s.nworkers, sizeof(*s.workers));
     s.pending = calloc(s.nworkers, sizeof(*s.pending));
     if (!s.workers || !s.pending) goto out;
+    struct bt_metrics_opts mo = {.shards = s.nworkers};
+    if (bt_metrics_create(&mo, &s.metrics)) goto out;
+    bt_metrics_set_connections_fn(s.metrics, open_connections, &s);
     uv_async_init(s.loop, &s.worker_exit, on_worker_exit);
     s.worker_exit.data = &s;
     uv_timer_init(s.loop, &s.drain_timer);
@@ -348,6 +360,8 @@ int bt_serve_main(const char *config_path, const char *listen_override)
         struct bt_worker *w = &s.workers[i];
         w->index = (int)i;
         w->reload = worker_reload;
+        w->metrics = s.metrics;
+        w->mshard = bt_metrics_shard(s.metrics, i);
         w->reload_ctx = &s;
         w->cfg = bt_config_ref(s.cfg);
         uv_loop_init(&w->loop);
@@ -403,6 +417,7 @@ int bt_serve_main(const char *config_path, const char *listen_override)
 out:
     free(s.workers);
     free(s.pending);
+    bt_metrics_free(s.metrics);
     if (s.cfg) bt_config_unref(s.cfg);
     bt_log_access_open(NULL);
     bt_log_open(NULL);

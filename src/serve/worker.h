@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "http/server.h"
+#include "obs/metrics.h"
 #include "upstream/upstream.h"
 
 struct bt_worker {
@@ -20,6 +21,8 @@ struct bt_worker {
     uv_async_t wake;              /* commands from the main thread */
     struct bt_http_server *http;  /* listening server */
     struct bt_upstream *up;       /* upstream pools */
+    struct bt_metrics *metrics;   /* process-wide registry (render on /metrics) */
+    struct bt_metrics_shard *mshard; /* this worker's counters */
     struct bt_config *cfg;        /* this worker's ref to the current snapshot */
     uint64_t rr;                  /* round-robin counter for routing */
     int index;
