@@ -32,6 +32,7 @@ struct failure {
 };
 
 struct bt_exec {
+    struct bt_exec *prev, *next;    /* the worker's list of live requests */
     struct bt_worker *w;
     struct bt_http_req *hreq;       /* NULL once the response finished or the client left */
     struct bt_config *cfg;          /* our ref */
@@ -84,6 +85,10 @@ static void cleanup(struct bt_exec *ex)
 {
     if (ex->state == EX_DONE) return;
     ex->state = EX_DONE;
+    if (ex->prev) ex->prev->next = ex->next;
+    else ex->w->execs = ex->next;
+    if (ex->next) ex->next->prev = ex->prev;
+    ex->prev = ex->next = NULL;
     if (ex->w->mshard) bt_metrics_inflight_add(ex->w->mshard, -1);
     if (ex->call_live) bt_provider_cancel(&ex->call);
     ex->call_live = false;
@@ -602,6 +607,29 @@ void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config
     uv_timer_init(&w->loop, &ex->timer);
     ex->timer.data = ex;
     bt_http_on_abort(hreq, on_abort, ex);
+    ex->next = w->execs;
+    if (w->execs) w->execs->prev = ex;
+    w->execs = ex;
     if (w->mshard) bt_metrics_inflight_add(w->mshard, 1);
     attempt_next(ex);
+}
+
+void bt_exec_shutdown_all(struct bt_worker *w)
+{
+    while (w->execs) {
+        struct bt_exec *ex = w->execs;
+        if (ex->call_live) bt_provider_cancel(&ex->call);
+        ex->call_live = false;
+        uv_timer_stop(&ex->timer);
+        if (ex->state == EX_STREAM) {
+            stream_error_event(ex, "baton is shutting down: the stream was cut short",
+                               "server_shutdown");
+            finish_stream(ex, "shutdown", BT_UPCLASS_OTHER);
+        } else {
+            set_failure(ex, 503, "server_error", "server_shutdown",
+                        "baton is shutting down; retry the request");
+            finish_error(ex);
+        }
+        if (w->execs == ex) cleanup(ex); /* the response could not be finished */
+    }
 }

@@ -18,4 +18,8 @@
 void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config *cfg,
                  struct bt_request *r, const struct bt_plan *plan);
 
+/* Ends every request still running on worker `w` (a second SIGTERM or the drain
+ * timeout): streams get an error event and end, others a 503. */
+void bt_exec_shutdown_all(struct bt_worker *w);
+
 #endif

@@ -24,8 +24,9 @@ enum kind {
 /* Histogram bounds in ns (le), suited to LLM calls: a cached reply in a few ms, a
  * long reasoning stream in minutes. The +Inf bucket follows the last bound. */
 static const uint64_t bounds_ns[] = {
-    5000000ull,     10000000ull,    25000000ull,    50000000ull,   100000000ull,  250000000ull,
-    500000000ull,   1000000000ull,  2500000000ull,  5000000000ull, 10000000000ull, 20000000000ull,
+    5000000ull,     10000000ull,    25000000ull,     50000000ull,
+    100000000ull,   250000000ull,   500000000ull,    1000000000ull,
+    2500000000ull,  5000000000ull,  10000000000ull,  20000000000ull,
     30000000000ull, 60000000000ull, 120000000000ull, 300000000000ull,
 };
 static const char *const bounds_txt[] = {
@@ -39,9 +40,9 @@ static const char *const bounds_txt[] = {
  * cumulative) so an observation is one increment; sums are in microseconds, which
  * a uint64 holds for 580,000 years of summed latency. */
 enum {
-    M_DUR = 0,                 /* NBUCKET latency buckets */
-    M_DUR_SUM = NBUCKET,       /* summed latency, us */
-    M_TTFT = NBUCKET + 1,      /* NBUCKET TTFT buckets */
+    M_DUR = 0,            /* NBUCKET latency buckets */
+    M_DUR_SUM = NBUCKET,  /* summed latency, us */
+    M_TTFT = NBUCKET + 1, /* NBUCKET TTFT buckets */
     M_TTFT_SUM = 2 * NBUCKET + 1,
     M_TOK_IN,
     M_TOK_OUT,
@@ -51,12 +52,12 @@ enum {
 static const unsigned nvals[] = {[K_REQ] = 1, [K_MODEL] = M_NV, [K_UPERR] = 1};
 
 struct series {
-    uint64_t hash;         /* of (kind, code, a, b); for the owner's lookup table */
-    uint8_t kind;          /* enum kind */
-    uint16_t code;         /* K_REQ: HTTP status, 0 = other; K_UPERR: class */
-    uint16_t alen, blen;   /* label byte counts */
-    const char *a, *b;     /* model or provider; deployment (K_REQ only) */
-    _Atomic uint64_t v[];  /* nvals[kind] counters, then the label bytes */
+    uint64_t hash;        /* of (kind, code, a, b); for the owner's lookup table */
+    uint8_t kind;         /* enum kind */
+    uint16_t code;        /* K_REQ: HTTP status, 0 = other; K_UPERR: class */
+    uint16_t alen, blen;  /* label byte counts */
+    const char *a, *b;    /* model or provider; deployment (K_REQ only) */
+    _Atomic uint64_t v[]; /* nvals[kind] counters, then the label bytes */
 };
 
 /* Room past the cap for the folded ("other") series a shard may need: one per
@@ -64,38 +65,38 @@ struct series {
 #define FOLD_RESERVE (1 + 500 + 1 + BT_UPCLASS_COUNT)
 
 struct bt_metrics_shard {
-    struct bt_metrics *m;
+    struct bt_metrics *m; /* registry (for the cap) */
     /* Owner-only lookup table (open addressing, power-of-two size, <= 50% full);
-     * scrapes never read it, so it grows with plain realloc. */
+     * scrapes never read it, so it grows by plain reallocation and rehash. */
     struct series **tab;
     uint32_t tab_mask; /* size - 1 */
-    uint32_t tab_used;
+    uint32_t tab_used; /* series in tab */
     /* Published series: the owner fills list[n] and then stores n + 1 into nlist
      * with release; a scrape loads nlist with acquire and reads list[0..n). The
      * array never moves (sized for the cap at creation). */
     struct series **list;
-    uint32_t list_cap;
-    _Atomic uint32_t nlist;
+    uint32_t list_cap;      /* max_series + FOLD_RESERVE */
+    _Atomic uint32_t nlist; /* published entries of list */
     /* Gauges and the fold counter, on their own cache line: the owner writes
      * them on every request, scrapes read them. */
-    alignas(64) _Atomic int64_t inflight;
-    _Atomic int64_t conns;
-    _Atomic uint64_t folded; /* updates counted under "other" (or dropped) */
+    alignas(64) _Atomic int64_t inflight; /* baton_requests_in_flight part */
+    _Atomic int64_t conns;                /* baton_open_connections part */
+    _Atomic uint64_t folded;              /* updates counted under "other" (or dropped) */
 };
 
 struct bt_metrics {
     unsigned nshards;
-    struct bt_metrics_shard **shards;
-    size_t max_series;
-    _Atomic size_t series_used; /* labelled series created in all shards */
-    char *version;
-    int64_t start_ms;                    /* wall clock at creation */
-    _Atomic uint64_t reload_ok, reload_fail;
-    _Atomic int64_t last_success_ms;     /* wall clock of the last good load */
-    _Atomic int last_ok;                 /* 1 when the last reload succeeded */
-    pthread_mutex_t lock;                /* scrapes and the connections fn */
-    int64_t (*conns_fn)(void *ud);
-    void *conns_ud;
+    struct bt_metrics_shard **shards;        /* nshards, each aligned_alloc'd */
+    size_t max_series;                       /* cap on series_used */
+    _Atomic size_t series_used;              /* labelled series created in all shards */
+    char *version;                           /* baton_build_info's label, owned */
+    int64_t start_ms;                        /* wall clock at creation */
+    _Atomic uint64_t reload_ok, reload_fail; /* baton_config_reloads_total */
+    _Atomic int64_t last_success_ms;         /* wall clock of the last good load */
+    _Atomic int last_ok;                     /* 1 when the last reload succeeded */
+    pthread_mutex_t lock;                    /* scrapes and the connections fn */
+    int64_t (*conns_fn)(void *ud);           /* open connections, when installed */
+    void *conns_ud;                          /* its argument */
 };
 
 /* One writer per shard, so a relaxed load and store is an exact increment and
@@ -181,7 +182,8 @@ static struct bt_str norm(struct bt_str s)
     if (!s.len) return BT_STR("none");
     if (s.len > BT_METRICS_MAX_LABEL) {
         size_t n = BT_METRICS_MAX_LABEL;
-        while (n > 0 && ((unsigned char)s.p[n] & 0xc0) == 0x80) n--;
+        while (n > 0 && ((unsigned char)s.p[n] & 0xc0) == 0x80)
+            n--;
         s.len = n;
     }
     return s;
@@ -207,7 +209,8 @@ static bool tab_grow(struct bt_metrics_shard *s)
             struct series *e = s->tab[i];
             if (!e) continue;
             uint32_t j = (uint32_t)e->hash & (size - 1);
-            while (t[j]) j = (j + 1) & (size - 1);
+            while (t[j])
+                j = (j + 1) & (size - 1);
             t[j] = e;
         }
         free(s->tab);
@@ -243,8 +246,8 @@ static inline bool same(const char *x, const char *y, size_t n)
     return true;
 }
 
-static struct series *tab_find(struct bt_metrics_shard *s, uint64_t h, unsigned kind,
-                               unsigned code, struct bt_str a, struct bt_str b, uint32_t *slot)
+static struct series *tab_find(struct bt_metrics_shard *s, uint64_t h, unsigned kind, unsigned code,
+                               struct bt_str a, struct bt_str b, uint32_t *slot)
 {
     uint32_t j = (uint32_t)h & s->tab_mask;
     for (struct series *e; (e = s->tab[j]); j = (j + 1) & s->tab_mask) {
@@ -269,8 +272,7 @@ static struct series *series_new(struct bt_metrics_shard *s, uint64_t h, unsigne
         /* A plain load first keeps folded traffic off the shared line's RMW. */
         if (atomic_load_explicit(&m->series_used, memory_order_relaxed) >= m->max_series)
             return NULL;
-        if (atomic_fetch_add_explicit(&m->series_used, 1, memory_order_relaxed) >=
-            m->max_series) {
+        if (atomic_fetch_add_explicit(&m->series_used, 1, memory_order_relaxed) >= m->max_series) {
             atomic_fetch_sub_explicit(&m->series_used, 1, memory_order_relaxed);
             return NULL;
         }
@@ -289,7 +291,8 @@ static struct series *series_new(struct bt_metrics_shard *s, uint64_t h, unsigne
     e->alen = (uint16_t)a.len;
     e->b = str + a.len;
     e->blen = (uint16_t)b.len;
-    for (size_t i = 0; i < nv; i++) atomic_init(&e->v[i], 0);
+    for (size_t i = 0; i < nv; i++)
+        atomic_init(&e->v[i], 0);
     uint32_t slot = 0;
     tab_find(s, h, kind, code, a, b, &slot);
     s->tab[slot] = e;
@@ -307,8 +310,8 @@ fail:
 /* The series for (kind, code, a, b), created on first use. Past the cap the
  * labels fold into "other" (the code is kept: it is bounded). NULL only when
  * even the folded series cannot be had (out of memory). */
-static struct series *get(struct bt_metrics_shard *s, unsigned kind, unsigned code,
-                          struct label a, struct label b)
+static struct series *get(struct bt_metrics_shard *s, unsigned kind, unsigned code, struct label a,
+                          struct label b)
 {
     uint64_t h = key_hash(kind, code, a.h, b.h);
     uint32_t slot = 0;
@@ -330,7 +333,8 @@ static struct series *get(struct bt_metrics_shard *s, unsigned kind, unsigned co
 static void observe(_Atomic uint64_t *buckets, _Atomic uint64_t *sum_us, uint64_t ns)
 {
     size_t i = 0;
-    while (i < NBOUND && ns > bounds_ns[i]) i++;
+    while (i < NBOUND && ns > bounds_ns[i])
+        i++;
     inc(&buckets[i], 1);
     inc(sum_us, (ns + 500) / 1000);
 }
@@ -375,16 +379,11 @@ void bt_metrics_upstream_error(struct bt_metrics_shard *s, struct bt_str provide
 }
 
 static const char *const upclass_names[BT_UPCLASS_COUNT] = {
-    [BT_UPCLASS_TIMEOUT] = "timeout",
-    [BT_UPCLASS_RESET] = "reset",
-    [BT_UPCLASS_REFUSED] = "refused",
-    [BT_UPCLASS_DNS] = "dns",
-    [BT_UPCLASS_TLS] = "tls",
-    [BT_UPCLASS_RATE_LIMITED] = "rate_limited",
-    [BT_UPCLASS_4XX] = "4xx",
-    [BT_UPCLASS_5XX] = "5xx",
-    [BT_UPCLASS_INVALID] = "invalid",
-    [BT_UPCLASS_OTHER] = "other",
+    [BT_UPCLASS_TIMEOUT] = "timeout", [BT_UPCLASS_RESET] = "reset",
+    [BT_UPCLASS_REFUSED] = "refused", [BT_UPCLASS_DNS] = "dns",
+    [BT_UPCLASS_TLS] = "tls",         [BT_UPCLASS_RATE_LIMITED] = "rate_limited",
+    [BT_UPCLASS_4XX] = "4xx",         [BT_UPCLASS_5XX] = "5xx",
+    [BT_UPCLASS_INVALID] = "invalid", [BT_UPCLASS_OTHER] = "other",
 };
 
 const char *bt_metrics_upclass_name(enum bt_metrics_upclass cls)
@@ -395,16 +394,23 @@ const char *bt_metrics_upclass_name(enum bt_metrics_upclass cls)
 enum bt_metrics_upclass bt_metrics_upclass_from_err(enum bt_err err)
 {
     switch (err) {
-    case BT_ETIMEDOUT: return BT_UPCLASS_TIMEOUT;
+    case BT_ETIMEDOUT:
+        return BT_UPCLASS_TIMEOUT;
     case BT_ECONNRESET:
-    case BT_ECLOSED: return BT_UPCLASS_RESET;
-    case BT_ECONNREFUSED: return BT_UPCLASS_REFUSED;
-    case BT_EDNS: return BT_UPCLASS_DNS;
-    case BT_ETLS: return BT_UPCLASS_TLS;
+    case BT_ECLOSED:
+        return BT_UPCLASS_RESET;
+    case BT_ECONNREFUSED:
+        return BT_UPCLASS_REFUSED;
+    case BT_EDNS:
+        return BT_UPCLASS_DNS;
+    case BT_ETLS:
+        return BT_UPCLASS_TLS;
     case BT_EPARSE:
     case BT_EPROTO:
-    case BT_ETOOBIG: return BT_UPCLASS_INVALID;
-    default: return BT_UPCLASS_OTHER;
+    case BT_ETOOBIG:
+        return BT_UPCLASS_INVALID;
+    default:
+        return BT_UPCLASS_OTHER;
     }
 }
 
@@ -443,7 +449,8 @@ static void shard_free(struct bt_metrics_shard *s)
 {
     if (!s) return;
     uint32_t n = atomic_load(&s->nlist);
-    for (uint32_t i = 0; i < n; i++) free(s->list[i]);
+    for (uint32_t i = 0; i < n; i++)
+        free(s->list[i]);
     free(s->list);
     free(s->tab);
     free(s);
@@ -500,7 +507,8 @@ void bt_metrics_free(struct bt_metrics *m)
 {
     if (!m) return;
     if (m->shards)
-        for (unsigned i = 0; i < m->nshards; i++) shard_free(m->shards[i]);
+        for (unsigned i = 0; i < m->nshards; i++)
+            shard_free(m->shards[i]);
     free(m->shards);
     free(m->version);
     pthread_mutex_destroy(&m->lock);
@@ -526,7 +534,10 @@ static void put(struct w *w, const char *p, size_t n)
     if (!w->err) w->err = bt_buf_append(w->b, p, n);
 }
 
-static void puts_(struct w *w, const char *s) { put(w, s, strlen(s)); }
+static void puts_(struct w *w, const char *s)
+{
+    put(w, s, strlen(s));
+}
 
 static void put_u64(struct w *w, uint64_t v)
 {
@@ -570,10 +581,14 @@ static size_t utf8_len(const unsigned char *p, size_t n)
     size_t len;
     unsigned min;
     if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) len = 2, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef) len = 3, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4) len = 4, min = 0x10000;
-    else return 0;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, min = 0x10000;
+    else
+        return 0;
     if (n < len) return 0;
     unsigned cp = c & (0x7f >> len);
     for (size_t i = 1; i < len; i++) {
@@ -598,10 +613,14 @@ static void put_label_value(struct w *w, const char *p, size_t n)
             continue;
         }
         put(w, p + i, run);
-        if (c == '\\') puts_(w, "\\\\");
-        else if (c == '"') puts_(w, "\\\"");
-        else if (c == '\n') puts_(w, "\\n");
-        else puts_(w, "\xef\xbf\xbd");
+        if (c == '\\')
+            puts_(w, "\\\\");
+        else if (c == '"')
+            puts_(w, "\\\"");
+        else if (c == '\n')
+            puts_(w, "\\n");
+        else
+            puts_(w, "\xef\xbf\xbd");
         i += run + 1;
         run = 0;
     }
@@ -623,7 +642,7 @@ struct merged {
     const char *key; /* rendered labels without braces, e.g. model="m",status="200" */
     size_t keylen;
     uint64_t hash;
-    uint64_t *v;     /* nvals[kind] summed counters */
+    uint64_t *v; /* nvals[kind] summed counters */
 };
 
 static void series_key(struct w *w, const struct series *e)
@@ -634,12 +653,16 @@ static void series_key(struct w *w, const struct series *e)
         puts_(w, ",");
         put_label(w, "deployment", e->b, e->blen);
         puts_(w, ",status=\"");
-        if (e->code) put_u64(w, e->code);
-        else puts_(w, "other");
+        if (e->code)
+            put_u64(w, e->code);
+        else
+            puts_(w, "other");
         puts_(w, "\"");
         break;
     }
-    case K_MODEL: put_label(w, "model", e->a, e->alen); break;
+    case K_MODEL:
+        put_label(w, "model", e->a, e->alen);
+        break;
     case K_UPERR:
         put_label(w, "provider", e->a, e->alen);
         puts_(w, ",class=\"");
@@ -680,8 +703,8 @@ static void sample_start(struct w *w, const char *name, const struct merged *s)
     put(w, s->key, s->keylen);
 }
 
-static void histogram(struct w *w, const char *name, struct merged **ms, size_t n,
-                      unsigned b0, unsigned sum)
+static void histogram(struct w *w, const char *name, struct merged **ms, size_t n, unsigned b0,
+                      unsigned sum)
 {
     size_t nl = strlen(name);
     for (size_t i = 0; i < n; i++) {
@@ -729,7 +752,8 @@ static enum bt_err merge(struct bt_metrics *m, struct bt_arena *a, struct merged
         total += counts[i];
     }
     size_t size = 16;
-    while (size < total * 2) size *= 2;
+    while (size < total * 2)
+        size *= 2;
     struct merged **tab = bt_arena_calloc(a, size, sizeof(*tab));
     struct merged **list = bt_arena_calloc(a, total ? total : 1, sizeof(*list));
     if (!tab || !list) return BT_ENOMEM;
@@ -750,8 +774,8 @@ static enum bt_err merge(struct bt_metrics *m, struct bt_arena *a, struct merged
             uint64_t h = hash_bytes(e->kind, kb.p, kb.len);
             size_t k = h & (size - 1);
             struct merged *ms;
-            while ((ms = tab[k]) && !(ms->hash == h && ms->kind == e->kind && ms->keylen == kb.len &&
-                                      memcmp(ms->key, kb.p, kb.len) == 0))
+            while ((ms = tab[k]) && !(ms->hash == h && ms->kind == e->kind &&
+                                      ms->keylen == kb.len && memcmp(ms->key, kb.p, kb.len) == 0))
                 k = (k + 1) & (size - 1);
             if (!ms) {
                 ms = bt_arena_alloc(a, sizeof(*ms));
@@ -890,8 +914,7 @@ enum bt_err bt_metrics_render(struct bt_metrics *m, struct bt_buf *out)
     put(&w, "baton_build_info{", 17);
     put_label(&w, "version", m->version, strlen(m->version));
     puts_(&w, "} 1\n");
-    family(&w, "process_start_time_seconds", "gauge",
-           "Unix time when the process started.");
+    family(&w, "process_start_time_seconds", "gauge", "Unix time when the process started.");
     puts_(&w, "process_start_time_seconds ");
     put_fixed(&w, m->start_ms, 3, 1000);
     puts_(&w, "\n");

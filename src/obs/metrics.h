@@ -42,8 +42,8 @@ enum bt_metrics_upclass {
 };
 
 struct bt_metrics_opts {
-    unsigned shards;    /* number of worker shards, >= 1 */
-    size_t max_series;  /* cap on labelled series over all shards; 0 = default */
+    unsigned shards;     /* number of worker shards, >= 1 */
+    size_t max_series;   /* cap on labelled series over all shards; 0 = default */
     const char *version; /* baton_build_info{version}; NULL = BT_VERSION. Copied. */
 };
 
@@ -104,8 +104,8 @@ void bt_metrics_reload(struct bt_metrics *m, bool ok);
 /* Installs a function returning the current number of open client connections,
  * called from the scraping thread during bt_metrics_render (so it must be safe to
  * call from any thread, e.g. read atomics). When set it replaces the sum of the
- * shards' connection gauges. fn == NULL removes it. Call before workers start or
- * while no scrape runs. */
+ * shards' connection gauges. fn == NULL removes it. Any thread (it takes the
+ * scrape mutex). */
 void bt_metrics_set_connections_fn(struct bt_metrics *m, int64_t (*fn)(void *ud), void *ud);
 
 /* Appends the exposition text of every family to `out` (which keeps its own

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api/openai.h"
+#include "exec/exec.h"
 #include "core/log.h"
 #include "serve/worker.h"
 
@@ -77,6 +78,11 @@ static void drained(void *loop)
     uv_stop(loop);
 }
 
+static void stop_now(uv_timer_t *t)
+{
+    uv_stop(t->loop);
+}
+
 static void worker_wake(uv_async_t *a)
 {
     struct bt_worker *w = a->data;
@@ -91,7 +97,12 @@ static void worker_wake(uv_async_t *a)
         }
     }
     if (cmd & CMD_STOP) {
-        uv_stop(&w->loop);
+        /* End what still runs with an error the client can see, let those last
+         * bytes drain (at most a second), then stop. */
+        atomic_store(&w->draining, true);
+        bt_exec_shutdown_all(w);
+        bt_http_server_drain(w->http, drained, &w->loop);
+        uv_timer_start(&w->stop_timer, stop_now, 1000, 0);
     } else if (cmd & CMD_DRAIN) {
         atomic_store(&w->draining, true);
         /* The server answers in-flight requests with Connection: close and stops
@@ -133,6 +144,8 @@ static void worker_main(void *arg)
     if (!w->http || !w->up) w->listen_err = BT_ENOMEM;
     else w->listen_err = bt_http_server_listen(w->http, s->host, s->port, true);
     if (w->listen_err == 0 && s->port == 0) s->port = bt_http_server_port(w->http);
+    uv_timer_init(&w->loop, &w->stop_timer);
+    uv_unref((uv_handle_t *)&w->stop_timer);
     uv_async_init(&w->loop, &w->wake, worker_wake);
     w->wake.data = w;
     uv_sem_post(&w->started);

@@ -15,16 +15,20 @@
 #include "obs/metrics.h"
 #include "upstream/upstream.h"
 
+struct bt_exec;
+
 struct bt_worker {
     uv_loop_t loop;               /* this worker's loop */
     uv_thread_t thread;
     uv_async_t wake;              /* commands from the main thread */
+    uv_timer_t stop_timer;        /* bounds the flush after a forced stop */
     struct bt_http_server *http;  /* listening server */
     struct bt_upstream *up;       /* upstream pools */
     struct bt_metrics *metrics;   /* process-wide registry (render on /metrics) */
     struct bt_metrics_shard *mshard; /* this worker's counters */
     struct bt_config *cfg;        /* this worker's ref to the current snapshot */
     uint64_t rr;                  /* round-robin counter for routing */
+    struct bt_exec *execs;        /* requests in flight on this worker (exec's list) */
     int index;
     atomic_int command;           /* BT_WORKER_CMD_* bits */
     atomic_bool draining;         /* /health/ready answers 503 */

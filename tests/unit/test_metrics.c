@@ -14,7 +14,8 @@
 static struct bt_metrics *make(unsigned shards, size_t max_series)
 {
     struct bt_metrics *m = NULL;
-    struct bt_metrics_opts o = {.shards = shards, .max_series = max_series, .version = "9.9.9-test"};
+    struct bt_metrics_opts o = {
+        .shards = shards, .max_series = max_series, .version = "9.9.9-test"};
     if (bt_metrics_create(&o, &m)) return NULL;
     return m;
 }
@@ -81,7 +82,8 @@ static int count_prefix(const char *text, const char *prefix)
 static bool no_duplicate_series(const char *text)
 {
     size_t lines = 0;
-    for (const char *p = text; *p; p++) lines += *p == '\n';
+    for (const char *p = text; *p; p++)
+        lines += *p == '\n';
     const char **starts = calloc(lines + 1, sizeof(*starts));
     size_t *lens = calloc(lines + 1, sizeof(*lens));
     size_t n = 0;
@@ -114,7 +116,8 @@ static bool have_promtool(void)
 static bool promtool_ok(const char *text)
 {
     if (!have_promtool()) {
-        fprintf(stderr, "  SKIP promtool check: promtool not installed (Debian package prometheus)\n");
+        fprintf(stderr,
+                "  SKIP promtool check: promtool not installed (Debian package prometheus)\n");
         return true;
     }
     char in[] = "/tmp/bt_metrics_in_XXXXXX";
@@ -208,8 +211,10 @@ TEST(requests_by_labels_and_merge_across_shards)
     REQUIRE(m);
     struct bt_metrics_shard *s0 = bt_metrics_shard(m, 0), *s1 = bt_metrics_shard(m, 1);
     struct bt_metrics_req r = req("gpt", "openai/gpt-4o", 200, 0.2, 0.05, 10, 20);
-    for (int i = 0; i < 5; i++) bt_metrics_request_done(s0, &r);
-    for (int i = 0; i < 7; i++) bt_metrics_request_done(s1, &r);
+    for (int i = 0; i < 5; i++)
+        bt_metrics_request_done(s0, &r);
+    for (int i = 0; i < 7; i++)
+        bt_metrics_request_done(s1, &r);
     r = req("gpt", "azure/gpt-4o", 429, 0.01, 0, -1, -1);
     bt_metrics_request_done(s1, &r);
     r = req("", "", 404, 0.001, 0, 0, 0);
@@ -219,10 +224,18 @@ TEST(requests_by_labels_and_merge_across_shards)
 
     char *t = render(m);
     REQUIRE(t);
-    CHECK_INT(value(t, "baton_requests_total{model=\"gpt\",deployment=\"openai/gpt-4o\",status=\"200\"}"), 12);
-    CHECK_INT(value(t, "baton_requests_total{model=\"gpt\",deployment=\"azure/gpt-4o\",status=\"429\"}"), 1);
-    CHECK_INT(value(t, "baton_requests_total{model=\"none\",deployment=\"none\",status=\"404\"}"), 1);
-    CHECK_INT(value(t, "baton_requests_total{model=\"gpt\",deployment=\"openai/gpt-4o\",status=\"other\"}"), 1);
+    CHECK_INT(
+        value(t, "baton_requests_total{model=\"gpt\",deployment=\"openai/gpt-4o\",status=\"200\"}"),
+        12);
+    CHECK_INT(
+        value(t, "baton_requests_total{model=\"gpt\",deployment=\"azure/gpt-4o\",status=\"429\"}"),
+        1);
+    CHECK_INT(value(t, "baton_requests_total{model=\"none\",deployment=\"none\",status=\"404\"}"),
+              1);
+    CHECK_INT(
+        value(t,
+              "baton_requests_total{model=\"gpt\",deployment=\"openai/gpt-4o\",status=\"other\"}"),
+        1);
     /* One line per label set even though two shards hold it. */
     CHECK_INT(count_prefix(t, "baton_requests_total{"), 4);
     CHECK_INT(count_prefix(t, "# TYPE baton_requests_total counter"), 1);
@@ -248,8 +261,8 @@ TEST(histogram_buckets_cumulative_count_sum)
     struct bt_metrics_shard *s = bt_metrics_shard(m, 0);
     struct bt_metrics_req r = {.model = BT_STR("h"), .deployment = BT_STR("p/h"), .status = 200};
     /* le is inclusive: exactly 5 ms is in the 0.005 bucket, 1 ns more is not. */
-    uint64_t lat[] = {5000000, 5000001, 1000000000, 1000000000, 299999999999, 300000000000,
-                      300000000001, 1000};
+    uint64_t lat[] = {5000000,      5000001,      1000000000,   1000000000,
+                      299999999999, 300000000000, 300000000001, 1000};
     for (size_t i = 0; i < sizeof(lat) / sizeof(lat[0]); i++) {
         r.latency_ns = lat[i];
         r.ttft_ns = i < 2 ? 250000000 : 0; /* two TTFTs of 0.25 s */
@@ -306,8 +319,12 @@ TEST(label_escaping_and_utf8)
     r = req("caf\xc3\xa9-\xe2\x82\xac-\xf0\x9f\x98\x80", "p/x", 200, 0.1, 0, 0, 0);
     bt_metrics_request_done(s, &r);
     /* Invalid: stray byte, overlong '/', a surrogate, past U+10FFFF, truncated. */
-    r = req("x\xff" "y\xc0\xaf" "z\xed\xa0\x80" "w\xf4\x90\x80\x80" "v\xe2\x82", "p/x", 200, 0.1,
-            0, 0, 0);
+    r = req("x\xff"
+            "y\xc0\xaf"
+            "z\xed\xa0\x80"
+            "w\xf4\x90\x80\x80"
+            "v\xe2\x82",
+            "p/x", 200, 0.1, 0, 0, 0);
     bt_metrics_request_done(s, &r);
     /* Two different invalid bytes render the same: one merged series, not two. */
     r = req("bad\xfe", "p/x", 500, 0.1, 0, 0, 0);
@@ -318,13 +335,18 @@ TEST(label_escaping_and_utf8)
 
     char *t = render(m);
     REQUIRE(t);
-    CHECK_INT(value(t, "baton_requests_total{model=\"a\\\"b\\\\c\\nd\",deployment=\"p/\\\"q\\\"\",status=\"200\"}"), 1);
-    CHECK_INT(value(t, "baton_requests_total{model=\"caf\xc3\xa9-\xe2\x82\xac-\xf0\x9f\x98\x80\",deployment=\"p/x\",status=\"200\"}"), 1);
+    CHECK_INT(value(t, "baton_requests_total{model=\"a\\\"b\\\\c\\nd\",deployment=\"p/"
+                       "\\\"q\\\"\",status=\"200\"}"),
+              1);
+    CHECK_INT(value(t, "baton_requests_total{model=\"caf\xc3\xa9-\xe2\x82\xac-\xf0\x9f\x98\x80\","
+                       "deployment=\"p/x\",status=\"200\"}"),
+              1);
 #define R "\xef\xbf\xbd"
     CHECK_INT(value(t, "baton_requests_total{model=\"x" R "y" R R "z" R R R "w" R R R R "v" R R
                        "\",deployment=\"p/x\",status=\"200\"}"),
               1);
-    CHECK_INT(value(t, "baton_requests_total{model=\"bad" R "\",deployment=\"p/x\",status=\"500\"}"), 2);
+    CHECK_INT(
+        value(t, "baton_requests_total{model=\"bad" R "\",deployment=\"p/x\",status=\"500\"}"), 2);
     CHECK_INT(value(t, "baton_request_duration_seconds_count{model=\"bad" R "\"}"), 2);
 #undef R
     CHECK_INT(value(t, "baton_upstream_errors_total{provider=\"prov\\\"1\\\\\",class=\"5xx\"}"), 1);
@@ -353,8 +375,8 @@ TEST(long_labels_are_cut_consistently)
     char *t = render(m);
     REQUIRE(t);
     char want[300];
-    snprintf(want, sizeof(want), "baton_requests_total{model=\"%.199s\",deployment=\"p/x\",status=\"200\"}",
-             longm);
+    snprintf(want, sizeof(want),
+             "baton_requests_total{model=\"%.199s\",deployment=\"p/x\",status=\"200\"}", longm);
     CHECK_INT(value(t, want), 3);
     CHECK_INT(count_prefix(t, "baton_requests_total{"), 1);
     CHECK(promtool_ok(t));
@@ -386,19 +408,24 @@ TEST(series_cap_folds_into_other)
     }
     char *t = render(m);
     REQUIRE(t);
-    CHECK_INT(value(t, "baton_requests_total{model=\"model-00\",deployment=\"p/x\",status=\"503\"}"), 2);
+    CHECK_INT(
+        value(t, "baton_requests_total{model=\"model-00\",deployment=\"p/x\",status=\"503\"}"), 2);
     /* Folded series keep the status: it is bounded. */
-    CHECK(value(t, "baton_requests_total{model=\"other\",deployment=\"other\",status=\"200\"}") > 0);
-    CHECK(value(t, "baton_requests_total{model=\"other\",deployment=\"other\",status=\"503\"}") > 0);
+    CHECK(value(t, "baton_requests_total{model=\"other\",deployment=\"other\",status=\"200\"}") >
+          0);
+    CHECK(value(t, "baton_requests_total{model=\"other\",deployment=\"other\",status=\"503\"}") >
+          0);
     CHECK_INT(value(t, "baton_upstream_errors_total{provider=\"other\",class=\"timeout\"}"), 30);
     /* Nothing lost: requests_total and the histogram counts add up to what was sent. */
     long long total = 0, hist = 0, tok_in = 0;
-    for (const char *p = strstr(t, "\nbaton_requests_total{"); p; p = strstr(p + 1, "\nbaton_requests_total{"))
+    for (const char *p = strstr(t, "\nbaton_requests_total{"); p;
+         p = strstr(p + 1, "\nbaton_requests_total{"))
         total += strtoll(strchr(p + 1, ' ') + 1, NULL, 10);
     for (const char *p = strstr(t, "\nbaton_request_duration_seconds_count{"); p;
          p = strstr(p + 1, "\nbaton_request_duration_seconds_count{"))
         hist += strtoll(strchr(p + 1, ' ') + 1, NULL, 10);
-    for (const char *p = strstr(t, ",direction=\"in\"} "); p; p = strstr(p + 1, ",direction=\"in\"} "))
+    for (const char *p = strstr(t, ",direction=\"in\"} "); p;
+         p = strstr(p + 1, ",direction=\"in\"} "))
         tok_in += strtoll(strchr(p, ' ') + 1, NULL, 10);
     CHECK_INT(total, sent);
     CHECK_INT(hist, sent);
@@ -437,12 +464,13 @@ TEST(upstream_classes)
     CHECK_STR(bt_metrics_upclass_name(BT_UPCLASS_4XX), "4xx");
     CHECK_STR(bt_metrics_upclass_name(BT_UPCLASS_RATE_LIMITED), "rate_limited");
     CHECK_STR(bt_metrics_upclass_name(BT_UPCLASS_COUNT), "other");
-    CHECK_STR(bt_metrics_upclass_name((enum bt_metrics_upclass)-1), "other");
+    CHECK_STR(bt_metrics_upclass_name((enum bt_metrics_upclass) - 1), "other");
 
     struct bt_metrics *m = make(1, 0);
     REQUIRE(m);
     struct bt_metrics_shard *s = bt_metrics_shard(m, 0);
-    for (int c = 0; c < BT_UPCLASS_COUNT; c++) bt_metrics_upstream_error(s, BT_STR("openai"), c);
+    for (int c = 0; c < BT_UPCLASS_COUNT; c++)
+        bt_metrics_upstream_error(s, BT_STR("openai"), c);
     bt_metrics_upstream_error(s, BT_STR("openai"), BT_UPCLASS_TLS);
     bt_metrics_upstream_error(s, BT_STR("openai"), (enum bt_metrics_upclass)77); /* -> other */
     bt_metrics_upstream_error(s, BT_STR_NULL, BT_UPCLASS_DNS);
@@ -459,7 +487,10 @@ TEST(upstream_classes)
 }
 
 static int64_t conns_value;
-static int64_t conns_fn(void *ud) { return *(int64_t *)ud; }
+static int64_t conns_fn(void *ud)
+{
+    return *(int64_t *)ud;
+}
 
 TEST(gauges_reloads_connections)
 {
@@ -613,7 +644,8 @@ TEST(concurrent_updates_and_scrapes)
         scrapes++;
         free(t);
     }
-    for (int i = 0; i < NTHREADS; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(th[i], NULL);
     CHECK(rendered);
     CHECK(monotonic);
     CHECK(consistent);
@@ -629,20 +661,25 @@ TEST(concurrent_updates_and_scrapes)
     CHECK_INT(value(t, "baton_requests_in_flight"), 0);
     /* 200 is 3 of every 5 statuses; gpt gets i%3==0 minus the fresh ones
      * (i%1000==0, 20 per thread, all with i%3 in 0..2). */
-    long long ok = sum_family(t, "baton_requests_total{model=\"gpt\",deployment=\"prov0/gpt\",status=\"200\"}") +
-                   sum_family(t, "baton_requests_total{model=\"gpt\",deployment=\"prov1/gpt\",status=\"200\"}");
+    long long ok =
+        sum_family(t,
+                   "baton_requests_total{model=\"gpt\",deployment=\"prov0/gpt\",status=\"200\"}") +
+        sum_family(t,
+                   "baton_requests_total{model=\"gpt\",deployment=\"prov1/gpt\",status=\"200\"}");
     long long want_ok = 0;
     for (int i = 0; i < ITERS; i++)
         if (i % 3 == 0 && i % 1000 != 0 && (i % 5) < 3) want_ok++;
     CHECK_INT(ok, want_ok * NTHREADS);
     /* Every token counted once: in = 3 per request over every model. */
     long long all_in = 0;
-    for (const char *p = strstr(t, ",direction=\"in\"} "); p; p = strstr(p + 1, ",direction=\"in\"} "))
+    for (const char *p = strstr(t, ",direction=\"in\"} "); p;
+         p = strstr(p + 1, ",direction=\"in\"} "))
         all_in += strtoll(strchr(p, ' ') + 1, NULL, 10);
     CHECK_INT(all_in, 3 * n);
     /* Latency sum: per thread sum over i of (i % 400) ms, exactly. */
     long long ms = 0;
-    for (int i = 0; i < ITERS; i++) ms += i % 400;
+    for (int i = 0; i < ITERS; i++)
+        ms += i % 400;
     ms *= NTHREADS;
     long long sum_us = 0;
     for (const char *p = strstr(t, "\nbaton_request_duration_seconds_sum{"); p;
@@ -674,11 +711,14 @@ TEST(update_cost)
         bt_metrics_request_done(s, &r);
     }
     uint64_t t1 = bt_now_ns();
-    for (int i = 0; i < n; i++) bt_metrics_inflight_add(s, i & 1 ? -1 : 1);
+    for (int i = 0; i < n; i++)
+        bt_metrics_inflight_add(s, i & 1 ? -1 : 1);
     uint64_t t2 = bt_now_ns();
     char *t = render(m);
     REQUIRE(t);
-    CHECK_INT(value(t, "baton_requests_total{model=\"gpt-4o-mini\",deployment=\"openai/gpt-4o-mini\",status=\"200\"}"), n + 1);
+    CHECK_INT(value(t, "baton_requests_total{model=\"gpt-4o-mini\",deployment=\"openai/"
+                       "gpt-4o-mini\",status=\"200\"}"),
+              n + 1);
     CHECK_INT(count_prefix(t, "baton_requests_total{"), 1);
     free(t);
     fprintf(stderr, "  update cost: request_done %.1f ns, inflight_add %.1f ns\n",
