@@ -56,7 +56,7 @@ struct bt_exec {
     bool saw_done, saw_error;
     const char *stream_err;         /* why we stopped relaying */
     int up_status;
-    char retry_after[24], retry_after_ms[24];
+    char retry_after[64], retry_after_ms[24];
     struct bt_usage usage;
     enum bt_finish finish;
     uint64_t ttft_ns;
@@ -175,6 +175,37 @@ static void set_failure(struct bt_exec *ex, int status, const char *type, const 
     va_end(ap);
 }
 
+/* Appends `in` to `out` with every occurrence of `secret` replaced, so a provider
+ * that quotes baton's key in an error never hands it to the client or the logs. */
+static enum bt_err append_redacted(struct bt_buf *out, struct bt_str in, const char *secret)
+{
+    size_t klen = secret ? strlen(secret) : 0;
+    if (klen < 4) return bt_buf_append_str(out, in);
+    while (in.len) {
+        const char *hit = memmem(in.p, in.len, secret, klen);
+        size_t n = hit ? (size_t)(hit - in.p) : in.len;
+        enum bt_err err = bt_buf_append(out, in.p, n);
+        if (!err && hit) err = bt_buf_append_c(out, "[redacted]");
+        if (err) return err;
+        if (!hit) break;
+        in.p = hit + klen;
+        in.len -= n + klen;
+    }
+    return BT_OK;
+}
+
+/* Same, into a fixed NUL-terminated buffer (redacted first, then truncated). */
+static void redact_into(char *dst, size_t cap, struct bt_str in, const char *secret)
+{
+    struct bt_buf b;
+    bt_buf_init(&b, 1u << 16);
+    append_redacted(&b, in, secret);
+    size_t n = b.len < cap - 1 ? b.len : cap - 1;
+    if (n) memcpy(dst, b.p, n);
+    dst[n] = 0;
+    bt_buf_free(&b);
+}
+
 /* ---- deadlines ---- */
 
 static void on_timer(uv_timer_t *t);
@@ -271,7 +302,10 @@ static int on_sse(void *ud, const struct bt_sse_event *ev)
             bt_json_type(&doc, us) == BT_JSON_OBJECT)
             return 0; /* the usage chunk we asked for, not the client */
     }
-    if (bt_buf_append_str(&ex->out, ev->raw)) {
+    /* Error events are the one place a provider may quote our key back. */
+    enum bt_err err = ex->saw_error ? append_redacted(&ex->out, ev->raw, ex->prov->api_key)
+                                    : bt_buf_append_str(&ex->out, ev->raw);
+    if (err) {
         ex->stream_err = "stream output buffer full";
         return 1;
     }
@@ -385,11 +419,14 @@ static void record_upstream_status(struct bt_exec *ex)
         int e = bt_json_get(&doc, 0, "error");
         int m = bt_json_type(&doc, e) == BT_JSON_OBJECT ? bt_json_get(&doc, e, "message") : e;
         struct bt_str sv;
-        if (bt_json_type(&doc, m) == BT_JSON_STRING && bt_json_str(&doc, m, &a, &sv) == BT_OK)
-            snprintf(upmsg, sizeof(upmsg), ": %.*s", BT_STR_FMT(sv));
+        if (bt_json_type(&doc, m) == BT_JSON_STRING && bt_json_str(&doc, m, &a, &sv) == BT_OK) {
+            upmsg[0] = ':';
+            upmsg[1] = ' ';
+            redact_into(upmsg + 2, sizeof(upmsg) - 2, sv, ex->prov->api_key);
+        }
         int c = bt_json_get(&doc, e, "code");
         if (bt_json_type(&doc, c) == BT_JSON_STRING && bt_json_str(&doc, c, &a, &sv) == BT_OK)
-            snprintf(code, sizeof(code), "%.*s", BT_STR_FMT(sv));
+            redact_into(code, sizeof(code), sv, ex->prov->api_key);
     }
     bt_arena_free(&a);
     if (s == 401 || s == 403)

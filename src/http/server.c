@@ -1086,7 +1086,15 @@ static void conn_process(struct bt_http_conn *c)
     }
     switch (c->state) {
     case CS_HEAD: conn_arm(c, c->head_deadline); break;
-    case CS_BODY: conn_arm(c, after_ms(c, s->opts.body_timeout_ms)); break;
+    case CS_BODY: {
+        /* Silence between body bytes is bounded by body_timeout, and the whole
+         * request by header_timeout + body_timeout from its first byte, so a body
+         * trickled a byte at a time cannot hold a connection forever. */
+        uint64_t idle = after_ms(c, s->opts.body_timeout_ms);
+        uint64_t total = c->head_deadline + s->opts.body_timeout_ms;
+        conn_arm(c, idle < total ? idle : total);
+        break;
+    }
     default: break;
     }
     c->in_process = false;

@@ -28,11 +28,20 @@ struct bt_upstream_opts {
     uint32_t max_queued_per_origin;/* requests waiting for a connection before BT_EBUSY; default 1024 */
 };
 
-/* Where to send a request. Strings are borrowed for the duration of the call. */
+/* Where to send a request, and how to reach it. Strings are borrowed for the
+ * duration of bt_upstream_request only (the pool copies what it keeps). A
+ * zeroed struct apart from tls/host/port means: system CA store, verification
+ * on, no proxy. Every field is part of the pool key, so a connection set up
+ * under one provider's TLS settings or proxy route never serves another's. */
 struct bt_up_origin {
     bool tls;          /* https (issue: TLS) */
     const char *host;  /* name or address literal */
     uint16_t port;
+    const char *ca_file;    /* PEM file of extra trusted CAs (beside the system store); NULL none */
+    bool tls_no_verify;     /* verification off (config `tls: {verify: false}`) */
+    const char *proxy_host; /* HTTP proxy (name or literal); NULL = direct */
+    uint16_t proxy_port;
+    const char *proxy_auth; /* Proxy-Authorization value ("Basic ..."); NULL none */
 };
 
 struct bt_up_request {
@@ -79,9 +88,11 @@ void bt_upstream_cancel(struct bt_up_call *call);
 struct bt_upstream_stats {
     uint64_t conns_opened;  /* TCP connections opened in total */
     uint64_t conns_reused;  /* requests served on a pooled connection */
-        uint32_t conns_idle;    /* currently idle in pools */
+    uint32_t conns_idle;    /* currently idle in pools */
     uint64_t tls_handshakes; /* TLS handshakes completed */
     uint64_t tls_resumed;    /* ... of which resumed a previous session */
+    uint64_t proxy_tunnels;  /* CONNECT tunnels the proxy accepted */
+    uint32_t tls_contexts;   /* SSL_CTXs created (one per distinct TLS setting) */
 };
 void bt_upstream_stats(const struct bt_upstream *u, struct bt_upstream_stats *out);
 
