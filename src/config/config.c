@@ -18,6 +18,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "upstream/proxy.h"
 
 #define DEFAULT_BASE_URL "https://api.openai.com/v1"
 #define MAX_NAME 128      /* provider and model names */
@@ -738,6 +739,176 @@ static void load_faults(struct loader *L, const struct bt_ynode *n, struct bt_pr
              p->name, sum);
 }
 
+/* ---- tls: and proxy: ---- */
+
+/* A relative ca_file is taken from the config file's directory, so a config
+ * and its CA can move together. Returns a malloc'd path. */
+static char *resolve_path(struct loader *L, const char *path)
+{
+    const char *cfg = L->cfg->path;
+    const char *slash = cfg ? strrchr(cfg, '/') : NULL;
+    if (path[0] == '/' || !slash) return ldup(L, path, strlen(path));
+    struct bt_buf b;
+    bt_buf_init(&b, 8192);
+    if (bt_buf_append(&b, cfg, (size_t)(slash - cfg) + 1) || bt_buf_append_c(&b, path) ||
+        bt_buf_cstr(&b)) {
+        bt_buf_free(&b);
+        L->oom = true;
+        return NULL;
+    }
+    return bt_buf_steal(&b, NULL);
+}
+
+/* Checks now that ca_file can be read and holds a PEM certificate, so a typo
+ * is a config error with a position rather than a 502 at the first request. */
+static bool check_ca_file(struct loader *L, const struct bt_ynode *v, const char *pname,
+                          const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        lerr(L, v, "provider \"%s\": tls.ca_file: cannot open %s: %s", pname, path, strerror(errno));
+        return false;
+    }
+    static const char marker[] = "-----BEGIN CERTIFICATE-----";
+    char buf[8192];
+    size_t keep = 0;
+    bool found = false;
+    for (size_t total = 0; !found && total < (16u << 20);) {
+        size_t n = fread(buf + keep, 1, sizeof(buf) - 1 - keep, f);
+        if (!n) break;
+        total += n;
+        buf[keep + n] = 0;
+        found = memmem(buf, keep + n, marker, sizeof(marker) - 1) != NULL;
+        /* Keep a marker's length of tail: it may straddle two reads. */
+        size_t have = keep + n;
+        keep = have < sizeof(marker) ? have : sizeof(marker);
+        memmove(buf, buf + have - keep, keep);
+    }
+    fclose(f);
+    if (!found)
+        lerr(L, v, "provider \"%s\": tls.ca_file: %s holds no PEM certificate (-----BEGIN "
+                   "CERTIFICATE-----)",
+             pname, path);
+    return found;
+}
+
+static void load_tls(struct loader *L, const struct bt_ynode *n, struct bt_provider *p)
+{
+    static const char *const keys[] = {"ca_file", "verify", NULL};
+    char ctx[MAX_NAME + 40];
+    snprintf(ctx, sizeof(ctx), "provider \"%s\" tls", p->name);
+    const struct bt_ynode *m = as_map(L, n, ctx);
+    if (!m) return;
+    if (!p->tls)
+        lwarn(L, n, "provider \"%s\": tls settings have no effect on an http:// base_url",
+              p->name);
+    for (size_t i = 0; i + 1 < m->n; i += 2) {
+        int idx = key_index(L, m->items[i], keys, ctx);
+        if (idx < 0) continue;
+        const struct bt_ynode *v = m->items[i + 1];
+        char what[MAX_NAME + 60];
+        snprintf(what, sizeof(what), "provider \"%s\": tls.%s", p->name, keys[idx]);
+        if (idx == 0) {
+            if (bt_ynode_is_null(v)) continue;
+            char *s, var[BT_CONFIG_MAX_VARNAME + 1];
+            size_t len;
+            if (!get_string(L, v, what, &s, &len, var)) continue;
+            if (!len) {
+                if (var[0])
+                    lerr(L, v, "%s is empty (%s is %s)", what, var, getenv(var) ? "empty" : "not set");
+                else
+                    lerr(L, v, "%s is empty", what);
+                free(s);
+                continue;
+            }
+            char *path = resolve_path(L, s);
+            free(s);
+            if (!path) continue;
+            if (!check_ca_file(L, v, p->name, path)) {
+                free(path);
+                continue;
+            }
+            free(p->tls_ca_file);
+            p->tls_ca_file = path;
+        } else {
+            bool verify = true;
+            if (!get_bool(L, v, what, &verify)) continue;
+            p->tls_no_verify = !verify;
+            if (!verify && p->tls)
+                lwarn(L, v,
+                      "provider \"%s\": tls.verify is false: baton does not check this "
+                      "provider's certificate, so anyone on the network path can read and "
+                      "change its traffic (API key included)",
+                      p->name);
+        }
+    }
+}
+
+static bool set_proxy(struct loader *L, struct bt_provider *p, struct bt_proxy_spec *sp,
+                      const char *from)
+{
+    p->proxy_host = sp->host;
+    p->proxy_port = sp->port;
+    p->proxy_auth = sp->auth;
+    p->proxy_shown = sp->shown;
+    memset(sp, 0, sizeof(*sp));
+    p->proxy_from = ldup(L, from, strlen(from));
+    return p->proxy_from != NULL;
+}
+
+/* The provider's proxy: `proxy:` when written ("" or "none": direct), else
+ * the environment as curl reads it: https_proxy / HTTPS_PROXY for https,
+ * http_proxy / HTTP_PROXY for http (lowercase first), unless no_proxy /
+ * NO_PROXY exempts the host. Read once, at load (and at every reload). */
+static void load_proxy(struct loader *L, const struct bt_ynode *k, const struct bt_ynode *v,
+                       struct bt_provider *p)
+{
+    char why[160];
+    struct bt_proxy_spec sp;
+    if (v && !bt_ynode_is_null(v)) {
+        char *s;
+        size_t len;
+        if (!get_string(L, v, "proxy", &s, &len, NULL)) return;
+        if (len == 0 || strcmp(s, "none") == 0) { /* explicitly direct */
+            free(s);
+            return;
+        }
+        enum bt_err e = bt_proxy_parse(s, len, &sp, why, sizeof(why));
+        explicit_bzero(s, len);
+        free(s);
+        if (e == BT_ENOMEM) L->oom = true;
+        if (e) {
+            if (e != BT_ENOMEM) lerr(L, v, "provider \"%s\": proxy: %s", p->name, why);
+            return;
+        }
+        if (!set_proxy(L, p, &sp, "proxy")) bt_proxy_spec_free(&sp);
+        return;
+    }
+    if (v) return; /* `proxy:` with no value: direct, like "" */
+    const char *names[2][2] = {{"http_proxy", "HTTP_PROXY"}, {"https_proxy", "HTTPS_PROXY"}};
+    const char *from = NULL, *url = NULL;
+    for (int i = 0; i < 2 && !url; i++) {
+        const char *e = getenv(names[p->tls][i]);
+        if (e && e[0]) {
+            url = e;
+            from = names[p->tls][i];
+        }
+    }
+    if (!url) return;
+    const char *np = getenv("no_proxy");
+    if (!np || !np[0]) np = getenv("NO_PROXY");
+    if (bt_no_proxy_match(np, p->host, p->port)) return;
+    enum bt_err e = bt_proxy_parse(url, strlen(url), &sp, why, sizeof(why));
+    if (e == BT_ENOMEM) L->oom = true;
+    if (e) {
+        if (e != BT_ENOMEM)
+            lerr(L, k, "provider \"%s\": %s from the environment is not a usable proxy: %s",
+                 p->name, from, why);
+        return;
+    }
+    if (!set_proxy(L, p, &sp, from)) bt_proxy_spec_free(&sp);
+}
+
 enum pkey {
     PK_TYPE,
     PK_BASE_URL,
@@ -750,10 +921,13 @@ enum pkey {
     PK_EMBEDDING_DIMS,
     PK_RETRY_AFTER,
     PK_FAULTS,
+    PK_TLS,
+    PK_PROXY,
 };
 static const char *const provider_keys[] = {
     "type",           "base_url",     "api_key",        "timeouts",    "seed",   "ttft",
-    "tokens_per_sec", "reply_tokens", "embedding_dims", "retry_after", "faults", NULL};
+    "tokens_per_sec", "reply_tokens", "embedding_dims", "retry_after", "faults", "tls",
+    "proxy",          NULL};
 
 static bool provider_key_applies(int idx, enum bt_provider_type t)
 {
@@ -763,6 +937,8 @@ static bool provider_key_applies(int idx, enum bt_provider_type t)
         return true;
     case PK_BASE_URL:
     case PK_API_KEY:
+    case PK_TLS:
+    case PK_PROXY:
         return t == BT_PROVIDER_OPENAI;
     default:
         return t == BT_PROVIDER_SIM;
@@ -819,7 +995,7 @@ static void load_provider(struct loader *L, const struct bt_ynode *k, const stru
         }
     }
 
-    const struct bt_ynode *key_node = NULL, *url_node = NULL;
+    const struct bt_ynode *key_node = NULL, *url_node = NULL, *tls_node = NULL, *proxy_node = NULL;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
         const struct bt_ynode *kk = m->items[i], *vv = m->items[i + 1];
         int idx = key_index(L, kk, provider_keys, ctx);
@@ -876,6 +1052,12 @@ static void load_provider(struct loader *L, const struct bt_ynode *k, const stru
         case PK_FAULTS:
             load_faults(L, vv, p);
             break;
+        case PK_TLS:
+            tls_node = vv;
+            break;
+        case PK_PROXY:
+            proxy_node = vv;
+            break;
         }
     }
     if (p->type != BT_PROVIDER_OPENAI) {
@@ -904,7 +1086,9 @@ static void load_provider(struct loader *L, const struct bt_ynode *k, const stru
         ulen = strlen(url);
     }
     p->base_url = url;
-    parse_base_url(L, url_node ? url_node : k, p->name, p, url, ulen);
+    bool url_ok = parse_base_url(L, url_node ? url_node : k, p->name, p, url, ulen);
+    if (tls_node) load_tls(L, tls_node, p);
+    if (url_ok) load_proxy(L, k, proxy_node, p);
 
     /* api_key: a written key that came out empty is a warning, not an error,
      * so one missing secret does not take down every other provider. */
@@ -1230,6 +1414,11 @@ static void config_free(struct bt_config *c)
         free(p->base_path);
         free_secret(p->api_key);
         free(p->api_key_env);
+        free(p->tls_ca_file);
+        free(p->proxy_host);
+        free_secret(p->proxy_auth);
+        free(p->proxy_shown);
+        free(p->proxy_from);
     }
     free(c->providers);
     for (size_t i = 0; i < c->nmodels; i++) {
@@ -1523,6 +1712,20 @@ void bt_config_print_table(const struct bt_config *c, void *file)
         key_state(p, ks, sizeof(ks));
         fprintf(f, "  %-*s  %-*s  %-*s  %s\n", wp, p->name, wt + 2,
                 p->type == BT_PROVIDER_SIM ? "sim" : "openai", wu, shown_url(p), ks);
+    }
+    /* How each provider is reached, when it is not the default (system CAs,
+     * verified, direct). Proxy credentials never show. */
+    for (size_t i = 0; i < c->nproviders; i++) {
+        const struct bt_provider *p = &c->providers[i];
+        if (p->type != BT_PROVIDER_OPENAI) continue;
+        if (p->proxy_host)
+            fprintf(f, "  %s: proxy %s (from %s)%s\n", p->name, p->proxy_shown ? p->proxy_shown : "?",
+                    p->proxy_from ? p->proxy_from : "?",
+                    p->tls ? ", CONNECT tunnel" : ", absolute-form requests");
+        if (p->tls && p->tls_no_verify)
+            fprintf(f, "  %s: tls verify OFF (certificate not checked)\n", p->name);
+        else if (p->tls && p->tls_ca_file)
+            fprintf(f, "  %s: tls ca_file %s (beside the system store)\n", p->name, p->tls_ca_file);
     }
     bool v6 = c->server.listen_host && strchr(c->server.listen_host, ':');
     fprintf(f, "server: listen %s%s%s:%u, workers %s", v6 ? "[" : "",

@@ -55,6 +55,15 @@ struct bt_provider {
     bool api_key_required;      /* true when `api_key:` was written (so an unset value is a problem) */
     char *api_key_env;          /* the ${VAR} name api_key referred to, for messages; may be NULL */
     struct bt_timeouts timeouts;
+    /* How the provider is reached (openai type). Zero = system CA store,
+     * verification on, direct. See docs/config.md. */
+    char *tls_ca_file;          /* tls.ca_file: extra trusted CA (PEM) beside the system store */
+    bool tls_no_verify;         /* tls.verify: false, written explicitly */
+    char *proxy_host;           /* HTTP proxy (no brackets); NULL = direct */
+    uint16_t proxy_port;
+    char *proxy_auth;           /* secret: Proxy-Authorization value ("Basic ..."); NULL none */
+    char *proxy_shown;          /* the proxy URL with credentials masked, for messages */
+    char *proxy_from;           /* "proxy" (the key) or the variable it came from, e.g. HTTPS_PROXY */
     struct bt_sim_cfg sim;      /* sim type only */
     int line, col;              /* where the provider was defined */
 };

@@ -97,7 +97,18 @@ enum bt_err bt_provider_start(const struct bt_provider *p, uv_loop_t *loop,
         if (an < 0 || (size_t)an >= sizeof(auth)) return BT_ETOOBIG;
         hs[nh++] = (struct bt_http_header){BT_STR("Authorization"), {auth, (size_t)an}};
     }
-    struct bt_up_origin origin = {.tls = p->tls, .host = p->host, .port = p->port};
+    /* TLS settings and the proxy route are part of the pool key: a connection
+     * made for one provider's settings never serves another's. */
+    struct bt_up_origin origin = {
+        .tls = p->tls,
+        .host = p->host,
+        .port = p->port,
+        .ca_file = p->tls_ca_file,
+        .tls_no_verify = p->tls_no_verify,
+        .proxy_host = p->proxy_host,
+        .proxy_port = p->proxy_port,
+        .proxy_auth = p->proxy_auth,
+    };
     struct bt_up_request ur = {
         .method = BT_STR("POST"),
         .target = {target, (size_t)n},

@@ -40,7 +40,7 @@ enum {
     DEFAULT_MAX_IDLE = 64,
     DEFAULT_MAX_QUEUED = 1024,
     DEFAULT_IDLE_REAP_MS = 30000,
-    TUNNEL_HEAD_MAX = 16 * 1024,  /* cap on the proxy's answer to CONNECT */
+    TUNNEL_HEAD_MAX = 16 * 1024, /* cap on the proxy's answer to CONNECT */
 };
 
 struct up_conn;
@@ -86,9 +86,9 @@ struct up_pool {
     bool tunnel;                 /* https through a proxy: CONNECT first */
     char *connect_req;           /* owned secret: the CONNECT request, when tunnel */
     size_t connect_req_len;
-    struct up_tlsctx *tctx;      /* key.tls: the context for the key's TLS settings */
-    struct up_conn *idle_head;   /* idle connections, most recently used first */
-    struct up_conn *idle_tail;   /* oldest idle connection (reaped first) */
+    struct up_tlsctx *tctx;    /* key.tls: the context for the key's TLS settings */
+    struct up_conn *idle_head; /* idle connections, most recently used first */
+    struct up_conn *idle_tail; /* oldest idle connection (reaped first) */
     uint32_t nidle;
     uint32_t nconns;              /* connections counted against the limit (idle included) */
     struct bt_up_call *wait_head; /* calls waiting for a connection, FIFO */
@@ -923,8 +923,8 @@ static void tunnel_on_read(struct up_conn *c, ssize_t nread, const uv_buf_t *buf
     }
     if (nread < 0) {
         call_fail_later(call, BT_EPROTO,
-                        call_detailf(call, "proxy %s closed the connection during CONNECT (%s)",
-                                     pn, uv_strerror((int)nread)));
+                        call_detailf(call, "proxy %s closed the connection during CONNECT (%s)", pn,
+                                     uv_strerror((int)nread)));
         return;
     }
     if (bt_buf_append(&c->tun, buf->base, (size_t)nread)) {
@@ -947,8 +947,8 @@ static void tunnel_on_read(struct up_conn *c, ssize_t nread, const uv_buf_t *buf
         char reason[64];
         size_t rn = 0;
         const char *eol = memchr(p, '\r', head);
-        for (const char *q = p + (len > 13 ? 13 : len); status && q < eol && rn < sizeof(reason) - 1;
-             q++)
+        for (const char *q = p + (len > 13 ? 13 : len);
+             status && q < eol && rn < sizeof(reason) - 1; q++)
             reason[rn++] = (*q >= 32 && *q < 127) ? *q : '?';
         reason[rn] = 0;
         if (status)
@@ -957,8 +957,10 @@ static void tunnel_on_read(struct up_conn *c, ssize_t nread, const uv_buf_t *buf
                                          rn ? " " : "", reason, pn));
         else
             call_fail_later(call, BT_EPROTO,
-                            call_detailf(call, "proxy %s answered CONNECT with something that is "
-                                               "not HTTP", pn));
+                            call_detailf(call,
+                                         "proxy %s answered CONNECT with something that is "
+                                         "not HTTP",
+                                         pn));
         return;
     }
     c->u->stats.proxy_tunnels++;
@@ -1838,6 +1840,10 @@ static struct up_pool *pool_get(struct bt_upstream *u, const struct bt_up_origin
             goto fail;
         }
         pool->connect_req = bt_buf_steal(&cb, &pool->connect_req_len);
+        if (!pool->connect_req) {
+            bt_buf_free(&cb);
+            goto fail;
+        }
     }
     pool->next = u->pools;
     u->pools = pool;
@@ -2018,8 +2024,8 @@ static bool target_ok(struct bt_str s)
 
 static bool is_hop_header(struct bt_str name)
 {
-    static const char *const hop[] = {"content-length", "connection",       "transfer-encoding",
-                                      "keep-alive",     "proxy-connection", "te",
+    static const char *const hop[] = {"content-length", "connection",         "transfer-encoding",
+                                      "keep-alive",     "proxy-connection",   "te",
                                       "upgrade",        "proxy-authorization"};
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
         if (bt_str_caseeq_c(name, hop[i])) return true;

@@ -18,14 +18,15 @@
 #include "core/str.h"
 #include "http/server.h" /* struct bt_http_header */
 
-struct bt_upstream;  /* opaque: per-worker pools */
-struct bt_up_call;   /* opaque: one request in flight */
+struct bt_upstream; /* opaque: per-worker pools */
+struct bt_up_call;  /* opaque: one request in flight */
 
 struct bt_upstream_opts {
     uint32_t max_conns_per_origin; /* default 256 */
     uint32_t max_idle_per_origin;  /* default 64 */
     uint64_t idle_reap_ms;         /* idle pooled connections closed after; default 30s */
-    uint32_t max_queued_per_origin;/* requests waiting for a connection before BT_EBUSY; default 1024 */
+    uint32_t
+        max_queued_per_origin; /* requests waiting for a connection before BT_EBUSY; default 1024 */
 };
 
 /* Where to send a request, and how to reach it. Strings are borrowed for the
@@ -34,8 +35,8 @@ struct bt_upstream_opts {
  * on, no proxy. Every field is part of the pool key, so a connection set up
  * under one provider's TLS settings or proxy route never serves another's. */
 struct bt_up_origin {
-    bool tls;          /* https (issue: TLS) */
-    const char *host;  /* name or address literal */
+    bool tls;         /* https (issue: TLS) */
+    const char *host; /* name or address literal */
     uint16_t port;
     const char *ca_file;    /* PEM file of extra trusted CAs (beside the system store); NULL none */
     bool tls_no_verify;     /* verification off (config `tls: {verify: false}`) */
@@ -45,13 +46,13 @@ struct bt_up_origin {
 };
 
 struct bt_up_request {
-    struct bt_str method;                   /* "POST" */
-    struct bt_str target;                   /* request target, e.g. "/v1/chat/completions" */
-    const struct bt_http_header *headers;   /* extra headers (Authorization, Content-Type...) */
-    size_t nheaders;                        /* Host, Content-Length, Connection are added */
-    struct bt_str body;                     /* borrowed until on_done or cancel */
-    struct bt_timeouts timeouts;            /* 0 = none for that phase */
-    size_t max_head_bytes;                  /* response head cap, default 64 KiB */
+    struct bt_str method;                 /* "POST" */
+    struct bt_str target;                 /* request target, e.g. "/v1/chat/completions" */
+    const struct bt_http_header *headers; /* extra headers (Authorization, Content-Type...) */
+    size_t nheaders;                      /* Host, Content-Length, Connection are added */
+    struct bt_str body;                   /* borrowed until on_done or cancel */
+    struct bt_timeouts timeouts;          /* 0 = none for that phase */
+    size_t max_head_bytes;                /* response head cap, default 64 KiB */
 };
 
 /* Callbacks, each invoked on the loop thread. After on_done nothing else is
@@ -86,9 +87,9 @@ void bt_upstream_cancel(struct bt_up_call *call);
 
 /* Counters for tests and metrics. */
 struct bt_upstream_stats {
-    uint64_t conns_opened;  /* TCP connections opened in total */
-    uint64_t conns_reused;  /* requests served on a pooled connection */
-    uint32_t conns_idle;    /* currently idle in pools */
+    uint64_t conns_opened;   /* TCP connections opened in total */
+    uint64_t conns_reused;   /* requests served on a pooled connection */
+    uint32_t conns_idle;     /* currently idle in pools */
     uint64_t tls_handshakes; /* TLS handshakes completed */
     uint64_t tls_resumed;    /* ... of which resumed a previous session */
     uint64_t proxy_tunnels;  /* CONNECT tunnels the proxy accepted */

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -16,6 +17,7 @@
 #include <uv.h>
 
 #include "core/buf.h"
+#include "upstream/proxy.h"
 #include "upstream/upstream.h"
 
 /* ---- the test server ------------------------------------------------------- */
@@ -309,7 +311,7 @@ struct res {
     int status;
     int heads, datas, dones;
     enum bt_err err;
-    char detail[96];
+    char detail[200];
     struct bt_buf body;
     char x_test[32];
     char location[32];
@@ -1330,6 +1332,534 @@ TEST(tls_concurrent_and_cancel)
     finish(&loop, u);
 }
 
+/* ---- proxies ---------------------------------------------------------------- */
+
+TEST(proxy_url_parse)
+{
+    struct bt_proxy_spec sp;
+    char why[160];
+    REQUIRE(bt_proxy_parse("http://proxy.corp:3128", 22, &sp, why, sizeof(why)) == BT_OK);
+    CHECK_STR(sp.host, "proxy.corp");
+    CHECK_INT(sp.port, 3128);
+    CHECK(sp.auth == NULL);
+    CHECK_STR(sp.shown, "http://proxy.corp:3128");
+    bt_proxy_spec_free(&sp);
+    /* No scheme, no port: http and curl's 1080; a trailing slash is fine. */
+    const char *u2 = "proxy.corp/";
+    REQUIRE(bt_proxy_parse(u2, strlen(u2), &sp, why, sizeof(why)) == BT_OK);
+    CHECK_STR(sp.host, "proxy.corp");
+    CHECK_INT(sp.port, 1080);
+    bt_proxy_spec_free(&sp);
+    /* Credentials: percent-decoded, then Basic; never shown. */
+    const char *u3 = "HTTP://us%40er:p%3Ass@[::1]:8080";
+    REQUIRE(bt_proxy_parse(u3, strlen(u3), &sp, why, sizeof(why)) == BT_OK);
+    CHECK_STR(sp.host, "::1");
+    CHECK_INT(sp.port, 8080);
+    CHECK_STR(sp.auth, "Basic dXNAZXI6cDpzcw=="); /* base64("us@er:p:ss") */
+    CHECK_STR(sp.shown, "http://***@[::1]:8080");
+    bt_proxy_spec_free(&sp);
+    const char *u4 = "http://u:p@127.0.0.1:1";
+    REQUIRE(bt_proxy_parse(u4, strlen(u4), &sp, why, sizeof(why)) == BT_OK);
+    CHECK_STR(sp.auth, "Basic dTpw");
+    bt_proxy_spec_free(&sp);
+    const char *u5 = "http://user@h:2"; /* a user without password: "user:" */
+    REQUIRE(bt_proxy_parse(u5, strlen(u5), &sp, why, sizeof(why)) == BT_OK);
+    CHECK_STR(sp.auth, "Basic dXNlcjo=");
+    bt_proxy_spec_free(&sp);
+    const char *bad[] = {"https://proxy:443", "socks5://proxy:1080", "http://proxy:99999",
+                         "http://proxy:0",     "http://proxy/path",   "http://",
+                         "http://u:p%zz@h:1",  "http://[::1:80",      "http://pro xy:1",
+                         "http://u:se%0Acret@h:1", ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why[0] = 0;
+        enum bt_err e = bt_proxy_parse(bad[i], strlen(bad[i]), &sp, why, sizeof(why));
+        if (e != BT_EINVAL) H_FAIL("\"%s\" parsed (err %d)", bad[i], e);
+        CHECK(why[0] != 0);
+        CHECK(strstr(why, "secret") == NULL && strstr(why, "se%0A") == NULL);
+        CHECK(sp.host == NULL && sp.auth == NULL && sp.shown == NULL);
+    }
+}
+
+TEST(no_proxy_rules)
+{
+    CHECK(!bt_no_proxy_match(NULL, "api.openai.com", 443));
+    CHECK(!bt_no_proxy_match("", "api.openai.com", 443));
+    CHECK(bt_no_proxy_match("*", "api.openai.com", 443));
+    CHECK(bt_no_proxy_match("openai.com", "api.openai.com", 443));
+    CHECK(bt_no_proxy_match("openai.com", "openai.com", 443));
+    CHECK(bt_no_proxy_match(".openai.com", "api.openai.com", 443));
+    CHECK(bt_no_proxy_match(".openai.com", "openai.com", 443));
+    CHECK(bt_no_proxy_match("OpenAI.COM", "Api.openai.com.", 443));
+    CHECK(!bt_no_proxy_match("openai.com", "notopenai.com", 443));
+    CHECK(!bt_no_proxy_match("api.openai.com", "openai.com", 443));
+    CHECK(bt_no_proxy_match("foo, bar.org ,openai.com", "x.openai.com", 443));
+    CHECK(bt_no_proxy_match("foo bar.org", "bar.org", 80));
+    /* Loopback is not special: only a NO_PROXY entry exempts it. */
+    CHECK(!bt_no_proxy_match("example.com", "localhost", 443));
+    CHECK(!bt_no_proxy_match("example.com", "127.0.0.1", 443));
+    CHECK(bt_no_proxy_match("localhost,127.0.0.1", "127.0.0.1", 443));
+    CHECK(bt_no_proxy_match("localhost", "localhost", 8443));
+    /* Ports. */
+    CHECK(bt_no_proxy_match("localhost:8443", "localhost", 8443));
+    CHECK(!bt_no_proxy_match("localhost:8443", "localhost", 443));
+    CHECK(bt_no_proxy_match("127.0.0.1:20001", "127.0.0.1", 20001));
+    CHECK(!bt_no_proxy_match("127.0.0.1:20001", "127.0.0.1", 20002));
+    /* Addresses and ranges; names never match addresses. */
+    CHECK(bt_no_proxy_match("10.0.0.0/8", "10.1.2.3", 443));
+    CHECK(!bt_no_proxy_match("10.0.0.0/8", "11.1.2.3", 443));
+    CHECK(bt_no_proxy_match("192.168.1.0/23", "192.168.0.9", 443));
+    CHECK(!bt_no_proxy_match("192.168.1.0/24", "192.168.0.9", 443));
+    CHECK(bt_no_proxy_match("::1", "::1", 443));
+    CHECK(bt_no_proxy_match("::1", "[::1]", 443));
+    CHECK(bt_no_proxy_match("[::1]:443", "::1", 443));
+    CHECK(!bt_no_proxy_match("[::1]:443", "::1", 80));
+    CHECK(bt_no_proxy_match("fd00::/8", "fd12::5", 443));
+    CHECK(!bt_no_proxy_match("0.0.0.1", "localhost", 443));
+    CHECK(!bt_no_proxy_match("1.com", "1.1.1.1", 443));
+    CHECK(!bt_no_proxy_match(",,, ,", "a.com", 443));
+    CHECK(!bt_no_proxy_match("a.com:notaport", "a.com", 443));
+}
+
+/* A scripted HTTP proxy in threads: CONNECT tunnels to 127.0.0.1:port (for
+ * any host name) and relays bytes; a plain request is answered by the proxy
+ * itself with its request line and whether it carried Proxy-Authorization,
+ * so a test sees exactly what the client sent. `need_auth` makes it answer
+ * 407 without that exact Proxy-Authorization value. */
+struct tproxy {
+    int lfd;
+    uint16_t port;
+    pthread_t accept_thr;
+    const char *need_auth;
+    atomic_int connects, plains, refused;
+    atomic_bool stop;
+    pthread_mutex_t mu;
+    int fds[SRV_MAX_CONNS];
+    pthread_t thr[SRV_MAX_CONNS];
+    int nconn;
+    char last_head[4096];
+};
+
+struct tproxy_conn {
+    struct tproxy *p;
+    int fd;
+};
+
+static void relay(int a, int b)
+{
+    struct pollfd pf[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
+    char buf[16384];
+    for (;;) {
+        if (poll(pf, 2, 200) < 0) return;
+        for (int i = 0; i < 2; i++) {
+            if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            ssize_t n = recv(pf[i].fd, buf, sizeof(buf), 0);
+            if (n <= 0 || !send_all(pf[1 - i].fd, buf, (size_t)n)) return;
+        }
+    }
+}
+
+static void *tproxy_conn_main(void *arg)
+{
+    struct tproxy_conn *pc = arg;
+    struct tproxy *p = pc->p;
+    int fd = pc->fd;
+    for (;;) {
+        char head[4096];
+        size_t len = 0;
+        char *end = NULL;
+        while (!end && len < sizeof(head) - 1) {
+            ssize_t r = recv(fd, head + len, sizeof(head) - 1 - len, 0);
+            if (r <= 0) goto out;
+            len += (size_t)r;
+            head[len] = 0;
+            end = strstr(head, "\r\n\r\n");
+        }
+        if (!end) goto out;
+        end[2] = 0; /* the head with its last CRLF */
+        pthread_mutex_lock(&p->mu);
+        snprintf(p->last_head, sizeof(p->last_head), "%s", head);
+        pthread_mutex_unlock(&p->mu);
+        char line[512];
+        char *eol = strstr(head, "\r\n");
+        snprintf(line, sizeof(line), "%.*s", (int)(eol - head), head);
+        const char *pa = strcasestr(head, "\r\nProxy-Authorization: ");
+        char got_auth[256] = "";
+        if (pa) {
+            pa += 23;
+            const char *e = strstr(pa, "\r\n");
+            snprintf(got_auth, sizeof(got_auth), "%.*s", (int)(e - pa), pa);
+        }
+        if (p->need_auth && strcmp(got_auth, p->need_auth) != 0) {
+            atomic_fetch_add(&p->refused, 1);
+            send_str(fd, "HTTP/1.1 407 Proxy Authentication Required\r\n"
+                         "Proxy-Authenticate: Basic realm=\"test\"\r\nContent-Length: 6\r\n"
+                         "Connection: close\r\n\r\ndenied");
+            goto out;
+        }
+        if (strncmp(line, "CONNECT ", 8) == 0) {
+            atomic_fetch_add(&p->connects, 1);
+            const char *colon = strrchr(line, ':');
+            uint16_t port = colon ? (uint16_t)strtoul(colon + 1, NULL, 10) : 0;
+            int up = socket(AF_INET, SOCK_STREAM, 0);
+            struct sockaddr_in sa = {.sin_family = AF_INET,
+                                     .sin_port = htons(port),
+                                     .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+            if (connect(up, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+                close(up);
+                send_str(fd, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+                goto out;
+            }
+            send_str(fd, "HTTP/1.1 200 Connection established\r\n\r\n");
+            relay(fd, up);
+            close(up);
+            goto out;
+        }
+        atomic_fetch_add(&p->plains, 1);
+        char body[700];
+        int bn = snprintf(body, sizeof(body), "%s|auth=%s", line, got_auth[0] ? got_auth : "-");
+        char resp[900];
+        snprintf(resp, sizeof(resp), "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", bn, body);
+        if (!send_str(fd, resp)) goto out;
+    }
+out:
+    shutdown(fd, SHUT_RDWR);
+    free(pc);
+    return NULL;
+}
+
+static void *tproxy_accept_main(void *arg)
+{
+    struct tproxy *p = arg;
+    for (;;) {
+        int fd = accept(p->lfd, NULL, NULL);
+        if (fd < 0) {
+            if (!atomic_load(&p->stop) && errno == EINTR) continue;
+            break;
+        }
+        if (atomic_load(&p->stop)) {
+            close(fd);
+            break;
+        }
+        pthread_mutex_lock(&p->mu);
+        if (p->nconn == SRV_MAX_CONNS) {
+            pthread_mutex_unlock(&p->mu);
+            close(fd);
+            continue;
+        }
+        int i = p->nconn++;
+        p->fds[i] = fd;
+        struct tproxy_conn *pc = malloc(sizeof(*pc));
+        pc->p = p;
+        pc->fd = fd;
+        pthread_create(&p->thr[i], NULL, tproxy_conn_main, pc);
+        pthread_mutex_unlock(&p->mu);
+    }
+    return NULL;
+}
+
+static bool tproxy_start(struct tproxy *p, const char *need_auth)
+{
+    memset(p, 0, sizeof(*p));
+    pthread_mutex_init(&p->mu, NULL);
+    p->need_auth = need_auth;
+    p->lfd = listen_on(&p->port, 64);
+    if (p->lfd < 0) return false;
+    pthread_create(&p->accept_thr, NULL, tproxy_accept_main, p);
+    return true;
+}
+
+static void tproxy_stop(struct tproxy *p)
+{
+    atomic_store(&p->stop, true);
+    shutdown(p->lfd, SHUT_RDWR);
+    pthread_join(p->accept_thr, NULL);
+    close(p->lfd);
+    for (int i = 0; i < p->nconn; i++)
+        shutdown(p->fds[i], SHUT_RDWR);
+    for (int i = 0; i < p->nconn; i++) {
+        pthread_join(p->thr[i], NULL);
+        close(p->fds[i]);
+    }
+    pthread_mutex_destroy(&p->mu);
+}
+
+static struct bt_up_call *start_via(struct bt_upstream *u, const struct bt_up_origin *o,
+                                    const char *path, struct res *r)
+{
+    struct bt_up_request req = {
+        .method = BT_STR("GET"),
+        .target = bt_str_c(path),
+        .timeouts = {.connect_ms = 5000, .first_byte_ms = 5000, .total_ms = 10000},
+    };
+    r->call = bt_upstream_request(u, o, &req, &CB, r);
+    return r->call;
+}
+
+/* Plain http through a proxy: absolute-form, our Host, Proxy-Authorization
+ * for the proxy only; the connection to the proxy is kept alive and pooled
+ * apart from direct connections and from other credentials. */
+TEST(proxy_plain_http_absolute_form)
+{
+    struct tproxy px;
+    REQUIRE(tproxy_start(&px, NULL));
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct bt_upstream *u = bt_upstream_new(&loop, NULL);
+    struct bt_up_origin o = {.host = "api.example.com", .port = 8080, .proxy_host = "127.0.0.1",
+                             .proxy_port = px.port};
+    struct res r[4];
+    for (int i = 0; i < 4; i++)
+        res_init(&r[i]);
+    REQUIRE(start_via(u, &o, "/v1/chat/completions", &r[0]));
+    run(&loop);
+    CHECK_INT(r[0].err, BT_OK);
+    CHECK_SLICE(bt_buf_str(&r[0].body),
+                "GET http://api.example.com:8080/v1/chat/completions HTTP/1.1|auth=-");
+    CHECK(strstr(px.last_head, "\r\nHost: api.example.com:8080\r\n") != NULL);
+    REQUIRE(start_via(u, &o, "/again", &r[1]));
+    run(&loop);
+    CHECK_INT(r[1].err, BT_OK);
+    CHECK_INT(stats(u).conns_opened, 1);
+    CHECK_INT(stats(u).conns_reused, 1);
+    /* Other credentials: another pool, another connection; the header goes out. */
+    struct bt_up_origin oa = o;
+    oa.proxy_auth = "Basic dTpw";
+    REQUIRE(start_via(u, &oa, "/x", &r[2]));
+    run(&loop);
+    CHECK_INT(r[2].err, BT_OK);
+    CHECK_SLICE(bt_buf_str(&r[2].body), "GET http://api.example.com:8080/x HTTP/1.1|auth=Basic dTpw");
+    CHECK_INT(stats(u).conns_opened, 2);
+    CHECK_INT(px.plains, 3);
+    CHECK_INT(px.connects, 0);
+    /* A header that could split the request is refused. */
+    struct bt_up_origin bad = o;
+    bad.proxy_auth = "Basic x\r\nX-Evil: 1";
+    REQUIRE(start_via(u, &bad, "/", &r[3]));
+    run(&loop);
+    CHECK_INT(r[3].err, BT_EINVAL);
+    CHECK_INT(px.plains, 3);
+    for (int i = 0; i < 4; i++)
+        bt_buf_free(&r[i].body);
+    finish(&loop, u);
+    tproxy_stop(&px);
+}
+
+/* https through a proxy: CONNECT host:port with Host and credentials, then TLS
+ * inside the tunnel. Here the tunnel leads to a plain HTTP server, so the
+ * handshake fails: that proves the order (CONNECT first, TLS after) without
+ * a TLS server; the TLS mode does the full exchange against nginx. */
+TEST(proxy_connect_tunnel_and_refusals)
+{
+    struct srv s;
+    REQUIRE(srv_start(&s));
+    struct tproxy px, pxa;
+    REQUIRE(tproxy_start(&px, NULL));
+    REQUIRE(tproxy_start(&pxa, "Basic dTpw"));
+    uint16_t dead;
+    int dfd = listen_on(&dead, 1);
+    REQUIRE(dfd >= 0);
+    close(dfd);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct bt_upstream *u = bt_upstream_new(&loop, NULL);
+    struct res r[5];
+    for (int i = 0; i < 5; i++)
+        res_init(&r[i]);
+    struct bt_up_origin o = {.tls = true, .host = "localhost", .port = s.port,
+                             .proxy_host = "127.0.0.1", .proxy_port = px.port};
+    REQUIRE(start_via(u, &o, "/cl", &r[0]));
+    run(&loop);
+    CHECK_INT(r[0].err, BT_ETLS);
+    CHECK_INT(px.connects, 1);
+    CHECK_INT(stats(u).proxy_tunnels, 1);
+    char want[128];
+    snprintf(want, sizeof(want), "CONNECT localhost:%u HTTP/1.1\r\nHost: localhost:%u\r\n",
+             s.port, s.port);
+    CHECK(strncmp(px.last_head, want, strlen(want)) == 0);
+    CHECK(strstr(px.last_head, "Proxy-Authorization") == NULL);
+
+    /* A proxy that wants credentials: none -> a clear 407 naming the proxy. */
+    struct bt_up_origin oa = o;
+    oa.proxy_port = pxa.port;
+    REQUIRE(start_via(u, &oa, "/cl", &r[1]));
+    run(&loop);
+    CHECK_INT(r[1].err, BT_EPROTO);
+    char want407[160];
+    snprintf(want407, sizeof(want407),
+             "proxy refused CONNECT: 407 Proxy Authentication Required (proxy 127.0.0.1:%u)",
+             pxa.port);
+    CHECK_STR(r[1].detail, want407);
+    CHECK_INT(r[1].heads, 0);
+    /* ... with them: the tunnel opens (and TLS fails on the plain server). */
+    oa.proxy_auth = "Basic dTpw";
+    REQUIRE(start_via(u, &oa, "/cl", &r[2]));
+    run(&loop);
+    CHECK_INT(r[2].err, BT_ETLS);
+    CHECK_INT(pxa.connects, 1);
+    CHECK_INT(pxa.refused, 1);
+    CHECK(strstr(pxa.last_head, "\r\nProxy-Authorization: Basic dTpw\r\n") != NULL);
+    CHECK_INT(stats(u).proxy_tunnels, 2);
+
+    /* The proxy is down: the message names the proxy, not the origin. */
+    struct bt_up_origin od = o;
+    od.proxy_port = dead;
+    REQUIRE(start_via(u, &od, "/cl", &r[3]));
+    run(&loop);
+    CHECK_INT(r[3].err, BT_ECONNREFUSED);
+    snprintf(want, sizeof(want), "proxy 127.0.0.1:%u: connection refused", dead);
+    CHECK_STR(r[3].detail, want);
+    /* The origin is gone behind the proxy: the proxy's own 502. */
+    struct bt_up_origin og = o;
+    og.port = dead;
+    REQUIRE(start_via(u, &og, "/cl", &r[4]));
+    run(&loop);
+    CHECK_INT(r[4].err, BT_EPROTO);
+    CHECK(strncmp(r[4].detail, "proxy refused CONNECT: 502 Bad Gateway", 38) == 0);
+    CHECK_INT(s.accepted, 2); /* the two tunnels; nothing went around the proxy */
+    for (int i = 0; i < 5; i++)
+        bt_buf_free(&r[i].body);
+    finish(&loop, u);
+    tproxy_stop(&px);
+    tproxy_stop(&pxa);
+    srv_stop(&s);
+}
+
+/* A proxy that never answers CONNECT: the connect timeout covers it. */
+TEST(proxy_connect_timeout)
+{
+    uint16_t port;
+    int lfd = listen_on(&port, 8); /* the kernel completes TCP; nobody answers */
+    REQUIRE(lfd >= 0);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct bt_upstream *u = bt_upstream_new(&loop, NULL);
+    struct res r;
+    res_init(&r);
+    struct bt_up_origin o = {.tls = true, .host = "localhost", .port = 443,
+                             .proxy_host = "127.0.0.1", .proxy_port = port};
+    struct bt_up_request req = {
+        .method = BT_STR("GET"), .target = BT_STR("/"), .timeouts = {.connect_ms = 100}};
+    uint64_t t0 = uv_hrtime();
+    r.call = bt_upstream_request(u, &o, &req, &CB, &r);
+    REQUIRE(r.call);
+    run(&loop);
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    CHECK_INT(r.err, BT_ETIMEDOUT);
+    CHECK_STR(r.detail, "connect");
+    CHECK(ms >= 90 && ms < 1000);
+    CHECK_INT(stats(u).proxy_tunnels, 0);
+    bt_buf_free(&r.body);
+    finish(&loop, u);
+    close(lfd);
+}
+
+/* ---- TLS settings against nginx (TLS mode) ---- */
+
+/* ca_file adds a CA beside the system store; verify off accepts anything; each
+ * setting gets its own SSL_CTX and its own pool. The system store is emptied
+ * for this test (SSL_CERT_FILE points nowhere), so only ca_file can make the
+ * test CA trusted. */
+TEST(tls_ca_file_and_verify_off)
+{
+    const char *ca_env = getenv("SSL_CERT_FILE");
+    REQUIRE(ca_env);
+    char ca[1024];
+    snprintf(ca, sizeof(ca), "%s", ca_env);
+    setenv("SSL_CERT_FILE", "/nonexistent/baton-test-ca.pem", 1);
+    uint16_t good = env_port("BT_TLS_GOOD_PORT");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct bt_upstream *u = bt_upstream_new(&loop, NULL);
+    struct res r[8];
+    for (int i = 0; i < 8; i++)
+        res_init(&r[i]);
+    struct bt_up_origin plain = {.tls = true, .host = "localhost", .port = good};
+    REQUIRE(start_via(u, &plain, "/", &r[0]));
+    run(&loop);
+    CHECK_INT(r[0].err, BT_ETLS);
+    CHECK_STR(r[0].detail, "untrusted certificate");
+    struct bt_up_origin withca = plain;
+    withca.ca_file = ca;
+    for (int i = 1; i <= 2; i++) {
+        REQUIRE(start_via(u, &withca, "/", &r[i]));
+        run(&loop);
+        CHECK_INT(r[i].err, BT_OK);
+        CHECK_SLICE(bt_buf_str(&r[i].body), "hello tls\n");
+    }
+    CHECK_INT(stats(u).tls_handshakes, 1);
+    CHECK_INT(stats(u).conns_reused, 1);
+    /* The CA does not fix a wrong name. */
+    struct bt_up_origin ip = withca;
+    ip.host = "127.0.0.1";
+    REQUIRE(start_via(u, &ip, "/", &r[3]));
+    run(&loop);
+    CHECK_INT(r[3].err, BT_ETLS);
+    CHECK_STR(r[3].detail, "hostname mismatch");
+    /* Verification off: the expired and the self-signed certificate pass. */
+    struct bt_up_origin nv = {.tls = true, .host = "localhost", .tls_no_verify = true};
+    nv.port = env_port("BT_TLS_EXPIRED_PORT");
+    REQUIRE(start_via(u, &nv, "/", &r[4]));
+    run(&loop);
+    CHECK_INT(r[4].err, BT_OK);
+    CHECK_SLICE(bt_buf_str(&r[4].body), "expired\n");
+    nv.port = env_port("BT_TLS_UNTRUSTED_PORT");
+    nv.host = "127.0.0.1";
+    REQUIRE(start_via(u, &nv, "/", &r[5]));
+    run(&loop);
+    CHECK_INT(r[5].err, BT_OK);
+    CHECK_SLICE(bt_buf_str(&r[5].body), "self\n");
+    /* A verified pool and an unverified one never share a connection. */
+    struct bt_up_origin nvgood = plain;
+    nvgood.tls_no_verify = true;
+    uint64_t opened = stats(u).conns_opened;
+    REQUIRE(start_via(u, &nvgood, "/", &r[6]));
+    run(&loop);
+    CHECK_INT(r[6].err, BT_OK);
+    CHECK_INT(stats(u).conns_opened, opened + 1);
+    CHECK_INT(stats(u).tls_contexts, 3); /* system, system + ca_file, verify off */
+    /* An unreadable ca_file is a clear TLS error, not a crash. */
+    struct bt_up_origin badca = plain;
+    badca.ca_file = "/nonexistent/ca.pem";
+    REQUIRE(start_via(u, &badca, "/", &r[7]));
+    run(&loop);
+    CHECK_INT(r[7].err, BT_ETLS);
+    CHECK(strncmp(r[7].detail, "cannot load ca_file /nonexistent/ca.pem", 39) == 0);
+    for (int i = 0; i < 8; i++)
+        bt_buf_free(&r[i].body);
+    finish(&loop, u);
+    setenv("SSL_CERT_FILE", ca, 1);
+}
+
+/* The full path through a proxy: CONNECT to nginx, TLS inside the tunnel,
+ * keep-alive through it. */
+TEST(tls_through_proxy)
+{
+    struct tproxy px;
+    REQUIRE(tproxy_start(&px, "Basic dTpw"));
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct bt_upstream *u = bt_upstream_new(&loop, NULL);
+    struct bt_up_origin o = {.tls = true, .host = "localhost",
+                             .port = env_port("BT_TLS_GOOD_PORT"), .proxy_host = "127.0.0.1",
+                             .proxy_port = px.port, .proxy_auth = "Basic dTpw"};
+    int ok = 0;
+    for (int i = 0; i < 5; i++) {
+        struct res r;
+        res_init(&r);
+        if (start_via(u, &o, "/", &r)) run(&loop);
+        if (r.err == BT_OK && r.body.len == 10) ok++;
+        else fprintf(stderr, "  request %d: err %d (%s)\n", i, r.err, r.detail);
+        bt_buf_free(&r.body);
+    }
+    CHECK_INT(ok, 5);
+    CHECK_INT(px.connects, 1);
+    CHECK_INT(stats(u).proxy_tunnels, 1);
+    CHECK_INT(stats(u).tls_handshakes, 1);
+    CHECK_INT(stats(u).conns_reused, 4);
+    finish(&loop, u);
+    tproxy_stop(&px);
+}
+
 int main(void)
 {
     if (getenv("BT_TLS_GOOD_PORT")) {
@@ -1338,6 +1868,8 @@ int main(void)
         RUN(tls_stale_pooled_connection_retried);
         RUN(tls_verification_failures);
         RUN(tls_concurrent_and_cancel);
+        RUN(tls_ca_file_and_verify_off);
+        RUN(tls_through_proxy);
         return HARNESS_DONE();
     }
     RUN(get_content_length);
@@ -1359,5 +1891,10 @@ int main(void)
     RUN(redirect_interim_and_reuse_rules);
     RUN(pool_limits_queue_and_reap);
     RUN(invalid_requests_tls_and_free_in_flight);
+    RUN(proxy_url_parse);
+    RUN(no_proxy_rules);
+    RUN(proxy_plain_http_absolute_form);
+    RUN(proxy_connect_tunnel_and_refusals);
+    RUN(proxy_connect_timeout);
     return HARNESS_DONE();
 }
