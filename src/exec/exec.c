@@ -276,6 +276,32 @@ static void on_event(void *ud, const struct bt_event *ev)
     }
 }
 
+/* Appends an in-stream error event equivalent to the provider's (message, type,
+ * code decoded from `doc`), with baton's provider key redacted. */
+static enum bt_err rewrite_error_event(struct bt_exec *ex, const struct bt_json_doc *doc)
+{
+    char msg[1024] = "the provider reported an error", type[64] = "upstream_error", code[64] = "";
+    int e = bt_json_get(doc, 0, "error");
+    int fields[3] = {bt_json_type(doc, e) == BT_JSON_OBJECT ? bt_json_get(doc, e, "message") : e,
+                     bt_json_get(doc, e, "type"), bt_json_get(doc, e, "code")};
+    char *dst[3] = {msg, type, code};
+    size_t cap[3] = {sizeof(msg), sizeof(type), sizeof(code)};
+    for (int i = 0; i < 3; i++) {
+        struct bt_str v;
+        if (bt_json_type(doc, fields[i]) == BT_JSON_STRING &&
+            bt_json_str(doc, fields[i], &ex->scratch, &v) == BT_OK)
+            redact_into(dst[i], cap[i], v, ex->prov->api_key);
+    }
+    enum bt_err err = bt_buf_append_c(&ex->out, "data: ");
+    if (!err) {
+        size_t before = ex->out.len;
+        bt_openai_error_json(&ex->out, msg, type, NULL, code[0] ? code : NULL);
+        if (ex->out.len == before) err = BT_ETOOBIG;
+    }
+    if (!err) err = bt_buf_append_c(&ex->out, "\n\n");
+    return err;
+}
+
 static int on_sse(void *ud, const struct bt_sse_event *ev)
 {
     struct bt_exec *ex = ud;
@@ -302,8 +328,9 @@ static int on_sse(void *ud, const struct bt_sse_event *ev)
             bt_json_type(&doc, us) == BT_JSON_OBJECT)
             return 0; /* the usage chunk we asked for, not the client */
     }
-    /* Error events are the one place a provider may quote our key back. */
-    enum bt_err err = ex->saw_error ? append_redacted(&ex->out, ev->raw, ex->prov->api_key)
+    /* Error events are the one place a provider may quote our key back, possibly
+     * escaped: they are decoded and written anew with the key redacted. */
+    enum bt_err err = ex->saw_error ? rewrite_error_event(ex, &doc)
                                     : bt_buf_append_str(&ex->out, ev->raw);
     if (err) {
         ex->stream_err = "stream output buffer full";
