@@ -160,17 +160,26 @@ static int64_t get_int(const struct bt_json_doc *doc, int obj, const char *key)
     return 0;
 }
 
+/* A token count from a provider: clamped to [0, 2^40] so a hostile reply cannot
+ * overflow the sums made from it. */
+static int64_t get_count(const struct bt_json_doc *doc, int obj, const char *key)
+{
+    int64_t v = get_int(doc, obj, key);
+    if (v < 0) return 0;
+    return v > ((int64_t)1 << 40) ? (int64_t)1 << 40 : v;
+}
+
 void bt_openai_read_usage(const struct bt_json_doc *doc, int tok, struct bt_usage *u)
 {
     if (bt_json_type(doc, tok) != BT_JSON_OBJECT) return;
     u->present = true;
-    u->prompt_tokens = get_int(doc, tok, "prompt_tokens");
-    u->completion_tokens = get_int(doc, tok, "completion_tokens");
-    u->total_tokens = get_int(doc, tok, "total_tokens");
+    u->prompt_tokens = get_count(doc, tok, "prompt_tokens");
+    u->completion_tokens = get_count(doc, tok, "completion_tokens");
+    u->total_tokens = get_count(doc, tok, "total_tokens");
     int d = bt_json_get(doc, tok, "prompt_tokens_details");
-    if (d >= 0) u->cached_tokens = get_int(doc, d, "cached_tokens");
+    if (d >= 0) u->cached_tokens = get_count(doc, d, "cached_tokens");
     d = bt_json_get(doc, tok, "completion_tokens_details");
-    if (d >= 0) u->reasoning_tokens = get_int(doc, d, "reasoning_tokens");
+    if (d >= 0) u->reasoning_tokens = get_count(doc, d, "reasoning_tokens");
     if (!u->total_tokens) u->total_tokens = u->prompt_tokens + u->completion_tokens;
 }
 
