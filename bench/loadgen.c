@@ -13,6 +13,8 @@
  *     --ramp N         connections opened per second (default: all at once)
  *     --timeout S      give up after S seconds in --once mode (default 120)
  *     -H "name: value" extra request header (repeatable)
+ *   --body may be given several times (at most 64): connection i posts body
+ *   i mod n, e.g. one body per model to spread streams over deployments.
  *
  * Prints one line of key=value pairs: streams completed, errors, time to first
  * event and inter-event gap percentiles in microseconds, the largest number of
@@ -32,6 +34,7 @@
 #include "llhttp.h"
 
 #define MAX_HEADERS 16
+#define MAX_BODIES 64
 
 /* ---- histogram: 1 µs buckets below 10 ms, 100 µs buckets below 10 s ---- */
 
@@ -92,8 +95,9 @@ struct conn;
 struct run {
     uv_loop_t *loop;
     struct sockaddr_in addr;
-    char *req;          /* the whole request: head + body */
-    size_t req_len;
+    char *req[MAX_BODIES];     /* whole requests: head + body */
+    size_t req_len[MAX_BODIES];
+    int nreq;
     int nconns;
     bool once;
     uint64_t deadline;  /* keep-alive mode: no new request after this (hrtime ns) */
@@ -114,6 +118,7 @@ struct run {
 
 struct conn {
     struct run *run;
+    int req;            /* which request this connection posts */
     uv_tcp_t tcp;
     uv_connect_t connect;
     uv_write_t write;
@@ -263,7 +268,7 @@ static void on_write(uv_write_t *w, int status)
 static void conn_send(struct conn *c)
 {
     struct run *r = c->run;
-    uv_buf_t b = uv_buf_init(r->req, (unsigned)r->req_len);
+    uv_buf_t b = uv_buf_init(r->req[c->req], (unsigned)r->req_len[c->req]);
     c->nevents = 0;
     c->prev_nl = false;
     c->t_sent = uv_hrtime();
@@ -275,7 +280,8 @@ static void on_connect(uv_connect_t *req, int status)
 {
     struct conn *c = req->data;
     if (status < 0) {
-        fprintf(stderr, "loadgen: connect: %s\n", uv_strerror(status));
+        static int reported; /* a refused ramp would otherwise print thousands of lines */
+        if (reported++ < 3) fprintf(stderr, "loadgen: connect: %s\n", uv_strerror(status));
         conn_finish(c, true);
         return;
     }
@@ -287,6 +293,7 @@ static void on_connect(uv_connect_t *req, int status)
 static void conn_start(struct run *r, struct conn *c)
 {
     c->run = r;
+    c->req = (int)(c - r->conns) % r->nreq;
     uv_tcp_init(r->loop, &c->tcp);
     c->tcp.data = c;
     c->connect.data = c;
@@ -357,8 +364,8 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-    const char *url = NULL, *body_path = NULL, *hdrs[MAX_HEADERS];
-    int nhdrs = 0;
+    const char *url = NULL, *body_paths[MAX_BODIES], *hdrs[MAX_HEADERS];
+    int nhdrs = 0, nbodies = 0;
     long conns = 16, duration = 5, ramp = 0, timeout = 120;
     bool once = false;
     for (int i = 1; i < argc; i++) {
@@ -367,7 +374,7 @@ int main(int argc, char **argv)
         if (!v) return usage();
         i++;
         if (!strcmp(a, "--url")) url = v;
-        else if (!strcmp(a, "--body")) body_path = v;
+        else if (!strcmp(a, "--body") && nbodies < MAX_BODIES) body_paths[nbodies++] = v;
         else if (!strcmp(a, "--conns")) { if (!parse_u(v, 100000, &conns) || !conns) return usage(); }
         else if (!strcmp(a, "--duration")) { if (!parse_u(v, 3600, &duration)) return usage(); }
         else if (!strcmp(a, "--ramp")) { if (!parse_u(v, 1000000, &ramp)) return usage(); }
@@ -375,7 +382,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-H") && nhdrs < MAX_HEADERS) hdrs[nhdrs++] = v;
         else return usage();
     }
-    if (!url || !body_path || strncmp(url, "http://", 7)) return usage();
+    if (!url || !nbodies || strncmp(url, "http://", 7)) return usage();
 
     /* http://IP:PORT/PATH */
     char host[64];
@@ -396,29 +403,33 @@ int main(int argc, char **argv)
         fprintf(stderr, "loadgen: %s is not an IPv4 address\n", host);
         return 2;
     }
-    size_t body_len = 0;
-    char *body = read_file(body_path, &body_len);
-    if (!body) {
-        fprintf(stderr, "loadgen: cannot read %s\n", body_path);
-        return 2;
+    for (int k = 0; k < nbodies; k++) {
+        size_t body_len = 0;
+        char *body = read_file(body_paths[k], &body_len);
+        if (!body) {
+            fprintf(stderr, "loadgen: cannot read %s\n", body_paths[k]);
+            return 2;
+        }
+        size_t cap = body_len + 1024 + (size_t)nhdrs * 512;
+        char *req = malloc(cap);
+        if (!req) return 1;
+        int n = snprintf(req, cap,
+                         "POST %s HTTP/1.1\r\nHost: %s:%ld\r\nContent-Type: application/json\r\n"
+                         "Authorization: Bearer bench\r\nAccept: text/event-stream\r\n"
+                         "Content-Length: %zu\r\n",
+                         slash, host, port, body_len);
+        for (int i = 0; i < nhdrs && n > 0; i++) {
+            int m = snprintf(req + n, cap - (size_t)n, "%.500s\r\n", hdrs[i]);
+            n = m < 0 ? -1 : n + m;
+        }
+        if (n < 0 || (size_t)n + 2 + body_len > cap) return 1;
+        memcpy(req + n, "\r\n", 2);
+        memcpy(req + n + 2, body, body_len);
+        r->req[k] = req;
+        r->req_len[k] = (size_t)n + 2 + body_len;
+        r->nreq++;
+        free(body);
     }
-    size_t cap = body_len + 1024 + (size_t)nhdrs * 512;
-    r->req = malloc(cap);
-    if (!r->req) return 1;
-    int n = snprintf(r->req, cap,
-                     "POST %s HTTP/1.1\r\nHost: %s:%ld\r\nContent-Type: application/json\r\n"
-                     "Authorization: Bearer bench\r\nAccept: text/event-stream\r\n"
-                     "Content-Length: %zu\r\n",
-                     slash, host, port, body_len);
-    for (int i = 0; i < nhdrs && n > 0; i++) {
-        int m = snprintf(r->req + n, cap - (size_t)n, "%.500s\r\n", hdrs[i]);
-        n = m < 0 ? -1 : n + m;
-    }
-    if (n < 0 || (size_t)n + 2 + body_len > cap) return 1;
-    memcpy(r->req + n, "\r\n", 2);
-    memcpy(r->req + n + 2, body, body_len);
-    r->req_len = (size_t)n + 2 + body_len;
-    free(body);
 
     llhttp_settings_init(&settings);
     settings.on_body = on_body;
@@ -462,6 +473,6 @@ int main(int argc, char **argv)
     uv_run(r->loop, UV_RUN_DEFAULT);
     uv_loop_close(r->loop);
     free(r->conns);
-    free(r->req);
+    for (int k = 0; k < r->nreq; k++) free(r->req[k]);
     return r->errors || r->bad_status ? 1 : 0;
 }

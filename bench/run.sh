@@ -1,0 +1,766 @@
+#!/usr/bin/env bash
+# bench/run.sh: baton's benchmark suite (`make bench`). Method and results:
+# docs/performance.md.
+#
+# Starts everything it measures on 127.0.0.1, ports 30000-30999 (below Linux's
+# ephemeral range), measures, stops everything it started, prints a table and
+# writes bench/results/bench-<time>.csv and .txt.
+#
+#   BENCH_QUICK=1          a few seconds per row (smoke run, ~4 minutes)
+#   BENCH_DURATION=S       seconds per measured row (default 6; quick 2)
+#   BENCH_CONNS="16 64 256" concurrency levels
+#   BENCH_WORKERS=N        workers of baton and of the nginx proxy (default 1)
+#   BENCH_UPSTREAM_WORKERS=N  workers of the fixed-response nginx (default 2)
+#   BENCH_ONLY="load tls stream many micro"  sections to run (default all)
+#   BENCH_MANY=N           streams in the many-connections test (default 10000)
+#   BENCH_MANY_EVENTS / BENCH_MANY_INTERVAL_MS / BENCH_MANY_RAMP  its streams
+#   BENCH_NO_PORTKEY=1     skip the Portkey gateway (no npm install)
+#   BENCH_NO_BUILD=1       measure ./baton as it is (no `make baton`)
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+
+QUICK=${BENCH_QUICK:-0}
+if [[ $QUICK = 1 ]]; then DEF_DUR=2; DEF_WARM=1; else DEF_DUR=6; DEF_WARM=1; fi
+DUR=${BENCH_DURATION:-$DEF_DUR}
+WARM=${BENCH_WARMUP:-$DEF_WARM}
+CONCS=${BENCH_CONNS:-"16 64 256"}
+WORKERS=${BENCH_WORKERS:-1}
+UP_WORKERS=${BENCH_UPSTREAM_WORKERS:-2}
+ONLY=${BENCH_ONLY:-"load tls stream many micro"}
+MANY=${BENCH_MANY:-10000}
+# The many-streams test: each stream is a paced reply from bench/paced_sse.c,
+# MANY_EVENTS events MANY_INTERVAL ms apart.
+MANY_EVENTS=${BENCH_MANY_EVENTS:-20}
+MANY_INTERVAL=${BENCH_MANY_INTERVAL_MS:-500}
+MANY_RAMP=${BENCH_MANY_RAMP:-4000}
+
+# ---- ports (all on 127.0.0.1) ----
+P_UP=30001        # nginx: fixed chat.completion JSON and SSE replies, plain HTTP
+P_UP_TLS=30002    # the same over TLS (test CA made here)
+P_NGINX=30011     # nginx proxy_pass -> P_UP, keepalive pool
+P_NGINX_TLS=30012 # nginx proxy_pass -> P_UP_TLS, keepalive pool
+P_BATON=30021     # baton, openai provider -> P_UP / P_UP_TLS
+P_PORTKEY=30031   # Portkey gateway (node), custom host -> P_UP
+P_MANY=30042      # baton(s) for the many-streams test -> P_PACED...
+P_PACED=30100     # paced_sse: 30100..30100+origins-1 (at most 30227)
+# baton's upstream pool holds at most 256 connections per origin and worker
+# (src/upstream/upstream.c DEFAULT_MAX_CONNS, not configurable yet) and a model
+# at most 8 deployments, so the many-streams test spreads its streams over one
+# model per origin (port), 250 streams per origin, the client rotating models.
+MANY_ORIGINS=$(( (MANY + 249) / 250 ))
+(( MANY_ORIGINS > 128 )) && MANY_ORIGINS=128
+ALL_PORTS="$P_UP $P_UP_TLS $P_NGINX $P_NGINX_TLS $P_BATON $P_PORTKEY $P_MANY $(seq -s ' ' $P_PACED $((P_PACED + MANY_ORIGINS - 1)))"
+
+want() { [[ " $ONLY " == *" $1 "* ]]; }
+log() { printf '%s\n' "$*" >&2; }
+die() { log "bench: $*"; exit 1; }
+
+for tool in wrk nginx openssl cc curl awk; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install wrk nginx-light openssl curl)"
+done
+for p in $ALL_PORTS; do
+    if ss -ltnH "sport = :$p" 2>/dev/null | grep -q .; then die "port $p is busy"; fi
+done
+
+DIR=$(mktemp -d /tmp/baton-bench.XXXXXX) || die "mktemp failed"
+chmod 755 "$DIR"
+mkdir -p "$DIR/tmp" "$DIR/www" "$ROOT/bench/results"
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+CSV=$ROOT/bench/results/bench-$STAMP.csv
+TXT=$ROOT/bench/results/bench-$STAMP.txt
+
+# ---- process bookkeeping: everything started here is stopped here ----
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_port() { # port [seconds]
+    local i
+    for i in $(seq $((${2:-10} * 20))); do
+        ss -ltnH "sport = :$1" 2>/dev/null | grep -q . && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# More descriptors for 10,000 streams; the hard limit may be lower here.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
+NOFILE=$(ulimit -n)
+
+# ---- builds ----
+# Measure the tree as it is (`make bench` has just done this; a no-op then).
+if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then make -s baton >/dev/null || die "make baton failed"; fi
+[[ -x ./baton && -f build/release/libbaton.a ]] || die "./baton or build/release/libbaton.a missing"
+CFLAGS_B=(-std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wvla -Wformat=2 -O2 -g)
+BLD=$ROOT/build/bench
+mkdir -p "$BLD"
+cc "${CFLAGS_B[@]}" -I/usr/share/include/llhttp -o "$BLD/loadgen" bench/loadgen.c \
+    build/release/libbaton.a -luv || die "building bench/loadgen.c failed"
+cc "${CFLAGS_B[@]}" -I/usr/share/include/llhttp -o "$BLD/paced_sse" bench/paced_sse.c \
+    build/release/libbaton.a -luv || die "building bench/paced_sse.c failed"
+cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_json" bench/micro_json.c build/release/libbaton.a \
+    -luv -lfyaml -lssl -lcrypto -lm -pthread || die "building bench/micro_json.c failed"
+cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_route" bench/micro_route.c build/release/libbaton.a \
+    -luv -lfyaml -lssl -lcrypto -lm -pthread || die "building bench/micro_route.c failed"
+LOADGEN=$BLD/loadgen
+BATON=$ROOT/baton
+
+# ---- fixtures: request bodies per model and stream flag ----
+cp bench/fixtures/completion.json bench/fixtures/stream.sse "$DIR/www/"
+chmod 644 "$DIR/www/"*
+body() { # size(1k5|50k) mode(json|sse) model -> path
+    local f="$DIR/body-$1-$2-$3.json"
+    if [[ ! -f $f ]]; then
+        local s='s/"stream":false/"stream":false/'
+        [[ $2 = sse ]] && s='s/"stream":false/"stream":true/'
+        sed "s/\"model\":\"gpt-4o-mini\"/\"model\":\"$3\"/; $s" "bench/fixtures/chat_$1.json" > "$f"
+    fi
+    echo "$f"
+}
+
+# ---- TLS test certificates ----
+(
+    cd "$DIR" || exit 1
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+        -subj "/CN=baton bench CA" -addext "basicConstraints=critical,CA:true" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign"
+    openssl req -newkey rsa:2048 -nodes -keyout up.key -out up.csr -subj "/CN=localhost" \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1"
+    openssl x509 -req -in up.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out up.pem \
+        -days 2 -copy_extensions copy
+    chmod 644 up.key up.pem ca.pem
+) >"$DIR/openssl.log" 2>&1 || { cat "$DIR/openssl.log" >&2; die "could not make test certificates"; }
+
+NGINX_COMMON="
+    access_log off;
+    client_body_temp_path $DIR/tmp/body;
+    proxy_temp_path $DIR/tmp/proxy;
+    fastcgi_temp_path $DIR/tmp/fastcgi;
+    uwsgi_temp_path $DIR/tmp/uwsgi;
+    scgi_temp_path $DIR/tmp/scgi;
+    client_max_body_size 64m;
+    client_body_buffer_size 128k;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;"
+
+# ---- upstream: nginx answering every POST with a fixed file ----
+# The request path picks the reply: /json/v1/chat/completions -> chat.completion,
+# /sse/v1/chat/completions -> a 200-event stream. The location has no file, so
+# the 404 is turned into the reply by an internal GET (nginx's static module
+# refuses POST); open_file_cache keeps both lookups in memory.
+UP_LOCATIONS="
+        root $DIR/www;
+        log_not_found off;
+        open_file_cache max=64 inactive=1h;
+        open_file_cache_valid 1h;
+        open_file_cache_errors on;
+        location = /json/v1/chat/completions { error_page 404 =200 /completion.json; }
+        location = /sse/v1/chat/completions { error_page 404 =200 /stream.sse; }
+        location = /completion.json { internal; default_type application/json; }
+        location = /stream.sse { internal; default_type text/event-stream; }"
+mkdir -p "$DIR/up"
+cat > "$DIR/up/nginx.conf" <<EOF
+daemon off;
+worker_processes $UP_WORKERS;
+worker_rlimit_nofile $NOFILE;
+pid $DIR/up/nginx.pid;
+error_log $DIR/up/error.log error;
+events { worker_connections $((NOFILE / 2)); }
+http {
+    $NGINX_COMMON
+    server {
+        listen 127.0.0.1:$P_UP reuseport backlog=4096;
+        $UP_LOCATIONS
+    }
+    server {
+        listen 127.0.0.1:$P_UP_TLS ssl reuseport backlog=4096;
+        ssl_certificate $DIR/up.pem;
+        ssl_certificate_key $DIR/up.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:UPSSL:4m;
+        $UP_LOCATIONS
+    }
+}
+EOF
+
+# ---- nginx proxy: the floor for any proxy ----
+mkdir -p "$DIR/proxy"
+cat > "$DIR/proxy/nginx.conf" <<EOF
+daemon off;
+worker_processes $WORKERS;
+worker_rlimit_nofile $NOFILE;
+pid $DIR/proxy/nginx.pid;
+error_log $DIR/proxy/error.log error;
+events { worker_connections $((NOFILE / 2)); }
+http {
+    $NGINX_COMMON
+    # like baton's access log: one line per request, formatted and written
+    access_log /dev/null;
+    upstream up_plain { server 127.0.0.1:$P_UP; keepalive 1024; keepalive_requests 1000000; }
+    upstream up_tls { server 127.0.0.1:$P_UP_TLS; keepalive 1024; keepalive_requests 1000000; }
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_buffering off;          # stream events as they arrive, as a gateway must
+    proxy_buffer_size 16k;
+    proxy_buffers 8 16k;
+    proxy_read_timeout 300s;
+    server {
+        listen 127.0.0.1:$P_NGINX backlog=4096;
+        location / { proxy_pass http://up_plain; }
+    }
+    server {
+        listen 127.0.0.1:$P_NGINX_TLS backlog=4096;
+        location / {
+            proxy_pass https://up_tls;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $DIR/ca.pem;
+            proxy_ssl_name localhost;
+            proxy_ssl_session_reuse on;
+        }
+    }
+}
+EOF
+
+# ---- baton ----
+baton_config() { # file listen-port upstream-base(http://host:port) workers [extra providers/models]
+    cat > "$1" <<EOF
+server:
+  listen: 127.0.0.1:$2
+  workers: $4
+  max_connections: 100000
+log:
+  level: warn
+  access: /dev/null
+providers:
+  up-json: {type: openai, base_url: "$3/json/v1"}
+  up-sse: {type: openai, base_url: "$3/sse/v1"}
+  up-json-tls: {type: openai, base_url: "https://localhost:$P_UP_TLS/json/v1"}
+  up-sse-tls: {type: openai, base_url: "https://localhost:$P_UP_TLS/sse/v1"}
+models:
+  bench-json: {provider: up-json, model: gpt-4o-mini}
+  bench-sse: {provider: up-sse, model: gpt-4o-mini}
+  bench-json-tls: {provider: up-json-tls, model: gpt-4o-mini}
+  bench-sse-tls: {provider: up-sse-tls, model: gpt-4o-mini}
+EOF
+}
+many_config() { # file workers: models bench-many-I -> paced_sse origin I
+    local i
+    {
+        printf 'server:\n  listen: 127.0.0.1:%s\n  workers: %s\n  max_connections: 100000\n' "$P_MANY" "$2"
+        printf 'log:\n  level: warn\n  access: /dev/null\nproviders:\n'
+        for i in $(seq 0 $((MANY_ORIGINS - 1))); do
+            printf '  paced%d: {type: openai, base_url: "http://127.0.0.1:%d/v1"}\n' "$i" $((P_PACED + i))
+        done
+        printf 'models:\n'
+        for i in $(seq 0 $((MANY_ORIGINS - 1))); do
+            printf '  bench-many-%d: {provider: paced%d, model: gpt-4o-mini}\n' "$i" "$i"
+        done
+    } >"$1"
+}
+
+start_bg() { # name logfile cmd... ; sets LAST_PID
+    "${@:3}" >"$2" 2>&1 &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+# ---- /proc readings ----
+cpu_ticks() { # pids... -> utime+stime in clock ticks, summed
+    local t=0 p v
+    for p in "$@"; do
+        v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+rss_kb() { # pids... -> VmRSS summed
+    local t=0 p v
+    for p in "$@"; do
+        v=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null)
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+hwm_kb() {
+    local t=0 p v
+    for p in "$@"; do
+        v=$(awk '/^VmHWM:/{print $2}' "/proc/$p/status" 2>/dev/null)
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+mkv() { sed -n "s/.*\\b$2=\\([0-9.]*\\).*/\\1/p" <<<"$1"; } # "k=v k=v" key -> v
+nginx_pids() { echo "$1 $(pgrep -P "$1" | tr '\n' ' ')"; } # master + its workers
+CLK_TCK=$(getconf CLK_TCK)
+
+# ---- start the servers ----
+log "bench: temp dir $DIR; quick=$QUICK duration=${DUR}s workers=$WORKERS upstream-workers=$UP_WORKERS nofile=$NOFILE"
+start_bg up "$DIR/up/stderr" nginx -p "$DIR/up" -c "$DIR/up/nginx.conf"
+UP_MASTER=$LAST_PID
+start_bg proxy "$DIR/proxy/stderr" nginx -p "$DIR/proxy" -c "$DIR/proxy/nginx.conf"
+PROXY_MASTER=$LAST_PID
+baton_config "$DIR/baton.yaml" "$P_BATON" "http://127.0.0.1:$P_UP" "$WORKERS"
+SSL_CERT_FILE=$DIR/ca.pem start_bg baton "$DIR/baton.log" "$BATON" serve -c "$DIR/baton.yaml"
+BATON_PID=$LAST_PID
+wait_port "$P_UP" && wait_port "$P_UP_TLS" || { cat "$DIR/up/stderr" "$DIR/up/error.log" >&2; die "upstream nginx did not start"; }
+wait_port "$P_NGINX" || { cat "$DIR/proxy/stderr" >&2; die "nginx proxy did not start"; }
+wait_port "$P_BATON" || { cat "$DIR/baton.log" >&2; die "baton did not start"; }
+sleep 0.3
+UP_PIDS=$(nginx_pids "$UP_MASTER")
+PROXY_PIDS=$(nginx_pids "$PROXY_MASTER")
+BATON_IDLE_KB=$(rss_kb "$BATON_PID")
+
+PORTKEY_PID='' PORTKEY_NA=''
+if [[ ${BENCH_NO_PORTKEY:-0} = 1 ]]; then
+    PORTKEY_NA="n/a (BENCH_NO_PORTKEY=1)"
+elif ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    PORTKEY_NA="n/a (node/npm missing)"
+else
+    if [[ ! -f bench/node_modules/@portkey-ai/gateway/build/start-server.js ]]; then
+        log "bench: installing @portkey-ai/gateway into bench/node_modules (npm ci)"
+        (cd bench && npm ci --no-audit --no-fund >"$DIR/npm.log" 2>&1) || true
+    fi
+    if [[ -f bench/node_modules/@portkey-ai/gateway/build/start-server.js ]]; then
+        NODE_ENV=production start_bg portkey "$DIR/portkey.log" node bench/portkey.mjs --port=$P_PORTKEY --headless
+        PORTKEY_PID=$LAST_PID
+        wait_port "$P_PORTKEY" 20 || { PORTKEY_NA="n/a (did not start)"; tail -5 "$DIR/portkey.log" >&2; }
+    else
+        PORTKEY_NA="n/a (npm install failed)"
+        tail -5 "$DIR/npm.log" >&2
+    fi
+fi
+PORTKEY_VERSION=$(node -p 'require("./bench/node_modules/@portkey-ai/gateway/package.json").version' 2>/dev/null || echo "?")
+
+# ---- contenders ----
+# url CONTENDER MODE(json|sse) TLS(0|1) -> "URL|MODEL|HEADERS" or "n/a (why)"
+target() {
+    local c=$1 m=$2 tls=$3
+    case $c in
+        direct)
+            if [[ $tls = 1 ]]; then echo "https://127.0.0.1:$P_UP_TLS/$m/v1/chat/completions|bench-$m|"
+            else echo "http://127.0.0.1:$P_UP/$m/v1/chat/completions|bench-$m|"; fi ;;
+        nginx)
+            if [[ $tls = 1 ]]; then echo "http://127.0.0.1:$P_NGINX_TLS/$m/v1/chat/completions|bench-$m|"
+            else echo "http://127.0.0.1:$P_NGINX/$m/v1/chat/completions|bench-$m|"; fi ;;
+        baton)
+            if [[ $tls = 1 ]]; then
+                [[ -n ${BATON_TLS_NA:-} ]] && { echo "$BATON_TLS_NA"; return; }
+                echo "http://127.0.0.1:$P_BATON/v1/chat/completions|bench-$m-tls|"
+            else echo "http://127.0.0.1:$P_BATON/v1/chat/completions|bench-$m|"; fi ;;
+        portkey)
+            [[ $tls = 1 ]] && { echo "n/a (not measured over TLS)"; return; }
+            [[ -n $PORTKEY_NA ]] && { echo "$PORTKEY_NA"; return; }
+            echo "http://127.0.0.1:$P_PORTKEY/v1/chat/completions|bench-$m|x-portkey-provider: openai|x-portkey-custom-host: http://127.0.0.1:$P_UP/$m/v1" ;;
+        # Ready for when these exist: give them a config and a URL here.
+        baton-full) echo "n/a (not built yet: virtual keys, rate limits, ledger)" ;;
+        baton-anthropic) echo "n/a (not built yet: Anthropic translation)" ;;
+        *) echo "n/a (unknown contender)" ;;
+    esac
+}
+contender_pids() {
+    case $1 in
+        direct) echo "$UP_PIDS" ;;
+        nginx) echo "$PROXY_PIDS" ;;
+        baton) echo "$BATON_PID" ;;
+        portkey) echo "$PORTKEY_PID" ;;
+    esac
+}
+
+# Checks that a contender answers correctly before it is measured.
+check() { # contender mode tls -> 0 when the reply is right
+    local t url model hdrs body args=() out
+    t=$(target "$1" "$2" "$3")
+    [[ $t == n/a* ]] && return 0
+    IFS='|' read -r url model hdrs <<<"$t"
+    body=$(body 1k5 "$2" "$model")
+    args=(-s -k --max-time 10 -H 'content-type: application/json' -H 'authorization: Bearer bench')
+    local h rest=${t#*|*|}
+    IFS='|' read -ra hs <<<"$rest"
+    for h in "${hs[@]}"; do [[ -n $h ]] && args+=(-H "$h"); done
+    out=$(curl "${args[@]}" --data-binary "@$body" "$url")
+    printf '%s\n' "$out" >"$DIR/check-$1-$2-$3.out"
+    if [[ $2 = sse ]]; then
+        [[ $out == *'data: [DONE]'* && $(grep -c '^data: ' <<<"$out") -ge 200 ]]
+    else
+        [[ $out == *'"object":"chat.completion"'* ]]
+    fi
+}
+
+# ---- result table ----
+echo "section,contender,upstream,body,mode,conns,rps,p50_us,p99_us,cpu_us_per_req,rss_kb,errors,requests,upstream_cpu_pct,ttfe_p50_us,ttfe_p99_us,gap_p99_us,note" >"$CSV"
+declare -A R # key "section|contender|up|body|mode|conns|field" -> value
+row_csv() { echo "$1" >>"$CSV"; }
+
+# One wrk measurement: section contender tls body mode conns
+run_wrk() {
+    local sec=$1 c=$2 tls=$3 b=$4 m=$5 n=$6 t url model rest hdrs bodyf up=plain
+    [[ $tls = 1 ]] && up=tls
+    local key="$sec|$c|$up|$b|$m|$n"
+    t=$(target "$c" "$m" "$tls")
+    if [[ $t == n/a* ]]; then
+        R[$key|note]=$t
+        row_csv "$sec,$c,$up,$b,$m,$n,,,,,,,,,,,,$t"
+        return
+    fi
+    IFS='|' read -r url model rest <<<"$t"
+    hdrs=${t#*|*|}
+    bodyf=$(body "$b" "$m" "$model")
+    local threads=2
+    ((n < 2)) && threads=1
+    local pids up_pids c0 c1 u0 u1 out
+    pids=$(contender_pids "$c")
+    up_pids=$UP_PIDS
+    BENCH_BODY=$bodyf BENCH_HEADERS=$hdrs wrk -t$threads -c"$n" -d"${WARM}s" --timeout 10s \
+        -s bench/wrk/post.lua "$url" >/dev/null 2>&1
+    # shellcheck disable=SC2086
+    c0=$(cpu_ticks $pids); u0=$(cpu_ticks $up_pids)
+    out=$(BENCH_BODY=$bodyf BENCH_HEADERS=$hdrs wrk -t$threads -c"$n" -d"${DUR}s" --timeout 10s \
+        -s bench/wrk/post.lua "$url" 2>&1)
+    # shellcheck disable=SC2086
+    c1=$(cpu_ticks $pids); u1=$(cpu_ticks $up_pids)
+    local line
+    line=$(grep '^BENCHRESULT' <<<"$out")
+    if [[ -z $line ]]; then
+        R[$key|note]="wrk failed"
+        row_csv "$sec,$c,$up,$b,$m,$n,,,,,,,,,,,,wrk failed"
+        log "bench: wrk failed: $out"
+        return
+    fi
+    local reqs dur_us p50 p99 errs rps cpu rss upct
+    reqs=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$line")
+    dur_us=$(sed 's/.*duration_us=\([0-9]*\).*/\1/' <<<"$line")
+    p50=$(sed 's/.*p50_us=\([0-9]*\).*/\1/' <<<"$line")
+    p99=$(sed 's/.*p99_us=\([0-9]*\).*/\1/' <<<"$line")
+    errs=$(awk '{s=0; for(i=1;i<=NF;i++) if ($i ~ /^err_/) {split($i,a,"="); s+=a[2]} print s}' <<<"$line")
+    rps=$(awk -v r="$reqs" -v d="$dur_us" 'BEGIN{printf "%.0f", d ? r * 1e6 / d : 0}')
+    cpu=$(awk -v t=$((c1 - c0)) -v r="$reqs" -v hz="$CLK_TCK" 'BEGIN{printf "%.1f", r ? t / hz * 1e6 / r : 0}')
+    # shellcheck disable=SC2086
+    rss=$(rss_kb $pids)
+    upct=$(awk -v t=$((u1 - u0)) -v d="$dur_us" -v hz="$CLK_TCK" 'BEGIN{printf "%.0f", d ? t / hz * 100 / (d / 1e6) : 0}')
+    [[ $c = direct ]] && upct=""
+    R[$key|rps]=$rps R[$key|p50]=$p50 R[$key|p99]=$p99 R[$key|cpu]=$cpu R[$key|rss]=$rss
+    R[$key|err]=$errs R[$key|upct]=$upct
+    row_csv "$sec,$c,$up,$b,$m,$n,$rps,$p50,$p99,$cpu,$rss,$errs,$reqs,$upct,,,,"
+    log "  $(printf '%-8s %-5s %-4s %-4s c=%-4s' "$c" "$up" "$b" "$m" "$n") rps=$rps p50=${p50}us p99=${p99}us cpu=${cpu}us/req rss=$((rss / 1024))MB err=$errs up_cpu=${upct}%"
+}
+
+# One streaming-latency measurement with the loadgen (keep-alive, back to back).
+run_stream() { # contender conns
+    local c=$1 n=$2 t url model hdrs bodyf args=() key="stream|$1|plain|1k5|sse|$2"
+    t=$(target "$c" sse 0)
+    if [[ $t == n/a* ]]; then
+        R[$key|note]=$t
+        row_csv "stream,$c,plain,1k5,sse,$n,,,,,,,,,,,,$t"
+        return
+    fi
+    IFS='|' read -r url model _ <<<"$t"
+    hdrs=${t#*|*|}
+    IFS='|' read -ra hs <<<"$hdrs"
+    local h
+    for h in "${hs[@]}"; do [[ -n $h ]] && args+=(-H "$h"); done
+    bodyf=$(body 1k5 sse "$model")
+    "$LOADGEN" --url "$url" --body "$bodyf" --conns "$n" --duration "$WARM" "${args[@]}" >/dev/null 2>&1
+    local pids c0 c1 out
+    pids=$(contender_pids "$c")
+    # shellcheck disable=SC2086
+    c0=$(cpu_ticks $pids)
+    out=$("$LOADGEN" --url "$url" --body "$bodyf" --conns "$n" --duration "$DUR" "${args[@]}" 2>"$DIR/loadgen.err")
+    # shellcheck disable=SC2086
+    c1=$(cpu_ticks $pids)
+    local streams errs rps ttfe50 ttfe99 gap99 cpu
+    streams=$(mkv "$out" streams); errs=$(( $(mkv "$out" errors) + $(mkv "$out" bad_status) ))
+    rps=$(mkv "$out" rps); ttfe50=$(mkv "$out" ttfe_p50_us); ttfe99=$(mkv "$out" ttfe_p99_us)
+    gap99=$(mkv "$out" gap_p99_us)
+    cpu=$(awk -v t=$((c1 - c0)) -v r="$streams" -v hz="$CLK_TCK" 'BEGIN{printf "%.1f", r ? t / hz * 1e6 / r : 0}')
+    R[$key|rps]=$rps R[$key|ttfe50]=$ttfe50 R[$key|ttfe99]=$ttfe99 R[$key|gap99]=$gap99 R[$key|err]=$errs R[$key|cpu]=$cpu
+    row_csv "stream,$c,plain,1k5,sse,$n,$rps,,,$cpu,,$errs,$streams,,$ttfe50,$ttfe99,$gap99,"
+    log "  $(printf '%-8s c=%-4s' "$c" "$n") streams/s=$rps ttfe p50=${ttfe50}us p99=${ttfe99}us gap p99=${gap99}us cpu=${cpu}us/stream err=$errs"
+}
+
+# ---- sanity: every contender answers correctly ----
+BATON_TLS_NA=
+for c in direct nginx baton portkey; do
+    for m in json sse; do
+        check "$c" "$m" 0 || { head -c 600 "$DIR/check-$c-$m-0.out" >&2; die "$c ($m) did not answer correctly"; }
+    done
+done
+for c in direct nginx; do
+    for m in json sse; do check "$c" "$m" 1 || die "$c over TLS ($m) did not answer correctly"; done
+done
+if ! check baton json 1 || ! check baton sse 1; then
+    BATON_TLS_NA="n/a (baton to a TLS upstream failed: $(tail -1 "$DIR/baton.log" | cut -c1-80))"
+fi
+
+CONTENDERS="direct nginx baton portkey"
+if want load; then
+    log "bench: load (wrk, ${DUR}s per row, plain HTTP upstream)"
+    for b in 1k5 50k; do
+        for m in json sse; do
+            for n in $CONCS; do
+                for c in $CONTENDERS; do run_wrk load "$c" 0 "$b" "$m" "$n"; done
+                if [[ $n = "$(awk '{print $1}' <<<"$CONCS")" ]]; then
+                    run_wrk load baton-full 0 "$b" "$m" "$n"
+                    run_wrk load baton-anthropic 0 "$b" "$m" "$n"
+                fi
+            done
+        done
+    done
+fi
+TLS_CONCS=$(awk '{print $1, $NF}' <<<"$CONCS")
+[[ $QUICK = 1 ]] && TLS_CONCS=$(awk '{print $1}' <<<"$CONCS")
+if want tls; then
+    log "bench: load over a TLS upstream (wrk, ${DUR}s per row)"
+    for m in json sse; do
+        for n in $TLS_CONCS; do
+            for c in direct nginx baton; do run_wrk tls "$c" 1 1k5 "$m" "$n"; done
+        done
+    done
+fi
+if want stream; then
+    log "bench: streaming latency (loadgen, ${DUR}s per row, 200-event SSE)"
+    for n in $CONCS; do
+        for c in $CONTENDERS; do run_stream "$c" "$n"; done
+    done
+fi
+
+# ---- many streams ----
+MANY_NOTE=""
+if want many; then
+    log "bench: $MANY concurrent streams ($MANY_EVENTS events ${MANY_INTERVAL} ms apart, $MANY_ORIGINS upstream origins)"
+    start_bg paced "$DIR/paced.log" "$BLD/paced_sse" --port "$P_PACED" --ports "$MANY_ORIGINS" \
+        --events "$MANY_EVENTS" --interval-ms "$MANY_INTERVAL"
+    PACED_PID=$LAST_PID
+    wait_port $((P_PACED + MANY_ORIGINS - 1)) || die "paced_sse did not start"
+    manybodies=()
+    for i in $(seq 0 $((MANY_ORIGINS - 1))); do manybodies+=(--body "$(body 1k5 sse "bench-many-$i")"); done
+    MANY_T=$(( MANY_EVENTS * MANY_INTERVAL / 1000 + MANY / MANY_RAMP + 60 ))
+    c0=$(cpu_ticks "$PACED_PID")
+    out=$("$LOADGEN" --url "http://127.0.0.1:$P_PACED/v1/chat/completions" "${manybodies[@]}" \
+        --conns "$MANY" --once --ramp "$MANY_RAMP" --timeout "$MANY_T" 2>"$DIR/many-direct.err")
+    c1=$(cpu_ticks "$PACED_PID")
+    MANY_UP_CPU_S=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN{printf "%.1f", t / hz}')
+    log "  direct: $out"
+    MANY_DIRECT=$out
+    # One baton holds a client and an upstream socket per stream; when the
+    # descriptor limit cannot cover that, several baton processes share the port
+    # (SO_REUSEPORT) and their memory is added up.
+    NPROC=1
+    while (( (2 * MANY) / NPROC + 300 > NOFILE )); do NPROC=$((NPROC + 1)); done
+    MANY_PIDS=()
+    for i in $(seq "$NPROC"); do
+        many_config "$DIR/many$i.yaml" "$(( WORKERS > NPROC ? WORKERS / NPROC : 1 ))"
+        start_bg many "$DIR/many$i.log" "$BATON" serve -c "$DIR/many$i.yaml"
+        MANY_PIDS+=("$LAST_PID")
+        wait_port "$P_MANY" || { cat "$DIR/many$i.log" >&2; die "baton (many) did not start"; }
+    done
+    sleep 0.5
+    MANY_IDLE_KB=$(rss_kb "${MANY_PIDS[@]}")
+    c0=$(cpu_ticks "${MANY_PIDS[@]}")
+    out=$("$LOADGEN" --url "http://127.0.0.1:$P_MANY/v1/chat/completions" "${manybodies[@]}" \
+        --conns "$MANY" --once --ramp "$MANY_RAMP" --timeout "$MANY_T" 2>"$DIR/many-baton.err")
+    c1=$(cpu_ticks "${MANY_PIDS[@]}")
+    MANY_BATON_CPU_S=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN{printf "%.1f", t / hz}')
+    MANY_BATON_CPU_EV=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v e="$(mkv "$out" events)" 'BEGIN{printf "%.1f", e ? t / hz * 1e6 / e : 0}')
+    log "  baton:  $out"
+    MANY_BATON=$out
+    MANY_PEAK_KB=$(hwm_kb "${MANY_PIDS[@]}")
+    MANY_NOTE="baton: $MANY_ORIGINS models, one upstream origin each"
+    [[ $NPROC -gt 1 ]] && MANY_NOTE="$MANY_NOTE; $NPROC baton processes share the port (descriptor limit $NOFILE < 2 x $MANY + 300), RSS summed"
+    for p in "${MANY_PIDS[@]}" "$PACED_PID"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${MANY_PIDS[@]}" "$PACED_PID"; do wait "$p" 2>/dev/null; done
+    for who in direct baton; do
+        v=MANY_${who^^}
+        o=${!v}
+        row_csv "many,$who,paced,1k5,sse,$MANY,,,,,$([[ $who = baton ]] && echo "$MANY_PEAK_KB"),$(( $(mkv "$o" errors) + $(mkv "$o" bad_status) )),$(mkv "$o" streams),,$(mkv "$o" ttfe_p50_us),$(mkv "$o" ttfe_p99_us),$(mkv "$o" gap_p99_us),max_open=$(mkv "$o" max_open) gap_p50_us=$(mkv "$o" gap_p50_us) gap_p999_us=$(mkv "$o" gap_p999_us) $([[ $who = baton ]] && echo "$MANY_NOTE")"
+    done
+fi
+
+# ---- micro ----
+if want micro; then
+    log "bench: micro benchmarks"
+    MS=1; [[ $QUICK = 1 ]] && MS=0.3
+    MICRO_JSON=$(MICRO_SECS=$MS "$BLD/micro_json" bench/fixtures/chat_1k5.json bench/fixtures/chat_50k.json)
+    MICRO_ROUTE=$(MICRO_SECS=$MS "$BLD/micro_route" 1000; MICRO_SECS=$MS "$BLD/micro_route" 10)
+    log "$MICRO_JSON"
+    log "$MICRO_ROUTE"
+    while read -r line; do
+        row_csv "micro,json,,$(sed -n 's/.*file=chat_\([0-9a-z]*\)\.json.*/\1/p' <<<"$line"),,,,,,,,,,,,,,$(cut -d' ' -f2- <<<"$line")"
+    done <<<"$MICRO_JSON"
+    while read -r line; do row_csv "micro,route,,,,,,,,,,,,,,,,$(cut -d' ' -f2- <<<"$line")"; done <<<"$MICRO_ROUTE"
+    row_csv "micro,tokenizer,,,,,,,,,,,,,,,,n/a (not built yet: baton tokens vs npm tiktoken)"
+fi
+
+# ---- report ----
+report() {
+    local fmtn='%-16s %-5s %-4s %-4s %5s %9s %9s %9s %10s %8s %6s %7s  %s\n'
+    num() { [[ -n ${R[$1]:-} ]] && echo "${R[$1]}" || echo "-"; }
+    ms() { [[ -n ${R[$1]:-} ]] && awk -v v="${R[$1]}" 'BEGIN{printf "%.2f", v / 1000}' || echo "-"; }
+    mb() { [[ -n ${R[$1]:-} ]] && awk -v v="${R[$1]}" 'BEGIN{printf "%.1f", v / 1024}' || echo "-"; }
+    ratio() { # a b -> a/b
+        [[ -n ${R[$1]:-} && -n ${R[$2]:-} ]] && awk -v a="${R[$1]}" -v b="${R[$2]}" 'BEGIN{if (b > 0) printf "%.2fx", a / b; else print "-"}' || echo "-"
+    }
+    echo "baton benchmark $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo '+dirty')"
+    echo "machine: $(nproc) cores, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/{printf "%.0f GB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+    echo "baton: $("$BATON" version 2>&1 | head -1), built $(date -u -r "$BATON" '+%Y-%m-%d %H:%M UTC')"
+    echo "tools: $(nginx -v 2>&1 | sed 's/.*: //'), wrk $(wrk -v 2>&1 | awk 'NR==1{print $2}'), node $(node --version 2>/dev/null || echo '-'), @portkey-ai/gateway $PORTKEY_VERSION"
+    echo "setup: baton and nginx proxy $WORKERS worker(s); upstream nginx $UP_WORKERS workers; ${DUR}s per row after ${WARM}s warm-up; wrk -t2; loopback"
+    echo
+    for sec in load tls; do
+        want "$sec" || continue
+        if [[ $sec = load ]]; then echo "== Load: wrk POST /v1/chat/completions, upstream over plain HTTP"
+        else echo "== Load over a TLS upstream (nginx with a test CA; 1.5 KB requests)"; fi
+        echo "   cpu = user+system time of the contender's processes per request; up% = upstream nginx CPU (100 = one core)"
+        # shellcheck disable=SC2059
+        printf "$fmtn" contender up body mode conns rps p50_ms p99_ms cpu_us/req rss_MB errors up% "vs nginx: cpu p50 p99"
+        local bs="1k5 50k" up=plain cs=$CONCS
+        [[ $sec = tls ]] && { bs="1k5"; up=tls; cs=$TLS_CONCS; }
+        for b in $bs; do for m in json sse; do for n in $cs; do
+            for c in direct nginx baton portkey baton-full baton-anthropic; do
+                local k="$sec|$c|$up|$b|$m|$n"
+                [[ -z ${R[$k|rps]:-} && -z ${R[$k|note]:-} ]] && continue
+                local vs=""
+                if [[ $c = baton || $c = portkey ]] && [[ -n ${R[$k|rps]:-} ]]; then
+                    local nk="$sec|nginx|$up|$b|$m|$n"
+                    vs="$(ratio "$k|cpu" "$nk|cpu") $(ratio "$k|p50" "$nk|p50") $(ratio "$k|p99" "$nk|p99")"
+                fi
+                if [[ -n ${R[$k|note]:-} ]]; then
+                    # shellcheck disable=SC2059
+                    printf "$fmtn" "$c" "$up" "$b" "$m" "$n" - - - - - - - "${R[$k|note]}"
+                else
+                    # shellcheck disable=SC2059
+                    printf "$fmtn" "$c" "$up" "$b" "$m" "$n" "$(num "$k|rps")" "$(ms "$k|p50")" "$(ms "$k|p99")" \
+                        "$(num "$k|cpu")" "$(mb "$k|rss")" "$(num "$k|err")" "$(num "$k|upct")" "$vs"
+                fi
+            done
+        done; done; done
+        echo
+    done
+    if want stream; then
+        echo "== Streaming: loadgen, 1.5 KB request, 200-event SSE reply, back-to-back streams per connection"
+        echo "   ttfe = request sent -> first complete event; gap = between two events of one stream; added = minus direct"
+        local fs='%-10s %5s %9s %11s %11s %10s %12s %12s %11s %6s\n'
+        # shellcheck disable=SC2059
+        printf "$fs" contender conns streams/s ttfe_p50_us ttfe_p99_us gap_p99_us added_ttfe50 added_gap99 cpu_us/str errors
+        for n in $CONCS; do for c in $CONTENDERS; do
+            local k="stream|$c|plain|1k5|sse|$n" d="stream|direct|plain|1k5|sse|$n"
+            if [[ -n ${R[$k|note]:-} ]]; then
+                # shellcheck disable=SC2059
+                printf "$fs" "$c" "$n" - - - - - - - "${R[$k|note]}"
+                continue
+            fi
+            [[ -z ${R[$k|rps]:-} ]] && continue
+            local a1 a2
+            a1=$(awk -v a="${R[$k|ttfe50]}" -v b="${R[$d|ttfe50]:-0}" 'BEGIN{printf "%+d", a - b}')
+            a2=$(awk -v a="${R[$k|gap99]}" -v b="${R[$d|gap99]:-0}" 'BEGIN{printf "%+d", a - b}')
+            [[ $c = direct ]] && { a1=-; a2=-; }
+            # shellcheck disable=SC2059
+            printf "$fs" "$c" "$n" "${R[$k|rps]}" "${R[$k|ttfe50]}" "${R[$k|ttfe99]}" "${R[$k|gap99]}" "$a1" "$a2" "${R[$k|cpu]}" "${R[$k|err]}"
+        done; done
+        echo
+    fi
+    if want many; then
+        echo "== $MANY concurrent streams: loadgen -> (direct | baton) -> paced_sse, $MANY_EVENTS events ${MANY_INTERVAL} ms apart, ramp $MANY_RAMP connections/s"
+        [[ -n $MANY_NOTE ]] && echo "   note: $MANY_NOTE"
+        for who in direct baton; do
+            local v=MANY_${who^^}
+            local o=${!v}
+            printf '   %-7s streams_ok=%s errors=%s max_open=%s ttfe_p50=%sus gap_p50=%sus gap_p99=%sus gap_p999=%sus gap_max=%sus\n' \
+                "$who" "$(mkv "$o" streams)" "$(( $(mkv "$o" errors) + $(mkv "$o" bad_status) ))" "$(mkv "$o" max_open)" \
+                "$(mkv "$o" ttfe_p50_us)" "$(mkv "$o" gap_p50_us)" "$(mkv "$o" gap_p99_us)" "$(mkv "$o" gap_p999_us)" "$(mkv "$o" gap_max_us)"
+        done
+        echo "   CPU over the run: paced_sse (direct run) ${MANY_UP_CPU_S} s; baton ${MANY_BATON_CPU_S} s = ${MANY_BATON_CPU_EV} us per event forwarded"
+        echo "   baton RSS: idle $(awk -v v="$MANY_IDLE_KB" 'BEGIN{printf "%.1f", v/1024}') MB, peak with $MANY streams $(awk -v v="$MANY_PEAK_KB" 'BEGIN{printf "%.1f", v/1024}') MB"
+        echo
+    fi
+    if want micro; then
+        echo "== Micro"
+        sed 's/^/   /' <<<"$MICRO_JSON"
+        sed 's/^/   /' <<<"$MICRO_ROUTE"
+        echo "   tokenizer vs npm tiktoken: n/a (not built yet)"
+        echo
+    fi
+    targets
+}
+
+# ---- targets from issue 12, measured as ratios in this run ----
+mark() { # condition-result(0/1) text
+    if [[ $1 = na ]]; then printf '  [ n/a ] %s\n' "$2"
+    elif [[ $1 = 1 ]]; then printf '  [ PASS] %s\n' "$2"
+    else printf '  [ FAIL] %s\n' "$2"; fi
+}
+cmp_le() { # a b -> 1 when a <= b, 0 otherwise or when a value is missing
+    [[ -n $1 && -n $2 ]] || { echo 0; return; }
+    awk -v a="$1" -v b="$2" 'BEGIN{print ((a + 0 <= b + 0) ? 1 : 0)}'
+}
+targets() {
+    echo "== Targets (issue 12; ratios from this run, 16 connections unless said)"
+    local n16 k nk b m r
+    n16=$(awk '{print $1}' <<<"$CONCS")
+    if want load; then
+        for b in 1k5 50k; do for m in json sse; do
+            k="load|baton|plain|$b|$m|$n16"; nk="load|nginx|plain|$b|$m|$n16"
+            [[ -z ${R[$k|rps]:-} || -z ${R[$nk|rps]:-} ]] && continue
+            r=$(awk -v a="${R[$k|cpu]}" -v b="${R[$nk|cpu]}" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 99)}')
+            mark "$(cmp_le "$r" 1.5)" "baton CPU/request <= 1.5x nginx ($b $m, c=$n16): ${r}x (${R[$k|cpu]} vs ${R[$nk|cpu]} us; goal <= 1.0x)"
+            r=$(awk -v a="${R[$k|p50]}" -v b="${R[$nk|p50]}" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 99)}')
+            mark "$(cmp_le "$r" 1.5)" "baton p50 <= 1.5x nginx ($b $m, c=$n16): ${r}x"
+            r=$(awk -v a="${R[$k|p99]}" -v b="${R[$nk|p99]}" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 99)}')
+            mark "$(cmp_le "$r" 2)" "baton p99 <= 2x nginx ($b $m, c=$n16): ${r}x"
+        done; done
+        local errs=0 any=0
+        for key in "${!R[@]}"; do
+            [[ $key == load\|baton\|*\|err || $key == tls\|baton\|*\|err ]] || continue
+            any=1; errs=$((errs + ${R[$key]}))
+        done
+        [[ $any = 1 ]] && mark "$([[ $errs = 0 ]] && echo 1 || echo 0)" "baton zero errors over all load rows: $errs"
+        if [[ -z $PORTKEY_NA ]]; then
+            for b in 1k5 50k; do for m in json sse; do for n in $CONCS; do
+                k="load|baton|plain|$b|$m|$n"; nk="load|portkey|plain|$b|$m|$n"
+                [[ -z ${R[$k|rps]:-} || -z ${R[$nk|rps]:-} ]] && continue
+                r=$(awk -v a="${R[$k|rps]}" -v b="${R[$nk|rps]}" 'BEGIN{printf "%.1f", (b > 0 ? a / b : 999)}')
+                local ok=0
+                [[ $(cmp_le 10 "$r") = 1 && ${R[$k|p99]} -lt ${R[$nk|p99]} ]] && ok=1
+                mark "$ok" "baton >= 10x Portkey throughput with lower p99 ($b $m, c=$n): ${r}x, p99 $(awk -v v="${R[$k|p99]}" 'BEGIN{printf "%.2f", v/1000}') vs $(awk -v v="${R[$nk|p99]}" 'BEGIN{printf "%.2f", v/1000}') ms"
+            done; done; done
+        else
+            mark na "baton >= 10x Portkey throughput: Portkey $PORTKEY_NA"
+        fi
+        k="load|direct|plain|1k5|json|$n16"
+        if [[ -n ${R[$k|rps]:-} && -n ${R["load|baton|plain|1k5|json|$n16|rps"]:-} ]]; then
+            echo "  [ info] upstream headroom: direct ${R[$k|rps]} rps vs baton ${R["load|baton|plain|1k5|json|$n16|rps"]} rps (1k5 json, c=$n16); upstream CPU during the baton row ${R["load|baton|plain|1k5|json|$n16|upct"]}% of one core of $UP_WORKERS"
+        fi
+    fi
+    mark na "full path (group + key + limit + ledger) CPU/request within 1.5x of the fast path: not built yet"
+    mark "$(cmp_le "$BATON_IDLE_KB" 20480)" "baton idle RSS < 20 MB: $(awk -v v="$BATON_IDLE_KB" 'BEGIN{printf "%.1f", v/1024}') MB"
+    if want many; then
+        local ok_n
+        ok_n=$(mkv "$MANY_BATON" streams)
+        local all_open=0
+        [[ $(mkv "$MANY_BATON" max_open) = "$MANY" && $ok_n = "$MANY" ]] && all_open=1
+        [[ $all_open = 1 ]] || echo "  (not every stream was open at once and completed: the two checks below fail)"
+        mark "$([[ $all_open = 1 ]] && cmp_le "$MANY_PEAK_KB" 204800 || echo 0)" "RSS < 200 MB with $MANY open streams: $(awk -v v="$MANY_PEAK_KB" 'BEGIN{printf "%.1f", v/1024}') MB (max open at once $(mkv "$MANY_BATON" max_open), completed $ok_n)"
+        local added
+        added=$(awk -v a="$(mkv "$MANY_BATON" gap_p99_us)" -v b="$(mkv "$MANY_DIRECT" gap_p99_us)" 'BEGIN{printf "%d", a - b}')
+        mark "$([[ $all_open = 1 ]] && cmp_le "$added" 1000 || echo 0)" "added inter-event delay p99 < 1 ms at $MANY streams: ${added} us (gap p99 $(mkv "$MANY_BATON" gap_p99_us) via baton vs $(mkv "$MANY_DIRECT" gap_p99_us) direct)"
+    fi
+    if want micro; then
+        local worst
+        worst=$(awk '{for(i=1;i<=NF;i++) if ($i ~ /^ns=/) {split($i,a,"="); if (a[2] > m) m = a[2]}} END{printf "%.0f", m}' <<<"$MICRO_ROUTE")
+        mark "$(cmp_le "$worst" 100000)" "router decision < 100 us: worst case ${worst} ns"
+        mark na "tokenizer >= 5x npm tiktoken: not built yet"
+    fi
+}
+
+report | tee "$TXT"
+echo "results: $CSV" >&2
