@@ -276,6 +276,33 @@ static void on_event(void *ud, const struct bt_event *ev)
     }
 }
 
+/* True when `key` occurs in d followed (after blanks and a colon) by a byte that
+ * starts a non-null value. */
+static bool key_with_value(struct bt_str d, const char *key, size_t klen)
+{
+    const char *p = d.p, *end = d.p + d.len;
+    while (p < end) {
+        const char *hit = memmem(p, (size_t)(end - p), key, klen);
+        if (!hit) return false;
+        const char *q = hit + klen;
+        while (q < end && (*q == ' ' || *q == ':' || *q == '\t' || *q == '\r' || *q == '\n')) q++;
+        if (q < end && *q != 'n') return true;
+        p = hit + klen;
+    }
+    return false;
+}
+
+/* The stream decoder only needs an event fully parsed when it can change what we
+ * account or forward: the first content (time to first token), a finish reason,
+ * usage, or an error. Every other event is a plain delta relayed untouched, which
+ * keeps the fast path's per-event cost to a few scans. */
+static bool event_matters(const struct bt_exec *ex, struct bt_str d)
+{
+    if (!ex->ttft_ns) return true;
+    return key_with_value(d, "\"finish_reason\"", 15) || key_with_value(d, "\"usage\"", 7) ||
+           memmem(d.p, d.len, "\"error\"", 7) != NULL;
+}
+
 /* Appends an in-stream error event equivalent to the provider's (message, type,
  * code decoded from `doc`), with baton's provider key redacted. */
 static enum bt_err rewrite_error_event(struct bt_exec *ex, const struct bt_json_doc *doc)
@@ -314,11 +341,22 @@ static int on_sse(void *ud, const struct bt_sse_event *ev)
         bt_buf_append_str(&ex->out, ev->raw);
         return 0;
     }
+    /* Every event is validated (the tokenizer is cheap); only events that can
+     * change what we account or forward are decoded. */
     bt_arena_reset(&ex->scratch);
     struct bt_json_doc doc;
-    if (bt_json_parse(&doc, ev->data.p, ev->data.len, &ex->scratch, NULL, NULL)) {
+    if (bt_json_parse(&doc, ev->data.p, ev->data.len, &ex->scratch, NULL, NULL) ||
+        bt_json_type(&doc, 0) != BT_JSON_OBJECT) {
         ex->stream_err = "the provider sent an invalid JSON event";
         return 1;
+    }
+    if (!event_matters(ex, ev->data)) {
+        /* A plain delta: forwarded as is, nothing to account. */
+        if (bt_buf_append_str(&ex->out, ev->raw)) {
+            ex->stream_err = "stream output buffer full";
+            return 1;
+        }
+        return 0;
     }
     bt_openai_decode_chunk(&doc, on_event, ex);
     if (ex->added_usage && !ex->saw_error) {

@@ -56,7 +56,10 @@ static int dispatch(struct bt_sse *p, const char *raw, size_t n)
     bt_buf_reset(&p->scratch);
     while (i < n) {
         size_t start = i;
-        while (i < n && raw[i] != '\n' && raw[i] != '\r') i++;
+        const char *nl = memchr(raw + start, '\n', n - start);
+        i = nl ? (size_t)(nl - raw) : n;
+        const char *cr = memchr(raw + start, '\r', i - start);
+        if (cr) i = (size_t)(cr - raw);
         struct bt_str line = {raw + start, i - start};
         if (i < n && raw[i] == '\r' && i + 1 < n && raw[i + 1] == '\n') i++;
         i++;
