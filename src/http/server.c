@@ -1309,7 +1309,7 @@ enum bt_err bt_http_server_listen(struct bt_http_server *s, const char *host, ui
         return BT_EIO;
     }
     r = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0);
-    if (!r) r = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+    if (!r) r = uv_listen((uv_stream_t *)&s->listener, 4096, on_connection);
     if (r) {
         bt_error("http: listen on %s port %u: %s", host, (unsigned)port, uv_strerror(r));
         return BT_EIO;
