@@ -49,8 +49,9 @@ function helpers(req, res) {
             res.end(body);
         },
         // Streams SSE `data:` events (strings), `gapMs` apart, then [DONE] unless
-        // `done: false`; with `breakAfter: N` destroys the socket after N events.
-        async sse(events, { gapMs = 5, done = true, breakAfter = -1, headers = {} } = {}) {
+        // `done: false`; with `breakAfter: N` destroys the socket after N events;
+        // with `hold: true` the stream stays open (silent) after the last event.
+        async sse(events, { gapMs = 5, done = true, breakAfter = -1, headers = {}, hold = false } = {}) {
             res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...headers });
             for (let i = 0; i < events.length; i++) {
                 if (i === breakAfter) { res.socket?.destroy(); return; }
@@ -60,10 +61,61 @@ function helpers(req, res) {
             }
             if (breakAfter >= events.length) { res.socket?.destroy(); return; }
             if (done) res.write('data: [DONE]\n\n');
-            res.end();
+            if (!hold) res.end();
         },
         // Never answers (the connection stays open until the peer closes it).
         hang() { /* nothing */ },
+        // Replies with `body` (Buffer or string) byte for byte, with only the
+        // headers given (no content-type is added), then ends the response.
+        raw(status, body, headers = {}) {
+            res.writeHead(status, headers);
+            res.end(body);
+        },
+        // Sends `body` in pieces of `pieceBytes`, `gapMs` apart (one TCP segment
+        // each: Nagle is off). Content-Length is announced unless `headers` give a
+        // framing. With `hold: true` the response is left open after the last byte.
+        // Resolves the number of bytes written (fewer when the peer went away).
+        async drip(status, body, { gapMs = 1, pieceBytes = 1, headers = {}, hold = false } = {}) {
+            const buf = Buffer.isBuffer(body) ? body : Buffer.from(body);
+            const h = { 'content-type': 'application/json', ...headers };
+            if (!Object.keys(h).some((k) => /^(content-length|transfer-encoding)$/i.test(k))) h['content-length'] = buf.length;
+            res.socket?.setNoDelay(true);
+            res.writeHead(status, h);
+            let sent = 0;
+            while (sent < buf.length) {
+                if (res.destroyed || res.socket?.destroyed) return sent;
+                res.write(buf.subarray(sent, sent + pieceBytes));
+                sent = Math.min(buf.length, sent + pieceBytes);
+                await new Promise((r) => setTimeout(r, gapMs));
+            }
+            if (!hold) res.end();
+            return sent;
+        },
+        // Writes `fill` bytes as fast as the peer reads them, up to `total`, after a
+        // head announcing `contentLength` (default: total; null: none, so Node
+        // chunks). Stops when the peer closes. Resolves the bytes written.
+        async flood(status, { total, contentLength = total, headers = {}, fill = 0x30, prefix = '' } = {}) {
+            const h = { 'content-type': 'application/json', ...headers };
+            if (contentLength !== null) h['content-length'] = String(contentLength);
+            res.writeHead(status, h);
+            const piece = Buffer.alloc(256 * 1024, fill);
+            let sent = 0;
+            if (prefix) { res.write(prefix); sent += Buffer.byteLength(prefix); }
+            while (sent < total) {
+                if (res.destroyed || res.socket?.destroyed) break;
+                const n = Math.min(piece.length, total - sent);
+                const ok = res.write(n === piece.length ? piece : piece.subarray(0, n));
+                sent += n;
+                if (!ok) {
+                    await new Promise((r) => {
+                        const done = () => { res.off('drain', done); res.off('close', done); r(); };
+                        res.on('drain', done); res.on('close', done);
+                    });
+                }
+            }
+            if (!res.destroyed) res.end();
+            return sent;
+        },
         // Closes the connection without a response.
         reset() { req.socket.destroy(); },
     };

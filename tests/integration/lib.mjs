@@ -69,7 +69,9 @@ export async function run() {
     process.exit(failed ? 1 : 0);
 }
 
-const SANITIZER = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: UndefinedBehaviorSanitizer/;
+// valgrind memcheck's error and definite-leak reports (lines start with ==PID==).
+const VALGRIND_REPORT = /==\d+== (Invalid (read|write|free)|Conditional jump|Use of uninitialised|Syscall param|Mismatched free|Source and destination overlap|Process terminating|[\d,]+ bytes in [\d,]+ blocks are definitely lost)/;
+const SANITIZER = new RegExp(`ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: UndefinedBehaviorSanitizer|${VALGRIND_REPORT.source}`);
 // The interesting part of a process's stderr: a sanitizer report from the start of
 // its line (with the first stack frames), else the tail.
 function describeErr(err) {
@@ -248,7 +250,14 @@ export function spawnBaton(args, { env = {}, cwd = REPO } = {}) {
     // env values of undefined remove a variable from the child's environment.
     const childEnv = { ...process.env, ...env };
     for (const [k, v] of Object.entries(childEnv)) if (v === undefined) delete childEnv[k];
-    const child = spawn(BATON, args, { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    // ---- valgrind (make valgrind): BATON_VALGRIND=1 runs every baton under memcheck;
+    // a report in stderr counts like a sanitizer report (VALGRIND_REPORT above), and
+    // --error-exitcode makes a leak or error also show as exit code 99.
+    const [cmd, argv] = process.env.BATON_VALGRIND
+        ? ['valgrind', ['--leak-check=full', '--errors-for-leak-kinds=definite', '--error-exitcode=99', '-q', BATON, ...args]]
+        : [BATON, args];
+    // ---- end valgrind
+    const child = spawn(cmd, argv, { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
     let out = '', err = '';
     child.stdout.on('data', (d) => { if (out.length < OUT_CAP) out += d; });
