@@ -6,6 +6,8 @@ void bt_sse_init(struct bt_sse *p, size_t max_event, bt_sse_cb cb, void *ud)
 {
     bt_buf_init(&p->pending, max_event);
     bt_buf_init(&p->scratch, max_event);
+    p->resume = 0;
+    p->resume_empty = true;
     p->cb = cb;
     p->ud = ud;
 }
@@ -17,33 +19,36 @@ void bt_sse_free(struct bt_sse *p)
 }
 
 /* Finds the end of the first event in s: the offset just past the blank line that
- * terminates it, or 0 when s holds no complete event. A CR at the very end is not
- * trusted as a terminator (a LF may follow) unless it is preceded by another line
- * end that already makes the line blank. */
-static size_t event_end(const char *s, size_t n)
+ * terminates it, or 0 when s holds no complete event. Scanning starts at
+ * *pos (with *line_empty telling whether the current line has content so far) and,
+ * when no end is found, both are left where a later call on a longer s continues,
+ * so a dribbled event is scanned once, not once per read. A CR at the very end is
+ * not trusted as a terminator (a LF may follow). */
+static size_t event_end(const char *s, size_t n, size_t *pos, bool *line_empty)
 {
-    size_t i = 0;
-    bool line_empty = true;
+    size_t i = *pos;
+    bool empty = *line_empty;
     while (i < n) {
         char c = s[i];
         if (c == '\n' || c == '\r') {
             size_t next = i + 1;
             if (c == '\r') {
-                if (next == n) return 0; /* wait: CRLF may be split */
+                if (next == n) break; /* wait: CRLF may be split */
                 if (s[next] == '\n') next++;
             }
-            if (line_empty) return next;
-            line_empty = true;
+            if (empty) return next;
+            empty = true;
             i = next;
             continue;
         }
-        line_empty = false;
+        empty = false;
         const char *nl = memchr(s + i, '\n', n - i);
         const char *cr = memchr(s + i, '\r', (nl ? (size_t)(nl - s) : n) - i);
         const char *hit = cr ? cr : nl;
-        if (!hit) return 0;
-        i = (size_t)(hit - s);
+        i = hit ? (size_t)(hit - s) : n;
     }
+    *pos = i;
+    *line_empty = empty;
     return 0;
 }
 
@@ -101,7 +106,9 @@ enum bt_err bt_sse_feed(struct bt_sse *p, const char *data, size_t n)
     while (n) {
         if (p->pending.len == 0) {
             /* Zero-copy: events wholly inside this chunk are parsed in place. */
-            size_t end = event_end(data, n);
+            size_t pos = 0;
+            bool empty = true;
+            size_t end = event_end(data, n, &pos, &empty);
             if (end == 0) break;
             int rc = dispatch(p, data, end);
             if (rc < 0) return BT_ETOOBIG;
@@ -115,7 +122,7 @@ enum bt_err bt_sse_feed(struct bt_sse *p, const char *data, size_t n)
         size_t take = n;
         if (take > p->pending.max - old) take = p->pending.max - old;
         if (bt_buf_append(&p->pending, data, take)) return BT_ENOMEM;
-        size_t end = event_end(p->pending.p, p->pending.len);
+        size_t end = event_end(p->pending.p, p->pending.len, &p->resume, &p->resume_empty);
         if (end == 0) {
             if (take < n) return BT_ETOOBIG;
             return BT_OK;
@@ -123,6 +130,8 @@ enum bt_err bt_sse_feed(struct bt_sse *p, const char *data, size_t n)
         int rc = dispatch(p, p->pending.p, end);
         size_t used = end - old;
         bt_buf_reset(&p->pending);
+        p->resume = 0;
+        p->resume_empty = true;
         if (rc < 0) return BT_ETOOBIG;
         if (rc > 0) return BT_ECANCELED;
         data += used;

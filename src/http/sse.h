@@ -28,6 +28,8 @@ typedef int (*bt_sse_cb)(void *ud, const struct bt_sse_event *ev);
 struct bt_sse {
     struct bt_buf pending; /* bytes of an incomplete event */
     struct bt_buf scratch; /* joined data of multi-line events */
+    size_t resume;         /* where scanning `pending` for the event's end continues */
+    bool resume_empty;     /* the line at `resume` has no content so far */
     bt_sse_cb cb;
     void *ud;
 };
