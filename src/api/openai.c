@@ -147,21 +147,6 @@ static void respond_error(struct bt_http_req *req, int status, const char *type,
     bt_buf_free(&b);
 }
 
-/* One entry of OpenAI's model list. */
-static void write_model(struct bt_jw *w, const char *name)
-{
-    bt_jw_obj_begin(w);
-    bt_jw_key(w, "id");
-    bt_jw_cstr(w, name);
-    bt_jw_key(w, "object");
-    bt_jw_cstr(w, "model");
-    bt_jw_key(w, "created");
-    bt_jw_int(w, 0);
-    bt_jw_key(w, "owned_by");
-    bt_jw_cstr(w, "baton");
-    bt_jw_obj_end(w);
-}
-
 static void handle_models(struct bt_http_req *req, const struct bt_config *cfg, struct bt_str id)
 {
     struct bt_buf b;
@@ -177,14 +162,15 @@ static void handle_models(struct bt_http_req *req, const struct bt_config *cfg, 
             respond_error(req, 404, "invalid_request_error", "model", "model_not_found", msg, id);
             return;
         }
-        write_model(&w, m->name);
+        bt_openai_write_model(&w, bt_str_c(m->name), "baton");
     } else {
         bt_jw_obj_begin(&w);
         bt_jw_key(&w, "object");
         bt_jw_cstr(&w, "list");
         bt_jw_key(&w, "data");
         bt_jw_arr_begin(&w);
-        for (size_t i = 0; i < cfg->nmodels; i++) write_model(&w, cfg->models[i].name);
+        for (size_t i = 0; i < cfg->nmodels; i++)
+            bt_openai_write_model(&w, bt_str_c(cfg->models[i].name), "baton");
         bt_jw_arr_end(&w);
         bt_jw_obj_end(&w);
     }

@@ -151,6 +151,20 @@ void bt_openai_write_error(struct bt_jw *w, struct bt_str message, const char *t
     bt_jw_obj_end(w);
 }
 
+void bt_openai_write_model(struct bt_jw *w, struct bt_str id, const char *owned_by)
+{
+    bt_jw_obj_begin(w);
+    bt_jw_key(w, "id");
+    bt_jw_str(w, id);
+    bt_jw_key(w, "object");
+    bt_jw_cstr(w, "model");
+    bt_jw_key(w, "created");
+    bt_jw_int(w, 0);
+    bt_jw_key(w, "owned_by");
+    bt_jw_cstr(w, owned_by);
+    bt_jw_obj_end(w);
+}
+
 static int64_t get_int(const struct bt_json_doc *doc, int obj, const char *key)
 {
     int64_t v = 0;
@@ -208,7 +222,70 @@ static void decode_choice_end(const struct bt_json_doc *doc, int choice, uint32_
     }
 }
 
-void bt_openai_decode_chunk(const struct bt_json_doc *doc, bt_event_cb cb, void *ud)
+/* The deltas of one chunk choice: start, reasoning, text, tool-call pieces. */
+static void decode_delta(const struct bt_json_doc *doc, int c, int64_t idx, bt_event_cb cb,
+                         void *ud)
+{
+    int delta = bt_json_get(doc, c, "delta");
+    if (bt_json_type(doc, delta) == BT_JSON_OBJECT) {
+        int role = bt_json_get(doc, delta, "role");
+        if (bt_json_type(doc, role) == BT_JSON_STRING) {
+            struct bt_event ev = {.type = BT_EV_START, .choice = (uint32_t)idx};
+            int id = bt_json_get(doc, 0, "id");
+            if (bt_json_type(doc, id) == BT_JSON_STRING) ev.id = bt_json_str_raw(doc, id);
+            cb(ud, &ev);
+        }
+        static const char *reasoning_keys[] = {"reasoning_content", "reasoning"};
+        for (int k = 0; k < 2; k++) {
+            int rc = bt_json_get(doc, delta, reasoning_keys[k]);
+            if (bt_json_type(doc, rc) == BT_JSON_STRING) {
+                struct bt_event ev = {.type = BT_EV_REASONING, .choice = (uint32_t)idx};
+                ev.text = bt_json_str_raw(doc, rc);
+                cb(ud, &ev);
+            }
+        }
+        int content = bt_json_get(doc, delta, "content");
+        if (bt_json_type(doc, content) == BT_JSON_STRING) {
+            struct bt_event ev = {.type = BT_EV_TEXT, .choice = (uint32_t)idx};
+            ev.text = bt_json_str_raw(doc, content);
+            cb(ud, &ev);
+        }
+        int tcs = bt_json_get(doc, delta, "tool_calls");
+        if (bt_json_type(doc, tcs) == BT_JSON_ARRAY) {
+            uint32_t j = 0;
+            for (int tc = bt_json_first(doc, tcs); tc >= 0 && j < doc->toks[tcs].size;
+                 tc = (int)doc->toks[tc].next, j++) {
+                int64_t ti = get_int(doc, tc, "index");
+                int fn = bt_json_get(doc, tc, "function");
+                int id = bt_json_get(doc, tc, "id");
+                int name = bt_json_get(doc, fn, "name");
+                if (bt_json_type(doc, id) == BT_JSON_STRING ||
+                    bt_json_type(doc, name) == BT_JSON_STRING) {
+                    struct bt_event ev = {.type = BT_EV_TOOL_START,
+                                          .choice = (uint32_t)idx,
+                                          .tool_index = (uint32_t)ti};
+                    if (bt_json_type(doc, id) == BT_JSON_STRING)
+                        ev.id = bt_json_str_raw(doc, id);
+                    if (bt_json_type(doc, name) == BT_JSON_STRING)
+                        ev.name = bt_json_str_raw(doc, name);
+                    cb(ud, &ev);
+                }
+                int args = bt_json_get(doc, fn, "arguments");
+                if (bt_json_type(doc, args) == BT_JSON_STRING) {
+                    struct bt_event ev = {.type = BT_EV_TOOL_ARGS,
+                                          .choice = (uint32_t)idx,
+                                          .tool_index = (uint32_t)ti};
+                    ev.text = bt_json_str_raw(doc, args);
+                    cb(ud, &ev);
+                }
+            }
+        }
+    }
+}
+
+/* One walk for both shapes: an error, then each choice (with its delta for stream
+ * chunks) and its finish reason, then usage. */
+static void decode(const struct bt_json_doc *doc, bool chunk, bt_event_cb cb, void *ud)
 {
     if (bt_json_type(doc, 0) != BT_JSON_OBJECT) return;
     int e = bt_json_get(doc, 0, "error");
@@ -222,61 +299,7 @@ void bt_openai_decode_chunk(const struct bt_json_doc *doc, bt_event_cb cb, void 
         for (int c = bt_json_first(doc, choices); c >= 0 && i < doc->toks[choices].size;
              c = (int)doc->toks[c].next, i++) {
             int64_t idx = get_int(doc, c, "index");
-            int delta = bt_json_get(doc, c, "delta");
-            if (bt_json_type(doc, delta) == BT_JSON_OBJECT) {
-                int role = bt_json_get(doc, delta, "role");
-                if (bt_json_type(doc, role) == BT_JSON_STRING) {
-                    struct bt_event ev = {.type = BT_EV_START, .choice = (uint32_t)idx};
-                    int id = bt_json_get(doc, 0, "id");
-                    if (bt_json_type(doc, id) == BT_JSON_STRING) ev.id = bt_json_str_raw(doc, id);
-                    cb(ud, &ev);
-                }
-                static const char *reasoning_keys[] = {"reasoning_content", "reasoning"};
-                for (int k = 0; k < 2; k++) {
-                    int rc = bt_json_get(doc, delta, reasoning_keys[k]);
-                    if (bt_json_type(doc, rc) == BT_JSON_STRING) {
-                        struct bt_event ev = {.type = BT_EV_REASONING, .choice = (uint32_t)idx};
-                        ev.text = bt_json_str_raw(doc, rc);
-                        cb(ud, &ev);
-                    }
-                }
-                int content = bt_json_get(doc, delta, "content");
-                if (bt_json_type(doc, content) == BT_JSON_STRING) {
-                    struct bt_event ev = {.type = BT_EV_TEXT, .choice = (uint32_t)idx};
-                    ev.text = bt_json_str_raw(doc, content);
-                    cb(ud, &ev);
-                }
-                int tcs = bt_json_get(doc, delta, "tool_calls");
-                if (bt_json_type(doc, tcs) == BT_JSON_ARRAY) {
-                    uint32_t j = 0;
-                    for (int tc = bt_json_first(doc, tcs); tc >= 0 && j < doc->toks[tcs].size;
-                         tc = (int)doc->toks[tc].next, j++) {
-                        int64_t ti = get_int(doc, tc, "index");
-                        int fn = bt_json_get(doc, tc, "function");
-                        int id = bt_json_get(doc, tc, "id");
-                        int name = bt_json_get(doc, fn, "name");
-                        if (bt_json_type(doc, id) == BT_JSON_STRING ||
-                            bt_json_type(doc, name) == BT_JSON_STRING) {
-                            struct bt_event ev = {.type = BT_EV_TOOL_START,
-                                                  .choice = (uint32_t)idx,
-                                                  .tool_index = (uint32_t)ti};
-                            if (bt_json_type(doc, id) == BT_JSON_STRING)
-                                ev.id = bt_json_str_raw(doc, id);
-                            if (bt_json_type(doc, name) == BT_JSON_STRING)
-                                ev.name = bt_json_str_raw(doc, name);
-                            cb(ud, &ev);
-                        }
-                        int args = bt_json_get(doc, fn, "arguments");
-                        if (bt_json_type(doc, args) == BT_JSON_STRING) {
-                            struct bt_event ev = {.type = BT_EV_TOOL_ARGS,
-                                                  .choice = (uint32_t)idx,
-                                                  .tool_index = (uint32_t)ti};
-                            ev.text = bt_json_str_raw(doc, args);
-                            cb(ud, &ev);
-                        }
-                    }
-                }
-            }
+            if (chunk) decode_delta(doc, c, idx, cb, ud);
             decode_choice_end(doc, c, (uint32_t)idx, cb, ud);
         }
     }
@@ -288,25 +311,12 @@ void bt_openai_decode_chunk(const struct bt_json_doc *doc, bt_event_cb cb, void 
     }
 }
 
+void bt_openai_decode_chunk(const struct bt_json_doc *doc, bt_event_cb cb, void *ud)
+{
+    decode(doc, true, cb, ud);
+}
+
 void bt_openai_decode_response(const struct bt_json_doc *doc, bt_event_cb cb, void *ud)
 {
-    if (bt_json_type(doc, 0) != BT_JSON_OBJECT) return;
-    int e = bt_json_get(doc, 0, "error");
-    if (e >= 0) {
-        emit_error(doc, e, cb, ud);
-        return;
-    }
-    int choices = bt_json_get(doc, 0, "choices");
-    if (bt_json_type(doc, choices) == BT_JSON_ARRAY) {
-        uint32_t i = 0;
-        for (int c = bt_json_first(doc, choices); c >= 0 && i < doc->toks[choices].size;
-             c = (int)doc->toks[c].next, i++)
-            decode_choice_end(doc, c, (uint32_t)get_int(doc, c, "index"), cb, ud);
-    }
-    int usage = bt_json_get(doc, 0, "usage");
-    if (bt_json_type(doc, usage) == BT_JSON_OBJECT) {
-        struct bt_event ev = {.type = BT_EV_USAGE};
-        bt_openai_read_usage(doc, usage, &ev.usage);
-        cb(ud, &ev);
-    }
+    decode(doc, false, cb, ud);
 }

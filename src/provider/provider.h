@@ -48,6 +48,8 @@ void bt_openai_decode_response(const struct bt_json_doc *doc, bt_event_cb cb, vo
  * next value of `w`; param and code may be NULL (JSON null). */
 void bt_openai_write_error(struct bt_jw *w, struct bt_str message, const char *type,
                            const char *param, const char *code);
+/* Writes one entry of OpenAI's model list (`created` 0) as the next value of `w`. */
+void bt_openai_write_model(struct bt_jw *w, struct bt_str id, const char *owned_by);
 /* Reads usage out of an OpenAI `usage` object token. */
 void bt_openai_read_usage(const struct bt_json_doc *doc, int tok, struct bt_usage *u);
 

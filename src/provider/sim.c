@@ -1638,20 +1638,6 @@ done:
 
 /* ---- models ---- */
 
-static void write_model(struct bt_jw *w, struct bt_str id)
-{
-    bt_jw_obj_begin(w);
-    bt_jw_key(w, "id");
-    bt_jw_str(w, id);
-    bt_jw_key(w, "object");
-    bt_jw_cstr(w, "model");
-    bt_jw_key(w, "created");
-    bt_jw_int(w, 0);
-    bt_jw_key(w, "owned_by");
-    bt_jw_cstr(w, "baton-sim");
-    bt_jw_obj_end(w);
-}
-
 /* GET /models lists "sim" (the simulator does not know which names route to
  * it); GET /models/{id} describes any id, since the sim answers for any model. */
 static void render_models(struct bt_str id, bool one, struct reply *r)
@@ -1659,14 +1645,14 @@ static void render_models(struct bt_str id, bool one, struct reply *r)
     struct bt_jw w;
     bt_jw_init(&w, &r->body);
     if (one) {
-        write_model(&w, id);
+        bt_openai_write_model(&w, id, "baton-sim");
     } else {
         bt_jw_obj_begin(&w);
         bt_jw_key(&w, "object");
         bt_jw_cstr(&w, "list");
         bt_jw_key(&w, "data");
         bt_jw_arr_begin(&w);
-        write_model(&w, BT_STR("sim"));
+        bt_openai_write_model(&w, BT_STR("sim"), "baton-sim");
         bt_jw_arr_end(&w);
         bt_jw_obj_end(&w);
     }
