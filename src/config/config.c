@@ -423,12 +423,6 @@ bad:
     return false;
 }
 
-static bool host_char(char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           ch == '-' || ch == '.' || ch == '_';
-}
-
 /* Splits an http(s) URL into the provider's tls/host/port/base_path. */
 static bool parse_base_url(struct loader *L, const struct bt_ynode *v, const char *pname,
                            struct bt_provider *p, const char *url, size_t len)
@@ -463,29 +457,11 @@ static bool parse_base_url(struct loader *L, const struct bt_ynode *v, const cha
              pname);
         return false;
     }
-    const char *host = auth, *port = NULL;
-    size_t hlen, plen = 0;
-    bool v6 = false;
-    if (alen && auth[0] == '[') {
-        const char *rb = memchr(auth, ']', alen);
-        if (!rb) goto bad;
-        host = auth + 1;
-        hlen = (size_t)(rb - auth) - 1;
-        v6 = true;
-        size_t rest = alen - (size_t)(rb - auth) - 1;
-        if (rest) {
-            if (rb[1] != ':') goto bad;
-            port = rb + 2;
-            plen = rest - 1;
-        }
-    } else {
-        const char *colon = memchr(auth, ':', alen);
-        hlen = colon ? (size_t)(colon - auth) : alen;
-        if (colon) {
-            port = colon + 1;
-            plen = alen - hlen - 1;
-        }
-    }
+    struct bt_str hs, ps;
+    bool v6;
+    if (!bt_split_hostport((struct bt_str){auth, alen}, &hs, &ps, &v6)) goto bad;
+    const char *host = hs.p, *port = ps.p;
+    size_t hlen = hs.len, plen = ps.len;
     if (!v6 && alen && memchr(auth, ':', alen) != memrchr(auth, ':', alen)) {
         lerr(L, v,
              "provider \"%s\": base_url: write an IPv6 address in brackets, e.g. "
@@ -508,7 +484,7 @@ static bool parse_base_url(struct loader *L, const struct bt_ynode *v, const cha
         }
     } else {
         for (size_t i = 0; i < hlen; i++)
-            if (!host_char(hbuf[i])) {
+            if (!bt_host_char(hbuf[i])) {
                 lerr(L, v,
                      "provider \"%s\": base_url: invalid host \"%s\" (IPv6 addresses go in "
                      "brackets)",

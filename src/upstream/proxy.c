@@ -64,10 +64,32 @@ static enum bt_err base64_append(struct bt_buf *b, const unsigned char *p, size_
     return BT_OK;
 }
 
-static bool host_char(char ch)
+bool bt_host_char(char ch)
 {
     return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
            ch == '-' || ch == '.' || ch == '_';
+}
+
+bool bt_split_hostport(struct bt_str auth, struct bt_str *host, struct bt_str *port, bool *v6)
+{
+    *port = BT_STR_NULL;
+    *v6 = false;
+    if (auth.len && auth.p[0] == '[') {
+        const char *rb = memchr(auth.p, ']', auth.len);
+        if (!rb) return false;
+        *host = (struct bt_str){auth.p + 1, (size_t)(rb - auth.p) - 1};
+        *v6 = true;
+        size_t rest = auth.len - (size_t)(rb - auth.p) - 1;
+        if (rest) {
+            if (rb[1] != ':') return false;
+            *port = (struct bt_str){rb + 2, rest - 1};
+        }
+        return true;
+    }
+    long colon = bt_str_index(auth, ':');
+    *host = (struct bt_str){auth.p, colon >= 0 ? (size_t)colon : auth.len};
+    if (colon >= 0) *port = (struct bt_str){auth.p + colon + 1, auth.len - (size_t)colon - 1};
+    return true;
 }
 
 void bt_proxy_spec_free(struct bt_proxy_spec *s)
@@ -134,29 +156,11 @@ enum bt_err bt_proxy_parse(const char *url, size_t len, struct bt_proxy_spec *ou
         auth = at + 1;
     }
     /* host[:port] */
-    const char *host = auth, *port = NULL;
-    size_t hlen, plen = 0;
-    bool v6 = false;
-    if (alen && auth[0] == '[') {
-        const char *rb = memchr(auth, ']', alen);
-        if (!rb) goto bad_host;
-        host = auth + 1;
-        hlen = (size_t)(rb - auth) - 1;
-        v6 = true;
-        size_t rest = alen - (size_t)(rb - auth) - 1;
-        if (rest) {
-            if (rb[1] != ':') goto bad_host;
-            port = rb + 2;
-            plen = rest - 1;
-        }
-    } else {
-        const char *colon = memchr(auth, ':', alen);
-        hlen = colon ? (size_t)(colon - auth) : alen;
-        if (colon) {
-            port = colon + 1;
-            plen = alen - hlen - 1;
-        }
-    }
+    struct bt_str hs, ps;
+    bool v6;
+    if (!bt_split_hostport((struct bt_str){auth, alen}, &hs, &ps, &v6)) goto bad_host;
+    const char *host = hs.p, *port = ps.p;
+    size_t hlen = hs.len, plen = ps.len;
     if (hlen == 0 || hlen > PROXY_HOST_MAX) goto bad_host;
     char hbuf[PROXY_HOST_MAX + 1];
     memcpy(hbuf, host, hlen);
@@ -166,7 +170,7 @@ enum bt_err bt_proxy_parse(const char *url, size_t len, struct bt_proxy_spec *ou
         if (inet_pton(AF_INET6, hbuf, tmp) != 1) goto bad_host;
     } else {
         for (size_t i = 0; i < hlen; i++)
-            if (!host_char(hbuf[i])) goto bad_host;
+            if (!bt_host_char(hbuf[i])) goto bad_host;
     }
     uint64_t pn = PROXY_DEFAULT_PORT;
     if (port && (!bt_str_to_u64((struct bt_str){port, plen}, &pn) || pn < 1 || pn > 65535)) {

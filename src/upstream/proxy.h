@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/str.h"
 
 struct bt_proxy_spec {
     char *host;    /* malloc'd; name or address literal, without brackets */
@@ -38,5 +39,13 @@ void bt_proxy_spec_free(struct bt_proxy_spec *s);
  *  to one port. Names compare case-insensitively; a trailing dot is ignored.
  *  Loopback is not special: like curl, only NO_PROXY exempts it. */
 bool bt_no_proxy_match(const char *list, const char *host, uint16_t port);
+
+/* Splits a URL authority without userinfo — "host", "host:port", "[v6]" or
+ * "[v6]:port" — into slices of `auth`: *port is empty when absent, *v6 says the
+ * host was bracketed. False when a bracket is unclosed or followed by anything
+ * but ":port". The parts are not validated further. */
+bool bt_split_hostport(struct bt_str auth, struct bt_str *host, struct bt_str *port, bool *v6);
+/* True for a byte allowed in a host name or IPv4 literal. */
+bool bt_host_char(char ch);
 
 #endif
