@@ -14,16 +14,31 @@ static atomic_int min_level = BT_LOG_INFO;
 static atomic_int access_fd = 2;
 static atomic_int log_fd = 2;
 
+/* Points *slot at PATH (append), or back at stderr when PATH is NULL. A slot that
+ * already has its own descriptor keeps its number: the new file is dup2'd onto it,
+ * so a thread writing at that moment never hits a closed (or reused) descriptor. */
+static int reopen(atomic_int *slot, const char *path)
+{
+    int cur = atomic_load(slot);
+    if (!path) {
+        atomic_store(slot, 2);
+        if (cur > 2) close(cur);
+        return 0;
+    }
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) return -errno;
+    if (cur <= 2) {
+        atomic_store(slot, fd);
+        return 0;
+    }
+    int rc = dup3(fd, cur, O_CLOEXEC) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
 int bt_log_open(const char *path)
 {
-    int fd = 2;
-    if (path) {
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-        if (fd < 0) return -errno;
-    }
-    int old = atomic_exchange(&log_fd, fd);
-    if (old > 2) close(old);
-    return 0;
+    return reopen(&log_fd, path);
 }
 
 void bt_log_set_level(enum bt_log_level level)
@@ -65,14 +80,7 @@ void bt_log(enum bt_log_level level, const char *fmt, ...)
 
 int bt_log_access_open(const char *path)
 {
-    int fd = 2;
-    if (path) {
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-        if (fd < 0) return -errno;
-    }
-    int old = atomic_exchange(&access_fd, fd);
-    if (old > 2) close(old);
-    return 0;
+    return reopen(&access_fd, path);
 }
 
 void bt_log_access(const char *line, size_t len)

@@ -16,7 +16,8 @@ void bt_log(enum bt_log_level level, const char *fmt, ...) __attribute__((format
  * Returns 0 or -errno. */
 int bt_log_open(const char *path);
 /* Opens PATH (append) for the access log, or stderr when path is NULL. Reopening
- * is safe at any time from the owning thread. Returns 0 or -errno. */
+ * a file (SIGUSR1, reload) is safe while other threads log; switching back to
+ * stderr is for shutdown, when no other thread logs. Returns 0 or -errno. */
 int bt_log_access_open(const char *path);
 /* Writes one access-log line (the caller passes the JSON object without newline). */
 void bt_log_access(const char *line, size_t len);
