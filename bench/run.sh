@@ -11,7 +11,8 @@
 #   BENCH_CONNS="16 64 256" concurrency levels
 #   BENCH_WORKERS=N        workers of baton and of the nginx proxy (default 1)
 #   BENCH_UPSTREAM_WORKERS=N  workers of the fixed-response nginx (default 2)
-#   BENCH_ONLY="load tls stream many micro"  sections to run (default all)
+#   BENCH_ONLY="load tls stream many micro"  sections to run (default all);
+#                          BENCH_ONLY=hold starts the servers and keeps them up (profiling)
 #   BENCH_MANY=N           streams in the many-connections test (default 10000)
 #   BENCH_MANY_EVENTS / BENCH_MANY_INTERVAL_MS / BENCH_MANY_RAMP  its streams
 #   BENCH_NO_PORTKEY=1     skip the Portkey gateway (no npm install)
@@ -503,6 +504,14 @@ if ! check baton json 1 || ! check baton sse 1; then
 fi
 
 CONTENDERS="direct nginx baton portkey"
+# For profiling: keep every server up until Ctrl-C (BENCH_ONLY=hold).
+if want hold; then
+    log "bench: holding: upstream $P_UP (tls $P_UP_TLS), nginx proxy $P_NGINX, baton $P_BATON (pid $BATON_PID),"
+    log "       portkey ${PORTKEY_PID:+$P_PORTKEY}; request bodies in $DIR; Ctrl-C stops everything"
+    for m in json sse; do for b in 1k5 50k; do body "$b" "$m" "bench-$m" >/dev/null; done; done
+    while :; do sleep 3600; done
+fi
+
 if want load; then
     log "bench: load (wrk, ${DUR}s per row, plain HTTP upstream)"
     for b in 1k5 50k; do

@@ -899,17 +899,19 @@ enum pkey {
     PK_FAULTS,
     PK_TLS,
     PK_PROXY,
+    PK_STREAM_CHECK,
 };
 static const char *const provider_keys[] = {
     "type",           "base_url",     "api_key",        "timeouts",    "seed",   "ttft",
     "tokens_per_sec", "reply_tokens", "embedding_dims", "retry_after", "faults", "tls",
-    "proxy",          NULL};
+    "proxy",          "stream_check", NULL};
 
 static bool provider_key_applies(int idx, enum bt_provider_type t)
 {
     switch (idx) {
     case PK_TYPE:
     case PK_TIMEOUTS:
+    case PK_STREAM_CHECK:
         return true;
     case PK_BASE_URL:
     case PK_API_KEY:
@@ -1034,6 +1036,18 @@ static void load_provider(struct loader *L, const struct bt_ynode *k, const stru
         case PK_PROXY:
             proxy_node = vv;
             break;
+        case PK_STREAM_CHECK: {
+            char *t;
+            size_t tl;
+            if (!get_string(L, vv, what, &t, &tl, NULL)) break;
+            if (strcmp(t, "full") == 0) p->stream_check_full = true;
+            else if (strcmp(t, "light") == 0) p->stream_check_full = false;
+            else
+                lerr(L, vv, "%s: expected light or full, got \"%.*s\"", what,
+                     (int)(tl > SHOW_MAX ? SHOW_MAX : tl), t);
+            free(t);
+            break;
+        }
         }
     }
     if (p->type != BT_PROVIDER_OPENAI) {

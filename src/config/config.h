@@ -65,6 +65,9 @@ struct bt_provider {
     char *proxy_shown;          /* the proxy URL with credentials masked, for messages */
     char *proxy_from;           /* "proxy" (the key) or the variable it came from, e.g. HTTPS_PROXY */
     struct bt_sim_cfg sim;      /* sim type only */
+    /* stream_check: full validates every relayed stream event as JSON; light (the
+     * default) checks its framing and decodes only events that matter. */
+    bool stream_check_full;
     int line, col;              /* where the provider was defined */
 };
 

@@ -49,7 +49,13 @@ struct bt_exec {
     uint64_t total_deadline_ns;     /* per attempt */
     struct bt_buf body_up;          /* body sent upstream */
     struct bt_buf resp;             /* buffered reply or error body */
-    struct bt_buf out;              /* stream bytes batched per upstream read */
+    struct bt_buf out;              /* stream bytes written anew, batched per upstream read */
+    struct bt_str in;               /* the upstream read being relayed */
+    struct span {                   /* what the next chunk to the client is made of: */
+        const char *p;              /* a run of `in` (zero-copy), or NULL: */
+        size_t off, len;            /* bytes of `out` at `off` */
+    } spans[BT_HTTP_MAX_PARTS];
+    uint32_t nspans;
     struct bt_sse sse;
     struct bt_arena scratch;        /* JSON tokens of one stream event */
     bool added_usage;               /* we asked for usage; drop its chunk */
@@ -234,17 +240,74 @@ static const char *timeout_phase(struct bt_exec *ex)
 
 /* ---- streaming relay ---- */
 
-static void stream_error_event(struct bt_exec *ex, const char *msg, const char *code)
-{
-    bt_buf_append_c(&ex->out, "data: ");
-    bt_openai_error_json(&ex->out, msg, "upstream_error", NULL, code);
-    bt_buf_append_c(&ex->out, "\n\n");
-}
+/* ---- the chunk being assembled for the client ----
+ * Events that go out unchanged are sent from the upstream's read buffer (`in`);
+ * what baton writes itself (error events, events completed across reads) goes
+ * through `out`. Spans keep their order; flush_out sends them as one chunk and
+ * must run before the read buffer is gone (the end of up_data). */
 
 static void flush_out(struct bt_exec *ex)
 {
-    if (ex->out.len && ex->hreq) bt_http_stream_write(ex->hreq, bt_buf_str(&ex->out));
+    if (ex->nspans && ex->hreq) {
+        struct bt_str parts[BT_HTTP_MAX_PARTS];
+        for (uint32_t i = 0; i < ex->nspans; i++) {
+            const struct span *sp = &ex->spans[i];
+            parts[i] = (struct bt_str){sp->p ? sp->p : ex->out.p + sp->off, sp->len};
+        }
+        bt_http_stream_writev(ex->hreq, parts, ex->nspans);
+    }
+    ex->nspans = 0;
     bt_buf_reset(&ex->out);
+}
+
+static void add_span(struct bt_exec *ex, const char *p, size_t off, size_t len)
+{
+    if (!len) return;
+    if (ex->nspans) {
+        struct span *last = &ex->spans[ex->nspans - 1];
+        if (p ? last->p && last->p + last->len == p : !last->p && last->off + last->len == off) {
+            last->len += len;
+            return;
+        }
+    }
+    /* Only a run of `in` can find the list full: writers of `out` make room first
+     * (out_begin), as flushing empties `out`. */
+    if (ex->nspans == BT_HTTP_MAX_PARTS) flush_out(ex);
+    ex->spans[ex->nspans++] = (struct span){p, off, len};
+}
+
+/* Brackets bytes appended to `out`: out_end queues them as the next span. */
+static size_t out_begin(struct bt_exec *ex)
+{
+    if (ex->nspans == BT_HTTP_MAX_PARTS) flush_out(ex);
+    return ex->out.len;
+}
+
+static void out_end(struct bt_exec *ex, size_t before)
+{
+    if (ex->out.len > before) add_span(ex, NULL, before, ex->out.len - before);
+}
+
+/* Queues an event's bytes unchanged: zero-copy when they lie in the current read. */
+static enum bt_err relay_raw(struct bt_exec *ex, struct bt_str raw)
+{
+    if (ex->in.p && raw.p >= ex->in.p && raw.p + raw.len <= ex->in.p + ex->in.len) {
+        add_span(ex, raw.p, 0, raw.len);
+        return BT_OK;
+    }
+    size_t before = out_begin(ex);
+    enum bt_err err = bt_buf_append_str(&ex->out, raw);
+    out_end(ex, before);
+    return err;
+}
+
+static void stream_error_event(struct bt_exec *ex, const char *msg, const char *code)
+{
+    size_t before = out_begin(ex);
+    bt_buf_append_c(&ex->out, "data: ");
+    bt_openai_error_json(&ex->out, msg, "upstream_error", NULL, code);
+    bt_buf_append_c(&ex->out, "\n\n");
+    out_end(ex, before);
 }
 
 static void finish_stream(struct bt_exec *ex, const char *error,
@@ -276,33 +339,6 @@ static void on_event(void *ud, const struct bt_event *ev)
     }
 }
 
-/* True when `key` occurs in d followed (after blanks and a colon) by a byte that
- * starts a non-null value. */
-static bool key_with_value(struct bt_str d, const char *key, size_t klen)
-{
-    const char *p = d.p, *end = d.p + d.len;
-    while (p < end) {
-        const char *hit = memmem(p, (size_t)(end - p), key, klen);
-        if (!hit) return false;
-        const char *q = hit + klen;
-        while (q < end && (*q == ' ' || *q == ':' || *q == '\t' || *q == '\r' || *q == '\n')) q++;
-        if (q < end && *q != 'n') return true;
-        p = hit + klen;
-    }
-    return false;
-}
-
-/* The stream decoder only needs an event fully parsed when it can change what we
- * account or forward: the first content (time to first token), a finish reason,
- * usage, or an error. Every other event is a plain delta relayed untouched, which
- * keeps the fast path's per-event cost to a few scans. */
-static bool event_matters(const struct bt_exec *ex, struct bt_str d)
-{
-    if (!ex->ttft_ns) return true;
-    return key_with_value(d, "\"finish_reason\"", 15) || key_with_value(d, "\"usage\"", 7) ||
-           memmem(d.p, d.len, "\"error\"", 7) != NULL;
-}
-
 /* Appends an in-stream error event equivalent to the provider's (message, type,
  * code decoded from `doc`), with baton's provider key redacted. */
 static enum bt_err rewrite_error_event(struct bt_exec *ex, const struct bt_json_doc *doc)
@@ -319,6 +355,7 @@ static enum bt_err rewrite_error_event(struct bt_exec *ex, const struct bt_json_
             bt_json_str(doc, fields[i], &ex->scratch, &v) == BT_OK)
             redact_into(dst[i], cap[i], v, ex->prov->api_key);
     }
+    size_t start = out_begin(ex);
     enum bt_err err = bt_buf_append_c(&ex->out, "data: ");
     if (!err) {
         size_t before = ex->out.len;
@@ -326,6 +363,8 @@ static enum bt_err rewrite_error_event(struct bt_exec *ex, const struct bt_json_
         if (ex->out.len == before) err = BT_ETOOBIG;
     }
     if (!err) err = bt_buf_append_c(&ex->out, "\n\n");
+    if (err) ex->out.len = start;
+    out_end(ex, start);
     return err;
 }
 
@@ -333,30 +372,51 @@ static int on_sse(void *ud, const struct bt_sse_event *ev)
 {
     struct bt_exec *ex = ud;
     if (!ev->has_data) {
-        bt_buf_append_str(&ex->out, ev->raw);
+        relay_raw(ex, ev->raw);
         return 0;
     }
-    if (bt_str_eq_c(ev->data, "[DONE]")) {
+    if (ev->data.len == 6 && memcmp(ev->data.p, "[DONE]", 6) == 0) {
         ex->saw_done = true;
-        bt_buf_append_str(&ex->out, ev->raw);
+        relay_raw(ex, ev->raw);
         return 0;
     }
-    /* Every event is validated (the tokenizer is cheap); only events that can
-     * change what we account or forward are decoded. */
+    /* Only events that can change what we account or forward (the first content,
+     * a finish reason, usage, an error) are decoded; every other one is a plain
+     * delta relayed as it came. How much a plain delta is checked is the
+     * provider's `stream_check`: `full` validates it as JSON and finds those
+     * members exactly; `light` (the default) checks that it is framed as a JSON
+     * object and looks for them with bt_openai_chunk_is_plain, which keeps the
+     * relay's cost per event near a copy's. */
+    if (ex->ttft_ns) {
+        struct bt_str d = bt_str_trim(ev->data);
+        bool ok = d.len >= 2 && d.p[0] == '{' && d.p[d.len - 1] == '}', plain = false;
+        if (ok && ex->prov->stream_check_full) {
+            struct bt_json_watch w[3] = {{"usage", 5, 1, false},
+                                         {"error", 5, 1, false},
+                                         {"finish_reason", 13, 3, false}};
+            ok = bt_json_validate(d.p, d.len, 0, w, 3) == BT_OK;
+            plain = !w[0].hit && !w[1].hit && !w[2].hit;
+        } else if (ok) {
+            plain = bt_openai_chunk_is_plain(d);
+        }
+        if (!ok) {
+            ex->stream_err = "the provider sent an invalid JSON event";
+            return 1;
+        }
+        if (plain) {
+            if (relay_raw(ex, ev->raw)) {
+                ex->stream_err = "stream output buffer full";
+                return 1;
+            }
+            return 0;
+        }
+    }
     bt_arena_reset(&ex->scratch);
     struct bt_json_doc doc;
     if (bt_json_parse(&doc, ev->data.p, ev->data.len, &ex->scratch, NULL, NULL) ||
         bt_json_type(&doc, 0) != BT_JSON_OBJECT) {
         ex->stream_err = "the provider sent an invalid JSON event";
         return 1;
-    }
-    if (!event_matters(ex, ev->data)) {
-        /* A plain delta: forwarded as is, nothing to account. */
-        if (bt_buf_append_str(&ex->out, ev->raw)) {
-            ex->stream_err = "stream output buffer full";
-            return 1;
-        }
-        return 0;
     }
     bt_openai_decode_chunk(&doc, on_event, ex);
     if (ex->added_usage && !ex->saw_error) {
@@ -369,7 +429,7 @@ static int on_sse(void *ud, const struct bt_sse_event *ev)
     /* Error events are the one place a provider may quote our key back, possibly
      * escaped: they are decoded and written anew with the key redacted. */
     enum bt_err err = ex->saw_error ? rewrite_error_event(ex, &doc)
-                                    : bt_buf_append_str(&ex->out, ev->raw);
+                                    : relay_raw(ex, ev->raw);
     if (err) {
         ex->stream_err = "stream output buffer full";
         return 1;
@@ -425,6 +485,7 @@ static void up_data(void *ud, const char *p, size_t n)
     struct bt_exec *ex = ud;
     arm(ex, cap_ms(ex, ex->prov->timeouts.idle_ms));
     if (ex->state == EX_STREAM) {
+        ex->in = (struct bt_str){p, n};
         enum bt_err err = bt_sse_feed(&ex->sse, p, n);
         if (err == BT_ETOOBIG && !ex->stream_err) ex->stream_err = "a stream event exceeded the size cap";
         if (err) {
@@ -443,6 +504,7 @@ static void up_data(void *ud, const char *p, size_t n)
             return;
         }
         flush_out(ex);
+        ex->in = BT_STR_NULL;
         return;
     }
     struct bt_buf *b = &ex->resp;

@@ -443,9 +443,12 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     if (c->state != CS_ACTIVE) {
         size_t want = MIN_READ;
         bool blocked = c->state == CS_IDLE && c->rparsed < c->rlen;
-        if (c->state == CS_BODY && c->parser.content_length > want)
-            want = c->parser.content_length < s->rb_limit ? (size_t)c->parser.content_length
-                                                          : s->rb_limit;
+        /* Room for the rest of the body and a read more: a buffer filled exactly
+         * would stop reading until the response is out (two epoll_ctl calls). */
+        if (c->state == CS_BODY && c->parser.content_length + MIN_READ > want)
+            want = c->parser.content_length + MIN_READ < s->rb_limit
+                       ? (size_t)c->parser.content_length + MIN_READ
+                       : s->rb_limit;
         if (c->rcap - c->rlen < want) {
             if (c->msg_start > 0) {
                 memmove(c->rb, c->rb + c->msg_start, c->rlen - c->msg_start);
@@ -1513,27 +1516,37 @@ enum bt_err bt_http_stream_begin(struct bt_http_req *req, int status,
 
 enum bt_err bt_http_stream_write(struct bt_http_req *req, struct bt_str data)
 {
-    if (!req) return BT_EINVAL;
+    return bt_http_stream_writev(req, &data, 1);
+}
+
+enum bt_err bt_http_stream_writev(struct bt_http_req *req, const struct bt_str *parts, size_t n)
+{
+    if (!req || n > BT_HTTP_MAX_PARTS) return BT_EINVAL;
     struct bt_http_conn *c = req->conn;
     if (!c->req_active || !c->resp_started) return BT_EINVAL;
     if (c->state == CS_CLOSED || c->failed) return BT_ECLOSED;
-    if (!data.len || c->resp_no_body) return BT_OK;
-    if (!c->resp_chunked) {
-        uv_buf_t b = uv_buf_init((char *)data.p, (unsigned)data.len);
-        return conn_send(c, &b, 1);
+    uv_buf_t iov[BT_HTTP_MAX_PARTS + 2];
+    size_t total = 0;
+    unsigned k = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (!parts[i].len) continue;
+        iov[k++] = uv_buf_init((char *)parts[i].p, (unsigned)parts[i].len);
+        total += parts[i].len;
     }
+    if (!total || c->resp_no_body) return BT_OK;
+    if (!c->resp_chunked) return conn_send(c, iov + 1, k - 1);
     char size[20];
     size_t i = sizeof(size);
     size[--i] = '\n';
     size[--i] = '\r';
-    size_t v = data.len;
+    size_t v = total;
     do {
         size[--i] = hex_digits[v & 15];
         v >>= 4;
     } while (v);
-    uv_buf_t iov[3] = {uv_buf_init(size + i, (unsigned)(sizeof(size) - i)),
-                       uv_buf_init((char *)data.p, (unsigned)data.len), uv_buf_init("\r\n", 2)};
-    return conn_send(c, iov, 3);
+    iov[0] = uv_buf_init(size + i, (unsigned)(sizeof(size) - i));
+    iov[k++] = uv_buf_init("\r\n", 2);
+    return conn_send(c, iov, k);
 }
 
 void bt_http_stream_end(struct bt_http_req *req)

@@ -118,6 +118,11 @@ enum bt_err bt_http_stream_begin(struct bt_http_req *req, int status,
                                  struct bt_str content_type);
 /* Sends bytes as one chunk; copied before return. */
 enum bt_err bt_http_stream_write(struct bt_http_req *req, struct bt_str data);
+/* Like bt_http_stream_write for the concatenation of n slices (at most
+ * BT_HTTP_MAX_PARTS), sent as one chunk: the relay forwards runs of events straight
+ * from the upstream's read buffer this way. The slices are borrowed for the call. */
+#define BT_HTTP_MAX_PARTS 32
+enum bt_err bt_http_stream_writev(struct bt_http_req *req, const struct bt_str *parts, size_t n);
 /* Ends the stream; the request is finished and `req` must not be used after. */
 void bt_http_stream_end(struct bt_http_req *req);
 /* Drops the connection at once (RST when possible). The request is finished. */

@@ -101,11 +101,42 @@ static int dispatch(struct bt_sse *p, const char *raw, size_t n)
     return p->cb(p->ud, &ev) ? 1 : 0;
 }
 
+/* The common event, one `data:` line and a blank line with LF endings, parsed
+ * without the general line splitter. `cr` is the first CR at or after data (or
+ * NULL): a CR inside the event sends it the general way. Returns the event's
+ * length (after calling cb; *rc holds dispatch's result), or 0 when not that shape. */
+static size_t fast_event(struct bt_sse *p, const char *data, size_t n, const char *cr, int *rc)
+{
+    if (n < 7 || memcmp(data, "data:", 5) != 0) return 0;
+    const char *nl = memchr(data + 5, '\n', n - 5);
+    if (!nl || (size_t)(nl - data) + 1 >= n || nl[1] != '\n' || (cr && cr < nl)) return 0;
+    size_t end = (size_t)(nl - data) + 2;
+    const char *v = data + 5;
+    if (v < nl && *v == ' ') v++;
+    struct bt_sse_event ev = {.raw = {data, end}, .data = {v, (size_t)(nl - v)}, .has_data = true};
+    *rc = p->cb(p->ud, &ev) ? 1 : 0;
+    return end;
+}
+
 enum bt_err bt_sse_feed(struct bt_sse *p, const char *data, size_t n)
 {
+    const char *cr = NULL; /* the first CR at or after data, once looked for */
+    bool cr_known = false;
     while (n) {
         if (p->pending.len == 0) {
             /* Zero-copy: events wholly inside this chunk are parsed in place. */
+            if (!cr_known || (cr && cr < data)) {
+                cr = memchr(data, '\r', n);
+                cr_known = true;
+            }
+            int frc = 0;
+            size_t fend = fast_event(p, data, n, cr, &frc);
+            if (fend) {
+                if (frc) return BT_ECANCELED;
+                data += fend;
+                n -= fend;
+                continue;
+            }
             size_t pos = 0;
             bool empty = true;
             size_t end = event_end(data, n, &pos, &empty);

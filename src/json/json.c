@@ -6,6 +6,11 @@
  * Strings are scanned eight bytes at a time while they hold nothing but plain ASCII. */
 #include "json/json.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -194,6 +199,18 @@ static inline uint64_t swar_special(uint64_t v)
     return t & highs;
 }
 
+#if defined(__SSE2__)
+/* The same for 16 bytes at once, as a bit mask (bit i: byte i is special). A
+ * signed compare with 0x20 catches both the controls and the bytes >= 0x80. */
+static inline unsigned sse_special(const unsigned char *p)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i t = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+    t = _mm_or_si128(t, _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+    return (unsigned)_mm_movemask_epi8(t);
+}
+#endif
+
 /* Loads 8 bytes so that the byte at the lowest address is the lowest in value. */
 static inline uint64_t load_le64(const unsigned char *p)
 {
@@ -261,6 +278,16 @@ static const unsigned char *scan_string(struct parser *ps, const unsigned char *
 {
     p++;
     for (;;) {
+#if defined(__SSE2__)
+        while (end - p >= 16) {
+            unsigned m = sse_special(p);
+            if (m) {
+                p += (unsigned)__builtin_ctz(m);
+                goto special;
+            }
+            p += 16;
+        }
+#endif
         while (end - p >= 8) {
             uint64_t m = swar_special(load_le64(p));
             if (m) {
@@ -273,6 +300,9 @@ static const unsigned char *scan_string(struct parser *ps, const unsigned char *
             fail(ps, BT_EPARSE, (size_t)(end - s), "unterminated string");
             return NULL;
         }
+#if defined(__SSE2__)
+    special:;
+#endif
         unsigned char c = *p;
         if (c == '"') return p + 1;
         if (c == '\\') {
@@ -495,6 +525,106 @@ done:
     p = skip_ws(p, end);
     if (p != end) return fail(ps, BT_EPARSE, (size_t)(p - s), "unexpected data after the JSON value");
     return true;
+}
+
+#define VALIDATE_MAX_DEPTH 4096u
+
+static const unsigned char *scan_literal(const unsigned char *p, const unsigned char *end)
+{
+    size_t avail = (size_t)(end - p);
+    if (*p == 't') return avail >= 4 && !memcmp(p, "true", 4) ? p + 4 : NULL;
+    if (*p == 'f') return avail >= 5 && !memcmp(p, "false", 5) ? p + 5 : NULL;
+    return avail >= 4 && !memcmp(p, "null", 4) ? p + 4 : NULL;
+}
+
+enum bt_err bt_json_validate(const char *src, size_t len, uint32_t max_depth,
+                             struct bt_json_watch *watch, size_t nwatch)
+{
+    if (!src) return BT_EINVAL;
+    if (len > UINT32_MAX) return BT_ETOOBIG;
+    if (!max_depth) max_depth = DEFAULT_MAX_DEPTH;
+    if (max_depth > VALIDATE_MAX_DEPTH) max_depth = VALIDATE_MAX_DEPTH;
+    struct parser ps = {.len = len}; /* for the scanners' error reports only */
+    uint64_t objbits[VALIDATE_MAX_DEPTH / 64]; /* bit d: container at depth d+1 is an object */
+    const unsigned char *s = (const unsigned char *)src, *p = s, *end = s + len;
+    uint32_t depth = 0;
+    bool in_obj = false;
+
+value:
+    p = skip_ws(p, end);
+    if (p >= end) return BT_EPARSE;
+    switch (*p) {
+    case '{':
+    case '[':
+        if (depth >= max_depth) return BT_ETOOBIG;
+        in_obj = *p == '{';
+        if (in_obj) objbits[depth / 64] |= 1ull << (depth % 64);
+        else objbits[depth / 64] &= ~(1ull << (depth % 64));
+        depth++;
+        p = skip_ws(p + 1, end);
+        if (p < end && *p == (in_obj ? '}' : ']')) {
+            p++;
+            goto close;
+        }
+        if (in_obj) goto key;
+        goto value;
+    case '"': {
+        uint8_t esc = 0;
+        p = scan_string(&ps, s, p, end, &esc);
+        if (!p) return BT_EPARSE;
+        goto after;
+    }
+    case 't':
+    case 'f':
+    case 'n':
+        p = scan_literal(p, end);
+        if (!p) return BT_EPARSE;
+        goto after;
+    default:
+        if (*p != '-' && (*p < '0' || *p > '9')) return BT_EPARSE;
+        p = scan_number(&ps, s, p, end);
+        if (!p) return BT_EPARSE;
+        goto after;
+    }
+
+key:
+    if (p >= end || *p != '"') return BT_EPARSE;
+    {
+        const unsigned char *k = p + 1;
+        uint8_t esc = 0;
+        p = scan_string(&ps, s, p, end, &esc);
+        if (!p) return BT_EPARSE;
+        size_t klen = (size_t)(p - 1 - k);
+        p = skip_ws(p, end);
+        if (p >= end || *p != ':') return BT_EPARSE;
+        p = skip_ws(p + 1, end);
+        if (p < end && *p != 'n')
+            for (size_t i = 0; i < nwatch; i++)
+                if (watch[i].depth == depth &&
+                    (esc || (watch[i].len == klen && !memcmp(watch[i].key, k, klen))))
+                    watch[i].hit = true;
+    }
+    goto value;
+
+after:
+    if (depth == 0) goto done;
+    p = skip_ws(p, end);
+    if (p >= end) return BT_EPARSE;
+    if (*p == ',') {
+        p = skip_ws(p + 1, end);
+        if (in_obj) goto key;
+        goto value;
+    }
+    if (*p != (in_obj ? '}' : ']')) return BT_EPARSE;
+    p++;
+
+close:
+    if (--depth) in_obj = (objbits[(depth - 1) / 64] >> ((depth - 1) % 64)) & 1;
+    goto after;
+
+done:
+    p = skip_ws(p, end);
+    return p == end ? BT_OK : BT_EPARSE;
 }
 
 enum bt_err bt_json_parse(struct bt_json_doc *doc, const char *src, size_t len,

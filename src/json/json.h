@@ -64,6 +64,26 @@ enum bt_err bt_json_parse(struct bt_json_doc *doc, const char *src, size_t len,
                           struct bt_arena *arena, const struct bt_json_limits *limits,
                           struct bt_json_error *err);
 
+/* A key to look for while validating: `hit` is set when an object member named
+ * `key` (raw bytes, `len` long) sits at `depth` (1 = a member of the top-level
+ * object, 3 = a member of an object inside an array inside it) with a value other
+ * than null. A key written with escapes at that depth counts as a hit, so a
+ * caller that then decodes the document in full never misses one. */
+struct bt_json_watch {
+    const char *key;
+    uint8_t len;
+    uint8_t depth;
+    bool hit;
+};
+
+/* Checks that src[0..len) is one valid JSON value (the grammar, UTF-8 and depth
+ * rules of bt_json_parse, max_depth 0 meaning its default; at most 4096) without
+ * building tokens, setting the hits of `watch` on the way. BT_OK, BT_EPARSE, or
+ * BT_ETOOBIG for nesting too deep or input over 4 GiB. Allocates nothing: it is
+ * the stream relay's per-event check. */
+enum bt_err bt_json_validate(const char *src, size_t len, uint32_t max_depth,
+                             struct bt_json_watch *watch, size_t nwatch);
+
 /* ---- navigation (all O(members) at most; -1 means "absent") ---- */
 
 /* Value token of member `key` in object token `obj`, or -1 (also when obj is not

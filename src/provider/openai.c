@@ -311,6 +311,43 @@ static void decode(const struct bt_json_doc *doc, bool chunk, bt_event_cb cb, vo
     }
 }
 
+static bool blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* True when the '{' at `brace` is the value of member `key`: `"key"`, blanks, ':',
+ * blanks just before it. */
+static bool member_before(const char *s, const char *brace, const char *key, size_t klen)
+{
+    const char *p = brace;
+    while (p > s && blank(p[-1])) p--;
+    if (p == s || *--p != ':') return false;
+    while (p > s && blank(p[-1])) p--;
+    if (p == s || *--p != '"') return false;
+    return (size_t)(p - s) >= klen + 1 && p[-(ptrdiff_t)klen - 1] == '"' &&
+           memcmp(p - klen, key, klen) == 0;
+}
+
+bool bt_openai_chunk_is_plain(struct bt_str data)
+{
+    const char *s = data.p, *end = data.p + data.len;
+    size_t open = 0, close = 0;
+    for (const char *p = s; p < end && (p = memchr(p, '{', (size_t)(end - p))); p++, open++)
+        if (member_before(s, p, "usage", 5) || member_before(s, p, "error", 5)) return false;
+    for (const char *p = s; p < end && (p = memchr(p, '}', (size_t)(end - p))); p++) close++;
+    if (open != close) return false; /* cut short (or braces in text): decode */
+    for (const char *p = s; p < end && (p = memchr(p, '_', (size_t)(end - p))); p++) {
+        if ((size_t)(end - p) < 8 || memcmp(p, "_reason\"", 8) != 0 || p - s < 7 ||
+            memcmp(p - 7, "\"finish", 7) != 0)
+            continue;
+        const char *q = p + 8;
+        while (q < end && blank(*q)) q++;
+        if (q == end || *q != ':') continue;
+        q++;
+        while (q < end && blank(*q)) q++;
+        if (q < end && *q != 'n') return false;
+    }
+    return true;
+}
+
 void bt_openai_decode_chunk(const struct bt_json_doc *doc, bt_event_cb cb, void *ud)
 {
     decode(doc, true, cb, ud);

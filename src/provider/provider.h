@@ -41,6 +41,15 @@ void bt_provider_cancel(struct bt_pcall *call);
 
 /* Decodes one OpenAI chat.completion.chunk (already tokenized) into events. */
 void bt_openai_decode_chunk(const struct bt_json_doc *doc, bt_event_cb cb, void *ud);
+/* True when an OpenAI chunk's text shows none of what the stream relay must
+ * decode: a `usage` or `error` member whose value is an object, or a non-null
+ * `finish_reason`; and its braces pair up, so an event cut short after a '}' is
+ * decoded (and refused) too. Only the bytes around each '{', '}' and '_' are
+ * looked at (memchr), so a plain delta costs three scans at memory speed. A false
+ * "not plain" only costs a full decode; a member name written with escapes, or an
+ * `error` given as a bare string, is not recognised (`stream_check: full`
+ * validates every event and finds those exactly). */
+bool bt_openai_chunk_is_plain(struct bt_str data);
 /* Decodes a whole OpenAI reply (chat.completion or embeddings list): emits
  * FINISH and USAGE events. */
 void bt_openai_decode_response(const struct bt_json_doc *doc, bt_event_cb cb, void *ud);

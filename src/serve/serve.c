@@ -1,6 +1,7 @@
 #include "serve/serve.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,8 +305,23 @@ static void on_usr1(uv_signal_t *sig, int signum)
     if (!rc && !rc2) bt_info("logs reopened");
 }
 
+/* glibc gives freed memory back to the kernel as soon as an arena's free top
+ * passes 128 KiB, and maps blocks above a threshold that adapts. A request with
+ * a 50 KB body frees about that much, so every such request paid an madvise and
+ * page faults on the next one. Keeping a few MiB per arena (worker threads each
+ * have one) and mapping only blocks of 1 MiB and more makes buffers reusable;
+ * memory peaks are still returned, above the threshold. */
+static void tune_malloc(void)
+{
+#ifdef M_TRIM_THRESHOLD
+    mallopt(M_TRIM_THRESHOLD, 4 << 20);
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
+}
+
 int bt_serve_main(const char *config_path, const char *listen_override)
 {
+    tune_malloc();
     struct serve s;
     memset(&s, 0, sizeof(s));
     s.path = config_path;

@@ -11,6 +11,7 @@
 #include "core/arena.h"
 #include "core/buf.h"
 #include "json/json.h"
+#include "provider/provider.h"
 
 #define CHECK(c)                                                                                \
     do {                                                                                       \
@@ -267,6 +268,29 @@ static bool cjson_strict(const uint8_t *p, size_t n)
     return true;
 }
 
+/* A top-level usage/error object member or a finish_reason string in any choice,
+ * written without escapes, must make bt_openai_chunk_is_plain say "not plain". */
+static void check_plain(const struct bt_json_doc *d, const uint8_t *data, size_t size)
+{
+    bool matters = false;
+    for (int k = bt_json_first(d, 0); k >= 0; k = (int)d->toks[k + 1].next) {
+        if ((uint32_t)k >= d->toks[0].next) break;
+        struct bt_str raw = bt_json_raw(d, k);
+        int v = k + 1;
+        if ((bt_str_eq_c(raw, "\"usage\"") || bt_str_eq_c(raw, "\"error\"")) && bt_json_type(d, v) == BT_JSON_OBJECT)
+            matters = true;
+        if (bt_str_eq_c(raw, "\"choices\"") && bt_json_type(d, v) == BT_JSON_ARRAY) {
+            for (int c = bt_json_first(d, v); c >= 0 && (uint32_t)c < d->toks[v].next; c = (int)d->toks[c].next) {
+                if (bt_json_type(d, c) != BT_JSON_OBJECT) continue;
+                for (int f = bt_json_first(d, c); f >= 0 && (uint32_t)f < d->toks[c].next; f = (int)d->toks[f + 1].next)
+                    if (bt_str_eq_c(bt_json_raw(d, f), "\"finish_reason\"") && bt_json_type(d, f + 1) == BT_JSON_STRING)
+                        matters = true;
+            }
+        }
+    }
+    if (matters) CHECK(!bt_openai_chunk_is_plain((struct bt_str){(const char *)data, size}));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct bt_arena a;
@@ -284,6 +308,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_splice(&d, is_key, data, size, &a);
         check_writer(&d, &a);
     }
+
+    /* The validator (the stream relay's `full` check) agrees with the tokenizer,
+     * and the OpenAI chunk pre-check never calls a chunk with a plain-written
+     * usage/error object or a finish_reason string "plain". */
+    enum bt_err v = bt_json_validate((const char *)data, size, limits.max_depth, NULL, 0);
+    if (e != BT_ETOOBIG || v != BT_OK) CHECK((v == BT_OK) == (e == BT_OK));
+    if (e == BT_OK && bt_json_type(&d, 0) == BT_JSON_OBJECT) check_plain(&d, data, size);
 
     if (e != BT_ETOOBIG && cjson_strict(data, size)) {
         char *z = malloc(size + 1);

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/../.."
 mode=${1:-smoke}
 secs=${FUZZ_SECONDS:-$([[ $mode == long ]] && echo 600 || echo 15)}
 B=build/fuzz
+mkdir -p build
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 make --no-print-directory -j"$(nproc)" BUILD=$B CC=clang OPT="-O1 -g" \
     SAN="$SAN -fsanitize=fuzzer-no-link" $B/libbaton.a >$B.log 2>&1 || { tail -30 $B.log; echo "0 passed, 1 failed"; exit 1; }

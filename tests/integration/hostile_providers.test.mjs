@@ -21,6 +21,7 @@ server:
   workers: 1
 providers:
   fake: {type: openai, base_url: "${fake.url}", api_key: "sk-hostile", timeouts: {first_byte: ${FIRST_BYTE_MS}ms, idle: ${IDLE_MS}ms, total: ${TOTAL_MS}ms}}
+  fakefull: {type: openai, base_url: "${fake.url}", stream_check: full, timeouts: {first_byte: ${FIRST_BYTE_MS}ms, idle: ${IDLE_MS}ms, total: ${TOTAL_MS}ms}}
   ok: {type: sim, seed: 4}
   sreset: {type: sim, faults: {reset_mid: 1}}
   sstall: {type: sim, faults: {stall_mid: 1}, timeouts: {idle: ${IDLE_MS}ms, first_byte: ${FIRST_BYTE_MS}ms}}
@@ -29,6 +30,7 @@ providers:
   serr: {type: sim, faults: {error_event: 1}}
 models:
   f: {provider: fake, model: up}
+  ffull: {provider: fakefull, model: up}
   ok: {provider: ok}
   sreset: {provider: sreset}
   sstall: {provider: sstall}
@@ -178,6 +180,27 @@ test('fake stream with a broken JSON event -> error event, no [DONE]', async () 
     const evs = cannedChunks('up');
     fake.handle((req, res, h) => h.sse([evs[0], evs[1], '{"choices":[{"delta":{"content":"x"}', evs[2]]));
     await expectStreamError('f', { maxMs: 3000, minEvents: 2 });
+});
+
+// The light check (the default) catches events cut short, whatever byte they were
+// cut at; `stream_check: full` also refuses complete-looking events that are not
+// JSON, which the light check relays as they came.
+test('stream_check: events cut short are refused either way; full also refuses malformed ones', async () => {
+    const evs = cannedChunks('up');
+    const cuts = ['{"choices":[{"delta":{"content":"x"}}', '{"choices":[{"delta":{"content":"x"}}]', '{"choices":[{"delta":{"content":"x"},'];
+    for (const cut of cuts) {
+        fake.handle((req, res, h) => h.sse([evs[0], evs[1], cut, evs[2]]));
+        await expectStreamError('f', { maxMs: 3000, minEvents: 2 });
+        await expectStreamError('ffull', { maxMs: 3000, minEvents: 2 });
+    }
+    const malformed = '{"choices":[{"delta":{"content":"x"},}]}';
+    fake.handle((req, res, h) => h.sse([evs[0], evs[1], malformed, ...evs.slice(2)]));
+    await expectStreamError('ffull', { maxMs: 3000, minEvents: 2 });
+    const s = await streamRaw(CHAT, user('f', { stream: true }), { timeout: 5000 });
+    eq(s.status, 200, 'light: stream status');
+    assert(s.done && !s.error, 'light: the stream did not complete');
+    assert(s.events.some((e) => e.data === malformed), 'light: the event was not relayed as it came');
+    await stillServes();
 });
 
 test('fake reply with invalid UTF-8: no crash; the client gets a well-formed answer', async () => {

@@ -916,6 +916,80 @@ TEST(differential_cjson)
     cJSON_Delete(c);
 }
 
+/* bt_json_validate accepts exactly what bt_json_parse accepts: the differential
+ * cases above, every single-byte corruption of a chat chunk, and long strings
+ * with special bytes at every offset (the 16-byte scan's edges). */
+TEST(validate_agrees_with_parse)
+{
+    const char *cases[] = {
+        "{}", "[]", "0", "-1.5e+3", "\"s\"", "true", "false", "null", " [1, 2 ,3] ",
+        "{\"a\":{\"b\":[{\"c\":null}]}}", "\"\\u00e9\\uD83D\\uDE00\\n\"", "[1e400]", "",
+        " ", "[1,]", "{\"a\":1,}", "[,]", "{,}", "{a:1}", "[1 2]", "{\"a\"}", "{\"a\":}", "[", "{",
+        "]", "\"abc", "\"\\x\"", "\"\\u12\"", "tru", "nul", "truex", "[]x", "{} {}", "[-]", "[+1]",
+        "[.5]", "[1e]", "[1e+]", "01", "[1.]", "\"a\nb\"", "\"\xFF\"", "\"\xC3\"", "\"\xED\xA0\x80\"",
+        "[1,,2]", "nulll", "[null x]", "{\"a\":[}", "[}", "{]", "[[]]]", "{\"a\":1}}",
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        size_t n = strlen(cases[i]);
+        bool ours = bt_json_validate(cases[i], n, 0, NULL, 0) == BT_OK;
+        bool parsed = try_parse(cases[i], n, NULL, NULL) == BT_OK;
+        if (ours != parsed) H_FAIL("[%zu] %s: validate %d parse %d", i, cases[i], ours, parsed);
+    }
+    const char *chunk = "{\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"h\xC3\xA9 \\\"x\\\"\"},"
+                        "\"finish_reason\":null}],\"n\":-0.5e2,\"t\":true}";
+    size_t n = strlen(chunk);
+    char buf[256];
+    const char repl[] = {'"', '\\', '{', '}', '[', ']', ',', ':', 'x', '0', ' ', '\n', 0x01, (char)0x80, (char)0xC3};
+    for (size_t pos = 0; pos < n; pos++) {
+        for (size_t r = 0; r < sizeof(repl); r++) {
+            memcpy(buf, chunk, n);
+            buf[pos] = repl[r];
+            bool ours = bt_json_validate(buf, n, 0, NULL, 0) == BT_OK;
+            bool parsed = try_parse(buf, n, NULL, NULL) == BT_OK;
+            if (ours != parsed) H_FAIL("byte %zu -> 0x%02x: validate %d parse %d", pos, (unsigned char)repl[r], ours, parsed);
+        }
+    }
+    /* A 40-byte string with one special byte at each offset. */
+    for (size_t pos = 1; pos < 41; pos++) {
+        for (size_t r = 0; r < 4; r++) {
+            memset(buf, 'a', 42);
+            buf[0] = buf[41] = '"';
+            buf[pos] = "\"\x1f\xff\\"[r];
+            bool ours = bt_json_validate(buf, 42, 0, NULL, 0) == BT_OK;
+            if (ours) H_FAIL("special byte %zu/%zu accepted", r, pos);
+            CHECK_INT(try_parse(buf, 42, NULL, NULL), BT_EPARSE);
+        }
+    }
+    /* Depth: the default 128 like the tokenizer, a given limit, and the cap. */
+    char deep[300];
+    memset(deep, '[', 129);
+    memset(deep + 129, ']', 129);
+    CHECK_INT(bt_json_validate(deep, 258, 0, NULL, 0), BT_ETOOBIG);
+    CHECK_INT(bt_json_validate(deep + 1, 256, 0, NULL, 0), BT_OK);
+    CHECK_INT(bt_json_validate(deep + 1, 256, 10, NULL, 0), BT_ETOOBIG);
+    CHECK_INT(bt_json_validate(NULL, 0, 0, NULL, 0), BT_EINVAL);
+}
+
+TEST(validate_watch)
+{
+    struct bt_json_watch w[3] = {{"usage", 5, 1, false}, {"error", 5, 1, false}, {"finish_reason", 13, 3, false}};
+    const char *plain = "{\"usage\":null,\"choices\":[{\"delta\":{\"usage\":1},\"finish_reason\":null}],\"x\":{\"error\":1}}";
+    CHECK_INT(bt_json_validate(plain, strlen(plain), 0, w, 3), BT_OK);
+    CHECK(!w[0].hit && !w[1].hit && !w[2].hit);
+    const char *fin = "{ \"choices\" : [ {\"index\":0}, { \"finish_reason\" : \"stop\" } ] }";
+    CHECK_INT(bt_json_validate(fin, strlen(fin), 0, w, 3), BT_OK);
+    CHECK(!w[0].hit && !w[1].hit && w[2].hit);
+    w[2].hit = false;
+    const char *use = "{\"choices\":[],\"usage\":{\"total_tokens\":3}}";
+    CHECK_INT(bt_json_validate(use, strlen(use), 0, w, 3), BT_OK);
+    CHECK(w[0].hit && !w[1].hit && !w[2].hit);
+    w[0].hit = false;
+    /* Escaped names at a watched depth count as hits (the caller decodes). */
+    const char *esc = "{\"\\u0065rror\":\"boom\"}";
+    CHECK_INT(bt_json_validate(esc, strlen(esc), 0, w, 3), BT_OK);
+    CHECK(w[0].hit && w[1].hit);
+}
+
 int main(void)
 {
     RUN(parse_all_types);
@@ -935,5 +1009,7 @@ int main(void)
     RUN(writer_errors);
     RUN(writer_roundtrip);
     RUN(differential_cjson);
+    RUN(validate_agrees_with_parse);
+    RUN(validate_watch);
     return HARNESS_DONE();
 }

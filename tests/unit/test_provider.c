@@ -203,6 +203,30 @@ TEST(error_json_shape)
     bt_buf_free(&b);
 }
 
+TEST(chunk_is_plain)
+{
+    const char *plain[] = {
+        "{\"id\":\"c\",\"system_fingerprint\":\"fp_1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"{x}\"},\"finish_reason\":null}],\"usage\":null}",
+        "{\"choices\":[{\"delta\":{\"content\":\"a_reason\\\"\"},\"finish_reason\" : null}]}",
+        "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"a\\\":1}\"}}]}}]}",
+        "{}",
+    };
+    for (size_t i = 0; i < sizeof(plain) / sizeof(*plain); i++)
+        if (!bt_openai_chunk_is_plain(bt_str_c(plain[i]))) H_FAIL("[%zu] not plain: %s", i, plain[i]);
+    const char *matters[] = {
+        "{\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}",
+        "{\"choices\":[{\"delta\":{},\"finish_reason\" :\n \"length\"}]}",
+        "{\"choices\":[],\"usage\":{\"prompt_tokens\":1}}",
+        "{\"choices\":[],\"usage\" : {\"prompt_tokens\":1}}",
+        "{\"error\":{\"message\":\"boom\"}}",
+        "{\"choices\":[{\"delta\":{\"content\":\"x\"}",
+        "{\"choices\":[{\"delta\":{\"content\":\"}\"}}]}",
+        "{\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":null}],\"usage\":{\"total_tokens\":9}}",
+    };
+    for (size_t i = 0; i < sizeof(matters) / sizeof(*matters); i++)
+        if (bt_openai_chunk_is_plain(bt_str_c(matters[i]))) H_FAIL("[%zu] plain: %s", i, matters[i]);
+}
+
 int main(void)
 {
     RUN(encode_splices_model_only);
@@ -210,5 +234,6 @@ int main(void)
     RUN(decode_rejects_bad_requests);
     RUN(decode_stream_chunks);
     RUN(error_json_shape);
+    RUN(chunk_is_plain);
     return HARNESS_DONE();
 }

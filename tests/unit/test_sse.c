@@ -117,8 +117,29 @@ TEST(callback_stops)
     bt_sse_free(&p);
 }
 
+/* The one-line fast path must give what the general parser gives: a CR inside
+ * the line ends it there, an empty value is still data. */
+TEST(fast_path_edges)
+{
+    const char *in = "data:\n\ndata: a\rb\n\ndata:  two spaces\n\ndata: x\ndata: y\n\ndata: z\r\n\n";
+    struct collected c = {0};
+    struct bt_sse p;
+    bt_sse_init(&p, 4096, on_event, &c);
+    CHECK_INT(bt_sse_feed(&p, in, strlen(in)), BT_OK);
+    CHECK_INT(c.n, 5);
+    CHECK_STR(c.data[0], "");
+    CHECK_STR(c.raw[0], "data:\n\n");
+    CHECK_STR(c.data[1], "a");
+    CHECK_STR(c.data[2], " two spaces");
+    CHECK_STR(c.data[3], "x\ny");
+    CHECK_STR(c.data[4], "z");
+    CHECK(!bt_sse_partial(&p));
+    bt_sse_free(&p);
+}
+
 int main(void)
 {
+    RUN(fast_path_edges);
     RUN(whole_stream_at_once);
     RUN(every_split_point);
     RUN(byte_at_a_time);
