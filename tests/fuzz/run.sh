@@ -3,6 +3,7 @@
 # and runs each on a copy of its seed corpus (tests/fuzz/corpus/<name>/).
 #   smoke: FUZZ_SECONDS (default 15) per target — what CI runs
 #   long:  FUZZ_SECONDS (default 600) per target — `make fuzz`
+#   FUZZ_ONLY="json sse"  only these targets (names without fuzz_)
 # Prints `N passed, N failed` (one per target).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,6 +18,7 @@ passed=0; failed=0
 for src in tests/fuzz/fuzz_*.c; do
     [[ -e $src ]] || continue
     name=$(basename "$src" .c); short=${name#fuzz_}
+    [[ -n ${FUZZ_ONLY:-} && " $FUZZ_ONLY " != *" $short "* ]] && continue
     bin=$B/$name
     if ! clang -std=c17 -D_GNU_SOURCE -O1 -g $SAN -fsanitize=fuzzer -Isrc -I/usr/share/include/llhttp \
         -o "$bin" "$src" $B/libbaton.a -luv -lfyaml -lssl -lcrypto -lm -pthread -lcjson 2>"$bin.log"; then
