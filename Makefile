@@ -34,6 +34,9 @@ $(BUILD)/src/%.o: src/%.c $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
+# The tokenizer's rank files are embedded with .incbin (paths relative to the repo root).
+$(BUILD)/src/tok/embed.o: data/tokenizers/cl100k_base.tiktoken data/tokenizers/o200k_base.tiktoken
+
 # llhttp is compiled from the Debian package's sources with its own, laxer flags.
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)

@@ -8,16 +8,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "micro.h"
+
 #include "config/config.h"
 #include "core/buf.h"
 #include "route/route.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Seconds per bt_route_plan call for `model`, measured over about `secs`. */
 static double time_plan(const struct bt_config *cfg, const char *model, double secs, int *status)

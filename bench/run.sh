@@ -114,6 +114,8 @@ cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_json" bench/micro_json.c build/release/
     -luv -lfyaml -lssl -lcrypto -lm -pthread || die "building bench/micro_json.c failed"
 cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_route" bench/micro_route.c build/release/libbaton.a \
     -luv -lfyaml -lssl -lcrypto -lm -pthread || die "building bench/micro_route.c failed"
+cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_tok" bench/micro_tok.c build/release/libbaton.a \
+    -luv -lfyaml -lssl -lcrypto -lm -pthread || die "building bench/micro_tok.c failed"
 LOADGEN=$BLD/loadgen
 BATON=$ROOT/baton
 
@@ -607,7 +609,31 @@ if want micro; then
         row_csv "micro,json,,$(sed -n 's/.*file=chat_\([0-9a-z]*\)\.json.*/\1/p' <<<"$line"),,,,,,,,,,,,,,$(cut -d' ' -f2- <<<"$line")"
     done <<<"$MICRO_JSON"
     while read -r line; do row_csv "micro,route,,,,,,,,,,,,,,,,$(cut -d' ' -f2- <<<"$line")"; done <<<"$MICRO_ROUTE"
-    row_csv "micro,tokenizer,,,,,,,,,,,,,,,,n/a (not built yet: baton tokens vs npm tiktoken)"
+    # Tokenizer: bt_tok_count / bt_tok_encode vs npm tiktoken's encode on the same
+    # mixed-language file, same repetitions, best repetition in CPU time each.
+    TOK_FIXTURE=bench/fixtures/tok_mixed.txt
+    TR=50; [[ $QUICK = 1 ]] && TR=10
+    MICRO_TOK=$(TOK_REPS=$TR "$BLD/micro_tok" "$TOK_FIXTURE")
+    log "$MICRO_TOK"
+    while read -r line; do row_csv "micro,tokenizer,,,,,,,,,,,,,,,,$line"; done <<<"$MICRO_TOK"
+    TIKTOKEN_NA=""
+    if ! command -v node >/dev/null; then TIKTOKEN_NA="n/a (node missing)"
+    else
+        if [[ ! -f bench/node_modules/tiktoken/package.json ]]; then
+            log "bench: installing bench/node_modules (npm ci) for tiktoken"
+            (cd bench && npm ci --no-audit --no-fund >"$DIR/npm-tiktoken.log" 2>&1) || true
+        fi
+        if [[ -f bench/node_modules/tiktoken/package.json ]]; then
+            TIKTOKEN_VERSION=$(node -p 'require("./bench/node_modules/tiktoken/package.json").version')
+            MICRO_TIKTOKEN=$(TOK_REPS=$TR node bench/tok_tiktoken.mjs "$TOK_FIXTURE") || TIKTOKEN_NA="n/a (bench/tok_tiktoken.mjs failed)"
+        else TIKTOKEN_NA="n/a (npm install of tiktoken failed)"; fi
+    fi
+    if [[ -z $TIKTOKEN_NA ]]; then
+        log "$MICRO_TIKTOKEN"
+        while read -r line; do row_csv "micro,tokenizer,,,,,,,,,,,,,,,,$line tiktoken=$TIKTOKEN_VERSION"; done <<<"$MICRO_TIKTOKEN"
+    else
+        row_csv "micro,tokenizer,,,,,,,,,,,,,,,,tok_tiktoken $TIKTOKEN_NA"
+    fi
 fi
 
 # ---- report ----
@@ -696,13 +722,24 @@ report() {
         echo "== Micro"
         sed 's/^/   /' <<<"$MICRO_JSON"
         sed 's/^/   /' <<<"$MICRO_ROUTE"
-        echo "   tokenizer vs npm tiktoken: n/a (not built yet)"
+        sed 's/^/   /' <<<"$MICRO_TOK"
+        if [[ -z $TIKTOKEN_NA ]]; then
+            sed 's/^/   /' <<<"$MICRO_TIKTOKEN"
+            for e in cl100k_base o200k_base; do
+                echo "   tokenizer $e: baton count $(tokv "$MICRO_TOK" "$e" count_mb_s) MB/s, encode $(tokv "$MICRO_TOK" "$e" encode_mb_s) MB/s; npm tiktoken $TIKTOKEN_VERSION encode $(tokv "$MICRO_TIKTOKEN" "$e" encode_mb_s) MB/s"
+            done
+        else
+            echo "   tokenizer vs npm tiktoken: $TIKTOKEN_NA"
+        fi
         echo
     fi
     targets
 }
 
 # ---- targets from issue 12, measured as ratios in this run ----
+tokv() { # lines encoding key -> value of key=... on the line with enc=encoding
+    awk -v e="enc=$2" -v k="$3=" '{ if (index($0, e " ")) for (i = 1; i <= NF; i++) if (index($i, k) == 1) print substr($i, length(k) + 1) }' <<<"$1" | head -1
+}
 mark() { # condition-result(0/1) text
     if [[ $1 = na ]]; then printf '  [ n/a ] %s\n' "$2"
     elif [[ $1 = 1 ]]; then printf '  [ PASS] %s\n' "$2"
@@ -767,7 +804,14 @@ targets() {
         local worst
         worst=$(awk '{for(i=1;i<=NF;i++) if ($i ~ /^ns=/) {split($i,a,"="); if (a[2] > m) m = a[2]}} END{printf "%.0f", m}' <<<"$MICRO_ROUTE")
         mark "$(cmp_le "$worst" 100000)" "router decision < 100 us: worst case ${worst} ns"
-        mark na "tokenizer >= 5x npm tiktoken: not built yet"
+        if [[ -n $TIKTOKEN_NA ]]; then
+            mark na "tokenizer >= 5x npm tiktoken: $TIKTOKEN_NA"
+        else
+            for e in cl100k_base o200k_base; do
+                r=$(awk -v a="$(tokv "$MICRO_TOK" "$e" count_mb_s)" -v b="$(tokv "$MICRO_TIKTOKEN" "$e" encode_mb_s)" 'BEGIN{if (b > 0) printf "%.1f", a / b}')
+                mark "$([[ -n $r ]] && awk -v r="$r" 'BEGIN{print (r >= 5) ? 1 : 0}' || echo 0)" "tokenizer >= 5x npm tiktoken ($e, bt_tok_count vs encode, MB/s): ${r:-?}x ($(tokv "$MICRO_TOK" "$e" count_mb_s) vs $(tokv "$MICRO_TIKTOKEN" "$e" encode_mb_s))"
+            done
+        fi
     fi
 }
 

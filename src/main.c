@@ -1,16 +1,22 @@
-/* baton's command line: serve, check, sim, version. */
+/* baton's command line: serve, check, sim, tokens, version. */
+#include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config/config.h"
+#include "core/arena.h"
+#include "core/buf.h"
 #include "core/log.h"
 #include "core/time.h"
 #include "core/version.h"
+#include "json/json.h"
 #include "provider/sim.h"
 #include "provider/sim_server.h"
 #include "serve/serve.h"
+#include "tok/tok.h"
 
 static void usage_main(FILE *f)
 {
@@ -23,6 +29,7 @@ static void usage_main(FILE *f)
             "  serve -c FILE [--listen HOST:PORT]   run the gateway\n"
             "  check -c FILE                        validate a config and print its model table\n"
             "  sim --listen HOST:PORT [OPTIONS]     run the simulated OpenAI-compatible provider\n"
+            "  tokens [--model NAME] [FILE|-]       count (or list) the tokens of a text\n"
             "  version                              print the version\n"
             "\n"
             "`baton COMMAND --help` describes each command. Documentation: docs/.\n",
@@ -181,6 +188,171 @@ static int cmd_sim(int argc, char **argv)
     return bt_sim_serve_main(host, port, &cfg, 1);
 }
 
+/* ---- tokens ---- */
+
+/* Reads all of `f` into b (capped by b->max). */
+static enum bt_err read_all(FILE *f, struct bt_buf *b)
+{
+    for (;;) {
+        enum bt_err err = bt_buf_reserve(b, 64 * 1024);
+        if (err) return err;
+        size_t n = fread(b->p + b->len, 1, b->cap - b->len, f);
+        b->len += n;
+        if (n == 0) return ferror(f) ? BT_EIO : BT_OK;
+    }
+}
+
+/* Prints ids as "1 2 3" (or "[1,2,3]" when json) and a newline. */
+static void print_ids(const uint32_t *ids, size_t n, bool json)
+{
+    if (json) putchar('[');
+    for (size_t i = 0; i < n; i++) {
+        if (i) putchar(json ? ',' : ' ');
+        printf("%" PRIu32, ids[i]);
+    }
+    if (json) putchar(']');
+    putchar('\n');
+}
+
+/* Encodes text; *ids is grown as needed (len + 1 ids always suffice). */
+static enum bt_err encode_text(const struct bt_tok *t, struct bt_str text, uint32_t **ids,
+                               size_t *cap, size_t *n)
+{
+    if (*cap < text.len + 1) {
+        uint32_t *p = realloc(*ids, (text.len + 1) * sizeof(uint32_t));
+        if (!p) return BT_ENOMEM;
+        *ids = p;
+        *cap = text.len + 1;
+    }
+    return bt_tok_encode(t, text.p, text.len, *ids, *cap, n);
+}
+
+/* --jsonl: each input line is one JSON string; each output line is its ids as a
+ * JSON array (how tests/integration/tokens.test.mjs compares thousands of texts
+ * with one process). */
+static int tokens_jsonl(const struct bt_tok *t, struct bt_str in)
+{
+    struct bt_arena a;
+    bt_arena_init(&a, 64 * 1024, 0);
+    uint32_t *ids = NULL;
+    size_t cap = 0, lineno = 0;
+    int rc = 0;
+    while (in.len) {
+        long nl = bt_str_index(in, '\n');
+        struct bt_str line = {in.p, nl < 0 ? in.len : (size_t)nl};
+        in.p += nl < 0 ? in.len : (size_t)nl + 1;
+        in.len -= nl < 0 ? in.len : (size_t)nl + 1;
+        lineno++;
+        struct bt_json_doc doc;
+        struct bt_str text;
+        size_t n = 0;
+        bt_arena_reset(&a);
+        if (bt_json_parse(&doc, line.p, line.len, &a, NULL, NULL) ||
+            bt_json_type(&doc, 0) != BT_JSON_STRING || bt_json_str(&doc, 0, &a, &text)) {
+            fprintf(stderr, "baton tokens: line %zu: expected a JSON string\n", lineno);
+            rc = 1;
+            break;
+        }
+        enum bt_err err = encode_text(t, text, &ids, &cap, &n);
+        if (err) {
+            fprintf(stderr, "baton tokens: line %zu: %s\n", lineno, bt_strerror(err));
+            rc = 1;
+            break;
+        }
+        print_ids(ids, n, true);
+    }
+    free(ids);
+    bt_arena_free(&a);
+    return rc;
+}
+
+static int cmd_tokens(int argc, char **argv)
+{
+    static const struct option opts[] = {{"encoding", required_argument, NULL, 'e'},
+                                         {"model", required_argument, NULL, 'm'},
+                                         {"ids", no_argument, NULL, 'i'},
+                                         {"jsonl", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    enum bt_tok_encoding enc = BT_TOK_O200K;
+    bool ids_out = false, jsonl = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "e:m:ih", opts, NULL)) != -1) {
+        switch (c) {
+        case 'e':
+            if (!bt_tok_encoding_from_name(bt_str_c(optarg), &enc)) {
+                fprintf(stderr, "baton tokens: unknown encoding '%s' (cl100k_base, o200k_base)\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'm': enc = bt_tok_encoding_for_model(bt_str_c(optarg)); break;
+        case 'i': ids_out = true; break;
+        case 'j': jsonl = true; break;
+        case 'h':
+            printf("usage: baton tokens [--encoding NAME | --model NAME] [--ids] [FILE|-]\n\n"
+                   "Prints the number of tokens in FILE's bytes (or stdin), counted like OpenAI's\n"
+                   "tiktoken (special tokens such as <|endoftext|> count as ordinary text).\n"
+                   "  -e, --encoding NAME   cl100k_base or o200k_base (default o200k_base)\n"
+                   "  -m, --model NAME      the encoding that model uses (gpt-4o, gpt-4, ...)\n"
+                   "  -i, --ids             print the token ids, space separated, instead\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (argc - optind > 1) {
+        fprintf(stderr, "baton tokens: one FILE at most (try --help)\n");
+        return 2;
+    }
+    const char *path = optind < argc ? argv[optind] : "-";
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "baton tokens: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    struct bt_buf in;
+    bt_buf_init(&in, (size_t)1 << 30);
+    enum bt_err err = read_all(f, &in);
+    if (f != stdin) fclose(f);
+    if (err) {
+        fprintf(stderr, "baton tokens: %s: %s\n", path, bt_strerror(err));
+        bt_buf_free(&in);
+        return 1;
+    }
+    const struct bt_tok *t = bt_tok_get(enc);
+    if (!t) {
+        fprintf(stderr, "baton tokens: cannot load %s\n", bt_tok_encoding_name(enc));
+        bt_buf_free(&in);
+        return 1;
+    }
+    int rc = 0;
+    if (jsonl) {
+        rc = tokens_jsonl(t, bt_buf_str(&in));
+    } else if (ids_out) {
+        uint32_t *ids = NULL;
+        size_t cap = 0, n = 0;
+        err = encode_text(t, bt_buf_str(&in), &ids, &cap, &n);
+        if (err) {
+            fprintf(stderr, "baton tokens: %s\n", bt_strerror(err));
+            rc = 1;
+        } else {
+            print_ids(ids, n, false);
+        }
+        free(ids);
+    } else {
+        size_t n = bt_tok_count(t, in.p, in.len);
+        if (n == SIZE_MAX) {
+            fprintf(stderr, "baton tokens: %s\n", bt_strerror(BT_ENOMEM));
+            rc = 1;
+        } else {
+            printf("%zu\n", n);
+        }
+    }
+    bt_buf_free(&in);
+    if (fflush(stdout) != 0) rc = 1;
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -199,6 +371,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "serve") == 0) return cmd_serve(argc, argv);
     if (strcmp(cmd, "check") == 0) return cmd_check(argc, argv);
     if (strcmp(cmd, "sim") == 0) return cmd_sim(argc, argv);
+    if (strcmp(cmd, "tokens") == 0) return cmd_tokens(argc, argv);
     fprintf(stderr, "baton: unknown command '%s'\n\n", cmd);
     usage_main(stderr);
     return 2;
