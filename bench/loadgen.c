@@ -18,7 +18,9 @@
  *
  * Prints one line of key=value pairs: streams completed, errors, time to first
  * event and inter-event gap percentiles in microseconds, the largest number of
- * streams open at the same time. Loopback only: the URL must be http:// to a
+ * streams open at the same time, and the gaps again counting only those that
+ * ended while every connection had its stream open ("steady": the load the
+ * connections make once they are all up, without the storm of opening them). Loopback only: the URL must be http:// to a
  * numeric IPv4 address. Single-threaded libuv loop; llhttp parses responses
  * (linked from build/release/libbaton.a, which carries the llhttp objects). */
 #include <errno.h>
@@ -110,6 +112,7 @@ struct run {
     uint64_t streams_ok, errors, bad_status, events;
     struct hist ttfe;   /* request written -> first complete event */
     struct hist gap;    /* between consecutive events of one stream */
+    struct hist steady; /* the same, while every connection has its stream open */
     struct hist total;  /* request written -> response complete */
     struct conn *conns;
     uv_timer_t ramp_timer, stop_timer;
@@ -169,6 +172,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
             if (++r->open_streams > r->max_open) r->max_open = r->open_streams;
         } else {
             hist_add(&r->gap, now - c->t_last_event);
+            if (r->open_streams == r->nconns) hist_add(&r->steady, now - c->t_last_event);
         }
         c->t_last_event = now;
         c->nevents++;
@@ -462,12 +466,14 @@ int main(int argc, char **argv)
            " secs=%.2f rps=%.1f max_open=%d"
            " ttfe_p50_us=%.0f ttfe_p99_us=%.0f ttfe_max_us=%" PRIu64
            " gap_mean_us=%.1f gap_p50_us=%.0f gap_p99_us=%.0f gap_p999_us=%.0f gap_max_us=%" PRIu64
-           " total_p50_us=%.0f total_p99_us=%.0f\n",
+           " total_p50_us=%.0f total_p99_us=%.0f"
+           " steady_gaps=%" PRIu64 " steady_gap_p50_us=%.0f steady_gap_p99_us=%.0f steady_gap_p999_us=%.0f\n",
            r->streams_ok, r->errors, r->bad_status, r->events, secs,
            (double)r->streams_ok / secs, r->max_open, hist_q(&r->ttfe, 0.5),
            hist_q(&r->ttfe, 0.99), r->ttfe.max_us, hist_mean(&r->gap), hist_q(&r->gap, 0.5),
            hist_q(&r->gap, 0.99), hist_q(&r->gap, 0.999), r->gap.max_us, hist_q(&r->total, 0.5),
-           hist_q(&r->total, 0.99));
+           hist_q(&r->total, 0.99), r->steady.n, hist_q(&r->steady, 0.5), hist_q(&r->steady, 0.99),
+           hist_q(&r->steady, 0.999));
     uv_close((uv_handle_t *)&r->ramp_timer, NULL);
     uv_close((uv_handle_t *)&r->stop_timer, NULL);
     uv_run(r->loop, UV_RUN_DEFAULT);

@@ -368,6 +368,34 @@ static enum bt_err rewrite_error_event(struct bt_exec *ex, const struct bt_json_
     return err;
 }
 
+/* The full decode of one event that can change what we account or forward. */
+static int decode_event(struct bt_exec *ex, const struct bt_sse_event *ev)
+{
+    struct bt_json_doc doc;
+    if (bt_json_parse(&doc, ev->data.p, ev->data.len, &ex->scratch, NULL, NULL) ||
+        bt_json_type(&doc, 0) != BT_JSON_OBJECT) {
+        ex->stream_err = "the provider sent an invalid JSON event";
+        return 1;
+    }
+    bt_openai_decode_chunk(&doc, on_event, ex);
+    if (ex->added_usage && !ex->saw_error) {
+        int ch = bt_json_get(&doc, 0, "choices");
+        int us = bt_json_get(&doc, 0, "usage");
+        if (bt_json_type(&doc, ch) == BT_JSON_ARRAY && doc.toks[ch].size == 0 &&
+            bt_json_type(&doc, us) == BT_JSON_OBJECT)
+            return 0; /* the usage chunk we asked for, not the client */
+    }
+    /* Error events are the one place a provider may quote our key back, possibly
+     * escaped: they are decoded and written anew with the key redacted. */
+    enum bt_err err = ex->saw_error ? rewrite_error_event(ex, &doc)
+                                    : relay_raw(ex, ev->raw);
+    if (err) {
+        ex->stream_err = "stream output buffer full";
+        return 1;
+    }
+    return 0;
+}
+
 static int on_sse(void *ud, const struct bt_sse_event *ev)
 {
     struct bt_exec *ex = ud;
@@ -411,30 +439,11 @@ static int on_sse(void *ud, const struct bt_sse_event *ev)
             return 0;
         }
     }
-    bt_arena_reset(&ex->scratch);
-    struct bt_json_doc doc;
-    if (bt_json_parse(&doc, ev->data.p, ev->data.len, &ex->scratch, NULL, NULL) ||
-        bt_json_type(&doc, 0) != BT_JSON_OBJECT) {
-        ex->stream_err = "the provider sent an invalid JSON event";
-        return 1;
-    }
-    bt_openai_decode_chunk(&doc, on_event, ex);
-    if (ex->added_usage && !ex->saw_error) {
-        int ch = bt_json_get(&doc, 0, "choices");
-        int us = bt_json_get(&doc, 0, "usage");
-        if (bt_json_type(&doc, ch) == BT_JSON_ARRAY && doc.toks[ch].size == 0 &&
-            bt_json_type(&doc, us) == BT_JSON_OBJECT)
-            return 0; /* the usage chunk we asked for, not the client */
-    }
-    /* Error events are the one place a provider may quote our key back, possibly
-     * escaped: they are decoded and written anew with the key redacted. */
-    enum bt_err err = ex->saw_error ? rewrite_error_event(ex, &doc)
-                                    : relay_raw(ex, ev->raw);
-    if (err) {
-        ex->stream_err = "stream output buffer full";
-        return 1;
-    }
-    return 0;
+    int rc = decode_event(ex, ev);
+    /* A stream decodes a handful of events (the first, the last ones): their
+     * tokens' memory is given back rather than held for the stream's life. */
+    bt_arena_free(&ex->scratch);
+    return rc;
 }
 
 static void stream_begin(struct bt_exec *ex)
@@ -767,7 +776,7 @@ void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config
     bt_buf_init(&ex->resp, MAX_REPLY_BYTES);
     bt_buf_init(&ex->out, MAX_SSE_EVENT * 2);
     bt_sse_init(&ex->sse, MAX_SSE_EVENT, on_sse, ex);
-    bt_arena_init(&ex->scratch, 8192, 64u << 20);
+    bt_arena_init(&ex->scratch, 4096, 64u << 20);
     uv_timer_init(&w->loop, &ex->timer);
     ex->timer.data = ex;
     bt_http_on_abort(hreq, on_abort, ex);

@@ -24,14 +24,16 @@
 #include "core/time.h"
 
 enum {
-    RBUF_INIT = 16 * 1024,         /* receive buffer size; pooled per server */
+    RBUF_INIT = 4 * 1024,          /* first receive buffer; pooled per server. Bigger
+                                    * requests grow it once, sized from Content-Length;
+                                    * small keeps memory per open stream low */
     MIN_READ = 4096,               /* free tail wanted before a read */
     OUT_HIGH_WATER = 256 * 1024,   /* stop answering pipelined requests above this */
     OUT_MAX = 64 * 1024 * 1024,    /* cap on bytes queued for one client */
     HEAD_OUT_MAX = 256 * 1024,     /* cap on one response head */
     MAX_HEADERS = 500,             /* request header lines; beyond: 431 */
     POOL_MAX = 64,                 /* receive buffers / arenas kept per server */
-    ARENA_BLOCK = 16 * 1024,       /* request arena block */
+    ARENA_BLOCK = 4 * 1024,        /* request arena block (a 1.5 KB chat request fits) */
     LINGER_MS = 2000,              /* read-and-discard after our FIN */
     DISCARD_SIZE = 16 * 1024,
 };
