@@ -520,7 +520,8 @@ static void load_server(struct loader *L, const struct bt_ynode *n)
 {
     static const char *const keys[] = {"listen",           "workers",        "max_connections",
                                        "max_header_bytes", "max_body_bytes", "header_timeout",
-                                       "idle_timeout",     "drain_timeout",  NULL};
+                                       "idle_timeout",     "drain_timeout",  "upstream_max_connections",
+                                       "upstream_max_idle", "upstream_max_queued", NULL};
     const struct bt_ynode *m = as_map(L, n, "server");
     if (!m) return;
     struct bt_config *c = L->cfg;
@@ -565,6 +566,16 @@ static void load_server(struct loader *L, const struct bt_ynode *n)
         case 7:
             get_duration(L, v, what, 0, DAY_MS, &c->server.drain_timeout_ms);
             break;
+        case 8:
+        case 9:
+        case 10: {
+            uint32_t *dst = idx == 8 ? &c->server.upstream_max_connections
+                          : idx == 9 ? &c->server.upstream_max_idle
+                                     : &c->server.upstream_max_queued;
+            uint64_t w = *dst;
+            if (get_u64(L, v, what, 1, 1000000, &w)) *dst = (uint32_t)w;
+            break;
+        }
         }
     }
 }
@@ -1376,6 +1387,9 @@ static void set_defaults(struct bt_config *c)
     c->server.header_timeout_ms = 30000;
     c->server.idle_timeout_ms = 120000;
     c->server.drain_timeout_ms = 30000;
+    c->server.upstream_max_connections = 256;
+    c->server.upstream_max_idle = UINT32_MAX; /* = max_connections unless set */
+    c->server.upstream_max_queued = 1024;
     c->auth.allow_anonymous = false;
 }
 

@@ -97,6 +97,11 @@ struct bt_config {
         uint64_t header_timeout_ms;    /* default 30s: whole head must arrive */
         uint64_t idle_timeout_ms;      /* default 120s: keep-alive idle */
         uint64_t drain_timeout_ms;     /* default 30s */
+        /* Upstream connection pools, per provider origin and worker (read at
+         * start; a reload keeps the running values). */
+        uint32_t upstream_max_connections; /* default 256 */
+        uint32_t upstream_max_idle;        /* default: upstream_max_connections */
+        uint32_t upstream_max_queued;      /* default 1024; beyond: 503 */
     } server;
     struct {
         char *master_key;       /* NULL when unset or empty */

@@ -141,7 +141,14 @@ static void worker_main(void *arg)
         .nerror_headers = 2,
     };
     w->http = bt_http_server_new(&w->loop, &o);
-    w->up = bt_upstream_new(&w->loop, NULL);
+    struct bt_upstream_opts uo = {
+        .max_conns_per_origin = cfg->server.upstream_max_connections,
+        .max_idle_per_origin = cfg->server.upstream_max_idle == UINT32_MAX
+                                   ? cfg->server.upstream_max_connections
+                                   : cfg->server.upstream_max_idle,
+        .max_queued_per_origin = cfg->server.upstream_max_queued,
+    };
+    w->up = bt_upstream_new(&w->loop, &uo);
     if (!w->http || !w->up) w->listen_err = BT_ENOMEM;
     else w->listen_err = bt_http_server_listen(w->http, s->host, s->port, true);
     if (w->listen_err == 0 && s->port == 0) s->port = bt_http_server_port(w->http);

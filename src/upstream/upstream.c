@@ -37,7 +37,7 @@ enum {
     REQ_HEAD_MAX = 256 * 1024,    /* cap on the request head we build */
     DEFAULT_MAX_HEAD = 64 * 1024, /* response head cap when the request sets none */
     DEFAULT_MAX_CONNS = 256,
-    DEFAULT_MAX_IDLE = 64,
+    DEFAULT_MAX_IDLE = 256, /* = DEFAULT_MAX_CONNS: at full load no connection is closed only to be reopened */
     DEFAULT_MAX_QUEUED = 1024,
     DEFAULT_IDLE_REAP_MS = 30000,
     TUNNEL_HEAD_MAX = 16 * 1024, /* cap on the proxy's answer to CONNECT */

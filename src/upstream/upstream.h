@@ -23,7 +23,7 @@ struct bt_up_call;  /* opaque: one request in flight */
 
 struct bt_upstream_opts {
     uint32_t max_conns_per_origin; /* default 256 */
-    uint32_t max_idle_per_origin;  /* default 64 */
+    uint32_t max_idle_per_origin;  /* default 256 */
     uint64_t idle_reap_ms;         /* idle pooled connections closed after; default 30s */
     uint32_t
         max_queued_per_origin; /* requests waiting for a connection before BT_EBUSY; default 1024 */

@@ -288,6 +288,9 @@ TEST(defaults)
     CHECK_INT(c->server.header_timeout_ms, 30000);
     CHECK_INT(c->server.idle_timeout_ms, 120000);
     CHECK_INT(c->server.drain_timeout_ms, 30000);
+    CHECK_INT(c->server.upstream_max_connections, 256);
+    CHECK(c->server.upstream_max_idle == UINT32_MAX); /* follows max_connections */
+    CHECK_INT(c->server.upstream_max_queued, 1024);
     CHECK(c->auth.master_key == NULL && !c->auth.allow_anonymous);
     CHECK_STR(c->log.level, "info");
     CHECK(c->log.access == NULL && c->log.file == NULL);
@@ -328,6 +331,9 @@ TEST(every_key)
         "  header_timeout: 250ms\n"
         "  idle_timeout: 10m\n"
         "  drain_timeout: 5\n"
+        "  upstream_max_connections: 1000\n"
+        "  upstream_max_idle: 100\n"
+        "  upstream_max_queued: 5000\n"
         "auth: {master_key: literal-master, allow_anonymous: true}\n"
         "log: {level: debug, access: /tmp/access.log, file: \"\"}\n"
         "providers:\n"
@@ -365,6 +371,9 @@ TEST(every_key)
     CHECK_INT(c->server.header_timeout_ms, 250);
     CHECK_INT(c->server.idle_timeout_ms, 600000);
     CHECK_INT(c->server.drain_timeout_ms, 5000);
+    CHECK_INT(c->server.upstream_max_connections, 1000);
+    CHECK_INT(c->server.upstream_max_idle, 100);
+    CHECK_INT(c->server.upstream_max_queued, 5000);
     CHECK_STR(c->auth.master_key, "literal-master");
     CHECK(c->auth.allow_anonymous);
     CHECK_STR(c->log.level, "debug");
@@ -609,6 +618,8 @@ TEST(errors_with_positions)
                        "server.header_timeout must be a duration"));
     CHECK(expect_error("server: {idle_timeout: 0ms}\n", 1, 24, "from 1ms to 24h"));
     CHECK(expect_error("server: {drain_timeout: 25h}\n", 1, 25, "to 24h"));
+    CHECK(expect_error("server: {upstream_max_idle: 0}\n", 1, 29, "server.upstream_max_idle"));
+    CHECK(expect_error("server: {upstream_max_connections: 2000000}\n", 1, 36, "server.upstream_max_connections"));
     CHECK(expect_error("auth: {allow_anonymous: yes}\n", 1, 25, "must be true or false"));
     CHECK(expect_error("log: {level: verbose}\n", 1, 14, "debug, info, warn or error"));
     /* YAML level: duplicates, tags, aliases, documents, syntax */
