@@ -45,10 +45,10 @@ P_BATON=30021     # baton, openai provider -> P_UP / P_UP_TLS
 P_PORTKEY=30031   # Portkey gateway (node), custom host -> P_UP
 P_MANY=30042      # baton(s) for the many-streams test -> P_PACED...
 P_PACED=30100     # paced_sse: 30100..30100+origins-1 (at most 30227)
-# baton's upstream pool holds at most 256 connections per origin and worker
-# (src/upstream/upstream.c DEFAULT_MAX_CONNS, not configurable yet) and a model
-# at most 8 deployments, so the many-streams test spreads its streams over one
-# model per origin (port), 250 streams per origin, the client rotating models.
+# baton's upstream pool holds at most server.upstream_max_connections (256 by
+# default) connections per origin and worker, and paced_sse serves many ports
+# cheaply, so the many-streams test spreads its streams over one model per origin
+# (port), 250 streams per origin, the client rotating models: the defaults apply.
 MANY_ORIGINS=$(( (MANY + 249) / 250 ))
 (( MANY_ORIGINS > 128 )) && MANY_ORIGINS=128
 ALL_PORTS="$P_UP $P_UP_TLS $P_NGINX $P_NGINX_TLS $P_BATON $P_PORTKEY $P_MANY $(seq -s ' ' $P_PACED $((P_PACED + MANY_ORIGINS - 1)))"
