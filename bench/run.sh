@@ -17,6 +17,7 @@
 #   BENCH_MANY_EVENTS / BENCH_MANY_INTERVAL_MS / BENCH_MANY_RAMP  its streams
 #   BENCH_NO_PORTKEY=1     skip the Portkey gateway (no npm install)
 #   BENCH_NO_BUILD=1       measure ./baton as it is (no `make baton`)
+#   BENCH_REPEAT=N         runs of the target rows (16 connections), medians kept (default 3; quick 1)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
@@ -35,6 +36,8 @@ MANY=${BENCH_MANY:-10000}
 MANY_EVENTS=${BENCH_MANY_EVENTS:-20}
 MANY_INTERVAL=${BENCH_MANY_INTERVAL_MS:-500}
 MANY_RAMP=${BENCH_MANY_RAMP:-4000}
+# Runs of each target row (lowest concurrency: direct, nginx, baton), medians kept.
+if [[ $QUICK = 1 ]]; then REPEAT=${BENCH_REPEAT:-1}; else REPEAT=${BENCH_REPEAT:-3}; fi
 
 # ---- ports (all on 127.0.0.1) ----
 P_UP=30001        # nginx: fixed chat.completion JSON and SSE replies, plain HTTP
@@ -458,6 +461,30 @@ run_wrk() {
     log "  $(printf '%-8s %-5s %-4s %-4s c=%-4s' "$c" "$up" "$b" "$m" "$n") rps=$rps p50=${p50}us p99=${p99}us cpu=${cpu}us/req rss=$((rss / 1024))MB err=$errs up_cpu=${upct}%"
 }
 
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END{if (NR) print v[int((NR + 1) / 2)]}'; }
+# run_wrk REPEAT times over the given contenders in turn (A B C A B C ...): the
+# machine's noise moves minutes-apart rows by 10-20%, interleaving and medians
+# keep the ratios honest. Every run is a CSV row; R holds the medians (errors:
+# the sum).
+run_wrk_rep() { # section body mode conns contenders...
+    local sec=$1 b=$2 m=$3 n=$4 i c f key
+    shift 4
+    declare -A acc=()
+    for i in $(seq "$REPEAT"); do
+        for c in "$@"; do
+            run_wrk "$sec" "$c" 0 "$b" "$m" "$n"
+            key="$sec|$c|plain|$b|$m|$n"
+            for f in rps p50 p99 cpu rss err upct; do acc[$c|$f]+="${R[$key|$f]:-} "; done
+        done
+    done
+    for c in "$@"; do
+        key="$sec|$c|plain|$b|$m|$n"
+        for f in rps p50 p99 cpu rss upct; do R[$key|$f]=$(median <<<"${acc[$c|$f]}"); done
+        R[$key|err]=$(tr ' ' '\n' <<<"${acc[$c|err]}" | awk '{s+=$1} END{print s+0}')
+        R[$key|reps]=$REPEAT
+    done
+}
+
 # One streaming-latency measurement with the loadgen (keep-alive, back to back).
 run_stream() { # contender conns
     local c=$1 n=$2 t url model hdrs bodyf args=() key="stream|$1|plain|1k5|sse|$2"
@@ -519,7 +546,16 @@ if want load; then
     for b in 1k5 50k; do
         for m in json sse; do
             for n in $CONCS; do
-                for c in $CONTENDERS; do run_wrk load "$c" 0 "$b" "$m" "$n"; done
+                if [[ $n = "$(awk '{print $1}' <<<"$CONCS")" && $REPEAT -gt 1 ]]; then
+                    # The rows the targets read: direct, nginx and baton measured
+                    # REPEAT times in turn, each figure the median of its runs.
+                    run_wrk_rep load "$b" "$m" "$n" direct nginx baton
+                    for c in $CONTENDERS; do
+                        [[ $c = direct || $c = nginx || $c = baton ]] || run_wrk load "$c" 0 "$b" "$m" "$n"
+                    done
+                else
+                    for c in $CONTENDERS; do run_wrk load "$c" 0 "$b" "$m" "$n"; done
+                fi
                 if [[ $n = "$(awk '{print $1}' <<<"$CONCS")" ]]; then
                     run_wrk load baton-full 0 "$b" "$m" "$n"
                     run_wrk load baton-anthropic 0 "$b" "$m" "$n"
@@ -656,6 +692,7 @@ report() {
         if [[ $sec = load ]]; then echo "== Load: wrk POST /v1/chat/completions, upstream over plain HTTP"
         else echo "== Load over a TLS upstream (nginx with a test CA; 1.5 KB requests)"; fi
         echo "   cpu = user+system time of the contender's processes per request; up% = upstream nginx CPU (100 = one core)"
+        [[ $REPEAT -gt 1 ]] && echo "   rows of direct, nginx and baton at $(awk '{print $1}' <<<"$CONCS") connections: median of $REPEAT runs taken in turn (every run is in the CSV)"
         # shellcheck disable=SC2059
         printf "$fmtn" contender up body mode conns rps p50_ms p99_ms cpu_us/req rss_MB errors up% "vs nginx: cpu p50 p99"
         local bs="1k5 50k" up=plain cs=$CONCS
