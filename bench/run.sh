@@ -538,7 +538,7 @@ if want hold; then
     log "bench: holding: upstream $P_UP (tls $P_UP_TLS), nginx proxy $P_NGINX, baton $P_BATON (pid $BATON_PID),"
     log "       portkey ${PORTKEY_PID:+$P_PORTKEY}; request bodies in $DIR; Ctrl-C stops everything"
     for m in json sse; do for b in 1k5 50k; do body "$b" "$m" "bench-$m" >/dev/null; done; done
-    while :; do sleep 3600; done
+    while :; do sleep 3600 & wait $!; done # wait: a trap runs at once, not after the sleep
 fi
 
 if want load; then

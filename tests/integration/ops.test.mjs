@@ -1,6 +1,7 @@
 // Operations: reload under load (SIGHUP, alternating configs, a broken file),
-// graceful drain on SIGTERM (a slow stream finishes with [DONE], new connections
-// are refused, exit 0), and POST /admin/reload behind the master key.
+// graceful drain on SIGTERM (under load every accepted request is answered in
+// full; a slow stream finishes with [DONE], new connections are refused, exit 0),
+// and POST /admin/reload behind the master key.
 import { writeFileSync, copyFileSync } from 'node:fs';
 import {
     test, run, setup, assert, eq, startBaton, streamRaw, post, get, sleep, writeTemp, SLOW,
@@ -109,6 +110,44 @@ test('POST /admin/reload needs the master key and reports the result', async () 
     eq(r.json.status, 'reloaded', 'body');
     eq(await deployment(), 'beta/two', 'new table in use');
 });
+
+test('SIGTERM under load: every request accepted before it is answered in full, exit 0', async () => {
+    const c = await startBaton(`
+server: {workers: 2, drain_timeout: 30s}
+providers:
+  slow: {type: sim, seed: 3, ttft: 400ms, tokens_per_sec: 40, reply_tokens: 12}
+models:
+  slow: {provider: slow}
+`);
+    const N = 120;
+    const msg = [{ role: 'user', content: 'drain me' }];
+    let finishedEarly = 0, signalled = false;
+    const reqs = Array.from({ length: N }, (_, i) => {
+        const p = i % 2
+            ? streamRaw(`${c.url}/chat/completions`, { model: 'slow', stream: true, messages: msg }, { timeout: 30000 })
+            : post(`${c.url}/chat/completions`, { model: 'slow', messages: msg }, { timeout: 30000 });
+        return p.then((r) => { if (!signalled) finishedEarly++; return r; });
+    });
+    // Every request is sent and accepted well within the simulator's 400 ms to
+    // first token; then the signal.
+    await sleep(150);
+    signalled = true;
+    c.proc.child.kill('SIGTERM');
+    const res = await Promise.all(reqs);
+    assert(finishedEarly < N, 'every request had finished before SIGTERM: nothing was in flight');
+    res.forEach((r, i) => {
+        eq(r.status, 200, `request ${i} status (${(r.text || JSON.stringify(r.error) || '').slice(0, 200)})`);
+        if (i % 2) {
+            assert(r.done && !r.error, `stream ${i} ended with [DONE] and no error (events ${r.events.length}, error ${JSON.stringify(r.error)})`);
+            assert(r.events.length >= 10, `stream ${i} arrived whole (${r.events.length} events)`);
+        } else {
+            assert(r.json?.choices?.[0]?.message?.content, `request ${i} has its answer`);
+        }
+    });
+    const { code, signal } = await c.proc.exited;
+    eq(code, 0, `exit code (signal ${signal})`);
+    console.log(`# ${N} requests in flight at SIGTERM (${finishedEarly} had finished before it): all answered in full`);
+}, { timeout: 60000 });
 
 test('SIGTERM during a slow stream: the stream ends with [DONE], new connections are refused, exit 0', async () => {
     let signalled = false;
