@@ -33,6 +33,8 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "common.h"
+
 #include "llhttp.h"
 
 #define MAX_HEADERS 16
@@ -327,26 +329,6 @@ static void on_stop(uv_timer_t *t)
     for (int i = 0; i < r->opened; i++) conn_finish(&r->conns[i], true);
     r->opened = r->nconns; /* nothing more to start */
     uv_timer_stop(&r->ramp_timer);
-}
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long n = ftell(f);
-        if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
-            if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-                free(buf);
-                buf = NULL;
-            } else {
-                *len = (size_t)n;
-            }
-        }
-    }
-    fclose(f);
-    return buf;
 }
 
 static bool parse_u(const char *s, long max, long *out)

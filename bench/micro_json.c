@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "micro.h"
+#include "common.h"
 
 #include "core/arena.h"
 #include "core/buf.h"

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "micro.h"
+#include "common.h"
 
 #include "config/config.h"
 #include "core/buf.h"

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "micro.h"
+#include "common.h"
 
 #include "tok/tok.h"
 

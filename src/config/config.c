@@ -525,6 +525,7 @@ static void load_server(struct loader *L, const struct bt_ynode *n)
     const struct bt_ynode *m = as_map(L, n, "server");
     if (!m) return;
     struct bt_config *c = L->cfg;
+    bool idle_written = false;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
         const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
         char what[64];
@@ -574,10 +575,12 @@ static void load_server(struct loader *L, const struct bt_ynode *n)
                                      : &c->server.upstream_max_queued;
             uint64_t w = *dst;
             if (get_u64(L, v, what, 1, 1000000, &w)) *dst = (uint32_t)w;
+            idle_written |= idx == 9;
             break;
         }
         }
     }
+    if (!idle_written) c->server.upstream_max_idle = c->server.upstream_max_connections;
 }
 
 static void load_auth(struct loader *L, const struct bt_ynode *n)
@@ -1388,7 +1391,7 @@ static void set_defaults(struct bt_config *c)
     c->server.idle_timeout_ms = 120000;
     c->server.drain_timeout_ms = 30000;
     c->server.upstream_max_connections = 256;
-    c->server.upstream_max_idle = UINT32_MAX; /* = max_connections unless set */
+    c->server.upstream_max_idle = 256; /* unless written: upstream_max_connections */
     c->server.upstream_max_queued = 1024;
     c->auth.allow_anonymous = false;
 }

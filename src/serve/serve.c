@@ -143,9 +143,7 @@ static void worker_main(void *arg)
     w->http = bt_http_server_new(&w->loop, &o);
     struct bt_upstream_opts uo = {
         .max_conns_per_origin = cfg->server.upstream_max_connections,
-        .max_idle_per_origin = cfg->server.upstream_max_idle == UINT32_MAX
-                                   ? cfg->server.upstream_max_connections
-                                   : cfg->server.upstream_max_idle,
+        .max_idle_per_origin = cfg->server.upstream_max_idle,
         .max_queued_per_origin = cfg->server.upstream_max_queued,
     };
     w->up = bt_upstream_new(&w->loop, &uo);

@@ -289,7 +289,7 @@ TEST(defaults)
     CHECK_INT(c->server.idle_timeout_ms, 120000);
     CHECK_INT(c->server.drain_timeout_ms, 30000);
     CHECK_INT(c->server.upstream_max_connections, 256);
-    CHECK(c->server.upstream_max_idle == UINT32_MAX); /* follows max_connections */
+    CHECK_INT(c->server.upstream_max_idle, 256); /* follows max_connections */
     CHECK_INT(c->server.upstream_max_queued, 1024);
     CHECK(c->auth.master_key == NULL && !c->auth.allow_anonymous);
     CHECK_STR(c->log.level, "info");
@@ -619,6 +619,10 @@ TEST(errors_with_positions)
     CHECK(expect_error("server: {idle_timeout: 0ms}\n", 1, 24, "from 1ms to 24h"));
     CHECK(expect_error("server: {drain_timeout: 25h}\n", 1, 25, "to 24h"));
     CHECK(expect_error("server: {upstream_max_idle: 0}\n", 1, 29, "server.upstream_max_idle"));
+    struct bt_config *up = load_ok("server: {upstream_max_connections: 1000}\n");
+    REQUIRE(up);
+    CHECK_INT(up->server.upstream_max_idle, 1000); /* follows upstream_max_connections */
+    bt_config_unref(up);
     CHECK(expect_error("server: {upstream_max_connections: 2000000}\n", 1, 36, "server.upstream_max_connections"));
     CHECK(expect_error("auth: {allow_anonymous: yes}\n", 1, 25, "must be true or false"));
     CHECK(expect_error("log: {level: verbose}\n", 1, 14, "debug, info, warn or error"));

@@ -1,7 +1,7 @@
-/* Helpers shared by the micro benchmarks (bench/micro_*.c): clocks and reading
- * a fixture file whole. Header-only: each benchmark is one translation unit. */
-#ifndef BENCH_MICRO_H
-#define BENCH_MICRO_H
+/* Helpers shared by the benchmark programs (loadgen and micro_*): clocks and reading a
+ * fixture file whole. Header-only: each program is one translation unit. */
+#ifndef BENCH_COMMON_H
+#define BENCH_COMMON_H
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +22,8 @@ static inline double cpu_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* The whole file in a malloc'd buffer (the caller frees it), or NULL. */
+/* The whole file in a malloc'd buffer (the caller frees it; an empty file gives
+ * an empty buffer), or NULL. */
 static inline char *read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -30,7 +31,7 @@ static inline char *read_file(const char *path, size_t *len)
     char *buf = NULL;
     if (fseek(f, 0, SEEK_END) == 0) {
         long n = ftell(f);
-        if (n > 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n))) {
+        if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
             if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
                 free(buf);
                 buf = NULL;
