@@ -20,8 +20,10 @@
  * event and inter-event gap percentiles in microseconds, the largest number of
  * streams open at the same time, and the gaps again counting only those that
  * ended while every connection had its stream open ("steady": the load the
- * connections make once they are all up, without the storm of opening them). Loopback only: the URL must be http:// to a
- * numeric IPv4 address. Single-threaded libuv loop; llhttp parses responses
+ * connections make once they are all up, without the storm of opening them).
+ * Events stamped by bench/paced_sse with their send time ('@' and 19 digits of
+ * uv_hrtime) are also timed end to end: "trip" percentiles, all and steady.
+ * Loopback only: the URL must be http:// to a numeric IPv4 address. Single-threaded libuv loop; llhttp parses responses
  * (linked from build/release/libbaton.a, which carries the llhttp objects). */
 #include <errno.h>
 #include <inttypes.h>
@@ -39,6 +41,7 @@
 
 #define MAX_HEADERS 16
 #define MAX_BODIES 64
+#define STAMP_DIGITS 19 /* bench/paced_sse's send-time stamp: '@' and 19 digits */
 
 /* ---- histogram: 1 µs buckets below 10 ms, 100 µs buckets below 10 s ---- */
 
@@ -115,6 +118,8 @@ struct run {
     struct hist ttfe;   /* request written -> first complete event */
     struct hist gap;    /* between consecutive events of one stream */
     struct hist steady; /* the same, while every connection has its stream open */
+    struct hist trip;   /* upstream's write -> arrival, for events stamped by paced_sse */
+    struct hist steady_trip; /* the same, while every connection has its stream open */
     struct hist total;  /* request written -> response complete */
     struct conn *conns;
     uv_timer_t ramp_timer, stop_timer;
@@ -131,6 +136,9 @@ struct conn {
     uint64_t t_sent, t_last_event;
     int nevents;        /* events seen in the current response */
     bool prev_nl;       /* last body byte was '\n' (a blank line ends an event) */
+    bool in_stamp;      /* reading the digits after '@' (paced_sse's send time) */
+    int stamp_digits;
+    uint64_t stamp;     /* hrtime ns the upstream wrote the current event at */
     bool in_stream;     /* counted in open_streams */
     bool done;
     bool closing;
@@ -159,6 +167,16 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
         if (ch == '\r') continue;
         if (ch != '\n') {
             c->prev_nl = false;
+            if (ch == '@') {
+                c->in_stamp = true;
+                c->stamp = 0;
+                c->stamp_digits = 0;
+            } else if (c->in_stamp && ch >= '0' && ch <= '9') {
+                c->stamp = c->stamp * 10 + (uint64_t)(ch - '0');
+                c->stamp_digits++;
+            } else {
+                c->in_stamp = false;
+            }
             continue;
         }
         if (!c->prev_nl) {
@@ -176,6 +194,12 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
             hist_add(&r->gap, now - c->t_last_event);
             if (r->open_streams == r->nconns) hist_add(&r->steady, now - c->t_last_event);
         }
+        if (c->stamp_digits == STAMP_DIGITS && now >= c->stamp) {
+            hist_add(&r->trip, now - c->stamp);
+            if (r->open_streams == r->nconns) hist_add(&r->steady_trip, now - c->stamp);
+        }
+        c->in_stamp = false;
+        c->stamp_digits = 0;
         c->t_last_event = now;
         c->nevents++;
         r->events++;
@@ -449,13 +473,17 @@ int main(int argc, char **argv)
            " ttfe_p50_us=%.0f ttfe_p99_us=%.0f ttfe_max_us=%" PRIu64
            " gap_mean_us=%.1f gap_p50_us=%.0f gap_p99_us=%.0f gap_p999_us=%.0f gap_max_us=%" PRIu64
            " total_p50_us=%.0f total_p99_us=%.0f"
-           " steady_gaps=%" PRIu64 " steady_gap_p50_us=%.0f steady_gap_p99_us=%.0f steady_gap_p999_us=%.0f\n",
+           " steady_gaps=%" PRIu64 " steady_gap_p50_us=%.0f steady_gap_p99_us=%.0f steady_gap_p999_us=%.0f"
+           " trips=%" PRIu64 " trip_p50_us=%.0f trip_p99_us=%.0f trip_p999_us=%.0f"
+           " steady_trips=%" PRIu64 " steady_trip_p50_us=%.0f steady_trip_p99_us=%.0f steady_trip_p999_us=%.0f\n",
            r->streams_ok, r->errors, r->bad_status, r->events, secs,
            (double)r->streams_ok / secs, r->max_open, hist_q(&r->ttfe, 0.5),
            hist_q(&r->ttfe, 0.99), r->ttfe.max_us, hist_mean(&r->gap), hist_q(&r->gap, 0.5),
            hist_q(&r->gap, 0.99), hist_q(&r->gap, 0.999), r->gap.max_us, hist_q(&r->total, 0.5),
            hist_q(&r->total, 0.99), r->steady.n, hist_q(&r->steady, 0.5), hist_q(&r->steady, 0.99),
-           hist_q(&r->steady, 0.999));
+           hist_q(&r->steady, 0.999), r->trip.n, hist_q(&r->trip, 0.5), hist_q(&r->trip, 0.99),
+           hist_q(&r->trip, 0.999), r->steady_trip.n, hist_q(&r->steady_trip, 0.5),
+           hist_q(&r->steady_trip, 0.99), hist_q(&r->steady_trip, 0.999));
     uv_close((uv_handle_t *)&r->ramp_timer, NULL);
     uv_close((uv_handle_t *)&r->stop_timer, NULL);
     uv_run(r->loop, UV_RUN_DEFAULT);

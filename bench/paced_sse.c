@@ -8,6 +8,11 @@
  * at exact multiples of the interval after the request, driven by one 1 ms
  * timer and a timing wheel: the cost per event is one write.
  *
+ * Every content event carries the moment it was written: its delta is "@"
+ * followed by 19 digits of CLOCK_MONOTONIC nanoseconds (uv_hrtime, shared by
+ * every process on the machine), so the client can time each event's trip and
+ * tell the delay a proxy adds from the upstream's own pacing jitter.
+ *
  *   paced_sse --port P [--ports N] [--events E] [--interval-ms I]
  * listens on 127.0.0.1 ports P .. P+N-1 (several origins, so that a gateway's
  * per-origin connection cap can be spread over a deployment group). Each reply:
@@ -32,13 +37,14 @@ static const char HEAD[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r
 static const char EV_CONTENT[] =
     "data: {\"id\":\"chatcmpl-paced\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,"
     "\"model\":\"gpt-4o-mini-2024-07-18\",\"system_fingerprint\":\"fp_bench\",\"choices\":[{\"index\":0,"
-    "\"delta\":{\"content\":\" token\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n";
+    "\"delta\":{\"content\":\"@0000000000000000000\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n";
 static const char EV_FINISH[] =
     "data: {\"id\":\"chatcmpl-paced\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,"
     "\"model\":\"gpt-4o-mini-2024-07-18\",\"system_fingerprint\":\"fp_bench\",\"choices\":[{\"index\":0,"
     "\"delta\":{},\"logprobs\":null,\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+#define STAMP_DIGITS 19
 static char content_chunk[512], finish_chunk[512];
-static size_t content_len, finish_len;
+static size_t content_len, finish_len, stamp_off; /* stamp_off: first digit in content_chunk */
 
 static llhttp_settings_t settings;
 static uv_loop_t *loop;
@@ -91,6 +97,27 @@ static void send_static(struct conn *c, const char *p, size_t n)
     }
 }
 
+/* A content event stamped with the time it is written. */
+static void send_stamped(struct conn *c)
+{
+    struct {
+        uv_write_t w; /* first: on_write frees the block through it */
+        char data[sizeof(content_chunk)];
+    } *m = malloc(sizeof(*m));
+    if (!m) {
+        conn_close(c);
+        return;
+    }
+    memcpy(m->data, content_chunk, content_len);
+    uint64_t t = uv_hrtime();
+    for (size_t i = STAMP_DIGITS; i-- > 0; t /= 10) m->data[stamp_off + i] = (char)('0' + t % 10);
+    uv_buf_t b = uv_buf_init(m->data, (unsigned)content_len);
+    if (uv_write(&m->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+        free(m);
+        conn_close(c);
+    }
+}
+
 static void wheel_add(struct conn *c)
 {
     struct conn **slot = &wheel[c->due_ms % WHEEL];
@@ -103,7 +130,7 @@ static bool stream_step(struct conn *c)
 {
     if (c->closing) return false;
     if (c->sent < nevents) {
-        send_static(c, content_chunk, content_len);
+        send_stamped(c);
         c->sent++;
         events_sent++;
         c->due_ms += interval_ms;
@@ -222,6 +249,9 @@ int main(int argc, char **argv)
     if (n1 <= 0 || n2 <= 0 || (size_t)n1 >= sizeof(content_chunk) || (size_t)n2 >= sizeof(finish_chunk))
         return 1;
     content_len = (size_t)n1;
+    const char *at = strchr(content_chunk, '@');
+    if (!at) return 1;
+    stamp_off = (size_t)(at - content_chunk) + 1;
     finish_len = (size_t)n2;
 
     signal(SIGPIPE, SIG_IGN);

@@ -47,6 +47,7 @@ P_NGINX_TLS=30012 # nginx proxy_pass -> P_UP_TLS, keepalive pool
 P_BATON=30021     # baton, openai provider -> P_UP / P_UP_TLS
 P_PORTKEY=30031   # Portkey gateway (node), custom host -> P_UP
 P_MANY=30042      # baton(s) for the many-streams test -> P_PACED...
+P_MANY_NGINX=30043 # nginx proxy_pass for the many-streams test -> P_PACED
 P_PACED=30100     # paced_sse: 30100..30100+origins-1 (at most 30227)
 # baton's upstream pool holds at most server.upstream_max_connections (256 by
 # default) connections per origin and worker, and paced_sse serves many ports
@@ -54,7 +55,7 @@ P_PACED=30100     # paced_sse: 30100..30100+origins-1 (at most 30227)
 # (port), 250 streams per origin, the client rotating models: the defaults apply.
 MANY_ORIGINS=$(( (MANY + 249) / 250 ))
 (( MANY_ORIGINS > 128 )) && MANY_ORIGINS=128
-ALL_PORTS="$P_UP $P_UP_TLS $P_NGINX $P_NGINX_TLS $P_BATON $P_PORTKEY $P_MANY $(seq -s ' ' $P_PACED $((P_PACED + MANY_ORIGINS - 1)))"
+ALL_PORTS="$P_UP $P_UP_TLS $P_NGINX $P_NGINX_TLS $P_BATON $P_PORTKEY $P_MANY $P_MANY_NGINX $(seq -s ' ' $P_PACED $((P_PACED + MANY_ORIGINS - 1)))"
 
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 log() { printf '%s\n' "$*" >&2; }
@@ -263,7 +264,9 @@ EOF
 many_config() { # file workers: models bench-many-I -> paced_sse origin I
     local i
     {
-        printf 'server:\n  listen: 127.0.0.1:%s\n  workers: %s\n  max_connections: 100000\n' "$P_MANY" "$2"
+        # few idle upstream connections kept: between rounds, paced_sse's
+        # descriptors go to the next contender's streams
+        printf 'server:\n  listen: 127.0.0.1:%s\n  workers: %s\n  max_connections: 100000\n  upstream_max_idle: 8\n' "$P_MANY" "$2"
         printf 'log:\n  level: warn\n  access: /dev/null\nproviders:\n'
         for i in $(seq 0 $((MANY_ORIGINS - 1))); do
             printf '  paced%d: {type: openai, base_url: "http://127.0.0.1:%d/v1"}\n' "$i" $((P_PACED + i))
@@ -582,9 +585,15 @@ if want stream; then
 fi
 
 # ---- many streams ----
+# Three contenders in turn, BENCH_REPEAT rounds: direct to paced_sse, nginx
+# proxy_pass (the floor for any proxy, as many worker processes as baton has
+# event loops) and baton. paced_sse stamps every event with the time it wrote
+# it, so the load generator times each event's trip; the delay a proxy adds is
+# its trip percentile less direct's. Per contender the round with the median
+# steady trip p99 is kept (every round is in the CSV).
 MANY_NOTE=""
 if want many; then
-    log "bench: $MANY concurrent streams ($MANY_EVENTS events ${MANY_INTERVAL} ms apart, $MANY_ORIGINS upstream origins)"
+    log "bench: $MANY concurrent streams ($MANY_EVENTS events ${MANY_INTERVAL} ms apart, $MANY_ORIGINS upstream origins, $REPEAT rounds)"
     start_bg paced "$DIR/paced.log" "$BLD/paced_sse" --port "$P_PACED" --ports "$MANY_ORIGINS" \
         --events "$MANY_EVENTS" --interval-ms "$MANY_INTERVAL"
     PACED_PID=$LAST_PID
@@ -592,45 +601,83 @@ if want many; then
     manybodies=()
     for i in $(seq 0 $((MANY_ORIGINS - 1))); do manybodies+=(--body "$(body 1k5 sse "bench-many-$i")"); done
     MANY_T=$(( MANY_EVENTS * MANY_INTERVAL / 1000 + MANY / MANY_RAMP + 60 ))
-    c0=$(cpu_ticks "$PACED_PID")
-    out=$("$LOADGEN" --url "http://127.0.0.1:$P_PACED/v1/chat/completions" "${manybodies[@]}" \
-        --conns "$MANY" --once --ramp "$MANY_RAMP" --timeout "$MANY_T" 2>"$DIR/many-direct.err")
-    c1=$(cpu_ticks "$PACED_PID")
-    MANY_UP_CPU_S=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN{printf "%.1f", t / hz}')
-    log "  direct: $out"
-    MANY_DIRECT=$out
     # One baton holds a client and an upstream socket per stream; when the
     # descriptor limit cannot cover that, several baton processes share the port
     # (SO_REUSEPORT) and their memory is added up.
     NPROC=1
     while (( (2 * MANY) / NPROC + 300 > NOFILE )); do NPROC=$((NPROC + 1)); done
+    MANY_LOOPS=$(( WORKERS > NPROC ? WORKERS : NPROC ))
     MANY_PIDS=()
     for i in $(seq "$NPROC"); do
-        many_config "$DIR/many$i.yaml" "$(( WORKERS > NPROC ? WORKERS / NPROC : 1 ))"
+        many_config "$DIR/many$i.yaml" "$(( MANY_LOOPS / NPROC ))"
         start_bg many "$DIR/many$i.log" "$BATON" serve -c "$DIR/many$i.yaml"
         MANY_PIDS+=("$LAST_PID")
         wait_port "$P_MANY" || { cat "$DIR/many$i.log" >&2; die "baton (many) did not start"; }
     done
+    mkdir -p "$DIR/many-nginx"
+    cat > "$DIR/many-nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes $MANY_LOOPS;
+worker_rlimit_nofile $NOFILE;
+pid $DIR/many-nginx/nginx.pid;
+error_log $DIR/many-nginx/error.log error;
+events { worker_connections $(( NOFILE - 200 )); }
+http {
+    $NGINX_COMMON
+    access_log /dev/null;
+    upstream paced { server 127.0.0.1:$P_PACED; keepalive 8; keepalive_requests 1000000; }
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_buffering off;
+    proxy_read_timeout 300s;
+    server {
+        listen 127.0.0.1:$P_MANY_NGINX reuseport backlog=4096;
+        location / { proxy_pass http://paced; }
+    }
+}
+EOF
+    start_bg many-nginx "$DIR/many-nginx/stderr" nginx -p "$DIR/many-nginx" -c "$DIR/many-nginx/nginx.conf"
+    MANY_NGX_PID=$LAST_PID
+    wait_port "$P_MANY_NGINX" || { cat "$DIR/many-nginx/stderr" >&2; die "nginx (many) did not start"; }
     sleep 0.5
     MANY_IDLE_KB=$(rss_kb "${MANY_PIDS[@]}")
-    c0=$(cpu_ticks "${MANY_PIDS[@]}")
-    out=$("$LOADGEN" --url "http://127.0.0.1:$P_MANY/v1/chat/completions" "${manybodies[@]}" \
-        --conns "$MANY" --once --ramp "$MANY_RAMP" --timeout "$MANY_T" 2>"$DIR/many-baton.err")
-    c1=$(cpu_ticks "${MANY_PIDS[@]}")
-    MANY_BATON_CPU_S=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN{printf "%.1f", t / hz}')
-    MANY_BATON_CPU_EV=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v e="$(mkv "$out" events)" 'BEGIN{printf "%.1f", e ? t / hz * 1e6 / e : 0}')
-    log "  baton:  $out"
-    MANY_BATON=$out
-    MANY_PEAK_KB=$(hwm_kb "${MANY_PIDS[@]}")
-    MANY_NOTE="baton: $MANY_ORIGINS models, one upstream origin each"
-    [[ $NPROC -gt 1 ]] && MANY_NOTE="$MANY_NOTE; $NPROC baton processes share the port (descriptor limit $NOFILE < 2 x $MANY + 300), RSS summed"
-    for p in "${MANY_PIDS[@]}" "$PACED_PID"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${MANY_PIDS[@]}" "$PACED_PID"; do wait "$p" 2>/dev/null; done
-    for who in direct baton; do
-        v=MANY_${who^^}
-        o=${!v}
-        row_csv "many,$who,paced,1k5,sse,$MANY,,,,,$([[ $who = baton ]] && echo "$MANY_PEAK_KB"),$(( $(mkv "$o" errors) + $(mkv "$o" bad_status) )),$(mkv "$o" streams),,$(mkv "$o" ttfe_p50_us),$(mkv "$o" ttfe_p99_us),$(mkv "$o" gap_p99_us),max_open=$(mkv "$o" max_open) gap_p50_us=$(mkv "$o" gap_p50_us) gap_p999_us=$(mkv "$o" gap_p999_us) $([[ $who = baton ]] && echo "$MANY_NOTE")"
+    declare -A MANY_RUNS=()
+    MANY_BATON_TICKS=0
+    MANY_BATON_EVENTS=0
+    for round in $(seq "$REPEAT"); do
+        for who in direct nginx baton; do
+            case $who in
+                direct) port=$P_PACED ;;
+                nginx) port=$P_MANY_NGINX ;;
+                baton) port=$P_MANY ;;
+            esac
+            c0=$(cpu_ticks "${MANY_PIDS[@]}")
+            out=$("$LOADGEN" --url "http://127.0.0.1:$port/v1/chat/completions" "${manybodies[@]}" \
+                --conns "$MANY" --once --ramp "$MANY_RAMP" --timeout "$MANY_T" 2>"$DIR/many-$who.err")
+            if [[ $who = baton ]]; then
+                c1=$(cpu_ticks "${MANY_PIDS[@]}")
+                MANY_BATON_TICKS=$((MANY_BATON_TICKS + c1 - c0))
+                MANY_BATON_EVENTS=$((MANY_BATON_EVENTS + $(mkv "$out" events)))
+            fi
+            log "  $who (round $round): $(mkv "$out" streams) streams, steady trip p50 $(mkv "$out" steady_trip_p50_us) us, p99 $(mkv "$out" steady_trip_p99_us) us"
+            MANY_RUNS[$who|$round]=$out
+            row_csv "many,$who,paced,1k5,sse,$MANY,,,,,,$(( $(mkv "$out" errors) + $(mkv "$out" bad_status) )),$(mkv "$out" streams),,$(mkv "$out" ttfe_p50_us),$(mkv "$out" ttfe_p99_us),$(mkv "$out" gap_p99_us),round=$round max_open=$(mkv "$out" max_open) steady_trip_p50_us=$(mkv "$out" steady_trip_p50_us) steady_trip_p99_us=$(mkv "$out" steady_trip_p99_us) steady_trip_p999_us=$(mkv "$out" steady_trip_p999_us) trip_p99_us=$(mkv "$out" trip_p99_us)"
+        done
     done
+    for who in direct nginx baton; do
+        picked=$(for round in $(seq "$REPEAT"); do
+            echo "$(mkv "${MANY_RUNS[$who|$round]}" steady_trip_p99_us) $round"
+        done | sort -n | awk -v m=$(( (REPEAT + 1) / 2 )) 'NR == m {print $2}')
+        printf -v "MANY_${who^^}" '%s' "${MANY_RUNS[$who|$picked]}"
+    done
+    MANY_BATON_CPU_S=$(awk -v t="$MANY_BATON_TICKS" -v hz="$CLK_TCK" -v r="$REPEAT" 'BEGIN{printf "%.1f", t / hz / r}')
+    MANY_BATON_CPU_EV=$(awk -v t="$MANY_BATON_TICKS" -v hz="$CLK_TCK" -v e="$MANY_BATON_EVENTS" 'BEGIN{printf "%.1f", e ? t / hz * 1e6 / e : 0}')
+    MANY_PEAK_KB=$(hwm_kb "${MANY_PIDS[@]}")
+    MANY_NOTE="baton: $MANY_ORIGINS models, one upstream origin each; nginx: $MANY_LOOPS worker processes"
+    [[ $NPROC -gt 1 ]] && MANY_NOTE="$MANY_NOTE; $NPROC baton processes share the port (descriptor limit $NOFILE < 2 x $MANY + 300), RSS summed"
+    for p in "${MANY_PIDS[@]}" "$MANY_NGX_PID" "$PACED_PID"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${MANY_PIDS[@]}" "$MANY_NGX_PID" "$PACED_PID"; do wait "$p" 2>/dev/null; done
+    row_csv "many,baton,paced,1k5,sse,$MANY,,,,,$MANY_PEAK_KB,,,,,,,peak RSS over all rounds; idle_kb=$MANY_IDLE_KB cpu_us_per_event=$MANY_BATON_CPU_EV"
 fi
 
 # ---- micro ----
@@ -742,18 +789,19 @@ report() {
         echo
     fi
     if want many; then
-        echo "== $MANY concurrent streams: loadgen -> (direct | baton) -> paced_sse, $MANY_EVENTS events ${MANY_INTERVAL} ms apart, ramp $MANY_RAMP connections/s"
+        echo "== $MANY concurrent streams: loadgen -> (direct | nginx | baton) -> paced_sse, $MANY_EVENTS events ${MANY_INTERVAL} ms apart, ramp $MANY_RAMP connections/s, median of $REPEAT rounds"
         [[ -n $MANY_NOTE ]] && echo "   note: $MANY_NOTE"
-        for who in direct baton; do
+        echo "   trip: the upstream's write of an event -> its arrival at the client (stamped events); steady: while all $MANY streams are open"
+        for who in direct nginx baton; do
             local v=MANY_${who^^}
             local o=${!v}
-            printf '   %-7s streams_ok=%s errors=%s max_open=%s ttfe_p50=%sus gap_p50=%sus gap_p99=%sus gap_p999=%sus gap_max=%sus\n' \
+            printf '   %-7s streams_ok=%s errors=%s max_open=%s ttfe_p50=%sus ttfe_p99=%sus whole run: trip_p50=%sus trip_p99=%sus gap_p99=%sus\n' \
                 "$who" "$(mkv "$o" streams)" "$(( $(mkv "$o" errors) + $(mkv "$o" bad_status) ))" "$(mkv "$o" max_open)" \
-                "$(mkv "$o" ttfe_p50_us)" "$(mkv "$o" gap_p50_us)" "$(mkv "$o" gap_p99_us)" "$(mkv "$o" gap_p999_us)" "$(mkv "$o" gap_max_us)"
-            printf '   %-7s all %s open: %s gaps, p50=%sus p99=%sus p999=%sus\n' "" "$MANY" "$(mkv "$o" steady_gaps)" \
-                "$(mkv "$o" steady_gap_p50_us)" "$(mkv "$o" steady_gap_p99_us)" "$(mkv "$o" steady_gap_p999_us)"
+                "$(mkv "$o" ttfe_p50_us)" "$(mkv "$o" ttfe_p99_us)" "$(mkv "$o" trip_p50_us)" "$(mkv "$o" trip_p99_us)" "$(mkv "$o" gap_p99_us)"
+            printf '   %-7s steady: %s events, trip p50=%sus p99=%sus p999=%sus; gap p99=%sus\n' "" "$(mkv "$o" steady_trips)" \
+                "$(mkv "$o" steady_trip_p50_us)" "$(mkv "$o" steady_trip_p99_us)" "$(mkv "$o" steady_trip_p999_us)" "$(mkv "$o" steady_gap_p99_us)"
         done
-        echo "   CPU over the run: paced_sse (direct run) ${MANY_UP_CPU_S} s; baton ${MANY_BATON_CPU_S} s = ${MANY_BATON_CPU_EV} us per event forwarded"
+        echo "   baton CPU per round ${MANY_BATON_CPU_S} s = ${MANY_BATON_CPU_EV} us per event forwarded"
         echo "   baton RSS: idle $(awk -v v="$MANY_IDLE_KB" 'BEGIN{printf "%.1f", v/1024}') MB, peak with $MANY streams $(awk -v v="$MANY_PEAK_KB" 'BEGIN{printf "%.1f", v/1024}') MB"
         echo
     fi
@@ -835,12 +883,14 @@ targets() {
         [[ $(mkv "$MANY_BATON" max_open) = "$MANY" && $ok_n = "$MANY" ]] && all_open=1
         [[ $all_open = 1 ]] || echo "  (not every stream was open at once and completed: the two checks below fail)"
         mark "$([[ $all_open = 1 ]] && cmp_le "$MANY_PEAK_KB" 204800 || echo 0)" "RSS < 200 MB with $MANY open streams: $(awk -v v="$MANY_PEAK_KB" 'BEGIN{printf "%.1f", v/1024}') MB (max open at once $(mkv "$MANY_BATON" max_open), completed $ok_n)"
-        # "At that load": the gaps of events that arrived while all the streams
-        # were open. The whole run's gaps (opening storm included) are shown too.
-        local added added_all
-        added=$(awk -v a="$(mkv "$MANY_BATON" steady_gap_p99_us)" -v b="$(mkv "$MANY_DIRECT" steady_gap_p99_us)" 'BEGIN{printf "%d", a - b}')
-        added_all=$(awk -v a="$(mkv "$MANY_BATON" gap_p99_us)" -v b="$(mkv "$MANY_DIRECT" gap_p99_us)" 'BEGIN{printf "%d", a - b}')
-        mark "$([[ $all_open = 1 && $(mkv "$MANY_BATON" steady_gaps) -gt 0 ]] && cmp_le "$added" 1000 || echo 0)" "added inter-event delay p99 < 1 ms with $MANY streams open: ${added} us (steady gap p99 $(mkv "$MANY_BATON" steady_gap_p99_us) via baton vs $(mkv "$MANY_DIRECT" steady_gap_p99_us) direct; over the whole run, opening included: ${added_all} us)"
+        # "At that load": events that arrived while all the streams were open,
+        # timed from the upstream's write (the stamp) to the client's read; the
+        # delay added is baton's p99 less direct's. nginx's is shown beside it.
+        local added added_ngx added_all
+        added=$(awk -v a="$(mkv "$MANY_BATON" steady_trip_p99_us)" -v b="$(mkv "$MANY_DIRECT" steady_trip_p99_us)" 'BEGIN{printf "%d", a - b}')
+        added_ngx=$(awk -v a="$(mkv "$MANY_NGINX" steady_trip_p99_us)" -v b="$(mkv "$MANY_DIRECT" steady_trip_p99_us)" 'BEGIN{printf "%d", a - b}')
+        added_all=$(awk -v a="$(mkv "$MANY_BATON" trip_p99_us)" -v b="$(mkv "$MANY_DIRECT" trip_p99_us)" 'BEGIN{printf "%d", a - b}')
+        mark "$([[ $all_open = 1 && $(mkv "$MANY_BATON" steady_trips) -gt 0 ]] && cmp_le "$added" 1000 || echo 0)" "added delay per event p99 < 1 ms with $MANY streams open: ${added} us (steady trip p99 $(mkv "$MANY_BATON" steady_trip_p99_us) via baton vs $(mkv "$MANY_DIRECT" steady_trip_p99_us) direct; nginx adds ${added_ngx} us; over the whole run, opening included, baton adds ${added_all} us)"
     fi
     if want micro; then
         local worst

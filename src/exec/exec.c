@@ -47,6 +47,9 @@ struct bt_exec {
     uv_timer_t timer;               /* first-byte / idle / total deadline */
     uint64_t start_ns;              /* the request's start */
     uint64_t total_deadline_ns;     /* per attempt */
+    uint64_t total_deadline_ms;     /* the same in loop time (uv_now) */
+    uint64_t deadline_ms;           /* the current phase's deadline, loop time */
+    uint64_t timer_due_ms;          /* when the uv timer fires; 0 = stopped */
     struct bt_buf body_up;          /* body sent upstream */
     struct bt_buf resp;             /* buffered reply or error body */
     struct bt_buf out;              /* stream bytes written anew, batched per upstream read */
@@ -216,12 +219,26 @@ static void redact_into(char *dst, size_t cap, struct bt_str in, const char *sec
 
 static void on_timer(uv_timer_t *t);
 
+/* Sets the deadline: the phase's (first byte, idle) or the attempt's total,
+ * whichever is first. The idle deadline moves on every upstream read; the uv
+ * timer is only restarted when the deadline comes earlier than it is set for.
+ * A timer that fires early re-arms itself (on_timer), so relaying an event
+ * costs no timer operation. */
 static void arm(struct bt_exec *ex, uint64_t phase_ms)
 {
-    uint64_t now = bt_now_ns();
-    uint64_t left_ms = ex->total_deadline_ns > now ? (ex->total_deadline_ns - now) / 1000000 + 1 : 1;
-    uint64_t ms = phase_ms && phase_ms < left_ms ? phase_ms : left_ms;
-    uv_timer_start(&ex->timer, on_timer, ms, 0);
+    uint64_t now = uv_now(&ex->w->loop);
+    uint64_t d = ex->total_deadline_ms;
+    if (phase_ms && now + phase_ms < d) d = now + phase_ms;
+    ex->deadline_ms = d;
+    if (ex->timer_due_ms && ex->timer_due_ms <= d) return;
+    uv_timer_start(&ex->timer, on_timer, d > now ? d - now : 0, 0);
+    ex->timer_due_ms = d;
+}
+
+static void disarm(struct bt_exec *ex)
+{
+    uv_timer_stop(&ex->timer);
+    ex->timer_due_ms = 0;
 }
 
 /* A provider's deadline, shortened (never lengthened) by the client's x-baton-timeout. */
@@ -621,7 +638,7 @@ static void up_done(void *ud, enum bt_err err, const char *detail)
     struct bt_exec *ex = ud;
     ex->call_live = false;
     memset(&ex->call, 0, sizeof(ex->call));
-    uv_timer_stop(&ex->timer);
+    disarm(ex);
     switch (ex->state) {
     case EX_WAIT_HEAD:
         transport_failure(ex, err ? err : BT_EPROTO, detail);
@@ -668,6 +685,13 @@ static void up_done(void *ud, enum bt_err err, const char *detail)
 static void on_timer(uv_timer_t *t)
 {
     struct bt_exec *ex = t->data;
+    ex->timer_due_ms = 0;
+    uint64_t now = uv_now(&ex->w->loop);
+    if (ex->deadline_ms > now) { /* the deadline moved on since the timer was set */
+        uv_timer_start(&ex->timer, on_timer, ex->deadline_ms - now, 0);
+        ex->timer_due_ms = ex->deadline_ms;
+        return;
+    }
     const char *phase = timeout_phase(ex);
     if (ex->call_live) bt_provider_cancel(&ex->call);
     ex->call_live = false;
@@ -735,11 +759,12 @@ static void attempt_next(struct bt_exec *ex)
             if ((end - now) / 1000000 < total) total = (end - now) / 1000000 + 1;
         }
         ex->total_deadline_ns = bt_now_ns() + total * 1000000;
+        ex->total_deadline_ms = uv_now(&ex->w->loop) + total;
         arm(ex, cap_ms(ex, p->timeouts.first_byte_ms));
         err = bt_provider_start(p, &ex->w->loop, ex->w->up, ex->r->op, ex->r->stream,
                                 bt_buf_str(&ex->body_up), &up_cbs, ex, &ex->call);
         if (err) {
-            uv_timer_stop(&ex->timer);
+            disarm(ex);
             set_failure(ex, 500, "server_error", NULL, "could not start the call: %s",
                         bt_strerror(err));
             continue;
@@ -793,7 +818,7 @@ void bt_exec_shutdown_all(struct bt_worker *w)
         struct bt_exec *ex = w->execs;
         if (ex->call_live) bt_provider_cancel(&ex->call);
         ex->call_live = false;
-        uv_timer_stop(&ex->timer);
+        disarm(ex);
         if (ex->state == EX_STREAM) {
             stream_error_event(ex, "baton is shutting down: the stream was cut short",
                                "server_shutdown");

@@ -142,6 +142,25 @@ test('a 200 stream that stalls past the idle timeout (500ms) ends with an error 
     assert(Date.now() - t0 < 3000, `took ${Date.now() - t0} ms for a 500ms idle timeout`);
 });
 
+test('the idle deadline moves with every event: 6 events 300ms apart pass a 500ms idle timeout, then a stall ends it', async () => {
+    const chunks = cannedChunks('upstream/model-v1');
+    fake.handle(async (req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        for (let i = 0; i < 6; i++) {
+            res.write(`data: ${chunks[i % 2]}\n\n`);
+            await new Promise((r) => setTimeout(r, 300));
+        }
+        // 1.8 s in: longer than the idle timeout, shorter than first_byte; then nothing
+    });
+    const t0 = Date.now();
+    const raw = await streamRaw(CHAT, { model: 'vendor', messages: [{ role: 'user', content: 'mv' }], stream: true }, { headers: CLIENT_HEADERS, timeout: 6000 });
+    const took = Date.now() - t0;
+    eq(raw.events.filter((e) => !e.json?.error).length, 6, 'every paced event relayed before the stall');
+    assert(raw.error, `no error event after the stall (${took} ms)`);
+    assert(!raw.done, '[DONE] after a stalled stream');
+    assert(took >= 1900 && took < 4000, `the stall was detected after ${took} ms (the last event at ~1500 ms, idle 500 ms)`);
+});
+
 test('a stream ended by the provider without [DONE] is not reported as a clean finish', async () => {
     fake.handle((req, res, h) => h.sse(cannedChunks('upstream/model-v1').slice(0, 3), { done: false }));
     const raw = await streamRaw(CHAT, { model: 'vendor', messages: [{ role: 'user', content: 'nd' }], stream: true }, { headers: CLIENT_HEADERS, timeout: 5000 });
