@@ -261,18 +261,26 @@ static const char *timeout_phase(struct bt_exec *ex)
  * Events that go out unchanged are sent from the upstream's read buffer (`in`);
  * what baton writes itself (error events, events completed across reads) goes
  * through `out`. Spans keep their order; flush_out sends them as one chunk and
- * must run before the read buffer is gone (the end of up_data). */
+ * must run before the read buffer is gone: the upstream keeps it until on_flush
+ * (up_flush) or on_done, so the events of a whole read leave in one write, and
+ * when the stream ends in that read, with the end of the body too. */
+
+static void send_spans(struct bt_exec *ex, bool last)
+{
+    struct bt_str parts[BT_HTTP_MAX_PARTS];
+    for (uint32_t i = 0; i < ex->nspans; i++) {
+        const struct span *sp = &ex->spans[i];
+        parts[i] = (struct bt_str){sp->p ? sp->p : ex->out.p + sp->off, sp->len};
+    }
+    if (last) bt_http_stream_end_with(ex->hreq, parts, ex->nspans);
+    else if (ex->nspans) bt_http_stream_writev(ex->hreq, parts, ex->nspans);
+    ex->nspans = 0;
+    bt_buf_reset(&ex->out);
+}
 
 static void flush_out(struct bt_exec *ex)
 {
-    if (ex->nspans && ex->hreq) {
-        struct bt_str parts[BT_HTTP_MAX_PARTS];
-        for (uint32_t i = 0; i < ex->nspans; i++) {
-            const struct span *sp = &ex->spans[i];
-            parts[i] = (struct bt_str){sp->p ? sp->p : ex->out.p + sp->off, sp->len};
-        }
-        bt_http_stream_writev(ex->hreq, parts, ex->nspans);
-    }
+    if (ex->hreq) send_spans(ex, false);
     ex->nspans = 0;
     bt_buf_reset(&ex->out);
 }
@@ -331,10 +339,12 @@ static void finish_stream(struct bt_exec *ex, const char *error,
                           enum bt_metrics_upclass cls)
 {
     if (error) count_upstream_error(ex, cls);
-    flush_out(ex);
-    if (!ex->hreq) return;
+    if (!ex->hreq) {
+        flush_out(ex);
+        return;
+    }
     log_access(ex, 200, error);
-    bt_http_stream_end(ex->hreq);
+    send_spans(ex, true); /* the last events and the end of the body, one write */
     ex->hreq = NULL;
     cleanup(ex);
 }
@@ -529,8 +539,7 @@ static void up_data(void *ud, const char *p, size_t n)
             finish_stream(ex, "provider reported an error in the stream", BT_UPCLASS_5XX);
             return;
         }
-        flush_out(ex);
-        ex->in = BT_STR_NULL;
+        ex->in = BT_STR_NULL; /* spans stay valid until up_flush or up_done */
         return;
     }
     struct bt_buf *b = &ex->resp;
@@ -709,7 +718,14 @@ static void on_timer(uv_timer_t *t)
     attempt_next(ex);
 }
 
-static const struct bt_up_callbacks up_cbs = {up_head, up_data, up_done};
+/* The upstream's read is over: what it relayed leaves now, in one chunk. */
+static void up_flush(void *ud)
+{
+    struct bt_exec *ex = ud;
+    if (ex->state == EX_STREAM) flush_out(ex);
+}
+
+static const struct bt_up_callbacks up_cbs = {up_head, up_data, up_done, up_flush};
 
 /* ---- attempts ---- */
 

@@ -43,6 +43,7 @@ enum {
 #define DEFAULT_HEADER_TIMEOUT_MS 30000u
 #define DEFAULT_IDLE_TIMEOUT_MS 60000u
 #define DEFAULT_BODY_TIMEOUT_MS 60000u
+#define SEND_IOV_MAX (BT_HTTP_MAX_PARTS + 3) /* chunk size, parts, CRLF, held bytes */
 
 /* Connection states; conn_set_state-style transitions happen in the functions
  * named after the state they enter (conn_idle, conn_dispatch, conn_closing...). */
@@ -107,6 +108,8 @@ struct bt_http_conn {
     bool in_process, read_on, peer_eof, failed, counted;
     uint64_t deadline, timer_due; /* uv_now() ms; 0 = none */
     bool timer_on;
+    bool held;                          /* on the server's held list (see conn_hold) */
+    struct bt_http_conn *hprev, *hnext;
     char remote[INET6_ADDRSTRLEN];
 };
 
@@ -118,6 +121,9 @@ struct bt_http_server {
     atomic_uint *count;
     struct bt_http_conn *conns;
     size_t nconns;
+    uv_check_t flush_check;            /* writes what conns hold (conn_hold) */
+    struct bt_http_conn *held;
+    int handles_closing;               /* listener and flush_check, while closing */
     uint64_t accepted; /* connections accepted since start */
     bool listening, listener_closing, listener_closed, draining, closing, in_finish;
     void (*drain_cb)(void *);
@@ -145,6 +151,7 @@ static void conn_close(struct bt_http_conn *c);
 static void conn_closing(struct bt_http_conn *c);
 static void conn_send_error(struct bt_http_conn *c, int status, const char *msg);
 static void conn_flush(struct bt_http_conn *c);
+static void conn_unhold(struct bt_http_conn *c);
 static enum bt_err conn_send(struct bt_http_conn *c, uv_buf_t *iov, unsigned n);
 static void req_abort(struct bt_http_conn *c);
 static void server_maybe_finish(struct bt_http_server *s);
@@ -727,6 +734,7 @@ static void conn_start_write(struct bt_http_conn *c, size_t already)
 /* Writes what `out` holds: directly when the socket takes it, else one uv_write. */
 static void conn_flush(struct bt_http_conn *c)
 {
+    conn_unhold(c);
     if (c->writing || !c->out.len || c->failed || c->state == CS_CLOSED) return;
     uv_buf_t b = uv_buf_init(c->out.p, (unsigned)c->out.len);
     int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -744,6 +752,56 @@ static void conn_flush(struct bt_http_conn *c)
     conn_start_write(c, done);
 }
 
+/* ---- held output ----
+ * A stream's head is not written on its own: it waits in `out` for the stream's
+ * first chunk, which takes it along in one writev (conn_send). What is still held
+ * once the loop has run this pass's I/O callbacks goes out from the check phase,
+ * before the loop can block. */
+
+static void conn_unhold(struct bt_http_conn *c)
+{
+    if (!c->held) return;
+    c->held = false;
+    if (c->hprev) c->hprev->hnext = c->hnext;
+    else c->srv->held = c->hnext;
+    if (c->hnext) c->hnext->hprev = c->hprev;
+    c->hprev = c->hnext = NULL;
+}
+
+static void flush_held(struct bt_http_server *s)
+{
+    while (s->held) conn_flush(s->held); /* conn_flush unholds */
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    struct bt_http_server *s = h->data;
+    flush_held(s);
+    uv_check_stop(h);
+}
+
+/* Like conn_send, but the bytes may wait for the next conn_send or the check
+ * phase. Only when nothing else is queued: held bytes always go first. */
+static enum bt_err conn_hold(struct bt_http_conn *c, uv_buf_t *iov, unsigned n)
+{
+    struct bt_http_server *s = c->srv;
+    if (c->state == CS_CLOSED || c->failed) return BT_ECLOSED;
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++) total += iov[i].len;
+    if (c->writing || c->out.len || c->in_process || s->listener_closing ||
+        bt_buf_reserve(&c->out, total))
+        return conn_send(c, iov, n);
+    for (unsigned i = 0; i < n; i++) bt_buf_append(&c->out, iov[i].base, iov[i].len);
+    c->held = true;
+    c->hprev = NULL;
+    c->hnext = s->held;
+    if (s->held) s->held->hprev = c;
+    s->held = c;
+    if (!uv_is_active((uv_handle_t *)&s->flush_check))
+        uv_check_start(&s->flush_check, on_flush_check);
+    return BT_OK;
+}
+
 /* Queues iovecs for the client. Tries the socket first; whatever it does not
  * take is copied into `out`, so callers' bytes are free again on return. While
  * pipelined requests are being answered in one pass, responses are collected
@@ -757,15 +815,34 @@ static enum bt_err conn_send(struct bt_http_conn *c, uv_buf_t *iov, unsigned n)
     size_t done = 0;
     bool tried = false;
     bool cork = c->in_process && c->rparsed < c->rlen && c->out.len + total <= OUT_HIGH_WATER;
-    if (!c->writing && !c->out.len && !cork) {
-        int r = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
+    bool held = c->held; /* `out` holds bytes that go first, in the same write */
+    conn_unhold(c);
+    if (!c->writing && (!c->out.len || held) && !cork && n < SEND_IOV_MAX) {
+        uv_buf_t v[SEND_IOV_MAX];
+        size_t pre = c->out.len;
+        unsigned k = 0;
+        if (pre) v[k++] = uv_buf_init(c->out.p, (unsigned)pre);
+        memcpy(v + k, iov, n * sizeof(*iov));
+        int r = uv_try_write((uv_stream_t *)&c->tcp, v, k + n);
         if (r < 0 && r != UV_EAGAIN) {
+            c->out.len = 0;
             conn_fail_async(c);
             return BT_ECLOSED;
         }
         done = r > 0 ? (size_t)r : 0;
         c->written_total += done;
-        if (done == total) return BT_OK;
+        if (done == pre + total) {
+            c->out.len = 0;
+            return BT_OK;
+        }
+        if (done >= pre) {
+            done -= pre;
+            c->out.len = 0;
+        } else { /* part of the held bytes went: keep the rest first */
+            memmove(c->out.p, c->out.p + done, pre - done);
+            c->out.len = pre - done;
+            done = 0;
+        }
         tried = true;
     }
     enum bt_err err = bt_buf_reserve(&c->out, total - done);
@@ -927,6 +1004,7 @@ static void conn_free(struct bt_http_conn *c)
     if (c->next) c->next->prev = c->prev;
     s->nconns--;
     if (c->counted) atomic_fetch_sub(s->count, 1);
+    conn_unhold(c);
     conn_release_rb(c);
     conn_release_arena(c);
     free(c->hdrs);
@@ -945,6 +1023,7 @@ static void on_conn_handle_closed(uv_handle_t *h)
 static void conn_close(struct bt_http_conn *c)
 {
     if (c->state == CS_CLOSED) return;
+    conn_unhold(c);
     c->state = CS_CLOSED;
     c->read_on = false;
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
@@ -954,6 +1033,7 @@ static void conn_close(struct bt_http_conn *c)
 static void conn_reset(struct bt_http_conn *c)
 {
     if (c->state == CS_CLOSED) return;
+    conn_unhold(c);
     c->state = CS_CLOSED;
     c->read_on = false;
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
@@ -1279,6 +1359,8 @@ struct bt_http_server *bt_http_server_new(uv_loop_t *loop, const struct bt_http_
         return NULL;
     }
     s->listener.data = s;
+    uv_check_init(loop, &s->flush_check);
+    s->flush_check.data = s;
     return s;
 }
 
@@ -1346,14 +1428,19 @@ size_t bt_http_server_connections(const struct bt_http_server *s)
 static void on_listener_closed(uv_handle_t *h)
 {
     struct bt_http_server *s = h->data;
+    if (--s->handles_closing) return;
     s->listener_closed = true;
     server_maybe_finish(s);
 }
 
+/* Closes the listener and the flush check (nothing is held from now on). */
 static void server_close_listener(struct bt_http_server *s)
 {
     if (s->listener_closing) return;
     s->listener_closing = true;
+    flush_held(s);
+    s->handles_closing = 2;
+    uv_close((uv_handle_t *)&s->flush_check, on_listener_closed);
     uv_close((uv_handle_t *)&s->listener, on_listener_closed);
 }
 
@@ -1513,7 +1600,7 @@ enum bt_err bt_http_stream_begin(struct bt_http_req *req, int status,
         return err;
     }
     uv_buf_t b = uv_buf_init(s->hbuf.p, (unsigned)s->hbuf.len);
-    return conn_send(c, &b, 1);
+    return conn_hold(c, &b, 1);
 }
 
 enum bt_err bt_http_stream_write(struct bt_http_req *req, struct bt_str data)
@@ -1521,12 +1608,11 @@ enum bt_err bt_http_stream_write(struct bt_http_req *req, struct bt_str data)
     return bt_http_stream_writev(req, &data, 1);
 }
 
-enum bt_err bt_http_stream_writev(struct bt_http_req *req, const struct bt_str *parts, size_t n)
+/* Sends `parts` as one chunk (as they are without chunked coding) and, when
+ * `last`, the end of the body in the same write. */
+static enum bt_err stream_send(struct bt_http_conn *c, const struct bt_str *parts, size_t n,
+                               bool last)
 {
-    if (!req || n > BT_HTTP_MAX_PARTS) return BT_EINVAL;
-    struct bt_http_conn *c = req->conn;
-    if (!c->req_active || !c->resp_started) return BT_EINVAL;
-    if (c->state == CS_CLOSED || c->failed) return BT_ECLOSED;
     uv_buf_t iov[BT_HTTP_MAX_PARTS + 2];
     size_t total = 0;
     unsigned k = 1;
@@ -1535,8 +1621,13 @@ enum bt_err bt_http_stream_writev(struct bt_http_req *req, const struct bt_str *
         iov[k++] = uv_buf_init((char *)parts[i].p, (unsigned)parts[i].len);
         total += parts[i].len;
     }
-    if (!total || c->resp_no_body) return BT_OK;
-    if (!c->resp_chunked) return conn_send(c, iov + 1, k - 1);
+    if (c->resp_no_body) return BT_OK;
+    if (!c->resp_chunked) return total ? conn_send(c, iov + 1, k - 1) : BT_OK;
+    if (!total) {
+        if (!last) return BT_OK;
+        uv_buf_t b = uv_buf_init("0\r\n\r\n", 5);
+        return conn_send(c, &b, 1);
+    }
     char size[20];
     size_t i = sizeof(size);
     size[--i] = '\n';
@@ -1547,20 +1638,32 @@ enum bt_err bt_http_stream_writev(struct bt_http_req *req, const struct bt_str *
         v >>= 4;
     } while (v);
     iov[0] = uv_buf_init(size + i, (unsigned)(sizeof(size) - i));
-    iov[k++] = uv_buf_init("\r\n", 2);
+    iov[k++] = last ? uv_buf_init("\r\n0\r\n\r\n", 7) : uv_buf_init("\r\n", 2);
     return conn_send(c, iov, k);
 }
 
-void bt_http_stream_end(struct bt_http_req *req)
+enum bt_err bt_http_stream_writev(struct bt_http_req *req, const struct bt_str *parts, size_t n)
+{
+    if (!req || n > BT_HTTP_MAX_PARTS) return BT_EINVAL;
+    struct bt_http_conn *c = req->conn;
+    if (!c->req_active || !c->resp_started) return BT_EINVAL;
+    if (c->state == CS_CLOSED || c->failed) return BT_ECLOSED;
+    return stream_send(c, parts, n, false);
+}
+
+void bt_http_stream_end_with(struct bt_http_req *req, const struct bt_str *parts, size_t n)
 {
     if (!req) return;
     struct bt_http_conn *c = req->conn;
     if (!c->req_active) return;
-    if (c->resp_chunked && c->state != CS_CLOSED && !c->failed) {
-        uv_buf_t b = uv_buf_init("0\r\n\r\n", 5);
-        conn_send(c, &b, 1);
-    }
+    if (c->resp_started && c->state != CS_CLOSED && !c->failed && n <= BT_HTTP_MAX_PARTS)
+        stream_send(c, parts, n, true);
     req_done(c, c->resp_close || !c->resp_started);
+}
+
+void bt_http_stream_end(struct bt_http_req *req)
+{
+    bt_http_stream_end_with(req, NULL, 0);
 }
 
 void bt_http_reset(struct bt_http_req *req)

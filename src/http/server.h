@@ -112,7 +112,9 @@ void bt_http_on_abort(struct bt_http_req *req, bt_http_abort_cb cb, void *ud);
 enum bt_err bt_http_respond(struct bt_http_req *req, int status,
                             const struct bt_http_header *headers, size_t nheaders,
                             struct bt_str content_type, struct bt_str body);
-/* Starts a streamed response (chunked for HTTP/1.1, close-delimited for 1.0). */
+/* Starts a streamed response (chunked for HTTP/1.1, close-delimited for 1.0).
+ * The head goes out with the first chunk, or when the loop has run the I/O
+ * callbacks of its current pass, whichever comes first. */
 enum bt_err bt_http_stream_begin(struct bt_http_req *req, int status,
                                  const struct bt_http_header *headers, size_t nheaders,
                                  struct bt_str content_type);
@@ -125,6 +127,10 @@ enum bt_err bt_http_stream_write(struct bt_http_req *req, struct bt_str data);
 enum bt_err bt_http_stream_writev(struct bt_http_req *req, const struct bt_str *parts, size_t n);
 /* Ends the stream; the request is finished and `req` must not be used after. */
 void bt_http_stream_end(struct bt_http_req *req);
+/* Sends `parts` (at most BT_HTTP_MAX_PARTS, borrowed for the call) as the last
+ * chunk and ends the stream, in one write: bt_http_stream_writev followed by
+ * bt_http_stream_end, without a separate write for the end of the body. */
+void bt_http_stream_end_with(struct bt_http_req *req, const struct bt_str *parts, size_t n);
 /* Drops the connection at once (RST when possible). The request is finished. */
 void bt_http_reset(struct bt_http_req *req);
 /* Bytes queued for the client but not yet written (for flow control). */

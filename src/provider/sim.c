@@ -1874,6 +1874,7 @@ static void sim_run(struct bt_sim_call *c)
             if (c->cb.on_head) c->cb.on_head(c->ud, c->status, c->headers, c->nheaders);
         } else if (s->kind == STEP_DATA) {
             if (c->cb.on_data) c->cb.on_data(c->ud, c->body.p + s->off, s->len);
+            if (c->cb.on_flush && !c->cancelled) c->cb.on_flush(c->ud);
         } else {
             c->finished = true;
             if (c->cb.on_done) c->cb.on_done(c->ud, s->err, s->err ? "reset" : NULL);

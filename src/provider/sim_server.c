@@ -62,7 +62,7 @@ static void s_done(void *ud, enum bt_err err, const char *detail)
     sreq_finish(r);
 }
 
-static const struct bt_up_callbacks sim_cbs = {s_head, s_data, s_done};
+static const struct bt_up_callbacks sim_cbs = {s_head, s_data, s_done, NULL};
 
 static void s_abort(struct bt_http_req *req, void *ud)
 {

@@ -1092,8 +1092,22 @@ static void call_send(struct bt_up_call *call)
         c->tx_off = 0;
         r = tls_pump(c);
     } else {
-        r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, call->body.len ? 2 : 1, conn_on_write);
-        if (!r) c->write_pending = true;
+        /* Straight to the socket when it takes it all (the usual case): a
+         * uv_write would also cost an epoll_ctl when it completes. */
+        unsigned nb = call->body.len ? 2 : 1;
+        r = uv_try_write((uv_stream_t *)&c->tcp, bufs, nb);
+        size_t done = r > 0 ? (size_t)r : 0;
+        if (done == call->out.len + call->body.len) {
+            call->write_done = true; /* the first_byte phase runs from here */
+            r = 0;
+        } else if (r >= 0 || r == UV_EAGAIN) {
+            unsigned k = 0;
+            while (k < nb && done >= bufs[k].len) done -= bufs[k++].len;
+            bufs[k].base += done;
+            bufs[k].len -= done;
+            r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs + k, nb - k, conn_on_write);
+            if (!r) c->write_pending = true;
+        }
     }
     if (r) {
         c->broken = true;
@@ -1218,6 +1232,7 @@ static void conn_on_bytes(struct up_conn *c, struct bt_up_call *call, const char
     }
     if (call->state == CALL_BODY && call->to.idle_ms)
         call->deadline_phase = uv_now(c->u->loop) + call->to.idle_ms; /* lazy: see call_arm */
+    if (call->cb.on_flush && call->state == CALL_BODY) call->cb.on_flush(call->ud);
 }
 
 static void conn_on_end(struct up_conn *c, struct bt_up_call *call, ssize_t nread)

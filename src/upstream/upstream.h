@@ -60,13 +60,18 @@ struct bt_up_request {
 struct bt_up_callbacks {
     /* Response head arrived. Header slices are valid during the call only. */
     void (*on_head)(void *ud, int status, const struct bt_http_header *headers, size_t n);
-    /* Body bytes, de-chunked, as they arrive. Valid during the call only. */
+    /* Body bytes, de-chunked, as they arrive. Valid during the call only, or,
+     * when on_flush is set, until the next on_flush or on_done: a relay can
+     * gather the pieces of one read and forward them in one write. */
     void (*on_data)(void *ud, const char *p, size_t n);
     /* Exactly once: BT_OK when the whole response arrived; otherwise the reason
      * (BT_ETIMEDOUT with `detail` naming the phase "connect"/"first_byte"/"idle"/
      * "total", BT_ECONNREFUSED, BT_ECONNRESET, BT_ECLOSED, BT_EDNS, BT_EPROTO,
      * BT_ETLS, BT_ETOOBIG...). `detail` is a static or call-scoped string. */
     void (*on_done)(void *ud, enum bt_err err, const char *detail);
+    /* Optional: the on_data calls of one read are over (their bytes go away
+     * after this returns). Not called when on_done ends the read. */
+    void (*on_flush)(void *ud);
 };
 
 struct bt_upstream *bt_upstream_new(uv_loop_t *loop, const struct bt_upstream_opts *opts);

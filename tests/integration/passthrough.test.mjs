@@ -161,6 +161,30 @@ test('the idle deadline moves with every event: 6 events 300ms apart pass a 500m
     assert(took >= 1900 && took < 4000, `the stall was detected after ${took} ms (the last event at ~1500 ms, idle 500 ms)`);
 });
 
+test('a stream\'s head reaches the client when the provider\'s does, before the first event', async () => {
+    const chunks = cannedChunks('upstream/model-v1');
+    fake.handle(async (req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.flushHeaders();
+        await new Promise((r) => setTimeout(r, 300)); // under the 500ms idle timeout
+        for (const c of chunks) res.write(`data: ${c}\n\n`);
+        res.end('data: [DONE]\n\n');
+    });
+    const t0 = Date.now();
+    const r = await fetch(CHAT, {
+        method: 'POST',
+        headers: { ...CLIENT_HEADERS, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'vendor', messages: [{ role: 'user', content: 'hd' }], stream: true }),
+    });
+    const tHead = Date.now() - t0;
+    eq(r.status, 200, 'status');
+    assert(tHead < 150, `the head arrived after ${tHead} ms; the provider sent its own at once`);
+    const text = await r.text();
+    const tBody = Date.now() - t0;
+    assert(tBody >= 250, `the body ended after ${tBody} ms, before the provider's first event`);
+    assert(text.trimEnd().endsWith('data: [DONE]'), `stream not complete: ...${text.slice(-80)}`);
+});
+
 test('a stream ended by the provider without [DONE] is not reported as a clean finish', async () => {
     fake.handle((req, res, h) => h.sse(cannedChunks('upstream/model-v1').slice(0, 3), { done: false }));
     const raw = await streamRaw(CHAT, { model: 'vendor', messages: [{ role: 'user', content: 'nd' }], stream: true }, { headers: CLIENT_HEADERS, timeout: 5000 });

@@ -76,7 +76,14 @@ static void later_fire(uv_timer_t *t)
 {
     struct later *l = t->data;
     struct bt_http_req *req = l->req;
-    bt_http_respond(req, 200, NULL, 0, BT_STR("text/plain"), req->query);
+    if (bt_str_eq_c(req->query, "endwith") || bt_str_eq_c(req->query, "endempty")) {
+        /* outside the request's parse pass: the head is held for the body */
+        struct bt_str parts[2] = {BT_STR("ab"), BT_STR("cd")};
+        bt_http_stream_begin(req, 200, NULL, 0, BT_STR("text/event-stream"));
+        bt_http_stream_end_with(req, parts, bt_str_eq_c(req->query, "endwith") ? 2 : 0);
+    } else {
+        bt_http_respond(req, 200, NULL, 0, BT_STR("text/plain"), req->query);
+    }
     uv_close((uv_handle_t *)t, later_closed);
 }
 
@@ -1028,6 +1035,30 @@ TEST(streaming_response)
     CHECK(resp_hdr(&r, "transfer-encoding", v, sizeof(v)) == NULL);
     CHECK_STR(resp_hdr(&r, "connection", v, sizeof(v)), "close");
     CHECK_STR(r.body, "helloworld!");
+    resp_free(&r);
+    cli_close(&c);
+    /* the last chunk and the end of the body in one call, the head held for them */
+    REQUIRE(cli_open(&c));
+    cli_send(&c, "GET /later?endwith HTTP/1.1\r\n\r\n");
+    CHECK(cli_response(&c, &r, false));
+    CHECK_INT(r.status, 200);
+    CHECK_STR(resp_hdr(&r, "transfer-encoding", v, sizeof(v)), "chunked");
+    CHECK_STR(r.raw, "4\r\nabcd\r\n0\r\n\r\n");
+    resp_free(&r);
+    cli_send(&c, "GET /later?endempty HTTP/1.1\r\n\r\n");
+    CHECK(cli_response(&c, &r, false));
+    CHECK_STR(r.raw, "0\r\n\r\n");
+    resp_free(&r);
+    cli_send(&c, "GET /echo?after HTTP/1.1\r\n\r\n");
+    CHECK(cli_response(&c, &r, false));
+    CHECK_STR(resp_hdr(&r, "x-query", v, sizeof(v)), "after");
+    resp_free(&r);
+    cli_close(&c);
+    REQUIRE(cli_open(&c));
+    cli_send(&c, "GET /later?endwith HTTP/1.0\r\n\r\n");
+    CHECK(cli_response(&c, &r, false));
+    CHECK(resp_hdr(&r, "transfer-encoding", v, sizeof(v)) == NULL);
+    CHECK_STR(r.body, "abcd");
     resp_free(&r);
     cli_close(&c);
     stop();

@@ -90,7 +90,7 @@ static void on_done(void *ud, enum bt_err err, const char *detail)
     }
 }
 
-static const struct bt_up_callbacks cbs = {on_head, on_data, on_done};
+static const struct bt_up_callbacks cbs = {on_head, on_data, on_done, NULL};
 
 static void col_init(struct col *c)
 {

@@ -382,7 +382,7 @@ static void on_done(void *ud, enum bt_err err, const char *detail)
               r->chained);
 }
 
-static const struct bt_up_callbacks CB = {on_head, on_data, on_done};
+static const struct bt_up_callbacks CB = {on_head, on_data, on_done, NULL};
 
 static struct bt_up_call *start(struct bt_upstream *u, const char *host, uint16_t port,
                                 const char *method, const char *path, const char *body,
