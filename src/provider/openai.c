@@ -345,29 +345,11 @@ static bool matters_at(const char *s, const char *end, const char *p)
     return q < end && *q != 'n';
 }
 
-/* One pass over the chunk: braces are counted and every '{' and '_' is looked
- * at, 16 bytes per step where SSE2 exists (a chunk is a few hundred bytes, so a
- * single vector loop beats a dozen short memchr calls). */
-bool bt_openai_chunk_is_plain(struct bt_str data)
+/* Byte by byte: braces counted, every '{' and '_' looked at. */
+static bool is_plain_bytes(const char *s, const char *end)
 {
-    const char *s = data.p, *end = data.p + data.len, *p = s;
     long depth = 0; /* '{' minus '}' */
-#if defined(__SSE2__)
-    const __m128i lb = _mm_set1_epi8('{'), rb = _mm_set1_epi8('}'), us = _mm_set1_epi8('_');
-    for (; end - p >= 16; p += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-        __m128i any = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, lb), _mm_cmpeq_epi8(v, rb)),
-                                   _mm_cmpeq_epi8(v, us));
-        /* A few hits per chunk: looked at one by one (no popcount instruction
-         * is assumed). */
-        for (unsigned m = (unsigned)_mm_movemask_epi8(any); m; m &= m - 1) {
-            const char *q = p + __builtin_ctz(m);
-            if (*q == '}') depth--;
-            else if ((depth += *q == '{', matters_at(s, end, q))) return false;
-        }
-    }
-#endif
-    for (; p < end; p++) {
+    for (const char *p = s; p < end; p++) {
         if (*p == '}') depth--;
         else if (*p == '{' || *p == '_') {
             depth += *p == '{';
@@ -375,6 +357,81 @@ bool bt_openai_chunk_is_plain(struct bt_str data)
         }
     }
     return depth == 0; /* unpaired braces: cut short (or braces in text), so decode */
+}
+
+#if defined(__SSE2__)
+/* Lanes of one 16-byte block worth a matters_at look: a '{' after ':' or a
+ * blank (any byte below '!', non-ASCII included: a superset) may open a usage or
+ * error object; a '_' before an 'r' may start "_reason". `before` and `after`
+ * are the block shifted by one byte either way; `open` gets the '{' lanes. */
+static inline __m128i candidates(__m128i v, __m128i before, __m128i after, __m128i *open)
+{
+    *open = _mm_cmpeq_epi8(v, _mm_set1_epi8('{'));
+    __m128i lead = _mm_or_si128(_mm_cmpeq_epi8(before, _mm_set1_epi8(':')),
+                                _mm_cmplt_epi8(before, _mm_set1_epi8('!')));
+    __m128i reason = _mm_and_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('_')),
+                                   _mm_cmpeq_epi8(after, _mm_set1_epi8('r')));
+    return _mm_or_si128(_mm_and_si128(*open, lead), reason);
+}
+
+/* Adds up signed per-lane counts. */
+static long lane_sum(__m128i acc)
+{
+    __m128i sums = _mm_sad_epu8(_mm_xor_si128(acc, _mm_set1_epi8((char)0x80)), _mm_setzero_si128());
+    return (long)_mm_cvtsi128_si32(sums) + (long)_mm_extract_epi16(sums, 4) - 16 * 128;
+}
+#endif
+
+/* One pass over the chunk, 16 bytes per step where SSE2 exists: braces are
+ * counted per lane (+1 '{', -1 '}') and added up every 64 steps, before a lane
+ * can overflow; the few candidate positions (usually "delta":{ and
+ * finish_reason) get a closer look. The last 1..16 bytes are one more block that
+ * ends at the chunk's end, its lanes already seen masked off, so no byte loop
+ * runs (a chunk is a few hundred bytes: loop ends cost as much as the scan). */
+bool bt_openai_chunk_is_plain(struct bt_str data)
+{
+    const char *s = data.p, *end = data.p + data.len;
+#if defined(__SSE2__)
+    if (data.len < 33) return is_plain_bytes(s, end);
+    const __m128i rb = _mm_set1_epi8('}');
+    long depth = *s == '{' ? 1 : *s == '}' ? -1 : 0; /* byte 0 has no byte before it */
+    if (*s == '_' && matters_at(s, end, s)) return false;
+    const char *p = s + 1;
+    __m128i acc = _mm_setzero_si128(), open;
+    int steps = 0;
+    for (; end - p >= 17; p += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i cand = candidates(v, _mm_loadu_si128((const __m128i *)(const void *)(p - 1)),
+                                  _mm_loadu_si128((const __m128i *)(const void *)(p + 1)), &open);
+        acc = _mm_add_epi8(acc, _mm_sub_epi8(_mm_cmpeq_epi8(v, rb), open));
+        for (unsigned m = (unsigned)_mm_movemask_epi8(cand); m; m &= m - 1)
+            if (matters_at(s, end, p + __builtin_ctz(m))) return false;
+        if (++steps == 64) {
+            depth += lane_sum(acc);
+            acc = _mm_setzero_si128();
+            steps = 0;
+        }
+    }
+    /* the tail: the last 16 bytes, lanes before p dropped; lane 15 has no byte
+     * after it, and a '_' there cannot start "_reason\"" anyway */
+    const char *q = end - 16;
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)q);
+    __m128i keep = _mm_cmpgt_epi8(_mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                  _mm_set1_epi8((char)(p - q - 1)));
+    __m128i cand = candidates(v, _mm_loadu_si128((const __m128i *)(const void *)(q - 1)),
+                              _mm_srli_si128(v, 1), &open);
+    acc = _mm_add_epi8(acc, _mm_and_si128(keep, _mm_sub_epi8(_mm_cmpeq_epi8(v, rb), open)));
+    for (unsigned m = (unsigned)_mm_movemask_epi8(_mm_and_si128(cand, keep)); m; m &= m - 1)
+        if (matters_at(s, end, q + __builtin_ctz(m))) return false;
+    return depth + lane_sum(acc) == 0; /* unpaired braces: cut short (or braces in text) */
+#else
+    return is_plain_bytes(s, end);
+#endif
+}
+
+bool bt_openai_chunk_is_plain_bytes(struct bt_str data)
+{
+    return is_plain_bytes(data.p, data.p + data.len);
 }
 
 void bt_openai_decode_chunk(const struct bt_json_doc *doc, bt_event_cb cb, void *ud)

@@ -50,6 +50,8 @@ void bt_openai_decode_chunk(const struct bt_json_doc *doc, bt_event_cb cb, void 
  * `error` given as a bare string, is not recognised (`stream_check: full`
  * validates every event and finds those exactly). */
 bool bt_openai_chunk_is_plain(struct bt_str data);
+/* The same decision byte by byte: the reference the vector version is tested against. */
+bool bt_openai_chunk_is_plain_bytes(struct bt_str data);
 /* Decodes a whole OpenAI reply (chat.completion or embeddings list): emits
  * FINISH and USAGE events. */
 void bt_openai_decode_response(const struct bt_json_doc *doc, bt_event_cb cb, void *ud);

@@ -293,6 +293,9 @@ static void check_plain(const struct bt_json_doc *d, const uint8_t *data, size_t
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    /* the vector pre-check decides exactly as the byte-by-byte one, on any bytes */
+    struct bt_str whole = {(const char *)data, size};
+    CHECK(bt_openai_chunk_is_plain(whole) == bt_openai_chunk_is_plain_bytes(whole));
     struct bt_arena a;
     bt_arena_init(&a, 4096, 0);
     struct bt_json_doc d;
