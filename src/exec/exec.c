@@ -50,7 +50,7 @@ struct bt_exec {
     uint64_t total_deadline_ms;     /* the same in loop time (uv_now) */
     uint64_t deadline_ms;           /* the current phase's deadline, loop time */
     uint64_t timer_due_ms;          /* when the uv timer fires; 0 = stopped */
-    struct bt_buf body_up;          /* body sent upstream */
+    struct bt_pbody body_up;        /* body sent upstream: slices of the client's */
     struct bt_buf resp;             /* buffered reply or error body */
     struct bt_buf out;              /* stream bytes written anew, batched per upstream read */
     struct bt_str in;               /* the upstream read being relayed */
@@ -80,7 +80,6 @@ static void attempt_next(struct bt_exec *ex);
 static void on_timer_closed(uv_handle_t *h)
 {
     struct bt_exec *ex = h->data;
-    bt_buf_free(&ex->body_up);
     bt_buf_free(&ex->resp);
     bt_buf_free(&ex->out);
     bt_sse_free(&ex->sse);
@@ -748,7 +747,6 @@ static void attempt_next(struct bt_exec *ex)
                             "provider %s has no API key configured", p->name);
             continue;
         }
-        bt_buf_reset(&ex->body_up);
         bt_buf_reset(&ex->resp);
         ex->resp.max = MAX_REPLY_BYTES;
         ex->retry_after[0] = ex->retry_after_ms[0] = 0;
@@ -778,7 +776,7 @@ static void attempt_next(struct bt_exec *ex)
         ex->total_deadline_ms = uv_now(&ex->w->loop) + total;
         arm(ex, cap_ms(ex, p->timeouts.first_byte_ms));
         err = bt_provider_start(p, &ex->w->loop, ex->w->up, ex->r->op, ex->r->stream,
-                                bt_buf_str(&ex->body_up), &up_cbs, ex, &ex->call);
+                                &ex->body_up, &up_cbs, ex, &ex->call);
         if (err) {
             disarm(ex);
             set_failure(ex, 500, "server_error", NULL, "could not start the call: %s",
@@ -813,7 +811,6 @@ void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config
     ex->r = r;
     ex->plan = *plan;
     ex->start_ns = hreq->start_ns;
-    bt_buf_init(&ex->body_up, (size_t)r->body_bytes + 4096);
     bt_buf_init(&ex->resp, MAX_REPLY_BYTES);
     bt_buf_init(&ex->out, MAX_SSE_EVENT * 2);
     bt_sse_init(&ex->sse, MAX_SSE_EVENT, on_sse, ex);

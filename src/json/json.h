@@ -153,6 +153,11 @@ enum bt_err bt_json_splice_remove(struct bt_json_splice *sp, int obj, const char
 enum bt_err bt_json_splice_replace(struct bt_json_splice *sp, int tok, struct bt_str value);
 /* Writes the edited document into `out`. Edits must not overlap (BT_EINVAL). */
 enum bt_err bt_json_splice_apply(struct bt_json_splice *sp, struct bt_buf *out);
+/* The edited document as slices, in order, without a copy: runs of the source
+ * and the edits' values (borrowed as they are). At most `cap` (BT_ETOOBIG when
+ * more are needed); *n gets the count. Edits must not overlap (BT_EINVAL). */
+enum bt_err bt_json_splice_slices(struct bt_json_splice *sp, struct bt_str *out, size_t cap,
+                                  size_t *n);
 
 /* ---- streaming writer ---- */
 

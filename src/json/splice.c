@@ -220,7 +220,8 @@ enum bt_err bt_json_splice_replace(struct bt_json_splice *sp, int tok, struct bt
     return add_edit(sp, doc->toks[tok].start, doc->toks[tok].end, value);
 }
 
-enum bt_err bt_json_splice_apply(struct bt_json_splice *sp, struct bt_buf *out)
+/* Sorts the edits and checks they do not overlap; *total: the result's length. */
+static enum bt_err splice_prepare(struct bt_json_splice *sp, size_t *total)
 {
     const struct bt_json_doc *doc = sp->doc;
     struct bt_json_edit *e = sp->edits;
@@ -236,14 +237,48 @@ enum bt_err bt_json_splice_apply(struct bt_json_splice *sp, struct bt_buf *out)
         }
         e[j] = x;
     }
-    size_t total = doc->len;
+    *total = doc->len;
     for (uint32_t i = 0; i < n; i++) {
         if (e[i].start > e[i].end || e[i].end > doc->len) return BT_EINVAL;
         if (i > 0 && e[i].start < e[i - 1].end) return BT_EINVAL;
-        total = total - (e[i].end - e[i].start) + e[i].with.len;
+        *total = *total - (e[i].end - e[i].start) + e[i].with.len;
     }
+    return BT_OK;
+}
+
+enum bt_err bt_json_splice_slices(struct bt_json_splice *sp, struct bt_str *out, size_t cap,
+                                  size_t *n)
+{
+    size_t total;
+    enum bt_err err = splice_prepare(sp, &total);
+    if (err) return err;
+    const char *src = sp->doc->src;
+    size_t k = 0, pos = 0;
+    for (uint32_t i = 0; i <= sp->nedits; i++) {
+        const struct bt_json_edit *e = i < sp->nedits ? &sp->edits[i] : NULL;
+        size_t upto = e ? e->start : sp->doc->len;
+        struct bt_str run[2] = {{src + pos, upto - pos}, e ? e->with : BT_STR_NULL};
+        for (int r = 0; r < 2; r++) {
+            if (!run[r].len) continue;
+            if (k == cap) return BT_ETOOBIG;
+            out[k++] = run[r];
+        }
+        if (e) pos = e->end;
+    }
+    *n = k;
+    return BT_OK;
+}
+
+enum bt_err bt_json_splice_apply(struct bt_json_splice *sp, struct bt_buf *out)
+{
+    const struct bt_json_doc *doc = sp->doc;
+    struct bt_json_edit *e = sp->edits;
+    uint32_t n = sp->nedits;
+    size_t total;
+    enum bt_err err = splice_prepare(sp, &total);
+    if (err) return err;
     size_t saved = out->len;
-    enum bt_err err = bt_buf_reserve(out, total);
+    err = bt_buf_reserve(out, total);
     size_t pos = 0;
     for (uint32_t i = 0; !err && i < n; i++) {
         err = bt_buf_append(out, doc->src + pos, e[i].start - pos);

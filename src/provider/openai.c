@@ -35,7 +35,7 @@ enum bt_finish bt_finish_parse(struct bt_str s)
 
 enum bt_err bt_provider_encode(const struct bt_provider *p, const struct bt_request *r,
                                struct bt_str upstream_model, struct bt_arena *arena,
-                               struct bt_buf *out, bool *added_usage)
+                               struct bt_pbody *out, bool *added_usage)
 {
     (void)p;
     *added_usage = false;
@@ -62,7 +62,7 @@ enum bt_err bt_provider_encode(const struct bt_provider *p, const struct bt_requ
         if (err) goto done;
         *added_usage = true;
     }
-    err = bt_json_splice_apply(&sp, out);
+    err = bt_json_splice_slices(&sp, out->parts, BT_UP_BODY_PARTS, &out->n);
 done:
     bt_buf_free(&model);
     return err;
@@ -70,19 +70,26 @@ done:
 
 enum bt_err bt_provider_start(const struct bt_provider *p, uv_loop_t *loop,
                               struct bt_upstream *up, enum bt_op op, bool stream,
-                              struct bt_str body, const struct bt_up_callbacks *cb, void *ud,
-                              struct bt_pcall *call)
+                              const struct bt_pbody *body, const struct bt_up_callbacks *cb,
+                              void *ud, struct bt_pcall *call)
 {
     memset(call, 0, sizeof(*call));
     const char *suffix = op == BT_OP_EMBED ? "/embeddings" : "/chat/completions";
     if (p->type == BT_PROVIDER_SIM) {
+        /* the simulator reads the body once, at start: a joined copy will do */
+        size_t len = 0;
+        for (size_t i = 0; i < body->n; i++) len += body->parts[i].len;
+        struct bt_buf joined;
+        bt_buf_init(&joined, len + 1);
+        for (size_t i = 0; i < body->n; i++) bt_buf_append_str(&joined, body->parts[i]);
         struct bt_sim_request sr = {
             .method = BT_STR("POST"),
             .path = bt_str_c(suffix),
-            .body = body,
+            .body = bt_buf_str(&joined),
             .fault = -1,
         };
-        call->sim = bt_sim_start(loop, &p->sim, &sr, cb, ud);
+        call->sim = joined.len == len ? bt_sim_start(loop, &p->sim, &sr, cb, ud) : NULL;
+        bt_buf_free(&joined);
         return call->sim ? BT_OK : BT_ENOMEM;
     }
     char target[1024];
@@ -117,7 +124,8 @@ enum bt_err bt_provider_start(const struct bt_provider *p, uv_loop_t *loop,
         .target = {target, (size_t)n},
         .headers = hs,
         .nheaders = nh,
-        .body = body,
+        .body_parts = body->parts,
+        .nbody_parts = body->n,
         /* The executor enforces first-byte, idle and total deadlines for every
          * transport; the client enforces connect. */
         .timeouts = {.connect_ms = p->timeouts.connect_ms},

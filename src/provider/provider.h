@@ -21,21 +21,28 @@ struct bt_pcall {
     struct bt_sim_call *sim; /* sim type */
 };
 
+/* A body for a provider: slices sent one after the other. */
+struct bt_pbody {
+    struct bt_str parts[BT_UP_BODY_PARTS];
+    size_t n;
+};
+
 /* Builds the body sent to provider `p` for request `r` into `out`: on the fast
  * path the client's bytes with `model` replaced by `upstream_model` and, for a
  * stream whose client did not ask for usage, `stream_options.include_usage`
  * added (then *added_usage is set so the usage chunk can be dropped again).
- * Scratch memory comes from `arena`. */
+ * Nothing is copied: the slices are runs of the client's body and the new
+ * values, which live in `arena` (or are static). */
 enum bt_err bt_provider_encode(const struct bt_provider *p, const struct bt_request *r,
                                struct bt_str upstream_model, struct bt_arena *arena,
-                               struct bt_buf *out, bool *added_usage);
+                               struct bt_pbody *out, bool *added_usage);
 
-/* Starts the call. `body` is borrowed until on_done or cancel. Returns BT_ENOMEM
- * when nothing could be started (no callback will come). */
+/* Starts the call. The body's bytes are borrowed until on_done or cancel.
+ * Returns BT_ENOMEM when nothing could be started (no callback will come). */
 enum bt_err bt_provider_start(const struct bt_provider *p, uv_loop_t *loop,
                               struct bt_upstream *up, enum bt_op op, bool stream,
-                              struct bt_str body, const struct bt_up_callbacks *cb, void *ud,
-                              struct bt_pcall *call);
+                              const struct bt_pbody *body, const struct bt_up_callbacks *cb,
+                              void *ud, struct bt_pcall *call);
 /* Cancels a call started by bt_provider_start; no callback afterwards. */
 void bt_provider_cancel(struct bt_pcall *call);
 

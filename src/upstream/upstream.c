@@ -185,7 +185,9 @@ struct bt_up_call {
     enum call_phase phase;
     unsigned busy;      /* our frames on the stack that use the call */
     struct bt_buf out;  /* serialized request head (retained across reuse) */
-    struct bt_str body; /* borrowed until on_done / cancel */
+    struct bt_str body[BT_UP_BODY_PARTS]; /* slices borrowed until on_done / cancel */
+    uint32_t nbody;
+    size_t body_len;
     size_t max_head;
     bool head_method; /* HEAD: the response has no body */
     bool retried;     /* the one retry on a fresh connection is used */
@@ -377,7 +379,8 @@ static void call_release(struct bt_up_call *call)
     if (call->next) call->next->prev = call->prev;
     call->prev = call->next = NULL;
     uv_timer_stop(&call->timer);
-    call->body = BT_STR_NULL;
+    call->nbody = 0;
+    call->body_len = 0;
     call->cb = (struct bt_up_callbacks){0};
     call->ud = NULL;
     if (!u->freeing && u->nfree < CALL_FREELIST_MAX) {
@@ -1078,10 +1081,11 @@ static void call_send(struct bt_up_call *call)
     bt_buf_reset(&call->rhead);
     llhttp_init(&c->parser, HTTP_RESPONSE, &u->settings);
     c->parser.data = c;
-    uv_buf_t bufs[2] = {
-        uv_buf_init(call->out.p, (unsigned)call->out.len),
-        uv_buf_init((char *)call->body.p, (unsigned)call->body.len),
-    };
+    uv_buf_t bufs[BT_UP_BODY_PARTS + 1];
+    unsigned nb = 0;
+    bufs[nb++] = uv_buf_init(call->out.p, (unsigned)call->out.len);
+    for (uint32_t i = 0; i < call->nbody; i++)
+        if (call->body[i].len) bufs[nb++] = uv_buf_init((char *)call->body[i].p, (unsigned)call->body[i].len);
     call->state = CALL_SENT;
     /* first_byte counts from the end of the write; until then it also bounds a
      * write the peer does not read (re-armed in conn_on_write). */
@@ -1094,10 +1098,9 @@ static void call_send(struct bt_up_call *call)
     } else {
         /* Straight to the socket when it takes it all (the usual case): a
          * uv_write would also cost an epoll_ctl when it completes. */
-        unsigned nb = call->body.len ? 2 : 1;
         r = uv_try_write((uv_stream_t *)&c->tcp, bufs, nb);
         size_t done = r > 0 ? (size_t)r : 0;
-        if (done == call->out.len + call->body.len) {
+        if (done == call->out.len + call->body_len) {
             call->write_done = true; /* the first_byte phase runs from here */
             r = 0;
         } else if (r >= 0 || r == UV_EAGAIN) {
@@ -1176,7 +1179,7 @@ static bool conn_tx_flushed(struct up_conn *c)
     if (c->tcp.write_queue_size) return false;
     if (!c->ssl) return true;
     struct bt_up_call *call = c->call;
-    return call && c->tx_off == call->out.len + call->body.len && BIO_ctrl_pending(c->wbio) == 0;
+    return call && c->tx_off == call->out.len + call->body_len && BIO_ctrl_pending(c->wbio) == 0;
 }
 
 /* The response ended cleanly: the connection goes back only if it can carry
@@ -1448,25 +1451,31 @@ static int tls_pump(struct up_conn *c)
     if (c->write_pending || c->state == CONN_CLOSING) return 0;
     struct bt_up_call *call = c->call;
     if (c->tx_req && call && !c->handshaking) {
-        size_t total = call->out.len + call->body.len;
+        size_t total = call->out.len + call->body_len;
         while (c->tx_off < total && BIO_ctrl_pending(c->wbio) < TLS_TX_CHUNK) {
             const char *p;
             size_t n;
             if (c->tx_off < call->out.len && total - c->tx_off <= TLS_PLAIN_SIZE &&
-                call->body.len) {
+                call->body_len) {
                 /* Head and a small body in one record: half the records, and
                  * half OpenSSL's per-record allocations. */
                 size_t hn = call->out.len - c->tx_off;
                 memcpy(c->u->tx_scratch, call->out.p + c->tx_off, hn);
-                memcpy(c->u->tx_scratch + hn, call->body.p, call->body.len);
+                for (uint32_t i = 0; i < call->nbody; i++) {
+                    memcpy(c->u->tx_scratch + hn, call->body[i].p, call->body[i].len);
+                    hn += call->body[i].len;
+                }
                 p = c->u->tx_scratch;
                 n = total - c->tx_off;
             } else if (c->tx_off < call->out.len) {
                 p = call->out.p + c->tx_off;
                 n = call->out.len - c->tx_off;
-            } else {
-                p = call->body.p + (c->tx_off - call->out.len);
-                n = total - c->tx_off;
+            } else { /* the rest of the body slice tx_off falls in */
+                size_t off = c->tx_off - call->out.len;
+                uint32_t i = 0;
+                while (off >= call->body[i].len) off -= call->body[i++].len;
+                p = call->body[i].p + off;
+                n = call->body[i].len - off;
             }
             if (n > TLS_PLAIN_SIZE) n = TLS_PLAIN_SIZE;
             ERR_clear_error();
@@ -2053,7 +2062,8 @@ static enum bt_err build_head(struct bt_up_call *call, const struct up_pool *poo
     struct bt_buf *b = &call->out;
     if (!tchar_ok(req->method) || !target_ok(req->target)) return BT_EINVAL;
     if (req->nheaders && !req->headers) return BT_EINVAL;
-    if (req->body.len && !req->body.p) return BT_EINVAL;
+    for (uint32_t i = 0; i < call->nbody; i++)
+        if (call->body[i].len && !call->body[i].p) return BT_EINVAL;
     bool has_host = false;
     for (size_t i = 0; i < req->nheaders; i++) {
         const struct bt_http_header *h = &req->headers[i];
@@ -2090,11 +2100,11 @@ static enum bt_err build_head(struct bt_up_call *call, const struct up_pool *poo
         if (!err) err = bt_buf_append_str(b, h->value);
         if (!err) err = bt_buf_append(b, "\r\n", 2);
     }
-    bool needs_len = req->body.len || bt_str_eq_c(req->method, "POST") ||
+    bool needs_len = call->body_len || bt_str_eq_c(req->method, "POST") ||
                      bt_str_eq_c(req->method, "PUT") || bt_str_eq_c(req->method, "PATCH");
     if (!err && needs_len) {
         err = bt_buf_append_c(b, "Content-Length: ");
-        if (!err) err = bt_buf_append_u64(b, req->body.len);
+        if (!err) err = bt_buf_append_u64(b, call->body_len);
         if (!err) err = bt_buf_append(b, "\r\n", 2);
     }
     if (!err) err = bt_buf_append_c(b, "Connection: keep-alive\r\n\r\n");
@@ -2114,7 +2124,18 @@ struct bt_up_call *bt_upstream_request(struct bt_upstream *u, const struct bt_up
     call->cb = *cb;
     call->ud = ud;
     call->to = req->timeouts;
-    call->body = req->body;
+    if (req->nbody_parts) {
+        if (req->nbody_parts > BT_UP_BODY_PARTS || !req->body_parts) {
+            call_fail_later(call, BT_EINVAL, "too many body parts");
+            return call;
+        }
+        for (size_t i = 0; i < req->nbody_parts; i++) call->body[i] = req->body_parts[i];
+        call->nbody = (uint32_t)req->nbody_parts;
+    } else {
+        call->body[0] = req->body;
+        call->nbody = 1;
+    }
+    for (uint32_t i = 0; i < call->nbody; i++) call->body_len += call->body[i].len;
     call->max_head = req->max_head_bytes ? req->max_head_bytes : DEFAULT_MAX_HEAD;
     call->rhead.max = call->max_head;
     call->head_method = bt_str_eq_c(req->method, "HEAD");

@@ -45,12 +45,19 @@ struct bt_up_origin {
     const char *proxy_auth; /* Proxy-Authorization value ("Basic ..."); NULL none */
 };
 
+#define BT_UP_BODY_PARTS 8
+
 struct bt_up_request {
     struct bt_str method;                 /* "POST" */
     struct bt_str target;                 /* request target, e.g. "/v1/chat/completions" */
     const struct bt_http_header *headers; /* extra headers (Authorization, Content-Type...) */
     size_t nheaders;                      /* Host, Content-Length, Connection are added */
     struct bt_str body;                   /* borrowed until on_done or cancel */
+    /* Or, when nbody_parts > 0, the body is these slices one after the other
+     * (at most BT_UP_BODY_PARTS; the slices' bytes are borrowed like `body`,
+     * the array only for the call): a spliced body goes out without a copy. */
+    const struct bt_str *body_parts;
+    size_t nbody_parts;
     struct bt_timeouts timeouts;          /* 0 = none for that phase */
     size_t max_head_bytes;                /* response head cap, default 64 KiB */
 };

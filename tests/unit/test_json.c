@@ -455,6 +455,21 @@ static void splice_case(const char *src, const char *want,
     struct bt_json_doc d2;
     if (bt_json_parse(&d2, out.p, out.len, &a, NULL, NULL) != BT_OK)
         H_FAIL("line %d: output does not parse: %.*s", line, (int)out.len, out.p);
+    /* The same edits as slices (no copy) join to the same bytes; with room for
+     * one slice fewer than needed, BT_ETOOBIG. */
+    struct bt_str parts[16];
+    size_t n = 0, joined = 0;
+    e = bt_json_splice_slices(&sp, parts, 16, &n);
+    if (e) H_FAIL("line %d: slices failed: %d", line, (int)e);
+    for (size_t i = 0; !e && i < n; i++) {
+        if (!parts[i].len) H_FAIL("line %d: empty slice %zu", line, i);
+        if (joined + parts[i].len > out.len || memcmp(out.p + joined, parts[i].p, parts[i].len) != 0)
+            H_FAIL("line %d: slice %zu differs from the applied output", line, i);
+        joined += parts[i].len;
+    }
+    if (!e && joined != out.len) H_FAIL("line %d: slices hold %zu bytes, not %zu", line, joined, out.len);
+    if (!e && n > 0 && bt_json_splice_slices(&sp, parts, n - 1, &n) != BT_ETOOBIG)
+        H_FAIL("line %d: too few slots not refused", line);
 done:
     bt_buf_free(&out);
     bt_arena_free(&a);

@@ -22,13 +22,12 @@ static enum bt_err decode(struct fixture *f, enum bt_op op, const char *body)
 static char *encode(struct fixture *f, const char *model, bool *added)
 {
     struct bt_provider p = {.name = "p", .type = BT_PROVIDER_OPENAI};
-    struct bt_buf out;
+    struct bt_pbody body;
+    enum bt_err err = bt_provider_encode(&p, &f->r, bt_str_c(model), &f->arena, &body, added);
+    if (err) return NULL;
+    struct bt_buf out; /* the slices, joined */
     bt_buf_init(&out, 1 << 20);
-    enum bt_err err = bt_provider_encode(&p, &f->r, bt_str_c(model), &f->arena, &out, added);
-    if (err) {
-        bt_buf_free(&out);
-        return NULL;
-    }
+    for (size_t i = 0; i < body.n; i++) bt_buf_append_str(&out, body.parts[i]);
     return bt_buf_steal(&out, NULL);
 }
 
