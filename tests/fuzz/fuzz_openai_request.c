@@ -61,11 +61,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&prov, 0, sizeof(prov));
     prov.name = "fuzz";
     prov.type = BT_PROVIDER_OPENAI;
-    struct bt_buf out;
-    bt_buf_init(&out, body.len * 2 + upstream.len * 6 + 4096);
+    struct bt_pbody parts;
     bool added = false;
-    err = bt_provider_encode(&prov, &r, upstream, &a, &out, &added);
+    err = bt_provider_encode(&prov, &r, upstream, &a, &parts, &added);
     CHECK(err == BT_OK);
+    struct bt_buf out; /* the slices, joined as they go upstream */
+    bt_buf_init(&out, body.len * 2 + upstream.len * 6 + 4096);
+    CHECK(parts.n <= BT_UP_BODY_PARTS);
+    for (size_t i = 0; i < parts.n; i++) CHECK(bt_buf_append_str(&out, parts.parts[i]) == BT_OK);
 
     /* The upstream body is JSON and carries the upstream model. */
     struct bt_json_doc d2;
