@@ -279,8 +279,11 @@ static void send_spans(struct bt_exec *ex, bool last)
 
 static void flush_out(struct bt_exec *ex)
 {
-    if (ex->hreq) send_spans(ex, false);
-    ex->nspans = 0;
+    if (ex->hreq) {
+        send_spans(ex, false);
+        return;
+    }
+    ex->nspans = 0; /* nobody to send to */
     bt_buf_reset(&ex->out);
 }
 
