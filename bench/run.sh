@@ -17,7 +17,8 @@
 #   BENCH_MANY_EVENTS / BENCH_MANY_INTERVAL_MS / BENCH_MANY_RAMP  its streams
 #   BENCH_NO_PORTKEY=1     skip the Portkey gateway (no npm install)
 #   BENCH_NO_BUILD=1       measure ./baton as it is (no `make baton`)
-#   BENCH_REPEAT=N         runs of the target rows (16 connections), medians kept (default 3; quick 1)
+#   BENCH_REPEAT=N         runs of the target rows (16 connections) and rounds of the
+#                          many-streams test, medians kept (default 3; quick 1)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
