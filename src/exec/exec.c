@@ -45,10 +45,8 @@ struct bt_exec {
     struct bt_pcall call;
     bool call_live;
     uv_timer_t timer;               /* first-byte / idle / total deadline */
-    uint64_t start_ns;              /* the request's start */
-    uint64_t total_deadline_ns;     /* per attempt */
-    uint64_t total_deadline_ms;     /* the same in loop time (uv_now) */
-    uint64_t deadline_ms;           /* the current phase's deadline, loop time */
+    uint64_t total_deadline_ms;     /* per attempt, loop time (uv_now) */
+    uint64_t deadline_ms;           /* the earliest deadline now: the phase's or the total */
     uint64_t timer_due_ms;          /* when the uv timer fires; 0 = stopped */
     struct bt_pbody body_up;        /* body sent upstream: slices of the client's */
     struct bt_buf resp;             /* buffered reply or error body */
@@ -250,7 +248,7 @@ static uint64_t cap_ms(const struct bt_exec *ex, uint64_t ms)
 
 static const char *timeout_phase(struct bt_exec *ex)
 {
-    if (bt_now_ns() + 1000000 >= ex->total_deadline_ns) return "total";
+    if (ex->deadline_ms >= ex->total_deadline_ms) return "total";
     return ex->state == EX_WAIT_HEAD ? "first_byte" : "idle";
 }
 
@@ -264,27 +262,26 @@ static const char *timeout_phase(struct bt_exec *ex)
  * (up_flush) or on_done, so the events of a whole read leave in one write, and
  * when the stream ends in that read, with the end of the body too. */
 
+/* Sends the spans as one chunk; `last` ends the stream in the same write. With
+ * the client gone (no hreq) they are dropped. */
 static void send_spans(struct bt_exec *ex, bool last)
 {
-    struct bt_str parts[BT_HTTP_MAX_PARTS];
-    for (uint32_t i = 0; i < ex->nspans; i++) {
-        const struct span *sp = &ex->spans[i];
-        parts[i] = (struct bt_str){sp->p ? sp->p : ex->out.p + sp->off, sp->len};
+    if (ex->hreq) {
+        struct bt_str parts[BT_HTTP_MAX_PARTS];
+        for (uint32_t i = 0; i < ex->nspans; i++) {
+            const struct span *sp = &ex->spans[i];
+            parts[i] = (struct bt_str){sp->p ? sp->p : ex->out.p + sp->off, sp->len};
+        }
+        if (last) bt_http_stream_end_with(ex->hreq, parts, ex->nspans);
+        else if (ex->nspans) bt_http_stream_writev(ex->hreq, parts, ex->nspans);
     }
-    if (last) bt_http_stream_end_with(ex->hreq, parts, ex->nspans);
-    else if (ex->nspans) bt_http_stream_writev(ex->hreq, parts, ex->nspans);
     ex->nspans = 0;
     bt_buf_reset(&ex->out);
 }
 
 static void flush_out(struct bt_exec *ex)
 {
-    if (ex->hreq) {
-        send_spans(ex, false);
-        return;
-    }
-    ex->nspans = 0; /* nobody to send to */
-    bt_buf_reset(&ex->out);
+    send_spans(ex, false);
 }
 
 static void add_span(struct bt_exec *ex, const char *p, size_t off, size_t len)
@@ -765,7 +762,7 @@ static void attempt_next(struct bt_exec *ex)
         uint64_t total = cap_ms(ex, p->timeouts.total_ms ? p->timeouts.total_ms : 600000);
         if (ex->r->timeout_ms) {
             /* The client's budget covers all attempts, from the request's start. */
-            uint64_t end = ex->start_ns + ex->r->timeout_ms * 1000000;
+            uint64_t end = ex->hreq->start_ns + ex->r->timeout_ms * 1000000;
             uint64_t now = bt_now_ns();
             if (end <= now) {
                 set_failure(ex, 504, "timeout_error", "request_timeout",
@@ -775,7 +772,6 @@ static void attempt_next(struct bt_exec *ex)
             }
             if ((end - now) / 1000000 < total) total = (end - now) / 1000000 + 1;
         }
-        ex->total_deadline_ns = bt_now_ns() + total * 1000000;
         ex->total_deadline_ms = uv_now(&ex->w->loop) + total;
         arm(ex, cap_ms(ex, p->timeouts.first_byte_ms));
         err = bt_provider_start(p, &ex->w->loop, ex->w->up, ex->r->op, ex->r->stream,
@@ -813,7 +809,6 @@ void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config
     ex->cfg = bt_config_ref(cfg);
     ex->r = r;
     ex->plan = *plan;
-    ex->start_ns = hreq->start_ns;
     bt_buf_init(&ex->resp, MAX_REPLY_BYTES);
     bt_buf_init(&ex->out, MAX_SSE_EVENT * 2);
     bt_sse_init(&ex->sse, MAX_SSE_EVENT, on_sse, ex);

@@ -246,24 +246,32 @@ static enum bt_err splice_prepare(struct bt_json_splice *sp, size_t *total)
     return BT_OK;
 }
 
+/* Step i of the edited document (edits sorted): for i < nedits the source from
+ * *pos up to edit i and the edit's value, for i == nedits the rest of the source. */
+static void edit_runs(const struct bt_json_splice *sp, uint32_t i, size_t *pos,
+                      struct bt_str run[2])
+{
+    const struct bt_json_edit *e = i < sp->nedits ? &sp->edits[i] : NULL;
+    run[0] = (struct bt_str){sp->doc->src + *pos, (e ? e->start : sp->doc->len) - *pos};
+    run[1] = e ? e->with : BT_STR_NULL;
+    if (e) *pos = e->end;
+}
+
 enum bt_err bt_json_splice_slices(struct bt_json_splice *sp, struct bt_str *out, size_t cap,
                                   size_t *n)
 {
     size_t total;
     enum bt_err err = splice_prepare(sp, &total);
     if (err) return err;
-    const char *src = sp->doc->src;
     size_t k = 0, pos = 0;
     for (uint32_t i = 0; i <= sp->nedits; i++) {
-        const struct bt_json_edit *e = i < sp->nedits ? &sp->edits[i] : NULL;
-        size_t upto = e ? e->start : sp->doc->len;
-        struct bt_str run[2] = {{src + pos, upto - pos}, e ? e->with : BT_STR_NULL};
+        struct bt_str run[2];
+        edit_runs(sp, i, &pos, run);
         for (int r = 0; r < 2; r++) {
             if (!run[r].len) continue;
             if (k == cap) return BT_ETOOBIG;
             out[k++] = run[r];
         }
-        if (e) pos = e->end;
     }
     *n = k;
     return BT_OK;
@@ -271,21 +279,18 @@ enum bt_err bt_json_splice_slices(struct bt_json_splice *sp, struct bt_str *out,
 
 enum bt_err bt_json_splice_apply(struct bt_json_splice *sp, struct bt_buf *out)
 {
-    const struct bt_json_doc *doc = sp->doc;
-    struct bt_json_edit *e = sp->edits;
-    uint32_t n = sp->nedits;
     size_t total;
     enum bt_err err = splice_prepare(sp, &total);
     if (err) return err;
     size_t saved = out->len;
     err = bt_buf_reserve(out, total);
     size_t pos = 0;
-    for (uint32_t i = 0; !err && i < n; i++) {
-        err = bt_buf_append(out, doc->src + pos, e[i].start - pos);
-        if (!err) err = bt_buf_append(out, e[i].with.p, e[i].with.len);
-        pos = e[i].end;
+    for (uint32_t i = 0; !err && i <= sp->nedits; i++) {
+        struct bt_str run[2];
+        edit_runs(sp, i, &pos, run);
+        err = bt_buf_append_str(out, run[0]);
+        if (!err) err = bt_buf_append_str(out, run[1]);
     }
-    if (!err) err = bt_buf_append(out, doc->src + pos, doc->len - pos);
     if (err) out->len = saved;
     return err;
 }

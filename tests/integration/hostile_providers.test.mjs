@@ -162,8 +162,9 @@ test('fake sends one byte a second: the idle timeout ends it (504 / timeout even
 
 test('fake trickles faster than idle but forever: the total timeout ends it', async () => {
     fake.handle((req, res, h) => h.drip(200, cannedCompletion('up').repeat(50), { gapMs: 200 }));
-    const { ms } = await expectError('f', 504, { maxMs: TOTAL_MS + 2000, code: 'upstream_timeout' });
+    const { ms, r } = await expectError('f', 504, { maxMs: TOTAL_MS + 2000, code: 'upstream_timeout' });
     assert(ms >= TOTAL_MS - 100, `504 after ${ms} ms, before total ${TOTAL_MS}`);
+    assert(/\(total timeout\)/.test(r.json.error.message), `the phase named: ${r.json.error.message}`);
     await stillServes();
 });
 

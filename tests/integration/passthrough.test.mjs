@@ -157,6 +157,7 @@ test('the idle deadline moves with every event: 6 events 300ms apart pass a 500m
     const took = Date.now() - t0;
     eq(raw.events.filter((e) => !e.json?.error).length, 6, 'every paced event relayed before the stall');
     assert(raw.error, `no error event after the stall (${took} ms)`);
+    assert(/\(idle timeout\)/.test(raw.error.message), `the phase named: ${raw.error.message}`);
     assert(!raw.done, '[DONE] after a stalled stream');
     assert(took >= 1900 && took < 4000, `the stall was detected after ${took} ms (the last event at ~1500 ms, idle 500 ms)`);
 });
