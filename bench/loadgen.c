@@ -13,6 +13,12 @@
  *     --ramp N         connections opened per second (default: all at once)
  *     --timeout S      give up after S seconds in --once mode (default 120)
  *     -H "name: value" extra request header (repeatable)
+ *     --control-url URL --control-conns N
+ *                      N more connections, spread evenly through the ramp, to a
+ *                      second URL (the upstream itself): a control group timed
+ *                      in the same loop at the same moments, so that what a proxy
+ *                      adds to a trip is its group's percentile less the
+ *                      control group's, both under the same machine load
  *   --body may be given several times (at most 64): connection i posts body
  *   i mod n, e.g. one body per model to spread streams over deployments.
  *
@@ -99,13 +105,23 @@ static double hist_mean(const struct hist *h)
 
 struct conn;
 
-struct run {
-    uv_loop_t *loop;
+/* Connections of one target: the measured one, or the control group. */
+struct group {
     struct sockaddr_in addr;
     char *req[MAX_BODIES];     /* whole requests: head + body */
     size_t req_len[MAX_BODIES];
     int nreq;
     int nconns;
+    uint64_t streams_ok;       /* responses complete with status 200 */
+    uint64_t events;
+    struct hist trip;          /* upstream's write -> arrival, for events stamped by paced_sse */
+    struct hist steady_trip;   /* the same, while every connection has its stream open */
+};
+
+struct run {
+    uv_loop_t *loop;
+    struct group grp[2];       /* [0] measured, [1] control (nconns 0 when none) */
+    int nconns;                /* both groups */
     bool once;
     uint64_t deadline;  /* keep-alive mode: no new request after this (hrtime ns) */
     uint64_t timeout_ns;
@@ -114,12 +130,10 @@ struct run {
     int finished;       /* connections done for good */
     int open_streams;   /* streams between first event and end */
     int max_open;
-    uint64_t streams_ok, errors, bad_status, events;
+    uint64_t errors, bad_status;
     struct hist ttfe;   /* request written -> first complete event */
     struct hist gap;    /* between consecutive events of one stream */
     struct hist steady; /* the same, while every connection has its stream open */
-    struct hist trip;   /* upstream's write -> arrival, for events stamped by paced_sse */
-    struct hist steady_trip; /* the same, while every connection has its stream open */
     struct hist total;  /* request written -> response complete */
     struct conn *conns;
     uv_timer_t ramp_timer, stop_timer;
@@ -128,7 +142,8 @@ struct run {
 
 struct conn {
     struct run *run;
-    int req;            /* which request this connection posts */
+    struct group *grp;
+    int req;            /* which of its group's requests this connection posts */
     uv_tcp_t tcp;
     uv_connect_t connect;
     uv_write_t write;
@@ -195,14 +210,14 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
             if (r->open_streams == r->nconns) hist_add(&r->steady, now - c->t_last_event);
         }
         if (c->stamp_digits == STAMP_DIGITS && now >= c->stamp) {
-            hist_add(&r->trip, now - c->stamp);
-            if (r->open_streams == r->nconns) hist_add(&r->steady_trip, now - c->stamp);
+            hist_add(&c->grp->trip, now - c->stamp);
+            if (r->open_streams == r->nconns) hist_add(&c->grp->steady_trip, now - c->stamp);
         }
         c->in_stamp = false;
         c->stamp_digits = 0;
         c->t_last_event = now;
         c->nevents++;
-        r->events++;
+        c->grp->events++;
     }
     return 0;
 }
@@ -214,7 +229,7 @@ static int on_complete(llhttp_t *p)
     hist_add(&r->total, uv_hrtime() - c->t_sent);
     stream_closed(c);
     if (p->status_code != 200) r->bad_status++;
-    else r->streams_ok++;
+    else c->grp->streams_ok++;
     return HPE_PAUSED; /* the caller decides what comes next */
 }
 
@@ -297,8 +312,7 @@ static void on_write(uv_write_t *w, int status)
 
 static void conn_send(struct conn *c)
 {
-    struct run *r = c->run;
-    uv_buf_t b = uv_buf_init(r->req[c->req], (unsigned)r->req_len[c->req]);
+    uv_buf_t b = uv_buf_init(c->grp->req[c->req], (unsigned)c->grp->req_len[c->req]);
     c->nevents = 0;
     c->prev_nl = false;
     c->t_sent = uv_hrtime();
@@ -322,14 +336,19 @@ static void on_connect(uv_connect_t *req, int status)
 
 static void conn_start(struct run *r, struct conn *c)
 {
+    /* the control group's connections are spread evenly over the whole ramp:
+     * connection i is one when floor((i+1)*nc/n) steps past floor(i*nc/n) */
+    long i = c - r->conns, n = r->nconns, nc = r->grp[1].nconns;
+    bool ctl = (i + 1) * nc / n > i * nc / n;
     c->run = r;
-    c->req = (int)(c - r->conns) % r->nreq;
+    c->grp = &r->grp[ctl];
+    c->req = (int)(i % c->grp->nreq);
     uv_tcp_init(r->loop, &c->tcp);
     c->tcp.data = c;
     c->connect.data = c;
     llhttp_init(&c->parser, HTTP_RESPONSE, &settings);
     c->parser.data = c;
-    int e = uv_tcp_connect(&c->connect, &c->tcp, (struct sockaddr *)&r->addr, on_connect);
+    int e = uv_tcp_connect(&c->connect, &c->tcp, (struct sockaddr *)&c->grp->addr, on_connect);
     if (e < 0) {
         fprintf(stderr, "loadgen: connect: %s\n", uv_strerror(e));
         conn_finish(c, true);
@@ -368,33 +387,16 @@ static bool parse_u(const char *s, long max, long *out)
 static int usage(void)
 {
     fprintf(stderr, "usage: loadgen --url http://IP:PORT/PATH --body FILE [--conns N] "
-                    "[--duration S] [--once] [--ramp N] [--timeout S] [-H 'name: value']...\n");
+                    "[--duration S] [--once] [--ramp N] [--timeout S] [-H 'name: value']... "
+                    "[--control-url URL --control-conns N]\n");
     return 2;
 }
 
-int main(int argc, char **argv)
+/* Parses http://IP:PORT/PATH and builds one whole request per body for it. */
+static int group_setup(struct group *g, const char *url, int nbodies, char *const *bodies,
+                       const size_t *body_lens, int nhdrs, const char *const *hdrs)
 {
-    const char *url = NULL, *body_paths[MAX_BODIES], *hdrs[MAX_HEADERS];
-    int nhdrs = 0, nbodies = 0;
-    long conns = 16, duration = 5, ramp = 0, timeout = 120;
-    bool once = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--once")) { once = true; continue; }
-        if (!v) return usage();
-        i++;
-        if (!strcmp(a, "--url")) url = v;
-        else if (!strcmp(a, "--body") && nbodies < MAX_BODIES) body_paths[nbodies++] = v;
-        else if (!strcmp(a, "--conns")) { if (!parse_u(v, 100000, &conns) || !conns) return usage(); }
-        else if (!strcmp(a, "--duration")) { if (!parse_u(v, 3600, &duration)) return usage(); }
-        else if (!strcmp(a, "--ramp")) { if (!parse_u(v, 1000000, &ramp)) return usage(); }
-        else if (!strcmp(a, "--timeout")) { if (!parse_u(v, 3600, &timeout)) return usage(); }
-        else if (!strcmp(a, "-H") && nhdrs < MAX_HEADERS) hdrs[nhdrs++] = v;
-        else return usage();
-    }
-    if (!url || !nbodies || strncmp(url, "http://", 7)) return usage();
-
-    /* http://IP:PORT/PATH */
+    if (strncmp(url, "http://", 7)) return usage();
     char host[64];
     const char *hp = url + 7, *colon = strchr(hp, ':'), *slash = strchr(hp, '/');
     long port;
@@ -406,50 +408,87 @@ int main(int argc, char **argv)
     memcpy(portbuf, colon + 1, (size_t)(slash - colon - 1));
     portbuf[slash - colon - 1] = 0;
     if (!parse_u(portbuf, 65535, &port)) return usage();
-
-    static struct run run; /* large histograms: not on the stack */
-    struct run *r = &run;
-    if (uv_ip4_addr(host, (int)port, &r->addr)) {
+    if (uv_ip4_addr(host, (int)port, &g->addr)) {
         fprintf(stderr, "loadgen: %s is not an IPv4 address\n", host);
         return 2;
     }
     for (int k = 0; k < nbodies; k++) {
-        size_t body_len = 0;
-        char *body = read_file(body_paths[k], &body_len);
-        if (!body) {
-            fprintf(stderr, "loadgen: cannot read %s\n", body_paths[k]);
-            return 2;
-        }
-        size_t cap = body_len + 1024 + (size_t)nhdrs * 512;
+        size_t cap = body_lens[k] + 1024 + (size_t)nhdrs * 512;
         char *req = malloc(cap);
         if (!req) return 1;
         int n = snprintf(req, cap,
                          "POST %s HTTP/1.1\r\nHost: %s:%ld\r\nContent-Type: application/json\r\n"
                          "Authorization: Bearer bench\r\nAccept: text/event-stream\r\n"
                          "Content-Length: %zu\r\n",
-                         slash, host, port, body_len);
+                         slash, host, port, body_lens[k]);
         for (int i = 0; i < nhdrs && n > 0; i++) {
             int m = snprintf(req + n, cap - (size_t)n, "%.500s\r\n", hdrs[i]);
             n = m < 0 ? -1 : n + m;
         }
-        if (n < 0 || (size_t)n + 2 + body_len > cap) return 1;
+        if (n < 0 || (size_t)n + 2 + body_lens[k] > cap) {
+            free(req);
+            return 1;
+        }
         memcpy(req + n, "\r\n", 2);
-        memcpy(req + n + 2, body, body_len);
-        r->req[k] = req;
-        r->req_len[k] = (size_t)n + 2 + body_len;
-        r->nreq++;
-        free(body);
+        memcpy(req + n + 2, bodies[k], body_lens[k]);
+        g->req[k] = req;
+        g->req_len[k] = (size_t)n + 2 + body_lens[k];
+        g->nreq++;
     }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *url = NULL, *ctl_url = NULL, *body_paths[MAX_BODIES], *hdrs[MAX_HEADERS];
+    int nhdrs = 0, nbodies = 0;
+    long conns = 16, ctl_conns = 0, duration = 5, ramp = 0, timeout = 120;
+    bool once = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--once")) { once = true; continue; }
+        if (!v) return usage();
+        i++;
+        if (!strcmp(a, "--url")) url = v;
+        else if (!strcmp(a, "--control-url")) ctl_url = v;
+        else if (!strcmp(a, "--body") && nbodies < MAX_BODIES) body_paths[nbodies++] = v;
+        else if (!strcmp(a, "--conns")) { if (!parse_u(v, 100000, &conns) || !conns) return usage(); }
+        else if (!strcmp(a, "--control-conns")) { if (!parse_u(v, 100000, &ctl_conns)) return usage(); }
+        else if (!strcmp(a, "--duration")) { if (!parse_u(v, 3600, &duration)) return usage(); }
+        else if (!strcmp(a, "--ramp")) { if (!parse_u(v, 1000000, &ramp)) return usage(); }
+        else if (!strcmp(a, "--timeout")) { if (!parse_u(v, 3600, &timeout)) return usage(); }
+        else if (!strcmp(a, "-H") && nhdrs < MAX_HEADERS) hdrs[nhdrs++] = v;
+        else return usage();
+    }
+    if (!url || !nbodies || !ctl_url != !ctl_conns) return usage();
+
+    static struct run run; /* large histograms: not on the stack */
+    struct run *r = &run;
+    char *bodies[MAX_BODIES];
+    size_t body_lens[MAX_BODIES];
+    for (int k = 0; k < nbodies; k++) {
+        bodies[k] = read_file(body_paths[k], &body_lens[k]);
+        if (!bodies[k]) {
+            fprintf(stderr, "loadgen: cannot read %s\n", body_paths[k]);
+            return 2;
+        }
+    }
+    int rc = group_setup(&r->grp[0], url, nbodies, bodies, body_lens, nhdrs, hdrs);
+    if (!rc && ctl_url) rc = group_setup(&r->grp[1], ctl_url, nbodies, bodies, body_lens, nhdrs, hdrs);
+    for (int k = 0; k < nbodies; k++) free(bodies[k]);
+    if (rc) return rc;
 
     llhttp_settings_init(&settings);
     settings.on_body = on_body;
     settings.on_message_complete = on_complete;
 
     r->loop = uv_default_loop();
-    r->nconns = (int)conns;
+    r->grp[0].nconns = (int)conns;
+    r->grp[1].nconns = (int)ctl_conns;
+    r->nconns = (int)(conns + ctl_conns);
     r->once = once;
     r->ramp = (int)ramp;
-    r->conns = calloc((size_t)conns, sizeof(struct conn));
+    r->conns = calloc((size_t)r->nconns, sizeof(struct conn));
     if (!r->conns) return 1;
     r->started = uv_hrtime();
     r->deadline = r->started + (uint64_t)duration * 1000000000ull;
@@ -468,6 +507,7 @@ int main(int argc, char **argv)
     double secs = (double)(uv_hrtime() - r->started) / 1e9;
     if (!once && duration) secs = (double)duration; /* requests stop being issued at the deadline */
 
+    const struct group *g = &r->grp[0], *cg = &r->grp[1];
     printf("streams=%" PRIu64 " errors=%" PRIu64 " bad_status=%" PRIu64 " events=%" PRIu64
            " secs=%.2f rps=%.1f max_open=%d"
            " ttfe_p50_us=%.0f ttfe_p99_us=%.0f ttfe_max_us=%" PRIu64
@@ -475,20 +515,29 @@ int main(int argc, char **argv)
            " total_p50_us=%.0f total_p99_us=%.0f"
            " steady_gaps=%" PRIu64 " steady_gap_p50_us=%.0f steady_gap_p99_us=%.0f steady_gap_p999_us=%.0f"
            " trips=%" PRIu64 " trip_p50_us=%.0f trip_p99_us=%.0f trip_p999_us=%.0f"
-           " steady_trips=%" PRIu64 " steady_trip_p50_us=%.0f steady_trip_p99_us=%.0f steady_trip_p999_us=%.0f\n",
-           r->streams_ok, r->errors, r->bad_status, r->events, secs,
-           (double)r->streams_ok / secs, r->max_open, hist_q(&r->ttfe, 0.5),
+           " steady_trips=%" PRIu64 " steady_trip_p50_us=%.0f steady_trip_p99_us=%.0f steady_trip_p999_us=%.0f",
+           g->streams_ok, r->errors, r->bad_status, g->events, secs,
+           (double)g->streams_ok / secs, r->max_open, hist_q(&r->ttfe, 0.5),
            hist_q(&r->ttfe, 0.99), r->ttfe.max_us, hist_mean(&r->gap), hist_q(&r->gap, 0.5),
            hist_q(&r->gap, 0.99), hist_q(&r->gap, 0.999), r->gap.max_us, hist_q(&r->total, 0.5),
            hist_q(&r->total, 0.99), r->steady.n, hist_q(&r->steady, 0.5), hist_q(&r->steady, 0.99),
-           hist_q(&r->steady, 0.999), r->trip.n, hist_q(&r->trip, 0.5), hist_q(&r->trip, 0.99),
-           hist_q(&r->trip, 0.999), r->steady_trip.n, hist_q(&r->steady_trip, 0.5),
-           hist_q(&r->steady_trip, 0.99), hist_q(&r->steady_trip, 0.999));
+           hist_q(&r->steady, 0.999), g->trip.n, hist_q(&g->trip, 0.5), hist_q(&g->trip, 0.99),
+           hist_q(&g->trip, 0.999), g->steady_trip.n, hist_q(&g->steady_trip, 0.5),
+           hist_q(&g->steady_trip, 0.99), hist_q(&g->steady_trip, 0.999));
+    if (cg->nconns)
+        printf(" ctl_conns=%d ctl_streams=%" PRIu64 " ctl_events=%" PRIu64 " ctl_trips=%" PRIu64 " ctl_trip_p50_us=%.0f ctl_trip_p99_us=%.0f"
+               " ctl_steady_trips=%" PRIu64 " ctl_steady_trip_p50_us=%.0f ctl_steady_trip_p99_us=%.0f"
+               " ctl_steady_trip_p999_us=%.0f",
+               cg->nconns, cg->streams_ok, cg->events, cg->trip.n, hist_q(&cg->trip, 0.5), hist_q(&cg->trip, 0.99),
+               cg->steady_trip.n, hist_q(&cg->steady_trip, 0.5), hist_q(&cg->steady_trip, 0.99),
+               hist_q(&cg->steady_trip, 0.999));
+    printf("\n");
     uv_close((uv_handle_t *)&r->ramp_timer, NULL);
     uv_close((uv_handle_t *)&r->stop_timer, NULL);
     uv_run(r->loop, UV_RUN_DEFAULT);
     uv_loop_close(r->loop);
     free(r->conns);
-    for (int k = 0; k < r->nreq; k++) free(r->req[k]);
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < r->grp[k].nreq; j++) free(r->grp[k].req[j]);
     return r->errors || r->bad_status ? 1 : 0;
 }

@@ -15,6 +15,8 @@
 #                          BENCH_ONLY=hold starts the servers and keeps them up (profiling)
 #   BENCH_MANY=N           streams in the many-connections test (default 10000)
 #   BENCH_MANY_EVENTS / BENCH_MANY_INTERVAL_MS / BENCH_MANY_RAMP  its streams
+#   BENCH_MANY_CONTROL=N   control streams straight to the upstream beside them
+#                          (default BENCH_MANY / 10)
 #   BENCH_NO_PORTKEY=1     skip the Portkey gateway (no npm install)
 #   BENCH_NO_BUILD=1       measure ./baton as it is (no `make baton`)
 #   BENCH_REPEAT=N         runs of the target rows (16 connections) and rounds of the
@@ -37,6 +39,10 @@ MANY=${BENCH_MANY:-10000}
 MANY_EVENTS=${BENCH_MANY_EVENTS:-20}
 MANY_INTERVAL=${BENCH_MANY_INTERVAL_MS:-500}
 MANY_RAMP=${BENCH_MANY_RAMP:-4000}
+# A control group of streams goes straight to paced_sse from the same load
+# generator in every round, so that the delay a proxy adds is measured against
+# streams that met the same machine load at the same moments.
+MANY_CTL=${BENCH_MANY_CONTROL:-$(( MANY / 10 ))}
 # Runs of each target row (lowest concurrency: direct, nginx, baton), medians kept.
 if [[ $QUICK = 1 ]]; then REPEAT=${BENCH_REPEAT:-1}; else REPEAT=${BENCH_REPEAT:-3}; fi
 
@@ -310,7 +316,10 @@ hwm_kb() {
     done
     echo "$t"
 }
-mkv() { sed -n "s/.*\\b$2=\\([0-9.]*\\).*/\\1/p" <<<"$1"; } # "k=v k=v" key -> v
+mkv() { sed -n "s/.*\\b$2=\\(-\\{0,1\\}[0-9.]*\\).*/\\1/p" <<<"$1"; } # "k=v k=v" key -> v
+# The many-streams test's added delay of one round: the contender's steady trip
+# p99 less the control group's (or its steady trip p99 when there was none).
+many_added() { awk -v a="$(mkv "$1" steady_trip_p99_us)" -v b="$(mkv "$1" ctl_steady_trip_p99_us)" 'BEGIN{printf "%d", a - b}'; }
 nginx_pids() { echo "$1 $(pgrep -P "$1" | tr '\n' ' ')"; } # master + its workers
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -589,9 +598,12 @@ fi
 # Three contenders in turn, BENCH_REPEAT rounds: direct to paced_sse, nginx
 # proxy_pass (the floor for any proxy, as many worker processes as baton has
 # event loops) and baton. paced_sse stamps every event with the time it wrote
-# it, so the load generator times each event's trip; the delay a proxy adds is
-# its trip percentile less direct's. Per contender the round with the median
-# steady trip p99 is kept (every round is in the CSV).
+# it, so the load generator times each event's trip. Beside the contender's
+# streams, every round runs MANY_CTL control streams straight to paced_sse from
+# the same load generator: the delay a proxy adds is its streams' trip p99 less
+# the control streams' in the same round (in the direct round both groups go
+# direct, which shows the method's own error). Per contender the round with the
+# median added delay is kept (every round is in the CSV).
 MANY_NOTE=""
 if want many; then
     log "bench: $MANY concurrent streams ($MANY_EVENTS events ${MANY_INTERVAL} ms apart, $MANY_ORIGINS upstream origins, $REPEAT rounds)"
@@ -601,7 +613,8 @@ if want many; then
     wait_port $((P_PACED + MANY_ORIGINS - 1)) || die "paced_sse did not start"
     manybodies=()
     for i in $(seq 0 $((MANY_ORIGINS - 1))); do manybodies+=(--body "$(body 1k5 sse "bench-many-$i")"); done
-    MANY_T=$(( MANY_EVENTS * MANY_INTERVAL / 1000 + MANY / MANY_RAMP + 60 ))
+    MANY_T=$(( MANY_EVENTS * MANY_INTERVAL / 1000 + (MANY + MANY_CTL) / MANY_RAMP + 60 ))
+    (( MANY + MANY_CTL + 200 > NOFILE )) && die "the many-streams test needs ulimit -n >= $(( MANY + MANY_CTL + 200 )) (have $NOFILE)"
     # One baton holds a client and an upstream socket per stream; when the
     # descriptor limit cannot cover that, several baton processes share the port
     # (SO_REUSEPORT) and their memory is added up.
@@ -653,21 +666,24 @@ EOF
                 baton) port=$P_MANY ;;
             esac
             c0=$(cpu_ticks "${MANY_PIDS[@]}")
+            ctl=()
+            (( MANY_CTL > 0 )) && ctl=(--control-url "http://127.0.0.1:$P_PACED/v1/chat/completions" --control-conns "$MANY_CTL")
             out=$("$LOADGEN" --url "http://127.0.0.1:$port/v1/chat/completions" "${manybodies[@]}" \
-                --conns "$MANY" --once --ramp "$MANY_RAMP" --timeout "$MANY_T" 2>"$DIR/many-$who.err")
+                --conns "$MANY" "${ctl[@]}" --once --ramp "$MANY_RAMP" --timeout "$MANY_T" 2>"$DIR/many-$who.err")
+            out="$out added_p99_us=$(many_added "$out")"
             if [[ $who = baton ]]; then
                 c1=$(cpu_ticks "${MANY_PIDS[@]}")
                 MANY_BATON_TICKS=$((MANY_BATON_TICKS + c1 - c0))
                 MANY_BATON_EVENTS=$((MANY_BATON_EVENTS + $(mkv "$out" events)))
             fi
-            log "  $who (round $round): $(mkv "$out" streams) streams, steady trip p50 $(mkv "$out" steady_trip_p50_us) us, p99 $(mkv "$out" steady_trip_p99_us) us"
+            log "  $who (round $round): $(mkv "$out" streams) streams, steady trip p50 $(mkv "$out" steady_trip_p50_us) us, p99 $(mkv "$out" steady_trip_p99_us) us; control p99 $(mkv "$out" ctl_steady_trip_p99_us) us; added $(mkv "$out" added_p99_us) us"
             MANY_RUNS[$who|$round]=$out
-            row_csv "many,$who,paced,1k5,sse,$MANY,,,,,,$(( $(mkv "$out" errors) + $(mkv "$out" bad_status) )),$(mkv "$out" streams),,$(mkv "$out" ttfe_p50_us),$(mkv "$out" ttfe_p99_us),$(mkv "$out" gap_p99_us),round=$round max_open=$(mkv "$out" max_open) steady_trip_p50_us=$(mkv "$out" steady_trip_p50_us) steady_trip_p99_us=$(mkv "$out" steady_trip_p99_us) steady_trip_p999_us=$(mkv "$out" steady_trip_p999_us) trip_p99_us=$(mkv "$out" trip_p99_us)"
+            row_csv "many,$who,paced,1k5,sse,$MANY,,,,,,$(( $(mkv "$out" errors) + $(mkv "$out" bad_status) )),$(mkv "$out" streams),,$(mkv "$out" ttfe_p50_us),$(mkv "$out" ttfe_p99_us),$(mkv "$out" gap_p99_us),round=$round max_open=$(mkv "$out" max_open) steady_trip_p50_us=$(mkv "$out" steady_trip_p50_us) steady_trip_p99_us=$(mkv "$out" steady_trip_p99_us) steady_trip_p999_us=$(mkv "$out" steady_trip_p999_us) trip_p99_us=$(mkv "$out" trip_p99_us) ctl_conns=$(mkv "$out" ctl_conns) ctl_steady_trips=$(mkv "$out" ctl_steady_trips) ctl_steady_trip_p50_us=$(mkv "$out" ctl_steady_trip_p50_us) ctl_steady_trip_p99_us=$(mkv "$out" ctl_steady_trip_p99_us) added_p99_us=$(mkv "$out" added_p99_us)"
         done
     done
     for who in direct nginx baton; do
         picked=$(for round in $(seq "$REPEAT"); do
-            echo "$(mkv "${MANY_RUNS[$who|$round]}" steady_trip_p99_us) $round"
+            echo "$(mkv "${MANY_RUNS[$who|$round]}" added_p99_us) $round"
         done | sort -n | awk -v m=$(( (REPEAT + 1) / 2 )) 'NR == m {print $2}')
         printf -v "MANY_${who^^}" '%s' "${MANY_RUNS[$who|$picked]}"
     done
@@ -792,7 +808,8 @@ report() {
     if want many; then
         echo "== $MANY concurrent streams: loadgen -> (direct | nginx | baton) -> paced_sse, $MANY_EVENTS events ${MANY_INTERVAL} ms apart, ramp $MANY_RAMP connections/s, median of $REPEAT rounds"
         [[ -n $MANY_NOTE ]] && echo "   note: $MANY_NOTE"
-        echo "   trip: the upstream's write of an event -> its arrival at the client (stamped events); steady: while all $MANY streams are open"
+        echo "   trip: the upstream's write of an event -> its arrival at the client (stamped events); steady: while all $MANY streams (and the $MANY_CTL control streams) are open"
+        echo "   added: steady trip p99 less that of the $MANY_CTL control streams sent straight to the upstream in the same round (for direct: the method's own error)"
         for who in direct nginx baton; do
             local v=MANY_${who^^}
             local o=${!v}
@@ -801,7 +818,16 @@ report() {
                 "$(mkv "$o" ttfe_p50_us)" "$(mkv "$o" ttfe_p99_us)" "$(mkv "$o" trip_p50_us)" "$(mkv "$o" trip_p99_us)" "$(mkv "$o" gap_p99_us)"
             printf '   %-7s steady: %s events, trip p50=%sus p99=%sus p999=%sus; gap p99=%sus\n' "" "$(mkv "$o" steady_trips)" \
                 "$(mkv "$o" steady_trip_p50_us)" "$(mkv "$o" steady_trip_p99_us)" "$(mkv "$o" steady_trip_p999_us)" "$(mkv "$o" steady_gap_p99_us)"
+            printf '   %-7s control: %s events, trip p50=%sus p99=%sus; added p99=%sus\n' "" "$(mkv "$o" ctl_steady_trips)" \
+                "$(mkv "$o" ctl_steady_trip_p50_us)" "$(mkv "$o" ctl_steady_trip_p99_us)" "$(mkv "$o" added_p99_us)"
         done
+        printf '   added p99 per round (us):'
+        for who in direct nginx baton; do
+            printf ' %s' "$who"
+            for round in $(seq "$REPEAT"); do printf ' %s' "$(mkv "${MANY_RUNS[$who|$round]}" added_p99_us)"; done
+            [[ $who != baton ]] && printf ';'
+        done
+        echo
         echo "   baton CPU per round ${MANY_BATON_CPU_S} s = ${MANY_BATON_CPU_EV} us per event forwarded"
         echo "   baton RSS: idle $(awk -v v="$MANY_IDLE_KB" 'BEGIN{printf "%.1f", v/1024}') MB, peak with $MANY streams $(awk -v v="$MANY_PEAK_KB" 'BEGIN{printf "%.1f", v/1024}') MB"
         echo
@@ -881,17 +907,22 @@ targets() {
         local ok_n
         ok_n=$(mkv "$MANY_BATON" streams)
         local all_open=0
-        [[ $(mkv "$MANY_BATON" max_open) = "$MANY" && $ok_n = "$MANY" ]] && all_open=1
+        local ctl_ok
+        ctl_ok=$(mkv "$MANY_BATON" ctl_streams)
+        [[ $(mkv "$MANY_BATON" max_open) = "$((MANY + MANY_CTL))" && $ok_n = "$MANY" && ${ctl_ok:-0} = "$MANY_CTL" ]] && all_open=1
         [[ $all_open = 1 ]] || echo "  (not every stream was open at once and completed: the two checks below fail)"
-        mark "$([[ $all_open = 1 ]] && cmp_le "$MANY_PEAK_KB" 204800 || echo 0)" "RSS < 200 MB with $MANY open streams: $(awk -v v="$MANY_PEAK_KB" 'BEGIN{printf "%.1f", v/1024}') MB (max open at once $(mkv "$MANY_BATON" max_open), completed $ok_n)"
+        mark "$([[ $all_open = 1 ]] && cmp_le "$MANY_PEAK_KB" 204800 || echo 0)" "RSS < 200 MB with $MANY open streams: $(awk -v v="$MANY_PEAK_KB" 'BEGIN{printf "%.1f", v/1024}') MB (max open at once $(mkv "$MANY_BATON" max_open) with the $MANY_CTL control streams, completed $ok_n)"
         # "At that load": events that arrived while all the streams were open,
         # timed from the upstream's write (the stamp) to the client's read; the
-        # delay added is baton's p99 less direct's. nginx's is shown beside it.
-        local added added_ngx added_all
-        added=$(awk -v a="$(mkv "$MANY_BATON" steady_trip_p99_us)" -v b="$(mkv "$MANY_DIRECT" steady_trip_p99_us)" 'BEGIN{printf "%d", a - b}')
-        added_ngx=$(awk -v a="$(mkv "$MANY_NGINX" steady_trip_p99_us)" -v b="$(mkv "$MANY_DIRECT" steady_trip_p99_us)" 'BEGIN{printf "%d", a - b}')
+        # delay added is baton's p99 less the control streams' of the same round.
+        # nginx's is shown beside it, and the comparison with the separate
+        # direct round too.
+        local added added_ngx added_seq added_all
+        added=$(mkv "$MANY_BATON" added_p99_us)
+        added_ngx=$(mkv "$MANY_NGINX" added_p99_us)
+        added_seq=$(awk -v a="$(mkv "$MANY_BATON" steady_trip_p99_us)" -v b="$(mkv "$MANY_DIRECT" steady_trip_p99_us)" 'BEGIN{printf "%d", a - b}')
         added_all=$(awk -v a="$(mkv "$MANY_BATON" trip_p99_us)" -v b="$(mkv "$MANY_DIRECT" trip_p99_us)" 'BEGIN{printf "%d", a - b}')
-        mark "$([[ $all_open = 1 && $(mkv "$MANY_BATON" steady_trips) -gt 0 ]] && cmp_le "$added" 1000 || echo 0)" "added delay per event p99 < 1 ms with $MANY streams open: ${added} us (steady trip p99 $(mkv "$MANY_BATON" steady_trip_p99_us) via baton vs $(mkv "$MANY_DIRECT" steady_trip_p99_us) direct; nginx adds ${added_ngx} us; over the whole run, opening included, baton adds ${added_all} us)"
+        mark "$([[ $all_open = 1 && $(mkv "$MANY_BATON" steady_trips) -gt 0 && $(mkv "$MANY_BATON" ctl_steady_trips) -gt 0 ]] && cmp_le "$added" 1000 || echo 0)" "added delay per event p99 < 1 ms with $MANY streams open: ${added} us (steady trip p99 $(mkv "$MANY_BATON" steady_trip_p99_us) via baton vs $(mkv "$MANY_BATON" ctl_steady_trip_p99_us) for the control streams beside it; nginx adds ${added_ngx} us; the method's own error (direct vs control) $(mkv "$MANY_DIRECT" added_p99_us) us; against the separate direct round baton adds ${added_seq} us, and over the whole run, opening included, ${added_all} us)"
     fi
     if want micro; then
         local worst
