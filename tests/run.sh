@@ -12,7 +12,8 @@ count() { # reads a test's output, adds its `N passed, N failed` lines
     local out=$1 rc=$2 name=$3 p f line
     line=$(grep -Eo '[0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -1)
     if [[ -z $line ]]; then
-        echo "  $name: no result line (exit $rc): counted as 1 failure"
+        echo "  $name: no result line (exit $rc): counted as 1 failure; its last lines:"
+        tail -n 5 <<<"$out" | sed 's/^/    | /'
         failed=$((failed + 1)); return
     fi
     p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
@@ -30,6 +31,8 @@ for t in "$BUILD"/tests/test_*; do
     count "$out" $rc "$(basename "$t")"
 done
 if [[ -z ${BATON_UNIT_ONLY:-} ]]; then
+    [[ -d node_modules/openai ]] ||
+        echo "  (node_modules/openai is missing: the integration tests need the pinned npm test tools; scripts/deps.sh --with-npm installs them)"
     for t in tests/integration/test_*.sh tests/integration/*.test.mjs; do
         [[ -e $t ]] || continue
         if [[ $t == *.mjs ]]; then out=$(timeout 600 node "$t" 2>&1); rc=$?
