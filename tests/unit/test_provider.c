@@ -226,6 +226,54 @@ TEST(chunk_is_plain)
         if (bt_openai_chunk_is_plain(bt_str_c(matters[i]))) H_FAIL("[%zu] plain: %s", i, matters[i]);
 }
 
+/* The vector scan (16 bytes a step, brace counts summed every 64 steps, an
+ * overlapping tail) against the byte-by-byte reference: every needle at every
+ * offset of fillers of every length up to 300, so that block edges and the tail
+ * fall everywhere, and a run of random strings over the bytes the scan looks for. */
+TEST(chunk_is_plain_matches_bytes)
+{
+    static const char *needles[] = {"\"usage\":{", "\"error\" :\n{", "\"finish_reason\":\"stop\"",
+                                     "\"finish_reason\": null", "{", "}", "_r", ":{", "\x80{"};
+    char buf[400];
+    size_t checked = 0;
+    for (size_t len = 0; len <= 300; len++) {
+        for (size_t k = 0; k < sizeof(needles) / sizeof(*needles); k++) {
+            size_t nl = strlen(needles[k]);
+            for (size_t off = 0; off + nl <= len; off++) {
+                for (size_t i = 0; i < len; i++) buf[i] = "ab c:d e"[i % 8];
+                if (len >= 2) {
+                    buf[0] = '{';
+                    buf[len - 1] = '}';
+                }
+                memcpy(buf + off, needles[k], nl);
+                struct bt_str d = {buf, len};
+                if (bt_openai_chunk_is_plain(d) != bt_openai_chunk_is_plain_bytes(d)) {
+                    H_FAIL("len %zu needle %zu at %zu: the scans disagree", len, k, off);
+                    return; /* the first disagreement says enough */
+                }
+                checked++;
+            }
+        }
+    }
+    uint32_t x = 2463534242u; /* xorshift32, fixed seed */
+    static const char alphabet[] = "{}_r:\" usagerorfinsh_\n\x80" "a";
+    for (int n = 0; n < 20000; n++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        size_t len = x % 400;
+        for (size_t i = 0; i < len; i++) {
+            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+            buf[i] = alphabet[x % (sizeof(alphabet) - 1)];
+        }
+        struct bt_str d = {buf, len};
+        if (bt_openai_chunk_is_plain(d) != bt_openai_chunk_is_plain_bytes(d)) {
+            H_FAIL("random case %d (len %zu): the scans disagree", n, len);
+            return;
+        }
+        checked++;
+    }
+    CHECK(checked > 100000);
+}
+
 int main(void)
 {
     RUN(encode_splices_model_only);
@@ -234,5 +282,6 @@ int main(void)
     RUN(decode_stream_chunks);
     RUN(error_json_shape);
     RUN(chunk_is_plain);
+    RUN(chunk_is_plain_matches_bytes);
     return HARNESS_DONE();
 }
