@@ -28,9 +28,9 @@ void bt_access_write(const struct bt_access_rec *rec)
     bt_jw_key(&w, "status");
     bt_jw_int(&w, rec->status);
     bt_jw_key(&w, "latency_ms");
-    bt_jw_double(&w, (double)(rec->latency_ns / 1000) / 1000.0);
+    bt_jw_decimal(&w, (int64_t)(rec->latency_ns / 1000), 3); /* µs as ms: no printf, no strtod */
     bt_jw_key(&w, "ttft_ms");
-    if (rec->ttft_ns) bt_jw_double(&w, (double)(rec->ttft_ns / 1000) / 1000.0);
+    if (rec->ttft_ns) bt_jw_decimal(&w, (int64_t)(rec->ttft_ns / 1000), 3);
     else bt_jw_null(&w);
     bt_jw_key(&w, "stream");
     bt_jw_bool(&w, rec->stream);

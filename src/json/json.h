@@ -186,6 +186,10 @@ void bt_jw_cstr(struct bt_jw *w, const char *s);
 void bt_jw_int(struct bt_jw *w, int64_t v);
 /* Shortest representation that round-trips (%.17g then shortened); non-finite -> null. */
 void bt_jw_double(struct bt_jw *w, double v);
+/* v / 10^places, written exactly in decimal with no binary floating point:
+ * (12345, 3) -> 12.345, (12300, 3) -> 12.3, (5, 3) -> 0.005, (12000, 3) -> 12.
+ * places is at most 18 (more is BT_EINVAL). For timings kept in integer units. */
+void bt_jw_decimal(struct bt_jw *w, int64_t v, unsigned places);
 void bt_jw_bool(struct bt_jw *w, bool v);
 void bt_jw_null(struct bt_jw *w);
 /* Inserts already-valid JSON as a value (e.g. a span copied from a request). */

@@ -755,6 +755,61 @@ TEST(writer_doubles)
     bt_buf_free(&b);
 }
 
+/* What bt_jw_decimal writes for v, places as the only value in b. */
+static struct bt_str decimal_text(struct bt_buf *b, int64_t v, unsigned places)
+{
+    bt_buf_reset(b);
+    struct bt_jw w;
+    bt_jw_init(&w, b);
+    bt_jw_decimal(&w, v, places);
+    return w.err ? BT_STR("error") : bt_buf_str(b);
+}
+
+TEST(writer_decimal)
+{
+    struct bt_buf b, d;
+    bt_buf_init(&b, 256);
+    bt_buf_init(&d, 256);
+    CHECK_SLICE(decimal_text(&b, 12345, 3), "12.345");
+    CHECK_SLICE(decimal_text(&b, 12300, 3), "12.3");
+    CHECK_SLICE(decimal_text(&b, 12000, 3), "12");
+    CHECK_SLICE(decimal_text(&b, 5, 3), "0.005");
+    CHECK_SLICE(decimal_text(&b, 0, 3), "0");
+    CHECK_SLICE(decimal_text(&b, -1500, 3), "-1.5");
+    CHECK_SLICE(decimal_text(&b, 7, 0), "7");
+    CHECK_SLICE(decimal_text(&b, -7, 1), "-0.7");
+    CHECK_SLICE(decimal_text(&b, INT64_MIN, 0), "-9223372036854775808");
+    CHECK_SLICE(decimal_text(&b, INT64_MAX, 18), "9.223372036854775807");
+    CHECK_SLICE(decimal_text(&b, INT64_MIN, 18), "-9.223372036854775808");
+    CHECK_SLICE(decimal_text(&b, 100, 18), "0.0000000000000001");
+    CHECK_SLICE(decimal_text(&b, 1, 19), "error"); /* more than 18 places */
+    /* Milliseconds from microseconds: the same text bt_jw_double writes for the
+     * double nearest v / 1000, over a range of magnitudes. */
+    for (int64_t v = 0; v < 100000000; v = v < 3000 ? v + 1 : v * 3 / 2 + 7) {
+        struct bt_str got = decimal_text(&b, v, 3);
+        bt_buf_reset(&d);
+        struct bt_jw x;
+        bt_jw_init(&x, &d);
+        bt_jw_double(&x, (double)v / 1000.0);
+        if (!bt_str_eq(got, bt_buf_str(&d))) {
+            H_FAIL("%lld / 1000: decimal %.*s, double %.*s", (long long)v, BT_STR_FMT(got),
+                   (int)d.len, d.p);
+            break;
+        }
+    }
+    /* In an array: commas. */
+    bt_buf_reset(&b);
+    struct bt_jw w;
+    bt_jw_init(&w, &b);
+    bt_jw_arr_begin(&w);
+    bt_jw_decimal(&w, 25, 1);
+    bt_jw_decimal(&w, 3, 2);
+    bt_jw_arr_end(&w);
+    CHECK_SLICE(bt_buf_str(&b), "[2.5,0.03]");
+    bt_buf_free(&b);
+    bt_buf_free(&d);
+}
+
 TEST(writer_errors)
 {
     struct bt_buf b;
@@ -1021,6 +1076,7 @@ int main(void)
     RUN(splice_errors);
     RUN(writer_basic);
     RUN(writer_doubles);
+    RUN(writer_decimal);
     RUN(writer_errors);
     RUN(writer_roundtrip);
     RUN(differential_cjson);
