@@ -3,19 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct bt_str bt_str_c(const char *s)
-{
-    return s ? (struct bt_str){s, strlen(s)} : BT_STR_NULL;
-}
-
 bool bt_str_eq(struct bt_str a, struct bt_str b)
 {
     return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
-}
-
-bool bt_str_eq_c(struct bt_str a, const char *b)
-{
-    return bt_str_eq(a, bt_str_c(b));
 }
 
 static inline char lower(char c)
@@ -29,11 +19,6 @@ bool bt_str_caseeq(struct bt_str a, struct bt_str b)
     for (size_t i = 0; i < a.len; i++)
         if (lower(a.p[i]) != lower(b.p[i])) return false;
     return true;
-}
-
-bool bt_str_caseeq_c(struct bt_str a, const char *b)
-{
-    return bt_str_caseeq(a, bt_str_c(b));
 }
 
 bool bt_str_starts_with(struct bt_str s, struct bt_str prefix)

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct bt_str {
     const char *p; /* first byte; may be NULL when len == 0 */
@@ -18,13 +19,24 @@ struct bt_str {
 /* printf helper: printf("%.*s", BT_STR_FMT(s)) */
 #define BT_STR_FMT(s) (int)(s).len, (s).p
 
-/* Slice over a NUL-terminated string (borrowed); NULL gives an empty slice. */
-struct bt_str bt_str_c(const char *s);
+/* Slice over a NUL-terminated string (borrowed); NULL gives an empty slice.
+ * Inline, with the _c comparisons below, so that the length of a literal is
+ * known when compiling: header names are compared this way on every request. */
+static inline struct bt_str bt_str_c(const char *s)
+{
+    return s ? (struct bt_str){s, strlen(s)} : BT_STR_NULL;
+}
 bool bt_str_eq(struct bt_str a, struct bt_str b);
-bool bt_str_eq_c(struct bt_str a, const char *b);
+static inline bool bt_str_eq_c(struct bt_str a, const char *b)
+{
+    return bt_str_eq(a, bt_str_c(b));
+}
 /* ASCII case-insensitive comparison (for HTTP header names). */
 bool bt_str_caseeq(struct bt_str a, struct bt_str b);
-bool bt_str_caseeq_c(struct bt_str a, const char *b);
+static inline bool bt_str_caseeq_c(struct bt_str a, const char *b)
+{
+    return bt_str_caseeq(a, bt_str_c(b));
+}
 bool bt_str_starts_with(struct bt_str s, struct bt_str prefix);
 /* Index of the first `c` in s, or -1. */
 long bt_str_index(struct bt_str s, char c);

@@ -179,8 +179,11 @@ void bt_jw_obj_begin(struct bt_jw *w);
 void bt_jw_obj_end(struct bt_jw *w);
 void bt_jw_arr_begin(struct bt_jw *w);
 void bt_jw_arr_end(struct bt_jw *w);
-void bt_jw_key(struct bt_jw *w, const char *key);
 void bt_jw_key_str(struct bt_jw *w, struct bt_str key);
+static inline void bt_jw_key(struct bt_jw *w, const char *key) /* inline: a literal's length folds */
+{
+    bt_jw_key_str(w, bt_str_c(key));
+}
 void bt_jw_str(struct bt_jw *w, struct bt_str s);
 void bt_jw_cstr(struct bt_jw *w, const char *s);
 void bt_jw_int(struct bt_jw *w, int64_t v);

@@ -91,11 +91,6 @@ void bt_jw_key_str(struct bt_jw *w, struct bt_str key)
     w->after_key = 1;
 }
 
-void bt_jw_key(struct bt_jw *w, const char *key)
-{
-    bt_jw_key_str(w, bt_str_c(key));
-}
-
 void bt_jw_str(struct bt_jw *w, struct bt_str s)
 {
     if (!pre_value(w)) return;
