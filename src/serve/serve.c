@@ -389,6 +389,18 @@ int bt_serve_main(const char *config_path, const char *listen_override)
     s.worker_exit.data = &s;
     uv_timer_init(s.loop, &s.drain_timer);
     s.drain_timer.data = &s;
+    /* The signal handlers go in before the first worker listens: a SIGHUP or
+     * SIGTERM sent as soon as the port answers must reach them, not the default
+     * action (which ends the process). They run once the loop runs, below. */
+    uv_signal_init(s.loop, &s.sigterm);
+    uv_signal_init(s.loop, &s.sigint);
+    uv_signal_init(s.loop, &s.sighup);
+    uv_signal_init(s.loop, &s.sigusr1);
+    s.sigterm.data = s.sigint.data = s.sighup.data = s.sigusr1.data = &s;
+    uv_signal_start(&s.sigterm, on_term, SIGTERM);
+    uv_signal_start(&s.sigint, on_term, SIGINT);
+    uv_signal_start(&s.sighup, on_hup, SIGHUP);
+    uv_signal_start(&s.sigusr1, on_usr1, SIGUSR1);
     uint32_t started = 0;
     for (uint32_t i = 0; i < s.nworkers; i++) {
         struct bt_worker *w = &s.workers[i];
@@ -420,19 +432,11 @@ int bt_serve_main(const char *config_path, const char *listen_override)
         if (s.workers[i].listen_err) ok = false;
     if (!ok) {
         bt_error("cannot listen on %s:%u", s.host, s.port);
+        stop_main(&s); /* the loop runs only until the workers are gone */
         send_all(&s, CMD_STOP);
     } else {
         bt_info("baton listening on %s:%u with %u worker%s, %zu models", s.host, s.port,
                 s.nworkers, s.nworkers == 1 ? "" : "s", s.cfg->nmodels);
-        uv_signal_init(s.loop, &s.sigterm);
-        uv_signal_init(s.loop, &s.sigint);
-        uv_signal_init(s.loop, &s.sighup);
-        uv_signal_init(s.loop, &s.sigusr1);
-        s.sigterm.data = s.sigint.data = s.sighup.data = s.sigusr1.data = &s;
-        uv_signal_start(&s.sigterm, on_term, SIGTERM);
-        uv_signal_start(&s.sigint, on_term, SIGINT);
-        uv_signal_start(&s.sighup, on_hup, SIGHUP);
-        uv_signal_start(&s.sigusr1, on_usr1, SIGUSR1);
         rc = 0;
     }
     if (atomic_load(&s.running) > 0) uv_run(s.loop, UV_RUN_DEFAULT);
