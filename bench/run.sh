@@ -317,9 +317,10 @@ hwm_kb() {
     echo "$t"
 }
 mkv() { sed -n "s/.*\\b$2=\\(-\\{0,1\\}[0-9.]*\\).*/\\1/p" <<<"$1"; } # "k=v k=v" key -> v
+us_diff() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%d", a - b}'; } # a - b, whole µs
 # The many-streams test's added delay of one round: the contender's steady trip
 # p99 less the control group's (or its steady trip p99 when there was none).
-many_added() { awk -v a="$(mkv "$1" steady_trip_p99_us)" -v b="$(mkv "$1" ctl_steady_trip_p99_us)" 'BEGIN{printf "%d", a - b}'; }
+many_added() { us_diff "$(mkv "$1" steady_trip_p99_us)" "$(mkv "$1" ctl_steady_trip_p99_us)"; }
 nginx_pids() { echo "$1 $(pgrep -P "$1" | tr '\n' ' ')"; } # master + its workers
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -920,8 +921,8 @@ targets() {
         local added added_ngx added_seq added_all
         added=$(mkv "$MANY_BATON" added_p99_us)
         added_ngx=$(mkv "$MANY_NGINX" added_p99_us)
-        added_seq=$(awk -v a="$(mkv "$MANY_BATON" steady_trip_p99_us)" -v b="$(mkv "$MANY_DIRECT" steady_trip_p99_us)" 'BEGIN{printf "%d", a - b}')
-        added_all=$(awk -v a="$(mkv "$MANY_BATON" trip_p99_us)" -v b="$(mkv "$MANY_DIRECT" trip_p99_us)" 'BEGIN{printf "%d", a - b}')
+        added_seq=$(us_diff "$(mkv "$MANY_BATON" steady_trip_p99_us)" "$(mkv "$MANY_DIRECT" steady_trip_p99_us)")
+        added_all=$(us_diff "$(mkv "$MANY_BATON" trip_p99_us)" "$(mkv "$MANY_DIRECT" trip_p99_us)")
         mark "$([[ $all_open = 1 && $(mkv "$MANY_BATON" steady_trips) -gt 0 && $(mkv "$MANY_BATON" ctl_steady_trips) -gt 0 ]] && cmp_le "$added" 1000 || echo 0)" "added delay per event p99 < 1 ms with $MANY streams open: ${added} us (steady trip p99 $(mkv "$MANY_BATON" steady_trip_p99_us) via baton vs $(mkv "$MANY_BATON" ctl_steady_trip_p99_us) for the control streams beside it; nginx adds ${added_ngx} us; the method's own error (direct vs control) $(mkv "$MANY_DIRECT" added_p99_us) us; against the separate direct round baton adds ${added_seq} us, and over the whole run, opening included, ${added_all} us)"
     fi
     if want micro; then

@@ -133,7 +133,7 @@ void bt_jw_double(struct bt_jw *w, double v)
 void bt_jw_decimal(struct bt_jw *w, int64_t v, unsigned places)
 {
     if (places > 18) {
-        w->err = BT_EINVAL;
+        if (!w->err) w->err = BT_EINVAL; /* sticky: an earlier error stays the one reported */
         return;
     }
     if (!pre_value(w)) return;
