@@ -12,6 +12,9 @@
 #include "core/str.h"
 #include "json/json.h"
 
+/* Longest model id or user id a client may send (bytes). */
+#define BT_NAME_MAX 256
+
 enum bt_api {
     BT_API_OPENAI = 1,  /* OpenAI REST shapes */
     BT_API_ANTHROPIC,   /* Anthropic messages (front end to come) */
@@ -26,7 +29,8 @@ struct bt_request {
     enum bt_api api;          /* the client's API: errors and replies speak it */
     enum bt_op op;
     struct bt_json_doc doc;   /* the client's body, tokenized (view over req body) */
-    struct bt_str model;      /* requested model (unescaped) */
+    struct bt_str model;      /* requested model (unescaped; checked by bt_api_name_ok) */
+    struct bt_str user;       /* end user id (`user`), empty when absent; checked too */
     bool stream;              /* `stream: true` */
     bool include_usage;       /* client asked for stream_options.include_usage */
     int tok_model;            /* token of the `model` value */

@@ -29,6 +29,84 @@ const char *bt_openai_error_fmt(struct bt_buf *out, struct bt_str path, int stat
     return "application/json";
 }
 
+/* Checks a client-chosen name that can reach a response header, a log line, a
+ * metric label or an upstream request: 1 to BT_NAME_MAX bytes, none of them a
+ * control character (C0, DEL). On failure writes why into msg, quoting the value
+ * with control bytes shown as \xNN. */
+bool bt_api_name_ok(struct bt_str v, const char *field, char *msg, size_t msgcap)
+{
+    size_t bad = v.len;
+    for (size_t i = 0; i < v.len; i++) {
+        unsigned char ch = (unsigned char)v.p[i];
+        if (ch < 0x20 || ch == 0x7f) {
+            bad = i;
+            break;
+        }
+    }
+    if (v.len && v.len <= BT_NAME_MAX && bad == v.len) return true;
+    char shown[100];
+    size_t o = 0;
+    for (size_t i = 0; i < v.len && o + 5 < sizeof(shown) - 4; i++) {
+        unsigned char ch = (unsigned char)v.p[i];
+        if (ch < 0x20 || ch == 0x7f) o += (size_t)snprintf(shown + o, sizeof(shown) - o, "\\x%02x", ch);
+        else shown[o++] = (char)ch;
+    }
+    if (o < v.len) {
+        memcpy(shown + o, "...", 3);
+        o += 3;
+    }
+    shown[o] = 0;
+    if (!v.len)
+        snprintf(msg, msgcap, "'%s' must be a non-empty string.", field);
+    else if (bad < v.len)
+        snprintf(msg, msgcap,
+                 "Invalid '%s' \"%s\": it contains a control character (0x%02x at byte %zu); "
+                 "it must be printable text of at most %d bytes.",
+                 field, shown, (unsigned char)v.p[bad], bad, BT_NAME_MAX);
+    else
+        snprintf(msg, msgcap, "Invalid '%s' \"%s\": it is %zu bytes long; at most %d are allowed.",
+                 field, shown, v.len, BT_NAME_MAX);
+    return false;
+}
+
+/* The top-level members the gateway reads. Each may appear once: with a key
+ * given twice, baton and the provider could each act on a different value (a
+ * JSON parser may keep the first or the last), so the request is refused. */
+enum req_key {
+    K_MODEL, K_MESSAGES, K_STREAM, K_STREAM_OPTIONS, K_TOOLS, K_MAX_COMPLETION_TOKENS,
+    K_MAX_TOKENS, K_USER, K_INPUT, K_COUNT
+};
+static const char *const req_keys[K_COUNT] = {
+    "model", "messages", "stream", "stream_options", "tools", "max_completion_tokens",
+    "max_tokens", "user", "input",
+};
+
+/* Finds the members above in one pass over `obj`; BT_EINVAL with *dup set when
+ * one is given twice. */
+static enum bt_err find_members(const struct bt_json_doc *d, int obj, const char *const *names,
+                                int n, int *toks, const char **dup)
+{
+    for (int i = 0; i < n; i++) toks[i] = -1;
+    uint32_t count = d->toks[obj].size;
+    int k = obj + 1;
+    for (uint32_t m = 0; m < count; m++) {
+        struct bt_str raw = bt_json_str_raw(d, k);
+        for (int i = 0; i < n; i++) {
+            /* first bytes differ for most pairs: skip bt_json_str_eq's unescape check */
+            if (!d->toks[k].escaped && (!raw.len || raw.p[0] != names[i][0])) continue;
+            if (!bt_json_str_eq(d, k, names[i])) continue;
+            if (toks[i] >= 0) {
+                *dup = names[i];
+                return BT_EINVAL;
+            }
+            toks[i] = k + 1;
+            break;
+        }
+        k = (int)d->toks[k + 1].next;
+    }
+    return BT_OK;
+}
+
 enum bt_err bt_openai_decode_request(struct bt_request *r, enum bt_op op, struct bt_str body,
                                      struct bt_arena *arena, char *msg, size_t msgcap,
                                      const char **param)
@@ -57,7 +135,14 @@ enum bt_err bt_openai_decode_request(struct bt_request *r, enum bt_op op, struct
         snprintf(msg, msgcap, "The request body must be a JSON object.");
         return BT_EINVAL;
     }
-    r->tok_model = bt_json_get(d, 0, "model");
+    int t[K_COUNT];
+    const char *dup = NULL;
+    if (find_members(d, 0, req_keys, K_COUNT, t, &dup)) {
+        *param = dup;
+        snprintf(msg, msgcap, "'%s' is given more than once; each parameter may appear once.", dup);
+        return BT_EINVAL;
+    }
+    r->tok_model = t[K_MODEL];
     if (r->tok_model < 0) {
         *param = "model";
         snprintf(msg, msgcap, "you must provide a model parameter");
@@ -69,8 +154,22 @@ enum bt_err bt_openai_decode_request(struct bt_request *r, enum bt_op op, struct
         snprintf(msg, msgcap, "'model' must be a non-empty string");
         return BT_EINVAL;
     }
+    if (!bt_api_name_ok(r->model, "model", msg, msgcap)) {
+        *param = "model";
+        return BT_EINVAL;
+    }
+    int u = t[K_USER];
+    if (u >= 0 && bt_json_type(d, u) != BT_JSON_NULL) {
+        *param = "user";
+        if (bt_json_type(d, u) != BT_JSON_STRING || bt_json_str(d, u, arena, &r->user)) {
+            snprintf(msg, msgcap, "'user' must be a string.");
+            return BT_EINVAL;
+        }
+        if (!bt_api_name_ok(r->user, "user", msg, msgcap)) return BT_EINVAL;
+        *param = NULL;
+    }
     if (op == BT_OP_CHAT) {
-        r->tok_messages = bt_json_get(d, 0, "messages");
+        r->tok_messages = t[K_MESSAGES];
         if (r->tok_messages < 0) {
             *param = "messages";
             snprintf(msg, msgcap, "Missing required parameter: 'messages'.");
@@ -82,7 +181,7 @@ enum bt_err bt_openai_decode_request(struct bt_request *r, enum bt_op op, struct
             snprintf(msg, msgcap, "'messages' must be a non-empty array.");
             return BT_EINVAL;
         }
-        int s = bt_json_get(d, 0, "stream");
+        int s = t[K_STREAM];
         if (s >= 0 && bt_json_type(d, s) != BT_JSON_NULL) {
             if (bt_json_bool(d, s, &r->stream)) {
                 *param = "stream";
@@ -90,22 +189,27 @@ enum bt_err bt_openai_decode_request(struct bt_request *r, enum bt_op op, struct
                 return BT_EINVAL;
             }
         }
-        int so = bt_json_get(d, 0, "stream_options");
+        int so = t[K_STREAM_OPTIONS];
         if (bt_json_type(d, so) == BT_JSON_OBJECT) {
             r->tok_stream_options = so;
-            int iu = bt_json_get(d, so, "include_usage");
+            static const char *const so_keys[1] = {"include_usage"};
+            int iu;
+            if (find_members(d, so, so_keys, 1, &iu, &dup)) {
+                *param = "stream_options.include_usage";
+                snprintf(msg, msgcap, "'stream_options.include_usage' is given more than once.");
+                return BT_EINVAL;
+            }
             bool v = false;
             if (iu >= 0 && bt_json_bool(d, iu, &v) == BT_OK) r->include_usage = v;
         }
-        int t = bt_json_get(d, 0, "tools");
-        if (bt_json_type(d, t) == BT_JSON_ARRAY) r->tok_tools = t;
-        int mt = bt_json_get(d, 0, "max_completion_tokens");
-        if (mt < 0) mt = bt_json_get(d, 0, "max_tokens");
+        if (bt_json_type(d, t[K_TOOLS]) == BT_JSON_ARRAY) r->tok_tools = t[K_TOOLS];
+        int mt = t[K_MAX_COMPLETION_TOKENS];
+        if (mt < 0) mt = t[K_MAX_TOKENS];
         int64_t v;
         if (mt >= 0 && bt_json_type(d, mt) == BT_JSON_NUMBER && bt_json_int(d, mt, &v) == BT_OK)
             r->max_tokens = v;
     } else {
-        r->tok_input = bt_json_get(d, 0, "input");
+        r->tok_input = t[K_INPUT];
         if (r->tok_input < 0) {
             *param = "input";
             snprintf(msg, msgcap, "Missing required parameter: 'input'.");
@@ -121,7 +225,9 @@ static void respond_json(struct bt_http_req *req, int status, struct bt_str body
 {
     struct bt_http_header hs[2] = {{BT_STR("x-baton-deployment"), BT_STR("none")},
                                    {BT_STR("x-baton-attempts"), BT_STR("0")}};
-    bt_http_respond(req, status, hs, 2, BT_STR("application/json"), body);
+    /* Finishes the request whatever it returns; a refused head is logged by the server. */
+    enum bt_err err = bt_http_respond(req, status, hs, 2, BT_STR("application/json"), body);
+    (void)err;
 }
 
 static void respond_error(struct bt_http_req *req, int status, const char *type,
@@ -280,7 +386,9 @@ static void handle_metrics(struct bt_http_req *req, struct bt_worker *w)
                       BT_STR_NULL);
         return;
     }
-    bt_http_respond(req, 200, NULL, 0, BT_STR(BT_METRICS_CONTENT_TYPE), bt_buf_str(&b));
+    enum bt_err rerr = bt_http_respond(req, 200, NULL, 0, BT_STR(BT_METRICS_CONTENT_TYPE),
+                                       bt_buf_str(&b));
+    (void)rerr; /* the request is finished either way */
     bt_buf_free(&b);
 }
 

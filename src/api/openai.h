@@ -19,6 +19,12 @@ void bt_openai_error_json(struct bt_buf *out, const char *message, const char *t
 const char *bt_openai_error_fmt(struct bt_buf *out, struct bt_str path, int status,
                                 const char *type, const char *msg);
 
+/* True when `v`, a client-chosen name (`field` says which: "model", "user"), may
+ * reach headers, logs, labels and upstream requests: 1 to BT_NAME_MAX bytes
+ * without control characters. Otherwise writes a message naming the field and
+ * the value (control bytes shown as \xNN, cut to under 100 bytes) into msg. */
+bool bt_api_name_ok(struct bt_str v, const char *field, char *msg, size_t msgcap);
+
 /* Decodes an OpenAI chat-completions or embeddings body into `r` (tokens from
  * `arena`, slices into `body`). On a client error returns BT_EPARSE/BT_EINVAL
  * with a message in `msg` and the offending parameter in *param (or NULL). */

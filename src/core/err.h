@@ -24,6 +24,10 @@ enum bt_err {
     BT_ECONFIG,     /* configuration error */
 };
 
+/* On a function whose failure the caller must act on (a response that could not
+ * be sent, a call that did not start): the compiler refuses an ignored result. */
+#define BT_MUST_USE __attribute__((warn_unused_result))
+
 /* Returns a static string describing `err`; never NULL. */
 const char *bt_strerror(enum bt_err err);
 

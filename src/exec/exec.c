@@ -154,7 +154,11 @@ static void finish_error(struct bt_exec *ex)
     if (f->status == 429 && ex->retry_after_ms[0])
         hs[n++] = (struct bt_http_header){BT_STR("retry-after-ms"), bt_str_c(ex->retry_after_ms)};
     log_access(ex, f->status, f->msg);
-    bt_http_respond(ex->hreq, f->status, hs, n, BT_STR("application/json"), bt_buf_str(&body));
+    /* Finishes the request whatever it returns (a refused head is answered 500
+     * by the server and logged there): hreq is gone either way. */
+    enum bt_err err = bt_http_respond(ex->hreq, f->status, hs, n, BT_STR("application/json"),
+                                      bt_buf_str(&body));
+    (void)err;
     ex->hreq = NULL;
     bt_buf_free(&body);
     cleanup(ex);
@@ -264,8 +268,11 @@ static const char *timeout_phase(struct bt_exec *ex)
 
 /* Sends the spans as one chunk; `last` ends the stream in the same write. With
  * the client gone (no hreq) they are dropped. */
+static void client_lost(struct bt_exec *ex);
+
 static void send_spans(struct bt_exec *ex, bool last)
 {
+    enum bt_err err = BT_OK;
     if (ex->hreq) {
         struct bt_str parts[BT_HTTP_MAX_PARTS];
         for (uint32_t i = 0; i < ex->nspans; i++) {
@@ -273,10 +280,11 @@ static void send_spans(struct bt_exec *ex, bool last)
             parts[i] = (struct bt_str){sp->p ? sp->p : ex->out.p + sp->off, sp->len};
         }
         if (last) bt_http_stream_end_with(ex->hreq, parts, ex->nspans);
-        else if (ex->nspans) bt_http_stream_writev(ex->hreq, parts, ex->nspans);
+        else if (ex->nspans) err = bt_http_stream_writev(ex->hreq, parts, ex->nspans);
     }
     ex->nspans = 0;
     bt_buf_reset(&ex->out);
+    if (err) client_lost(ex);
 }
 
 static void flush_out(struct bt_exec *ex)
@@ -425,6 +433,7 @@ static int decode_event(struct bt_exec *ex, const struct bt_sse_event *ev)
 static int on_sse(void *ud, const struct bt_sse_event *ev)
 {
     struct bt_exec *ex = ud;
+    if (ex->state == EX_DONE) return 1;
     if (!ev->has_data) {
         relay_raw(ex, ev->raw);
         return 0;
@@ -472,14 +481,20 @@ static int on_sse(void *ud, const struct bt_sse_event *ev)
     return rc;
 }
 
-static void stream_begin(struct bt_exec *ex)
+/* Commits to the stream. False when the client's stream could not be opened:
+ * the request is then finished (see bt_http_stream_begin) and so is the exec. */
+static bool stream_begin(struct bt_exec *ex)
 {
     struct bt_http_header hs[6];
     char attempts[16];
     size_t n = std_headers(ex, hs, attempts, sizeof(attempts));
     hs[n++] = (struct bt_http_header){BT_STR("cache-control"), BT_STR("no-cache")};
     ex->state = EX_STREAM;
-    bt_http_stream_begin(ex->hreq, 200, hs, n, BT_STR("text/event-stream"));
+    if (bt_http_stream_begin(ex->hreq, 200, hs, n, BT_STR("text/event-stream")) == BT_OK)
+        return true;
+    ex->hreq = NULL;
+    cleanup(ex);
+    return false;
 }
 
 /* ---- upstream callbacks ---- */
@@ -506,8 +521,11 @@ static void up_head(void *ud, int status, const struct bt_http_header *hs, size_
             copy_header(ex->retry_after_ms, sizeof(ex->retry_after_ms), hs[i].value);
     }
     if (status >= 200 && status < 300) {
-        if (ex->r->stream && sse) stream_begin(ex);
-        else ex->state = EX_BODY;
+        if (ex->r->stream && sse) {
+            if (!stream_begin(ex)) return;
+        } else {
+            ex->state = EX_BODY;
+        }
     } else {
         ex->state = EX_ERRBODY;
         ex->resp.max = MAX_ERROR_BYTES;
@@ -522,6 +540,7 @@ static void up_data(void *ud, const char *p, size_t n)
     if (ex->state == EX_STREAM) {
         ex->in = (struct bt_str){p, n};
         enum bt_err err = bt_sse_feed(&ex->sse, p, n);
+        if (ex->state == EX_DONE) return; /* the client went away meanwhile */
         if (err == BT_ETOOBIG && !ex->stream_err) ex->stream_err = "a stream event exceeded the size cap";
         if (err) {
             bt_provider_cancel(&ex->call);
@@ -622,7 +641,9 @@ static void finish_body(struct bt_exec *ex)
     char attempts[16];
     size_t n = std_headers(ex, hs, attempts, sizeof(attempts));
     log_access(ex, 200, NULL);
-    bt_http_respond(ex->hreq, 200, hs, n, BT_STR("application/json"), bt_buf_str(&ex->resp));
+    enum bt_err err = bt_http_respond(ex->hreq, 200, hs, n, BT_STR("application/json"),
+                                      bt_buf_str(&ex->resp));
+    (void)err; /* the request is finished either way (see finish_error) */
     ex->hreq = NULL;
     cleanup(ex);
 }
@@ -792,6 +813,17 @@ static void on_abort(struct bt_http_req *req, void *ud)
 {
     struct bt_exec *ex = ud;
     if (ex->hreq) log_access(ex, 499, "client closed the connection");
+    ex->hreq = NULL;
+    cleanup(ex);
+}
+
+/* A write to the client failed (its connection broke): the same as the client
+ * leaving, found by us instead of the server. The request is finished here. */
+static void client_lost(struct bt_exec *ex)
+{
+    if (!ex->hreq) return;
+    log_access(ex, 499, "the client's connection failed");
+    bt_http_reset(ex->hreq);
     ex->hreq = NULL;
     cleanup(ex);
 }

@@ -1547,6 +1547,31 @@ static bool resp_should_close(const struct bt_http_conn *c)
     return !c->req.keep_alive || c->srv->draining || c->srv->closing;
 }
 
+/* A handler asked for a response that cannot be sent as asked (a header value
+ * with CR, LF or NUL, a bad status, a head over its buffer's cap). The request
+ * still gets an answer and is finished here, exactly once: a 500 in the
+ * caller's error shape without the handler's headers, then close. */
+static enum bt_err refuse_response(struct bt_http_conn *c, enum bt_err why)
+{
+    struct bt_http_server *s = c->srv;
+    bt_log(BT_LOG_ERROR, "request %s: the response could not be formed (%s); answering 500",
+           c->req.id, bt_strerror(why));
+    bt_buf_reset(&s->ebuf);
+    const char *ctype = s->opts.format_error(&s->ebuf, c->req.path, 500, "server_error",
+                                             "baton could not form its response");
+    c->resp_started = true;
+    if (build_head(c, &s->hbuf, 500, s->opts.error_headers, s->opts.nerror_headers,
+                   bt_str_c(ctype), false, true, s->ebuf.len, true) == BT_OK) {
+        uv_buf_t iov[2] = {uv_buf_init(s->hbuf.p, (unsigned)s->hbuf.len),
+                           uv_buf_init(s->ebuf.p, (unsigned)s->ebuf.len)};
+        conn_send(c, iov, req_is_head(&c->req) ? 1 : 2); /* a failure closes below */
+    } else {
+        conn_reset(c);
+    }
+    req_done(c, true);
+    return why;
+}
+
 enum bt_err bt_http_respond(struct bt_http_req *req, int status,
                             const struct bt_http_header *headers, size_t nheaders,
                             struct bt_str content_type, struct bt_str body)
@@ -1560,13 +1585,13 @@ enum bt_err bt_http_respond(struct bt_http_req *req, int status,
     }
     if (!headers_ok(headers, nheaders) || !hdr_text_ok(content_type, false) || status < 100 ||
         status > 999)
-        return BT_EINVAL;
+        return refuse_response(c, BT_EINVAL);
     struct bt_http_server *s = c->srv;
     bool close = resp_should_close(c);
     bool with_body = status_has_body(status);
     enum bt_err err = build_head(c, &s->hbuf, status, headers, nheaders, content_type, false,
                                  with_body, body.len, close);
-    if (err) return err;
+    if (err) return refuse_response(c, err);
     c->resp_started = true;
     uv_buf_t iov[2] = {uv_buf_init(s->hbuf.p, (unsigned)s->hbuf.len),
                        uv_buf_init((char *)body.p, (unsigned)body.len)};
@@ -1583,24 +1608,26 @@ enum bt_err bt_http_stream_begin(struct bt_http_req *req, int status,
     if (!req) return BT_EINVAL;
     struct bt_http_conn *c = req->conn;
     if (!c->req_active || c->resp_started) return BT_EINVAL;
+    if (c->state == CS_CLOSED || c->failed) {
+        req_done(c, true);
+        return BT_ECLOSED;
+    }
     if (!headers_ok(headers, nheaders) || !hdr_text_ok(content_type, false) || status < 100 ||
         status > 999)
-        return BT_EINVAL;
-    c->resp_started = true;
+        return refuse_response(c, BT_EINVAL);
     c->resp_no_body = req_is_head(req) || !status_has_body(status);
     c->resp_chunked = req->http_minor >= 1 && !c->resp_no_body;
     /* HTTP/1.0 has no chunked coding: the body ends when we close. */
     c->resp_close = resp_should_close(c) || (req->http_minor == 0 && !c->resp_no_body);
-    if (c->state == CS_CLOSED || c->failed) return BT_ECLOSED;
     struct bt_http_server *s = c->srv;
     enum bt_err err = build_head(c, &s->hbuf, status, headers, nheaders, content_type,
                                  c->resp_chunked, false, 0, c->resp_close);
-    if (err) {
-        c->resp_started = false;
-        return err;
-    }
+    if (err) return refuse_response(c, err);
+    c->resp_started = true;
     uv_buf_t b = uv_buf_init(s->hbuf.p, (unsigned)s->hbuf.len);
-    return conn_hold(c, &b, 1);
+    err = conn_hold(c, &b, 1);
+    if (err) req_done(c, true);
+    return err;
 }
 
 enum bt_err bt_http_stream_write(struct bt_http_req *req, struct bt_str data)

@@ -108,23 +108,32 @@ void bt_http_on_abort(struct bt_http_req *req, bt_http_abort_cb cb, void *ud);
 /* ---- responses (exactly one of respond / stream_begin per request) ----
  * `headers` are extra headers; the server adds Content-Length or
  * Transfer-Encoding, Connection, Date and x-request-id itself. Header bytes are
- * copied before return. */
-enum bt_err bt_http_respond(struct bt_http_req *req, int status,
+ * copied before return.
+ *
+ * bt_http_respond always finishes the request, whatever it returns: when the
+ * response cannot be sent as asked (a header or content type with CR, LF or NUL,
+ * a status outside 100-999, a head too large) the client gets a 500 in the
+ * server's error shape and the connection closes, and BT_EINVAL / BT_ETOOBIG
+ * says so; BT_ECLOSED means the client was gone. Either way `req` must not be
+ * used after the call. bt_http_stream_begin is the same on failure (the request
+ * is finished, `req` is gone); on success the stream is open. */
+BT_MUST_USE enum bt_err bt_http_respond(struct bt_http_req *req, int status,
                             const struct bt_http_header *headers, size_t nheaders,
                             struct bt_str content_type, struct bt_str body);
 /* Starts a streamed response (chunked for HTTP/1.1, close-delimited for 1.0).
  * The head goes out with the first chunk, or when the loop has run the I/O
  * callbacks of its current pass, whichever comes first. */
-enum bt_err bt_http_stream_begin(struct bt_http_req *req, int status,
+BT_MUST_USE enum bt_err bt_http_stream_begin(struct bt_http_req *req, int status,
                                  const struct bt_http_header *headers, size_t nheaders,
                                  struct bt_str content_type);
-/* Sends bytes as one chunk; copied before return. */
-enum bt_err bt_http_stream_write(struct bt_http_req *req, struct bt_str data);
+/* Sends bytes as one chunk; copied before return. BT_ECLOSED when the client is
+ * gone or its connection failed: the caller stops producing and ends the stream. */
+BT_MUST_USE enum bt_err bt_http_stream_write(struct bt_http_req *req, struct bt_str data);
 /* Like bt_http_stream_write for the concatenation of n slices (at most
  * BT_HTTP_MAX_PARTS), sent as one chunk: the relay forwards runs of events straight
  * from the upstream's read buffer this way. The slices are borrowed for the call. */
 #define BT_HTTP_MAX_PARTS 32
-enum bt_err bt_http_stream_writev(struct bt_http_req *req, const struct bt_str *parts, size_t n);
+BT_MUST_USE enum bt_err bt_http_stream_writev(struct bt_http_req *req, const struct bt_str *parts, size_t n);
 /* Ends the stream; the request is finished and `req` must not be used after. */
 void bt_http_stream_end(struct bt_http_req *req);
 /* Sends `parts` (at most BT_HTTP_MAX_PARTS, borrowed for the call) as the last

@@ -43,13 +43,21 @@ static void s_head(void *ud, int status, const struct bt_http_header *hs, size_t
         else extra[ne++] = hs[i];
     }
     r->begun = true;
-    bt_http_stream_begin(r->hreq, status, extra, ne, ctype);
+    if (bt_http_stream_begin(r->hreq, status, extra, ne, ctype) == BT_OK) return;
+    /* The request is finished (refused head, client gone): stop the call; the
+     * simulator sends nothing more once cancelled, even from inside this callback. */
+    bt_sim_cancel(r->call);
+    sreq_finish(r);
 }
 
 static void s_data(void *ud, const char *p, size_t n)
 {
     struct sim_req *r = ud;
-    bt_http_stream_write(r->hreq, (struct bt_str){p, n});
+    if (bt_http_stream_write(r->hreq, (struct bt_str){p, n}) == BT_OK) return;
+    bt_sim_cancel(r->call); /* the client is gone: no s_done will come */
+    r->call = NULL;
+    bt_http_reset(r->hreq);
+    sreq_finish(r);
 }
 
 static void s_done(void *ud, enum bt_err err, const char *detail)
@@ -75,7 +83,8 @@ static void s_abort(struct bt_http_req *req, void *ud)
 
 static void respond(struct bt_http_req *req, int status, struct bt_str body)
 {
-    bt_http_respond(req, status, NULL, 0, BT_STR("application/json"), body);
+    enum bt_err err = bt_http_respond(req, status, NULL, 0, BT_STR("application/json"), body);
+    (void)err; /* the request is finished either way */
 }
 
 static void handle(struct bt_http_req *req, void *ud)
