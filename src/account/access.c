@@ -42,6 +42,10 @@ void bt_access_write(const struct bt_access_rec *rec)
     bt_jw_int(&w, rec->usage.completion_tokens);
     bt_jw_key(&w, "total_tokens");
     bt_jw_int(&w, rec->usage.total_tokens);
+    if (rec->usage.estimated) {
+        bt_jw_key(&w, "usage_estimated");
+        bt_jw_bool(&w, true);
+    }
     if (rec->finish) {
         bt_jw_key(&w, "finish_reason");
         bt_jw_cstr(&w, bt_finish_name(rec->finish));
@@ -56,7 +60,7 @@ void bt_access_write(const struct bt_access_rec *rec)
     if (rec->metrics) {
         struct bt_metrics_req m = {
             .model = rec->metric_model,
-            .deployment = rec->deployment ? bt_str_c(rec->deployment) : BT_STR_NULL,
+            .deployment = rec->metric_deployment,
             .status = rec->status,
             .latency_ns = rec->latency_ns,
             .ttft_ns = rec->ttft_ns,

@@ -25,6 +25,9 @@ struct bt_access_rec {
     enum bt_finish finish;
     const char *error;        /* short error text or NULL */
     struct bt_str metric_model; /* configured model name for metrics labels; empty = none */
+    struct bt_str metric_deployment; /* its `deployment` label: a configured "provider/model",
+                                        or the provider's name for a direct provider/model id
+                                        (clients choose those ids: never a label); empty = none */
     struct bt_metrics_shard *metrics; /* the worker's shard, or NULL */
 };
 

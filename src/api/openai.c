@@ -260,15 +260,22 @@ static void handle_models(struct bt_http_req *req, const struct bt_config *cfg, 
     struct bt_jw w;
     bt_jw_init(&w, &b);
     if (id.len) {
+        /* A configured name, or a direct `provider/model` id (what chat accepts). */
         const struct bt_model *m = bt_config_model(cfg, id);
-        if (!m) {
+        long slash = m ? -1 : bt_str_index(id, '/');
+        const struct bt_provider *p =
+            slash > 0 && (size_t)slash + 1 < id.len
+                ? bt_config_provider(cfg, (struct bt_str){id.p, (size_t)slash})
+                : NULL;
+        if (!m && !p) {
             bt_buf_free(&b);
-            char msg[300];
+            char msg[400];
             snprintf(msg, sizeof(msg), "The model '%.*s' does not exist", BT_STR_FMT(id));
             respond_error(req, 404, "invalid_request_error", "model", "model_not_found", msg, id);
             return;
         }
-        bt_openai_write_model(&w, bt_str_c(m->name), "baton");
+        if (m) bt_openai_write_model(&w, bt_str_c(m->name), "baton");
+        else bt_openai_write_model(&w, id, p->name);
     } else {
         bt_jw_obj_begin(&w);
         bt_jw_key(&w, "object");
@@ -433,12 +440,27 @@ void bt_api_handle(struct bt_http_req *req, void *ud)
             handle_models(req, w->cfg, BT_STR_NULL);
             return;
         }
-        if (bt_str_eq_c(req->method, "GET") && bt_str_starts_with(path, BT_STR("/v1/models/"))) {
-            struct bt_str id = {path.p + 11, path.len - 11};
-            if (id.len) {
-                handle_models(req, w->cfg, id);
+        if (bt_str_eq_c(req->method, "GET") && path.len > 11 &&
+            bt_str_starts_with(path, BT_STR("/v1/models/"))) {
+            /* The SDKs send a model id with '/' as %2F; a literal '/' works too. */
+            struct bt_buf idb;
+            bt_buf_init(&idb, BT_NAME_MAX + 1);
+            enum bt_err derr = bt_buf_append_pct_decoded(&idb, (struct bt_str){path.p + 11, path.len - 11});
+            char m[300];
+            if (derr || !bt_api_name_ok(bt_buf_str(&idb), "model", m, sizeof(m))) {
+                if (derr == BT_EPARSE)
+                    snprintf(m, sizeof(m), "The model id in the URL has a broken %%-escape or a "
+                                           "control character.");
+                else if (derr)
+                    snprintf(m, sizeof(m), "The model id in the URL is longer than %d bytes.",
+                             BT_NAME_MAX);
+                bt_buf_free(&idb);
+                respond_error(req, 400, "invalid_request_error", "model", NULL, m, BT_STR_NULL);
                 return;
             }
+            handle_models(req, w->cfg, bt_buf_str(&idb));
+            bt_buf_free(&idb);
+            return;
         }
         static const char *known[] = {"/v1/chat/completions", "/v1/embeddings", "/v1/models"};
         for (size_t i = 0; i < 3; i++) {

@@ -120,3 +120,29 @@ char *bt_buf_steal(struct bt_buf *b, size_t *len)
     b->len = b->cap = 0;
     return p;
 }
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+enum bt_err bt_buf_append_pct_decoded(struct bt_buf *b, struct bt_str s)
+{
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char ch = (unsigned char)s.p[i];
+        if (ch == '%') {
+            if (i + 2 >= s.len) return BT_EPARSE;
+            int hi = hexval(s.p[i + 1]), lo = hexval(s.p[i + 2]);
+            if (hi < 0 || lo < 0) return BT_EPARSE;
+            ch = (unsigned char)(hi * 16 + lo);
+            i += 2;
+        }
+        if (ch < 0x20 || ch == 0x7f) return BT_EPARSE;
+        enum bt_err err = bt_buf_append(b, &ch, 1);
+        if (err) return err;
+    }
+    return BT_OK;
+}

@@ -37,6 +37,10 @@ enum bt_err bt_buf_printf(struct bt_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 enum bt_err bt_buf_vprintf(struct bt_buf *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
+/* Appends `s` percent-decoded (a URL path segment, proxy credentials). BT_EPARSE
+ * on a broken escape or a control byte (C0, DEL: it could end up in a header or a
+ * log line), BT_ETOOBIG at the cap; the buffer may then hold part of it. */
+enum bt_err bt_buf_append_pct_decoded(struct bt_buf *b, struct bt_str s);
 /* Removes the first `n` bytes (n <= len), moving the rest to the front. */
 void bt_buf_consume(struct bt_buf *b, size_t n);
 /* Makes the contents NUL-terminated (the NUL is not counted in len). */

@@ -28,8 +28,13 @@ struct failure {
     int status;       /* what the client gets if this is the last failure */
     char type[40];
     char code[48];
+    char param[64];   /* the provider's `param` for its 4xx, or empty */
     char msg[600];
 };
+
+/* set_failure's class for a failure that is not an upstream attempt's (a missing
+ * key, a deadline spent before the attempt, shutdown): not counted as one. */
+#define NOT_UPSTREAM BT_UPCLASS_COUNT
 
 struct bt_exec {
     struct bt_exec *prev, *next;    /* the worker's list of live requests */
@@ -65,6 +70,7 @@ struct bt_exec {
     int up_status;
     char retry_after[64], retry_after_ms[24];
     struct bt_usage usage;
+    uint32_t content_events;        /* stream events with content relayed to the client */
     enum bt_finish finish;
     uint64_t ttft_ns;
     char deployment[256];
@@ -104,6 +110,14 @@ static void cleanup(struct bt_exec *ex)
 static void log_access(struct bt_exec *ex, int status, const char *error)
 {
     struct bt_http_req *h = ex->hreq;
+    if (ex->state == EX_STREAM && !ex->usage.present && ex->content_events) {
+        /* Cut short before the provider's usage chunk (client gone, drain, a broken
+         * stream): count what was sent, one token per content event, as providers
+         * stream about one token per chunk; marked as an estimate. */
+        ex->usage = (struct bt_usage){.present = true, .estimated = true,
+                                      .completion_tokens = ex->content_events,
+                                      .total_tokens = ex->content_events};
+    }
     struct bt_access_rec rec = {
         .id = h->id,
         .method = h->method,
@@ -119,6 +133,9 @@ static void log_access(struct bt_exec *ex, int status, const char *error)
         .finish = ex->finish,
         .error = error,
         .metric_model = ex->plan.model ? bt_str_c(ex->plan.model->name) : BT_STR_NULL,
+        .metric_deployment = !ex->attempts ? BT_STR_NULL
+                             : ex->plan.model ? bt_str_c(ex->deployment)
+                                              : bt_str_c(ex->prov->name),
         .metrics = ex->w->mshard,
     };
     bt_access_write(&rec);
@@ -145,7 +162,8 @@ static void finish_error(struct bt_exec *ex)
     }
     struct bt_buf body;
     bt_buf_init(&body, 8192);
-    bt_openai_error_json(&body, f->msg, f->type, NULL, f->code[0] ? f->code : NULL);
+    bt_openai_error_json(&body, f->msg, f->type, f->param[0] ? f->param : NULL,
+                         f->code[0] ? f->code : NULL);
     struct bt_http_header hs[6];
     char attempts[16];
     size_t n = std_headers(ex, hs, attempts, sizeof(attempts));
@@ -170,13 +188,19 @@ static void count_upstream_error(struct bt_exec *ex, enum bt_metrics_upclass cls
         bt_metrics_upstream_error(ex->w->mshard, bt_str_c(ex->prov->name), cls);
 }
 
-static void set_failure(struct bt_exec *ex, int status, const char *type, const char *code,
-                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void set_failure(struct bt_exec *ex, int status, const char *type, const char *code,
-                        const char *fmt, ...)
+/* Records what the client gets if no later attempt succeeds. Every failed upstream
+ * attempt comes through here with its class (NOT_UPSTREAM for the others), so
+ * each is counted in baton_upstream_errors_total exactly once, whatever the path. */
+static void set_failure(struct bt_exec *ex, enum bt_metrics_upclass cls, int status,
+                        const char *type, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static void set_failure(struct bt_exec *ex, enum bt_metrics_upclass cls, int status,
+                        const char *type, const char *code, const char *fmt, ...)
 {
+    if (cls != NOT_UPSTREAM) count_upstream_error(ex, cls);
     struct failure *f = &ex->fail;
     f->status = status;
+    f->param[0] = 0;
     snprintf(f->type, sizeof(f->type), "%s", type);
     snprintf(f->code, sizeof(f->code), "%s", code ? code : "");
     va_list ap;
@@ -368,6 +392,7 @@ static void on_event(void *ud, const struct bt_event *ev)
     case BT_EV_TOOL_START:
     case BT_EV_TOOL_ARGS:
         if (!ex->ttft_ns) ex->ttft_ns = bt_now_ns() - ex->hreq->start_ns;
+        if (ev->text.len) ex->content_events++;
         break;
     default: break;
     }
@@ -467,6 +492,7 @@ static int on_sse(void *ud, const struct bt_sse_event *ev)
             return 1;
         }
         if (plain) {
+            ex->content_events++;
             if (relay_raw(ex, ev->raw)) {
                 ex->stream_err = "stream output buffer full";
                 return 1;
@@ -564,23 +590,26 @@ static void up_data(void *ud, const char *p, size_t n)
     if (bt_buf_append(b, p, n)) {
         bt_provider_cancel(&ex->call);
         ex->call_live = false;
-        set_failure(ex, 502, "upstream_error", "upstream_too_large",
+        set_failure(ex, BT_UPCLASS_INVALID, 502, "upstream_error", "upstream_too_large",
                     "provider %s sent a reply larger than %u bytes", ex->prov->name,
                     (unsigned)b->max);
         finish_error(ex);
     }
 }
 
+/* A reply worth trying the next deployment for: rate limits, timeouts, server
+ * errors, and a provider refusing baton's own credential (401/403), which is not
+ * the client's fault. */
 static bool retryable(int status)
 {
-    return status == 429 || status == 408 || status >= 500;
+    return status == 429 || status == 408 || status >= 500 || status == 401 || status == 403;
 }
 
 /* Turns a provider's non-2xx reply into the failure the client will see. */
 static void record_upstream_status(struct bt_exec *ex)
 {
     int s = ex->up_status;
-    count_upstream_error(ex, bt_metrics_upclass_from_status(s));
+    enum bt_metrics_upclass cls = bt_metrics_upclass_from_status(s);
     int out = s;
     if (s == 401 || s == 403) out = 502;
     else if (s == 408 || s == 504) out = 504;
@@ -591,7 +620,7 @@ static void record_upstream_status(struct bt_exec *ex)
     const char *type = out == 429 ? "rate_limit_error" : out >= 500 ? "upstream_error"
                                                                     : "invalid_request_error";
     char upmsg[400] = "";
-    char code[48] = "";
+    char code[48] = "", param[64] = "";
     struct bt_arena a;
     bt_arena_init(&a, 4096, 4u << 20);
     struct bt_json_doc doc;
@@ -607,18 +636,23 @@ static void record_upstream_status(struct bt_exec *ex)
         int c = bt_json_get(&doc, e, "code");
         if (bt_json_type(&doc, c) == BT_JSON_STRING && bt_json_str(&doc, c, &a, &sv) == BT_OK)
             redact_into(code, sizeof(code), sv, ex->prov->api_key);
+        int pm = bt_json_get(&doc, e, "param");
+        if (bt_json_type(&doc, pm) == BT_JSON_STRING && bt_json_str(&doc, pm, &a, &sv) == BT_OK)
+            redact_into(param, sizeof(param), sv, ex->prov->api_key);
     }
     bt_arena_free(&a);
     if (s == 401 || s == 403)
-        set_failure(ex, out, type, "upstream_auth", "provider %s rejected baton's credentials (HTTP %d)%s",
+        set_failure(ex, cls, out, type, "upstream_auth", "provider %s rejected baton's credentials (HTTP %d)%s",
                     ex->prov->name, s, upmsg);
     else if (s >= 300 && s < 400)
-        set_failure(ex, out, type, "upstream_redirect",
+        set_failure(ex, cls, out, type, "upstream_redirect",
                     "provider %s answered with a redirect (HTTP %d), which baton does not follow",
                     ex->prov->name, s);
     else
-        set_failure(ex, out, type, code[0] ? code : NULL, "provider %s returned HTTP %d%s",
+        set_failure(ex, cls, out, type, code[0] ? code : NULL, "provider %s returned HTTP %d%s",
                     ex->prov->name, s, upmsg);
+    /* The client's request is what the provider refused: say which parameter. */
+    if (out >= 400 && out < 500) memcpy(ex->fail.param, param, sizeof(param));
 }
 
 static void finish_body(struct bt_exec *ex)
@@ -629,8 +663,7 @@ static void finish_body(struct bt_exec *ex)
     if (bt_json_parse(&doc, ex->resp.p, ex->resp.len, &a, NULL, NULL) ||
         bt_json_type(&doc, 0) != BT_JSON_OBJECT) {
         bt_arena_free(&a);
-        count_upstream_error(ex, BT_UPCLASS_INVALID);
-        set_failure(ex, 502, "upstream_error", "upstream_invalid_json",
+        set_failure(ex, BT_UPCLASS_INVALID, 502, "upstream_error", "upstream_invalid_json",
                     "provider %s returned a reply that is not valid JSON", ex->prov->name);
         attempt_next(ex);
         return;
@@ -650,12 +683,12 @@ static void finish_body(struct bt_exec *ex)
 
 static void transport_failure(struct bt_exec *ex, enum bt_err err, const char *detail)
 {
-    count_upstream_error(ex, bt_metrics_upclass_from_err(err));
+    enum bt_metrics_upclass cls = bt_metrics_upclass_from_err(err);
     if (err == BT_ETIMEDOUT)
-        set_failure(ex, 504, "timeout_error", "upstream_timeout",
+        set_failure(ex, cls, 504, "timeout_error", "upstream_timeout",
                     "provider %s timed out (%s)", ex->prov->name, detail ? detail : "timeout");
     else
-        set_failure(ex, 502, "upstream_error", "upstream_unreachable",
+        set_failure(ex, cls, 502, "upstream_error", "upstream_unreachable",
                     "provider %s could not be reached: %s", ex->prov->name,
                     detail && strcmp(detail, bt_strerror(err)) != 0 && strcmp(detail, "reset") != 0
                         ? detail
@@ -677,7 +710,8 @@ static void up_done(void *ud, enum bt_err err, const char *detail)
         if (err) {
             if (err == BT_ETIMEDOUT) transport_failure(ex, err, detail);
             else
-                set_failure(ex, 502, "upstream_error", "upstream_reset",
+                set_failure(ex, bt_metrics_upclass_from_err(err), 502, "upstream_error",
+                            "upstream_reset",
                             "the reply from provider %s broke off: %s", ex->prov->name,
                             bt_strerror(err));
             attempt_next(ex);
@@ -732,8 +766,7 @@ static void on_timer(uv_timer_t *t)
         finish_stream(ex, msg, BT_UPCLASS_TIMEOUT);
         return;
     }
-    count_upstream_error(ex, BT_UPCLASS_TIMEOUT);
-    set_failure(ex, 504, "timeout_error", "upstream_timeout",
+    set_failure(ex, BT_UPCLASS_TIMEOUT, 504, "timeout_error", "upstream_timeout",
                 "provider %s did not answer in time (%s timeout)", ex->prov->name, phase);
     attempt_next(ex);
 }
@@ -760,11 +793,11 @@ static void attempt_next(struct bt_exec *ex)
                  BT_STR_FMT(c->model));
         if (p->type == BT_PROVIDER_OPENAI && p->api_key_required && !p->api_key) {
             if (p->api_key_env)
-                set_failure(ex, 503, "upstream_error", "provider_key_missing",
+                set_failure(ex, NOT_UPSTREAM, 503, "upstream_error", "provider_key_missing",
                             "provider %s has no API key configured (%s is not set)", p->name,
                             p->api_key_env);
             else
-                set_failure(ex, 503, "upstream_error", "provider_key_missing",
+                set_failure(ex, NOT_UPSTREAM, 503, "upstream_error", "provider_key_missing",
                             "provider %s has no API key configured", p->name);
             continue;
         }
@@ -774,7 +807,7 @@ static void attempt_next(struct bt_exec *ex)
         enum bt_err err = bt_provider_encode(p, ex->r, c->model, ex->hreq->arena, &ex->body_up,
                                              &ex->added_usage);
         if (err) {
-            set_failure(ex, 500, "server_error", NULL, "could not encode the request: %s",
+            set_failure(ex, NOT_UPSTREAM, 500, "server_error", NULL, "could not encode the request: %s",
                         bt_strerror(err));
             continue;
         }
@@ -786,7 +819,7 @@ static void attempt_next(struct bt_exec *ex)
             uint64_t end = ex->hreq->start_ns + ex->r->timeout_ms * 1000000;
             uint64_t now = bt_now_ns();
             if (end <= now) {
-                set_failure(ex, 504, "timeout_error", "request_timeout",
+                set_failure(ex, NOT_UPSTREAM, 504, "timeout_error", "request_timeout",
                             "the request's x-baton-timeout expired before %s could be tried",
                             p->name);
                 break;
@@ -799,7 +832,7 @@ static void attempt_next(struct bt_exec *ex)
                                 &ex->body_up, &up_cbs, ex, &ex->call);
         if (err) {
             disarm(ex);
-            set_failure(ex, 500, "server_error", NULL, "could not start the call: %s",
+            set_failure(ex, NOT_UPSTREAM, 500, "server_error", NULL, "could not start the call: %s",
                         bt_strerror(err));
             continue;
         }
@@ -867,7 +900,7 @@ void bt_exec_shutdown_all(struct bt_worker *w)
                                "server_shutdown");
             finish_stream(ex, "shutdown", BT_UPCLASS_OTHER);
         } else {
-            set_failure(ex, 503, "server_error", "server_shutdown",
+            set_failure(ex, NOT_UPSTREAM, 503, "server_error", "server_shutdown",
                         "baton is shutting down; retry the request");
             finish_error(ex);
         }

@@ -39,6 +39,8 @@ struct bt_usage {
     int64_t total_tokens;
     int64_t cached_tokens;    /* prompt tokens served from cache, when reported */
     int64_t reasoning_tokens; /* completion tokens spent reasoning, when reported */
+    bool estimated;           /* counted by baton (a stream cut short before the
+                                 provider reported usage), not the provider's figure */
 };
 
 struct bt_event {

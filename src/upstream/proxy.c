@@ -21,33 +21,6 @@ static void why_set(char *why, size_t cap, const char *msg)
     if (cap) snprintf(why, cap, "%s", msg);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes s[0..n) onto the end of `b`. False on a broken escape, a
- * control byte (it would end up in a header) or when the cap is reached. */
-static bool pct_decode(struct bt_buf *b, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '%') {
-            if (i + 2 >= n) return false;
-            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
-            if (hi < 0 || lo < 0) return false;
-            ch = (unsigned char)(hi * 16 + lo);
-            i += 2;
-        }
-        if (ch < 0x20 || ch == 0x7f) return false;
-        if (bt_buf_append(b, &ch, 1)) return false;
-    }
-    return true;
-}
-
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static enum bt_err base64_append(struct bt_buf *b, const unsigned char *p, size_t n)
@@ -147,8 +120,9 @@ enum bt_err bt_proxy_parse(const char *url, size_t len, struct bt_proxy_spec *ou
         size_t ulen = (size_t)(at - auth);
         const char *colon = memchr(auth, ':', ulen);
         size_t un = colon ? (size_t)(colon - auth) : ulen;
-        if (!pct_decode(&cred, auth, un) || bt_buf_append(&cred, ":", 1) ||
-            (colon && !pct_decode(&cred, colon + 1, ulen - un - 1))) {
+        if (bt_buf_append_pct_decoded(&cred, (struct bt_str){auth, un}) ||
+            bt_buf_append(&cred, ":", 1) ||
+            (colon && bt_buf_append_pct_decoded(&cred, (struct bt_str){colon + 1, ulen - un - 1}))) {
             why_set(why, whycap, "the proxy credentials are not valid (bad %-escape or too long)");
             goto fail;
         }

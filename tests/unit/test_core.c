@@ -54,6 +54,22 @@ TEST(buf_cap_enforced)
     free(s);
 }
 
+TEST(pct_decode)
+{
+    struct bt_buf b;
+    bt_buf_init(&b, 16);
+    CHECK_INT(bt_buf_append_pct_decoded(&b, BT_STR("meta%2Fllama-3")), BT_OK);
+    CHECK_SLICE(bt_buf_str(&b), "meta/llama-3");
+    static const char *const bad[] = {"a%0Ab", "%00", "a%2", "a%", "%zz", "x%7f"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        bt_buf_reset(&b);
+        CHECK_INT(bt_buf_append_pct_decoded(&b, bt_str_c(bad[i])), BT_EPARSE);
+    }
+    bt_buf_reset(&b);
+    CHECK_INT(bt_buf_append_pct_decoded(&b, BT_STR("0123456789abcdefg")), BT_ETOOBIG);
+    bt_buf_free(&b);
+}
+
 TEST(arena_alloc_and_cap)
 {
     struct bt_arena a;
@@ -100,6 +116,7 @@ int main(void)
 {
     RUN(str_basics);
     RUN(buf_cap_enforced);
+    RUN(pct_decode);
     RUN(arena_alloc_and_cap);
     RUN(durations);
     RUN(strerror_total);

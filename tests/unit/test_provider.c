@@ -116,6 +116,68 @@ TEST(decode_rejects_bad_requests)
     bt_arena_free(&f.arena);
 }
 
+/* Client-chosen names that reach headers, logs and labels: one check at decode. */
+TEST(decode_checks_names_and_duplicates)
+{
+    struct fixture f;
+    static const char *const bad_models[] = {
+        "sim/x\\r\\ny", "a\\u0000b", "tab\\there", "del\\u007f", "nl\\n", "",
+    };
+    char body[600];
+    for (size_t i = 0; i < sizeof(bad_models) / sizeof(bad_models[0]); i++) {
+        snprintf(body, sizeof(body), "{\"model\":\"%s\",\"messages\":[{}]}", bad_models[i]);
+        CHECK_INT(decode(&f, BT_OP_CHAT, body), BT_EINVAL);
+        CHECK_STR(f.param, "model");
+        bt_arena_free(&f.arena);
+    }
+    CHECK_INT(decode(&f, BT_OP_CHAT, "{\"model\":\"sim/x\\r\\ny\",\"messages\":[{}]}"), BT_EINVAL);
+    CHECK(strstr(f.msg, "\"sim/x\\x0d\\x0ay\"") != NULL);
+    CHECK(strstr(f.msg, "0x0d at byte 5") != NULL);
+    bt_arena_free(&f.arena);
+    /* 256 bytes pass, 257 do not; the message is cut, never the buffer overrun */
+    char longm[300];
+    memset(longm, 'm', sizeof(longm));
+    for (int n = 256; n <= 257; n++) {
+        snprintf(body, sizeof(body), "{\"model\":\"%.*s\",\"messages\":[{}]}", n, longm);
+        CHECK_INT(decode(&f, BT_OP_CHAT, body), n == 256 ? BT_OK : BT_EINVAL);
+        bt_arena_free(&f.arena);
+    }
+    CHECK(strstr(f.msg, "257 bytes long") != NULL);
+    /* user: a string, checked the same way; null is absent */
+    CHECK_INT(decode(&f, BT_OP_CHAT, "{\"model\":\"m\",\"user\":\"a\\nb\",\"messages\":[{}]}"), BT_EINVAL);
+    CHECK_STR(f.param, "user");
+    bt_arena_free(&f.arena);
+    CHECK_INT(decode(&f, BT_OP_EMBED, "{\"model\":\"m\",\"user\":7,\"input\":\"x\"}"), BT_EINVAL);
+    CHECK_STR(f.param, "user");
+    bt_arena_free(&f.arena);
+    CHECK_INT(decode(&f, BT_OP_CHAT, "{\"model\":\"m\",\"user\":\"u-1 é\",\"messages\":[{}]}"), BT_OK);
+    CHECK_SLICE(f.r.user, "u-1 é");
+    bt_arena_free(&f.arena);
+    CHECK_INT(decode(&f, BT_OP_CHAT, "{\"model\":\"m\",\"user\":null,\"messages\":[{}]}"), BT_OK);
+    CHECK_INT((int)f.r.user.len, 0);
+    bt_arena_free(&f.arena);
+    /* a key baton reads may appear once, also when spelled with an escape */
+    static const char *const dups[][2] = {
+        {"{\"model\":\"a\",\"model\":\"b\",\"messages\":[{}]}", "model"},
+        {"{\"model\":\"a\",\"mod\\u0065l\":\"b\",\"messages\":[{}]}", "model"},
+        {"{\"model\":\"a\",\"messages\":[{}],\"stream\":true,\"stream\":false}", "stream"},
+        {"{\"model\":\"a\",\"messages\":[{}],\"messages\":[{}]}", "messages"},
+        {"{\"model\":\"a\",\"messages\":[{}],\"user\":\"x\",\"user\":\"y\"}", "user"},
+        {"{\"model\":\"a\",\"messages\":[{}],\"stream_options\":{},\"stream_options\":{}}",
+         "stream_options"},
+        {"{\"model\":\"a\",\"messages\":[{}],\"stream_options\":{\"include_usage\":true,"
+         "\"include_usage\":false}}", "stream_options.include_usage"},
+    };
+    for (size_t i = 0; i < sizeof(dups) / sizeof(dups[0]); i++) {
+        CHECK_INT(decode(&f, BT_OP_CHAT, dups[i][0]), BT_EINVAL);
+        CHECK_STR(f.param, dups[i][1]);
+        bt_arena_free(&f.arena);
+    }
+    /* keys baton does not read may repeat: they go to the provider as sent */
+    CHECK_INT(decode(&f, BT_OP_CHAT, "{\"model\":\"a\",\"messages\":[{}],\"x\":1,\"x\":2}"), BT_OK);
+    bt_arena_free(&f.arena);
+}
+
 struct evlog {
     char text[512];
     int starts, tool_starts, finishes, errors;
@@ -279,6 +341,7 @@ int main(void)
     RUN(encode_splices_model_only);
     RUN(encode_stream_adds_usage);
     RUN(decode_rejects_bad_requests);
+    RUN(decode_checks_names_and_duplicates);
     RUN(decode_stream_chunks);
     RUN(error_json_shape);
     RUN(chunk_is_plain);
