@@ -80,6 +80,11 @@ function describeErr(err) {
     const start = err.lastIndexOf('\n', m.index) + 1;
     return `sanitizer: ${err.slice(start, start + 900)}`;
 }
+// A sanitizer or valgrind report in a process's stderr text (its first lines), or
+// null: for checking a server mid-file, before run()'s exit check.
+export function sanitizerReport(err) {
+    return SANITIZER.test(err) ? describeErr(err) : null;
+}
 function exitProblems() {
     const out = [];
     for (const p of allProcs) {
