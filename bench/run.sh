@@ -127,6 +127,8 @@ cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_route" bench/micro_route.c build/releas
     -luv -lfyaml -lssl -lcrypto -lm -pthread || die "building bench/micro_route.c failed"
 cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_tok" bench/micro_tok.c build/release/libbaton.a \
     -luv -lfyaml -lssl -lcrypto -lm -pthread || die "building bench/micro_tok.c failed"
+cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_relay" bench/micro_relay.c build/release/libbaton.a \
+    -luv -lfyaml -lssl -lcrypto -lm -pthread || die "building bench/micro_relay.c failed"
 LOADGEN=$BLD/loadgen
 BATON=$ROOT/baton
 
@@ -710,6 +712,11 @@ if want micro; then
         row_csv "micro,json,,$(sed -n 's/.*file=chat_\([0-9a-z]*\)\.json.*/\1/p' <<<"$line"),,,,,,,,,,,,,,$(cut -d' ' -f2- <<<"$line")"
     done <<<"$MICRO_JSON"
     while read -r line; do row_csv "micro,route,,,,,,,,,,,,,,,,$(cut -d' ' -f2- <<<"$line")"; done <<<"$MICRO_ROUTE"
+    # The stream relay's per-event check, and the same plus stripping "usage":null
+    # (the choice not to strip it is in docs/internals/exec.md).
+    MICRO_RELAY=$(MICRO_SECS=$MS "$BLD/micro_relay" bench/fixtures/stream.sse)
+    log "$MICRO_RELAY"
+    row_csv "micro,relay,,,,,,,,,,,,,,,,$(cut -d' ' -f2- <<<"$MICRO_RELAY")"
     # Tokenizer: bt_tok_count / bt_tok_encode vs npm tiktoken's encode on the same
     # mixed-language file, same repetitions, best repetition in CPU time each.
     TOK_FIXTURE=bench/fixtures/tok_mixed.txt

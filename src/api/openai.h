@@ -28,7 +28,7 @@ bool bt_api_name_ok(struct bt_str v, const char *field, char *msg, size_t msgcap
 /* Decodes an OpenAI chat-completions or embeddings body into `r` (tokens from
  * `arena`, slices into `body`). On a client error returns BT_EPARSE/BT_EINVAL
  * with a message in `msg` and the offending parameter in *param (or NULL). */
-enum bt_err bt_openai_decode_request(struct bt_request *r, enum bt_op op, struct bt_str body,
+BT_MUST_USE enum bt_err bt_openai_decode_request(struct bt_request *r, enum bt_op op, struct bt_str body,
                                      struct bt_arena *arena, char *msg, size_t msgcap,
                                      const char **param);
 

@@ -33,13 +33,13 @@ struct bt_pbody {
  * added (then *added_usage is set so the usage chunk can be dropped again).
  * Nothing is copied: the slices are runs of the client's body and the new
  * values, which live in `arena` (or are static). */
-enum bt_err bt_provider_encode(const struct bt_provider *p, const struct bt_request *r,
+BT_MUST_USE enum bt_err bt_provider_encode(const struct bt_provider *p, const struct bt_request *r,
                                struct bt_str upstream_model, struct bt_arena *arena,
                                struct bt_pbody *out, bool *added_usage);
 
 /* Starts the call. The body's bytes are borrowed until on_done or cancel.
  * Returns BT_ENOMEM when nothing could be started (no callback will come). */
-enum bt_err bt_provider_start(const struct bt_provider *p, uv_loop_t *loop,
+BT_MUST_USE enum bt_err bt_provider_start(const struct bt_provider *p, uv_loop_t *loop,
                               struct bt_upstream *up, enum bt_op op, bool stream,
                               const struct bt_pbody *body, const struct bt_up_callbacks *cb,
                               void *ud, struct bt_pcall *call);

@@ -27,7 +27,7 @@ struct bt_plan {
 /* Fills `plan` for `model`. `rr` is a per-worker counter used for spreading load
  * over a group's deployments. BT_ENOTFOUND when the name matches nothing. The
  * plan borrows from `cfg` and from `model`'s bytes. */
-enum bt_err bt_route_plan(const struct bt_config *cfg, struct bt_str model, uint64_t rr,
+BT_MUST_USE enum bt_err bt_route_plan(const struct bt_config *cfg, struct bt_str model, uint64_t rr,
                           struct bt_plan *plan);
 
 #endif
