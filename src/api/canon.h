@@ -15,6 +15,8 @@
 /* Longest model id or user id a client may send (bytes). */
 #define BT_NAME_MAX 256
 
+struct bt_http_header;
+
 enum bt_api {
     BT_API_OPENAI = 1,  /* OpenAI REST shapes */
     BT_API_ANTHROPIC,   /* Anthropic messages (front end to come) */
@@ -41,6 +43,10 @@ struct bt_request {
     int64_t max_tokens;       /* -1 when absent */
     uint32_t body_bytes;      /* size of the client's body */
     uint64_t timeout_ms;      /* client's x-baton-timeout: caps every deadline; 0 = none */
+    /* The client's headers, borrowed from the HTTP request (set by the front end):
+     * a provider's forward_headers are picked from them. */
+    const struct bt_http_header *headers;
+    size_t nheaders;
 };
 
 #endif

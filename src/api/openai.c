@@ -327,6 +327,20 @@ static void handle_generate(struct bt_http_req *req, struct bt_worker *w, enum b
         respond_error(req, 404, "invalid_request_error", "model", "model_not_found", m, r->model);
         return;
     }
+    /* A header some candidate would forward must be safe to pass on: checked for
+     * all of them, so the answer does not depend on which one is tried first. */
+    r->headers = req->headers;
+    r->nheaders = req->nheaders;
+    for (uint32_t i = 0; i < plan.n; i++) {
+        enum bt_err herr = bt_provider_check_headers(plan.c[i].provider, r, msg, sizeof(msg));
+        if (herr) {
+            respond_error(req, 400, "invalid_request_error", NULL,
+                          herr == BT_ETOOBIG ? "too_many_forwarded_headers"
+                                             : "invalid_header_value",
+                          msg, r->model);
+            return;
+        }
+    }
     bt_exec_run(w, req, w->cfg, r, &plan);
 }
 

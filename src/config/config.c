@@ -18,6 +18,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "provider/fwd.h"
 #include "upstream/proxy.h"
 
 #define DEFAULT_BASE_URL "https://api.openai.com/v1"
@@ -102,7 +103,7 @@ static int key_index(struct loader *L, const struct bt_ynode *k, const char *con
     }
     for (int i = 0; keys[i]; i++)
         if (strlen(keys[i]) == k->len && memcmp(keys[i], k->text, k->len) == 0) return i;
-    char list[160];
+    char list[240]; /* the longest list, provider keys, is about 165 characters */
     size_t off = 0;
     list[0] = 0;
     for (int i = 0; keys[i] && off < sizeof(list); i++) {
@@ -914,11 +915,12 @@ enum pkey {
     PK_TLS,
     PK_PROXY,
     PK_STREAM_CHECK,
+    PK_FORWARD_HEADERS,
 };
 static const char *const provider_keys[] = {
-    "type",           "base_url",     "api_key",        "timeouts",    "seed",   "ttft",
-    "tokens_per_sec", "reply_tokens", "embedding_dims", "retry_after", "faults", "tls",
-    "proxy",          "stream_check", NULL};
+    "type",           "base_url",     "api_key",         "timeouts",    "seed",   "ttft",
+    "tokens_per_sec", "reply_tokens", "embedding_dims",  "retry_after", "faults", "tls",
+    "proxy",          "stream_check", "forward_headers", NULL};
 
 static bool provider_key_applies(int idx, enum bt_provider_type t)
 {
@@ -926,6 +928,7 @@ static bool provider_key_applies(int idx, enum bt_provider_type t)
     case PK_TYPE:
     case PK_TIMEOUTS:
     case PK_STREAM_CHECK:
+    case PK_FORWARD_HEADERS:
         return true;
     case PK_BASE_URL:
     case PK_API_KEY:
@@ -945,6 +948,105 @@ static bool valid_name(const char *s, size_t len, bool allow_slash)
         if (c <= 0x20 || c == 0x7f || (!allow_slash && c == '/')) return false;
     }
     return true;
+}
+
+/* One name of a forward_headers list: false after reporting why it cannot be
+ * listed. `kept[0..nkept)` are the names accepted before it, written at `at`. */
+static bool forward_name_ok(struct loader *L, const struct bt_ynode *it, const char *what,
+                            struct bt_str name, const struct bt_str *kept, size_t nkept,
+                            const struct bt_ynode *const *at)
+{
+    int shown = (int)(name.len > SHOW_MAX ? SHOW_MAX : name.len);
+    const char *why;
+    if (name.len == 0) {
+        lerr(L, it, "%s: a header name is empty", what);
+        return false;
+    }
+    if (memchr(name.p, '*', name.len)) {
+        lerr(L, it, "%s: \"%.*s\": list header names, not patterns (no *)", what, shown, name.p);
+        return false;
+    }
+    if (!bt_fwd_name_ok(name)) {
+        lerr(L, it,
+             "%s: \"%.*s\" is not a header name (1 to %d letters, digits and !#$%%&'+-.^_`|~)",
+             what, shown, name.p, BT_FWD_NAME_MAX);
+        return false;
+    }
+    if ((why = bt_fwd_refused(name))) {
+        lerr(L, it, "%s: %.*s is never forwarded (%s)", what, shown, name.p, why);
+        return false;
+    }
+    for (size_t j = 0; j < nkept; j++) {
+        if (bt_str_caseeq(name, kept[j])) {
+            lerr(L, it, "%s: %.*s is listed twice (first at %d:%d)", what, shown, name.p,
+                 at[j]->line, at[j]->col);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* forward_headers: a list of header names (see forward_name_ok). A null value
+ * leaves the key unset: the type's default applies (set_forward_defaults). */
+static void load_forward_headers(struct loader *L, const struct bt_ynode *v, struct bt_provider *p)
+{
+    if (bt_ynode_is_null(v)) return;
+    if (v->kind != BT_Y_SEQ) {
+        lerr(L, v,
+             "provider \"%s\": forward_headers must be a list of header names, e.g. "
+             "[OpenAI-Beta], not %s",
+             p->name, kind_name(v));
+        return;
+    }
+    if (v->n > BT_FWD_MAX_NAMES) {
+        lerr(L, v, "provider \"%s\": forward_headers lists at most %d names (got %zu)", p->name,
+             BT_FWD_MAX_NAMES, v->n);
+        return;
+    }
+    p->forward_headers_set = true;
+    if (v->n == 0) return; /* []: nothing is forwarded */
+    p->forward_headers = calloc(v->n, sizeof(*p->forward_headers));
+    if (!p->forward_headers) {
+        L->oom = true;
+        return;
+    }
+    const struct bt_ynode *at[BT_FWD_MAX_NAMES]; /* where each kept name was written */
+    char what[MAX_NAME + 40];
+    snprintf(what, sizeof(what), "provider \"%s\": forward_headers", p->name);
+    for (size_t i = 0; i < v->n; i++) {
+        char *s;
+        size_t len;
+        if (!get_string(L, v->items[i], what, &s, &len, NULL)) continue;
+        struct bt_str name = {s, len};
+        if (!forward_name_ok(L, v->items[i], what, name, p->forward_headers, p->nforward_headers,
+                             at)) {
+            free(s);
+            continue;
+        }
+        at[p->nforward_headers] = v->items[i];
+        p->forward_headers[p->nforward_headers++] = name;
+    }
+}
+
+/* A provider without a forward_headers key forwards its type's default list. */
+static void set_forward_defaults(struct loader *L, struct bt_provider *p)
+{
+    if (p->forward_headers_set || !p->type) return;
+    const char *const *d = bt_fwd_defaults(p->type);
+    size_t n = 0;
+    while (d[n])
+        n++;
+    if (!n) return;
+    p->forward_headers = calloc(n, sizeof(*p->forward_headers));
+    if (!p->forward_headers) {
+        L->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *s = ldup(L, d[i], strlen(d[i]));
+        if (!s) return;
+        p->forward_headers[p->nforward_headers++] = (struct bt_str){s, strlen(s)};
+    }
 }
 
 static void load_provider(struct loader *L, const struct bt_ynode *k, const struct bt_ynode *v,
@@ -1062,8 +1164,12 @@ static void load_provider(struct loader *L, const struct bt_ynode *k, const stru
             free(t);
             break;
         }
+        case PK_FORWARD_HEADERS:
+            load_forward_headers(L, vv, p);
+            break;
         }
     }
+    set_forward_defaults(L, p);
     if (p->type != BT_PROVIDER_OPENAI) {
         if (p->type == BT_PROVIDER_SIM) p->base_path = ldup(L, "", 0);
         return;
@@ -1426,6 +1532,9 @@ static void config_free(struct bt_config *c)
         free_secret(p->proxy_auth);
         free(p->proxy_shown);
         free(p->proxy_from);
+        for (size_t j = 0; j < p->nforward_headers; j++)
+            free((char *)p->forward_headers[j].p);
+        free(p->forward_headers);
     }
     free(c->providers);
     for (size_t i = 0; i < c->nmodels; i++) {
@@ -1733,6 +1842,20 @@ void bt_config_print_table(const struct bt_config *c, void *file)
             fprintf(f, "  %s: tls verify OFF (certificate not checked)\n", p->name);
         else if (p->tls && p->tls_ca_file)
             fprintf(f, "  %s: tls ca_file %s (beside the system store)\n", p->name, p->tls_ca_file);
+    }
+    /* The client headers each provider passes on; the simulator takes none. */
+    for (size_t i = 0; i < c->nproviders; i++) {
+        const struct bt_provider *p = &c->providers[i];
+        if (p->type == BT_PROVIDER_SIM && !p->nforward_headers) continue;
+        fprintf(f, "  %s: forwards %s", p->name,
+                p->nforward_headers ? "client headers " : "no client headers");
+        for (size_t j = 0; j < p->nforward_headers; j++)
+            fprintf(f, "%s%.*s", j ? ", " : "", BT_STR_FMT(p->forward_headers[j]));
+        if (p->type == BT_PROVIDER_SIM)
+            fprintf(f, " (forward_headers: checked; the simulator ignores them)\n");
+        else
+            fprintf(f, " (%s)\n",
+                    p->forward_headers_set ? "forward_headers" : "the default for its type");
     }
     bool v6 = c->server.listen_host && strchr(c->server.listen_host, ':');
     fprintf(f, "server: listen %s%s%s:%u, workers %s", v6 ? "[" : "",

@@ -68,6 +68,12 @@ struct bt_provider {
     /* stream_check: full validates every relayed stream event as JSON; light (the
      * default) checks its framing and decodes only events that matter. */
     bool stream_check_full;
+    /* forward_headers: the client headers passed on upstream, names as written
+     * (compared case-insensitively). The type's default list when the key is
+     * absent; never a credential or framing header (refused at load). */
+    struct bt_str *forward_headers; /* malloc'd, each name malloc'd; NULL when none */
+    size_t nforward_headers;
+    bool forward_headers_set;   /* the key was written (else the type's default) */
     int line, col;              /* where the provider was defined */
 };
 

@@ -37,8 +37,12 @@ enum bt_err bt_provider_encode(const struct bt_provider *p, const struct bt_requ
                                struct bt_str upstream_model, struct bt_arena *arena,
                                struct bt_pbody *out, bool *added_usage)
 {
-    (void)p;
     *added_usage = false;
+    out->nfwd = 0;
+    if (p->type != BT_PROVIDER_SIM) {
+        enum bt_err ferr = bt_fwd_pick(p, r->headers, r->nheaders, out->fwd, &out->nfwd, NULL, 0);
+        if (ferr) return ferr;
+    }
     struct bt_json_splice sp;
     bt_json_splice_init(&sp, &r->doc, arena);
     struct bt_buf model;
@@ -66,6 +70,13 @@ enum bt_err bt_provider_encode(const struct bt_provider *p, const struct bt_requ
 done:
     bt_buf_free(&model);
     return err;
+}
+
+enum bt_err bt_provider_check_headers(const struct bt_provider *p, const struct bt_request *r,
+                                      char *msg, size_t msgcap)
+{
+    size_t n;
+    return bt_fwd_pick(p, r->headers, r->nheaders, NULL, &n, msg, msgcap);
 }
 
 enum bt_err bt_provider_start(const struct bt_provider *p, uv_loop_t *loop,
@@ -96,7 +107,7 @@ enum bt_err bt_provider_start(const struct bt_provider *p, uv_loop_t *loop,
     int n = snprintf(target, sizeof(target), "%s%s", p->base_path, suffix);
     if (n < 0 || (size_t)n >= sizeof(target)) return BT_ETOOBIG;
     char auth[1024];
-    struct bt_http_header hs[4];
+    struct bt_http_header hs[4 + BT_FWD_MAX];
     size_t nh = 0;
     hs[nh++] = (struct bt_http_header){BT_STR("Content-Type"), BT_STR("application/json")};
     hs[nh++] = (struct bt_http_header){BT_STR("Accept"), stream ? BT_STR("text/event-stream")
@@ -107,6 +118,9 @@ enum bt_err bt_provider_start(const struct bt_provider *p, uv_loop_t *loop,
         if (an < 0 || (size_t)an >= sizeof(auth)) return BT_ETOOBIG;
         hs[nh++] = (struct bt_http_header){BT_STR("Authorization"), {auth, (size_t)an}};
     }
+    /* forward_headers: never a name set above (the config refuses those) */
+    for (size_t i = 0; i < body->nfwd; i++)
+        hs[nh++] = body->fwd[i];
     /* TLS settings and the proxy route are part of the pool key: a connection
      * made for one provider's settings never serves another's. */
     struct bt_up_origin origin = {

@@ -13,6 +13,7 @@
 #include "core/arena.h"
 #include "core/buf.h"
 #include "provider/event.h"
+#include "provider/fwd.h"
 #include "upstream/upstream.h"
 
 /* A call in flight on either transport. */
@@ -21,10 +22,13 @@ struct bt_pcall {
     struct bt_sim_call *sim; /* sim type */
 };
 
-/* A body for a provider: slices sent one after the other. */
+/* What one attempt sends a provider beside baton's own headers: the body, as
+ * slices sent one after the other, and the client headers it forwards. */
 struct bt_pbody {
     struct bt_str parts[BT_UP_BODY_PARTS];
     size_t n;
+    struct bt_http_header fwd[BT_FWD_MAX]; /* forward_headers picked from the client's */
+    size_t nfwd;
 };
 
 /* Builds the body sent to provider `p` for request `r` into `out`: on the fast
@@ -32,12 +36,25 @@ struct bt_pbody {
  * stream whose client did not ask for usage, `stream_options.include_usage`
  * added (then *added_usage is set so the usage chunk can be dropped again).
  * Nothing is copied: the slices are runs of the client's body and the new
- * values, which live in `arena` (or are static). */
+ * values, which live in `arena` (or are static). Also picks the client headers
+ * `p` forwards (bt_fwd_pick; none for the simulator); a value that may not be
+ * forwarded is BT_EINVAL here too, though the front end answers that with a 400
+ * (bt_provider_check_headers) before any attempt. */
 BT_MUST_USE enum bt_err bt_provider_encode(const struct bt_provider *p, const struct bt_request *r,
                                struct bt_str upstream_model, struct bt_arena *arena,
                                struct bt_pbody *out, bool *added_usage);
 
-/* Starts the call. The body's bytes are borrowed until on_done or cancel.
+/* The 400 a client gets for headers provider `p` would forward but cannot:
+ * bt_fwd_pick's checks (a control character, a value over BT_FWD_VALUE_MAX bytes,
+ * more than BT_FWD_MAX lines) over r->headers, without keeping anything. BT_OK,
+ * or BT_EINVAL / BT_ETOOBIG with `msg` naming the header. A front end runs it
+ * for every candidate of the plan, so the answer does not depend on which one
+ * would have been tried. */
+enum bt_err bt_provider_check_headers(const struct bt_provider *p, const struct bt_request *r,
+                                      char *msg, size_t msgcap);
+
+/* Starts the call. The body's bytes (and forwarded headers) are borrowed until
+ * on_done or cancel.
  * Returns BT_ENOMEM when nothing could be started (no callback will come). */
 BT_MUST_USE enum bt_err bt_provider_start(const struct bt_provider *p, uv_loop_t *loop,
                               struct bt_upstream *up, enum bt_op op, bool stream,

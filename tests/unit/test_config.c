@@ -653,6 +653,171 @@ TEST(errors_with_positions)
     CHECK(expect_error("server: {listen: \"${A:-${B}}\"}\n", 1, 18, "nested"));
 }
 
+/* Joins a provider's forward_headers list with commas, for comparisons. */
+static const char *fwd_list(const struct bt_provider *p, char *buf, size_t cap)
+{
+    size_t off = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < p->nforward_headers && off < cap; i++)
+        off += (size_t)snprintf(buf + off, cap - off, "%s%.*s", i ? "," : "",
+                                BT_STR_FMT(p->forward_headers[i]));
+    return buf;
+}
+
+TEST(forward_headers_lists)
+{
+    setenv("BT_T_FWD", "X-From-Env", 1);
+    const char *yaml = "providers:\n"
+                       "  dflt: {type: openai}\n"
+                       "  nulled: {type: openai, forward_headers: ~}\n"
+                       "  listed:\n"
+                       "    type: openai\n"
+                       "    forward_headers:\n"
+                       "      - openai-beta\n"
+                       "      - X-Custom_1.v2\n"
+                       "      - \"${BT_T_FWD}\"\n"
+                       "  nothing: {type: openai, forward_headers: []}\n"
+                       "  sim: {type: sim}\n"
+                       "  simlisted: {type: sim, forward_headers: [OpenAI-Beta]}\n";
+    struct bt_config *c = load_ok(yaml);
+    REQUIRE(c);
+    char buf[512];
+    const struct bt_provider *p = bt_config_provider(c, BT_STR("dflt"));
+    REQUIRE(p);
+    CHECK_STR(fwd_list(p, buf, sizeof(buf)),
+              "OpenAI-Organization,OpenAI-Project,OpenAI-Beta,Idempotency-Key");
+    CHECK(!p->forward_headers_set);
+    p = bt_config_provider(c, BT_STR("nulled")); /* null = not set: the default */
+    REQUIRE(p);
+    CHECK_INT(p->nforward_headers, 4);
+    CHECK(!p->forward_headers_set);
+    p = bt_config_provider(c, BT_STR("listed")); /* replaces the default */
+    REQUIRE(p);
+    CHECK_STR(fwd_list(p, buf, sizeof(buf)), "openai-beta,X-Custom_1.v2,X-From-Env");
+    CHECK(p->forward_headers_set);
+    p = bt_config_provider(c, BT_STR("nothing"));
+    REQUIRE(p);
+    CHECK_INT(p->nforward_headers, 0);
+    CHECK(p->forward_headers_set);
+    p = bt_config_provider(c, BT_STR("sim")); /* no default for the simulator */
+    REQUIRE(p);
+    CHECK_INT(p->nforward_headers, 0);
+    p = bt_config_provider(c, BT_STR("simlisted")); /* accepted (and ignored when serving) */
+    REQUIRE(p);
+    CHECK_STR(fwd_list(p, buf, sizeof(buf)), "OpenAI-Beta");
+
+    char *out = NULL;
+    size_t outlen = 0;
+    FILE *f = open_memstream(&out, &outlen);
+    REQUIRE(f);
+    bt_config_print_table(c, f);
+    fclose(f);
+    CHECK(strstr(out, "  dflt: forwards client headers OpenAI-Organization, OpenAI-Project, "
+                      "OpenAI-Beta, Idempotency-Key (the default for its type)\n"));
+    CHECK(strstr(out, "  listed: forwards client headers openai-beta, X-Custom_1.v2, X-From-Env "
+                      "(forward_headers)\n"));
+    CHECK(strstr(out, "  nothing: forwards no client headers (forward_headers)\n"));
+    CHECK(strstr(out, "  simlisted: forwards client headers OpenAI-Beta (forward_headers: "
+                      "checked; the simulator ignores them)\n"));
+    CHECK(!strstr(out, "  sim: forwards"));
+    free(out);
+    bt_config_unref(c);
+    unsetenv("BT_T_FWD");
+
+    /* Sixteen names are allowed. */
+    c = load_ok("providers:\n  p: {type: openai, forward_headers: [a1, a2, a3, a4, a5, a6, a7, "
+                "a8, a9, b1, b2, b3, b4, b5, b6, b7]}\n");
+    REQUIRE(c);
+    CHECK_INT(c->providers[0].nforward_headers, 16);
+    bt_config_unref(c);
+}
+
+TEST(forward_headers_refusals)
+{
+    /* Credentials, in any case: the provider gets baton's key, never the client's. */
+    static const char *const creds[] = {
+        "Authorization", "authorization", "x-api-key",           "X-API-Key",
+        "api-key",       "Cookie",        "Proxy-Authorization", NULL};
+    char yaml[256], needle[128];
+    for (size_t i = 0; creds[i]; i++) {
+        snprintf(yaml, sizeof(yaml), "providers:\n  p: {type: openai, forward_headers: [%s]}\n",
+                 creds[i]);
+        snprintf(needle, sizeof(needle), "forward_headers: %s is never forwarded (a credential",
+                 creds[i]);
+        CHECK(expect_error(yaml, 2, 39, needle));
+    }
+    /* Hop-by-hop and framing headers, and those baton writes itself. */
+    static const char *const framing[] = {"Host",
+                                          "Content-Length",
+                                          "Transfer-Encoding",
+                                          "Connection",
+                                          "Keep-Alive",
+                                          "TE",
+                                          "Upgrade",
+                                          "Trailer",
+                                          "Expect",
+                                          "Proxy-Connection",
+                                          "Content-Encoding",
+                                          "Accept-Encoding",
+                                          NULL};
+    for (size_t i = 0; framing[i]; i++) {
+        snprintf(yaml, sizeof(yaml), "providers:\n  p: {type: openai, forward_headers: [%s]}\n",
+                 framing[i]);
+        CHECK(expect_error(yaml, 2, 39, "hop-by-hop or framing header"));
+    }
+    CHECK(expect_error("providers:\n  p: {type: openai, forward_headers: [content-type]}\n", 2, 39,
+                       "content-type is never forwarded (set by baton itself)"));
+    CHECK(expect_error("providers:\n  p: {type: openai, forward_headers: [Accept]}\n", 2, 39,
+                       "set by baton itself"));
+    CHECK(expect_error("providers:\n  p: {type: openai, forward_headers: [User-Agent]}\n", 2, 39,
+                       "set by baton itself"));
+    /* The position is the offending item's, in block lists too; the sim type is
+     * checked the same way. */
+    CHECK(
+        expect_error("providers:\n  p:\n    type: sim\n    forward_headers:\n      - OpenAI-Beta\n"
+                     "      - authorization\n",
+                     6, 9, "provider \"p\": forward_headers: authorization is never forwarded"));
+    /* Shapes and names */
+    CHECK(expect_error("providers:\n  p: {type: openai, forward_headers: OpenAI-Beta}\n", 2, 38,
+                       "forward_headers must be a list of header names"));
+    CHECK(expect_error("providers:\n  p: {type: openai, forward_headers: {a: b}}\n", 2, 38,
+                       "not a mapping"));
+    CHECK(expect_error("providers:\n  p: {type: openai, forward_headers: [\"\"]}\n", 2, 39,
+                       "a header name is empty"));
+    CHECK(expect_error("providers:\n  p: {type: openai, forward_headers: [[a]]}\n", 2, 39,
+                       "must be a single value"));
+    CHECK(expect_error("providers:\n  p: {type: openai, forward_headers: [\"X Y\"]}\n", 2, 39,
+                       "\"X Y\" is not a header name"));
+    CHECK(expect_error("providers:\n  p: {type: openai, forward_headers: [\"X:Y\"]}\n", 2, 39,
+                       "is not a header name"));
+    CHECK(expect_error("providers:\n  p: {type: openai, forward_headers: [\"X-Stainless-*\"]}\n", 2,
+                       39, "\"X-Stainless-*\": list header names, not patterns"));
+    CHECK(expect_error("providers:\n  p: {type: openai, forward_headers: "
+                       "[aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]}\n",
+                       2, 39, "1 to 64 letters"));
+    CHECK(expect_error("providers:\n  p: {type: openai, forward_headers: [OpenAI-Beta, x, "
+                       "openai-beta]}\n",
+                       2, 55, "openai-beta is listed twice (first at 2:39)"));
+    CHECK(expect_error("providers:\n  p: {type: openai, forward_headers: [a1, a2, a3, a4, a5, a6, "
+                       "a7, a8, a9, b1, b2, b3, b4, b5, b6, b7, b8]}\n",
+                       2, 38, "at most 16 names (got 17)"));
+    /* A control character that arrives through a variable is refused like anywhere. */
+    setenv("BT_T_FWD_BAD", "X-A\r\nX-B", 1);
+    CHECK(expect_error("providers:\n  p: {type: openai, forward_headers: [\"${BT_T_FWD_BAD}\"]}\n",
+                       2, 39, "line break or control character"));
+    unsetenv("BT_T_FWD_BAD");
+    /* Every problem of a list is reported in one run. */
+    struct bt_config_diags d = {0};
+    enum bt_err err;
+    struct bt_config *c =
+        load("providers:\n  p: {type: openai, forward_headers: [Host, Cookie, ok, \"a b\"]}\n", &d,
+             &err);
+    CHECK_INT(err, BT_ECONFIG);
+    CHECK(c == NULL);
+    CHECK_INT(count(&d, true), 3);
+    bt_config_diags_free(&d);
+}
+
 TEST(several_errors_reported_at_once)
 {
     const char *yaml = "server:\n"
@@ -1008,6 +1173,8 @@ int main(void)
     RUN(base_url_forms);
     RUN(listen_forms);
     RUN(errors_with_positions);
+    RUN(forward_headers_lists);
+    RUN(forward_headers_refusals);
     RUN(several_errors_reported_at_once);
     RUN(env_expansion);
     RUN(expand_function);

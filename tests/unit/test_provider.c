@@ -336,6 +336,144 @@ TEST(chunk_is_plain_matches_bytes)
     CHECK(checked > 100000);
 }
 
+#define HDR(n, v) ((struct bt_http_header){BT_STR(n), BT_STR(v)})
+
+TEST(fwd_rules)
+{
+    /* The openai default: short, every name listable. */
+    const char *const *d = bt_fwd_defaults(BT_PROVIDER_OPENAI);
+    size_t n = 0;
+    for (; d[n]; n++) {
+        CHECK(bt_fwd_name_ok(bt_str_c(d[n])));
+        CHECK(bt_fwd_refused(bt_str_c(d[n])) == NULL);
+    }
+    CHECK_INT(n, 4);
+    CHECK_STR(d[0], "OpenAI-Organization");
+    CHECK_STR(d[3], "Idempotency-Key");
+    CHECK(bt_fwd_defaults(BT_PROVIDER_SIM)[0] == NULL);
+    /* Refused in any case, with the reason. */
+    CHECK(strstr(bt_fwd_refused(BT_STR("AUTHORIZATION")), "credential"));
+    CHECK(strstr(bt_fwd_refused(BT_STR("x-Api-Key")), "credential"));
+    CHECK(strstr(bt_fwd_refused(BT_STR("api-key")), "credential"));
+    CHECK(strstr(bt_fwd_refused(BT_STR("cookie")), "credential"));
+    CHECK(strstr(bt_fwd_refused(BT_STR("proxy-authorization")), "credential"));
+    CHECK(strstr(bt_fwd_refused(BT_STR("Transfer-Encoding")), "framing"));
+    CHECK(strstr(bt_fwd_refused(BT_STR("te")), "framing"));
+    CHECK(strstr(bt_fwd_refused(BT_STR("content-type")), "baton itself"));
+    CHECK(bt_fwd_refused(BT_STR("x-api-keys")) == NULL);
+    CHECK(bt_fwd_refused(BT_STR("tee")) == NULL);
+    CHECK(bt_fwd_refused(BT_STR("anthropic-beta")) == NULL);
+    /* Names: RFC 9110 tokens, no pattern, 1-64 characters. */
+    CHECK(bt_fwd_name_ok(BT_STR("X-a_b.c~d!#$%&'+^`|9")));
+    CHECK(!bt_fwd_name_ok(BT_STR("")));
+    CHECK(!bt_fwd_name_ok(BT_STR("a b")));
+    CHECK(!bt_fwd_name_ok(BT_STR("a:b")));
+    CHECK(!bt_fwd_name_ok(BT_STR("x-*")));
+    CHECK(!bt_fwd_name_ok(BT_STR("\xc3\xa9")));
+    CHECK(!bt_fwd_name_ok((struct bt_str){"a\0b", 3}));
+    char name[66];
+    memset(name, 'a', sizeof(name));
+    CHECK(bt_fwd_name_ok((struct bt_str){name, 64}));
+    CHECK(!bt_fwd_name_ok((struct bt_str){name, 65}));
+}
+
+TEST(fwd_pick)
+{
+    struct bt_str list[] = {BT_STR("OpenAI-Beta"), BT_STR("X-Tag")};
+    struct bt_provider p = {
+        .name = "p", .type = BT_PROVIDER_OPENAI, .forward_headers = list, .nforward_headers = 2};
+    struct bt_http_header hs[] = {
+        HDR("Host", "x"), HDR("openai-beta", "v1"),         HDR("Authorization", "Bearer k"),
+        HDR("x-tag", ""), HDR("OPENAI-BETA", "v2\xc3\xa9"), HDR("x-tagg", "no")};
+    struct bt_http_header out[BT_FWD_MAX];
+    size_t n = 99;
+    char msg[200] = "";
+    CHECK_INT(bt_fwd_pick(&p, hs, 6, out, &n, msg, sizeof(msg)), BT_OK);
+    REQUIRE(n == 3);
+    /* the client's order, under the listed spelling; empty and obs-text values pass */
+    CHECK_SLICE(out[0].name, "OpenAI-Beta");
+    CHECK_SLICE(out[0].value, "v1");
+    CHECK_SLICE(out[1].name, "X-Tag");
+    CHECK_SLICE(out[1].value, "");
+    CHECK_SLICE(out[2].name, "OpenAI-Beta");
+    CHECK_SLICE(out[2].value, "v2\xc3\xa9");
+    CHECK_STR(msg, "");
+    /* Only counting. */
+    CHECK_INT(bt_fwd_pick(&p, hs, 6, NULL, &n, NULL, 0), BT_OK);
+    CHECK_INT(n, 3);
+
+    /* Control characters anywhere in a listed value: refused, naming the header. */
+    static const char *const bad[] = {
+        "a\r\n x-injected: 1", "a\rb", "a\nb", "\tb", "a\x01", "a\x7f", "\x1f"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct bt_http_header h1[] = {HDR("x-ok", "1"), {BT_STR("X-TAG"), bt_str_c(bad[i])}};
+        msg[0] = 0;
+        CHECK_INT(bt_fwd_pick(&p, h1, 2, out, &n, msg, sizeof(msg)), BT_EINVAL);
+        CHECK(strstr(msg, "The X-TAG header contains a control character"));
+    }
+    struct bt_http_header nul[] = {{BT_STR("x-tag"), {"a\0b", 3}}};
+    CHECK_INT(bt_fwd_pick(&p, nul, 1, out, &n, NULL, 0), BT_EINVAL);
+    /* ... but not in an unlisted one, and not at all with an empty list. */
+    struct bt_http_header other[] = {HDR("X-Other", "a\r\nb"), HDR("x-tag", "fine")};
+    CHECK_INT(bt_fwd_pick(&p, other, 2, out, &n, msg, sizeof(msg)), BT_OK);
+    CHECK_INT(n, 1);
+    struct bt_provider none = {.name = "n", .type = BT_PROVIDER_OPENAI};
+    CHECK_INT(bt_fwd_pick(&none, nul, 1, out, &n, msg, sizeof(msg)), BT_OK);
+    CHECK_INT(n, 0);
+
+    /* Length: up to BT_FWD_VALUE_MAX bytes. */
+    char big[BT_FWD_VALUE_MAX + 1];
+    memset(big, 'v', sizeof(big));
+    struct bt_http_header lh[] = {{BT_STR("openai-beta"), {big, BT_FWD_VALUE_MAX}}};
+    CHECK_INT(bt_fwd_pick(&p, lh, 1, out, &n, msg, sizeof(msg)), BT_OK);
+    CHECK_INT(out[0].value.len, BT_FWD_VALUE_MAX);
+    lh[0].value.len++;
+    CHECK_INT(bt_fwd_pick(&p, lh, 1, out, &n, msg, sizeof(msg)), BT_EINVAL);
+    CHECK(strstr(msg, "The openai-beta header is longer than 1024 bytes"));
+
+    /* Count: up to BT_FWD_MAX lines. */
+    struct bt_http_header many[BT_FWD_MAX + 1];
+    for (size_t i = 0; i <= BT_FWD_MAX; i++)
+        many[i] = HDR("X-Tag", "t");
+    CHECK_INT(bt_fwd_pick(&p, many, BT_FWD_MAX, out, &n, msg, sizeof(msg)), BT_OK);
+    CHECK_INT(n, BT_FWD_MAX);
+    CHECK_INT(bt_fwd_pick(&p, many, BT_FWD_MAX + 1, out, &n, msg, sizeof(msg)), BT_ETOOBIG);
+    CHECK(strstr(msg, "at most 16"));
+    CHECK_INT(bt_fwd_pick(&p, many, BT_FWD_MAX + 1, NULL, &n, NULL, 0), BT_ETOOBIG);
+}
+
+TEST(encode_picks_forwarded_headers)
+{
+    struct fixture f;
+    REQUIRE(decode(&f, BT_OP_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}]}") ==
+            BT_OK);
+    struct bt_http_header hs[] = {HDR("OpenAI-Beta", "b1"), HDR("authorization", "Bearer c")};
+    f.r.headers = hs;
+    f.r.nheaders = 2;
+    struct bt_str list[] = {BT_STR("openai-beta")};
+    struct bt_provider p = {
+        .name = "p", .type = BT_PROVIDER_OPENAI, .forward_headers = list, .nforward_headers = 1};
+    struct bt_pbody body;
+    bool added;
+    CHECK_INT(bt_provider_encode(&p, &f.r, BT_STR("up"), &f.arena, &body, &added), BT_OK);
+    REQUIRE(body.nfwd == 1);
+    CHECK_SLICE(body.fwd[0].name, "openai-beta");
+    CHECK_SLICE(body.fwd[0].value, "b1");
+    char msg[200];
+    CHECK_INT(bt_provider_check_headers(&p, &f.r, msg, sizeof(msg)), BT_OK);
+    /* the simulator takes none */
+    p.type = BT_PROVIDER_SIM;
+    CHECK_INT(bt_provider_encode(&p, &f.r, BT_STR("up"), &f.arena, &body, &added), BT_OK);
+    CHECK_INT(body.nfwd, 0);
+    /* an unsafe value is refused by the check and by encode itself */
+    p.type = BT_PROVIDER_OPENAI;
+    hs[0].value = BT_STR("b1\r\nx: y");
+    CHECK_INT(bt_provider_check_headers(&p, &f.r, msg, sizeof(msg)), BT_EINVAL);
+    CHECK(strstr(msg, "OpenAI-Beta"));
+    CHECK_INT(bt_provider_encode(&p, &f.r, BT_STR("up"), &f.arena, &body, &added), BT_EINVAL);
+    bt_arena_free(&f.arena);
+}
+
 int main(void)
 {
     RUN(encode_splices_model_only);
@@ -346,5 +484,8 @@ int main(void)
     RUN(error_json_shape);
     RUN(chunk_is_plain);
     RUN(chunk_is_plain_matches_bytes);
+    RUN(fwd_rules);
+    RUN(fwd_pick);
+    RUN(encode_picks_forwarded_headers);
     return HARNESS_DONE();
 }
