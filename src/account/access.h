@@ -8,7 +8,7 @@
 
 #include "core/str.h"
 #include "obs/metrics.h"
-#include "provider/event.h"
+#include "canon/event.h"
 
 struct bt_access_rec {
     const char *id;           /* request id the client saw */

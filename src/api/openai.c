@@ -10,7 +10,7 @@
 #include "gate/gate.h"
 #include "provider/provider.h"
 #include "route/route.h"
-#include "serve/worker.h"
+#include "canon/worker.h"
 
 void bt_openai_error_json(struct bt_buf *out, const char *message, const char *type,
                           const char *param, const char *code)

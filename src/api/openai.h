@@ -4,7 +4,7 @@
 #ifndef BT_API_OPENAI_H
 #define BT_API_OPENAI_H
 
-#include "api/canon.h"
+#include "canon/request.h"
 #include "core/buf.h"
 #include "http/server.h"
 

@@ -8,10 +8,10 @@
 #ifndef BT_EXEC_EXEC_H
 #define BT_EXEC_EXEC_H
 
-#include "api/canon.h"
+#include "canon/request.h"
 #include "http/server.h"
 #include "route/route.h"
-#include "serve/worker.h"
+#include "canon/worker.h"
 
 /* Takes over answering `hreq` for the decoded request `r` (which lives in
  * hreq's arena) along the plan. Takes a reference on `cfg` for its lifetime. */

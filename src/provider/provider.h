@@ -8,11 +8,11 @@
 #include <stdbool.h>
 #include <uv.h>
 
-#include "api/canon.h"
+#include "canon/request.h"
 #include "config/config.h"
 #include "core/arena.h"
 #include "core/buf.h"
-#include "provider/event.h"
+#include "canon/event.h"
 #include "provider/fwd.h"
 #include "upstream/upstream.h"
 

@@ -10,7 +10,7 @@
 #include "api/openai.h"
 #include "exec/exec.h"
 #include "core/log.h"
-#include "serve/worker.h"
+#include "canon/worker.h"
 
 enum { CMD_DRAIN = 1, CMD_STOP = 2, CMD_CONFIG = 4 };
 

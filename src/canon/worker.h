@@ -1,8 +1,8 @@
 /* A worker: one thread, one libuv loop, its own listening socket (SO_REUSEPORT),
  * upstream pools and its own reference to the current config snapshot. Nothing on
  * the request path is shared between workers except atomics. */
-#ifndef BT_SERVE_WORKER_H
-#define BT_SERVE_WORKER_H
+#ifndef BT_CANON_WORKER_H
+#define BT_CANON_WORKER_H
 
 #include <stdatomic.h>
 #include <stdbool.h>

@@ -3,8 +3,8 @@
  * provider's differ. On the fast path (same API both sides) the bytes are
  * forwarded and these events only feed accounting (usage, finish reason, errors
  * inside a 200 stream). */
-#ifndef BT_PROVIDER_EVENT_H
-#define BT_PROVIDER_EVENT_H
+#ifndef BT_CANON_EVENT_H
+#define BT_CANON_EVENT_H
 
 #include <stdbool.h>
 #include <stdint.h>

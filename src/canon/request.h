@@ -3,8 +3,8 @@
  * governance and provider adapters read. It is a view over the client's JSON
  * bytes (token indices into a bt_json_doc), not a deep copy: the fast path
  * forwards those bytes with only `model` spliced. */
-#ifndef BT_API_CANON_H
-#define BT_API_CANON_H
+#ifndef BT_CANON_REQUEST_H
+#define BT_CANON_REQUEST_H
 
 #include <stdbool.h>
 #include <stdint.h>
