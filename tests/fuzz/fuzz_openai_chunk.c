@@ -48,7 +48,7 @@ static void on_event(void *ud, const struct bt_event *ev)
 {
     struct seen *s = ud;
     s->n++;
-    CHECK(ev->type >= BT_EV_START && ev->type <= BT_EV_DONE);
+    CHECK(ev->type >= BT_EV_START && ev->type <= BT_EV_LAST);
     slice_ok(s, ev->id);
     slice_ok(s, ev->name);
     slice_ok(s, ev->text);
@@ -63,7 +63,7 @@ static void on_event(void *ud, const struct bt_event *ev)
         if (ev->err_message.len) string_body_ok(ev->err_message);
         break;
     case BT_EV_FINISH:
-        CHECK(ev->finish >= BT_FINISH_NONE && ev->finish <= BT_FINISH_OTHER);
+        CHECK(ev->finish >= BT_FINISH_NONE && ev->finish <= BT_FINISH_LAST);
         (void)bt_finish_name(ev->finish);
         break;
     case BT_EV_USAGE: CHECK(ev->usage.present); break;
