@@ -25,6 +25,22 @@ static char *jq(const char *s)
     return o;
 }
 
+/* With BATON_CANON_DUMP=DIR, every body the encoders write (and every request
+ * fixture) is also written to DIR/<test>-<n>.<ext>, for
+ * tests/integration/canon_schema.test.mjs to validate against OpenAI's spec. */
+static void dump(const char *ext, const char *data, size_t len)
+{
+    static int n;
+    const char *dir = getenv("BATON_CANON_DUMP");
+    if (!dir || !data) return;
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s-%d.%s", dir, h_cur_name, n++, ext);
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    fwrite(data, 1, len, f);
+    fclose(f);
+}
+
 /* A decoded request and what it lives on. */
 struct req {
     char *body;
@@ -41,7 +57,9 @@ static enum bt_err req_decode(struct req *r, const char *json)
     r->body = jq(json);
     bt_arena_init(&r->arena, 4096, 1u << 20);
     if (bt_json_parse(&r->doc, r->body, strlen(r->body), &r->arena, NULL, NULL)) return BT_EPARSE;
-    return bt_openai_chat_decode(&r->doc, &r->arena, &r->chat, &r->err);
+    enum bt_err err = bt_openai_chat_decode(&r->doc, &r->arena, &r->chat, &r->err);
+    if (!err) dump("request.json", r->body, strlen(r->body));
+    return err;
 }
 
 static void req_free(struct req *r)
@@ -193,6 +211,7 @@ static void pipe_init(struct pipe *p, bool legacy, bool include_usage, size_t ou
 
 static void pipe_free(struct pipe *p)
 {
+    dump("sse", p->out.p, p->out.len);
     bt_buf_free(&p->out);
     bt_arena_free(&p->scratch);
     bt_openai_agg_free(&p->agg);
@@ -775,7 +794,7 @@ TEST(chat_request_minimal_and_defaults)
     REQUIRE(req_decode(&r, "{'model':'m','messages':[{'role':'user','content':''}],"
                            "'tool_choice':'required','stop':'x','temperature':null,"
                            "'response_format':{'type':'json_object'},'reasoning_effort':'minimal',"
-                           "'functions':null,'function_call':'auto'}") == BT_OK);
+                           "'function_call':'auto'}") == BT_OK);
     CHECK_INT(r.chat.nmsgs, 1);
     REQUIRE(r.chat.msgs[0].nparts == 1);
     CHECK_INT(r.chat.msgs[0].parts[0].text.len, 0);
@@ -973,6 +992,7 @@ static void check_agg_matches(struct pipe *p, const struct client *in, int want_
     CHECK_INT(bt_openai_agg_write(&p->agg, &b, &status), BT_OK);
     CHECK_INT(status, want_status);
     bt_buf_cstr(&b);
+    dump("reply.json", b.p, b.len);
     struct client r;
     client_init(&r, true, false);
     client_read_reply(&r, b.p);
@@ -1074,6 +1094,7 @@ TEST(stream_error_event)
         CHECK_INT(bt_openai_agg_write(&t.p.agg, &b, &status), BT_OK);
         CHECK_INT(status, 502);
         bt_buf_cstr(&b);
+        dump("reply.json", b.p, b.len);
         cJSON *o = cJSON_Parse(b.p);
         CHECK(cJSON_IsObject(cJSON_GetObjectItem(o, "error")));
         cJSON_Delete(o);
@@ -1312,6 +1333,7 @@ TEST(reply_round_trip)
     CHECK_INT(bt_openai_agg_write(&p.agg, &b, &status), BT_OK);
     CHECK_INT(status, 200);
     bt_buf_cstr(&b);
+    dump("reply.json", b.p, b.len);
     struct client got;
     client_init(&got, true, false);
     client_read_reply(&got, b.p);
@@ -1347,6 +1369,7 @@ TEST(reply_error_body)
     CHECK_INT(bt_openai_agg_write(&p.agg, &b, &status), BT_OK);
     CHECK_INT(status, 429);
     bt_buf_cstr(&b);
+    dump("reply.json", b.p, b.len);
     cJSON *o = cJSON_Parse(b.p);
     const cJSON *e = cJSON_GetObjectItem(o, "error");
     CHECK_STR(cJSON_GetObjectItem(e, "message")->valuestring, "Rate limit reached");
@@ -1377,6 +1400,7 @@ TEST(agg_limits)
     bt_openai_agg_init(&a, &test_opts, 1000);
     CHECK_INT(bt_openai_agg_write(&a, &b, &status), BT_OK);
     bt_buf_cstr(&b);
+    dump("reply.json", b.p, b.len);
     struct client r;
     client_init(&r, true, false);
     client_read_reply(&r, b.p);
