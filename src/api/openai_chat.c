@@ -35,9 +35,11 @@ __attribute__((format(printf, 3, 4))) static enum bt_err fail(struct dec *x, con
     return BT_EINVAL;
 }
 
+/* An array of n (at least one, so that an empty array is not NULL and the
+ * fill loops may step a pointer over it): NULL only when out of memory. */
 static void *alloc(struct dec *x, size_t n, size_t size)
 {
-    return n ? bt_arena_calloc(x->a, n, size) : NULL;
+    return bt_arena_calloc(x->a, n ? n : 1, size);
 }
 
 /* ---- members and values ---- */
@@ -527,7 +529,7 @@ static enum bt_err assistant(struct dec *x, const struct msg_toks *t, const char
     uint32_t ncontent = content_count(x, t->content);
     m->nparts = (uint32_t)has_reasoning + ncontent + (uint32_t)has_refusal + ncalls + (uint32_t)has_fc;
     m->parts = alloc(x, m->nparts, sizeof(*m->parts));
-    if (m->nparts && !m->parts) return BT_ENOMEM;
+    if (!m->parts) return BT_ENOMEM;
     struct bt_chat_part *p = m->parts;
     if (has_reasoning) {
         /* DeepSeek's reasoning_content (Solar's reasoning): thinking mode with
@@ -580,7 +582,7 @@ static enum bt_err tool_result(struct dec *x, const struct msg_toks *t, const ch
     }
     r->tool_result.nparts = content_count(x, t->content);
     r->tool_result.parts = alloc(x, r->tool_result.nparts, sizeof(struct bt_chat_part));
-    if (r->tool_result.nparts && !r->tool_result.parts) return BT_ENOMEM;
+    if (!r->tool_result.parts) return BT_ENOMEM;
     subpath(q, "%s.content", path);
     if (legacy && t->content < 0) return missing(x, q);
     return content(x, t->content, q, ALLOW_TEXT, legacy, r->tool_result.parts);
@@ -639,7 +641,7 @@ static enum bt_err message(struct dec *x, int v, const char *path, struct bt_cha
                                              : ALLOW_TEXT;
     m->nparts = content_count(x, t.content);
     m->parts = alloc(x, m->nparts, sizeof(*m->parts));
-    if (m->nparts && !m->parts) return BT_ENOMEM;
+    if (!m->parts) return BT_ENOMEM;
     subpath(q, "%s.content", path);
     return content(x, t.content, q, allow, false, m->parts);
 }
@@ -905,7 +907,7 @@ static enum bt_err sort_members(struct dec *x, int t[T_COUNT])
     struct bt_chat *c = x->c;
     for (int i = 0; i < T_COUNT; i++) t[i] = -1;
     c->extras = alloc(x, x->d->toks[0].size, sizeof(*c->extras));
-    if (x->d->toks[0].size && !c->extras) return BT_ENOMEM;
+    if (!c->extras) return BT_ENOMEM;
     struct members ms = members_of(x->d, 0);
     int k, v;
     while (members_next(&ms, &k, &v)) {
