@@ -24,7 +24,7 @@ enum bt_ev_type {
     BT_EV_DONE,           /* end of stream marker ([DONE] / message_stop) */
     BT_EV_BLOCK_STOP,     /* content block `block` of a choice ended (Anthropic
                              content_block_stop); APIs without blocks send none */
-    BT_EV_REFUSAL,        /* refusal text delta (OpenAI delta.refusal) */
+    BT_EV_REFUSAL,        /* refusal text delta in `text` (OpenAI delta.refusal) */
 };
 /* The last event type: for range checks. */
 #define BT_EV_LAST BT_EV_REFUSAL
