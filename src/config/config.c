@@ -18,7 +18,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/time.h"
-#include "provider/fwd.h"
+#include "config/fwd.h"
 #include "upstream/proxy.h"
 
 #define DEFAULT_BASE_URL "https://api.openai.com/v1"

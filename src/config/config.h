@@ -14,17 +14,11 @@
 
 #include "core/err.h"
 #include "core/str.h"
+#include "core/time.h" /* struct bt_timeouts */
 
 enum bt_provider_type {
     BT_PROVIDER_OPENAI = 1, /* any OpenAI-compatible server */
     BT_PROVIDER_SIM,        /* the built-in simulated provider */
-};
-
-struct bt_timeouts {
-    uint64_t connect_ms;    /* default 10s */
-    uint64_t first_byte_ms; /* default 120s: request sent -> response head */
-    uint64_t idle_ms;       /* default 60s: longest silence between two chunks */
-    uint64_t total_ms;      /* default 10m */
 };
 
 /* Knobs of the simulated provider (type: sim). All optional. */

@@ -13,7 +13,7 @@
 #include "core/arena.h"
 #include "core/buf.h"
 #include "canon/event.h"
-#include "provider/fwd.h"
+#include "config/fwd.h"
 #include "upstream/upstream.h"
 
 /* A call in flight on either transport. */
