@@ -39,10 +39,8 @@ static void lmsg(struct loader *L, bool is_error, const struct bt_ynode *at, con
 static void lmsg(struct loader *L, bool is_error, const struct bt_ynode *at, const char *fmt,
                  va_list ap)
 {
-    char msg[sizeof(((struct bt_config_diag *)0)->msg)];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
     if (is_error) L->nerrors++;
-    if (bt_config_diag_add(L->diags, is_error, at ? at->line : 0, at ? at->col : 0, "%s", msg))
+    if (bt_config_diag_addv(L->diags, is_error, at ? at->line : 0, at ? at->col : 0, fmt, ap))
         L->oom = true;
 }
 
@@ -102,15 +100,20 @@ static int key_index(struct loader *L, const struct bt_ynode *k, const char *con
     }
     for (int i = 0; keys[i]; i++)
         if (strlen(keys[i]) == k->len && memcmp(keys[i], k->text, k->len) == 0) return i;
-    char list[160];
-    size_t off = 0;
-    list[0] = 0;
-    for (int i = 0; keys[i] && off < sizeof(list); i++) {
-        int w = snprintf(list + off, sizeof(list) - off, "%s%s", i ? ", " : "", keys[i]);
-        if (w < 0) break;
-        off += (size_t)w;
+    /* Every key, whole: the lists are short and fixed, so the message is too. */
+    struct bt_buf list;
+    bt_buf_init(&list, 1024);
+    enum bt_err e = BT_OK;
+    for (int i = 0; keys[i] && !e; i++)
+        e = bt_buf_printf(&list, "%s%s", i ? ", " : "", keys[i]);
+    if (!e) e = bt_buf_cstr(&list);
+    if (e) {
+        L->oom = true; /* only ENOMEM: the longest list is under 300 bytes */
+        bt_buf_free(&list);
+        return -1;
     }
-    lerr(L, k, "unknown key \"%.*s\" in %s (expected one of: %s)", SHOW(k), what, list);
+    lerr(L, k, "unknown key \"%.*s\" in %s (expected one of: %s)", SHOW(k), what, list.p);
+    bt_buf_free(&list);
     return -1;
 }
 
@@ -1178,19 +1181,26 @@ static struct bt_provider *resolve_provider(struct loader *L, const struct bt_yn
         if (len == 0)
             lerr(L, v, "%s: provider is empty", ctx);
         else {
-            char known[120];
-            size_t off = 0;
-            known[0] = 0;
-            for (size_t i = 0; i < L->cfg->nproviders && off < sizeof(known); i++) {
-                int w = snprintf(known + off, sizeof(known) - off, "%s%s", i ? ", " : "",
-                                 L->cfg->providers[i].name);
-                if (w < 0) break;
-                off += (size_t)w;
+            /* Whole names only: a file may define hundreds of providers, so the
+             * list stops at a few hundred bytes and says how many it left out. */
+            struct bt_buf known;
+            bt_buf_init(&known, 1024);
+            size_t nc = L->cfg->nproviders, shown = 0;
+            enum bt_err e = BT_OK;
+            for (; shown < nc && !e; shown++) {
+                const char *name = L->cfg->providers[shown].name;
+                if (shown && known.len + strlen(name) > 300) break;
+                e = bt_buf_printf(&known, "%s%s", shown ? ", " : "", name);
             }
-            lerr(L, v, "%s: unknown provider \"%.*s\" (%s%s)", ctx,
-                 (int)(len > SHOW_MAX ? SHOW_MAX : len), s,
-                 L->cfg->nproviders ? "defined: " : "no providers are defined",
-                 L->cfg->nproviders ? known : "");
+            if (!e && shown < nc) e = bt_buf_printf(&known, " and %zu more", nc - shown);
+            if (!e) e = bt_buf_cstr(&known);
+            if (e)
+                L->oom = true;
+            else
+                lerr(L, v, "%s: unknown provider \"%.*s\" (%s%s)", ctx,
+                     (int)(len > SHOW_MAX ? SHOW_MAX : len), s,
+                     nc ? "defined: " : "no providers are defined", nc ? known.p : "");
+            bt_buf_free(&known);
         }
     }
     free(s);
@@ -1582,6 +1592,8 @@ done:
 void bt_config_diags_free(struct bt_config_diags *d)
 {
     if (!d) return;
+    for (size_t i = 0; i < d->n; i++)
+        free(d->items[i].msg);
     free(d->items);
     free(d->path);
     d->items = NULL;

@@ -125,7 +125,7 @@ struct bt_config {
 struct bt_config_diag {
     bool is_error;    /* false: warning (e.g. an unset provider key) */
     int line, col;    /* 1-based; 0 when not tied to a position */
-    char msg[256];
+    char *msg;        /* whole message, malloc'd, owned by the diags */
 };
 
 struct bt_config_diags {

@@ -5,6 +5,7 @@
 
 #include "config/config.h"
 #include "config/yaml.h"
+#include "core/buf.h"
 
 /* The example, verbatim. */
 static const char *example =
@@ -998,6 +999,90 @@ TEST(bytes_with_nul_and_garbage)
     bt_config_diags_free(&d);
 }
 
+/* The first error's message for yaml (malloc'd, caller frees), or NULL when the
+ * file loads. */
+static char *first_error(const char *yaml)
+{
+    struct bt_config_diags d = {0};
+    struct bt_config *c = load(yaml, &d, NULL);
+    char *msg = NULL;
+    for (size_t i = 0; i < d.n && !msg; i++)
+        if (d.items[i].is_error) msg = strdup(d.items[i].msg);
+    if (c && c != (struct bt_config *)0x1) bt_config_unref(c);
+    bt_config_diags_free(&d);
+    return msg;
+}
+
+static bool ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), t = strlen(tail);
+    return n >= t && strcmp(s + n - t, tail) == 0;
+}
+
+TEST(messages_are_whole)
+{
+    /* Each list of expected keys is complete, whatever its length: the server
+     * list used to end "upstream_max_idle, u)". */
+    static const struct {
+        const char *yaml, *tail;
+    } lists[] = {
+        {"nope: 1\n", "providers, models, metrics)"},
+        {"server: {nope: 1}\n", "upstream_max_idle, upstream_max_queued)"},
+        {"auth: {nope: 1}\n", "master_key, allow_anonymous)"},
+        {"log: {nope: 1}\n", "level, access, file)"},
+        {"metrics: {nope: 1}\n", "(expected one of: require_key)"},
+        {"providers: {p: {type: sim, nope: 1}}\n", "tls, proxy, stream_check)"},
+        {"providers: {p: {type: sim, timeouts: {nope: 1}}}\n", "idle, total)"},
+        {"providers: {p: {type: sim, faults: {nope: 1}}}\n", "invalid_json, error_event)"},
+        {"providers: {p: {type: openai, tls: {nope: 1}}}\n", "ca_file, verify)"},
+        {"providers: {p: {type: sim}}\nmodels: {m: {provider: p, nope: 1}}\n",
+         "provider, model, deployments)"},
+        {"providers: {p: {type: sim}}\nmodels: {m: {deployments: [{provider: p, nope: 1}]}}\n",
+         "provider, model, weight)"},
+    };
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        char *m = first_error(lists[i].yaml);
+        CHECK(m && strstr(m, "unknown key \"nope\"") && ends_with(m, lists[i].tail));
+        if (m && !ends_with(m, lists[i].tail)) fprintf(stderr, "    got: %s\n", m);
+        free(m);
+    }
+    /* A 128-character provider name and the longest key list fit in one message. */
+    char name[129];
+    memset(name, 'p', 128);
+    name[128] = 0;
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml), "providers:\n  %s: {type: sim, nope: 1}\n", name);
+    char *m = first_error(yaml);
+    CHECK(m && strstr(m, name) && ends_with(m, "proxy, stream_check)"));
+    free(m);
+    /* Defined providers are listed as whole names; a long list says how many it
+     * left out instead of stopping mid-name. */
+    struct bt_buf b;
+    bt_buf_init(&b, 1 << 20);
+    bt_buf_append_c(&b, "providers:\n");
+    for (int i = 0; i < 40; i++)
+        bt_buf_printf(&b, "  provider-number-%02d: {type: sim}\n", i);
+    bt_buf_append_c(&b, "models: {m: {provider: zz}}\n");
+    bt_buf_cstr(&b);
+    m = first_error(b.p);
+    bt_buf_free(&b);
+    REQUIRE(m != NULL);
+    const char *list = strstr(m, "(defined: ");
+    CHECK(list && ends_with(m, " more)"));
+    if (list) {
+        /* every item but the count is a full name */
+        char *copy = strdup(list + 10), *save = NULL;
+        char *and = strstr(copy, " and ");
+        if (and) *and = 0;
+        int n = 0;
+        for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save), n++)
+            CHECK(strlen(t) == 18 && strncmp(t, "provider-number-", 16) == 0);
+        CHECK(n >= 5 && n < 40);
+        free(copy);
+    }
+    free(m);
+}
+
 int main(void)
 {
     RUN(example_loads_with_warnings_only);
@@ -1016,5 +1101,6 @@ int main(void)
     RUN(refcount);
     RUN(load_from_file);
     RUN(bytes_with_nul_and_garbage);
+    RUN(messages_are_whole);
     return HARNESS_DONE();
 }
