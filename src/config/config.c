@@ -28,6 +28,7 @@
 struct loader {
     struct bt_config_diags *diags;
     struct bt_config *cfg;
+    const struct bt_config_load_opts *opts; /* never NULL */
     int nerrors;
     bool oom;
 };
@@ -359,71 +360,85 @@ static bool is_ip(int af, const char *s)
     return inet_pton(af, s, buf) == 1;
 }
 
-/* "host:port" or "[v6]:port" with host an IP literal (the listener does not
- * resolve names) or "localhost". */
-static bool parse_listen(struct loader *L, const struct bt_ynode *v, const char *s, size_t len)
+bool bt_config_parse_listen(const char *s, size_t len, const char *what, char *host,
+                            size_t hostcap, uint16_t *port, char *why, size_t whycap)
 {
-    struct bt_config *c = L->cfg;
-    const char *host = NULL, *port = NULL;
+    const char *h = NULL, *p = NULL;
     size_t hlen = 0;
+    int shown = (int)(len > SHOW_MAX ? SHOW_MAX : len);
     if (len && s[0] == '[') {
         const char *rb = memchr(s, ']', len);
         if (!rb || (size_t)(rb - s) + 1 >= len || rb[1] != ':') goto bad;
-        host = s + 1;
+        h = s + 1;
         hlen = (size_t)(rb - s) - 1;
-        port = rb + 2;
+        p = rb + 2;
     } else {
         const char *colon = memchr(s, ':', len);
         if (!colon) goto bad;
         if (memchr(colon + 1, ':', len - (size_t)(colon - s) - 1)) {
-            lerr(L, v,
-                 "server.listen: write an IPv6 address in brackets, e.g. [::1]:4000 (got \"%.*s\")",
-                 (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+            snprintf(why, whycap,
+                     "%s: write an IPv6 address in brackets, e.g. [::1]:4000 (got \"%.*s\")", what,
+                     shown, s);
             return false;
         }
-        host = s;
+        h = s;
         hlen = (size_t)(colon - s);
-        port = colon + 1;
+        p = colon + 1;
     }
-    size_t plen = len - (size_t)(port - s);
+    size_t plen = len - (size_t)(p - s);
     uint64_t pn = 0;
-    if (!bt_str_to_u64((struct bt_str){port, plen}, &pn) || pn < 1 || pn > 65535) {
-        lerr(L, v, "server.listen: port must be from 1 to 65535 (got \"%.*s\")",
-             (int)(plen > SHOW_MAX ? SHOW_MAX : plen), port);
+    if (!bt_str_to_u64((struct bt_str){p, plen}, &pn) || pn < 1 || pn > 65535) {
+        snprintf(why, whycap, "%s: port must be from 1 to 65535 (got \"%.*s\")", what,
+                 (int)(plen > SHOW_MAX ? SHOW_MAX : plen), p);
         return false;
     }
     if (hlen == 0) {
-        lerr(L, v,
-             "server.listen: the host is missing; write 0.0.0.0:%llu to listen on every "
-             "address, or 127.0.0.1:%llu for this machine only",
-             (unsigned long long)pn, (unsigned long long)pn);
+        snprintf(why, whycap,
+                 "%s: the host is missing; write 0.0.0.0:%llu to listen on every address, or "
+                 "127.0.0.1:%llu for this machine only",
+                 what, (unsigned long long)pn, (unsigned long long)pn);
         return false;
     }
-    char hbuf[64];
-    if (hlen >= sizeof(hbuf)) goto badhost;
-    memcpy(hbuf, host, hlen);
+    char hbuf[BT_LISTEN_HOST_MAX];
+    if (hlen >= sizeof(hbuf) || hostcap < sizeof(hbuf)) goto badhost;
+    memcpy(hbuf, h, hlen);
     hbuf[hlen] = 0;
     if (s[0] != '[' && strcmp(hbuf, "localhost") == 0) {
         memcpy(hbuf, "127.0.0.1", sizeof("127.0.0.1"));
     } else if (s[0] == '[' ? !is_ip(AF_INET6, hbuf) : !is_ip(AF_INET, hbuf)) {
         goto badhost;
     }
-    char *h = ldup(L, hbuf, strlen(hbuf));
-    if (!h) return false;
-    free(c->server.listen_host);
-    c->server.listen_host = h;
-    c->server.listen_port = (uint16_t)pn;
+    memcpy(host, hbuf, strlen(hbuf) + 1);
+    *port = (uint16_t)pn;
     return true;
 badhost:
-    lerr(L, v,
-         "server.listen: \"%.*s\" is not an IP address (use an IPv4 address, "
-         "[IPv6] in brackets, or localhost; names are not resolved)",
-         (int)(hlen > SHOW_MAX ? SHOW_MAX : hlen), host);
+    snprintf(why, whycap,
+             "%s: \"%.*s\" is not an IP address (use an IPv4 address, [IPv6] in brackets, or "
+             "localhost; names are not resolved)",
+             what, (int)(hlen > SHOW_MAX ? SHOW_MAX : hlen), h);
     return false;
 bad:
-    lerr(L, v, "server.listen must be HOST:PORT or [IPV6]:PORT, e.g. 127.0.0.1:4000 (got \"%.*s\")",
-         (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+    snprintf(why, whycap, "%s must be HOST:PORT or [IPV6]:PORT, e.g. 127.0.0.1:4000 (got \"%.*s\")",
+             what, shown, s);
     return false;
+}
+
+/* Sets server.listen from `s` (the key's value, or --listen when v is NULL). */
+static bool set_listen(struct loader *L, const struct bt_ynode *v, const char *what, const char *s,
+                       size_t len)
+{
+    char host[BT_LISTEN_HOST_MAX], why[300];
+    uint16_t port;
+    if (!bt_config_parse_listen(s, len, what, host, sizeof(host), &port, why, sizeof(why))) {
+        lerr(L, v, "%s", why);
+        return false;
+    }
+    char *h = ldup(L, host, strlen(host));
+    if (!h) return false;
+    free(L->cfg->server.listen_host);
+    L->cfg->server.listen_host = h;
+    L->cfg->server.listen_port = port;
+    return true;
 }
 
 /* Splits an http(s) URL into the provider's tls/host/port/base_path. */
@@ -540,7 +555,7 @@ static void load_server(struct loader *L, const struct bt_ynode *n)
             char *s;
             size_t len;
             if (get_string(L, v, what, &s, &len, NULL)) {
-                parse_listen(L, v, s, len);
+                set_listen(L, v, "server.listen", s, len);
                 free(s);
             }
             break;
@@ -1387,6 +1402,16 @@ static void load_root(struct loader *L, const struct bt_ynode *root)
     if (!L->oom) load_models(L, sec[4]);
 }
 
+bool bt_config_is_loopback(const char *host)
+{
+    if (!host) return false;
+    if (strcmp(host, "localhost") == 0) return true;
+    unsigned char a[16];
+    if (inet_pton(AF_INET, host, a) == 1) return a[0] == 127;
+    static const unsigned char v6_loopback[16] = {[15] = 1};
+    return inet_pton(AF_INET6, host, a) == 1 && memcmp(a, v6_loopback, 16) == 0;
+}
+
 /* ---- snapshot lifetime ---- */
 
 static void set_defaults(struct bt_config *c)
@@ -1495,10 +1520,12 @@ static enum bt_err set_diag_path(struct bt_config_diags *d, const char *name)
 }
 
 static enum bt_err load_common(const char *name, const char *yaml, size_t len,
-                               struct bt_config **out, struct bt_config_diags *diags)
+                               const struct bt_config_load_opts *opts, struct bt_config **out,
+                               struct bt_config_diags *diags)
 {
+    static const struct bt_config_load_opts none = {0};
     struct bt_ydoc doc;
-    struct loader L = {.diags = diags};
+    struct loader L = {.diags = diags, .opts = opts ? opts : &none};
     enum bt_err err = bt_ydoc_parse(yaml, len, &doc, diags);
     if (err) {
         bt_ydoc_free(&doc);
@@ -1512,6 +1539,8 @@ static enum bt_err load_common(const char *name, const char *yaml, size_t len,
     }
     load_root(&L, doc.root);
     bt_ydoc_free(&doc);
+    if (!L.oom && L.opts->listen)
+        set_listen(&L, NULL, "--listen", L.opts->listen, strlen(L.opts->listen));
     if (L.oom) {
         bt_config_diag_add(diags, true, 0, 0, "out of memory");
         config_free(L.cfg);
@@ -1528,6 +1557,13 @@ static enum bt_err load_common(const char *name, const char *yaml, size_t len,
 enum bt_err bt_config_load_string(const char *name, const char *yaml, size_t len,
                                   struct bt_config **out, struct bt_config_diags *diags)
 {
+    return bt_config_load_string_opts(name, yaml, len, NULL, out, diags);
+}
+
+enum bt_err bt_config_load_string_opts(const char *name, const char *yaml, size_t len,
+                                       const struct bt_config_load_opts *opts,
+                                       struct bt_config **out, struct bt_config_diags *diags)
+{
     if (!out || (!yaml && len)) return BT_EINVAL;
     *out = NULL;
     if (!name) name = "config";
@@ -1540,7 +1576,7 @@ enum bt_err bt_config_load_string(const char *name, const char *yaml, size_t len
                                BT_CONFIG_MAX_BYTES);
             err = BT_ECONFIG;
         } else {
-            err = load_common(name, yaml ? yaml : "", len, out, d);
+            err = load_common(name, yaml ? yaml : "", len, opts, out, d);
         }
     }
     bt_config_diags_free(&local);
@@ -1548,6 +1584,12 @@ enum bt_err bt_config_load_string(const char *name, const char *yaml, size_t len
 }
 
 enum bt_err bt_config_load(const char *path, struct bt_config **out, struct bt_config_diags *diags)
+{
+    return bt_config_load_opts(path, NULL, out, diags);
+}
+
+enum bt_err bt_config_load_opts(const char *path, const struct bt_config_load_opts *opts,
+                                struct bt_config **out, struct bt_config_diags *diags)
 {
     if (!path || !out) return BT_EINVAL;
     *out = NULL;
@@ -1582,7 +1624,7 @@ enum bt_err bt_config_load(const char *path, struct bt_config **out, struct bt_c
         err = BT_EIO;
         goto done;
     }
-    err = load_common(path, b.p ? b.p : "", b.len, out, d);
+    err = load_common(path, b.p ? b.p : "", b.len, opts, out, d);
 done:
     bt_buf_free(&b);
     bt_config_diags_free(&local);

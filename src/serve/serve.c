@@ -1,6 +1,5 @@
 #include "serve/serve.h"
 
-#include <arpa/inet.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,43 +33,6 @@ struct serve {
     struct bt_metrics *metrics;
     uv_async_t worker_exit;        /* a worker finished */
 };
-
-bool bt_parse_listen(const char *s, char *host, size_t hostcap, uint16_t *port)
-{
-    const char *colon;
-    size_t hlen;
-    const char *h = s;
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':') return false;
-        h = s + 1;
-        hlen = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon) return false;
-        hlen = (size_t)(colon - s);
-    }
-    uint64_t p;
-    if (!bt_str_to_u64(bt_str_c(colon + 1), &p) || p > 65535) return false;
-    if (hlen == 0) {
-        h = "127.0.0.1";
-        hlen = 9;
-    }
-    if (hlen + 1 > hostcap) return false;
-    memcpy(host, h, hlen);
-    host[hlen] = 0;
-    *port = (uint16_t)p;
-    return true;
-}
-
-bool bt_is_loopback(const char *host)
-{
-    if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0) return true;
-    struct in_addr a;
-    if (inet_pton(AF_INET, host, &a) == 1) return (ntohl(a.s_addr) >> 24) == 127;
-    return false;
-}
 
 /* ---- workers ---- */
 
@@ -239,7 +201,8 @@ static int reload(struct serve *s, char *msg, size_t cap)
 {
     struct bt_config *next = NULL;
     struct bt_config_diags d = {0};
-    enum bt_err err = bt_config_load(s->path, &next, &d);
+    struct bt_config_load_opts lo = {.listen = s->listen_override};
+    enum bt_err err = bt_config_load_opts(s->path, &lo, &next, &d);
     log_diags(&d, s->path);
     int rc = 0;
     uv_mutex_lock(&s->reload_lock);
@@ -333,7 +296,8 @@ int bt_serve_main(const char *config_path, const char *listen_override)
     s.listen_override = listen_override;
     uv_mutex_init(&s.reload_lock);
     struct bt_config_diags d = {0};
-    enum bt_err err = bt_config_load(config_path, &s.cfg, &d);
+    struct bt_config_load_opts lo = {.listen = listen_override};
+    enum bt_err err = bt_config_load_opts(config_path, &lo, &s.cfg, &d);
     bt_config_diags_print(&d, stderr);
     bt_config_diags_free(&d);
     if (err) {
@@ -353,14 +317,11 @@ int bt_serve_main(const char *config_path, const char *listen_override)
         bt_error("cannot open access log %s", s.cfg->log.access);
         goto out;
     }
+    /* --listen is already in the snapshot (parsed like server.listen). */
     snprintf(s.host, sizeof(s.host), "%s", s.cfg->server.listen_host);
     s.port = s.cfg->server.listen_port;
-    if (listen_override && !bt_parse_listen(listen_override, s.host, sizeof(s.host), &s.port)) {
-        bt_error("--listen %s: expected HOST:PORT", listen_override);
-        goto out;
-    }
     if (!s.cfg->auth.master_key) {
-        if (bt_is_loopback(s.host)) {
+        if (bt_config_is_loopback(s.host)) {
             bt_warn("no master key set: serving without authentication, on loopback (%s) only",
                     s.host);
         } else if (!s.cfg->auth.allow_anonymous) {

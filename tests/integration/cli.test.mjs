@@ -3,7 +3,7 @@
 // keyless on a non-loopback address.
 import { join } from 'node:path';
 import {
-    test, run, assert, eq, runBaton, spawnBaton, stopProc, writeTemp, freePort, REPO, SLOW, sleep,
+    test, run, assert, eq, deepEq, runBaton, spawnBaton, stopProc, writeTemp, freePort, REPO, SLOW, sleep,
 } from './lib.mjs';
 
 const CONFIGS = join(REPO, 'tests/integration/configs');
@@ -164,6 +164,44 @@ test('serve: without a master key it serves on loopback and says so at startup',
 test('serve: an invalid config exits non-zero with file:line:column', async () => {
     const err = await expectRefusal(['serve', '-c', cfg('bad-unknown-key.yaml')]);
     assert(/bad-unknown-key\.yaml:3:3:/.test(err), `expected file:3:3: in stderr: ${err.slice(0, 300)}`);
+});
+
+// ---- check and serve judge a file the same way; --listen is parsed like server.listen
+
+// The lines of stderr that are diagnostics (`file: error: ...`, `file:L:C: error: ...`).
+const diagLines = (text) => text.split('\n').filter((l) => /: (error|warning): /.test(l));
+
+test('serve: --listen localhost:PORT is accepted like server.listen: localhost:PORT', async () => {
+    const port = await freePort();
+    const p = writeTemp('lh.yaml', 'providers:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n');
+    const proc = spawnBaton(['serve', '-c', p, '--listen', `localhost:${port}`]);
+    try {
+        let status = 0;
+        for (let i = 0; i < 100 && status !== 200 && proc.child.exitCode === null; i++) {
+            await sleep(50);
+            status = await fetch(`http://127.0.0.1:${port}/health/ready`).then((r) => r.status, () => 0);
+        }
+        eq(status, 200, `/health/ready on --listen localhost:${port} (stderr: ${proc.err().slice(0, 300)})`);
+    } finally { await stopProc(proc); }
+    const r = await runBaton(['check', '-c', p, '--listen', `localhost:${port}`]);
+    eq(r.code, 0, `check --listen localhost exit code; output: ${both(r).slice(0, 300)}`);
+    assert(r.out.includes(`listen 127.0.0.1:${port}`), `check shows the address in use: ${r.out.slice(-300)}`);
+});
+
+test('serve and check: --listen foo:1 says the host is not an address, with server.listen\'s words', async () => {
+    const p = writeTemp('foo.yaml', 'providers:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n');
+    const err = await expectRefusal(['serve', '-c', p, '--listen', 'foo:1']);
+    assert(!/refusing to serve/.test(err), `talks about the master key instead of the address: ${err.slice(0, 300)}`);
+    assert(err.includes('--listen: "foo" is not an IP address (use an IPv4 address, [IPv6] in brackets, or localhost; names are not resolved)'),
+        `message: ${err.slice(0, 400)}`);
+    const inFile = writeTemp('foo2.yaml', 'server:\n  listen: foo:1\n');
+    const r = await runBaton(['check', '-c', inFile]);
+    eq(r.code, 1, 'check exit code for server.listen: foo:1');
+    assert(r.err.includes('server.listen: "foo" is not an IP address (use an IPv4 address, [IPv6] in brackets, or localhost; names are not resolved)'),
+        `check message: ${r.err.slice(0, 400)}`);
+    const r2 = await runBaton(['check', '-c', p, '--listen', 'foo:1']);
+    eq(r2.code, 1, 'check --listen foo:1 exit code');
+    deepEq(diagLines(r2.err), diagLines(err), 'check and serve print the same diagnostics');
 });
 
 await run();

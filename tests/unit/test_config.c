@@ -458,7 +458,7 @@ TEST(base_url_forms)
 
 TEST(listen_forms)
 {
-    struct bt_config *c = load_ok("server: {listen: \"0.0.0.0:80\"}\n");
+    struct bt_config *c = load_ok("server: {listen: \"0.0.0.0:80\"}\nauth: {master_key: k}\n");
     REQUIRE(c);
     CHECK_STR(c->server.listen_host, "0.0.0.0");
     CHECK_INT(c->server.listen_port, 80);
@@ -468,7 +468,7 @@ TEST(listen_forms)
     CHECK_STR(c->server.listen_host, "127.0.0.1");
     CHECK_INT(c->server.listen_port, 4001);
     bt_config_unref(c);
-    c = load_ok("server:\n  listen: '[::]:65535'\n");
+    c = load_ok("server:\n  listen: '[::]:65535'\nauth: {allow_anonymous: true}\n");
     REQUIRE(c);
     CHECK_STR(c->server.listen_host, "::");
     CHECK_INT(c->server.listen_port, 65535);
@@ -1083,6 +1083,54 @@ TEST(messages_are_whole)
     free(m);
 }
 
+TEST(listen_parsing)
+{
+    /* server.listen and every --listen flag share one parser and its messages. */
+    char host[BT_LISTEN_HOST_MAX], why[300];
+    uint16_t port = 0;
+#define PL(s, w) bt_config_parse_listen(s, strlen(s), w, host, sizeof(host), &port, why, sizeof(why))
+    CHECK(PL("127.0.0.1:4000", "--listen"));
+    CHECK_STR(host, "127.0.0.1");
+    CHECK_INT(port, 4000);
+    CHECK(PL("[::1]:8080", "--listen"));
+    CHECK_STR(host, "::1");
+    CHECK_INT(port, 8080);
+    CHECK(PL("localhost:27016", "--listen"));
+    CHECK_STR(host, "127.0.0.1");
+    CHECK_INT(port, 27016);
+    CHECK(!PL("foo:1", "--listen"));
+    CHECK_STR(why, "--listen: \"foo\" is not an IP address (use an IPv4 address, [IPv6] in "
+                   "brackets, or localhost; names are not resolved)");
+    CHECK(!PL("foo:1", "server.listen") && strncmp(why, "server.listen: \"foo\" is not", 27) == 0);
+    CHECK(!PL(":5", "--listen") && strstr(why, "the host is missing"));
+    CHECK(!PL("127.0.0.1", "--listen") && strstr(why, "HOST:PORT"));
+    CHECK(!PL("h:70000", "--listen") && strstr(why, "port must be from 1 to 65535"));
+    CHECK(!PL("127.0.0.1:0", "--listen") && strstr(why, "port must be"));
+    CHECK(!PL("[::1:80", "--listen"));
+    CHECK(!PL("::1:80", "--listen") && strstr(why, "in brackets"));
+#undef PL
+    CHECK(bt_config_is_loopback("127.0.0.1"));
+    CHECK(bt_config_is_loopback("127.3.2.1"));
+    CHECK(bt_config_is_loopback("::1"));
+    CHECK(bt_config_is_loopback("localhost"));
+    CHECK(!bt_config_is_loopback("0.0.0.0"));
+    CHECK(!bt_config_is_loopback("10.0.0.1"));
+    CHECK(!bt_config_is_loopback("::"));
+    /* The flag replaces the file's address and is judged like it. */
+    static const char yaml[] = "server: {listen: \"127.0.0.1:4000\"}\n";
+    struct bt_config_load_opts lo = {.listen = "localhost:27016"};
+    struct bt_config *c = NULL;
+    struct bt_config_diags d = {0};
+    CHECK_INT(bt_config_load_string_opts("t", yaml, sizeof(yaml) - 1, &lo, &c, &d), BT_OK);
+    CHECK(c && strcmp(c->server.listen_host, "127.0.0.1") == 0 && c->server.listen_port == 27016);
+    bt_config_unref(c);
+    bt_config_diags_free(&d);
+    lo.listen = "foo:1";
+    CHECK_INT(bt_config_load_string_opts("t", yaml, sizeof(yaml) - 1, &lo, &c, &d), BT_ECONFIG);
+    CHECK(d.n == 1 && d.items[0].line == 0 && strstr(d.items[0].msg, "--listen: \"foo\" is not an IP"));
+    bt_config_diags_free(&d);
+}
+
 int main(void)
 {
     RUN(example_loads_with_warnings_only);
@@ -1102,5 +1150,6 @@ int main(void)
     RUN(load_from_file);
     RUN(bytes_with_nul_and_garbage);
     RUN(messages_are_whole);
+    RUN(listen_parsing);
     return HARNESS_DONE();
 }
