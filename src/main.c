@@ -27,7 +27,7 @@ static void usage_main(FILE *f)
             "\n"
             "commands:\n"
             "  serve -c FILE [--listen HOST:PORT]   run the gateway\n"
-            "  check -c FILE [--listen HOST:PORT]   validate a config and print its model table\n"
+            "  check -c FILE [--listen HOST:PORT]   validate a config as serve would, print its models\n"
             "  sim --listen HOST:PORT [OPTIONS]     run the simulated OpenAI-compatible provider\n"
             "  tokens [--model NAME] [FILE|-]       count (or list) the tokens of a text\n"
             "  version                              print the version\n"
@@ -92,9 +92,10 @@ static int cmd_check(int argc, char **argv)
         case 'l': lo.listen = optarg; break;
         case 'h':
             printf("usage: baton check -c FILE [--listen HOST:PORT]\n\n"
-                   "Validates FILE and prints the resolved model table (secrets masked).\n"
-                   "Exits 1 when the file has errors; warnings (such as an unset provider key)\n"
-                   "are printed but do not fail the check.\n"
+                   "Validates FILE as `baton serve` would (give it the same flags) and prints\n"
+                   "the resolved model table (secrets masked). Exits 1 when serve would refuse\n"
+                   "to start; warnings (such as an unset provider key) are printed but do not\n"
+                   "fail the check. It does not try to bind the address.\n"
                    "  -c, --config FILE     configuration file (YAML)\n"
                    "  -l, --listen ADDR     listen address, overrides server.listen\n");
             return 0;

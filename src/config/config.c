@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "config/yaml.h"
 #include "core/buf.h"
@@ -31,6 +33,10 @@ struct loader {
     const struct bt_config_load_opts *opts; /* never NULL */
     int nerrors;
     bool oom;
+    /* Where some values were written, for the checks made once the whole file
+     * is read (NULL: not written). */
+    const struct bt_ynode *listen_node, *anon_node, *require_key_node, *log_file_node,
+        *log_access_node;
 };
 
 /* ---- diagnostics ---- */
@@ -558,6 +564,7 @@ static void load_server(struct loader *L, const struct bt_ynode *n)
                 set_listen(L, v, "server.listen", s, len);
                 free(s);
             }
+            L->listen_node = v;
             break;
         }
         case 1: {
@@ -621,6 +628,7 @@ static void load_auth(struct loader *L, const struct bt_ynode *n)
             c->auth.master_key = s;
         } else if (idx == 1) {
             get_bool(L, v, "auth.allow_anonymous", &c->auth.allow_anonymous);
+            L->anon_node = v;
         }
     }
 }
@@ -632,8 +640,10 @@ static void load_metrics(struct loader *L, const struct bt_ynode *n)
     if (!m) return;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
         const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
-        if (key_index(L, k, keys, "metrics") == 0)
+        if (key_index(L, k, keys, "metrics") == 0) {
             get_bool(L, v, "metrics.require_key", &L->cfg->metrics.require_key);
+            L->require_key_node = v;
+        }
     }
 }
 
@@ -667,6 +677,8 @@ static void load_log(struct loader *L, const struct bt_ynode *n)
             c->log.level = s;
         } else {
             char **dst = idx == 1 ? &c->log.access : &c->log.file;
+            if (idx == 1) L->log_access_node = v;
+            else L->log_file_node = v;
             if (len == 0) free(s), s = NULL; /* empty: stderr */
             free(*dst);
             *dst = s;
@@ -1402,6 +1414,11 @@ static void load_root(struct loader *L, const struct bt_ynode *root)
     if (!L->oom) load_models(L, sec[4]);
 }
 
+/* ---- checks on the whole file ----
+ *
+ * What `baton serve` would refuse at start, decided here so that `baton check`
+ * (the systemd ExecStartPre), a start and a reload give the same verdict. */
+
 bool bt_config_is_loopback(const char *host)
 {
     if (!host) return false;
@@ -1410,6 +1427,72 @@ bool bt_config_is_loopback(const char *host)
     if (inet_pton(AF_INET, host, a) == 1) return a[0] == 127;
     static const unsigned char v6_loopback[16] = {[15] = 1};
     return inet_pton(AF_INET6, host, a) == 1 && memcmp(a, v6_loopback, 16) == 0;
+}
+
+bool bt_config_exposure_ok(const struct bt_config *c, const char *host, const char *what,
+                           char *why, size_t whycap)
+{
+    if (c->auth.master_key || c->auth.allow_anonymous || bt_config_is_loopback(host)) return true;
+    snprintf(why, whycap,
+             "%s: refusing to serve on %s without a master key: set auth.master_key, listen on a "
+             "loopback address, or set auth.allow_anonymous: true",
+             what, host);
+    return false;
+}
+
+/* serve opens log files for appending (creating them) at start and on SIGUSR1:
+ * a path it cannot open is an error now, not a failed start. Looked at with
+ * stat and access only, so checking creates nothing. */
+static void check_log_path(struct loader *L, const struct bt_ynode *v, const char *what,
+                           const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            lerr(L, v, "%s: %s is a directory, not a file", what, path);
+        else if (access(path, W_OK) != 0)
+            lerr(L, v, "%s: cannot open %s for appending: %s", what, path, strerror(errno));
+        return;
+    }
+    if (errno != ENOENT) {
+        lerr(L, v, "%s: cannot open %s: %s", what, path, strerror(errno));
+        return;
+    }
+    char *dir = ldup(L, path, strlen(path));
+    if (!dir) return;
+    char *slash = strrchr(dir, '/');
+    const char *d = dir;
+    if (!slash)
+        d = ".";
+    else if (slash == dir)
+        d = "/";
+    else
+        *slash = 0;
+    if (access(d, W_OK | X_OK) != 0)
+        lerr(L, v, "%s: cannot create %s: %s", what, path,
+             errno == ENOENT ? "its directory does not exist" : strerror(errno));
+    free(dir);
+}
+
+static void check_whole(struct loader *L)
+{
+    struct bt_config *c = L->cfg;
+    const char *what = L->opts->listen ? "--listen" : "server.listen";
+    const struct bt_ynode *at = L->opts->listen ? NULL : L->listen_node;
+    char why[400];
+    if (!bt_config_exposure_ok(c, c->server.listen_host, what, why, sizeof(why)))
+        lerr(L, at, "%s", why);
+    else if (!c->auth.master_key && !bt_config_is_loopback(c->server.listen_host))
+        lwarn(L, L->anon_node,
+              "no master key and auth.allow_anonymous is true: anyone who reaches %s can use "
+              "every model",
+              c->server.listen_host);
+    if (c->metrics.require_key && !c->auth.master_key)
+        lwarn(L, L->require_key_node,
+              "metrics.require_key has no effect without auth.master_key: GET /metrics stays "
+              "open");
+    if (c->log.file) check_log_path(L, L->log_file_node, "log.file", c->log.file);
+    if (c->log.access) check_log_path(L, L->log_access_node, "log.access", c->log.access);
 }
 
 /* ---- snapshot lifetime ---- */
@@ -1541,6 +1624,7 @@ static enum bt_err load_common(const char *name, const char *yaml, size_t len,
     bt_ydoc_free(&doc);
     if (!L.oom && L.opts->listen)
         set_listen(&L, NULL, "--listen", L.opts->listen, strlen(L.opts->listen));
+    if (!L.oom) check_whole(&L);
     if (L.oom) {
         bt_config_diag_add(diags, true, 0, 0, "out of memory");
         config_free(L.cfg);

@@ -151,7 +151,9 @@ struct bt_config_load_opts {
                            checked exactly like it (borrowed for the call) */
 };
 /* bt_config_load and bt_config_load_string with command-line options (NULL:
- * none). */
+ * none). Besides each key, the loader checks the whole result the way
+ * `baton serve` needs it: a non-loopback address without a master key (unless
+ * auth.allow_anonymous), log paths that cannot be opened for appending. */
 enum bt_err bt_config_load_opts(const char *path, const struct bt_config_load_opts *opts,
                                 struct bt_config **out, struct bt_config_diags *diags);
 enum bt_err bt_config_load_string_opts(const char *name, const char *yaml, size_t len,
@@ -169,7 +171,12 @@ bool bt_config_parse_listen(const char *s, size_t len, const char *what, char *h
                             size_t hostcap, uint16_t *port, char *why, size_t whycap);
 /* True for 127.0.0.0/8, ::1 and "localhost". */
 bool bt_config_is_loopback(const char *host);
-
+/* Whether c's auth settings allow serving on `host`: a master key, a loopback
+ * address, or auth.allow_anonymous. Otherwise false and why ("WHAT: refusing to
+ * serve on HOST without a master key: ..."). The loader applies it to the
+ * configured address; serve applies it at reload to the address in use. */
+bool bt_config_exposure_ok(const struct bt_config *c, const char *host, const char *what,
+                           char *why, size_t whycap);
 void bt_config_diags_free(struct bt_config_diags *d);
 /* Prints each diagnostic as `file:line:column: error: msg` (or `warning:`) to f. */
 void bt_config_diags_print(const struct bt_config_diags *d, void *file /* FILE* */);

@@ -206,6 +206,19 @@ static int reload(struct serve *s, char *msg, size_t cap)
     log_diags(&d, s->path);
     int rc = 0;
     uv_mutex_lock(&s->reload_lock);
+    char why[400];
+    /* The loader judged the address in the file; the one in use may differ
+     * (a changed server.listen waits for a restart) and it is the one exposed. */
+    if (!err && !bt_config_exposure_ok(next, s->host, "the address in use", why, sizeof(why))) {
+        bt_error("%s", why);
+        snprintf(msg, cap, "%s: %s", s->path, why);
+        bt_error("reload refused: the previous configuration keeps serving");
+        bt_config_unref(next);
+        atomic_fetch_add(&s->reloads_failed, 1);
+        bt_metrics_reload(s->metrics, false);
+        rc = -1;
+        goto out;
+    }
     if (err) {
         const struct bt_config_diag *first = NULL;
         for (size_t i = 0; i < d.n && !first; i++)
@@ -317,24 +330,13 @@ int bt_serve_main(const char *config_path, const char *listen_override)
         bt_error("cannot open access log %s", s.cfg->log.access);
         goto out;
     }
-    /* --listen is already in the snapshot (parsed like server.listen). */
+    /* --listen is already in the snapshot, and the loader refused what serve
+     * must not do (a non-loopback address without a key, unusable log paths). */
     snprintf(s.host, sizeof(s.host), "%s", s.cfg->server.listen_host);
     s.port = s.cfg->server.listen_port;
-    if (!s.cfg->auth.master_key) {
-        if (bt_config_is_loopback(s.host)) {
-            bt_warn("no master key set: serving without authentication, on loopback (%s) only",
-                    s.host);
-        } else if (!s.cfg->auth.allow_anonymous) {
-            bt_error("refusing to serve on %s without a master key: set auth.master_key, listen "
-                     "on a loopback address, or set auth.allow_anonymous: true",
-                     s.host);
-            goto out;
-        } else {
-            bt_warn("no master key set and auth.allow_anonymous is true: anyone who reaches %s "
-                    "can use every model",
-                    s.host);
-        }
-    }
+    if (!s.cfg->auth.master_key && bt_config_is_loopback(s.host))
+        bt_warn("no master key set: serving without authentication, on loopback (%s) only",
+                s.host);
     signal(SIGPIPE, SIG_IGN);
     s.loop = uv_default_loop();
     s.nworkers = s.cfg->server.workers ? s.cfg->server.workers

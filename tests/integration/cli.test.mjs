@@ -204,4 +204,39 @@ test('serve and check: --listen foo:1 says the host is not an address, with serv
     deepEq(diagLines(r2.err), diagLines(err), 'check and serve print the same diagnostics');
 });
 
+// Runs check and serve on the same file and flags; both must refuse with the
+// same diagnostics. Returns them.
+async function sameRefusal(file, flags = []) {
+    const r = await runBaton(['check', '-c', file, ...flags], { env: { BATON_MASTER_KEY: undefined } });
+    eq(r.code, 1, `check exit code (serve refuses this file); output: ${both(r).slice(0, 400)}`);
+    const err = await expectRefusal(['serve', '-c', file, ...flags], { BATON_MASTER_KEY: undefined });
+    const a = diagLines(r.err), b = diagLines(err);
+    assert(a.length > 0, `check printed no diagnostic: ${r.err.slice(0, 300)}`);
+    deepEq(a, b, 'check and serve print the same diagnostics');
+    return a;
+}
+
+test('check refuses what serve refuses: 0.0.0.0 without a master key (file and --listen)', async () => {
+    const p = writeTemp('open.yaml', 'server:\n  listen: 0.0.0.0:27990\nproviders:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n');
+    const d = await sameRefusal(p);
+    assert(/open\.yaml:2:11: error: server\.listen: refusing to serve on 0\.0\.0\.0 without a master key/.test(d[0]), `diagnostic: ${d[0]}`);
+    const port = await freePort();
+    const q = writeTemp('loop.yaml', `server:\n  listen: 127.0.0.1:${port}\nproviders:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n`);
+    const d2 = await sameRefusal(q, ['--listen', `0.0.0.0:${port}`]);
+    assert(/error: --listen: refusing to serve on 0\.0\.0\.0 without a master key/.test(d2[0]), `diagnostic: ${d2[0]}`);
+    const anon = writeTemp('anon-ok.yaml', 'server:\n  listen: 0.0.0.0:27990\nauth:\n  allow_anonymous: true\n');
+    const r = await runBaton(['check', '-c', anon]);
+    eq(r.code, 0, `allow_anonymous: check passes; output: ${both(r).slice(0, 300)}`);
+    assert(/warning: .*anyone who reaches 0\.0\.0\.0/.test(r.err), `allow_anonymous warns: ${r.err.slice(0, 300)}`);
+});
+
+test('check refuses what serve refuses: a log file it cannot open', async () => {
+    const p = writeTemp('log.yaml', 'log:\n  file: /nonexistent-baton-dir/baton.log\nproviders:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n');
+    const d = await sameRefusal(p);
+    assert(/log\.yaml:2:9: error: log\.file: cannot create \/nonexistent-baton-dir\/baton\.log/.test(d[0]), `diagnostic: ${d[0]}`);
+    const q = writeTemp('access.yaml', `log:\n  access: ${REPO}\n`);
+    const d2 = await sameRefusal(q);
+    assert(/error: log\.access: .* is a directory/.test(d2[0]), `diagnostic: ${d2[0]}`);
+});
+
 await run();

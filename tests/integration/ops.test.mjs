@@ -111,6 +111,34 @@ test('POST /admin/reload needs the master key and reports the result', async () 
     eq(await deployment(), 'beta/two', 'new table in use');
 });
 
+test('a reload that drops the master key while the address in use is 0.0.0.0 is refused', async () => {
+    // The file moves to loopback and loses its key; the process still listens
+    // on every address (a changed listen needs a restart), so the key stays.
+    const yaml = (listen, key) => `
+server: {listen: "${listen}", workers: 1}
+${key ? 'auth: {master_key: "mk-anon"}' : ''}
+providers:
+  s: {type: sim}
+models:
+  m: {provider: s}
+`;
+    const c = await startBaton(yaml('0.0.0.0:$PORT', true), { listenFlag: false });
+    try {
+        writeFileSync(c.cfg, yaml(`127.0.0.1:${c.port}`, false));
+        c.proc.child.kill('SIGHUP');
+        const end = Date.now() + 3000 * SLOW;
+        while (Date.now() < end && !/reload refused/.test(c.proc.err())) await sleep(20);
+        const err = c.proc.err();
+        assert(/the address in use: refusing to serve on 0\.0\.0\.0 without a master key/.test(err), `log: ${err.slice(-500)}`);
+        assert(/reload refused/.test(err), `log says the reload was refused: ${err.slice(-300)}`);
+        let r = await post(`${c.url}/chat/completions`, body);
+        eq(r.status, 401, 'a request without the key after the refused reload');
+        r = await post(`${c.base}/admin/reload`, '', { headers: { authorization: 'Bearer mk-anon' } });
+        eq(r.status, 422, 'POST /admin/reload refuses too');
+        assert(/refusing to serve on 0\.0\.0\.0 without a master key/.test(r.json.error.message), `message: ${r.json.error.message}`);
+    } finally { await c.stop(); }
+});
+
 test('SIGTERM under load: every request accepted before it is answered in full, exit 0', async () => {
     const c = await startBaton(`
 server: {workers: 2, drain_timeout: 30s}

@@ -1,6 +1,7 @@
 #include "harness.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -1131,6 +1132,103 @@ TEST(listen_parsing)
     bt_config_diags_free(&d);
 }
 
+/* Loads yaml with opts; returns the number of errors and warnings and the
+ * first message of each kind in e/w (may be "" ). */
+static enum bt_err load_with(const char *yaml, const char *listen, size_t *nerr, size_t *nwarn,
+                             char *e, char *w, size_t cap, int *eline)
+{
+    struct bt_config_load_opts lo = {.listen = listen};
+    struct bt_config *c = NULL;
+    struct bt_config_diags d = {0};
+    enum bt_err err = bt_config_load_string_opts("t.yaml", yaml, strlen(yaml), &lo, &c, &d);
+    *nerr = count(&d, true);
+    *nwarn = count(&d, false);
+    e[0] = w[0] = 0;
+    *eline = -1;
+    for (size_t i = d.n; i-- > 0;) {
+        if (d.items[i].is_error) {
+            snprintf(e, cap, "%s", d.items[i].msg);
+            *eline = d.items[i].line;
+        } else {
+            snprintf(w, cap, "%s", d.items[i].msg);
+        }
+    }
+    if (c) bt_config_unref(c);
+    bt_config_diags_free(&d);
+    return err;
+}
+
+TEST(serve_refusals_are_config_errors)
+{
+    /* What serve refuses at start is a load error, so `baton check` (systemd's
+     * ExecStartPre) says the same. */
+    size_t ne, nw;
+    int line;
+    char e[512], w[512];
+    CHECK_INT(load_with("server:\n  listen: 0.0.0.0:27990\n", NULL, &ne, &nw, e, w, sizeof(e),
+                        &line),
+              BT_ECONFIG);
+    CHECK(ne == 1 && line == 2);
+    CHECK_STR(e, "server.listen: refusing to serve on 0.0.0.0 without a master key: set "
+                 "auth.master_key, listen on a loopback address, or set auth.allow_anonymous: true");
+    CHECK_INT(load_with("server: {listen: \"[::]:1\"}\nauth: {master_key: \"${BT_T_UNSET}\"}\n",
+                        NULL, &ne, &nw, e, w, sizeof(e), &line),
+              BT_ECONFIG);
+    CHECK(strstr(e, "refusing to serve on :: without a master key"));
+    /* --listen is judged the same way, with its own name and no position. */
+    CHECK_INT(load_with("server: {listen: 127.0.0.1:1}\n", "0.0.0.0:27990", &ne, &nw, e, w,
+                        sizeof(e), &line),
+              BT_ECONFIG);
+    CHECK(line == 0 && strncmp(e, "--listen: refusing to serve on 0.0.0.0", 38) == 0);
+    CHECK_INT(load_with("server: {listen: 0.0.0.0:1}\n", "127.0.0.1:27990", &ne, &nw, e, w,
+                        sizeof(e), &line),
+              BT_OK);
+    /* A key, loopback, or allow_anonymous (which warns) make it fine. */
+    CHECK_INT(load_with("server: {listen: 0.0.0.0:1}\nauth: {master_key: k}\n", NULL, &ne, &nw, e,
+                        w, sizeof(e), &line),
+              BT_OK);
+    CHECK(ne == 0 && nw == 0);
+    CHECK_INT(load_with("server: {listen: 0.0.0.0:1}\nauth: {allow_anonymous: true}\n", NULL, &ne,
+                        &nw, e, w, sizeof(e), &line),
+              BT_OK);
+    CHECK(nw == 1 && strstr(w, "anyone who reaches 0.0.0.0 can use every model"));
+    CHECK_INT(load_with("auth: {allow_anonymous: true}\n", NULL, &ne, &nw, e, w, sizeof(e), &line),
+              BT_OK);
+    CHECK(nw == 0);
+    /* metrics.require_key without a key protects nothing: said, not refused. */
+    CHECK_INT(load_with("metrics: {require_key: true}\n", NULL, &ne, &nw, e, w, sizeof(e), &line),
+              BT_OK);
+    CHECK(nw == 1 && strstr(w, "metrics.require_key has no effect without auth.master_key"));
+    /* Log paths serve could not open for appending. */
+    char dir[] = "/tmp/bt-config-test-XXXXXX";
+    REQUIRE(mkdtemp(dir));
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml), "log:\n  file: %s/missing/baton.log\n  access: %s\n", dir, dir);
+    CHECK_INT(load_with(yaml, NULL, &ne, &nw, e, w, sizeof(e), &line), BT_ECONFIG);
+    CHECK(ne == 2 && strstr(e, "log.file: cannot create ") && strstr(e, "its directory does not exist"));
+    CHECK(line == 2);
+    snprintf(yaml, sizeof(yaml), "log: {access: %s}\n", dir);
+    CHECK_INT(load_with(yaml, NULL, &ne, &nw, e, w, sizeof(e), &line), BT_ECONFIG);
+    CHECK(strstr(e, "log.access: ") && strstr(e, "is a directory"));
+    snprintf(yaml, sizeof(yaml), "log: {access: %s/a.log, file: %s/b.log}\n", dir, dir);
+    CHECK_INT(load_with(yaml, NULL, &ne, &nw, e, w, sizeof(e), &line), BT_OK);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/a.log", dir);
+    CHECK(access(path, F_OK) != 0); /* checking creates nothing */
+    if (geteuid() != 0) {           /* root may write anywhere */
+        snprintf(path, sizeof(path), "%s/ro.log", dir);
+        FILE *f = fopen(path, "w");
+        REQUIRE(f);
+        fclose(f);
+        chmod(path, 0444);
+        snprintf(yaml, sizeof(yaml), "log: {file: %s}\n", path);
+        CHECK_INT(load_with(yaml, NULL, &ne, &nw, e, w, sizeof(e), &line), BT_ECONFIG);
+        CHECK(strstr(e, "cannot open") && strstr(e, "for appending: Permission denied"));
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 int main(void)
 {
     RUN(example_loads_with_warnings_only);
@@ -1151,5 +1249,6 @@ int main(void)
     RUN(bytes_with_nul_and_garbage);
     RUN(messages_are_whole);
     RUN(listen_parsing);
+    RUN(serve_refusals_are_config_errors);
     return HARNESS_DONE();
 }
