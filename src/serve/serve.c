@@ -1,5 +1,6 @@
 #include "serve/serve.h"
 
+#include <arpa/inet.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -194,6 +195,19 @@ static void log_diags(const struct bt_config_diags *d, const char *path)
     }
 }
 
+/* True when host:port names the same socket address as host2:port2 (both as
+ * bt_config_parse_listen wrote them; IPv6 may be spelt in several ways). */
+static bool same_address(const char *host, uint16_t port, const char *host2, uint16_t port2)
+{
+    if (port != port2) return false;
+    unsigned char a[16], b[16];
+    if (inet_pton(AF_INET, host, a) == 1 && inet_pton(AF_INET, host2, b) == 1)
+        return memcmp(a, b, 4) == 0;
+    if (inet_pton(AF_INET6, host, a) == 1 && inet_pton(AF_INET6, host2, b) == 1)
+        return memcmp(a, b, 16) == 0;
+    return strcmp(host, host2) == 0;
+}
+
 /* Loads the file again and hands the new snapshot to every worker. Callable from
  * the main thread (SIGHUP) and from workers (POST /admin/reload): serialised by
  * reload_lock. Returns 0 or -1 with a reason in msg. */
@@ -234,10 +248,17 @@ static int reload(struct serve *s, char *msg, size_t cap)
         rc = -1;
         goto out;
     }
-    if (!s->listen_override &&
-        (strcmp(next->server.listen_host, s->cfg->server.listen_host) != 0 ||
-         next->server.listen_port != s->cfg->server.listen_port))
-        bt_warn("reload: server.listen changed; it takes effect only after a restart");
+    /* Against the address in use, not the previous file: a listen changed and
+     * then restored is back to what runs. (With --listen the loader put the
+     * flag's address in `next`, so the file's is not compared at all.) */
+    if (!same_address(next->server.listen_host, next->server.listen_port, s->host, s->port)) {
+        bool v6 = strchr(next->server.listen_host, ':'), v6b = strchr(s->host, ':');
+        bt_warn("reload: server.listen changed to %s%s%s:%u; baton keeps listening on %s%s%s:%u "
+                "until a restart",
+                v6 ? "[" : "", next->server.listen_host, v6 ? "]" : "",
+                (unsigned)next->server.listen_port, v6b ? "[" : "", s->host, v6b ? "]" : "",
+                (unsigned)s->port);
+    }
     for (uint32_t i = 0; i < s->nworkers; i++) {
         struct bt_config *old = atomic_exchange(&s->pending[i], bt_config_ref(next));
         if (old) bt_config_unref(old);

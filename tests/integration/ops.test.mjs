@@ -139,6 +139,37 @@ models:
     } finally { await c.stop(); }
 });
 
+test('the server.listen warning compares with the address in use, not the previous file', async () => {
+    const yaml = (port) => `
+server: {listen: "127.0.0.1:${port}", workers: 1}
+providers:
+  s: {type: sim}
+models:
+  m: {provider: s}
+`;
+    const c = await startBaton(yaml('$PORT'), { listenFlag: false });
+    const other = c.port === 29999 ? 29998 : c.port + 1;
+    const count = (re) => (c.proc.err().match(re) || []).length;
+    // Reloads with the file's listen set to `port`; returns the warnings it added.
+    async function reloadWith(port) {
+        const before = count(/server\.listen changed/g), done = count(/configuration reloaded/g);
+        writeFileSync(c.cfg, yaml(port));
+        c.proc.child.kill('SIGHUP');
+        const end = Date.now() + 3000 * SLOW;
+        while (Date.now() < end && count(/configuration reloaded/g) === done) await sleep(20);
+        eq(count(/configuration reloaded/g), done + 1, 'reload done');
+        return count(/server\.listen changed/g) - before;
+    }
+    try {
+        eq(await reloadWith(other), 1, 'warnings after changing listen');
+        const want = `reload: server.listen changed to 127.0.0.1:${other}; baton keeps listening on 127.0.0.1:${c.port} until a restart`;
+        assert(c.proc.err().includes(want), `warning text: ${c.proc.err().slice(-400)}`);
+        eq(await reloadWith(c.port), 0, 'warnings after restoring listen to the address in use');
+        eq(await reloadWith(c.port), 0, 'warnings after another reload with the address in use');
+        eq(await reloadWith(other), 1, 'warnings after changing it again');
+    } finally { await c.stop(); }
+});
+
 test('SIGTERM under load: every request accepted before it is answered in full, exit 0', async () => {
     const c = await startBaton(`
 server: {workers: 2, drain_timeout: 30s}
