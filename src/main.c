@@ -26,7 +26,7 @@ static void usage_main(FILE *f)
             "usage: baton COMMAND [OPTIONS]\n"
             "\n"
             "commands:\n"
-            "  serve -c FILE [--listen HOST:PORT]   run the gateway\n"
+            "  serve -c FILE [--listen HOST:PORT]   run the gateway (also --reuse-port)\n"
             "  check -c FILE [--listen HOST:PORT]   validate a config as serve would, print its models\n"
             "  sim --listen HOST:PORT [OPTIONS]     run the simulated OpenAI-compatible provider\n"
             "  tokens [--model NAME] [FILE|-]       count (or list) the tokens of a text\n"
@@ -50,20 +50,25 @@ static int cmd_serve(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"listen", required_argument, NULL, 'l'},
+                                         {"reuse-port", no_argument, NULL, 'r'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *config = NULL, *listen = NULL;
+    const char *config = NULL;
+    struct bt_config_load_opts lo = {0};
     int c;
     while ((c = getopt_long(argc, argv, "c:l:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': config = optarg; break;
-        case 'l': listen = optarg; break;
+        case 'l': lo.listen = optarg; break;
+        case 'r': lo.reuse_port = true; break;
         case 'h':
-            printf("usage: baton serve -c FILE [--listen HOST:PORT]\n\n"
+            printf("usage: baton serve -c FILE [--listen HOST:PORT] [--reuse-port]\n\n"
                    "Runs the gateway with the configuration in FILE (see docs/config.md).\n"
                    "  -c, --config FILE     configuration file (YAML)\n"
                    "  -l, --listen ADDR     listen address, overrides server.listen (same\n"
                    "                        forms: IPV4:PORT, [IPV6]:PORT, localhost:PORT)\n"
+                   "      --reuse-port      share the address with a process already on it\n"
+                   "                        (server.reuse_port: true; for a binary swap)\n"
                    "Signals: SIGHUP reloads the configuration, SIGTERM/SIGINT drain and exit,\n"
                    "SIGUSR1 reopens the access log.\n");
             return 0;
@@ -74,13 +79,14 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "baton serve: -c FILE is required (try --help)\n");
         return 2;
     }
-    return bt_serve_main(config, listen);
+    return bt_serve_main(config, &lo);
 }
 
 static int cmd_check(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"listen", required_argument, NULL, 'l'},
+                                         {"reuse-port", no_argument, NULL, 'r'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *config = NULL;
@@ -90,8 +96,9 @@ static int cmd_check(int argc, char **argv)
         switch (c) {
         case 'c': config = optarg; break;
         case 'l': lo.listen = optarg; break;
+        case 'r': lo.reuse_port = true; break;
         case 'h':
-            printf("usage: baton check -c FILE [--listen HOST:PORT]\n\n"
+            printf("usage: baton check -c FILE [--listen HOST:PORT] [--reuse-port]\n\n"
                    "Validates FILE as `baton serve` would (give it the same flags) and prints\n"
                    "the resolved model table (secrets masked). Exits 1 when serve would refuse\n"
                    "to start; warnings (such as an unset provider key) are printed but do not\n"

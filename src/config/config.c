@@ -545,7 +545,8 @@ static void load_server(struct loader *L, const struct bt_ynode *n)
     static const char *const keys[] = {"listen",           "workers",        "max_connections",
                                        "max_header_bytes", "max_body_bytes", "header_timeout",
                                        "idle_timeout",     "drain_timeout",  "upstream_max_connections",
-                                       "upstream_max_idle", "upstream_max_queued", NULL};
+                                       "upstream_max_idle", "upstream_max_queued", "reuse_port",
+                                       NULL};
     const struct bt_ynode *m = as_map(L, n, "server");
     if (!m) return;
     struct bt_config *c = L->cfg;
@@ -603,6 +604,9 @@ static void load_server(struct loader *L, const struct bt_ynode *n)
             idle_written |= idx == 9;
             break;
         }
+        case 11:
+            get_bool(L, v, what, &c->server.reuse_port);
+            break;
         }
     }
     if (!idle_written) c->server.upstream_max_idle = c->server.upstream_max_connections;
@@ -1624,6 +1628,7 @@ static enum bt_err load_common(const char *name, const char *yaml, size_t len,
     bt_ydoc_free(&doc);
     if (!L.oom && L.opts->listen)
         set_listen(&L, NULL, "--listen", L.opts->listen, strlen(L.opts->listen));
+    if (L.opts->reuse_port) L.cfg->server.reuse_port = true;
     if (!L.oom) check_whole(&L);
     if (L.oom) {
         bt_config_diag_add(diags, true, 0, 0, "out of memory");
@@ -1877,9 +1882,10 @@ void bt_config_print_table(const struct bt_config *c, void *file)
             c->server.listen_host ? c->server.listen_host : "?", v6 ? "]" : "",
             (unsigned)c->server.listen_port, c->server.workers ? "" : "auto");
     if (c->server.workers) fprintf(f, "%u", (unsigned)c->server.workers);
-    fprintf(f, ", max_connections %u, max_header_bytes %llu, max_body_bytes %llu\n",
+    fprintf(f, ", max_connections %u, max_header_bytes %llu, max_body_bytes %llu%s\n",
             (unsigned)c->server.max_connections, (unsigned long long)c->server.max_header_bytes,
-            (unsigned long long)c->server.max_body_bytes);
+            (unsigned long long)c->server.max_body_bytes,
+            c->server.reuse_port ? ", reuse_port true" : "");
     fprintf(f, "auth: master_key %s, allow_anonymous %s\n", c->auth.master_key ? "set" : "unset",
             c->auth.allow_anonymous ? "true" : "false");
 }

@@ -102,6 +102,7 @@ struct bt_config {
         uint32_t upstream_max_connections; /* default 256 */
         uint32_t upstream_max_idle;        /* default: upstream_max_connections */
         uint32_t upstream_max_queued;      /* default 1024; beyond: 503 */
+        bool reuse_port;        /* share the address with another process (read at start) */
     } server;
     struct {
         char *master_key;       /* NULL when unset or empty */
@@ -149,6 +150,7 @@ enum bt_err bt_config_load_string(const char *name, const char *yaml, size_t len
 struct bt_config_load_opts {
     const char *listen; /* --listen HOST:PORT: replaces server.listen; parsed and
                            checked exactly like it (borrowed for the call) */
+    bool reuse_port;    /* --reuse-port: server.reuse_port true */
 };
 /* bt_config_load and bt_config_load_string with command-line options (NULL:
  * none). Besides each key, the loader checks the whole result the way

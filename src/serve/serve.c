@@ -1,11 +1,13 @@
 #include "serve/serve.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/openai.h"
 #include "exec/exec.h"
@@ -18,7 +20,7 @@ struct serve {
     uv_loop_t *loop;               /* main thread's loop: signals */
     struct bt_config *cfg;         /* main's ref to the current snapshot */
     const char *path;
-    const char *listen_override;
+    struct bt_config_load_opts opts; /* the command line's part, applied at every load */
     struct bt_worker *workers;
     uint32_t nworkers;
     _Atomic(struct bt_config *) *pending; /* per worker: next snapshot to adopt */
@@ -33,6 +35,7 @@ struct serve {
     atomic_uint reloads_ok, reloads_failed;
     struct bt_metrics *metrics;
     uv_async_t worker_exit;        /* a worker finished */
+    int probe_fd;                  /* holds the address until worker 0 binds; -1 none */
 };
 
 /* ---- workers ---- */
@@ -110,6 +113,12 @@ static void worker_main(void *arg)
         .max_queued_per_origin = cfg->server.upstream_max_queued,
     };
     w->up = bt_upstream_new(&w->loop, &uo);
+    /* Workers start one after another, so only worker 0 sees the probe: the
+     * address is free from here to its bind a few system calls later. */
+    if (s->probe_fd >= 0) {
+        close(s->probe_fd);
+        s->probe_fd = -1;
+    }
     if (!w->http || !w->up) w->listen_err = BT_ENOMEM;
     else w->listen_err = bt_http_server_listen(w->http, s->host, s->port, true);
     if (w->listen_err == 0 && s->port == 0) s->port = bt_http_server_port(w->http);
@@ -215,8 +224,7 @@ static int reload(struct serve *s, char *msg, size_t cap)
 {
     struct bt_config *next = NULL;
     struct bt_config_diags d = {0};
-    struct bt_config_load_opts lo = {.listen = s->listen_override};
-    enum bt_err err = bt_config_load_opts(s->path, &lo, &next, &d);
+    enum bt_err err = bt_config_load_opts(s->path, &s->opts, &next, &d);
     log_diags(&d, s->path);
     int rc = 0;
     uv_mutex_lock(&s->reload_lock);
@@ -307,6 +315,52 @@ static void on_usr1(uv_signal_t *sig, int signum)
     if (!rc && !rc2) bt_info("logs reopened");
 }
 
+/* Every worker listens on its own socket with SO_REUSEPORT, and the kernel
+ * spreads connections over them. The same option would let a second baton (or
+ * any program of the same user that sets it) bind the address too and silently
+ * take part of the connections. So unless server.reuse_port asks for sharing
+ * (a zero-downtime binary swap), a probe socket WITHOUT SO_REUSEPORT is bound
+ * first: the kernel refuses it with EADDRINUSE while any socket, sharing or
+ * not, listens there. The probe is kept until worker 0 is about to bind, so
+ * the address is unguarded only for the few system calls between that close
+ * and the bind; another instance would have to probe and then bind inside that
+ * window to slip in. (Holding it longer is not possible: a socket without
+ * SO_REUSEPORT on the address makes every SO_REUSEPORT bind fail.) `baton
+ * check` does not probe: it runs while the server it checks for is up.
+ * Returns the bound probe, or -1 after logging why the address cannot be used. */
+static int probe_address(const char *host, uint16_t port)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    int family = AF_INET;
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0) {
+        family = AF_INET6;
+        if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) return -1;
+    }
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        bt_error("cannot listen on %s:%u: socket: %s", host, (unsigned)port, strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    /* as the workers do: connections of a previous run in TIME_WAIT are no holder */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int zero = 0; /* dual-stack like the workers' sockets (libuv's default bind) */
+    if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    if (bind(fd, (struct sockaddr *)&ss, len) == 0) return fd;
+    int e = errno;
+    close(fd);
+    if (e == EADDRINUSE)
+        bt_error("cannot listen on %s:%u: address already in use (another process, perhaps "
+                 "another baton, listens there). To share it on purpose, e.g. for a "
+                 "zero-downtime binary swap, set server.reuse_port: true or pass --reuse-port.",
+                 host, (unsigned)port);
+    else
+        bt_error("cannot listen on %s:%u: %s", host, (unsigned)port, strerror(e));
+    return -1;
+}
+
 /* glibc gives freed memory back to the kernel as soon as an arena's free top
  * passes 128 KiB, and maps blocks above a threshold that adapts. A request with
  * a 50 KB body frees about that much, so every such request paid an madvise and
@@ -321,17 +375,17 @@ static void tune_malloc(void)
 #endif
 }
 
-int bt_serve_main(const char *config_path, const char *listen_override)
+int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opts)
 {
     tune_malloc();
     struct serve s;
     memset(&s, 0, sizeof(s));
+    s.probe_fd = -1;
     s.path = config_path;
-    s.listen_override = listen_override;
+    if (opts) s.opts = *opts;
     uv_mutex_init(&s.reload_lock);
     struct bt_config_diags d = {0};
-    struct bt_config_load_opts lo = {.listen = listen_override};
-    enum bt_err err = bt_config_load_opts(config_path, &lo, &s.cfg, &d);
+    enum bt_err err = bt_config_load_opts(config_path, &s.opts, &s.cfg, &d);
     bt_config_diags_print(&d, stderr);
     bt_config_diags_free(&d);
     if (err) {
@@ -358,6 +412,7 @@ int bt_serve_main(const char *config_path, const char *listen_override)
     if (!s.cfg->auth.master_key && bt_config_is_loopback(s.host))
         bt_warn("no master key set: serving without authentication, on loopback (%s) only",
                 s.host);
+    if (!s.cfg->server.reuse_port && (s.probe_fd = probe_address(s.host, s.port)) < 0) goto out;
     signal(SIGPIPE, SIG_IGN);
     s.loop = uv_default_loop();
     s.nworkers = s.cfg->server.workers ? s.cfg->server.workers
@@ -437,6 +492,7 @@ int bt_serve_main(const char *config_path, const char *listen_override)
     uv_loop_close(s.loop);
     if (rc == 0) bt_info("baton stopped");
 out:
+    if (s.probe_fd >= 0) close(s.probe_fd); /* worker 0 never ran */
     free(s.workers);
     free(s.pending);
     bt_metrics_free(s.metrics);

@@ -3,7 +3,10 @@
 #ifndef BT_SERVE_SERVE_H
 #define BT_SERVE_SERVE_H
 
-/* listen_override: "host:port" from --listen, or NULL. */
-int bt_serve_main(const char *config_path, const char *listen_override);
+#include "config/config.h"
+
+/* opts: what the command line adds to the file (--listen, --reuse-port); may be
+ * NULL. Borrowed for the life of the call (reloads apply it again). */
+int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opts);
 
 #endif

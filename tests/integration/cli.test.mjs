@@ -239,4 +239,52 @@ test('check refuses what serve refuses: a log file it cannot open', async () => 
     assert(/error: log\.access: .* is a directory/.test(d2[0]), `diagnostic: ${d2[0]}`);
 });
 
+// ---- two instances on one address
+
+// Waits until a serve process logs that it listens (or exits); returns true when it listens.
+async function listening(proc, ms = 5000 * SLOW) {
+    const end = Date.now() + ms;
+    while (Date.now() < end && proc.child.exitCode === null && !/baton listening on/.test(proc.err())) await sleep(25);
+    return /baton listening on/.test(proc.err()) && proc.child.exitCode === null;
+}
+
+test('serve: a second instance on the same address exits 1 with "address already in use"', async () => {
+    const port = await freePort();
+    const p = writeTemp('twice.yaml', `server:\n  listen: 127.0.0.1:${port}\n  workers: 2\nproviders:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n`);
+    const first = spawnBaton(['serve', '-c', p]);
+    try {
+        assert(await listening(first), `the first instance did not start: ${first.err().slice(0, 300)}`);
+        const second = spawnBaton(['serve', '-c', p]);
+        const res = await Promise.race([second.exited, sleep(5000 * SLOW).then(() => null)]);
+        if (!res) await stopProc(second);
+        assert(res, `the second instance kept running on 127.0.0.1:${port}: ${second.err().slice(0, 400)}`);
+        eq(res.code, 1, `second instance's exit code (stderr: ${second.err().slice(0, 300)})`);
+        assert(second.err().includes(`cannot listen on 127.0.0.1:${port}: address already in use`), `message: ${second.err().slice(0, 400)}`);
+        assert(/server\.reuse_port: true or pass --reuse-port/.test(second.err()), `message names the opt-in: ${second.err().slice(0, 400)}`);
+        // The first one still serves, both workers included (many connections).
+        const st = await Promise.all(Array.from({ length: 20 }, () => fetch(`http://127.0.0.1:${port}/health/ready`).then((r) => r.status, () => 0)));
+        assert(st.every((x) => x === 200), `the first instance answers: ${st}`);
+    } finally { await stopProc(first); }
+});
+
+test('serve: with server.reuse_port on the first and --reuse-port on the second, both run', async () => {
+    const port = await freePort();
+    const p = writeTemp('share.yaml', `server:\n  listen: 127.0.0.1:${port}\n  workers: 2\n  reuse_port: true\nproviders:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n`);
+    const q = writeTemp('share2.yaml', `server:\n  listen: 127.0.0.1:${port}\n  workers: 2\nproviders:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n`);
+    const first = spawnBaton(['serve', '-c', p]);
+    const second = spawnBaton(['serve', '-c', q, '--reuse-port']);
+    try {
+        assert(await listening(first), `the first instance did not start: ${first.err().slice(0, 300)}`);
+        assert(await listening(second), `the second instance did not start: ${second.err().slice(0, 300)}`);
+        await sleep(200);
+        assert(first.child.exitCode === null && second.child.exitCode === null, 'both still run');
+        // A swap: the old one drains away, the new one keeps answering.
+        await stopProc(first);
+        const st = await Promise.all(Array.from({ length: 10 }, () => fetch(`http://127.0.0.1:${port}/health/ready`).then((r) => r.status, () => 0)));
+        assert(st.every((x) => x === 200), `the second instance answers alone: ${st}`);
+        const r = await runBaton(['check', '-c', q, '--reuse-port']);
+        assert(r.out.includes('reuse_port true'), `check shows the flag: ${r.out.slice(-300)}`);
+    } finally { await stopProc(first); await stopProc(second); }
+});
+
 await run();

@@ -293,6 +293,7 @@ TEST(defaults)
     CHECK_INT(c->server.upstream_max_connections, 256);
     CHECK_INT(c->server.upstream_max_idle, 256); /* follows max_connections */
     CHECK_INT(c->server.upstream_max_queued, 1024);
+    CHECK(!c->server.reuse_port);
     CHECK(c->auth.master_key == NULL && !c->auth.allow_anonymous);
     CHECK_STR(c->log.level, "info");
     CHECK(c->log.access == NULL && c->log.file == NULL);
@@ -336,7 +337,9 @@ TEST(every_key)
         "  upstream_max_connections: 1000\n"
         "  upstream_max_idle: 100\n"
         "  upstream_max_queued: 5000\n"
+        "  reuse_port: true\n"
         "auth: {master_key: literal-master, allow_anonymous: true}\n"
+        "metrics: {require_key: true}\n"
         "log: {level: debug, access: /tmp/access.log, file: \"\"}\n"
         "providers:\n"
         "  up:\n"
@@ -376,8 +379,10 @@ TEST(every_key)
     CHECK_INT(c->server.upstream_max_connections, 1000);
     CHECK_INT(c->server.upstream_max_idle, 100);
     CHECK_INT(c->server.upstream_max_queued, 5000);
+    CHECK(c->server.reuse_port);
     CHECK_STR(c->auth.master_key, "literal-master");
     CHECK(c->auth.allow_anonymous);
+    CHECK(c->metrics.require_key);
     CHECK_STR(c->log.level, "debug");
     CHECK_STR(c->log.access, "/tmp/access.log");
     CHECK(c->log.file == NULL);
@@ -1028,7 +1033,7 @@ TEST(messages_are_whole)
         const char *yaml, *tail;
     } lists[] = {
         {"nope: 1\n", "providers, models, metrics)"},
-        {"server: {nope: 1}\n", "upstream_max_idle, upstream_max_queued)"},
+        {"server: {nope: 1}\n", "upstream_max_idle, upstream_max_queued, reuse_port)"},
         {"auth: {nope: 1}\n", "master_key, allow_anonymous)"},
         {"log: {nope: 1}\n", "level, access, file)"},
         {"metrics: {nope: 1}\n", "(expected one of: require_key)"},
