@@ -2,6 +2,7 @@
 // file, masked secrets, file:line:column errors), and serve's refusal to run
 // keyless on a non-loopback address.
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import {
     test, run, assert, eq, deepEq, runBaton, spawnBaton, stopProc, writeTemp, freePort, REPO, SLOW, sleep,
 } from './lib.mjs';
@@ -285,6 +286,38 @@ test('serve: with server.reuse_port on the first and --reuse-port on the second,
         const r = await runBaton(['check', '-c', q, '--reuse-port']);
         assert(r.out.includes('reuse_port true'), `check shows the flag: ${r.out.slice(-300)}`);
     } finally { await stopProc(first); await stopProc(second); }
+});
+
+// ---- docs/config.md against the keys the parser accepts
+
+test('docs/config.md documents every key baton check accepts', async () => {
+    const docs = readFileSync(join(REPO, 'docs/config.md'), 'utf8');
+    // An unknown key in each place makes check list the keys that place accepts.
+    const probes = {
+        'top level': 'nope: 1\n',
+        server: 'server: {nope: 1}\n',
+        auth: 'auth: {nope: 1}\n',
+        metrics: 'metrics: {nope: 1}\n',
+        log: 'log: {nope: 1}\n',
+        provider: 'providers: {p: {type: sim, nope: 1}}\n',
+        timeouts: 'providers: {p: {type: sim, timeouts: {nope: 1}}}\n',
+        faults: 'providers: {p: {type: sim, faults: {nope: 1}}}\n',
+        tls: 'providers: {p: {type: openai, tls: {nope: 1}}}\n',
+        model: 'providers: {p: {type: sim}}\nmodels: {m: {provider: p, nope: 1}}\n',
+        deployment: 'providers: {p: {type: sim}}\nmodels: {m: {deployments: [{provider: p, nope: 1}]}}\n',
+    };
+    const missing = [];
+    for (const [where, yaml] of Object.entries(probes)) {
+        const r = await runBaton(['check', '-c', writeTemp('keys.yaml', yaml)]);
+        const m = /\(expected one of: ([^)]*)\)/.exec(r.err);
+        assert(m, `${where}: no key list in: ${r.err.slice(0, 300)}`);
+        for (const key of m[1].split(', ')) {
+            // `key`, or with its parents or children: `deployments[].weight`, `tls.verify`
+            const esc = key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+            if (!new RegExp(`\`([\\w\\[\\]]+\\.)?${esc}(\\.\\w+)?\``).test(docs)) missing.push(`${where}: ${key}`);
+        }
+    }
+    deepEq(missing, [], 'keys missing from docs/config.md');
 });
 
 await run();

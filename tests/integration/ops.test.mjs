@@ -2,9 +2,10 @@
 // graceful drain on SIGTERM (under load every accepted request is answered in
 // full; a slow stream finishes with [DONE], new connections are refused, exit 0),
 // and POST /admin/reload behind the master key.
-import { writeFileSync, copyFileSync } from 'node:fs';
+import { writeFileSync, copyFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
-    test, run, setup, assert, eq, startBaton, streamRaw, post, get, sleep, writeTemp, SLOW,
+    test, run, setup, assert, eq, startBaton, streamRaw, post, get, sleep, writeTemp, SLOW, REPO,
 } from './lib.mjs';
 
 const cfgA = (port) => `
@@ -109,6 +110,18 @@ test('POST /admin/reload needs the master key and reports the result', async () 
     eq(r.status, 200, 'status after fixing the file');
     eq(r.json.status, 'reloaded', 'body');
     eq(await deployment(), 'beta/two', 'new table in use');
+});
+
+test('POST /admin/reload takes the key as x-api-key too, as docs/operations.md says', async () => {
+    copyFileSync(pathB, b.cfg);
+    let r = await post(`${b.base}/admin/reload`, '', { headers: { 'x-api-key': 'mk-ops' } });
+    eq(r.status, 200, 'status with x-api-key');
+    r = await post(`${b.base}/admin/reload`, '', { headers: { 'x-api-key': 'wrong' } });
+    eq(r.status, 401, 'status with a wrong x-api-key');
+    const ops = readFileSync(join(REPO, 'docs/operations.md'), 'utf8');
+    const admin = ops.slice(ops.indexOf('## Admin API'), ops.indexOf('## Metrics'));
+    assert(admin.includes('`x-api-key: KEY`') && admin.includes('`Authorization: Bearer KEY`'),
+        `the Admin API section names both headers: ${admin.slice(0, 400)}`);
 });
 
 test('a reload that drops the master key while the address in use is 0.0.0.0 is refused', async () => {
