@@ -57,6 +57,7 @@
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -261,6 +262,7 @@ static uint16_t find_dead_port(void)
 static void setup(void)
 {
     bt_log_set_level(BT_LOG_ERROR);
+    signal(SIGPIPE, SIG_IGN); /* as serve does: a write to a client that reset is EPIPE */
     if (bt_log_access_open("/dev/null")) abort(); /* the lines are still formatted */
     unsetenv("BT_FUZZ_PIPELINE_UNSET_KEY");
     dead_port = find_dead_port();
