@@ -74,7 +74,7 @@
 #include "exec/exec.h"
 #include "http/server.h"
 #include "obs/metrics.h"
-#include "serve/worker.h"
+#include "canon/worker.h"
 #include "upstream/upstream.h"
 
 #define MASTER_KEY "fuzz-master-key-0123"
