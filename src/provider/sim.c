@@ -8,7 +8,6 @@
  * due runs in the same timer callback, so a zero-latency simulator costs one
  * loop iteration per reply, and the timer is re-armed for the next due step. */
 #include "provider/sim.h"
-#include "provider/provider.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -19,6 +18,41 @@
 #include "core/arena.h"
 #include "core/buf.h"
 #include "json/json.h"
+
+/* OpenAI's error object and model entry, as the simulator renders them. */
+static void sim_write_error(struct bt_jw *w, struct bt_str message, const char *type,
+                            const char *param, const char *code)
+{
+    bt_jw_obj_begin(w);
+    bt_jw_key(w, "error");
+    bt_jw_obj_begin(w);
+    bt_jw_key(w, "message");
+    bt_jw_str(w, message);
+    bt_jw_key(w, "type");
+    bt_jw_cstr(w, type);
+    bt_jw_key(w, "param");
+    if (param) bt_jw_cstr(w, param);
+    else bt_jw_null(w);
+    bt_jw_key(w, "code");
+    if (code) bt_jw_cstr(w, code);
+    else bt_jw_null(w);
+    bt_jw_obj_end(w);
+    bt_jw_obj_end(w);
+}
+
+static void sim_write_model(struct bt_jw *w, struct bt_str id, const char *owned_by)
+{
+    bt_jw_obj_begin(w);
+    bt_jw_key(w, "id");
+    bt_jw_str(w, id);
+    bt_jw_key(w, "object");
+    bt_jw_cstr(w, "model");
+    bt_jw_key(w, "created");
+    bt_jw_int(w, 0);
+    bt_jw_key(w, "owned_by");
+    bt_jw_cstr(w, owned_by);
+    bt_jw_obj_end(w);
+}
 
 #define SIM_BODY_MAX ((size_t)64 << 20)   /* cap on one rendered reply */
 #define SIM_GEN_MAX ((size_t)4 << 20)     /* cap on one generated content / arguments */
@@ -217,7 +251,7 @@ static void reply_error(struct reply *r, int status, struct bt_str msg, const ch
     bt_buf_reset(&r->body);
     struct bt_jw w;
     bt_jw_init(&w, &r->body);
-    bt_openai_write_error(&w, msg, type, param, code);
+    sim_write_error(&w, msg, type, param, code);
     if (w.err) {
         r->err = w.err;
         return;
@@ -1645,14 +1679,14 @@ static void render_models(struct bt_str id, bool one, struct reply *r)
     struct bt_jw w;
     bt_jw_init(&w, &r->body);
     if (one) {
-        bt_openai_write_model(&w, id, "baton-sim");
+        sim_write_model(&w, id, "baton-sim");
     } else {
         bt_jw_obj_begin(&w);
         bt_jw_key(&w, "object");
         bt_jw_cstr(&w, "list");
         bt_jw_key(&w, "data");
         bt_jw_arr_begin(&w);
-        bt_openai_write_model(&w, BT_STR("sim"), "baton-sim");
+        sim_write_model(&w, BT_STR("sim"), "baton-sim");
         bt_jw_arr_end(&w);
         bt_jw_obj_end(&w);
     }

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "api/openai.h"
+#include "api/dispatch.h"
 #include "exec/exec.h"
 #include "core/log.h"
 #include "canon/worker.h"
@@ -102,7 +102,7 @@ static void worker_main(void *arg)
         .conn_count = &s->conn_count,
         .handler = bt_api_handle,
         .handler_ud = w,
-        .format_error = bt_openai_error_fmt,
+        .format_error = bt_api_server_error,
         .error_headers = no_deployment,
         .nerror_headers = 2,
     };

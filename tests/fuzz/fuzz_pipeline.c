@@ -67,7 +67,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api/openai.h"
+#include "api/dispatch.h"
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
@@ -283,7 +283,7 @@ static void setup(void)
         .max_connections = cfg->server.max_connections,
         .handler = bt_api_handle,
         .handler_ud = w,
-        .format_error = bt_openai_error_fmt,
+        .format_error = bt_api_server_error,
         .error_headers = no_deployment,
         .nerror_headers = 2,
     };
