@@ -410,8 +410,7 @@ int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opt
     snprintf(s.host, sizeof(s.host), "%s", s.cfg->server.listen_host);
     s.port = s.cfg->server.listen_port;
     if (!s.cfg->auth.master_key && bt_config_is_loopback(s.host))
-        bt_warn("no master key set: serving without authentication, on loopback (%s) only",
-                s.host);
+        bt_warn("no master key set: serving without authentication, on loopback (%s) only", s.host);
     if (!s.cfg->server.reuse_port && (s.probe_fd = probe_address(s.host, s.port)) < 0) goto out;
     signal(SIGPIPE, SIG_IGN);
     s.loop = uv_default_loop();
