@@ -1627,11 +1627,11 @@ static enum bt_err load_common(const char *name, const char *yaml, size_t len,
         return BT_ENOMEM;
     }
     load_root(&L, doc.root);
-    bt_ydoc_free(&doc);
     if (!L.oom && L.opts->listen)
         set_listen(&L, NULL, "--listen", L.opts->listen, strlen(L.opts->listen));
     if (L.opts->reuse_port) L.cfg->server.reuse_port = true;
-    if (!L.oom) check_whole(&L);
+    if (!L.oom) check_whole(&L); /* points at nodes: before the document goes */
+    bt_ydoc_free(&doc);
     if (L.oom) {
         bt_config_diag_add(diags, true, 0, 0, "out of memory");
         config_free(L.cfg);
