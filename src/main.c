@@ -27,7 +27,7 @@ static void usage_main(FILE *f)
             "\n"
             "commands:\n"
             "  serve -c FILE [--listen HOST:PORT]   run the gateway (also --reuse-port)\n"
-            "  check -c FILE [--listen HOST:PORT]   validate a config as serve would, print its models\n"
+            "  check -c FILE [--listen HOST:PORT]   validate a config as serve would\n"
             "  sim --listen HOST:PORT [OPTIONS]     run the simulated OpenAI-compatible provider\n"
             "  tokens [--model NAME] [FILE|-]       count (or list) the tokens of a text\n"
             "  version                              print the version\n"

@@ -367,8 +367,8 @@ static bool is_ip(int af, const char *s)
     return inet_pton(af, s, buf) == 1;
 }
 
-bool bt_config_parse_listen(const char *s, size_t len, const char *what, char *host,
-                            size_t hostcap, uint16_t *port, char *why, size_t whycap)
+bool bt_config_parse_listen(const char *s, size_t len, const char *what, char *host, size_t hostcap,
+                            uint16_t *port, char *why, size_t whycap)
 {
     const char *h = NULL, *p = NULL;
     size_t hlen = 0;
@@ -543,11 +543,11 @@ bad:
 
 static void load_server(struct loader *L, const struct bt_ynode *n)
 {
-    static const char *const keys[] = {"listen",           "workers",        "max_connections",
-                                       "max_header_bytes", "max_body_bytes", "header_timeout",
-                                       "idle_timeout",     "drain_timeout",  "upstream_max_connections",
-                                       "upstream_max_idle", "upstream_max_queued", "reuse_port",
-                                       NULL};
+    static const char *const keys[] = {
+        "listen",         "workers",        "max_connections",          "max_header_bytes",
+        "max_body_bytes", "header_timeout", "idle_timeout",             "drain_timeout",
+        "upstream_max_connections",         "upstream_max_idle",        "upstream_max_queued",
+        "reuse_port",     NULL};
     const struct bt_ynode *m = as_map(L, n, "server");
     if (!m) return;
     struct bt_config *c = L->cfg;
@@ -682,8 +682,10 @@ static void load_log(struct loader *L, const struct bt_ynode *n)
             c->log.level = s;
         } else {
             char **dst = idx == 1 ? &c->log.access : &c->log.file;
-            if (idx == 1) L->log_access_node = v;
-            else L->log_file_node = v;
+            if (idx == 1)
+                L->log_access_node = v;
+            else
+                L->log_file_node = v;
             if (len == 0) free(s), s = NULL; /* empty: stderr */
             free(*dst);
             *dst = s;
@@ -1539,8 +1541,8 @@ bool bt_config_is_loopback(const char *host)
     return inet_pton(AF_INET6, host, a) == 1 && memcmp(a, v6_loopback, 16) == 0;
 }
 
-bool bt_config_exposure_ok(const struct bt_config *c, const char *host, const char *what,
-                           char *why, size_t whycap)
+bool bt_config_exposure_ok(const struct bt_config *c, const char *host, const char *what, char *why,
+                           size_t whycap)
 {
     if (c->auth.master_key || c->auth.allow_anonymous || bt_config_is_loopback(host)) return true;
     snprintf(why, whycap,
@@ -1734,11 +1736,11 @@ static enum bt_err load_common(const char *name, const char *yaml, size_t len,
         return BT_ENOMEM;
     }
     load_root(&L, doc.root);
-    bt_ydoc_free(&doc);
     if (!L.oom && L.opts->listen)
         set_listen(&L, NULL, "--listen", L.opts->listen, strlen(L.opts->listen));
     if (L.opts->reuse_port) L.cfg->server.reuse_port = true;
-    if (!L.oom) check_whole(&L);
+    if (!L.oom) check_whole(&L); /* points at nodes: before the document goes */
+    bt_ydoc_free(&doc);
     if (L.oom) {
         bt_config_diag_add(diags, true, 0, 0, "out of memory");
         config_free(L.cfg);

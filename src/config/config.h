@@ -102,7 +102,7 @@ struct bt_config {
         uint32_t upstream_max_connections; /* default 256 */
         uint32_t upstream_max_idle;        /* default: upstream_max_connections */
         uint32_t upstream_max_queued;      /* default 1024; beyond: 503 */
-        bool reuse_port;        /* share the address with another process (read at start) */
+        bool reuse_port;                   /* share the address with others (read at start) */
     } server;
     struct {
         char *master_key;       /* NULL when unset or empty */
@@ -169,16 +169,16 @@ enum bt_err bt_config_load_string_opts(const char *name, const char *yaml, size_
  * `what` (e.g. "server.listen", "--listen") in why. server.listen and every
  * --listen flag go through it, so they accept and refuse the same text. */
 #define BT_LISTEN_HOST_MAX 64
-bool bt_config_parse_listen(const char *s, size_t len, const char *what, char *host,
-                            size_t hostcap, uint16_t *port, char *why, size_t whycap);
+bool bt_config_parse_listen(const char *s, size_t len, const char *what, char *host, size_t hostcap,
+                            uint16_t *port, char *why, size_t whycap);
 /* True for 127.0.0.0/8, ::1 and "localhost". */
 bool bt_config_is_loopback(const char *host);
 /* Whether c's auth settings allow serving on `host`: a master key, a loopback
  * address, or auth.allow_anonymous. Otherwise false and why ("WHAT: refusing to
  * serve on HOST without a master key: ..."). The loader applies it to the
  * configured address; serve applies it at reload to the address in use. */
-bool bt_config_exposure_ok(const struct bt_config *c, const char *host, const char *what,
-                           char *why, size_t whycap);
+bool bt_config_exposure_ok(const struct bt_config *c, const char *host, const char *what, char *why,
+                           size_t whycap);
 void bt_config_diags_free(struct bt_config_diags *d);
 /* Prints each diagnostic as `file:line:column: error: msg` (or `warning:`) to f. */
 void bt_config_diags_print(const struct bt_config_diags *d, void *file /* FILE* */);

@@ -198,9 +198,12 @@ static void log_diags(const struct bt_config_diags *d, const char *path)
 {
     for (size_t i = 0; i < d->n; i++) {
         const struct bt_config_diag *g = &d->items[i];
-        bt_log(g->is_error ? BT_LOG_ERROR : BT_LOG_WARN, "%s:%d:%d: %s: %s",
-               d->path ? d->path : path, g->line, g->col, g->is_error ? "error" : "warning",
-               g->msg);
+        const char *kind = g->is_error ? "error" : "warning", *file = d->path ? d->path : path;
+        if (g->line > 0)
+            bt_log(g->is_error ? BT_LOG_ERROR : BT_LOG_WARN, "%s:%d:%d: %s: %s", file, g->line,
+                   g->col, kind, g->msg);
+        else /* not tied to a line, as bt_config_diags_print writes it */
+            bt_log(g->is_error ? BT_LOG_ERROR : BT_LOG_WARN, "%s: %s: %s", file, kind, g->msg);
     }
 }
 
@@ -245,8 +248,10 @@ static int reload(struct serve *s, char *msg, size_t cap)
         const struct bt_config_diag *first = NULL;
         for (size_t i = 0; i < d.n && !first; i++)
             if (d.items[i].is_error) first = &d.items[i];
-        if (first)
+        if (first && first->line > 0)
             snprintf(msg, cap, "%s:%d:%d: %s", s->path, first->line, first->col, first->msg);
+        else if (first) /* not tied to a line: --listen, an unreadable file */
+            snprintf(msg, cap, "%s: %s", s->path, first->msg);
         else
             snprintf(msg, cap, "%s: %s", s->path, bt_strerror(err));
         bt_error("reload refused: %s has errors; the previous configuration keeps serving",
@@ -410,8 +415,7 @@ int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opt
     snprintf(s.host, sizeof(s.host), "%s", s.cfg->server.listen_host);
     s.port = s.cfg->server.listen_port;
     if (!s.cfg->auth.master_key && bt_config_is_loopback(s.host))
-        bt_warn("no master key set: serving without authentication, on loopback (%s) only",
-                s.host);
+        bt_warn("no master key set: serving without authentication, on loopback (%s) only", s.host);
     if (!s.cfg->server.reuse_port && (s.probe_fd = probe_address(s.host, s.port)) < 0) goto out;
     signal(SIGPIPE, SIG_IGN);
     s.loop = uv_default_loop();

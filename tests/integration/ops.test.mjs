@@ -2,7 +2,7 @@
 // graceful drain on SIGTERM (under load every accepted request is answered in
 // full; a slow stream finishes with [DONE], new connections are refused, exit 0),
 // and POST /admin/reload behind the master key.
-import { writeFileSync, copyFileSync, readFileSync } from 'node:fs';
+import { writeFileSync, copyFileSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import {
     test, run, setup, assert, eq, startBaton, streamRaw, post, get, sleep, writeTemp, SLOW, REPO,
@@ -180,6 +180,26 @@ models:
         eq(await reloadWith(c.port), 0, 'warnings after restoring listen to the address in use');
         eq(await reloadWith(c.port), 0, 'warnings after another reload with the address in use');
         eq(await reloadWith(other), 1, 'warnings after changing it again');
+    } finally { await c.stop(); }
+});
+
+test('a reload error with no line (the file gone) is logged and answered without a 0:0 position', async () => {
+    const c = await startBaton(`
+auth: {master_key: "mk-gone"}
+providers:
+  s: {type: sim}
+models:
+  m: {provider: s}
+`);
+    try {
+        unlinkSync(c.cfg);
+        const r = await post(`${c.base}/admin/reload`, '', { headers: { authorization: 'Bearer mk-gone' } });
+        eq(r.status, 422, 'status');
+        eq(r.json.error.message, `${c.cfg}: cannot open: No such file or directory`, 'message');
+        const end = Date.now() + 2000 * SLOW;
+        while (Date.now() < end && !/reload refused/.test(c.proc.err())) await sleep(20);
+        assert(c.proc.err().includes(`${c.cfg}: error: cannot open: No such file or directory`), `log: ${c.proc.err().slice(-300)}`);
+        assert(!/:0:0:/.test(c.proc.err()), `a 0:0 position in the log: ${c.proc.err().slice(-300)}`);
     } finally { await c.stop(); }
 });
 

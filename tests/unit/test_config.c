@@ -1259,7 +1259,8 @@ TEST(listen_parsing)
     /* server.listen and every --listen flag share one parser and its messages. */
     char host[BT_LISTEN_HOST_MAX], why[300];
     uint16_t port = 0;
-#define PL(s, w) bt_config_parse_listen(s, strlen(s), w, host, sizeof(host), &port, why, sizeof(why))
+#define PL(s, w)                                                                                   \
+    bt_config_parse_listen(s, strlen(s), w, host, sizeof(host), &port, why, sizeof(why))
     CHECK(PL("127.0.0.1:4000", "--listen"));
     CHECK_STR(host, "127.0.0.1");
     CHECK_INT(port, 4000);
@@ -1298,7 +1299,8 @@ TEST(listen_parsing)
     bt_config_diags_free(&d);
     lo.listen = "foo:1";
     CHECK_INT(bt_config_load_string_opts("t", yaml, sizeof(yaml) - 1, &lo, &c, &d), BT_ECONFIG);
-    CHECK(d.n == 1 && d.items[0].line == 0 && strstr(d.items[0].msg, "--listen: \"foo\" is not an IP"));
+    CHECK(d.n == 1 && d.items[0].line == 0 &&
+          strstr(d.items[0].msg, "--listen: \"foo\" is not an IP"));
     bt_config_diags_free(&d);
 }
 
@@ -1335,12 +1337,13 @@ TEST(serve_refusals_are_config_errors)
     size_t ne, nw;
     int line;
     char e[512], w[512];
-    CHECK_INT(load_with("server:\n  listen: 0.0.0.0:27990\n", NULL, &ne, &nw, e, w, sizeof(e),
-                        &line),
-              BT_ECONFIG);
+    CHECK_INT(
+        load_with("server:\n  listen: 0.0.0.0:27990\n", NULL, &ne, &nw, e, w, sizeof(e), &line),
+        BT_ECONFIG);
     CHECK(ne == 1 && line == 2);
-    CHECK_STR(e, "server.listen: refusing to serve on 0.0.0.0 without a master key: set "
-                 "auth.master_key, listen on a loopback address, or set auth.allow_anonymous: true");
+    CHECK_STR(e,
+              "server.listen: refusing to serve on 0.0.0.0 without a master key: set "
+              "auth.master_key, listen on a loopback address, or set auth.allow_anonymous: true");
     CHECK_INT(load_with("server: {listen: \"[::]:1\"}\nauth: {master_key: \"${BT_T_UNSET}\"}\n",
                         NULL, &ne, &nw, e, w, sizeof(e), &line),
               BT_ECONFIG);
@@ -1375,7 +1378,8 @@ TEST(serve_refusals_are_config_errors)
     char yaml[512];
     snprintf(yaml, sizeof(yaml), "log:\n  file: %s/missing/baton.log\n  access: %s\n", dir, dir);
     CHECK_INT(load_with(yaml, NULL, &ne, &nw, e, w, sizeof(e), &line), BT_ECONFIG);
-    CHECK(ne == 2 && strstr(e, "log.file: cannot create ") && strstr(e, "its directory does not exist"));
+    CHECK(ne == 2 && strstr(e, "log.file: cannot create ") &&
+          strstr(e, "its directory does not exist"));
     CHECK(line == 2);
     snprintf(yaml, sizeof(yaml), "log: {access: %s}\n", dir);
     CHECK_INT(load_with(yaml, NULL, &ne, &nw, e, w, sizeof(e), &line), BT_ECONFIG);
