@@ -9,6 +9,7 @@
 #include "canon/frontend.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "exec/policy.h"
 #include "http/sse.h"
 #include "provider/provider.h"
 
@@ -579,7 +580,7 @@ static void up_data(void *ud, const char *p, size_t n)
             return;
         }
         if (ex->saw_error && !ex->saw_done) {
-            /* An error inside a 200 stream: forward it, then end without [DONE]. */
+            /* An error inside a 200 stream: forward it, then end without the clean end marker. */
             bt_provider_cancel(&ex->call);
             ex->call_live = false;
             finish_stream(ex, "provider reported an error in the stream", BT_UPCLASS_5XX);
@@ -600,16 +601,6 @@ static void up_data(void *ud, const char *p, size_t n)
     }
 }
 
-/* An attempt worth following with the next deployment: rate limits, server
- * errors, timeouts, connection failures, and a provider refusing baton's own
- * credential, which is not the client's fault. Never the client's own mistakes
- * (bad_request, context_window, content_filter). */
-static bool retryable(enum bt_outcome c)
-{
-    return c == BT_OUTCOME_RATE_LIMIT || c == BT_OUTCOME_SERVER_ERROR || c == BT_OUTCOME_TIMEOUT ||
-           c == BT_OUTCOME_CONNECTION || c == BT_OUTCOME_AUTH;
-}
-
 /* Turns a provider's non-2xx reply, decoded by its adapter, into the failure the
  * client will see if no other deployment answers. */
 static void record_upstream_status(struct bt_exec *ex)
@@ -621,11 +612,7 @@ static void record_upstream_status(struct bt_exec *ex)
     ex->ad->decode_error(s, bt_buf_str(&ex->resp), &a, &pe);
     /* What the client gets: a provider's 4xx is about the request and passes
      * through; its own failures are baton's gateway errors. */
-    int out = s;
-    if (pe.cls == BT_OUTCOME_AUTH) out = 502;
-    else if (pe.cls == BT_OUTCOME_TIMEOUT) out = 504;
-    else if (s == 503) out = 503;
-    else if (s >= 500 || s < 400) out = 502;
+    int out = bt_exec_client_status(s, pe.cls);
     bool upstream = out >= 500;
     char upmsg[400] = "", code[48] = "", param[64] = "";
     if (pe.message.len) {
@@ -718,7 +705,7 @@ static void up_done(void *ud, enum bt_err err, const char *detail)
         return;
     case EX_ERRBODY:
         record_upstream_status(ex);
-        if (retryable(ex->fail.cls)) attempt_next(ex);
+        if (bt_exec_retryable(ex->fail.cls)) attempt_next(ex);
         else finish_error(ex);
         return;
     case EX_STREAM:

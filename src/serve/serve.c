@@ -9,10 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "api/dispatch.h"
 #include "exec/exec.h"
 #include "core/log.h"
-#include "canon/worker.h"
+#include "serve/worker.h"
 
 enum { CMD_DRAIN = 1, CMD_STOP = 2, CMD_CONFIG = 4 };
 
@@ -84,42 +83,18 @@ static void close_walk(uv_handle_t *h, void *arg)
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
-static const struct bt_http_header no_deployment[2] = {
-    {{"x-baton-deployment", 18}, {"none", 4}}, {{"x-baton-attempts", 16}, {"0", 1}}};
-
 static void worker_main(void *arg)
 {
     struct bt_worker *w = arg;
     struct serve *s = uv_loop_get_data(&w->loop);
-    const struct bt_config *cfg = w->cfg;
-    struct bt_http_opts o = {
-        .max_header_bytes = cfg->server.max_header_bytes,
-        .max_body_bytes = cfg->server.max_body_bytes,
-        .header_timeout_ms = cfg->server.header_timeout_ms,
-        .idle_timeout_ms = cfg->server.idle_timeout_ms,
-        .body_timeout_ms = cfg->server.header_timeout_ms,
-        .max_connections = cfg->server.max_connections,
-        .conn_count = &s->conn_count,
-        .handler = bt_api_handle,
-        .handler_ud = w,
-        .format_error = bt_api_server_error,
-        .error_headers = no_deployment,
-        .nerror_headers = 2,
-    };
-    w->http = bt_http_server_new(&w->loop, &o);
-    struct bt_upstream_opts uo = {
-        .max_conns_per_origin = cfg->server.upstream_max_connections,
-        .max_idle_per_origin = cfg->server.upstream_max_idle,
-        .max_queued_per_origin = cfg->server.upstream_max_queued,
-    };
-    w->up = bt_upstream_new(&w->loop, &uo);
+    enum bt_err open_err = bt_worker_open(w, &s->conn_count);
     /* Workers start one after another, so only worker 0 sees the probe: the
      * address is free from here to its bind a few system calls later. */
     if (s->probe_fd >= 0) {
         close(s->probe_fd);
         s->probe_fd = -1;
     }
-    if (!w->http || !w->up) w->listen_err = BT_ENOMEM;
+    if (open_err) w->listen_err = BT_ENOMEM;
     else w->listen_err = bt_http_server_listen(w->http, s->host, s->port, true);
     if (w->listen_err == 0 && s->port == 0) s->port = bt_http_server_port(w->http);
     uv_timer_init(&w->loop, &w->stop_timer);
@@ -128,8 +103,7 @@ static void worker_main(void *arg)
     w->wake.data = w;
     uv_sem_post(&w->started);
     if (w->listen_err == 0) uv_run(&w->loop, UV_RUN_DEFAULT);
-    if (w->http) bt_http_server_close(w->http, NULL, NULL);
-    if (w->up) bt_upstream_free(w->up);
+    bt_worker_close(w);
     uv_mutex_lock(&w->wake_lock);
     w->wake_closed = true;
     uv_mutex_unlock(&w->wake_lock);

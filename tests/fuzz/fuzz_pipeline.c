@@ -74,7 +74,7 @@
 #include "exec/exec.h"
 #include "http/server.h"
 #include "obs/metrics.h"
-#include "canon/worker.h"
+#include "serve/worker.h"
 #include "upstream/upstream.h"
 
 #define MASTER_KEY "fuzz-master-key-0123"
@@ -204,8 +204,6 @@ static struct bt_worker *w = &wk;
 static uv_timer_t guard; /* wakes uv_run(ONCE) at least every ms */
 static uint16_t port;
 static uint16_t dead_port;
-static const struct bt_http_header no_deployment[2] = {
-    {{"x-baton-deployment", 18}, {"none", 4}}, {{"x-baton-attempts", 16}, {"0", 1}}};
 
 static struct bt_config *load_config(void)
 {
@@ -273,28 +271,7 @@ static void setup(void)
     if (bt_metrics_create(&mo, &w->metrics)) abort();
     bt_metrics_set_connections_fn(w->metrics, open_connections, NULL);
     w->mshard = bt_metrics_shard(w->metrics, 0);
-    const struct bt_config *cfg = w->cfg;
-    struct bt_http_opts o = {
-        .max_header_bytes = cfg->server.max_header_bytes,
-        .max_body_bytes = cfg->server.max_body_bytes,
-        .header_timeout_ms = cfg->server.header_timeout_ms,
-        .idle_timeout_ms = cfg->server.idle_timeout_ms,
-        .body_timeout_ms = cfg->server.header_timeout_ms,
-        .max_connections = cfg->server.max_connections,
-        .handler = bt_api_handle,
-        .handler_ud = w,
-        .format_error = bt_api_server_error,
-        .error_headers = no_deployment,
-        .nerror_headers = 2,
-    };
-    w->http = bt_http_server_new(&w->loop, &o);
-    struct bt_upstream_opts uo = {
-        .max_conns_per_origin = cfg->server.upstream_max_connections,
-        .max_idle_per_origin = cfg->server.upstream_max_idle,
-        .max_queued_per_origin = cfg->server.upstream_max_queued,
-    };
-    w->up = bt_upstream_new(&w->loop, &uo);
-    if (!w->http || !w->up || bt_http_server_listen(w->http, "127.0.0.1", 0, false)) abort();
+    if (bt_worker_open(w, NULL) || bt_http_server_listen(w->http, "127.0.0.1", 0, false)) abort();
     port = bt_http_server_port(w->http);
     uv_timer_init(&w->loop, &guard);
     uv_timer_start(&guard, guard_tick, 1, 1);
@@ -913,8 +890,7 @@ int main(int argc, char **argv)
     }
     int rc = 0;
     if (w->http) {
-        bt_http_server_close(w->http, NULL, NULL);
-        bt_upstream_free(w->up);
+        bt_worker_close(w);
         uv_close((uv_handle_t *)&guard, NULL);
         uv_run(&w->loop, UV_RUN_DEFAULT);
         uv_walk(&w->loop, close_walk, NULL);
