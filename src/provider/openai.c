@@ -8,7 +8,7 @@
 #endif
 
 #include "core/log.h"
-#include "provider/sim.h"
+#include "sim/sim.h"
 
 enum bt_err bt_provider_encode(const struct bt_provider *p, const struct bt_request *r,
                                struct bt_str upstream_model, struct bt_arena *arena,

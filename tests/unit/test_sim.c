@@ -10,7 +10,7 @@
 #include "core/arena.h"
 #include "core/buf.h"
 #include "json/json.h"
-#include "provider/sim.h"
+#include "sim/sim.h"
 
 /* ---- collecting callbacks ---- */
 

@@ -7,7 +7,7 @@
  * (head, data, done). One libuv timer then walks the steps: every step that is
  * due runs in the same timer callback, so a zero-latency simulator costs one
  * loop iteration per reply, and the timer is re-armed for the next due step. */
-#include "provider/sim.h"
+#include "sim/sim.h"
 #include "provider/provider.h"
 
 #include <math.h>

@@ -9,8 +9,8 @@
  * the same callbacks as the upstream client, so the gateway exercises one code
  * path for real and simulated providers. `baton sim --listen ADDR` serves the
  * same simulator over HTTP. */
-#ifndef BT_PROVIDER_SIM_H
-#define BT_PROVIDER_SIM_H
+#ifndef BT_SIM_SIM_H
+#define BT_SIM_SIM_H
 
 #include <uv.h>
 

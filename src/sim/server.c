@@ -1,4 +1,4 @@
-#include "provider/sim_server.h"
+#include "sim/server.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include "api/openai.h"
 #include "core/log.h"
 #include "http/server.h"
-#include "provider/sim.h"
+#include "sim/sim.h"
 
 struct sim_server {
     uv_loop_t *loop;
