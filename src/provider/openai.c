@@ -76,7 +76,8 @@ enum bt_err bt_provider_start(const struct bt_provider *p, uv_loop_t *loop,
             .body = bt_buf_str(&joined),
             .fault = -1,
         };
-        call->sim = joined.len == len ? bt_sim_start(loop, &p->sim, &sr, cb, ud) : NULL;
+        call->sim = joined.len == len ? bt_sim_start(loop, BT_API_OPENAI, &p->sim, &sr, cb, ud)
+                                      : NULL;
         bt_buf_free(&joined);
         return call->sim ? BT_OK : BT_ENOMEM;
     }

@@ -113,7 +113,7 @@ static void run(const struct bt_sim_cfg *cfg, const char *method, const char *pa
     c->loop = &loop;
     c->t0 = uv_now(&loop);
     struct bt_sim_request req = {bt_str_c(method), bt_str_c(path), bt_str_c(body), fault};
-    c->call = bt_sim_start(&loop, cfg, &req, &cbs, c);
+    c->call = bt_sim_start(&loop, BT_API_OPENAI, cfg, &req, &cbs, c);
     CHECK(c->call != NULL);
     /* Never synchronous. */
     CHECK_INT(c->nhead + c->ndata + c->ndone, 0);
@@ -1330,7 +1330,7 @@ TEST(cancel_paths)
     col_init(&c);
     c.loop = &loop;
     struct bt_sim_request req = {BT_STR("POST"), BT_STR("/chat/completions"), bt_str_c(CHAT_HELLO), -1};
-    struct bt_sim_call *call = bt_sim_start(&loop, &cfg, &req, &cbs, &c);
+    struct bt_sim_call *call = bt_sim_start(&loop, BT_API_OPENAI, &cfg, &req, &cbs, &c);
     REQUIRE(call != NULL);
     bt_sim_cancel(call);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -1345,7 +1345,7 @@ TEST(cancel_paths)
     c.loop = &loop;
     c.t0 = uv_now(&loop);
     struct bt_sim_request sreq = {BT_STR("POST"), BT_STR("/chat/completions"), bt_str_c(STREAM_REQ), -1};
-    call = bt_sim_start(&loop, &cfg, &sreq, &cbs, &c);
+    call = bt_sim_start(&loop, BT_API_OPENAI, &cfg, &sreq, &cbs, &c);
     REQUIRE(call != NULL);
     while (c.ndata < 3) uv_run(&loop, UV_RUN_ONCE);
     bt_sim_cancel(call);
