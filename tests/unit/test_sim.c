@@ -1468,6 +1468,78 @@ TEST(truncated_requests)
     free(full);
 }
 
+/* The renderer table: OpenAI's renderer is found by its wire and renders each
+ * error the runner and `baton sim` ask for; a wire without a renderer (Anthropic
+ * has none yet; 0 and an out-of-range value are none at all) is refused at
+ * start: NULL, no callback, nothing left on the loop, whatever the request and
+ * fault. */
+TEST(renderer_table)
+{
+    const struct bt_sim_renderer *rd = bt_sim_renderer_find(BT_API_OPENAI);
+    REQUIRE(rd != NULL);
+    CHECK_INT(rd->wire, BT_API_OPENAI);
+    CHECK(rd->render_reply && rd->render_chat && rd->render_stream_step &&
+          rd->render_stream_error && rd->render_error && rd->request_id_header);
+    static const struct {
+        enum bt_sim_error e;
+        int status;
+        const char *type, *param;
+    } errs[] = {
+        {BT_SIM_ERR_RATE_LIMIT, 429, "requests", NULL},
+        {BT_SIM_ERR_SERVER, 500, "server_error", NULL},
+        {BT_SIM_ERR_OVERLOADED, 503, "server_error", NULL},
+        {BT_SIM_ERR_SIMULATED, 500, "server_error", NULL},
+        {BT_SIM_ERR_RENDER, 500, "server_error", NULL},
+        {BT_SIM_ERR_UNKNOWN_URL, 404, "invalid_request_error", NULL},
+        {BT_SIM_ERR_BAD_FAULT, 400, "invalid_request_error", "x-sim-fault"},
+        {(enum bt_sim_error)0, 500, "server_error", NULL},    /* not an error: a 500 */
+        {(enum bt_sim_error)9999, 500, "server_error", NULL}, /* likewise */
+    };
+    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+        struct bt_sim_reply r;
+        bt_sim_reply_init(&r);
+        bt_sim_reply_emit(&r, BT_STR("data: replaced\n\n"), 5);
+        r.sse = true;
+        rd->render_error(&r, errs[i].e);
+        CHECK_INT(r.err, BT_OK);
+        CHECK_INT(r.status, errs[i].status);
+        CHECK(!r.sse);
+        CHECK_INT(r.npieces, 1);
+        struct col c;
+        col_init(&c);
+        c.status = r.status;
+        c.ndone = 1;
+        memcpy(c.ctype, "application/json", sizeof "application/json");
+        bt_buf_append_str(&c.data, bt_buf_str(&r.body));
+        check_error(&c, errs[i].status, errs[i].type, errs[i].param);
+        col_free(&c);
+        bt_sim_reply_free(&r);
+    }
+
+    struct bt_sim_cfg cfg = cfg_default();
+    const enum bt_api unknown[] = {BT_API_ANTHROPIC, (enum bt_api)0, (enum bt_api)9999};
+    const int faults[] = {-1, BT_SIM_FAULT_429, BT_SIM_FAULT_ERROR_EVENT, BT_SIM_FAULT_NO_ANSWER};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        CHECK(bt_sim_renderer_find(unknown[i]) == NULL);
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        struct col c;
+        col_init(&c);
+        c.loop = &loop;
+        for (size_t f = 0; f < sizeof faults / sizeof faults[0]; f++) {
+            struct bt_sim_request req = {BT_STR("POST"), BT_STR("/chat/completions"),
+                                         bt_str_c(STREAM_REQ), faults[f]};
+            CHECK(bt_sim_start(&loop, unknown[i], &cfg, &req, &cbs, &c) == NULL);
+            struct bt_sim_request bad = {BT_STR("GET"), BT_STR("/nowhere"), BT_STR(""), faults[f]};
+            CHECK(bt_sim_start(&loop, unknown[i], &cfg, &bad, &cbs, &c) == NULL);
+        }
+        uv_run(&loop, UV_RUN_DEFAULT);
+        CHECK_INT(c.nhead + c.ndata + c.ndone, 0);
+        CHECK_INT(uv_loop_close(&loop), 0);
+        col_free(&c);
+    }
+}
+
 int main(void)
 {
     RUN(fault_names_and_defaults);
@@ -1492,5 +1564,6 @@ int main(void)
     RUN(timing);
     RUN(schema_edge_cases);
     RUN(truncated_requests);
+    RUN(renderer_table);
     return HARNESS_DONE();
 }
