@@ -54,6 +54,7 @@ struct bt_event {
     struct bt_usage usage;    /* USAGE */
     struct bt_str err_type;   /* ERROR */
     struct bt_str err_message;/* ERROR: raw JSON string body (escaped) */
+    struct bt_str err_code;   /* ERROR: raw JSON string body (escaped), may be empty */
 };
 
 /* Receives decoded events; slices are valid during the call only. */

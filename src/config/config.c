@@ -13,12 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "config/yaml.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/time.h"
-#include "provider/fwd.h"
+#include "config/fwd.h"
 #include "upstream/proxy.h"
 
 #define DEFAULT_BASE_URL "https://api.openai.com/v1"
@@ -29,8 +31,13 @@
 struct loader {
     struct bt_config_diags *diags;
     struct bt_config *cfg;
+    const struct bt_config_load_opts *opts; /* never NULL */
     int nerrors;
     bool oom;
+    /* Where some values were written, for the checks made once the whole file
+     * is read (NULL: not written). */
+    const struct bt_ynode *listen_node, *anon_node, *require_key_node, *log_file_node,
+        *log_access_node;
 };
 
 /* ---- diagnostics ---- */
@@ -40,10 +47,8 @@ static void lmsg(struct loader *L, bool is_error, const struct bt_ynode *at, con
 static void lmsg(struct loader *L, bool is_error, const struct bt_ynode *at, const char *fmt,
                  va_list ap)
 {
-    char msg[sizeof(((struct bt_config_diag *)0)->msg)];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
     if (is_error) L->nerrors++;
-    if (bt_config_diag_add(L->diags, is_error, at ? at->line : 0, at ? at->col : 0, "%s", msg))
+    if (bt_config_diag_addv(L->diags, is_error, at ? at->line : 0, at ? at->col : 0, fmt, ap))
         L->oom = true;
 }
 
@@ -103,15 +108,20 @@ static int key_index(struct loader *L, const struct bt_ynode *k, const char *con
     }
     for (int i = 0; keys[i]; i++)
         if (strlen(keys[i]) == k->len && memcmp(keys[i], k->text, k->len) == 0) return i;
-    char list[240]; /* the longest list, provider keys, is about 165 characters */
-    size_t off = 0;
-    list[0] = 0;
-    for (int i = 0; keys[i] && off < sizeof(list); i++) {
-        int w = snprintf(list + off, sizeof(list) - off, "%s%s", i ? ", " : "", keys[i]);
-        if (w < 0) break;
-        off += (size_t)w;
+    /* Every key, whole: the lists are short and fixed, so the message is too. */
+    struct bt_buf list;
+    bt_buf_init(&list, 1024);
+    enum bt_err e = BT_OK;
+    for (int i = 0; keys[i] && !e; i++)
+        e = bt_buf_printf(&list, "%s%s", i ? ", " : "", keys[i]);
+    if (!e) e = bt_buf_cstr(&list);
+    if (e) {
+        L->oom = true; /* only ENOMEM: the longest list is under 300 bytes */
+        bt_buf_free(&list);
+        return -1;
     }
-    lerr(L, k, "unknown key \"%.*s\" in %s (expected one of: %s)", SHOW(k), what, list);
+    lerr(L, k, "unknown key \"%.*s\" in %s (expected one of: %s)", SHOW(k), what, list.p);
+    bt_buf_free(&list);
     return -1;
 }
 
@@ -357,71 +367,85 @@ static bool is_ip(int af, const char *s)
     return inet_pton(af, s, buf) == 1;
 }
 
-/* "host:port" or "[v6]:port" with host an IP literal (the listener does not
- * resolve names) or "localhost". */
-static bool parse_listen(struct loader *L, const struct bt_ynode *v, const char *s, size_t len)
+bool bt_config_parse_listen(const char *s, size_t len, const char *what, char *host, size_t hostcap,
+                            uint16_t *port, char *why, size_t whycap)
 {
-    struct bt_config *c = L->cfg;
-    const char *host = NULL, *port = NULL;
+    const char *h = NULL, *p = NULL;
     size_t hlen = 0;
+    int shown = (int)(len > SHOW_MAX ? SHOW_MAX : len);
     if (len && s[0] == '[') {
         const char *rb = memchr(s, ']', len);
         if (!rb || (size_t)(rb - s) + 1 >= len || rb[1] != ':') goto bad;
-        host = s + 1;
+        h = s + 1;
         hlen = (size_t)(rb - s) - 1;
-        port = rb + 2;
+        p = rb + 2;
     } else {
         const char *colon = memchr(s, ':', len);
         if (!colon) goto bad;
         if (memchr(colon + 1, ':', len - (size_t)(colon - s) - 1)) {
-            lerr(L, v,
-                 "server.listen: write an IPv6 address in brackets, e.g. [::1]:4000 (got \"%.*s\")",
-                 (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+            snprintf(why, whycap,
+                     "%s: write an IPv6 address in brackets, e.g. [::1]:4000 (got \"%.*s\")", what,
+                     shown, s);
             return false;
         }
-        host = s;
+        h = s;
         hlen = (size_t)(colon - s);
-        port = colon + 1;
+        p = colon + 1;
     }
-    size_t plen = len - (size_t)(port - s);
+    size_t plen = len - (size_t)(p - s);
     uint64_t pn = 0;
-    if (!bt_str_to_u64((struct bt_str){port, plen}, &pn) || pn < 1 || pn > 65535) {
-        lerr(L, v, "server.listen: port must be from 1 to 65535 (got \"%.*s\")",
-             (int)(plen > SHOW_MAX ? SHOW_MAX : plen), port);
+    if (!bt_str_to_u64((struct bt_str){p, plen}, &pn) || pn < 1 || pn > 65535) {
+        snprintf(why, whycap, "%s: port must be from 1 to 65535 (got \"%.*s\")", what,
+                 (int)(plen > SHOW_MAX ? SHOW_MAX : plen), p);
         return false;
     }
     if (hlen == 0) {
-        lerr(L, v,
-             "server.listen: the host is missing; write 0.0.0.0:%llu to listen on every "
-             "address, or 127.0.0.1:%llu for this machine only",
-             (unsigned long long)pn, (unsigned long long)pn);
+        snprintf(why, whycap,
+                 "%s: the host is missing; write 0.0.0.0:%llu to listen on every address, or "
+                 "127.0.0.1:%llu for this machine only",
+                 what, (unsigned long long)pn, (unsigned long long)pn);
         return false;
     }
-    char hbuf[64];
-    if (hlen >= sizeof(hbuf)) goto badhost;
-    memcpy(hbuf, host, hlen);
+    char hbuf[BT_LISTEN_HOST_MAX];
+    if (hlen >= sizeof(hbuf) || hostcap < sizeof(hbuf)) goto badhost;
+    memcpy(hbuf, h, hlen);
     hbuf[hlen] = 0;
     if (s[0] != '[' && strcmp(hbuf, "localhost") == 0) {
         memcpy(hbuf, "127.0.0.1", sizeof("127.0.0.1"));
     } else if (s[0] == '[' ? !is_ip(AF_INET6, hbuf) : !is_ip(AF_INET, hbuf)) {
         goto badhost;
     }
-    char *h = ldup(L, hbuf, strlen(hbuf));
-    if (!h) return false;
-    free(c->server.listen_host);
-    c->server.listen_host = h;
-    c->server.listen_port = (uint16_t)pn;
+    memcpy(host, hbuf, strlen(hbuf) + 1);
+    *port = (uint16_t)pn;
     return true;
 badhost:
-    lerr(L, v,
-         "server.listen: \"%.*s\" is not an IP address (use an IPv4 address, "
-         "[IPv6] in brackets, or localhost; names are not resolved)",
-         (int)(hlen > SHOW_MAX ? SHOW_MAX : hlen), host);
+    snprintf(why, whycap,
+             "%s: \"%.*s\" is not an IP address (use an IPv4 address, [IPv6] in brackets, or "
+             "localhost; names are not resolved)",
+             what, (int)(hlen > SHOW_MAX ? SHOW_MAX : hlen), h);
     return false;
 bad:
-    lerr(L, v, "server.listen must be HOST:PORT or [IPV6]:PORT, e.g. 127.0.0.1:4000 (got \"%.*s\")",
-         (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+    snprintf(why, whycap, "%s must be HOST:PORT or [IPV6]:PORT, e.g. 127.0.0.1:4000 (got \"%.*s\")",
+             what, shown, s);
     return false;
+}
+
+/* Sets server.listen from `s` (the key's value, or --listen when v is NULL). */
+static bool set_listen(struct loader *L, const struct bt_ynode *v, const char *what, const char *s,
+                       size_t len)
+{
+    char host[BT_LISTEN_HOST_MAX], why[300];
+    uint16_t port;
+    if (!bt_config_parse_listen(s, len, what, host, sizeof(host), &port, why, sizeof(why))) {
+        lerr(L, v, "%s", why);
+        return false;
+    }
+    char *h = ldup(L, host, strlen(host));
+    if (!h) return false;
+    free(L->cfg->server.listen_host);
+    L->cfg->server.listen_host = h;
+    L->cfg->server.listen_port = port;
+    return true;
 }
 
 /* Splits an http(s) URL into the provider's tls/host/port/base_path. */
@@ -519,10 +543,11 @@ bad:
 
 static void load_server(struct loader *L, const struct bt_ynode *n)
 {
-    static const char *const keys[] = {"listen",           "workers",        "max_connections",
-                                       "max_header_bytes", "max_body_bytes", "header_timeout",
-                                       "idle_timeout",     "drain_timeout",  "upstream_max_connections",
-                                       "upstream_max_idle", "upstream_max_queued", NULL};
+    static const char *const keys[] = {
+        "listen",         "workers",        "max_connections",          "max_header_bytes",
+        "max_body_bytes", "header_timeout", "idle_timeout",             "drain_timeout",
+        "upstream_max_connections",         "upstream_max_idle",        "upstream_max_queued",
+        "reuse_port",     NULL};
     const struct bt_ynode *m = as_map(L, n, "server");
     if (!m) return;
     struct bt_config *c = L->cfg;
@@ -538,9 +563,10 @@ static void load_server(struct loader *L, const struct bt_ynode *n)
             char *s;
             size_t len;
             if (get_string(L, v, what, &s, &len, NULL)) {
-                parse_listen(L, v, s, len);
+                set_listen(L, v, "server.listen", s, len);
                 free(s);
             }
+            L->listen_node = v;
             break;
         }
         case 1: {
@@ -579,6 +605,9 @@ static void load_server(struct loader *L, const struct bt_ynode *n)
             idle_written |= idx == 9;
             break;
         }
+        case 11:
+            get_bool(L, v, what, &c->server.reuse_port);
+            break;
         }
     }
     if (!idle_written) c->server.upstream_max_idle = c->server.upstream_max_connections;
@@ -604,6 +633,7 @@ static void load_auth(struct loader *L, const struct bt_ynode *n)
             c->auth.master_key = s;
         } else if (idx == 1) {
             get_bool(L, v, "auth.allow_anonymous", &c->auth.allow_anonymous);
+            L->anon_node = v;
         }
     }
 }
@@ -615,8 +645,10 @@ static void load_metrics(struct loader *L, const struct bt_ynode *n)
     if (!m) return;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
         const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
-        if (key_index(L, k, keys, "metrics") == 0)
+        if (key_index(L, k, keys, "metrics") == 0) {
             get_bool(L, v, "metrics.require_key", &L->cfg->metrics.require_key);
+            L->require_key_node = v;
+        }
     }
 }
 
@@ -650,6 +682,10 @@ static void load_log(struct loader *L, const struct bt_ynode *n)
             c->log.level = s;
         } else {
             char **dst = idx == 1 ? &c->log.access : &c->log.file;
+            if (idx == 1)
+                L->log_access_node = v;
+            else
+                L->log_file_node = v;
             if (len == 0) free(s), s = NULL; /* empty: stderr */
             free(*dst);
             *dst = s;
@@ -1284,19 +1320,26 @@ static struct bt_provider *resolve_provider(struct loader *L, const struct bt_yn
         if (len == 0)
             lerr(L, v, "%s: provider is empty", ctx);
         else {
-            char known[120];
-            size_t off = 0;
-            known[0] = 0;
-            for (size_t i = 0; i < L->cfg->nproviders && off < sizeof(known); i++) {
-                int w = snprintf(known + off, sizeof(known) - off, "%s%s", i ? ", " : "",
-                                 L->cfg->providers[i].name);
-                if (w < 0) break;
-                off += (size_t)w;
+            /* Whole names only: a file may define hundreds of providers, so the
+             * list stops at a few hundred bytes and says how many it left out. */
+            struct bt_buf known;
+            bt_buf_init(&known, 1024);
+            size_t nc = L->cfg->nproviders, shown = 0;
+            enum bt_err e = BT_OK;
+            for (; shown < nc && !e; shown++) {
+                const char *name = L->cfg->providers[shown].name;
+                if (shown && known.len + strlen(name) > 300) break;
+                e = bt_buf_printf(&known, "%s%s", shown ? ", " : "", name);
             }
-            lerr(L, v, "%s: unknown provider \"%.*s\" (%s%s)", ctx,
-                 (int)(len > SHOW_MAX ? SHOW_MAX : len), s,
-                 L->cfg->nproviders ? "defined: " : "no providers are defined",
-                 L->cfg->nproviders ? known : "");
+            if (!e && shown < nc) e = bt_buf_printf(&known, " and %zu more", nc - shown);
+            if (!e) e = bt_buf_cstr(&known);
+            if (e)
+                L->oom = true;
+            else
+                lerr(L, v, "%s: unknown provider \"%.*s\" (%s%s)", ctx,
+                     (int)(len > SHOW_MAX ? SHOW_MAX : len), s,
+                     nc ? "defined: " : "no providers are defined", nc ? known.p : "");
+            bt_buf_free(&known);
         }
     }
     free(s);
@@ -1483,6 +1526,87 @@ static void load_root(struct loader *L, const struct bt_ynode *root)
     if (!L->oom) load_models(L, sec[4]);
 }
 
+/* ---- checks on the whole file ----
+ *
+ * What `baton serve` would refuse at start, decided here so that `baton check`
+ * (the systemd ExecStartPre), a start and a reload give the same verdict. */
+
+bool bt_config_is_loopback(const char *host)
+{
+    if (!host) return false;
+    if (strcmp(host, "localhost") == 0) return true;
+    unsigned char a[16];
+    if (inet_pton(AF_INET, host, a) == 1) return a[0] == 127;
+    static const unsigned char v6_loopback[16] = {[15] = 1};
+    return inet_pton(AF_INET6, host, a) == 1 && memcmp(a, v6_loopback, 16) == 0;
+}
+
+bool bt_config_exposure_ok(const struct bt_config *c, const char *host, const char *what, char *why,
+                           size_t whycap)
+{
+    if (c->auth.master_key || c->auth.allow_anonymous || bt_config_is_loopback(host)) return true;
+    snprintf(why, whycap,
+             "%s: refusing to serve on %s without a master key: set auth.master_key, listen on a "
+             "loopback address, or set auth.allow_anonymous: true",
+             what, host);
+    return false;
+}
+
+/* serve opens log files for appending (creating them) at start and on SIGUSR1:
+ * a path it cannot open is an error now, not a failed start. Looked at with
+ * stat and access only, so checking creates nothing. */
+static void check_log_path(struct loader *L, const struct bt_ynode *v, const char *what,
+                           const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            lerr(L, v, "%s: %s is a directory, not a file", what, path);
+        else if (access(path, W_OK) != 0)
+            lerr(L, v, "%s: cannot open %s for appending: %s", what, path, strerror(errno));
+        return;
+    }
+    if (errno != ENOENT) {
+        lerr(L, v, "%s: cannot open %s: %s", what, path, strerror(errno));
+        return;
+    }
+    char *dir = ldup(L, path, strlen(path));
+    if (!dir) return;
+    char *slash = strrchr(dir, '/');
+    const char *d = dir;
+    if (!slash)
+        d = ".";
+    else if (slash == dir)
+        d = "/";
+    else
+        *slash = 0;
+    if (access(d, W_OK | X_OK) != 0)
+        lerr(L, v, "%s: cannot create %s: %s", what, path,
+             errno == ENOENT ? "its directory does not exist" : strerror(errno));
+    free(dir);
+}
+
+static void check_whole(struct loader *L)
+{
+    struct bt_config *c = L->cfg;
+    const char *what = L->opts->listen ? "--listen" : "server.listen";
+    const struct bt_ynode *at = L->opts->listen ? NULL : L->listen_node;
+    char why[400];
+    if (!bt_config_exposure_ok(c, c->server.listen_host, what, why, sizeof(why)))
+        lerr(L, at, "%s", why);
+    else if (!c->auth.master_key && !bt_config_is_loopback(c->server.listen_host))
+        lwarn(L, L->anon_node,
+              "no master key and auth.allow_anonymous is true: anyone who reaches %s can use "
+              "every model",
+              c->server.listen_host);
+    if (c->metrics.require_key && !c->auth.master_key)
+        lwarn(L, L->require_key_node,
+              "metrics.require_key has no effect without auth.master_key: GET /metrics stays "
+              "open");
+    if (c->log.file) check_log_path(L, L->log_file_node, "log.file", c->log.file);
+    if (c->log.access) check_log_path(L, L->log_access_node, "log.access", c->log.access);
+}
+
 /* ---- snapshot lifetime ---- */
 
 static void set_defaults(struct bt_config *c)
@@ -1594,10 +1718,12 @@ static enum bt_err set_diag_path(struct bt_config_diags *d, const char *name)
 }
 
 static enum bt_err load_common(const char *name, const char *yaml, size_t len,
-                               struct bt_config **out, struct bt_config_diags *diags)
+                               const struct bt_config_load_opts *opts, struct bt_config **out,
+                               struct bt_config_diags *diags)
 {
+    static const struct bt_config_load_opts none = {0};
     struct bt_ydoc doc;
-    struct loader L = {.diags = diags};
+    struct loader L = {.diags = diags, .opts = opts ? opts : &none};
     enum bt_err err = bt_ydoc_parse(yaml, len, &doc, diags);
     if (err) {
         bt_ydoc_free(&doc);
@@ -1610,6 +1736,10 @@ static enum bt_err load_common(const char *name, const char *yaml, size_t len,
         return BT_ENOMEM;
     }
     load_root(&L, doc.root);
+    if (!L.oom && L.opts->listen)
+        set_listen(&L, NULL, "--listen", L.opts->listen, strlen(L.opts->listen));
+    if (L.opts->reuse_port) L.cfg->server.reuse_port = true;
+    if (!L.oom) check_whole(&L); /* points at nodes: before the document goes */
     bt_ydoc_free(&doc);
     if (L.oom) {
         bt_config_diag_add(diags, true, 0, 0, "out of memory");
@@ -1627,6 +1757,13 @@ static enum bt_err load_common(const char *name, const char *yaml, size_t len,
 enum bt_err bt_config_load_string(const char *name, const char *yaml, size_t len,
                                   struct bt_config **out, struct bt_config_diags *diags)
 {
+    return bt_config_load_string_opts(name, yaml, len, NULL, out, diags);
+}
+
+enum bt_err bt_config_load_string_opts(const char *name, const char *yaml, size_t len,
+                                       const struct bt_config_load_opts *opts,
+                                       struct bt_config **out, struct bt_config_diags *diags)
+{
     if (!out || (!yaml && len)) return BT_EINVAL;
     *out = NULL;
     if (!name) name = "config";
@@ -1639,7 +1776,7 @@ enum bt_err bt_config_load_string(const char *name, const char *yaml, size_t len
                                BT_CONFIG_MAX_BYTES);
             err = BT_ECONFIG;
         } else {
-            err = load_common(name, yaml ? yaml : "", len, out, d);
+            err = load_common(name, yaml ? yaml : "", len, opts, out, d);
         }
     }
     bt_config_diags_free(&local);
@@ -1647,6 +1784,12 @@ enum bt_err bt_config_load_string(const char *name, const char *yaml, size_t len
 }
 
 enum bt_err bt_config_load(const char *path, struct bt_config **out, struct bt_config_diags *diags)
+{
+    return bt_config_load_opts(path, NULL, out, diags);
+}
+
+enum bt_err bt_config_load_opts(const char *path, const struct bt_config_load_opts *opts,
+                                struct bt_config **out, struct bt_config_diags *diags)
 {
     if (!path || !out) return BT_EINVAL;
     *out = NULL;
@@ -1681,7 +1824,7 @@ enum bt_err bt_config_load(const char *path, struct bt_config **out, struct bt_c
         err = BT_EIO;
         goto done;
     }
-    err = load_common(path, b.p ? b.p : "", b.len, out, d);
+    err = load_common(path, b.p ? b.p : "", b.len, opts, out, d);
 done:
     bt_buf_free(&b);
     bt_config_diags_free(&local);
@@ -1691,6 +1834,8 @@ done:
 void bt_config_diags_free(struct bt_config_diags *d)
 {
     if (!d) return;
+    for (size_t i = 0; i < d->n; i++)
+        free(d->items[i].msg);
     free(d->items);
     free(d->path);
     d->items = NULL;
@@ -1862,9 +2007,10 @@ void bt_config_print_table(const struct bt_config *c, void *file)
             c->server.listen_host ? c->server.listen_host : "?", v6 ? "]" : "",
             (unsigned)c->server.listen_port, c->server.workers ? "" : "auto");
     if (c->server.workers) fprintf(f, "%u", (unsigned)c->server.workers);
-    fprintf(f, ", max_connections %u, max_header_bytes %llu, max_body_bytes %llu\n",
+    fprintf(f, ", max_connections %u, max_header_bytes %llu, max_body_bytes %llu%s\n",
             (unsigned)c->server.max_connections, (unsigned long long)c->server.max_header_bytes,
-            (unsigned long long)c->server.max_body_bytes);
+            (unsigned long long)c->server.max_body_bytes,
+            c->server.reuse_port ? ", reuse_port true" : "");
     fprintf(f, "auth: master_key %s, allow_anonymous %s\n", c->auth.master_key ? "set" : "unset",
             c->auth.allow_anonymous ? "true" : "false");
 }
