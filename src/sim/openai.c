@@ -382,11 +382,10 @@ static bool parse_tools(struct oai_chat *oc, struct bt_sim_reply *r, bool last_i
     int chosen = -1;
     for (int e = bt_json_first(d, tools); e >= 0 && e < (int)d->toks[tools].next;
          e = (int)d->toks[e].next) {
+        int name = bt_json_path(d, e, "function", "name", NULL);
         struct bt_str nm;
         if (mode != TC_NAMED ||
-            (bt_json_str(d, bt_json_path(d, e, "function", "name", NULL), ch->arena, &nm) ==
-                 BT_OK &&
-             bt_str_eq(nm, named))) {
+            (bt_json_str(d, name, ch->arena, &nm) == BT_OK && bt_str_eq(nm, named))) {
             chosen = e;
             break;
         }
