@@ -13,8 +13,8 @@
 #include "core/time.h"
 #include "core/version.h"
 #include "json/json.h"
-#include "provider/sim.h"
-#include "provider/sim_server.h"
+#include "sim/sim.h"
+#include "sim/server.h"
 #include "serve/serve.h"
 #include "tok/tok.h"
 

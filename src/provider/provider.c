@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "provider/openai.h"
-#include "provider/sim.h"
+#include "sim/sim.h"
 
 const struct bt_adapter *bt_adapter_for(const struct bt_provider *p)
 {
@@ -65,7 +65,7 @@ static enum bt_err start_sim(const struct bt_provider *p, const struct bt_adapte
         .body = bt_buf_str(&joined),
         .fault = -1,
     };
-    call->sim = joined.len == len ? bt_sim_start(loop, &p->sim, &sr, cb, ud) : NULL;
+    call->sim = joined.len == len ? bt_sim_start(loop, ad->wire, &p->sim, &sr, cb, ud) : NULL;
     bt_buf_free(&joined);
     return call->sim ? BT_OK : BT_ENOMEM;
 }
