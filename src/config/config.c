@@ -24,11 +24,11 @@
 #include "upstream/proxy.h"
 
 #define DEFAULT_BASE_URL "https://api.openai.com/v1"
-#define MAX_NAME 128      /* provider and model names */
-#define MAX_DEPLOYMENTS 8 /* route.h's BT_PLAN_MAX: more would be ignored silently */
-#define DAY_MS (24ull * 3600 * 1000)
+#define BT_CFG_MAX_NAME 128 /* provider and model names */
+#define MAX_DEPLOYMENTS 8   /* route.h's BT_PLAN_MAX: more would be ignored silently */
+#define BT_CFG_DAY_MS (24ull * 3600 * 1000)
 
-struct loader {
+struct bt_cfg_loader {
     struct bt_config_diags *diags;
     struct bt_config *cfg;
     const struct bt_config_load_opts *opts; /* never NULL */
@@ -42,9 +42,9 @@ struct loader {
 
 /* ---- diagnostics ---- */
 
-static void lmsg(struct loader *L, bool is_error, const struct bt_ynode *at, const char *fmt,
+static void lmsg(struct bt_cfg_loader *L, bool is_error, const struct bt_ynode *at, const char *fmt,
                  va_list ap) __attribute__((format(printf, 4, 0)));
-static void lmsg(struct loader *L, bool is_error, const struct bt_ynode *at, const char *fmt,
+static void lmsg(struct bt_cfg_loader *L, bool is_error, const struct bt_ynode *at, const char *fmt,
                  va_list ap)
 {
     if (is_error) L->nerrors++;
@@ -52,9 +52,9 @@ static void lmsg(struct loader *L, bool is_error, const struct bt_ynode *at, con
         L->oom = true;
 }
 
-static void lerr(struct loader *L, const struct bt_ynode *at, const char *fmt, ...)
+static void bt_cfg_err(struct bt_cfg_loader *L, const struct bt_ynode *at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void lerr(struct loader *L, const struct bt_ynode *at, const char *fmt, ...)
+static void bt_cfg_err(struct bt_cfg_loader *L, const struct bt_ynode *at, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -62,9 +62,9 @@ static void lerr(struct loader *L, const struct bt_ynode *at, const char *fmt, .
     va_end(ap);
 }
 
-static void lwarn(struct loader *L, const struct bt_ynode *at, const char *fmt, ...)
+static void bt_cfg_warn(struct bt_cfg_loader *L, const struct bt_ynode *at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void lwarn(struct loader *L, const struct bt_ynode *at, const char *fmt, ...)
+static void bt_cfg_warn(struct bt_cfg_loader *L, const struct bt_ynode *at, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -73,10 +73,11 @@ static void lwarn(struct loader *L, const struct bt_ynode *at, const char *fmt, 
 }
 
 /* Length-limited view of a scalar for quoting in messages. */
-#define SHOW_MAX 60
-#define SHOW(n) (int)((n)->len > SHOW_MAX ? SHOW_MAX : (n)->len), (n)->text
+#define BT_CFG_SHOW_MAX 60
+#define BT_CFG_SHOWN(len) (int)((len) > BT_CFG_SHOW_MAX ? BT_CFG_SHOW_MAX : (len))
+#define BT_CFG_SHOW(n) BT_CFG_SHOWN((n)->len), (n)->text
 
-static const char *kind_name(const struct bt_ynode *n)
+static const char *bt_cfg_kind_name(const struct bt_ynode *n)
 {
     switch (n->kind) {
     case BT_Y_MAP:
@@ -88,7 +89,7 @@ static const char *kind_name(const struct bt_ynode *n)
     }
 }
 
-static char *ldup(struct loader *L, const char *s, size_t len)
+static char *bt_cfg_dup(struct bt_cfg_loader *L, const char *s, size_t len)
 {
     char *d = bt_str_dup((struct bt_str){s, len});
     if (!d) L->oom = true;
@@ -99,11 +100,11 @@ static char *ldup(struct loader *L, const char *s, size_t len)
 
 /* Index of key `k` in the NULL-terminated `keys`, or -1 after reporting an
  * unknown (or non-scalar) key. `what` names the enclosing section. */
-static int key_index(struct loader *L, const struct bt_ynode *k, const char *const *keys,
-                     const char *what)
+static int bt_cfg_key_index(struct bt_cfg_loader *L, const struct bt_ynode *k,
+                            const char *const *keys, const char *what)
 {
     if (k->kind != BT_Y_SCALAR) {
-        lerr(L, k, "%s: keys must be plain names, not %s", what, kind_name(k));
+        bt_cfg_err(L, k, "%s: keys must be plain names, not %s", what, bt_cfg_kind_name(k));
         return -1;
     }
     for (int i = 0; keys[i]; i++)
@@ -120,18 +121,21 @@ static int key_index(struct loader *L, const struct bt_ynode *k, const char *con
         bt_buf_free(&list);
         return -1;
     }
-    lerr(L, k, "unknown key \"%.*s\" in %s (expected one of: %s)", SHOW(k), what, list.p);
+    bt_cfg_err(L, k, "unknown key \"%.*s\" in %s (expected one of: %s)", BT_CFG_SHOW(k), what,
+               list.p);
     bt_buf_free(&list);
     return -1;
 }
 
 /* The mapping to walk, or NULL when n is null (an empty section: defaults) or
  * not a mapping (reported). */
-static const struct bt_ynode *as_map(struct loader *L, const struct bt_ynode *n, const char *what)
+static const struct bt_ynode *bt_cfg_as_map(struct bt_cfg_loader *L, const struct bt_ynode *n,
+                                            const char *what)
 {
     if (!n || bt_ynode_is_null(n)) return NULL;
     if (n->kind != BT_Y_MAP) {
-        lerr(L, n, "%s must be a mapping (key: value lines), not %s", what, kind_name(n));
+        bt_cfg_err(L, n, "%s must be a mapping (key: value lines), not %s", what,
+                   bt_cfg_kind_name(n));
         return NULL;
     }
     return n;
@@ -151,13 +155,13 @@ static bool has_ctl(const char *s, size_t len)
 /* Expands a scalar value. *out is malloc'd (caller frees); a null value gives
  * "". `var` (may be NULL, BT_CONFIG_MAX_VARNAME+1 bytes) receives the first
  * variable referenced. False after reporting. */
-static bool get_string(struct loader *L, const struct bt_ynode *v, const char *what, char **out,
-                       size_t *outlen, char *var)
+static bool bt_cfg_get_string(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *what,
+                              char **out, size_t *outlen, char *var)
 {
     *out = NULL;
     if (var) var[0] = 0;
     if (v->kind != BT_Y_SCALAR) {
-        lerr(L, v, "%s must be a single value, not %s", what, kind_name(v));
+        bt_cfg_err(L, v, "%s must be a single value, not %s", what, bt_cfg_kind_name(v));
         return false;
     }
     size_t len = 0;
@@ -173,14 +177,14 @@ static bool get_string(struct loader *L, const struct bt_ynode *v, const char *w
         return false;
     }
     if (e) {
-        lerr(L, v, "%s: %s", what, why);
+        bt_cfg_err(L, v, "%s: %s", what, why);
         return false;
     }
     /* Every value is one line: a line break or control byte that arrived
      * through a variable would otherwise reach an HTTP header (api_key) or a
      * log line. */
     if (has_ctl(*out, len)) {
-        lerr(L, v, "%s contains a line break or control character", what);
+        bt_cfg_err(L, v, "%s contains a line break or control character", what);
         free(*out);
         *out = NULL;
         return false;
@@ -189,19 +193,18 @@ static bool get_string(struct loader *L, const struct bt_ynode *v, const char *w
     return true;
 }
 
-static bool get_u64(struct loader *L, const struct bt_ynode *v, const char *what, uint64_t min,
-                    uint64_t max, uint64_t *out)
+static bool bt_cfg_get_u64(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *what,
+                           uint64_t min, uint64_t max, uint64_t *out)
 {
     if (bt_ynode_is_null(v)) return true; /* keeps the default */
     char *s;
     size_t len;
-    if (!get_string(L, v, what, &s, &len, NULL)) return false;
+    if (!bt_cfg_get_string(L, v, what, &s, &len, NULL)) return false;
     uint64_t n;
     bool ok = bt_str_to_u64((struct bt_str){s, len}, &n) && n >= min && n <= max;
     if (!ok)
-        lerr(L, v, "%s must be a whole number from %llu to %llu (got \"%.*s\")", what,
-             (unsigned long long)min, (unsigned long long)max,
-             (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+        bt_cfg_err(L, v, "%s must be a whole number from %llu to %llu (got \"%.*s\")", what,
+                   (unsigned long long)min, (unsigned long long)max, BT_CFG_SHOWN(len), s);
     else
         *out = n;
     free(s);
@@ -232,23 +235,23 @@ static bool parse_size(struct bt_str s, uint64_t *out)
     return false;
 }
 
-static bool get_size(struct loader *L, const struct bt_ynode *v, const char *what, uint64_t min,
-                     uint64_t max, uint64_t *out)
+static bool bt_cfg_get_size(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *what,
+                            uint64_t min, uint64_t max, uint64_t *out)
 {
     if (bt_ynode_is_null(v)) return true;
     char *s;
     size_t len;
-    if (!get_string(L, v, what, &s, &len, NULL)) return false;
+    if (!bt_cfg_get_string(L, v, what, &s, &len, NULL)) return false;
     uint64_t n = 0;
     bool ok = parse_size((struct bt_str){s, len}, &n);
     if (!ok)
-        lerr(L, v, "%s must be a size like 64KiB, 32MiB, 1MB or a number of bytes (got \"%.*s\")",
-             what, (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+        bt_cfg_err(L, v,
+                   "%s must be a size like 64KiB, 32MiB, 1MB or a number of bytes (got \"%.*s\")",
+                   what, BT_CFG_SHOWN(len), s);
     else if (n < min || n > max) {
         ok = false;
-        lerr(L, v, "%s must be from %llu to %llu bytes (got \"%.*s\")", what,
-             (unsigned long long)min, (unsigned long long)max,
-             (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+        bt_cfg_err(L, v, "%s must be from %llu to %llu bytes (got \"%.*s\")", what,
+                   (unsigned long long)min, (unsigned long long)max, BT_CFG_SHOWN(len), s);
     } else
         *out = n;
     free(s);
@@ -267,26 +270,26 @@ static void fmt_ms(uint64_t ms, char *buf, size_t cap)
         snprintf(buf, cap, "%llums", (unsigned long long)ms);
 }
 
-static bool get_duration(struct loader *L, const struct bt_ynode *v, const char *what,
-                         uint64_t min_ms, uint64_t max_ms, uint64_t *out)
+static bool bt_cfg_get_duration(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *what,
+                                uint64_t min_ms, uint64_t max_ms, uint64_t *out)
 {
     if (bt_ynode_is_null(v)) return true;
     char *s;
     size_t len;
-    if (!get_string(L, v, what, &s, &len, NULL)) return false;
+    if (!bt_cfg_get_string(L, v, what, &s, &len, NULL)) return false;
     uint64_t ms = 0;
     bool ok = bt_parse_duration_ms((struct bt_str){s, len}, &ms);
     if (!ok)
-        lerr(L, v,
-             "%s must be a duration like 250ms, 10s, 10m, 1h or a number of seconds "
-             "(got \"%.*s\")",
-             what, (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+        bt_cfg_err(L, v,
+                   "%s must be a duration like 250ms, 10s, 10m, 1h or a number of seconds "
+                   "(got \"%.*s\")",
+                   what, BT_CFG_SHOWN(len), s);
     else if (ms < min_ms || ms > max_ms) {
         char lo[32], hi[32];
         fmt_ms(min_ms, lo, sizeof(lo));
         fmt_ms(max_ms, hi, sizeof(hi));
-        lerr(L, v, "%s must be from %s to %s (got \"%.*s\")", what, lo, hi,
-             (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+        bt_cfg_err(L, v, "%s must be from %s to %s (got \"%.*s\")", what, lo, hi, BT_CFG_SHOWN(len),
+                   s);
         ok = false;
     } else
         *out = ms;
@@ -294,12 +297,13 @@ static bool get_duration(struct loader *L, const struct bt_ynode *v, const char 
     return ok;
 }
 
-static bool get_bool(struct loader *L, const struct bt_ynode *v, const char *what, bool *out)
+static bool bt_cfg_get_bool(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *what,
+                            bool *out)
 {
     if (bt_ynode_is_null(v)) return true;
     char *s;
     size_t len;
-    if (!get_string(L, v, what, &s, &len, NULL)) return false;
+    if (!bt_cfg_get_string(L, v, what, &s, &len, NULL)) return false;
     struct bt_str t = {s, len};
     bool ok = true;
     /* YAML 1.2 core schema booleans; yes/no/on/off are YAML 1.1 and would be
@@ -309,8 +313,7 @@ static bool get_bool(struct loader *L, const struct bt_ynode *v, const char *wha
     else if (bt_str_eq_c(t, "false") || bt_str_eq_c(t, "False") || bt_str_eq_c(t, "FALSE"))
         *out = false;
     else {
-        lerr(L, v, "%s must be true or false (got \"%.*s\")", what,
-             (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+        bt_cfg_err(L, v, "%s must be true or false (got \"%.*s\")", what, BT_CFG_SHOWN(len), s);
         ok = false;
     }
     free(s);
@@ -341,18 +344,18 @@ static bool parse_decimal(const char *s, size_t len, double *out)
     return true;
 }
 
-static bool get_double(struct loader *L, const struct bt_ynode *v, const char *what, double min,
-                       double max, double *out)
+static bool bt_cfg_get_double(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *what,
+                              double min, double max, double *out)
 {
     if (bt_ynode_is_null(v)) return true;
     char *s;
     size_t len;
-    if (!get_string(L, v, what, &s, &len, NULL)) return false;
+    if (!bt_cfg_get_string(L, v, what, &s, &len, NULL)) return false;
     double d = 0;
     bool ok = parse_decimal(s, len, &d) && d >= min && d <= max;
     if (!ok)
-        lerr(L, v, "%s must be a number from %g to %g (got \"%.*s\")", what, min, max,
-             (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+        bt_cfg_err(L, v, "%s must be a number from %g to %g (got \"%.*s\")", what, min, max,
+                   BT_CFG_SHOWN(len), s);
     else
         *out = d;
     free(s);
@@ -361,7 +364,7 @@ static bool get_double(struct loader *L, const struct bt_ynode *v, const char *w
 
 /* ---- addresses ---- */
 
-static bool is_ip(int af, const char *s)
+static bool bt_cfg_is_ip(int af, const char *s)
 {
     unsigned char buf[16];
     return inet_pton(af, s, buf) == 1;
@@ -372,7 +375,7 @@ bool bt_config_parse_listen(const char *s, size_t len, const char *what, char *h
 {
     const char *h = NULL, *p = NULL;
     size_t hlen = 0;
-    int shown = (int)(len > SHOW_MAX ? SHOW_MAX : len);
+    int shown = BT_CFG_SHOWN(len);
     if (len && s[0] == '[') {
         const char *rb = memchr(s, ']', len);
         if (!rb || (size_t)(rb - s) + 1 >= len || rb[1] != ':') goto bad;
@@ -396,7 +399,7 @@ bool bt_config_parse_listen(const char *s, size_t len, const char *what, char *h
     uint64_t pn = 0;
     if (!bt_str_to_u64((struct bt_str){p, plen}, &pn) || pn < 1 || pn > 65535) {
         snprintf(why, whycap, "%s: port must be from 1 to 65535 (got \"%.*s\")", what,
-                 (int)(plen > SHOW_MAX ? SHOW_MAX : plen), p);
+                 BT_CFG_SHOWN(plen), p);
         return false;
     }
     if (hlen == 0) {
@@ -412,7 +415,7 @@ bool bt_config_parse_listen(const char *s, size_t len, const char *what, char *h
     hbuf[hlen] = 0;
     if (s[0] != '[' && strcmp(hbuf, "localhost") == 0) {
         memcpy(hbuf, "127.0.0.1", sizeof("127.0.0.1"));
-    } else if (s[0] == '[' ? !is_ip(AF_INET6, hbuf) : !is_ip(AF_INET, hbuf)) {
+    } else if (s[0] == '[' ? !bt_cfg_is_ip(AF_INET6, hbuf) : !bt_cfg_is_ip(AF_INET, hbuf)) {
         goto badhost;
     }
     memcpy(host, hbuf, strlen(hbuf) + 1);
@@ -422,7 +425,7 @@ badhost:
     snprintf(why, whycap,
              "%s: \"%.*s\" is not an IP address (use an IPv4 address, [IPv6] in brackets, or "
              "localhost; names are not resolved)",
-             what, (int)(hlen > SHOW_MAX ? SHOW_MAX : hlen), h);
+             what, BT_CFG_SHOWN(hlen), h);
     return false;
 bad:
     snprintf(why, whycap, "%s must be HOST:PORT or [IPV6]:PORT, e.g. 127.0.0.1:4000 (got \"%.*s\")",
@@ -431,16 +434,16 @@ bad:
 }
 
 /* Sets server.listen from `s` (the key's value, or --listen when v is NULL). */
-static bool set_listen(struct loader *L, const struct bt_ynode *v, const char *what, const char *s,
-                       size_t len)
+static bool bt_cfg_set_listen(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *what,
+                              const char *s, size_t len)
 {
     char host[BT_LISTEN_HOST_MAX], why[300];
     uint16_t port;
     if (!bt_config_parse_listen(s, len, what, host, sizeof(host), &port, why, sizeof(why))) {
-        lerr(L, v, "%s", why);
+        bt_cfg_err(L, v, "%s", why);
         return false;
     }
-    char *h = ldup(L, host, strlen(host));
+    char *h = bt_cfg_dup(L, host, strlen(host));
     if (!h) return false;
     free(L->cfg->server.listen_host);
     L->cfg->server.listen_host = h;
@@ -449,7 +452,7 @@ static bool set_listen(struct loader *L, const struct bt_ynode *v, const char *w
 }
 
 /* Splits an http(s) URL into the provider's tls/host/port/base_path. */
-static bool parse_base_url(struct loader *L, const struct bt_ynode *v, const char *pname,
+static bool parse_base_url(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *pname,
                            struct bt_provider *p, const char *url, size_t len)
 {
     size_t off;
@@ -460,26 +463,28 @@ static bool parse_base_url(struct loader *L, const struct bt_ynode *v, const cha
         p->tls = false;
         off = 7;
     } else {
-        lerr(L, v, "provider \"%s\": base_url must start with http:// or https:// (got \"%.*s\")",
-             pname, (int)(len > SHOW_MAX ? SHOW_MAX : len), url);
+        bt_cfg_err(L, v,
+                   "provider \"%s\": base_url must start with http:// or https:// (got \"%.*s\")",
+                   pname, BT_CFG_SHOWN(len), url);
         return false;
     }
     if (memchr(url, '?', len) || memchr(url, '#', len)) {
-        lerr(L, v, "provider \"%s\": base_url may not have a query (?) or fragment (#)", pname);
+        bt_cfg_err(L, v, "provider \"%s\": base_url may not have a query (?) or fragment (#)",
+                   pname);
         return false;
     }
     if (memchr(url, ' ', len)) {
-        lerr(L, v, "provider \"%s\": base_url may not contain spaces", pname);
+        bt_cfg_err(L, v, "provider \"%s\": base_url may not contain spaces", pname);
         return false;
     }
     const char *auth = url + off;
     const char *slash = memchr(auth, '/', len - off);
     size_t alen = slash ? (size_t)(slash - auth) : len - off;
     if (memchr(auth, '@', alen)) {
-        lerr(L, v,
-             "provider \"%s\": base_url may not contain user:password@; put the key in "
-             "api_key",
-             pname);
+        bt_cfg_err(L, v,
+                   "provider \"%s\": base_url may not contain user:password@; put the key in "
+                   "api_key",
+                   pname);
         return false;
     }
     struct bt_str hs, ps;
@@ -488,39 +493,40 @@ static bool parse_base_url(struct loader *L, const struct bt_ynode *v, const cha
     const char *host = hs.p, *port = ps.p;
     size_t hlen = hs.len, plen = ps.len;
     if (!v6 && alen && memchr(auth, ':', alen) != memrchr(auth, ':', alen)) {
-        lerr(L, v,
-             "provider \"%s\": base_url: write an IPv6 address in brackets, e.g. "
-             "http://[::1]:8000/v1",
-             pname);
+        bt_cfg_err(L, v,
+                   "provider \"%s\": base_url: write an IPv6 address in brackets, e.g. "
+                   "http://[::1]:8000/v1",
+                   pname);
         return false;
     }
     if (hlen == 0 || hlen > 253) {
-        lerr(L, v, "provider \"%s\": base_url has no host (got \"%.*s\")", pname,
-             (int)(len > SHOW_MAX ? SHOW_MAX : len), url);
+        bt_cfg_err(L, v, "provider \"%s\": base_url has no host (got \"%.*s\")", pname,
+                   BT_CFG_SHOWN(len), url);
         return false;
     }
     char hbuf[256];
     memcpy(hbuf, host, hlen);
     hbuf[hlen] = 0;
     if (v6) {
-        if (!is_ip(AF_INET6, hbuf)) {
-            lerr(L, v, "provider \"%s\": base_url: \"[%s]\" is not an IPv6 address", pname, hbuf);
+        if (!bt_cfg_is_ip(AF_INET6, hbuf)) {
+            bt_cfg_err(L, v, "provider \"%s\": base_url: \"[%s]\" is not an IPv6 address", pname,
+                       hbuf);
             return false;
         }
     } else {
         for (size_t i = 0; i < hlen; i++)
             if (!bt_host_char(hbuf[i])) {
-                lerr(L, v,
-                     "provider \"%s\": base_url: invalid host \"%s\" (IPv6 addresses go in "
-                     "brackets)",
-                     pname, hbuf);
+                bt_cfg_err(L, v,
+                           "provider \"%s\": base_url: invalid host \"%s\" (IPv6 addresses go in "
+                           "brackets)",
+                           pname, hbuf);
                 return false;
             }
     }
     uint64_t pn = p->tls ? 443 : 80;
     if (port && (!bt_str_to_u64((struct bt_str){port, plen}, &pn) || pn < 1 || pn > 65535)) {
-        lerr(L, v, "provider \"%s\": base_url: port must be from 1 to 65535 (got \"%.*s\")", pname,
-             (int)(plen > SHOW_MAX ? SHOW_MAX : plen), port);
+        bt_cfg_err(L, v, "provider \"%s\": base_url: port must be from 1 to 65535 (got \"%.*s\")",
+                   pname, BT_CFG_SHOWN(plen), port);
         return false;
     }
     /* The path prefix, without trailing slashes: request paths ("/chat/...")
@@ -529,41 +535,41 @@ static bool parse_base_url(struct loader *L, const struct bt_ynode *v, const cha
     size_t pathlen = len - pathoff;
     while (pathlen && url[pathoff + pathlen - 1] == '/')
         pathlen--;
-    p->host = ldup(L, hbuf, hlen);
-    p->base_path = ldup(L, url + pathoff, pathlen);
+    p->host = bt_cfg_dup(L, hbuf, hlen);
+    p->base_path = bt_cfg_dup(L, url + pathoff, pathlen);
     p->port = (uint16_t)pn;
     return p->host && p->base_path;
 bad:
-    lerr(L, v, "provider \"%s\": base_url is not a valid URL (got \"%.*s\")", pname,
-         (int)(len > SHOW_MAX ? SHOW_MAX : len), url);
+    bt_cfg_err(L, v, "provider \"%s\": base_url is not a valid URL (got \"%.*s\")", pname,
+               BT_CFG_SHOWN(len), url);
     return false;
 }
 
 /* ---- sections ---- */
 
-static void load_server(struct loader *L, const struct bt_ynode *n)
+static void bt_cfg_load_server(struct bt_cfg_loader *L, const struct bt_ynode *n)
 {
     static const char *const keys[] = {
         "listen",         "workers",        "max_connections",          "max_header_bytes",
         "max_body_bytes", "header_timeout", "idle_timeout",             "drain_timeout",
         "upstream_max_connections",         "upstream_max_idle",        "upstream_max_queued",
         "reuse_port",     NULL};
-    const struct bt_ynode *m = as_map(L, n, "server");
+    const struct bt_ynode *m = bt_cfg_as_map(L, n, "server");
     if (!m) return;
     struct bt_config *c = L->cfg;
     bool idle_written = false;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
         const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
         char what[64];
-        int idx = key_index(L, k, keys, "server");
+        int idx = bt_cfg_key_index(L, k, keys, "server");
         if (idx < 0) continue;
         snprintf(what, sizeof(what), "server.%s", keys[idx]);
         switch (idx) {
         case 0: {
             char *s;
             size_t len;
-            if (get_string(L, v, what, &s, &len, NULL)) {
-                set_listen(L, v, "server.listen", s, len);
+            if (bt_cfg_get_string(L, v, what, &s, &len, NULL)) {
+                bt_cfg_set_listen(L, v, "server.listen", s, len);
                 free(s);
             }
             L->listen_node = v;
@@ -571,110 +577,110 @@ static void load_server(struct loader *L, const struct bt_ynode *n)
         }
         case 1: {
             uint64_t w = c->server.workers;
-            if (get_u64(L, v, what, 0, 1024, &w)) c->server.workers = (uint32_t)w;
+            if (bt_cfg_get_u64(L, v, what, 0, 1024, &w)) c->server.workers = (uint32_t)w;
             break;
         }
         case 2: {
             uint64_t w = c->server.max_connections;
-            if (get_u64(L, v, what, 1, 1000000, &w)) c->server.max_connections = (uint32_t)w;
+            if (bt_cfg_get_u64(L, v, what, 1, 1000000, &w)) c->server.max_connections = (uint32_t)w;
             break;
         }
         case 3:
-            get_size(L, v, what, 1024, 16u << 20, &c->server.max_header_bytes);
+            bt_cfg_get_size(L, v, what, 1024, 16u << 20, &c->server.max_header_bytes);
             break;
         case 4:
-            get_size(L, v, what, 1024, 1u << 30, &c->server.max_body_bytes);
+            bt_cfg_get_size(L, v, what, 1024, 1u << 30, &c->server.max_body_bytes);
             break;
         case 5:
-            get_duration(L, v, what, 1, DAY_MS, &c->server.header_timeout_ms);
+            bt_cfg_get_duration(L, v, what, 1, BT_CFG_DAY_MS, &c->server.header_timeout_ms);
             break;
         case 6:
-            get_duration(L, v, what, 1, DAY_MS, &c->server.idle_timeout_ms);
+            bt_cfg_get_duration(L, v, what, 1, BT_CFG_DAY_MS, &c->server.idle_timeout_ms);
             break;
         case 7:
-            get_duration(L, v, what, 0, DAY_MS, &c->server.drain_timeout_ms);
+            bt_cfg_get_duration(L, v, what, 0, BT_CFG_DAY_MS, &c->server.drain_timeout_ms);
             break;
         case 8:
         case 9:
         case 10: {
-            uint32_t *dst = idx == 8 ? &c->server.upstream_max_connections
-                          : idx == 9 ? &c->server.upstream_max_idle
-                                     : &c->server.upstream_max_queued;
+            uint32_t *dst = idx == 8   ? &c->server.upstream_max_connections
+                            : idx == 9 ? &c->server.upstream_max_idle
+                                       : &c->server.upstream_max_queued;
             uint64_t w = *dst;
-            if (get_u64(L, v, what, 1, 1000000, &w)) *dst = (uint32_t)w;
+            if (bt_cfg_get_u64(L, v, what, 1, 1000000, &w)) *dst = (uint32_t)w;
             idle_written |= idx == 9;
             break;
         }
         case 11:
-            get_bool(L, v, what, &c->server.reuse_port);
+            bt_cfg_get_bool(L, v, what, &c->server.reuse_port);
             break;
         }
     }
     if (!idle_written) c->server.upstream_max_idle = c->server.upstream_max_connections;
 }
 
-static void load_auth(struct loader *L, const struct bt_ynode *n)
+static void bt_cfg_load_auth(struct bt_cfg_loader *L, const struct bt_ynode *n)
 {
     static const char *const keys[] = {"master_key", "allow_anonymous", NULL};
-    const struct bt_ynode *m = as_map(L, n, "auth");
+    const struct bt_ynode *m = bt_cfg_as_map(L, n, "auth");
     if (!m) return;
     struct bt_config *c = L->cfg;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
         const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
-        int idx = key_index(L, k, keys, "auth");
+        int idx = bt_cfg_key_index(L, k, keys, "auth");
         if (idx == 0) {
             char *s;
             size_t len;
-            if (!get_string(L, v, "auth.master_key", &s, &len, NULL)) continue;
+            if (!bt_cfg_get_string(L, v, "auth.master_key", &s, &len, NULL)) continue;
             /* An empty key (e.g. an unset ${VAR}) is no key: serve then applies
              * its loopback / allow_anonymous rule instead of accepting "". */
             if (len == 0) free(s), s = NULL;
             free(c->auth.master_key);
             c->auth.master_key = s;
         } else if (idx == 1) {
-            get_bool(L, v, "auth.allow_anonymous", &c->auth.allow_anonymous);
+            bt_cfg_get_bool(L, v, "auth.allow_anonymous", &c->auth.allow_anonymous);
             L->anon_node = v;
         }
     }
 }
 
-static void load_metrics(struct loader *L, const struct bt_ynode *n)
+static void bt_cfg_load_metrics(struct bt_cfg_loader *L, const struct bt_ynode *n)
 {
     static const char *const keys[] = {"require_key", NULL};
-    const struct bt_ynode *m = as_map(L, n, "metrics");
+    const struct bt_ynode *m = bt_cfg_as_map(L, n, "metrics");
     if (!m) return;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
         const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
-        if (key_index(L, k, keys, "metrics") == 0) {
-            get_bool(L, v, "metrics.require_key", &L->cfg->metrics.require_key);
+        if (bt_cfg_key_index(L, k, keys, "metrics") == 0) {
+            bt_cfg_get_bool(L, v, "metrics.require_key", &L->cfg->metrics.require_key);
             L->require_key_node = v;
         }
     }
 }
 
-static void load_log(struct loader *L, const struct bt_ynode *n)
+static void bt_cfg_load_log(struct bt_cfg_loader *L, const struct bt_ynode *n)
 {
     static const char *const keys[] = {"level", "access", "file", NULL};
-    const struct bt_ynode *m = as_map(L, n, "log");
+    const struct bt_ynode *m = bt_cfg_as_map(L, n, "log");
     if (!m) return;
     struct bt_config *c = L->cfg;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
         const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
-        int idx = key_index(L, k, keys, "log");
+        int idx = bt_cfg_key_index(L, k, keys, "log");
         if (idx < 0) continue;
         char what[32];
         snprintf(what, sizeof(what), "log.%s", keys[idx]);
         char *s;
         size_t len;
-        if (!get_string(L, v, what, &s, &len, NULL)) continue;
+        if (!bt_cfg_get_string(L, v, what, &s, &len, NULL)) continue;
         if (idx == 0) {
             if (len == 0) { /* keep the default */
                 free(s);
                 continue;
             }
             if (bt_log_level_parse(s) < 0) {
-                lerr(L, v, "log.level must be debug, info, warn or error (got \"%.*s\")",
-                     (int)(len > SHOW_MAX ? SHOW_MAX : len), s);
+                bt_cfg_err(L, v, "log.level must be debug, info, warn or error (got \"%.*s\")",
+                           BT_CFG_SHOWN(len), s);
                 free(s);
                 continue;
             }
@@ -710,32 +716,32 @@ static void default_sim(struct bt_sim_cfg *s)
     s->retry_after_s = 1;
 }
 
-static void load_timeouts(struct loader *L, const struct bt_ynode *n, struct bt_provider *p)
+static void load_timeouts(struct bt_cfg_loader *L, const struct bt_ynode *n, struct bt_provider *p)
 {
     static const char *const keys[] = {"connect", "first_byte", "idle", "total", NULL};
-    char ctx[MAX_NAME + 40];
+    char ctx[BT_CFG_MAX_NAME + 40];
     snprintf(ctx, sizeof(ctx), "provider \"%s\" timeouts", p->name);
-    const struct bt_ynode *m = as_map(L, n, ctx);
+    const struct bt_ynode *m = bt_cfg_as_map(L, n, ctx);
     if (!m) return;
     uint64_t *dst[] = {&p->timeouts.connect_ms, &p->timeouts.first_byte_ms, &p->timeouts.idle_ms,
                        &p->timeouts.total_ms};
     for (size_t i = 0; i + 1 < m->n; i += 2) {
-        int idx = key_index(L, m->items[i], keys, ctx);
+        int idx = bt_cfg_key_index(L, m->items[i], keys, ctx);
         if (idx < 0) continue;
-        char what[MAX_NAME + 60];
+        char what[BT_CFG_MAX_NAME + 60];
         snprintf(what, sizeof(what), "provider \"%s\": timeouts.%s", p->name, keys[idx]);
-        get_duration(L, m->items[i + 1], what, 1, DAY_MS, dst[idx]);
+        bt_cfg_get_duration(L, m->items[i + 1], what, 1, BT_CFG_DAY_MS, dst[idx]);
     }
 }
 
-static void load_faults(struct loader *L, const struct bt_ynode *n, struct bt_provider *p)
+static void load_faults(struct bt_cfg_loader *L, const struct bt_ynode *n, struct bt_provider *p)
 {
     static const char *const keys[] = {"429",          "500",         "503",       "no_answer",
                                        "reset_before", "reset_mid",   "stall_mid", "slow_bytes",
                                        "invalid_json", "error_event", NULL};
-    char ctx[MAX_NAME + 40];
+    char ctx[BT_CFG_MAX_NAME + 40];
     snprintf(ctx, sizeof(ctx), "provider \"%s\" faults", p->name);
-    const struct bt_ynode *m = as_map(L, n, ctx);
+    const struct bt_ynode *m = bt_cfg_as_map(L, n, ctx);
     if (!m) return;
     struct bt_sim_cfg *s = &p->sim;
     double *dst[] = {&s->fault_429,        &s->fault_500,          &s->fault_503,
@@ -744,14 +750,14 @@ static void load_faults(struct loader *L, const struct bt_ynode *n, struct bt_pr
                      &s->fault_error_event};
     bool ok = true;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
-        int idx = key_index(L, m->items[i], keys, ctx);
+        int idx = bt_cfg_key_index(L, m->items[i], keys, ctx);
         if (idx < 0) {
             ok = false;
             continue;
         }
-        char what[MAX_NAME + 60];
+        char what[BT_CFG_MAX_NAME + 60];
         snprintf(what, sizeof(what), "provider \"%s\": faults.%s", p->name, keys[idx]);
-        if (!get_double(L, m->items[i + 1], what, 0, 1, dst[idx])) ok = false;
+        if (!bt_cfg_get_double(L, m->items[i + 1], what, 0, 1, dst[idx])) ok = false;
     }
     if (!ok) return;
     double sum = 0;
@@ -760,21 +766,21 @@ static void load_faults(struct loader *L, const struct bt_ynode *n, struct bt_pr
     /* One uniform draw is checked against the rates in order: past 1 the later
      * faults would silently get less than asked. */
     if (sum > 1.0 + 1e-9)
-        lerr(L, m,
-             "provider \"%s\": fault rates add up to %g; at most one fault is drawn per "
-             "request, so they must add up to 1 or less",
-             p->name, sum);
+        bt_cfg_err(L, m,
+                   "provider \"%s\": fault rates add up to %g; at most one fault is drawn per "
+                   "request, so they must add up to 1 or less",
+                   p->name, sum);
 }
 
 /* ---- tls: and proxy: ---- */
 
 /* A relative ca_file is taken from the config file's directory, so a config
  * and its CA can move together. Returns a malloc'd path. */
-static char *resolve_path(struct loader *L, const char *path)
+static char *resolve_path(struct bt_cfg_loader *L, const char *path)
 {
     const char *cfg = L->cfg->path;
     const char *slash = cfg ? strrchr(cfg, '/') : NULL;
-    if (path[0] == '/' || !slash) return ldup(L, path, strlen(path));
+    if (path[0] == '/' || !slash) return bt_cfg_dup(L, path, strlen(path));
     struct bt_buf b;
     bt_buf_init(&b, 8192);
     if (bt_buf_append(&b, cfg, (size_t)(slash - cfg) + 1) || bt_buf_append_c(&b, path) ||
@@ -788,12 +794,13 @@ static char *resolve_path(struct loader *L, const char *path)
 
 /* Checks now that ca_file can be read and holds a PEM certificate, so a typo
  * is a config error with a position rather than a 502 at the first request. */
-static bool check_ca_file(struct loader *L, const struct bt_ynode *v, const char *pname,
+static bool check_ca_file(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *pname,
                           const char *path)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        lerr(L, v, "provider \"%s\": tls.ca_file: cannot open %s: %s", pname, path, strerror(errno));
+        bt_cfg_err(L, v, "provider \"%s\": tls.ca_file: cannot open %s: %s", pname, path,
+                   strerror(errno));
         return false;
     }
     static const char marker[] = "-----BEGIN CERTIFICATE-----";
@@ -813,38 +820,40 @@ static bool check_ca_file(struct loader *L, const struct bt_ynode *v, const char
     }
     fclose(f);
     if (!found)
-        lerr(L, v, "provider \"%s\": tls.ca_file: %s holds no PEM certificate (-----BEGIN "
+        bt_cfg_err(L, v,
+                   "provider \"%s\": tls.ca_file: %s holds no PEM certificate (-----BEGIN "
                    "CERTIFICATE-----)",
-             pname, path);
+                   pname, path);
     return found;
 }
 
-static void load_tls(struct loader *L, const struct bt_ynode *n, struct bt_provider *p)
+static void load_tls(struct bt_cfg_loader *L, const struct bt_ynode *n, struct bt_provider *p)
 {
     static const char *const keys[] = {"ca_file", "verify", NULL};
-    char ctx[MAX_NAME + 40];
+    char ctx[BT_CFG_MAX_NAME + 40];
     snprintf(ctx, sizeof(ctx), "provider \"%s\" tls", p->name);
-    const struct bt_ynode *m = as_map(L, n, ctx);
+    const struct bt_ynode *m = bt_cfg_as_map(L, n, ctx);
     if (!m) return;
     if (!p->tls)
-        lwarn(L, n, "provider \"%s\": tls settings have no effect on an http:// base_url",
-              p->name);
+        bt_cfg_warn(L, n, "provider \"%s\": tls settings have no effect on an http:// base_url",
+                    p->name);
     for (size_t i = 0; i + 1 < m->n; i += 2) {
-        int idx = key_index(L, m->items[i], keys, ctx);
+        int idx = bt_cfg_key_index(L, m->items[i], keys, ctx);
         if (idx < 0) continue;
         const struct bt_ynode *v = m->items[i + 1];
-        char what[MAX_NAME + 60];
+        char what[BT_CFG_MAX_NAME + 60];
         snprintf(what, sizeof(what), "provider \"%s\": tls.%s", p->name, keys[idx]);
         if (idx == 0) {
             if (bt_ynode_is_null(v)) continue;
             char *s, var[BT_CONFIG_MAX_VARNAME + 1];
             size_t len;
-            if (!get_string(L, v, what, &s, &len, var)) continue;
+            if (!bt_cfg_get_string(L, v, what, &s, &len, var)) continue;
             if (!len) {
                 if (var[0])
-                    lerr(L, v, "%s is empty (%s is %s)", what, var, getenv(var) ? "empty" : "not set");
+                    bt_cfg_err(L, v, "%s is empty (%s is %s)", what, var,
+                               getenv(var) ? "empty" : "not set");
                 else
-                    lerr(L, v, "%s is empty", what);
+                    bt_cfg_err(L, v, "%s is empty", what);
                 free(s);
                 continue;
             }
@@ -859,19 +868,19 @@ static void load_tls(struct loader *L, const struct bt_ynode *n, struct bt_provi
             p->tls_ca_file = path;
         } else {
             bool verify = true;
-            if (!get_bool(L, v, what, &verify)) continue;
+            if (!bt_cfg_get_bool(L, v, what, &verify)) continue;
             p->tls_no_verify = !verify;
             if (!verify && p->tls)
-                lwarn(L, v,
-                      "provider \"%s\": tls.verify is false: baton does not check this "
-                      "provider's certificate, so anyone on the network path can read and "
-                      "change its traffic (API key included)",
-                      p->name);
+                bt_cfg_warn(L, v,
+                            "provider \"%s\": tls.verify is false: baton does not check this "
+                            "provider's certificate, so anyone on the network path can read and "
+                            "change its traffic (API key included)",
+                            p->name);
         }
     }
 }
 
-static bool set_proxy(struct loader *L, struct bt_provider *p, struct bt_proxy_spec *sp,
+static bool set_proxy(struct bt_cfg_loader *L, struct bt_provider *p, struct bt_proxy_spec *sp,
                       const char *from)
 {
     p->proxy_host = sp->host;
@@ -879,7 +888,7 @@ static bool set_proxy(struct loader *L, struct bt_provider *p, struct bt_proxy_s
     p->proxy_auth = sp->auth;
     p->proxy_shown = sp->shown;
     memset(sp, 0, sizeof(*sp));
-    p->proxy_from = ldup(L, from, strlen(from));
+    p->proxy_from = bt_cfg_dup(L, from, strlen(from));
     return p->proxy_from != NULL;
 }
 
@@ -887,7 +896,7 @@ static bool set_proxy(struct loader *L, struct bt_provider *p, struct bt_proxy_s
  * the environment as curl reads it: https_proxy / HTTPS_PROXY for https,
  * http_proxy / HTTP_PROXY for http (lowercase first), unless no_proxy /
  * NO_PROXY exempts the host. Read once, at load (and at every reload). */
-static void load_proxy(struct loader *L, const struct bt_ynode *k, const struct bt_ynode *v,
+static void load_proxy(struct bt_cfg_loader *L, const struct bt_ynode *k, const struct bt_ynode *v,
                        struct bt_provider *p)
 {
     char why[160];
@@ -895,7 +904,7 @@ static void load_proxy(struct loader *L, const struct bt_ynode *k, const struct 
     if (v && !bt_ynode_is_null(v)) {
         char *s;
         size_t len;
-        if (!get_string(L, v, "proxy", &s, &len, NULL)) return;
+        if (!bt_cfg_get_string(L, v, "proxy", &s, &len, NULL)) return;
         if (len == 0 || strcmp(s, "none") == 0) { /* explicitly direct */
             free(s);
             return;
@@ -905,7 +914,7 @@ static void load_proxy(struct loader *L, const struct bt_ynode *k, const struct 
         free(s);
         if (e == BT_ENOMEM) L->oom = true;
         if (e) {
-            if (e != BT_ENOMEM) lerr(L, v, "provider \"%s\": proxy: %s", p->name, why);
+            if (e != BT_ENOMEM) bt_cfg_err(L, v, "provider \"%s\": proxy: %s", p->name, why);
             return;
         }
         if (!set_proxy(L, p, &sp, "proxy")) bt_proxy_spec_free(&sp);
@@ -929,8 +938,8 @@ static void load_proxy(struct loader *L, const struct bt_ynode *k, const struct 
     if (e == BT_ENOMEM) L->oom = true;
     if (e) {
         if (e != BT_ENOMEM)
-            lerr(L, k, "provider \"%s\": %s from the environment is not a usable proxy: %s",
-                 p->name, from, why);
+            bt_cfg_err(L, k, "provider \"%s\": %s from the environment is not a usable proxy: %s",
+                       p->name, from, why);
         return;
     }
     if (!set_proxy(L, p, &sp, from)) bt_proxy_spec_free(&sp);
@@ -976,9 +985,9 @@ static bool provider_key_applies(int idx, enum bt_provider_type t)
     }
 }
 
-static bool valid_name(const char *s, size_t len, bool allow_slash)
+static bool bt_cfg_valid_name(const char *s, size_t len, bool allow_slash)
 {
-    if (len == 0 || len > MAX_NAME) return false;
+    if (len == 0 || len > BT_CFG_MAX_NAME) return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c <= 0x20 || c == 0x7f || (!allow_slash && c == '/')) return false;
@@ -988,34 +997,36 @@ static bool valid_name(const char *s, size_t len, bool allow_slash)
 
 /* One name of a forward_headers list: false after reporting why it cannot be
  * listed. `kept[0..nkept)` are the names accepted before it, written at `at`. */
-static bool forward_name_ok(struct loader *L, const struct bt_ynode *it, const char *what,
+static bool forward_name_ok(struct bt_cfg_loader *L, const struct bt_ynode *it, const char *what,
                             struct bt_str name, const struct bt_str *kept, size_t nkept,
                             const struct bt_ynode *const *at)
 {
-    int shown = (int)(name.len > SHOW_MAX ? SHOW_MAX : name.len);
+    int shown = BT_CFG_SHOWN(name.len);
     const char *why;
     if (name.len == 0) {
-        lerr(L, it, "%s: a header name is empty", what);
+        bt_cfg_err(L, it, "%s: a header name is empty", what);
         return false;
     }
     if (memchr(name.p, '*', name.len)) {
-        lerr(L, it, "%s: \"%.*s\": list header names, not patterns (no *)", what, shown, name.p);
+        bt_cfg_err(L, it, "%s: \"%.*s\": list header names, not patterns (no *)", what, shown,
+                   name.p);
         return false;
     }
     if (!bt_fwd_name_ok(name)) {
-        lerr(L, it,
-             "%s: \"%.*s\" is not a header name (1 to %d letters, digits and !#$%%&'+-.^_`|~)",
-             what, shown, name.p, BT_FWD_NAME_MAX);
+        bt_cfg_err(
+            L, it,
+            "%s: \"%.*s\" is not a header name (1 to %d letters, digits and !#$%%&'+-.^_`|~)", what,
+            shown, name.p, BT_FWD_NAME_MAX);
         return false;
     }
     if ((why = bt_fwd_refused(name))) {
-        lerr(L, it, "%s: %.*s is never forwarded (%s)", what, shown, name.p, why);
+        bt_cfg_err(L, it, "%s: %.*s is never forwarded (%s)", what, shown, name.p, why);
         return false;
     }
     for (size_t j = 0; j < nkept; j++) {
         if (bt_str_caseeq(name, kept[j])) {
-            lerr(L, it, "%s: %.*s is listed twice (first at %d:%d)", what, shown, name.p,
-                 at[j]->line, at[j]->col);
+            bt_cfg_err(L, it, "%s: %.*s is listed twice (first at %d:%d)", what, shown, name.p,
+                       at[j]->line, at[j]->col);
             return false;
         }
     }
@@ -1024,19 +1035,20 @@ static bool forward_name_ok(struct loader *L, const struct bt_ynode *it, const c
 
 /* forward_headers: a list of header names (see forward_name_ok). A null value
  * leaves the key unset: the type's default applies (set_forward_defaults). */
-static void load_forward_headers(struct loader *L, const struct bt_ynode *v, struct bt_provider *p)
+static void load_forward_headers(struct bt_cfg_loader *L, const struct bt_ynode *v,
+                                 struct bt_provider *p)
 {
     if (bt_ynode_is_null(v)) return;
     if (v->kind != BT_Y_SEQ) {
-        lerr(L, v,
-             "provider \"%s\": forward_headers must be a list of header names, e.g. "
-             "[OpenAI-Beta], not %s",
-             p->name, kind_name(v));
+        bt_cfg_err(L, v,
+                   "provider \"%s\": forward_headers must be a list of header names, e.g. "
+                   "[OpenAI-Beta], not %s",
+                   p->name, bt_cfg_kind_name(v));
         return;
     }
     if (v->n > BT_FWD_MAX_NAMES) {
-        lerr(L, v, "provider \"%s\": forward_headers lists at most %d names (got %zu)", p->name,
-             BT_FWD_MAX_NAMES, v->n);
+        bt_cfg_err(L, v, "provider \"%s\": forward_headers lists at most %d names (got %zu)",
+                   p->name, BT_FWD_MAX_NAMES, v->n);
         return;
     }
     p->forward_headers_set = true;
@@ -1047,12 +1059,12 @@ static void load_forward_headers(struct loader *L, const struct bt_ynode *v, str
         return;
     }
     const struct bt_ynode *at[BT_FWD_MAX_NAMES]; /* where each kept name was written */
-    char what[MAX_NAME + 40];
+    char what[BT_CFG_MAX_NAME + 40];
     snprintf(what, sizeof(what), "provider \"%s\": forward_headers", p->name);
     for (size_t i = 0; i < v->n; i++) {
         char *s;
         size_t len;
-        if (!get_string(L, v->items[i], what, &s, &len, NULL)) continue;
+        if (!bt_cfg_get_string(L, v->items[i], what, &s, &len, NULL)) continue;
         struct bt_str name = {s, len};
         if (!forward_name_ok(L, v->items[i], what, name, p->forward_headers, p->nforward_headers,
                              at)) {
@@ -1065,7 +1077,7 @@ static void load_forward_headers(struct loader *L, const struct bt_ynode *v, str
 }
 
 /* A provider without a forward_headers key forwards its type's default list. */
-static void set_forward_defaults(struct loader *L, struct bt_provider *p)
+static void set_forward_defaults(struct bt_cfg_loader *L, struct bt_provider *p)
 {
     if (p->forward_headers_set || !p->type) return;
     const char *const *d = bt_fwd_defaults(p->type);
@@ -1079,26 +1091,26 @@ static void set_forward_defaults(struct loader *L, struct bt_provider *p)
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        char *s = ldup(L, d[i], strlen(d[i]));
+        char *s = bt_cfg_dup(L, d[i], strlen(d[i]));
         if (!s) return;
         p->forward_headers[p->nforward_headers++] = (struct bt_str){s, strlen(s)};
     }
 }
 
-static void load_provider(struct loader *L, const struct bt_ynode *k, const struct bt_ynode *v,
-                          struct bt_provider *p)
+static void load_provider(struct bt_cfg_loader *L, const struct bt_ynode *k,
+                          const struct bt_ynode *v, struct bt_provider *p)
 {
     p->line = k->line;
     p->col = k->col;
     default_timeouts(&p->timeouts);
     default_sim(&p->sim);
-    char ctx[MAX_NAME + 20];
+    char ctx[BT_CFG_MAX_NAME + 20];
     snprintf(ctx, sizeof(ctx), "provider \"%s\"", p->name);
     if (bt_ynode_is_null(v)) {
-        lerr(L, k, "provider \"%s\" needs at least a type, e.g. {type: openai}", p->name);
+        bt_cfg_err(L, k, "provider \"%s\" needs at least a type, e.g. {type: openai}", p->name);
         return;
     }
-    const struct bt_ynode *m = as_map(L, v, ctx);
+    const struct bt_ynode *m = bt_cfg_as_map(L, v, ctx);
     if (!m) return;
 
     /* The type decides which other keys are allowed, so find it first. */
@@ -1109,18 +1121,18 @@ static void load_provider(struct loader *L, const struct bt_ynode *k, const stru
             tv = m->items[i + 1];
     }
     if (!tv || bt_ynode_is_null(tv)) {
-        lerr(L, tv ? tv : k, "provider \"%s\": type is required (openai or sim)", p->name);
+        bt_cfg_err(L, tv ? tv : k, "provider \"%s\": type is required (openai or sim)", p->name);
     } else {
         char *t;
         size_t tl;
-        if (get_string(L, tv, "type", &t, &tl, NULL)) {
+        if (bt_cfg_get_string(L, tv, "type", &t, &tl, NULL)) {
             if (strcmp(t, "openai") == 0)
                 p->type = BT_PROVIDER_OPENAI;
             else if (strcmp(t, "sim") == 0)
                 p->type = BT_PROVIDER_SIM;
             else
-                lerr(L, tv, "provider \"%s\": unknown type \"%.*s\" (expected openai or sim)",
-                     p->name, (int)(tl > SHOW_MAX ? SHOW_MAX : tl), t);
+                bt_cfg_err(L, tv, "provider \"%s\": unknown type \"%.*s\" (expected openai or sim)",
+                           p->name, BT_CFG_SHOWN(tl), t);
             free(t);
         }
     }
@@ -1128,15 +1140,15 @@ static void load_provider(struct loader *L, const struct bt_ynode *k, const stru
     const struct bt_ynode *key_node = NULL, *url_node = NULL, *tls_node = NULL, *proxy_node = NULL;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
         const struct bt_ynode *kk = m->items[i], *vv = m->items[i + 1];
-        int idx = key_index(L, kk, provider_keys, ctx);
+        int idx = bt_cfg_key_index(L, kk, provider_keys, ctx);
         if (idx < 0 || idx == PK_TYPE) continue;
         if (!p->type) continue; /* unknown type: its keys cannot be judged */
         if (!provider_key_applies(idx, p->type)) {
-            lerr(L, kk, "provider \"%s\": \"%s\" does not apply to type %s", p->name,
-                 provider_keys[idx], p->type == BT_PROVIDER_SIM ? "sim" : "openai");
+            bt_cfg_err(L, kk, "provider \"%s\": \"%s\" does not apply to type %s", p->name,
+                       provider_keys[idx], p->type == BT_PROVIDER_SIM ? "sim" : "openai");
             continue;
         }
-        char what[MAX_NAME + 40];
+        char what[BT_CFG_MAX_NAME + 40];
         snprintf(what, sizeof(what), "provider \"%s\": %s", p->name, provider_keys[idx]);
         struct bt_sim_cfg *s = &p->sim;
         uint64_t u;
@@ -1153,28 +1165,28 @@ static void load_provider(struct loader *L, const struct bt_ynode *k, const stru
             load_timeouts(L, vv, p);
             break;
         case PK_SEED:
-            get_u64(L, vv, what, 0, UINT64_MAX, &s->seed);
+            bt_cfg_get_u64(L, vv, what, 0, UINT64_MAX, &s->seed);
             break;
         case PK_TTFT:
-            get_duration(L, vv, what, 0, 3600000, &s->ttft_ms);
+            bt_cfg_get_duration(L, vv, what, 0, 3600000, &s->ttft_ms);
             break;
         case PK_TPS:
-            get_double(L, vv, what, 0, 1000000, &s->tokens_per_sec);
+            bt_cfg_get_double(L, vv, what, 0, 1000000, &s->tokens_per_sec);
             break;
         case PK_REPLY_TOKENS:
             u = s->reply_tokens;
-            if (get_u64(L, vv, what, 1, 1000000, &u)) s->reply_tokens = (uint32_t)u;
+            if (bt_cfg_get_u64(L, vv, what, 1, 1000000, &u)) s->reply_tokens = (uint32_t)u;
             break;
         case PK_EMBEDDING_DIMS:
             u = s->embedding_dims;
-            if (get_u64(L, vv, what, 1, 65536, &u)) s->embedding_dims = (uint32_t)u;
+            if (bt_cfg_get_u64(L, vv, what, 1, 65536, &u)) s->embedding_dims = (uint32_t)u;
             break;
         case PK_RETRY_AFTER:
             u = s->retry_after_s * 1000;
-            if (get_duration(L, vv, what, 0, DAY_MS, &u)) {
+            if (bt_cfg_get_duration(L, vv, what, 0, BT_CFG_DAY_MS, &u)) {
                 if (u % 1000)
-                    lerr(L, vv, "%s is sent in whole seconds (got %llums)", what,
-                         (unsigned long long)u);
+                    bt_cfg_err(L, vv, "%s is sent in whole seconds (got %llums)", what,
+                               (unsigned long long)u);
                 else
                     s->retry_after_s = u / 1000;
             }
@@ -1191,12 +1203,14 @@ static void load_provider(struct loader *L, const struct bt_ynode *k, const stru
         case PK_STREAM_CHECK: {
             char *t;
             size_t tl;
-            if (!get_string(L, vv, what, &t, &tl, NULL)) break;
-            if (strcmp(t, "full") == 0) p->stream_check_full = true;
-            else if (strcmp(t, "light") == 0) p->stream_check_full = false;
+            if (!bt_cfg_get_string(L, vv, what, &t, &tl, NULL)) break;
+            if (strcmp(t, "full") == 0)
+                p->stream_check_full = true;
+            else if (strcmp(t, "light") == 0)
+                p->stream_check_full = false;
             else
-                lerr(L, vv, "%s: expected light or full, got \"%.*s\"", what,
-                     (int)(tl > SHOW_MAX ? SHOW_MAX : tl), t);
+                bt_cfg_err(L, vv, "%s: expected light or full, got \"%.*s\"", what,
+                           BT_CFG_SHOWN(tl), t);
             free(t);
             break;
         }
@@ -1207,7 +1221,7 @@ static void load_provider(struct loader *L, const struct bt_ynode *k, const stru
     }
     set_forward_defaults(L, p);
     if (p->type != BT_PROVIDER_OPENAI) {
-        if (p->type == BT_PROVIDER_SIM) p->base_path = ldup(L, "", 0);
+        if (p->type == BT_PROVIDER_SIM) p->base_path = bt_cfg_dup(L, "", 0);
         return;
     }
 
@@ -1216,18 +1230,18 @@ static void load_provider(struct loader *L, const struct bt_ynode *k, const stru
     size_t ulen = 0;
     if (url_node) {
         char var[BT_CONFIG_MAX_VARNAME + 1];
-        if (!get_string(L, url_node, "base_url", &url, &ulen, var)) return;
+        if (!bt_cfg_get_string(L, url_node, "base_url", &url, &ulen, var)) return;
         if (ulen == 0) {
             if (var[0])
-                lerr(L, url_node, "provider \"%s\": base_url is empty (%s is %s)", p->name, var,
-                     getenv(var) ? "empty" : "not set");
+                bt_cfg_err(L, url_node, "provider \"%s\": base_url is empty (%s is %s)", p->name,
+                           var, getenv(var) ? "empty" : "not set");
             else
-                lerr(L, url_node, "provider \"%s\": base_url is empty", p->name);
+                bt_cfg_err(L, url_node, "provider \"%s\": base_url is empty", p->name);
             free(url);
             return;
         }
     } else {
-        url = ldup(L, DEFAULT_BASE_URL, strlen(DEFAULT_BASE_URL));
+        url = bt_cfg_dup(L, DEFAULT_BASE_URL, strlen(DEFAULT_BASE_URL));
         if (!url) return;
         ulen = strlen(url);
     }
@@ -1243,9 +1257,9 @@ static void load_provider(struct loader *L, const struct bt_ynode *k, const stru
         char *key;
         size_t klen;
         p->api_key_required = true;
-        if (!get_string(L, key_node, "api_key", &key, &klen, var)) return;
+        if (!bt_cfg_get_string(L, key_node, "api_key", &key, &klen, var)) return;
         if (var[0]) {
-            p->api_key_env = ldup(L, var, strlen(var));
+            p->api_key_env = bt_cfg_dup(L, var, strlen(var));
             if (!p->api_key_env) {
                 free(key);
                 return;
@@ -1254,23 +1268,25 @@ static void load_provider(struct loader *L, const struct bt_ynode *k, const stru
         if (klen == 0) {
             free(key);
             if (var[0])
-                lwarn(L, key_node,
-                      "provider \"%s\": api_key is empty (%s is %s); its models will answer with "
-                      "an error",
-                      p->name, var, getenv(var) ? "empty" : "not set");
+                bt_cfg_warn(
+                    L, key_node,
+                    "provider \"%s\": api_key is empty (%s is %s); its models will answer with "
+                    "an error",
+                    p->name, var, getenv(var) ? "empty" : "not set");
             else
-                lwarn(L, key_node,
-                      "provider \"%s\": api_key is empty; its models will answer with an error",
-                      p->name);
+                bt_cfg_warn(
+                    L, key_node,
+                    "provider \"%s\": api_key is empty; its models will answer with an error",
+                    p->name);
         } else {
             p->api_key = key;
         }
     }
 }
 
-static void load_providers(struct loader *L, const struct bt_ynode *n)
+static void bt_cfg_load_providers(struct bt_cfg_loader *L, const struct bt_ynode *n)
 {
-    const struct bt_ynode *m = as_map(L, n, "providers");
+    const struct bt_ynode *m = bt_cfg_as_map(L, n, "providers");
     if (!m || m->n < 2) return;
     struct bt_config *c = L->cfg;
     c->providers = calloc(m->n / 2, sizeof(*c->providers));
@@ -1281,18 +1297,19 @@ static void load_providers(struct loader *L, const struct bt_ynode *n)
     for (size_t i = 0; i + 1 < m->n; i += 2) {
         const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
         if (k->kind != BT_Y_SCALAR) {
-            lerr(L, k, "providers: a provider name must be a plain name, not %s", kind_name(k));
+            bt_cfg_err(L, k, "providers: a provider name must be a plain name, not %s",
+                       bt_cfg_kind_name(k));
             continue;
         }
-        if (!valid_name(k->text, k->len, false)) {
-            lerr(L, k,
-                 "invalid provider name \"%.*s\": 1 to %d characters, no \"/\", spaces or "
-                 "control characters",
-                 SHOW(k), MAX_NAME);
+        if (!bt_cfg_valid_name(k->text, k->len, false)) {
+            bt_cfg_err(L, k,
+                       "invalid provider name \"%.*s\": 1 to %d characters, no \"/\", spaces or "
+                       "control characters",
+                       BT_CFG_SHOW(k), BT_CFG_MAX_NAME);
             continue;
         }
         struct bt_provider *p = &c->providers[c->nproviders];
-        p->name = ldup(L, k->text, k->len);
+        p->name = bt_cfg_dup(L, k->text, k->len);
         if (!p->name) return;
         c->nproviders++;
         load_provider(L, k, v, p);
@@ -1307,18 +1324,18 @@ static const struct bt_provider *find_provider(const struct bt_config *c, const 
 }
 
 /* Resolves `provider:` of a model or deployment; reports unknown names. */
-static struct bt_provider *resolve_provider(struct loader *L, const struct bt_ynode *v,
+static struct bt_provider *resolve_provider(struct bt_cfg_loader *L, const struct bt_ynode *v,
                                             const char *ctx)
 {
-    char what[MAX_NAME + 60];
+    char what[BT_CFG_MAX_NAME + 60];
     snprintf(what, sizeof(what), "%s: provider", ctx);
     char *s;
     size_t len;
-    if (!get_string(L, v, what, &s, &len, NULL)) return NULL;
+    if (!bt_cfg_get_string(L, v, what, &s, &len, NULL)) return NULL;
     const struct bt_provider *p = len ? find_provider(L->cfg, s, len) : NULL;
     if (!p) {
         if (len == 0)
-            lerr(L, v, "%s: provider is empty", ctx);
+            bt_cfg_err(L, v, "%s: provider is empty", ctx);
         else {
             /* Whole names only: a file may define hundreds of providers, so the
              * list stops at a few hundred bytes and says how many it left out. */
@@ -1336,9 +1353,8 @@ static struct bt_provider *resolve_provider(struct loader *L, const struct bt_yn
             if (e)
                 L->oom = true;
             else
-                lerr(L, v, "%s: unknown provider \"%.*s\" (%s%s)", ctx,
-                     (int)(len > SHOW_MAX ? SHOW_MAX : len), s,
-                     nc ? "defined: " : "no providers are defined", nc ? known.p : "");
+                bt_cfg_err(L, v, "%s: unknown provider \"%.*s\" (%s%s)", ctx, BT_CFG_SHOWN(len), s,
+                           nc ? "defined: " : "no providers are defined", nc ? known.p : "");
             bt_buf_free(&known);
         }
     }
@@ -1346,14 +1362,15 @@ static struct bt_provider *resolve_provider(struct loader *L, const struct bt_yn
     return (struct bt_provider *)p;
 }
 
-static bool get_model_id(struct loader *L, const struct bt_ynode *v, const char *ctx, char **out)
+static bool get_model_id(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *ctx,
+                         char **out)
 {
-    char what[MAX_NAME + 60];
+    char what[BT_CFG_MAX_NAME + 60];
     snprintf(what, sizeof(what), "%s: model", ctx);
     size_t len;
-    if (!get_string(L, v, what, out, &len, NULL)) return false;
+    if (!bt_cfg_get_string(L, v, what, out, &len, NULL)) return false;
     if (len == 0) {
-        lerr(L, v, "%s: model is empty", ctx);
+        bt_cfg_err(L, v, "%s: model is empty", ctx);
         free(*out);
         *out = NULL;
         return false;
@@ -1361,22 +1378,22 @@ static bool get_model_id(struct loader *L, const struct bt_ynode *v, const char 
     return true;
 }
 
-static void load_deployment(struct loader *L, const struct bt_ynode *n, struct bt_model *m,
+static void load_deployment(struct bt_cfg_loader *L, const struct bt_ynode *n, struct bt_model *m,
                             struct bt_deployment *d, size_t index)
 {
     static const char *const keys[] = {"provider", "model", "weight", NULL};
-    char ctx[MAX_NAME + 60];
+    char ctx[BT_CFG_MAX_NAME + 60];
     snprintf(ctx, sizeof(ctx), "model \"%s\" deployment %zu", m->name, index + 1);
     d->weight = 1;
     if (n->kind != BT_Y_MAP) {
-        lerr(L, n, "%s must be a mapping like {provider: NAME, model: ID}, not %s", ctx,
-             kind_name(n));
+        bt_cfg_err(L, n, "%s must be a mapping like {provider: NAME, model: ID}, not %s", ctx,
+                   bt_cfg_kind_name(n));
         return;
     }
     const struct bt_ynode *pv = NULL;
     for (size_t i = 0; i + 1 < n->n; i += 2) {
         const struct bt_ynode *k = n->items[i], *v = n->items[i + 1];
-        int idx = key_index(L, k, keys, ctx);
+        int idx = bt_cfg_key_index(L, k, keys, ctx);
         if (idx == 0)
             pv = v;
         else if (idx == 1) {
@@ -1384,36 +1401,36 @@ static void load_deployment(struct loader *L, const struct bt_ynode *n, struct b
             d->model = NULL;
             get_model_id(L, v, ctx, &d->model);
         } else if (idx == 2) {
-            char what[MAX_NAME + 70];
+            char what[BT_CFG_MAX_NAME + 70];
             snprintf(what, sizeof(what), "%s: weight", ctx);
             uint64_t w = 1;
-            if (get_u64(L, v, what, 1, 1000000, &w)) d->weight = (uint32_t)w;
+            if (bt_cfg_get_u64(L, v, what, 1, 1000000, &w)) d->weight = (uint32_t)w;
         }
     }
     if (!pv)
-        lerr(L, n, "%s: provider is required", ctx);
+        bt_cfg_err(L, n, "%s: provider is required", ctx);
     else
         d->provider = resolve_provider(L, pv, ctx);
-    if (!d->model) d->model = ldup(L, m->name, strlen(m->name));
+    if (!d->model) d->model = bt_cfg_dup(L, m->name, strlen(m->name));
 }
 
-static void load_model(struct loader *L, const struct bt_ynode *k, const struct bt_ynode *v,
+static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const struct bt_ynode *v,
                        struct bt_model *m)
 {
     static const char *const keys[] = {"provider", "model", "deployments", NULL};
     m->line = k->line;
     m->col = k->col;
-    char ctx[MAX_NAME + 20];
+    char ctx[BT_CFG_MAX_NAME + 20];
     snprintf(ctx, sizeof(ctx), "model \"%s\"", m->name);
     if (v->kind != BT_Y_MAP) {
-        lerr(L, bt_ynode_is_null(v) ? k : v,
-             "model \"%s\" must be a mapping like {provider: NAME} or {deployments: [...]}",
-             m->name);
+        bt_cfg_err(L, bt_ynode_is_null(v) ? k : v,
+                   "model \"%s\" must be a mapping like {provider: NAME} or {deployments: [...]}",
+                   m->name);
         return;
     }
     const struct bt_ynode *pv = NULL, *mv = NULL, *dv = NULL, *dk = NULL;
     for (size_t i = 0; i + 1 < v->n; i += 2) {
-        int idx = key_index(L, v->items[i], keys, ctx);
+        int idx = bt_cfg_key_index(L, v->items[i], keys, ctx);
         if (idx == 0)
             pv = v->items[i + 1];
         else if (idx == 1)
@@ -1422,11 +1439,11 @@ static void load_model(struct loader *L, const struct bt_ynode *k, const struct 
             dv = v->items[i + 1], dk = v->items[i];
     }
     if (dv && (pv || mv)) {
-        lerr(L, dk, "%s: use either provider/model or deployments, not both", ctx);
+        bt_cfg_err(L, dk, "%s: use either provider/model or deployments, not both", ctx);
         return;
     }
     if (!dv && !pv) {
-        lerr(L, k, "%s needs provider: NAME (or a deployments: list)", ctx);
+        bt_cfg_err(L, k, "%s needs provider: NAME (or a deployments: list)", ctx);
         return;
     }
     if (pv) {
@@ -1442,20 +1459,22 @@ static void load_model(struct loader *L, const struct bt_ynode *k, const struct 
         if (mv)
             get_model_id(L, mv, ctx, &d->model);
         else
-            d->model = ldup(L, m->name, strlen(m->name)); /* same id upstream */
+            d->model = bt_cfg_dup(L, m->name, strlen(m->name)); /* same id upstream */
         return;
     }
     if (dv->kind != BT_Y_SEQ) {
-        lerr(L, dv, "%s: deployments must be a list (- {provider: NAME, model: ID} lines), not %s",
-             ctx, bt_ynode_is_null(dv) ? "empty" : kind_name(dv));
+        bt_cfg_err(L, dv,
+                   "%s: deployments must be a list (- {provider: NAME, model: ID} lines), not %s",
+                   ctx, bt_ynode_is_null(dv) ? "empty" : bt_cfg_kind_name(dv));
         return;
     }
     if (dv->n == 0) {
-        lerr(L, dv, "%s: deployments is empty", ctx);
+        bt_cfg_err(L, dv, "%s: deployments is empty", ctx);
         return;
     }
     if (dv->n > MAX_DEPLOYMENTS) {
-        lerr(L, dv, "%s: at most %d deployments per model (got %zu)", ctx, MAX_DEPLOYMENTS, dv->n);
+        bt_cfg_err(L, dv, "%s: at most %d deployments per model (got %zu)", ctx, MAX_DEPLOYMENTS,
+                   dv->n);
         return;
     }
     m->deployments = calloc(dv->n, sizeof(*m->deployments));
@@ -1468,9 +1487,9 @@ static void load_model(struct loader *L, const struct bt_ynode *k, const struct 
         load_deployment(L, dv->items[i], m, &m->deployments[i], i);
 }
 
-static void load_models(struct loader *L, const struct bt_ynode *n)
+static void bt_cfg_load_models(struct bt_cfg_loader *L, const struct bt_ynode *n)
 {
-    const struct bt_ynode *m = as_map(L, n, "models");
+    const struct bt_ynode *m = bt_cfg_as_map(L, n, "models");
     if (!m || m->n < 2) return;
     struct bt_config *c = L->cfg;
     c->models = calloc(m->n / 2, sizeof(*c->models));
@@ -1481,18 +1500,19 @@ static void load_models(struct loader *L, const struct bt_ynode *n)
     for (size_t i = 0; i + 1 < m->n; i += 2) {
         const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
         if (k->kind != BT_Y_SCALAR) {
-            lerr(L, k, "models: a model name must be a plain name, not %s", kind_name(k));
+            bt_cfg_err(L, k, "models: a model name must be a plain name, not %s",
+                       bt_cfg_kind_name(k));
             continue;
         }
-        if (!valid_name(k->text, k->len, true)) {
-            lerr(L, k,
-                 "invalid model name \"%.*s\": 1 to %d characters, no spaces or control "
-                 "characters",
-                 SHOW(k), MAX_NAME);
+        if (!bt_cfg_valid_name(k->text, k->len, true)) {
+            bt_cfg_err(L, k,
+                       "invalid model name \"%.*s\": 1 to %d characters, no spaces or control "
+                       "characters",
+                       BT_CFG_SHOW(k), BT_CFG_MAX_NAME);
             continue;
         }
         struct bt_model *md = &c->models[c->nmodels];
-        md->name = ldup(L, k->text, k->len);
+        md->name = bt_cfg_dup(L, k->text, k->len);
         if (!md->name) return;
         c->nmodels++;
         load_model(L, k, v, md);
@@ -1500,30 +1520,30 @@ static void load_models(struct loader *L, const struct bt_ynode *n)
     }
 }
 
-static void load_root(struct loader *L, const struct bt_ynode *root)
+static void load_root(struct bt_cfg_loader *L, const struct bt_ynode *root)
 {
-    static const char *const keys[] = {"server",    "auth",   "log",     "providers",
-                                       "models",    "metrics", NULL};
+    static const char *const keys[] = {"server", "auth",    "log", "providers",
+                                       "models", "metrics", NULL};
     if (!root || bt_ynode_is_null(root)) return; /* empty file: all defaults */
     if (root->kind != BT_Y_MAP) {
-        lerr(L, root,
-             "a config file is a mapping of sections (server, auth, log, providers, "
-             "models, metrics), not %s",
-             kind_name(root));
+        bt_cfg_err(L, root,
+                   "a config file is a mapping of sections (server, auth, log, providers, "
+                   "models, metrics), not %s",
+                   bt_cfg_kind_name(root));
         return;
     }
     const struct bt_ynode *sec[6] = {0};
     for (size_t i = 0; i + 1 < root->n; i += 2) {
-        int idx = key_index(L, root->items[i], keys, "the top level");
+        int idx = bt_cfg_key_index(L, root->items[i], keys, "the top level");
         if (idx >= 0) sec[idx] = root->items[i + 1];
     }
     /* Providers before models, whatever the order in the file. */
-    load_server(L, sec[0]);
-    load_auth(L, sec[1]);
-    load_log(L, sec[2]);
-    load_metrics(L, sec[5]);
-    load_providers(L, sec[3]);
-    if (!L->oom) load_models(L, sec[4]);
+    bt_cfg_load_server(L, sec[0]);
+    bt_cfg_load_auth(L, sec[1]);
+    bt_cfg_load_log(L, sec[2]);
+    bt_cfg_load_metrics(L, sec[5]);
+    bt_cfg_load_providers(L, sec[3]);
+    if (!L->oom) bt_cfg_load_models(L, sec[4]);
 }
 
 /* ---- checks on the whole file ----
@@ -1555,22 +1575,22 @@ bool bt_config_exposure_ok(const struct bt_config *c, const char *host, const ch
 /* serve opens log files for appending (creating them) at start and on SIGUSR1:
  * a path it cannot open is an error now, not a failed start. Looked at with
  * stat and access only, so checking creates nothing. */
-static void check_log_path(struct loader *L, const struct bt_ynode *v, const char *what,
+static void check_log_path(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *what,
                            const char *path)
 {
     struct stat st;
     if (stat(path, &st) == 0) {
         if (S_ISDIR(st.st_mode))
-            lerr(L, v, "%s: %s is a directory, not a file", what, path);
+            bt_cfg_err(L, v, "%s: %s is a directory, not a file", what, path);
         else if (access(path, W_OK) != 0)
-            lerr(L, v, "%s: cannot open %s for appending: %s", what, path, strerror(errno));
+            bt_cfg_err(L, v, "%s: cannot open %s for appending: %s", what, path, strerror(errno));
         return;
     }
     if (errno != ENOENT) {
-        lerr(L, v, "%s: cannot open %s: %s", what, path, strerror(errno));
+        bt_cfg_err(L, v, "%s: cannot open %s: %s", what, path, strerror(errno));
         return;
     }
-    char *dir = ldup(L, path, strlen(path));
+    char *dir = bt_cfg_dup(L, path, strlen(path));
     if (!dir) return;
     char *slash = strrchr(dir, '/');
     const char *d = dir;
@@ -1581,28 +1601,28 @@ static void check_log_path(struct loader *L, const struct bt_ynode *v, const cha
     else
         *slash = 0;
     if (access(d, W_OK | X_OK) != 0)
-        lerr(L, v, "%s: cannot create %s: %s", what, path,
-             errno == ENOENT ? "its directory does not exist" : strerror(errno));
+        bt_cfg_err(L, v, "%s: cannot create %s: %s", what, path,
+                   errno == ENOENT ? "its directory does not exist" : strerror(errno));
     free(dir);
 }
 
-static void check_whole(struct loader *L)
+static void bt_cfg_check_whole(struct bt_cfg_loader *L)
 {
     struct bt_config *c = L->cfg;
     const char *what = L->opts->listen ? "--listen" : "server.listen";
     const struct bt_ynode *at = L->opts->listen ? NULL : L->listen_node;
     char why[400];
     if (!bt_config_exposure_ok(c, c->server.listen_host, what, why, sizeof(why)))
-        lerr(L, at, "%s", why);
+        bt_cfg_err(L, at, "%s", why);
     else if (!c->auth.master_key && !bt_config_is_loopback(c->server.listen_host))
-        lwarn(L, L->anon_node,
-              "no master key and auth.allow_anonymous is true: anyone who reaches %s can use "
-              "every model",
-              c->server.listen_host);
+        bt_cfg_warn(L, L->anon_node,
+                    "no master key and auth.allow_anonymous is true: anyone who reaches %s can use "
+                    "every model",
+                    c->server.listen_host);
     if (c->metrics.require_key && !c->auth.master_key)
-        lwarn(L, L->require_key_node,
-              "metrics.require_key has no effect without auth.master_key: GET /metrics stays "
-              "open");
+        bt_cfg_warn(L, L->require_key_node,
+                    "metrics.require_key has no effect without auth.master_key: GET /metrics stays "
+                    "open");
     if (c->log.file) check_log_path(L, L->log_file_node, "log.file", c->log.file);
     if (c->log.access) check_log_path(L, L->log_access_node, "log.access", c->log.access);
 }
@@ -1634,7 +1654,7 @@ static void free_secret(char *s)
     free(s);
 }
 
-static void config_free(struct bt_config *c)
+static void bt_cfg_free(struct bt_config *c)
 {
     if (!c) return;
     free(c->path);
@@ -1672,7 +1692,7 @@ static void config_free(struct bt_config *c)
     free(c);
 }
 
-static struct bt_config *config_new(const char *path)
+static struct bt_config *bt_cfg_new(const char *path)
 {
     struct bt_config *c = calloc(1, sizeof(*c));
     if (!c) return NULL;
@@ -1681,7 +1701,7 @@ static struct bt_config *config_new(const char *path)
     c->server.listen_host = strdup("127.0.0.1");
     c->log.level = strdup("info");
     if (!c->path || !c->server.listen_host || !c->log.level) {
-        config_free(c);
+        bt_cfg_free(c);
         return NULL;
     }
     return c;
@@ -1689,7 +1709,7 @@ static struct bt_config *config_new(const char *path)
 
 struct bt_config *bt_config_new_default(void)
 {
-    return config_new("(defaults)");
+    return bt_cfg_new("(defaults)");
 }
 
 struct bt_config *bt_config_ref(struct bt_config *c)
@@ -1703,7 +1723,7 @@ void bt_config_unref(struct bt_config *c)
     if (!c) return;
     /* acq_rel: the freeing thread must see every other thread's last reads
      * finished before it tears the snapshot down. */
-    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) config_free(c);
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) bt_cfg_free(c);
 }
 
 /* ---- loading ---- */
@@ -1723,13 +1743,13 @@ static enum bt_err load_common(const char *name, const char *yaml, size_t len,
 {
     static const struct bt_config_load_opts none = {0};
     struct bt_ydoc doc;
-    struct loader L = {.diags = diags, .opts = opts ? opts : &none};
+    struct bt_cfg_loader L = {.diags = diags, .opts = opts ? opts : &none};
     enum bt_err err = bt_ydoc_parse(yaml, len, &doc, diags);
     if (err) {
         bt_ydoc_free(&doc);
         return err == BT_ENOMEM ? BT_ENOMEM : BT_ECONFIG;
     }
-    L.cfg = config_new(name);
+    L.cfg = bt_cfg_new(name);
     if (!L.cfg) {
         bt_ydoc_free(&doc);
         bt_config_diag_add(diags, true, 0, 0, "out of memory");
@@ -1737,17 +1757,17 @@ static enum bt_err load_common(const char *name, const char *yaml, size_t len,
     }
     load_root(&L, doc.root);
     if (!L.oom && L.opts->listen)
-        set_listen(&L, NULL, "--listen", L.opts->listen, strlen(L.opts->listen));
+        bt_cfg_set_listen(&L, NULL, "--listen", L.opts->listen, strlen(L.opts->listen));
     if (L.opts->reuse_port) L.cfg->server.reuse_port = true;
-    if (!L.oom) check_whole(&L); /* points at nodes: before the document goes */
+    if (!L.oom) bt_cfg_check_whole(&L); /* points at nodes: before the document goes */
     bt_ydoc_free(&doc);
     if (L.oom) {
         bt_config_diag_add(diags, true, 0, 0, "out of memory");
-        config_free(L.cfg);
+        bt_cfg_free(L.cfg);
         return BT_ENOMEM;
     }
     if (L.nerrors) {
-        config_free(L.cfg);
+        bt_cfg_free(L.cfg);
         return BT_ECONFIG;
     }
     *out = L.cfg;
@@ -1934,7 +1954,7 @@ void bt_config_print_table(const struct bt_config *c, void *file)
 {
     FILE *f = file;
     if (!c || !f) return;
-    char dep[2 * MAX_NAME + 80];
+    char dep[2 * BT_CFG_MAX_NAME + 80];
     int wm = 5, wd = 10, wp = 4, wt = 4, wu = 8;
     for (size_t i = 0; i < c->nmodels; i++) {
         const struct bt_model *m = &c->models[i];
@@ -1969,7 +1989,7 @@ void bt_config_print_table(const struct bt_config *c, void *file)
                 "API_KEY");
     for (size_t i = 0; i < c->nproviders; i++) {
         const struct bt_provider *p = &c->providers[i];
-        char ks[MAX_NAME + 96];
+        char ks[BT_CFG_MAX_NAME + 96];
         key_state(p, ks, sizeof(ks));
         fprintf(f, "  %-*s  %-*s  %-*s  %s\n", wp, p->name, wt + 2,
                 p->type == BT_PROVIDER_SIM ? "sim" : "openai", wu, shown_url(p), ks);
@@ -1980,8 +2000,8 @@ void bt_config_print_table(const struct bt_config *c, void *file)
         const struct bt_provider *p = &c->providers[i];
         if (p->type != BT_PROVIDER_OPENAI) continue;
         if (p->proxy_host)
-            fprintf(f, "  %s: proxy %s (from %s)%s\n", p->name, p->proxy_shown ? p->proxy_shown : "?",
-                    p->proxy_from ? p->proxy_from : "?",
+            fprintf(f, "  %s: proxy %s (from %s)%s\n", p->name,
+                    p->proxy_shown ? p->proxy_shown : "?", p->proxy_from ? p->proxy_from : "?",
                     p->tls ? ", CONNECT tunnel" : ", absolute-form requests");
         if (p->tls && p->tls_no_verify)
             fprintf(f, "  %s: tls verify OFF (certificate not checked)\n", p->name);
