@@ -60,6 +60,13 @@ int bt_cfg_key_index(struct bt_cfg_loader *L, const struct bt_ynode *k, const ch
 const struct bt_ynode *bt_cfg_as_map(struct bt_cfg_loader *L, const struct bt_ynode *n,
                                      const char *what);
 
+/* ---- sections ---- */
+
+/* Each fills its part of L->cfg from the section's node (NULL or null: the
+ * section is absent, defaults stay), reporting every problem it finds. */
+/* providers: (providers.c). Sets L->oom and stops when memory runs out. */
+void bt_cfg_load_providers(struct bt_cfg_loader *L, const struct bt_ynode *n);
+
 /* ---- the snapshot ---- */
 
 /* A snapshot with every default set (docs/config.md) and refs == 1; `path` is
