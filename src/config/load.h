@@ -66,6 +66,9 @@ const struct bt_ynode *bt_cfg_as_map(struct bt_cfg_loader *L, const struct bt_yn
  * section is absent, defaults stay), reporting every problem it finds. */
 /* providers: (providers.c). Sets L->oom and stops when memory runs out. */
 void bt_cfg_load_providers(struct bt_cfg_loader *L, const struct bt_ynode *n);
+/* models: (models.c), after providers: its provider names are looked up in
+ * L->cfg. Sets L->oom and stops when memory runs out. */
+void bt_cfg_load_models(struct bt_cfg_loader *L, const struct bt_ynode *n);
 
 /* ---- the snapshot ---- */
 
