@@ -1,8 +1,8 @@
-/* The models section: each public model name (its rules: see
- * bt_cfg_valid_name) with one upstream ({provider, model}) or a list of
- * deployments, each with a provider defined under providers:, the upstream
- * model id and a weight. Read after providers, whatever the order in the
- * file, so every provider name can be resolved. */
+/* The models section: each public model name (its rules: bt_cfg_name_ok)
+ * with one upstream ({provider, model}) or a list of deployments, each with a
+ * provider defined under providers:, the upstream model id and a weight. Read
+ * after providers, whatever the order in the file, so every provider name can
+ * be resolved. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,18 +194,7 @@ void bt_cfg_load_models(struct bt_cfg_loader *L, const struct bt_ynode *n)
     }
     for (size_t i = 0; i + 1 < m->n; i += 2) {
         const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
-        if (k->kind != BT_Y_SCALAR) {
-            bt_cfg_err(L, k, "models: a model name must be a plain name, not %s",
-                       bt_cfg_kind_name(k));
-            continue;
-        }
-        if (!bt_cfg_valid_name(k->text, k->len, true)) {
-            bt_cfg_err(L, k,
-                       "invalid model name \"%.*s\": 1 to %d characters, no spaces or control "
-                       "characters",
-                       BT_CFG_SHOW(k), BT_CFG_MAX_NAME);
-            continue;
-        }
+        if (!bt_cfg_name_ok(L, k, "model", true)) continue;
         struct bt_model *md = &c->models[c->nmodels];
         md->name = bt_cfg_dup(L, k->text, k->len);
         if (!md->name) return;

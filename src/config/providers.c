@@ -704,18 +704,7 @@ void bt_cfg_load_providers(struct bt_cfg_loader *L, const struct bt_ynode *n)
     }
     for (size_t i = 0; i + 1 < m->n; i += 2) {
         const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
-        if (k->kind != BT_Y_SCALAR) {
-            bt_cfg_err(L, k, "providers: a provider name must be a plain name, not %s",
-                       bt_cfg_kind_name(k));
-            continue;
-        }
-        if (!bt_cfg_valid_name(k->text, k->len, false)) {
-            bt_cfg_err(L, k,
-                       "invalid provider name \"%.*s\": 1 to %d characters, no \"/\", spaces or "
-                       "control characters",
-                       BT_CFG_SHOW(k), BT_CFG_MAX_NAME);
-            continue;
-        }
+        if (!bt_cfg_name_ok(L, k, "provider", false)) continue;
         struct bt_provider *p = &c->providers[c->nproviders];
         p->name = bt_cfg_dup(L, k->text, k->len);
         if (!p->name) return;

@@ -306,12 +306,30 @@ bad:
 
 /* ---- names ---- */
 
-bool bt_cfg_valid_name(const char *s, size_t len, bool allow_slash)
+static bool valid_name(const char *s, size_t len, bool allow_slash)
 {
     if (len == 0 || len > BT_CFG_MAX_NAME) return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c <= 0x20 || c == 0x7f || (!allow_slash && c == '/')) return false;
+    }
+    return true;
+}
+
+bool bt_cfg_name_ok(struct bt_cfg_loader *L, const struct bt_ynode *k, const char *kind,
+                    bool allow_slash)
+{
+    if (k->kind != BT_Y_SCALAR) {
+        bt_cfg_err(L, k, "%ss: a %s name must be a plain name, not %s", kind, kind,
+                   bt_cfg_kind_name(k));
+        return false;
+    }
+    if (!valid_name(k->text, k->len, allow_slash)) {
+        bt_cfg_err(L, k,
+                   "invalid %s name \"%.*s\": 1 to %d characters, no %sspaces or control "
+                   "characters",
+                   kind, BT_CFG_SHOW(k), BT_CFG_MAX_NAME, allow_slash ? "" : "\"/\", ");
+        return false;
     }
     return true;
 }

@@ -45,8 +45,10 @@ bool bt_cfg_get_double(struct bt_cfg_loader *L, const struct bt_ynode *v, const 
 /* True when NUL-terminated s is an address literal of family af (AF_INET,
  * AF_INET6), without brackets. */
 bool bt_cfg_is_ip(int af, const char *s);
-/* Whether s[0..len) may name a provider or model: 1 to BT_CFG_MAX_NAME bytes,
- * no space or control character, and no '/' unless allow_slash. */
-bool bt_cfg_valid_name(const char *s, size_t len, bool allow_slash);
+/* Whether key `k` of providers: or models: may name one (`kind` is "provider"
+ * or "model"): a scalar of 1 to BT_CFG_MAX_NAME bytes, no space or control
+ * character, and no '/' unless allow_slash. False after reporting why not. */
+bool bt_cfg_name_ok(struct bt_cfg_loader *L, const struct bt_ynode *k, const char *kind,
+                    bool allow_slash);
 
 #endif
