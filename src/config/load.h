@@ -63,12 +63,27 @@ const struct bt_ynode *bt_cfg_as_map(struct bt_cfg_loader *L, const struct bt_yn
 /* ---- sections ---- */
 
 /* Each fills its part of L->cfg from the section's node (NULL or null: the
- * section is absent, defaults stay), reporting every problem it finds. */
+ * section is absent, defaults stay), reporting every problem it finds.
+ * server:, auth:, metrics: and log: are in server.c. */
+void bt_cfg_load_server(struct bt_cfg_loader *L, const struct bt_ynode *n);
+void bt_cfg_load_auth(struct bt_cfg_loader *L, const struct bt_ynode *n);
+void bt_cfg_load_metrics(struct bt_cfg_loader *L, const struct bt_ynode *n);
+void bt_cfg_load_log(struct bt_cfg_loader *L, const struct bt_ynode *n);
 /* providers: (providers.c). Sets L->oom and stops when memory runs out. */
 void bt_cfg_load_providers(struct bt_cfg_loader *L, const struct bt_ynode *n);
 /* models: (models.c), after providers: its provider names are looked up in
  * L->cfg. Sets L->oom and stops when memory runs out. */
 void bt_cfg_load_models(struct bt_cfg_loader *L, const struct bt_ynode *n);
+
+/* Sets server.listen from s[0..len), checked as bt_config_parse_listen does;
+ * `what` names it in messages ("server.listen", or "--listen" with v NULL).
+ * False after reporting. */
+bool bt_cfg_set_listen(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *what,
+                       const char *s, size_t len);
+/* The checks on the whole result, once every section is read and the command
+ * line applied, before the YAML document is freed (the messages point at its
+ * nodes): what `baton serve` would refuse at start (server.c). */
+void bt_cfg_check_whole(struct bt_cfg_loader *L);
 
 /* ---- the snapshot ---- */
 
