@@ -30,7 +30,7 @@ enum bt_err bt_config_diag_addv(struct bt_config_diags *d, bool is_error, int li
     }
     /* Sized to the message: a list of expected keys or defined names is never
      * cut mid-word. Every part of a message is bounded where it is written
-     * (quoted values at SHOW_MAX, names at 128, lists at whole names), so the
+     * (quoted values at BT_CFG_SHOW_MAX, names at 128, lists at whole names), so the
      * cap is a backstop, not a limit a real message meets. */
     struct bt_buf b;
     bt_buf_init(&b, BT_CONFIG_MAX_MSG);
