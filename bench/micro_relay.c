@@ -16,7 +16,7 @@
 #include "common.h"
 
 #include "core/buf.h"
-#include "provider/provider.h"
+#include "provider/openai.h"
 
 #define TAIL ",\"usage\":null}"
 #define MAX_EVENTS 4096

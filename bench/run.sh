@@ -21,6 +21,9 @@
 #   BENCH_NO_BUILD=1       measure ./baton as it is (no `make baton`)
 #   BENCH_REPEAT=N         runs of the target rows (16 connections) and rounds of the
 #                          many-streams test, medians kept (default 3; quick 1)
+#   BENCH_BATON_B=PATH     a second baton binary (an older commit, say) measured as
+#                          contender baton-b beside ./baton, in turn in the same
+#                          rows: an A/B in one run (BENCH_BATON_B=./baton gives A/A)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
@@ -52,6 +55,7 @@ P_UP_TLS=30002    # the same over TLS (test CA made here)
 P_NGINX=30011     # nginx proxy_pass -> P_UP, keepalive pool
 P_NGINX_TLS=30012 # nginx proxy_pass -> P_UP_TLS, keepalive pool
 P_BATON=30021     # baton, openai provider -> P_UP / P_UP_TLS
+P_BATON_B=30022   # baton-b (BENCH_BATON_B), the same config
 P_PORTKEY=30031   # Portkey gateway (node), custom host -> P_UP
 P_MANY=30042      # baton(s) for the many-streams test -> P_PACED...
 P_MANY_NGINX=30043 # nginx proxy_pass for the many-streams test -> P_PACED
@@ -335,6 +339,14 @@ PROXY_MASTER=$LAST_PID
 baton_config "$DIR/baton.yaml" "$P_BATON" "http://127.0.0.1:$P_UP" "$WORKERS"
 SSL_CERT_FILE=$DIR/ca.pem start_bg baton "$DIR/baton.log" "$BATON" serve -c "$DIR/baton.yaml"
 BATON_PID=$LAST_PID
+BATON_B=${BENCH_BATON_B:-} BATON_B_PID=''
+if [[ -n $BATON_B ]]; then
+    [[ -x $BATON_B ]] || die "BENCH_BATON_B=$BATON_B is not an executable"
+    baton_config "$DIR/baton-b.yaml" "$P_BATON_B" "http://127.0.0.1:$P_UP" "$WORKERS"
+    SSL_CERT_FILE=$DIR/ca.pem start_bg baton-b "$DIR/baton-b.log" "$BATON_B" serve -c "$DIR/baton-b.yaml"
+    BATON_B_PID=$LAST_PID
+    wait_port "$P_BATON_B" || { cat "$DIR/baton-b.log" >&2; die "baton-b did not start"; }
+fi
 wait_port "$P_UP" && wait_port "$P_UP_TLS" || { cat "$DIR/up/stderr" "$DIR/up/error.log" >&2; die "upstream nginx did not start"; }
 wait_port "$P_NGINX" || { cat "$DIR/proxy/stderr" >&2; die "nginx proxy did not start"; }
 wait_port "$P_BATON" || { cat "$DIR/baton.log" >&2; die "baton did not start"; }
@@ -380,6 +392,10 @@ target() {
                 [[ -n ${BATON_TLS_NA:-} ]] && { echo "$BATON_TLS_NA"; return; }
                 echo "http://127.0.0.1:$P_BATON/v1/chat/completions|bench-$m-tls|"
             else echo "http://127.0.0.1:$P_BATON/v1/chat/completions|bench-$m|"; fi ;;
+        baton-b)
+            [[ -z $BATON_B ]] && { echo "n/a (BENCH_BATON_B not set)"; return; }
+            [[ $tls = 1 ]] && { echo "n/a (A/B rows are plain HTTP)"; return; }
+            echo "http://127.0.0.1:$P_BATON_B/v1/chat/completions|bench-$m|" ;;
         portkey)
             [[ $tls = 1 ]] && { echo "n/a (not measured over TLS)"; return; }
             [[ -n $PORTKEY_NA ]] && { echo "$PORTKEY_NA"; return; }
@@ -395,6 +411,7 @@ contender_pids() {
         direct) echo "$UP_PIDS" ;;
         nginx) echo "$PROXY_PIDS" ;;
         baton) echo "$BATON_PID" ;;
+        baton-b) echo "$BATON_B_PID" ;;
         portkey) echo "$PORTKEY_PID" ;;
     esac
 }
@@ -536,7 +553,7 @@ run_stream() { # contender conns
 
 # ---- sanity: every contender answers correctly ----
 BATON_TLS_NA=
-for c in direct nginx baton portkey; do
+for c in direct nginx baton baton-b portkey; do
     for m in json sse; do
         check "$c" "$m" 0 || { head -c 600 "$DIR/check-$c-$m-0.out" >&2; die "$c ($m) did not answer correctly"; }
     done
@@ -549,6 +566,7 @@ if ! check baton json 1 || ! check baton sse 1; then
 fi
 
 CONTENDERS="direct nginx baton portkey"
+AB=""; [[ -n $BATON_B ]] && { CONTENDERS="direct nginx baton baton-b portkey"; AB=baton-b; }
 # For profiling: keep every server up until Ctrl-C (BENCH_ONLY=hold).
 if want hold; then
     log "bench: holding: upstream $P_UP (tls $P_UP_TLS), nginx proxy $P_NGINX, baton $P_BATON (pid $BATON_PID),"
@@ -565,9 +583,10 @@ if want load; then
                 if [[ $n = "$(awk '{print $1}' <<<"$CONCS")" && $REPEAT -gt 1 ]]; then
                     # The rows the targets read: direct, nginx and baton measured
                     # REPEAT times in turn, each figure the median of its runs.
-                    run_wrk_rep load "$b" "$m" "$n" direct nginx baton
+                    # shellcheck disable=SC2086
+                    run_wrk_rep load "$b" "$m" "$n" direct nginx baton $AB
                     for c in $CONTENDERS; do
-                        [[ $c = direct || $c = nginx || $c = baton ]] || run_wrk load "$c" 0 "$b" "$m" "$n"
+                        [[ $c = direct || $c = nginx || $c = baton || $c = baton-b ]] || run_wrk load "$c" 0 "$b" "$m" "$n"
                     done
                 else
                     for c in $CONTENDERS; do run_wrk load "$c" 0 "$b" "$m" "$n"; done
@@ -770,11 +789,12 @@ report() {
         local bs="1k5 50k" up=plain cs=$CONCS
         [[ $sec = tls ]] && { bs="1k5"; up=tls; cs=$TLS_CONCS; }
         for b in $bs; do for m in json sse; do for n in $cs; do
-            for c in direct nginx baton portkey baton-full baton-anthropic; do
+            for c in direct nginx baton baton-b portkey baton-full baton-anthropic; do
                 local k="$sec|$c|$up|$b|$m|$n"
                 [[ -z ${R[$k|rps]:-} && -z ${R[$k|note]:-} ]] && continue
+                [[ $c = baton-b && -z $BATON_B ]] && continue
                 local vs=""
-                if [[ $c = baton || $c = portkey ]] && [[ -n ${R[$k|rps]:-} ]]; then
+                if [[ $c = baton || $c = baton-b || $c = portkey ]] && [[ -n ${R[$k|rps]:-} ]]; then
                     local nk="$sec|nginx|$up|$b|$m|$n"
                     vs="$(ratio "$k|cpu" "$nk|cpu") $(ratio "$k|p50" "$nk|p50") $(ratio "$k|p99" "$nk|p99")"
                 fi
@@ -790,6 +810,17 @@ report() {
         done; done; done
         echo
     done
+    if [[ -n $BATON_B ]] && want load; then
+        echo "== A/B: baton ($(git rev-parse --short HEAD 2>/dev/null)) against baton-b ($BATON_B), the same rows in turn"
+        echo "   baton / baton-b: cpu per request, p50, p99 (1.00x = the same; medians where the rows were repeated)"
+        for b in 1k5 50k; do for m in json sse; do for n in $CONCS; do
+            local k="load|baton|plain|$b|$m|$n" bk="load|baton-b|plain|$b|$m|$n"
+            [[ -n ${R[$k|rps]:-} && -n ${R[$bk|rps]:-} ]] || continue
+            printf '   %-4s %-4s c=%-4s cpu %s (%s vs %s us)  p50 %s  p99 %s\n' "$b" "$m" "$n" \
+                "$(ratio "$k|cpu" "$bk|cpu")" "${R[$k|cpu]}" "${R[$bk|cpu]}" "$(ratio "$k|p50" "$bk|p50")" "$(ratio "$k|p99" "$bk|p99")"
+        done; done; done
+        echo
+    fi
     if want stream; then
         echo "== Streaming: loadgen, 1.5 KB request, 200-event SSE reply, back-to-back streams per connection"
         echo "   ttfe = request sent -> first complete event; gap = between two events of one stream; added = minus direct"

@@ -13,8 +13,8 @@
 #include "core/time.h"
 #include "core/version.h"
 #include "json/json.h"
-#include "provider/sim.h"
-#include "provider/sim_server.h"
+#include "sim/sim.h"
+#include "sim/server.h"
 #include "serve/serve.h"
 #include "tok/tok.h"
 
@@ -26,8 +26,8 @@ static void usage_main(FILE *f)
             "usage: baton COMMAND [OPTIONS]\n"
             "\n"
             "commands:\n"
-            "  serve -c FILE [--listen HOST:PORT]   run the gateway\n"
-            "  check -c FILE                        validate a config and print its model table\n"
+            "  serve -c FILE [--listen HOST:PORT]   run the gateway (also --reuse-port)\n"
+            "  check -c FILE [--listen HOST:PORT]   validate a config as serve would\n"
             "  sim --listen HOST:PORT [OPTIONS]     run the simulated OpenAI-compatible provider\n"
             "  tokens [--model NAME] [FILE|-]       count (or list) the tokens of a text\n"
             "  version                              print the version\n"
@@ -50,19 +50,25 @@ static int cmd_serve(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"listen", required_argument, NULL, 'l'},
+                                         {"reuse-port", no_argument, NULL, 'r'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *config = NULL, *listen = NULL;
+    const char *config = NULL;
+    struct bt_config_load_opts lo = {0};
     int c;
     while ((c = getopt_long(argc, argv, "c:l:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': config = optarg; break;
-        case 'l': listen = optarg; break;
+        case 'l': lo.listen = optarg; break;
+        case 'r': lo.reuse_port = true; break;
         case 'h':
-            printf("usage: baton serve -c FILE [--listen HOST:PORT]\n\n"
+            printf("usage: baton serve -c FILE [--listen HOST:PORT] [--reuse-port]\n\n"
                    "Runs the gateway with the configuration in FILE (see docs/config.md).\n"
                    "  -c, --config FILE     configuration file (YAML)\n"
-                   "  -l, --listen ADDR     listen address, overrides server.listen\n"
+                   "  -l, --listen ADDR     listen address, overrides server.listen (same\n"
+                   "                        forms: IPV4:PORT, [IPV6]:PORT, localhost:PORT)\n"
+                   "      --reuse-port      share the address with a process already on it\n"
+                   "                        (server.reuse_port: true; for a binary swap)\n"
                    "Signals: SIGHUP reloads the configuration, SIGTERM/SIGINT drain and exit,\n"
                    "SIGUSR1 reopens the access log.\n");
             return 0;
@@ -73,24 +79,32 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "baton serve: -c FILE is required (try --help)\n");
         return 2;
     }
-    return bt_serve_main(config, listen);
+    return bt_serve_main(config, &lo);
 }
 
 static int cmd_check(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"listen", required_argument, NULL, 'l'},
+                                         {"reuse-port", no_argument, NULL, 'r'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *config = NULL;
+    struct bt_config_load_opts lo = {0};
     int c;
-    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:l:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': config = optarg; break;
+        case 'l': lo.listen = optarg; break;
+        case 'r': lo.reuse_port = true; break;
         case 'h':
-            printf("usage: baton check -c FILE\n\n"
-                   "Validates FILE and prints the resolved model table (secrets masked).\n"
-                   "Exits 1 when the file has errors; warnings (such as an unset provider key)\n"
-                   "are printed but do not fail the check.\n");
+            printf("usage: baton check -c FILE [--listen HOST:PORT] [--reuse-port]\n\n"
+                   "Validates FILE as `baton serve` would (give it the same flags) and prints\n"
+                   "the resolved model table (secrets masked). Exits 1 when serve would refuse\n"
+                   "to start; warnings (such as an unset provider key) are printed but do not\n"
+                   "fail the check. It does not try to bind the address.\n"
+                   "  -c, --config FILE     configuration file (YAML)\n"
+                   "  -l, --listen ADDR     listen address, overrides server.listen\n");
             return 0;
         default: return 2;
         }
@@ -102,7 +116,7 @@ static int cmd_check(int argc, char **argv)
     }
     struct bt_config *cfg = NULL;
     struct bt_config_diags d = {0};
-    enum bt_err err = bt_config_load(config, &cfg, &d);
+    enum bt_err err = bt_config_load_opts(config, &lo, &cfg, &d);
     bt_config_diags_print(&d, stderr);
     size_t nwarn = 0;
     for (size_t i = 0; i < d.n; i++)
@@ -179,10 +193,11 @@ static int cmd_sim(int argc, char **argv)
         default: return 2;
         }
     }
-    char host[256];
+    char host[BT_LISTEN_HOST_MAX], why[300];
     uint16_t port;
-    if (!bt_parse_listen(listen, host, sizeof(host), &port)) {
-        fprintf(stderr, "baton sim: --listen %s: expected HOST:PORT\n", listen);
+    if (!bt_config_parse_listen(listen, strlen(listen), "--listen", host, sizeof(host), &port, why,
+                                sizeof(why))) {
+        fprintf(stderr, "baton sim: %s\n", why);
         return 2;
     }
     return bt_sim_serve_main(host, port, &cfg, 1);

@@ -76,12 +76,12 @@ struct bt_event {
     struct bt_usage usage;    /* USAGE */
     struct bt_str err_type;   /* ERROR */
     struct bt_str err_message;/* ERROR: raw JSON string body (escaped) */
+    struct bt_str err_code;   /* ERROR: raw JSON string body (escaped), may be empty */
     /* Added for translation between APIs (docs/internals/events.md): */
     uint32_t block;           /* content-block index within the choice, for sources
                                  whose API has blocks (Anthropic content blocks);
                                  OpenAI decoders leave it 0 */
     enum bt_outcome outcome;  /* ERROR: the neutral class; BT_OUTCOME_OK = unclassified */
-    struct bt_str err_code;   /* ERROR: the provider's code (raw, escaped), when given */
     struct bt_str signature;  /* REASONING: a signature fragment (Anthropic
                                  signature_delta), raw, escaped; text may be empty */
     bool redacted;            /* REASONING: `text` is opaque redacted reasoning data

@@ -16,6 +16,7 @@
 #define BT_NAME_MAX 256
 
 struct bt_http_header;
+struct bt_frontend;
 
 enum bt_api {
     BT_API_OPENAI = 1,  /* OpenAI REST shapes */
@@ -29,6 +30,7 @@ enum bt_op {
 
 struct bt_request {
     enum bt_api api;          /* the client's API: errors and replies speak it */
+    const struct bt_frontend *fe; /* the front end that decoded it (canon/frontend.h) */
     enum bt_op op;
     struct bt_json_doc doc;   /* the client's body, tokenized (view over req body) */
     struct bt_str model;      /* requested model (unescaped; checked by bt_api_name_ok) */

@@ -14,17 +14,11 @@
 
 #include "core/err.h"
 #include "core/str.h"
+#include "core/time.h" /* struct bt_timeouts */
 
 enum bt_provider_type {
     BT_PROVIDER_OPENAI = 1, /* any OpenAI-compatible server */
     BT_PROVIDER_SIM,        /* the built-in simulated provider */
-};
-
-struct bt_timeouts {
-    uint64_t connect_ms;    /* default 10s */
-    uint64_t first_byte_ms; /* default 120s: request sent -> response head */
-    uint64_t idle_ms;       /* default 60s: longest silence between two chunks */
-    uint64_t total_ms;      /* default 10m */
 };
 
 /* Knobs of the simulated provider (type: sim). All optional. */
@@ -108,6 +102,7 @@ struct bt_config {
         uint32_t upstream_max_connections; /* default 256 */
         uint32_t upstream_max_idle;        /* default: upstream_max_connections */
         uint32_t upstream_max_queued;      /* default 1024; beyond: 503 */
+        bool reuse_port;                   /* share the address with others (read at start) */
     } server;
     struct {
         char *master_key;       /* NULL when unset or empty */
@@ -131,7 +126,7 @@ struct bt_config {
 struct bt_config_diag {
     bool is_error;    /* false: warning (e.g. an unset provider key) */
     int line, col;    /* 1-based; 0 when not tied to a position */
-    char msg[256];
+    char *msg;        /* whole message, malloc'd, owned by the diags */
 };
 
 struct bt_config_diags {
@@ -149,6 +144,41 @@ enum bt_err bt_config_load(const char *path, struct bt_config **out,
 /* Same, from a string in memory; `name` is used in messages in place of a path. */
 enum bt_err bt_config_load_string(const char *name, const char *yaml, size_t len,
                                   struct bt_config **out, struct bt_config_diags *diags);
+
+/* What the command line adds to the file (`baton serve` and `baton check` take
+ * the same flags, so both judge the same configuration). Zero: nothing. */
+struct bt_config_load_opts {
+    const char *listen; /* --listen HOST:PORT: replaces server.listen; parsed and
+                           checked exactly like it (borrowed for the call) */
+    bool reuse_port;    /* --reuse-port: server.reuse_port true */
+};
+/* bt_config_load and bt_config_load_string with command-line options (NULL:
+ * none). Besides each key, the loader checks the whole result the way
+ * `baton serve` needs it: a non-loopback address without a master key (unless
+ * auth.allow_anonymous), log paths that cannot be opened for appending. */
+enum bt_err bt_config_load_opts(const char *path, const struct bt_config_load_opts *opts,
+                                struct bt_config **out, struct bt_config_diags *diags);
+enum bt_err bt_config_load_string_opts(const char *name, const char *yaml, size_t len,
+                                       const struct bt_config_load_opts *opts,
+                                       struct bt_config **out, struct bt_config_diags *diags);
+
+/* Parses a listen address, "HOST:PORT" or "[IPV6]:PORT", s[0..len): HOST is an
+ * IPv4 or IPv6 literal or "localhost" (written as 127.0.0.1); names are not
+ * resolved; the port is 1-65535. On success writes host (hostcap >=
+ * BT_LISTEN_HOST_MAX) and *port. Otherwise false and a message starting with
+ * `what` (e.g. "server.listen", "--listen") in why. server.listen and every
+ * --listen flag go through it, so they accept and refuse the same text. */
+#define BT_LISTEN_HOST_MAX 64
+bool bt_config_parse_listen(const char *s, size_t len, const char *what, char *host, size_t hostcap,
+                            uint16_t *port, char *why, size_t whycap);
+/* True for 127.0.0.0/8, ::1 and "localhost". */
+bool bt_config_is_loopback(const char *host);
+/* Whether c's auth settings allow serving on `host`: a master key, a loopback
+ * address, or auth.allow_anonymous. Otherwise false and why ("WHAT: refusing to
+ * serve on HOST without a master key: ..."). The loader applies it to the
+ * configured address; serve applies it at reload to the address in use. */
+bool bt_config_exposure_ok(const struct bt_config *c, const char *host, const char *what, char *why,
+                           size_t whycap);
 void bt_config_diags_free(struct bt_config_diags *d);
 /* Prints each diagnostic as `file:line:column: error: msg` (or `warning:`) to f. */
 void bt_config_diags_print(const struct bt_config_diags *d, void *file /* FILE* */);

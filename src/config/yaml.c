@@ -16,8 +16,8 @@
 #define ARENA_BLOCK 8192
 #define ARENA_MAX (64u << 20) /* a 16 MiB file cannot need more than this */
 
-enum bt_err bt_config_diag_add(struct bt_config_diags *d, bool is_error, int line, int col,
-                               const char *fmt, ...)
+enum bt_err bt_config_diag_addv(struct bt_config_diags *d, bool is_error, int line, int col,
+                                const char *fmt, va_list ap)
 {
     if (!d) return BT_OK;
     if (d->n >= BT_CONFIG_MAX_DIAGS) return BT_OK;
@@ -28,15 +28,38 @@ enum bt_err bt_config_diag_add(struct bt_config_diags *d, bool is_error, int lin
         d->items = ni;
         d->cap = ncap;
     }
+    /* Sized to the message: a list of expected keys or defined names is never
+     * cut mid-word. Every part of a message is bounded where it is written
+     * (quoted values at BT_CFG_SHOW_MAX, names at 128, lists at whole names), so the
+     * cap is a backstop, not a limit a real message meets. */
+    struct bt_buf b;
+    bt_buf_init(&b, BT_CONFIG_MAX_MSG);
+    enum bt_err err = bt_buf_vprintf(&b, fmt, ap);
+    if (err && err != BT_ENOMEM) {
+        bt_buf_reset(&b);
+        err = bt_buf_append_c(&b, err == BT_ETOOBIG ? "(message too long)" : "(bad message)");
+    }
+    if (!err) err = bt_buf_cstr(&b);
+    if (err) {
+        bt_buf_free(&b);
+        return BT_ENOMEM;
+    }
     struct bt_config_diag *g = &d->items[d->n++];
     g->is_error = is_error;
     g->line = line > 0 ? line : 0;
     g->col = col > 0 ? col : 0;
+    g->msg = bt_buf_steal(&b, NULL);
+    return BT_OK;
+}
+
+enum bt_err bt_config_diag_add(struct bt_config_diags *d, bool is_error, int line, int col,
+                               const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g->msg, sizeof(g->msg), fmt, ap);
+    enum bt_err err = bt_config_diag_addv(d, is_error, line, col, fmt, ap);
     va_end(ap);
-    return BT_OK;
+    return err;
 }
 
 /* ---- tree building ---- */
@@ -73,14 +96,12 @@ static enum bt_err berr(struct builder *b, int line, int col, const char *fmt, .
     __attribute__((format(printf, 4, 5)));
 static enum bt_err berr(struct builder *b, int line, int col, const char *fmt, ...)
 {
-    char msg[sizeof(((struct bt_config_diag *)0)->msg)];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    enum bt_err err = bt_config_diag_addv(b->diags, true, line, col, fmt, ap);
     va_end(ap);
     b->nerrors++;
-    if (bt_config_diag_add(b->diags, true, line, col, "%s", msg)) return BT_ENOMEM;
-    return BT_EPARSE;
+    return err ? BT_ENOMEM : BT_EPARSE;
 }
 
 static enum bt_err push_child(struct builder *b, struct bt_ynode *parent, struct bt_ynode *child)

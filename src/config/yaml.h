@@ -6,6 +6,7 @@
 #ifndef BT_CONFIG_YAML_H
 #define BT_CONFIG_YAML_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -38,13 +39,17 @@ struct bt_ydoc {
 #define BT_CONFIG_MAX_DIAGS 64          /* diagnostics kept; later ones are counted */
 #define BT_CONFIG_MAX_VALUE (1u << 20)  /* longest scalar value after expansion */
 #define BT_CONFIG_MAX_VARNAME 128       /* longest ${NAME} */
+#define BT_CONFIG_MAX_MSG 4096          /* backstop on one diagnostic's length */
 
-/* Appends a diagnostic (printf-style message, truncated to fit). Keeps at most
- * BT_CONFIG_MAX_DIAGS entries; the rest are dropped, but the caller's error
- * count (it tracks its own) still sees them. Returns BT_ENOMEM on allocation
- * failure. */
+/* Appends a diagnostic (printf-style message, stored whole in a malloc'd string
+ * the diags own). Keeps at most BT_CONFIG_MAX_DIAGS entries; the rest are
+ * dropped, but the caller's error count (it tracks its own) still sees them.
+ * Returns BT_ENOMEM on allocation failure (nothing is added then). */
 enum bt_err bt_config_diag_add(struct bt_config_diags *d, bool is_error, int line, int col,
                                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Same with a va_list (which it consumes). */
+enum bt_err bt_config_diag_addv(struct bt_config_diags *d, bool is_error, int line, int col,
+                                const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
 
 /* Parses `len` bytes of YAML into doc (which the caller releases with
  * bt_ydoc_free, also on failure). YAML syntax errors, duplicate keys, unknown

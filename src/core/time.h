@@ -7,6 +7,15 @@
 
 #include "core/str.h"
 
+/* The deadlines of a call to a provider (config `timeouts:`); 0 = none for that
+ * phase. The defaults are the config's (docs/config.md). */
+struct bt_timeouts {
+    uint64_t connect_ms;    /* default 10s */
+    uint64_t first_byte_ms; /* default 120s: request sent -> response head */
+    uint64_t idle_ms;       /* default 60s: longest silence between two chunks */
+    uint64_t total_ms;      /* default 10m */
+};
+
 /* Monotonic clock in nanoseconds. */
 uint64_t bt_now_ns(void);
 /* Wall clock in seconds since the epoch. */

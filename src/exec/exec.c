@@ -6,9 +6,10 @@
 #include <string.h>
 
 #include "account/access.h"
-#include "api/openai.h"
+#include "canon/frontend.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "exec/policy.h"
 #include "http/sse.h"
 #include "provider/provider.h"
 
@@ -26,7 +27,8 @@ enum ex_state {
 
 struct failure {
     int status;       /* what the client gets if this is the last failure */
-    char type[40];
+    enum bt_outcome cls;
+    bool upstream;    /* a provider failed (not baton, not the client) */
     char code[48];
     char param[64];   /* the provider's `param` for its 4xx, or empty */
     char msg[600];
@@ -47,6 +49,7 @@ struct bt_exec {
     uint32_t attempts;
     enum ex_state state;
     const struct bt_provider *prov; /* current attempt's provider */
+    const struct bt_adapter *ad;    /* and its adapter */
     struct bt_pcall call;
     bool call_live;
     uv_timer_t timer;               /* first-byte / idle / total deadline */
@@ -66,6 +69,7 @@ struct bt_exec {
     struct bt_arena scratch;        /* JSON tokens of one stream event */
     bool added_usage;               /* we asked for usage; drop its chunk */
     bool saw_done, saw_error;
+    char ev_err_msg[1024], ev_err_type[64], ev_err_code[64]; /* a provider's in-stream error */
     const char *stream_err;         /* why we stopped relaying */
     int up_status;
     char retry_after[64], retry_after_ms[24];
@@ -157,13 +161,21 @@ static void finish_error(struct bt_exec *ex)
     struct failure *f = &ex->fail;
     if (!f->status) {
         f->status = 502;
-        snprintf(f->type, sizeof(f->type), "upstream_error");
+        f->cls = BT_OUTCOME_SERVER_ERROR;
+        f->upstream = true;
         snprintf(f->msg, sizeof(f->msg), "no deployment could serve the request");
     }
+    struct bt_error e = {
+        .status = f->status,
+        .cls = f->cls,
+        .upstream = f->upstream,
+        .message = bt_str_c(f->msg),
+        .code = f->code[0] ? f->code : NULL,
+        .param = f->param[0] ? f->param : NULL,
+    };
     struct bt_buf body;
     bt_buf_init(&body, 8192);
-    bt_openai_error_json(&body, f->msg, f->type, f->param[0] ? f->param : NULL,
-                         f->code[0] ? f->code : NULL);
+    const char *ctype = ex->r->fe->error_body(&body, &e);
     struct bt_http_header hs[6];
     char attempts[16];
     size_t n = std_headers(ex, hs, attempts, sizeof(attempts));
@@ -174,7 +186,7 @@ static void finish_error(struct bt_exec *ex)
     log_access(ex, f->status, f->msg);
     /* Finishes the request whatever it returns (a refused head is answered 500
      * by the server and logged there): hreq is gone either way. */
-    enum bt_err err = bt_http_respond(ex->hreq, f->status, hs, n, BT_STR("application/json"),
+    enum bt_err err = bt_http_respond(ex->hreq, f->status, hs, n, bt_str_c(ctype),
                                       bt_buf_str(&body));
     (void)err;
     ex->hreq = NULL;
@@ -191,17 +203,18 @@ static void count_upstream_error(struct bt_exec *ex, enum bt_metrics_upclass cls
 /* Records what the client gets if no later attempt succeeds. Every failed upstream
  * attempt comes through here with its class (NOT_UPSTREAM for the others), so
  * each is counted in baton_upstream_errors_total exactly once, whatever the path. */
-static void set_failure(struct bt_exec *ex, enum bt_metrics_upclass cls, int status,
-                        const char *type, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static void set_failure(struct bt_exec *ex, enum bt_metrics_upclass cls, int status,
-                        const char *type, const char *code, const char *fmt, ...)
+static void set_failure(struct bt_exec *ex, enum bt_metrics_upclass cls, enum bt_outcome outcome,
+                        bool upstream, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+static void set_failure(struct bt_exec *ex, enum bt_metrics_upclass cls, enum bt_outcome outcome,
+                        bool upstream, int status, const char *code, const char *fmt, ...)
 {
     if (cls != NOT_UPSTREAM) count_upstream_error(ex, cls);
     struct failure *f = &ex->fail;
     f->status = status;
+    f->cls = outcome;
+    f->upstream = upstream;
     f->param[0] = 0;
-    snprintf(f->type, sizeof(f->type), "%s", type);
     snprintf(f->code, sizeof(f->code), "%s", code ? code : "");
     va_list ap;
     va_start(ap, fmt);
@@ -357,13 +370,23 @@ static enum bt_err relay_raw(struct bt_exec *ex, struct bt_str raw)
     return err;
 }
 
-static void stream_error_event(struct bt_exec *ex, const char *msg, const char *code)
+/* Queues the front end's error event(s) for `e`: the stream then ends without the
+ * clean end marker. */
+static enum bt_err queue_stream_error(struct bt_exec *ex, const struct bt_error *e)
 {
     size_t before = out_begin(ex);
-    bt_buf_append_c(&ex->out, "data: ");
-    bt_openai_error_json(&ex->out, msg, "upstream_error", NULL, code);
-    bt_buf_append_c(&ex->out, "\n\n");
+    enum bt_err err = ex->r->fe->stream_error(&ex->out, e);
     out_end(ex, before);
+    return err;
+}
+
+/* An error of baton's own inside a stream (a broken or stalled provider stream,
+ * shutdown): what the client's API says for a provider failure. */
+static void stream_error_event(struct bt_exec *ex, const char *msg, const char *code)
+{
+    struct bt_error e = {.status = 502, .cls = BT_OUTCOME_SERVER_ERROR, .upstream = true,
+                         .message = bt_str_c(msg), .code = code};
+    queue_stream_error(ex, &e);
 }
 
 static void finish_stream(struct bt_exec *ex, const char *error,
@@ -380,13 +403,34 @@ static void finish_stream(struct bt_exec *ex, const char *error,
     cleanup(ex);
 }
 
+/* An event's escaped string into dst, unescaped and with the provider's key
+ * redacted; `dflt` when it is empty or broken. */
+static void unescape_redacted(struct bt_exec *ex, char *dst, size_t cap, struct bt_str raw,
+                              const char *dflt)
+{
+    struct bt_buf b;
+    bt_buf_init(&b, 1u << 16);
+    if (raw.len && bt_json_unescape(raw, &b) == BT_OK && b.len)
+        redact_into(dst, cap, bt_buf_str(&b), ex->prov->api_key);
+    else
+        snprintf(dst, cap, "%s", dflt);
+    bt_buf_free(&b);
+}
+
 static void on_event(void *ud, const struct bt_event *ev)
 {
     struct bt_exec *ex = ud;
     switch (ev->type) {
     case BT_EV_USAGE: ex->usage = ev->usage; break;
     case BT_EV_FINISH: ex->finish = ev->finish; break;
-    case BT_EV_ERROR: ex->saw_error = true; break;
+    case BT_EV_ERROR:
+        /* A provider may quote baton's key back in an error: kept redacted. */
+        ex->saw_error = true;
+        unescape_redacted(ex, ex->ev_err_msg, sizeof(ex->ev_err_msg), ev->err_message,
+                          "the provider reported an error");
+        unescape_redacted(ex, ex->ev_err_type, sizeof(ex->ev_err_type), ev->err_type, "");
+        unescape_redacted(ex, ex->ev_err_code, sizeof(ex->ev_err_code), ev->err_code, "");
+        break;
     case BT_EV_TEXT:
     case BT_EV_REASONING:
     case BT_EV_TOOL_START:
@@ -398,33 +442,20 @@ static void on_event(void *ud, const struct bt_event *ev)
     }
 }
 
-/* Appends an in-stream error event equivalent to the provider's (message, type,
- * code decoded from `doc`), with baton's provider key redacted. */
-static enum bt_err rewrite_error_event(struct bt_exec *ex, const struct bt_json_doc *doc)
+/* Queues the provider's in-stream error (decoded by on_event) in the client's
+ * API: its type is relayed when the provider speaks the client's API. */
+static enum bt_err rewrite_error_event(struct bt_exec *ex)
 {
-    char msg[1024] = "the provider reported an error", type[64] = "upstream_error", code[64] = "";
-    int e = bt_json_get(doc, 0, "error");
-    int fields[3] = {bt_json_type(doc, e) == BT_JSON_OBJECT ? bt_json_get(doc, e, "message") : e,
-                     bt_json_get(doc, e, "type"), bt_json_get(doc, e, "code")};
-    char *dst[3] = {msg, type, code};
-    size_t cap[3] = {sizeof(msg), sizeof(type), sizeof(code)};
-    for (int i = 0; i < 3; i++) {
-        struct bt_str v;
-        if (bt_json_type(doc, fields[i]) == BT_JSON_STRING &&
-            bt_json_str(doc, fields[i], &ex->scratch, &v) == BT_OK)
-            redact_into(dst[i], cap[i], v, ex->prov->api_key);
-    }
-    size_t start = out_begin(ex);
-    enum bt_err err = bt_buf_append_c(&ex->out, "data: ");
-    if (!err) {
-        size_t before = ex->out.len;
-        bt_openai_error_json(&ex->out, msg, type, NULL, code[0] ? code : NULL);
-        if (ex->out.len == before) err = BT_ETOOBIG;
-    }
-    if (!err) err = bt_buf_append_c(&ex->out, "\n\n");
-    if (err) ex->out.len = start;
-    out_end(ex, start);
-    return err;
+    struct bt_error e = {
+        .status = 502,
+        .cls = BT_OUTCOME_SERVER_ERROR,
+        .upstream = true,
+        .message = bt_str_c(ex->ev_err_msg),
+        .code = ex->ev_err_code[0] ? ex->ev_err_code : NULL,
+        .type = ex->ad->wire == ex->r->api ? bt_str_c(ex->ev_err_type) : BT_STR_NULL,
+    };
+    if (!e.type.len) e.type = BT_STR_NULL;
+    return queue_stream_error(ex, &e);
 }
 
 /* The full decode of one event that can change what we account or forward. */
@@ -436,18 +467,12 @@ static int decode_event(struct bt_exec *ex, const struct bt_sse_event *ev)
         ex->stream_err = "the provider sent an invalid JSON event";
         return 1;
     }
-    bt_openai_decode_chunk(&doc, on_event, ex);
-    if (ex->added_usage && !ex->saw_error) {
-        int ch = bt_json_get(&doc, 0, "choices");
-        int us = bt_json_get(&doc, 0, "usage");
-        if (bt_json_type(&doc, ch) == BT_JSON_ARRAY && doc.toks[ch].size == 0 &&
-            bt_json_type(&doc, us) == BT_JSON_OBJECT)
-            return 0; /* the usage chunk we asked for, not the client */
-    }
+    ex->ad->decode_event(&doc, on_event, ex);
+    if (ex->added_usage && !ex->saw_error && ex->ad->added_usage_event(&doc))
+        return 0; /* the usage chunk we asked for, not the client's */
     /* Error events are the one place a provider may quote our key back, possibly
      * escaped: they are decoded and written anew with the key redacted. */
-    enum bt_err err = ex->saw_error ? rewrite_error_event(ex, &doc)
-                                    : relay_raw(ex, ev->raw);
+    enum bt_err err = ex->saw_error ? rewrite_error_event(ex) : relay_raw(ex, ev->raw);
     if (err) {
         ex->stream_err = "stream output buffer full";
         return 1;
@@ -459,46 +484,24 @@ static int on_sse(void *ud, const struct bt_sse_event *ev)
 {
     struct bt_exec *ex = ud;
     if (ex->state == EX_DONE) return 1;
-    if (!ev->has_data) {
-        relay_raw(ex, ev->raw);
-        return 0;
-    }
-    if (ev->data.len == 6 && memcmp(ev->data.p, "[DONE]", 6) == 0) {
+    /* The adapter says which events can change what is accounted or forwarded
+     * (the first content, a finish reason, usage, an error): those are decoded;
+     * every other one is relayed as it came (provider `stream_check`). */
+    switch (ex->ad->classify_event(ev, ex->ttft_ns != 0, ex->prov->stream_check_full)) {
+    case BT_EVK_RELAY: relay_raw(ex, ev->raw); return 0;
+    case BT_EVK_DONE:
         ex->saw_done = true;
         relay_raw(ex, ev->raw);
         return 0;
-    }
-    /* Only events that can change what we account or forward (the first content,
-     * a finish reason, usage, an error) are decoded; every other one is a plain
-     * delta relayed as it came. How much a plain delta is checked is the
-     * provider's `stream_check`: `full` validates it as JSON and finds those
-     * members exactly; `light` (the default) checks that it is framed as a JSON
-     * object and looks for them with bt_openai_chunk_is_plain, which keeps the
-     * relay's cost per event near a copy's. */
-    if (ex->ttft_ns) {
-        struct bt_str d = bt_str_trim(ev->data);
-        bool ok = d.len >= 2 && d.p[0] == '{' && d.p[d.len - 1] == '}', plain = false;
-        if (ok && ex->prov->stream_check_full) {
-            struct bt_json_watch w[3] = {{"usage", 5, 1, false},
-                                         {"error", 5, 1, false},
-                                         {"finish_reason", 13, 3, false}};
-            ok = bt_json_validate(d.p, d.len, 0, w, 3) == BT_OK;
-            plain = !w[0].hit && !w[1].hit && !w[2].hit;
-        } else if (ok) {
-            plain = bt_openai_chunk_is_plain(d);
-        }
-        if (!ok) {
-            ex->stream_err = "the provider sent an invalid JSON event";
+    case BT_EVK_INVALID: ex->stream_err = "the provider sent an invalid JSON event"; return 1;
+    case BT_EVK_PLAIN:
+        ex->content_events++;
+        if (relay_raw(ex, ev->raw)) {
+            ex->stream_err = "stream output buffer full";
             return 1;
         }
-        if (plain) {
-            ex->content_events++;
-            if (relay_raw(ex, ev->raw)) {
-                ex->stream_err = "stream output buffer full";
-                return 1;
-            }
-            return 0;
-        }
+        return 0;
+    case BT_EVK_DECODE: break;
     }
     int rc = decode_event(ex, ev);
     /* A stream decodes a handful of events (the first, the last ones): their
@@ -577,7 +580,7 @@ static void up_data(void *ud, const char *p, size_t n)
             return;
         }
         if (ex->saw_error && !ex->saw_done) {
-            /* An error inside a 200 stream: forward it, then end without [DONE]. */
+            /* An error inside a 200 stream: forward it, then end without the clean end marker. */
             bt_provider_cancel(&ex->call);
             ex->call_live = false;
             finish_stream(ex, "provider reported an error in the stream", BT_UPCLASS_5XX);
@@ -590,67 +593,47 @@ static void up_data(void *ud, const char *p, size_t n)
     if (bt_buf_append(b, p, n)) {
         bt_provider_cancel(&ex->call);
         ex->call_live = false;
-        set_failure(ex, BT_UPCLASS_INVALID, 502, "upstream_error", "upstream_too_large",
+        set_failure(ex, BT_UPCLASS_INVALID, BT_OUTCOME_SERVER_ERROR, true, 502,
+                    "upstream_too_large",
                     "provider %s sent a reply larger than %u bytes", ex->prov->name,
                     (unsigned)b->max);
         finish_error(ex);
     }
 }
 
-/* A reply worth trying the next deployment for: rate limits, timeouts, server
- * errors, and a provider refusing baton's own credential (401/403), which is not
- * the client's fault. */
-static bool retryable(int status)
-{
-    return status == 429 || status == 408 || status >= 500 || status == 401 || status == 403;
-}
-
-/* Turns a provider's non-2xx reply into the failure the client will see. */
+/* Turns a provider's non-2xx reply, decoded by its adapter, into the failure the
+ * client will see if no other deployment answers. */
 static void record_upstream_status(struct bt_exec *ex)
 {
     int s = ex->up_status;
-    enum bt_metrics_upclass cls = bt_metrics_upclass_from_status(s);
-    int out = s;
-    if (s == 401 || s == 403) out = 502;
-    else if (s == 408 || s == 504) out = 504;
-    else if (s == 503) out = 503;
-    else if (s >= 500) out = 502;
-    else if (s >= 300 && s < 400) out = 502;
-    else if (s < 400) out = 502;
-    const char *type = out == 429 ? "rate_limit_error" : out >= 500 ? "upstream_error"
-                                                                    : "invalid_request_error";
-    char upmsg[400] = "";
-    char code[48] = "", param[64] = "";
     struct bt_arena a;
     bt_arena_init(&a, 4096, 4u << 20);
-    struct bt_json_doc doc;
-    if (ex->resp.len && bt_json_parse(&doc, ex->resp.p, ex->resp.len, &a, NULL, NULL) == BT_OK) {
-        int e = bt_json_get(&doc, 0, "error");
-        int m = bt_json_type(&doc, e) == BT_JSON_OBJECT ? bt_json_get(&doc, e, "message") : e;
-        struct bt_str sv;
-        if (bt_json_type(&doc, m) == BT_JSON_STRING && bt_json_str(&doc, m, &a, &sv) == BT_OK) {
-            upmsg[0] = ':';
-            upmsg[1] = ' ';
-            redact_into(upmsg + 2, sizeof(upmsg) - 2, sv, ex->prov->api_key);
-        }
-        int c = bt_json_get(&doc, e, "code");
-        if (bt_json_type(&doc, c) == BT_JSON_STRING && bt_json_str(&doc, c, &a, &sv) == BT_OK)
-            redact_into(code, sizeof(code), sv, ex->prov->api_key);
-        int pm = bt_json_get(&doc, e, "param");
-        if (bt_json_type(&doc, pm) == BT_JSON_STRING && bt_json_str(&doc, pm, &a, &sv) == BT_OK)
-            redact_into(param, sizeof(param), sv, ex->prov->api_key);
+    struct bt_perror pe;
+    ex->ad->decode_error(s, bt_buf_str(&ex->resp), &a, &pe);
+    /* What the client gets: a provider's 4xx is about the request and passes
+     * through; its own failures are baton's gateway errors. */
+    int out = bt_exec_client_status(s, pe.cls);
+    bool upstream = out >= 500;
+    char upmsg[400] = "", code[48] = "", param[64] = "";
+    if (pe.message.len) {
+        upmsg[0] = ':';
+        upmsg[1] = ' ';
+        redact_into(upmsg + 2, sizeof(upmsg) - 2, pe.message, ex->prov->api_key);
     }
+    if (pe.code.len) redact_into(code, sizeof(code), pe.code, ex->prov->api_key);
+    if (pe.param.len) redact_into(param, sizeof(param), pe.param, ex->prov->api_key);
     bt_arena_free(&a);
-    if (s == 401 || s == 403)
-        set_failure(ex, cls, out, type, "upstream_auth", "provider %s rejected baton's credentials (HTTP %d)%s",
-                    ex->prov->name, s, upmsg);
+    enum bt_metrics_upclass cls = bt_metrics_upclass_from_status(s);
+    if (pe.cls == BT_OUTCOME_AUTH)
+        set_failure(ex, cls, pe.cls, upstream, out, "upstream_auth",
+                    "provider %s rejected baton's credentials (HTTP %d)%s", ex->prov->name, s, upmsg);
     else if (s >= 300 && s < 400)
-        set_failure(ex, cls, out, type, "upstream_redirect",
+        set_failure(ex, cls, pe.cls, upstream, out, "upstream_redirect",
                     "provider %s answered with a redirect (HTTP %d), which baton does not follow",
                     ex->prov->name, s);
     else
-        set_failure(ex, cls, out, type, code[0] ? code : NULL, "provider %s returned HTTP %d%s",
-                    ex->prov->name, s, upmsg);
+        set_failure(ex, cls, pe.cls, upstream, out, code[0] ? code : NULL,
+                    "provider %s returned HTTP %d%s", ex->prov->name, s, upmsg);
     /* The client's request is what the provider refused: say which parameter. */
     if (out >= 400 && out < 500) memcpy(ex->fail.param, param, sizeof(param));
 }
@@ -663,12 +646,13 @@ static void finish_body(struct bt_exec *ex)
     if (bt_json_parse(&doc, ex->resp.p, ex->resp.len, &a, NULL, NULL) ||
         bt_json_type(&doc, 0) != BT_JSON_OBJECT) {
         bt_arena_free(&a);
-        set_failure(ex, BT_UPCLASS_INVALID, 502, "upstream_error", "upstream_invalid_json",
+        set_failure(ex, BT_UPCLASS_INVALID, BT_OUTCOME_SERVER_ERROR, true, 502,
+                    "upstream_invalid_json",
                     "provider %s returned a reply that is not valid JSON", ex->prov->name);
         attempt_next(ex);
         return;
     }
-    bt_openai_decode_response(&doc, on_event, ex);
+    ex->ad->decode_reply(&doc, on_event, ex);
     bt_arena_free(&a);
     struct bt_http_header hs[4];
     char attempts[16];
@@ -685,10 +669,10 @@ static void transport_failure(struct bt_exec *ex, enum bt_err err, const char *d
 {
     enum bt_metrics_upclass cls = bt_metrics_upclass_from_err(err);
     if (err == BT_ETIMEDOUT)
-        set_failure(ex, cls, 504, "timeout_error", "upstream_timeout",
+        set_failure(ex, cls, BT_OUTCOME_TIMEOUT, true, 504, "upstream_timeout",
                     "provider %s timed out (%s)", ex->prov->name, detail ? detail : "timeout");
     else
-        set_failure(ex, cls, 502, "upstream_error", "upstream_unreachable",
+        set_failure(ex, cls, BT_OUTCOME_CONNECTION, true, 502, "upstream_unreachable",
                     "provider %s could not be reached: %s", ex->prov->name,
                     detail && strcmp(detail, bt_strerror(err)) != 0 && strcmp(detail, "reset") != 0
                         ? detail
@@ -710,8 +694,8 @@ static void up_done(void *ud, enum bt_err err, const char *detail)
         if (err) {
             if (err == BT_ETIMEDOUT) transport_failure(ex, err, detail);
             else
-                set_failure(ex, bt_metrics_upclass_from_err(err), 502, "upstream_error",
-                            "upstream_reset",
+                set_failure(ex, bt_metrics_upclass_from_err(err), BT_OUTCOME_CONNECTION, true,
+                            502, "upstream_reset",
                             "the reply from provider %s broke off: %s", ex->prov->name,
                             bt_strerror(err));
             attempt_next(ex);
@@ -721,7 +705,7 @@ static void up_done(void *ud, enum bt_err err, const char *detail)
         return;
     case EX_ERRBODY:
         record_upstream_status(ex);
-        if (retryable(ex->up_status)) attempt_next(ex);
+        if (bt_exec_retryable(ex->fail.cls)) attempt_next(ex);
         else finish_error(ex);
         return;
     case EX_STREAM:
@@ -766,7 +750,7 @@ static void on_timer(uv_timer_t *t)
         finish_stream(ex, msg, BT_UPCLASS_TIMEOUT);
         return;
     }
-    set_failure(ex, BT_UPCLASS_TIMEOUT, 504, "timeout_error", "upstream_timeout",
+    set_failure(ex, BT_UPCLASS_TIMEOUT, BT_OUTCOME_TIMEOUT, true, 504, "upstream_timeout",
                 "provider %s did not answer in time (%s timeout)", ex->prov->name, phase);
     attempt_next(ex);
 }
@@ -788,17 +772,14 @@ static void attempt_next(struct bt_exec *ex)
         const struct bt_candidate *c = &ex->plan.c[ex->cur++];
         const struct bt_provider *p = c->provider;
         ex->prov = p;
+        ex->ad = bt_adapter_for(p);
         ex->attempts++;
         snprintf(ex->deployment, sizeof(ex->deployment), "%s/%.*s", p->name,
                  BT_STR_FMT(c->model));
-        if (p->type == BT_PROVIDER_OPENAI && p->api_key_required && !p->api_key) {
-            if (p->api_key_env)
-                set_failure(ex, NOT_UPSTREAM, 503, "upstream_error", "provider_key_missing",
-                            "provider %s has no API key configured (%s is not set)", p->name,
-                            p->api_key_env);
-            else
-                set_failure(ex, NOT_UPSTREAM, 503, "upstream_error", "provider_key_missing",
-                            "provider %s has no API key configured", p->name);
+        char why[300];
+        if (!bt_provider_ready(p, why, sizeof(why))) {
+            set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_AUTH, true, 503, "provider_key_missing", "%s",
+                        why);
             continue;
         }
         bt_buf_reset(&ex->resp);
@@ -807,7 +788,8 @@ static void attempt_next(struct bt_exec *ex)
         enum bt_err err = bt_provider_encode(p, ex->r, c->model, ex->hreq->arena, &ex->body_up,
                                              &ex->added_usage);
         if (err) {
-            set_failure(ex, NOT_UPSTREAM, 500, "server_error", NULL, "could not encode the request: %s",
+            set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_SERVER_ERROR, false, 500, NULL,
+                        "could not encode the request: %s",
                         bt_strerror(err));
             continue;
         }
@@ -819,7 +801,7 @@ static void attempt_next(struct bt_exec *ex)
             uint64_t end = ex->hreq->start_ns + ex->r->timeout_ms * 1000000;
             uint64_t now = bt_now_ns();
             if (end <= now) {
-                set_failure(ex, NOT_UPSTREAM, 504, "timeout_error", "request_timeout",
+                set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_TIMEOUT, true, 504, "request_timeout",
                             "the request's x-baton-timeout expired before %s could be tried",
                             p->name);
                 break;
@@ -832,7 +814,8 @@ static void attempt_next(struct bt_exec *ex)
                                 &ex->body_up, &up_cbs, ex, &ex->call);
         if (err) {
             disarm(ex);
-            set_failure(ex, NOT_UPSTREAM, 500, "server_error", NULL, "could not start the call: %s",
+            set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_SERVER_ERROR, false, 500, NULL,
+                        "could not start the call: %s",
                         bt_strerror(err));
             continue;
         }
@@ -900,7 +883,7 @@ void bt_exec_shutdown_all(struct bt_worker *w)
                                "server_shutdown");
             finish_stream(ex, "shutdown", BT_UPCLASS_OTHER);
         } else {
-            set_failure(ex, NOT_UPSTREAM, 503, "server_error", "server_shutdown",
+            set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_SERVER_ERROR, false, 503, "server_shutdown",
                         "baton is shutting down; retry the request");
             finish_error(ex);
         }

@@ -31,3 +31,22 @@ bool bt_gate_check_master(const struct bt_config *cfg, const struct bt_http_req 
     }
     return true;
 }
+
+bool bt_gate_identify(const struct bt_config *cfg, const struct bt_http_req *req,
+                      struct bt_caller *caller, const char **why)
+{
+    caller->master = bt_gate_check_master(cfg, req, why);
+    return caller->master;
+}
+
+bool bt_gate_admit(const struct bt_config *cfg, const struct bt_caller *caller,
+                   const struct bt_request *r, int *status, const char **code, const char **why)
+{
+    (void)cfg;
+    (void)r;
+    if (caller->master) return true;
+    *status = 401;
+    *code = "invalid_api_key";
+    *why = "The caller was not identified.";
+    return false;
+}

@@ -282,33 +282,15 @@ static const char *server_date(struct bt_http_server *s)
     return s->date;
 }
 
-static void json_escape(struct bt_buf *out, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            char e[2] = {'\\', (char)ch};
-            bt_buf_append(out, e, 2);
-        } else if (ch < 0x20) {
-            char e[6] = {'\\', 'u', '0', '0', hex_digits[ch >> 4], hex_digits[ch & 15]};
-            bt_buf_append(out, e, 6);
-        } else {
-            bt_buf_append(out, s, 1);
-        }
-    }
-}
-
+/* Without a front end to ask, the message itself. */
 static const char *default_format_error(struct bt_buf *out, struct bt_str path, int status,
-                                        const char *type, const char *msg)
+                                        const char *msg)
 {
     (void)path;
     (void)status;
-    bt_buf_append_c(out, "{\"error\":{\"message\":\"");
-    json_escape(out, msg);
-    bt_buf_append_c(out, "\",\"type\":\"");
-    json_escape(out, type);
-    bt_buf_append_c(out, "\",\"param\":null,\"code\":null}}");
-    return "application/json";
+    bt_buf_append_c(out, msg);
+    bt_buf_append_c(out, "\n");
+    return "text/plain; charset=utf-8";
 }
 
 static bool hdr_text_ok(struct bt_str s, bool name)
@@ -982,8 +964,7 @@ static void conn_send_error(struct bt_http_conn *c, int status, const char *msg)
         if (q >= 0) path.len = (size_t)q;
     }
     bt_buf_reset(&s->ebuf);
-    const char *type = status >= 500 ? "server_error" : "invalid_request_error";
-    const char *ctype = s->opts.format_error(&s->ebuf, path, status, type, msg);
+    const char *ctype = s->opts.format_error(&s->ebuf, path, status, msg);
     if (!c->req.id[0]) gen_id(s, c->req.id);
     if (!build_head(c, &s->hbuf, status, s->opts.error_headers, s->opts.nerror_headers,
                     bt_str_c(ctype), false, true, s->ebuf.len, true)) {
@@ -1557,8 +1538,8 @@ static enum bt_err refuse_response(struct bt_http_conn *c, enum bt_err why)
     bt_log(BT_LOG_ERROR, "request %s: the response could not be formed (%s); answering 500",
            c->req.id, bt_strerror(why));
     bt_buf_reset(&s->ebuf);
-    const char *ctype = s->opts.format_error(&s->ebuf, c->req.path, 500, "server_error",
-                                             "baton could not form its response");
+    const char *ctype =
+        s->opts.format_error(&s->ebuf, c->req.path, 500, "baton could not form its response");
     c->resp_started = true;
     if (build_head(c, &s->hbuf, 500, s->opts.error_headers, s->opts.nerror_headers,
                    bt_str_c(ctype), false, true, s->ebuf.len, true) == BT_OK) {

@@ -58,9 +58,10 @@ typedef void (*bt_http_handler)(struct bt_http_req *req, void *ud);
  * (cancel upstream calls, timers) before returning; `req` is freed afterwards. */
 typedef void (*bt_http_abort_cb)(struct bt_http_req *req, void *ud);
 /* Writes an error body for a server-generated error into `out` and returns the
- * content type. `type` is an OpenAI-style error type, `msg` human text. */
+ * content type: the caller's API shape is the front end's business (the path says
+ * which front end). `msg` is human text. */
 typedef const char *(*bt_http_error_fmt)(struct bt_buf *out, struct bt_str path, int status,
-                                         const char *type, const char *msg);
+                                         const char *msg);
 
 /* Zero numeric fields take defaults: 32 KiB head, 16 MiB body, 30 s header and
  * 60 s idle/body timeouts; max_connections 0 = unlimited. */
@@ -74,7 +75,7 @@ struct bt_http_opts {
     atomic_uint *conn_count;     /* shared open-connection counter; NULL = private */
     bt_http_handler handler;
     void *handler_ud;
-    bt_http_error_fmt format_error; /* NULL = OpenAI shape */
+    bt_http_error_fmt format_error; /* NULL = the message as text/plain */
     const struct bt_http_header *error_headers; /* extra headers on server-made errors; borrowed */
     size_t nerror_headers;
 };

@@ -1,6 +1,6 @@
-/* The OpenAI-compatible provider adapter: request encoding (the fast path's
- * splice), transport start, and reply / stream-chunk decoding. */
-#include "provider/provider.h"
+/* The OpenAI-compatible adapter: request encoding (the fast path's splice), its
+ * headers, and reply / stream-event / error decoding. */
+#include "provider/openai.h"
 
 #include <string.h>
 #if defined(__SSE2__)
@@ -8,18 +8,13 @@
 #endif
 
 #include "core/log.h"
-#include "provider/sim.h"
 
-enum bt_err bt_provider_encode(const struct bt_provider *p, const struct bt_request *r,
-                               struct bt_str upstream_model, struct bt_arena *arena,
-                               struct bt_pbody *out, bool *added_usage)
+/* The fast path's body: the client's bytes with `model` replaced and, for a stream
+ * whose client did not ask for usage, `stream_options.include_usage` added. */
+static enum bt_err openai_encode(const struct bt_request *r, struct bt_str upstream_model,
+                                 struct bt_arena *arena, struct bt_pbody *out, bool *added_usage)
 {
     *added_usage = false;
-    out->nfwd = 0;
-    if (p->type != BT_PROVIDER_SIM) {
-        enum bt_err ferr = bt_fwd_pick(p, r->headers, r->nheaders, out->fwd, &out->nfwd, NULL, 0);
-        if (ferr) return ferr;
-    }
     struct bt_json_splice sp;
     bt_json_splice_init(&sp, &r->doc, arena);
     struct bt_buf model;
@@ -47,124 +42,6 @@ enum bt_err bt_provider_encode(const struct bt_provider *p, const struct bt_requ
 done:
     bt_buf_free(&model);
     return err;
-}
-
-enum bt_err bt_provider_check_headers(const struct bt_provider *p, const struct bt_request *r,
-                                      char *msg, size_t msgcap)
-{
-    size_t n;
-    return bt_fwd_pick(p, r->headers, r->nheaders, NULL, &n, msg, msgcap);
-}
-
-enum bt_err bt_provider_start(const struct bt_provider *p, uv_loop_t *loop,
-                              struct bt_upstream *up, enum bt_op op, bool stream,
-                              const struct bt_pbody *body, const struct bt_up_callbacks *cb,
-                              void *ud, struct bt_pcall *call)
-{
-    memset(call, 0, sizeof(*call));
-    const char *suffix = op == BT_OP_EMBED ? "/embeddings" : "/chat/completions";
-    if (p->type == BT_PROVIDER_SIM) {
-        /* the simulator reads the body once, at start: a joined copy will do */
-        size_t len = 0;
-        for (size_t i = 0; i < body->n; i++) len += body->parts[i].len;
-        struct bt_buf joined;
-        bt_buf_init(&joined, len + 1);
-        for (size_t i = 0; i < body->n; i++) bt_buf_append_str(&joined, body->parts[i]);
-        struct bt_sim_request sr = {
-            .method = BT_STR("POST"),
-            .path = bt_str_c(suffix),
-            .body = bt_buf_str(&joined),
-            .fault = -1,
-        };
-        call->sim = joined.len == len ? bt_sim_start(loop, &p->sim, &sr, cb, ud) : NULL;
-        bt_buf_free(&joined);
-        return call->sim ? BT_OK : BT_ENOMEM;
-    }
-    char target[1024];
-    int n = snprintf(target, sizeof(target), "%s%s", p->base_path, suffix);
-    if (n < 0 || (size_t)n >= sizeof(target)) return BT_ETOOBIG;
-    char auth[1024];
-    struct bt_http_header hs[4 + BT_FWD_MAX];
-    size_t nh = 0;
-    hs[nh++] = (struct bt_http_header){BT_STR("Content-Type"), BT_STR("application/json")};
-    hs[nh++] = (struct bt_http_header){BT_STR("Accept"), stream ? BT_STR("text/event-stream")
-                                                               : BT_STR("application/json")};
-    hs[nh++] = (struct bt_http_header){BT_STR("User-Agent"), BT_STR("baton")};
-    if (p->api_key) {
-        int an = snprintf(auth, sizeof(auth), "Bearer %s", p->api_key);
-        if (an < 0 || (size_t)an >= sizeof(auth)) return BT_ETOOBIG;
-        hs[nh++] = (struct bt_http_header){BT_STR("Authorization"), {auth, (size_t)an}};
-    }
-    /* forward_headers: never a name set above (the config refuses those) */
-    for (size_t i = 0; i < body->nfwd; i++)
-        hs[nh++] = body->fwd[i];
-    /* TLS settings and the proxy route are part of the pool key: a connection
-     * made for one provider's settings never serves another's. */
-    struct bt_up_origin origin = {
-        .tls = p->tls,
-        .host = p->host,
-        .port = p->port,
-        .ca_file = p->tls_ca_file,
-        .tls_no_verify = p->tls_no_verify,
-        .proxy_host = p->proxy_host,
-        .proxy_port = p->proxy_port,
-        .proxy_auth = p->proxy_auth,
-    };
-    struct bt_up_request ur = {
-        .method = BT_STR("POST"),
-        .target = {target, (size_t)n},
-        .headers = hs,
-        .nheaders = nh,
-        .body_parts = body->parts,
-        .nbody_parts = body->n,
-        /* The executor enforces first-byte, idle and total deadlines for every
-         * transport; the client enforces connect. */
-        .timeouts = {.connect_ms = p->timeouts.connect_ms},
-    };
-    call->up = bt_upstream_request(up, &origin, &ur, cb, ud);
-    return call->up ? BT_OK : BT_ENOMEM;
-}
-
-void bt_provider_cancel(struct bt_pcall *call)
-{
-    if (call->up) bt_upstream_cancel(call->up);
-    if (call->sim) bt_sim_cancel(call->sim);
-    call->up = NULL;
-    call->sim = NULL;
-}
-
-void bt_openai_write_error(struct bt_jw *w, struct bt_str message, const char *type,
-                           const char *param, const char *code)
-{
-    bt_jw_obj_begin(w);
-    bt_jw_key(w, "error");
-    bt_jw_obj_begin(w);
-    bt_jw_key(w, "message");
-    bt_jw_str(w, message);
-    bt_jw_key(w, "type");
-    bt_jw_cstr(w, type);
-    bt_jw_key(w, "param");
-    if (param) bt_jw_cstr(w, param);
-    else bt_jw_null(w);
-    bt_jw_key(w, "code");
-    if (code) bt_jw_cstr(w, code);
-    else bt_jw_null(w);
-    bt_jw_obj_end(w);
-    bt_jw_obj_end(w);
-}
-
-void bt_openai_write_model(struct bt_jw *w, struct bt_str id, const char *owned_by)
-{
-    bt_jw_obj_begin(w);
-    bt_jw_key(w, "id");
-    bt_jw_str(w, id);
-    bt_jw_key(w, "object");
-    bt_jw_cstr(w, "model");
-    bt_jw_key(w, "created");
-    bt_jw_int(w, 0);
-    bt_jw_key(w, "owned_by");
-    bt_jw_cstr(w, owned_by);
-    bt_jw_obj_end(w);
 }
 
 static int64_t get_int(const struct bt_json_doc *doc, int obj, const char *key)
@@ -207,6 +84,8 @@ static void emit_error(const struct bt_json_doc *doc, int e, bt_event_cb cb, voi
         if (bt_json_type(doc, t) == BT_JSON_STRING) ev.err_type = bt_json_str_raw(doc, t);
         t = bt_json_get(doc, e, "message");
         if (bt_json_type(doc, t) == BT_JSON_STRING) ev.err_message = bt_json_str_raw(doc, t);
+        t = bt_json_get(doc, e, "code");
+        if (bt_json_type(doc, t) == BT_JSON_STRING) ev.err_code = bt_json_str_raw(doc, t);
     } else if (bt_json_type(doc, e) == BT_JSON_STRING) {
         ev.err_message = bt_json_str_raw(doc, e);
     }
@@ -442,3 +321,117 @@ void bt_openai_decode_response(const struct bt_json_doc *doc, bt_event_cb cb, vo
 {
     decode(doc, false, cb, ud);
 }
+
+/* ---- the adapter's table ---- */
+
+static const char *openai_path(enum bt_op op)
+{
+    return op == BT_OP_EMBED ? "/embeddings" : "/chat/completions";
+}
+
+static size_t openai_headers(const struct bt_provider *p, bool stream, struct bt_http_header *hs,
+                             size_t cap, char *scratch, size_t scratch_cap, enum bt_err *err)
+{
+    size_t n = 0;
+    *err = BT_OK;
+    if (cap < 4) {
+        *err = BT_ETOOBIG;
+        return 0;
+    }
+    hs[n++] = (struct bt_http_header){BT_STR("Content-Type"), BT_STR("application/json")};
+    hs[n++] = (struct bt_http_header){BT_STR("Accept"), stream ? BT_STR("text/event-stream")
+                                                              : BT_STR("application/json")};
+    hs[n++] = (struct bt_http_header){BT_STR("User-Agent"), BT_STR("baton")};
+    if (p->api_key) {
+        int an = snprintf(scratch, scratch_cap, "Bearer %s", p->api_key);
+        if (an < 0 || (size_t)an >= scratch_cap) {
+            *err = BT_ETOOBIG;
+            return 0;
+        }
+        hs[n++] = (struct bt_http_header){BT_STR("Authorization"), {scratch, (size_t)an}};
+    }
+    return n;
+}
+
+static enum bt_ev_kind openai_classify(const struct bt_sse_event *ev, bool decoded_first, bool full)
+{
+    if (!ev->has_data) return BT_EVK_RELAY;
+    if (ev->data.len == 6 && memcmp(ev->data.p, "[DONE]", 6) == 0) return BT_EVK_DONE;
+    /* Only events that can change what is accounted or forwarded (the first
+     * content, a finish reason, usage, an error) are decoded; every other one is a
+     * plain delta relayed as it came. `full` validates it as JSON and finds those
+     * members exactly; otherwise it must be framed as a JSON object and
+     * bt_openai_chunk_is_plain looks for them, which keeps the relay's cost per
+     * event near a copy's. */
+    if (!decoded_first) return BT_EVK_DECODE;
+    struct bt_str d = bt_str_trim(ev->data);
+    if (d.len < 2 || d.p[0] != '{' || d.p[d.len - 1] != '}') return BT_EVK_INVALID;
+    if (full) {
+        struct bt_json_watch w[3] = {{"usage", 5, 1, false},
+                                     {"error", 5, 1, false},
+                                     {"finish_reason", 13, 3, false}};
+        if (bt_json_validate(d.p, d.len, 0, w, 3) != BT_OK) return BT_EVK_INVALID;
+        return !w[0].hit && !w[1].hit && !w[2].hit ? BT_EVK_PLAIN : BT_EVK_DECODE;
+    }
+    return bt_openai_chunk_is_plain(d) ? BT_EVK_PLAIN : BT_EVK_DECODE;
+}
+
+/* The usage chunk a stream_options.include_usage adds: no choices, a usage object. */
+static bool openai_added_usage_event(const struct bt_json_doc *doc)
+{
+    int ch = bt_json_get(doc, 0, "choices");
+    int us = bt_json_get(doc, 0, "usage");
+    return bt_json_type(doc, ch) == BT_JSON_ARRAY && doc->toks[ch].size == 0 &&
+           bt_json_type(doc, us) == BT_JSON_OBJECT;
+}
+
+static struct bt_str field(const struct bt_json_doc *doc, int obj, const char *key,
+                           struct bt_arena *arena)
+{
+    int t = bt_json_get(doc, obj, key);
+    struct bt_str v = BT_STR_NULL;
+    if (bt_json_type(doc, t) == BT_JSON_STRING && bt_json_str(doc, t, arena, &v) == BT_OK) return v;
+    return BT_STR_NULL;
+}
+
+/* `{"error":{"message","type","param","code"}}` (or `"error":"text"`); the class
+ * from the status, refined by the codes OpenAI-compatible servers use for a prompt
+ * over the context window and for their content filter. */
+static void openai_decode_error(int status, struct bt_str body, struct bt_arena *arena,
+                                struct bt_perror *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->cls = bt_outcome_from_status(status);
+    struct bt_json_doc doc;
+    if (!body.len || bt_json_parse(&doc, body.p, body.len, arena, NULL, NULL) != BT_OK) return;
+    int e = bt_json_get(&doc, 0, "error");
+    if (bt_json_type(&doc, e) == BT_JSON_OBJECT) {
+        out->message = field(&doc, e, "message", arena);
+        out->code = field(&doc, e, "code", arena);
+        out->param = field(&doc, e, "param", arena);
+        out->type = field(&doc, e, "type", arena);
+    } else if (bt_json_type(&doc, e) == BT_JSON_STRING) {
+        bt_json_str(&doc, e, arena, &out->message);
+    }
+    if (out->cls == BT_OUTCOME_BAD_REQUEST) {
+        if (bt_str_eq_c(out->code, "context_length_exceeded") ||
+            bt_str_eq_c(out->code, "string_above_max_length"))
+            out->cls = BT_OUTCOME_CONTEXT_WINDOW;
+        else if (bt_str_eq_c(out->code, "content_filter") ||
+                 bt_str_eq_c(out->code, "content_policy_violation"))
+            out->cls = BT_OUTCOME_CONTENT_FILTER;
+    }
+}
+
+const struct bt_adapter bt_adapter_openai = {
+    .name = "openai",
+    .wire = BT_API_OPENAI,
+    .encode = openai_encode,
+    .path = openai_path,
+    .headers = openai_headers,
+    .decode_reply = bt_openai_decode_response,
+    .classify_event = openai_classify,
+    .decode_event = bt_openai_decode_chunk,
+    .added_usage_event = openai_added_usage_event,
+    .decode_error = openai_decode_error,
+};

@@ -9,7 +9,7 @@
 
 #include <string.h>
 
-#include "provider/provider.h"
+#include "provider/openai.h"
 
 struct walk {
     const struct bt_json_doc *d;

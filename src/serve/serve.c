@@ -1,16 +1,17 @@
 #include "serve/serve.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "api/openai.h"
 #include "exec/exec.h"
 #include "core/log.h"
-#include "canon/worker.h"
+#include "serve/worker.h"
 
 enum { CMD_DRAIN = 1, CMD_STOP = 2, CMD_CONFIG = 4 };
 
@@ -18,7 +19,7 @@ struct serve {
     uv_loop_t *loop;               /* main thread's loop: signals */
     struct bt_config *cfg;         /* main's ref to the current snapshot */
     const char *path;
-    const char *listen_override;
+    struct bt_config_load_opts opts; /* the command line's part, applied at every load */
     struct bt_worker *workers;
     uint32_t nworkers;
     _Atomic(struct bt_config *) *pending; /* per worker: next snapshot to adopt */
@@ -33,44 +34,8 @@ struct serve {
     atomic_uint reloads_ok, reloads_failed;
     struct bt_metrics *metrics;
     uv_async_t worker_exit;        /* a worker finished */
+    int probe_fd;                  /* holds the address until worker 0 binds; -1 none */
 };
-
-bool bt_parse_listen(const char *s, char *host, size_t hostcap, uint16_t *port)
-{
-    const char *colon;
-    size_t hlen;
-    const char *h = s;
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':') return false;
-        h = s + 1;
-        hlen = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon) return false;
-        hlen = (size_t)(colon - s);
-    }
-    uint64_t p;
-    if (!bt_str_to_u64(bt_str_c(colon + 1), &p) || p > 65535) return false;
-    if (hlen == 0) {
-        h = "127.0.0.1";
-        hlen = 9;
-    }
-    if (hlen + 1 > hostcap) return false;
-    memcpy(host, h, hlen);
-    host[hlen] = 0;
-    *port = (uint16_t)p;
-    return true;
-}
-
-bool bt_is_loopback(const char *host)
-{
-    if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0) return true;
-    struct in_addr a;
-    if (inet_pton(AF_INET, host, &a) == 1) return (ntohl(a.s_addr) >> 24) == 127;
-    return false;
-}
 
 /* ---- workers ---- */
 
@@ -118,36 +83,18 @@ static void close_walk(uv_handle_t *h, void *arg)
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
-static const struct bt_http_header no_deployment[2] = {
-    {{"x-baton-deployment", 18}, {"none", 4}}, {{"x-baton-attempts", 16}, {"0", 1}}};
-
 static void worker_main(void *arg)
 {
     struct bt_worker *w = arg;
     struct serve *s = uv_loop_get_data(&w->loop);
-    const struct bt_config *cfg = w->cfg;
-    struct bt_http_opts o = {
-        .max_header_bytes = cfg->server.max_header_bytes,
-        .max_body_bytes = cfg->server.max_body_bytes,
-        .header_timeout_ms = cfg->server.header_timeout_ms,
-        .idle_timeout_ms = cfg->server.idle_timeout_ms,
-        .body_timeout_ms = cfg->server.header_timeout_ms,
-        .max_connections = cfg->server.max_connections,
-        .conn_count = &s->conn_count,
-        .handler = bt_api_handle,
-        .handler_ud = w,
-        .format_error = bt_openai_error_fmt,
-        .error_headers = no_deployment,
-        .nerror_headers = 2,
-    };
-    w->http = bt_http_server_new(&w->loop, &o);
-    struct bt_upstream_opts uo = {
-        .max_conns_per_origin = cfg->server.upstream_max_connections,
-        .max_idle_per_origin = cfg->server.upstream_max_idle,
-        .max_queued_per_origin = cfg->server.upstream_max_queued,
-    };
-    w->up = bt_upstream_new(&w->loop, &uo);
-    if (!w->http || !w->up) w->listen_err = BT_ENOMEM;
+    enum bt_err open_err = bt_worker_open(w, &s->conn_count);
+    /* Workers start one after another, so only worker 0 sees the probe: the
+     * address is free from here to its bind a few system calls later. */
+    if (s->probe_fd >= 0) {
+        close(s->probe_fd);
+        s->probe_fd = -1;
+    }
+    if (open_err) w->listen_err = BT_ENOMEM;
     else w->listen_err = bt_http_server_listen(w->http, s->host, s->port, true);
     if (w->listen_err == 0 && s->port == 0) s->port = bt_http_server_port(w->http);
     uv_timer_init(&w->loop, &w->stop_timer);
@@ -156,8 +103,7 @@ static void worker_main(void *arg)
     w->wake.data = w;
     uv_sem_post(&w->started);
     if (w->listen_err == 0) uv_run(&w->loop, UV_RUN_DEFAULT);
-    if (w->http) bt_http_server_close(w->http, NULL, NULL);
-    if (w->up) bt_upstream_free(w->up);
+    bt_worker_close(w);
     uv_mutex_lock(&w->wake_lock);
     w->wake_closed = true;
     uv_mutex_unlock(&w->wake_lock);
@@ -226,10 +172,26 @@ static void log_diags(const struct bt_config_diags *d, const char *path)
 {
     for (size_t i = 0; i < d->n; i++) {
         const struct bt_config_diag *g = &d->items[i];
-        bt_log(g->is_error ? BT_LOG_ERROR : BT_LOG_WARN, "%s:%d:%d: %s: %s",
-               d->path ? d->path : path, g->line, g->col, g->is_error ? "error" : "warning",
-               g->msg);
+        const char *kind = g->is_error ? "error" : "warning", *file = d->path ? d->path : path;
+        if (g->line > 0)
+            bt_log(g->is_error ? BT_LOG_ERROR : BT_LOG_WARN, "%s:%d:%d: %s: %s", file, g->line,
+                   g->col, kind, g->msg);
+        else /* not tied to a line, as bt_config_diags_print writes it */
+            bt_log(g->is_error ? BT_LOG_ERROR : BT_LOG_WARN, "%s: %s: %s", file, kind, g->msg);
     }
+}
+
+/* True when host:port names the same socket address as host2:port2 (both as
+ * bt_config_parse_listen wrote them; IPv6 may be spelt in several ways). */
+static bool same_address(const char *host, uint16_t port, const char *host2, uint16_t port2)
+{
+    if (port != port2) return false;
+    unsigned char a[16], b[16];
+    if (inet_pton(AF_INET, host, a) == 1 && inet_pton(AF_INET, host2, b) == 1)
+        return memcmp(a, b, 4) == 0;
+    if (inet_pton(AF_INET6, host, a) == 1 && inet_pton(AF_INET6, host2, b) == 1)
+        return memcmp(a, b, 16) == 0;
+    return strcmp(host, host2) == 0;
 }
 
 /* Loads the file again and hands the new snapshot to every worker. Callable from
@@ -239,16 +201,31 @@ static int reload(struct serve *s, char *msg, size_t cap)
 {
     struct bt_config *next = NULL;
     struct bt_config_diags d = {0};
-    enum bt_err err = bt_config_load(s->path, &next, &d);
+    enum bt_err err = bt_config_load_opts(s->path, &s->opts, &next, &d);
     log_diags(&d, s->path);
     int rc = 0;
     uv_mutex_lock(&s->reload_lock);
+    char why[400];
+    /* The loader judged the address in the file; the one in use may differ
+     * (a changed server.listen waits for a restart) and it is the one exposed. */
+    if (!err && !bt_config_exposure_ok(next, s->host, "the address in use", why, sizeof(why))) {
+        bt_error("%s", why);
+        snprintf(msg, cap, "%s: %s", s->path, why);
+        bt_error("reload refused: the previous configuration keeps serving");
+        bt_config_unref(next);
+        atomic_fetch_add(&s->reloads_failed, 1);
+        bt_metrics_reload(s->metrics, false);
+        rc = -1;
+        goto out;
+    }
     if (err) {
         const struct bt_config_diag *first = NULL;
         for (size_t i = 0; i < d.n && !first; i++)
             if (d.items[i].is_error) first = &d.items[i];
-        if (first)
+        if (first && first->line > 0)
             snprintf(msg, cap, "%s:%d:%d: %s", s->path, first->line, first->col, first->msg);
+        else if (first) /* not tied to a line: --listen, an unreadable file */
+            snprintf(msg, cap, "%s: %s", s->path, first->msg);
         else
             snprintf(msg, cap, "%s: %s", s->path, bt_strerror(err));
         bt_error("reload refused: %s has errors; the previous configuration keeps serving",
@@ -258,10 +235,17 @@ static int reload(struct serve *s, char *msg, size_t cap)
         rc = -1;
         goto out;
     }
-    if (!s->listen_override &&
-        (strcmp(next->server.listen_host, s->cfg->server.listen_host) != 0 ||
-         next->server.listen_port != s->cfg->server.listen_port))
-        bt_warn("reload: server.listen changed; it takes effect only after a restart");
+    /* Against the address in use, not the previous file: a listen changed and
+     * then restored is back to what runs. (With --listen the loader put the
+     * flag's address in `next`, so the file's is not compared at all.) */
+    if (!same_address(next->server.listen_host, next->server.listen_port, s->host, s->port)) {
+        bool v6 = strchr(next->server.listen_host, ':'), v6b = strchr(s->host, ':');
+        bt_warn("reload: server.listen changed to %s%s%s:%u; baton keeps listening on %s%s%s:%u "
+                "until a restart",
+                v6 ? "[" : "", next->server.listen_host, v6 ? "]" : "",
+                (unsigned)next->server.listen_port, v6b ? "[" : "", s->host, v6b ? "]" : "",
+                (unsigned)s->port);
+    }
     for (uint32_t i = 0; i < s->nworkers; i++) {
         struct bt_config *old = atomic_exchange(&s->pending[i], bt_config_ref(next));
         if (old) bt_config_unref(old);
@@ -310,6 +294,52 @@ static void on_usr1(uv_signal_t *sig, int signum)
     if (!rc && !rc2) bt_info("logs reopened");
 }
 
+/* Every worker listens on its own socket with SO_REUSEPORT, and the kernel
+ * spreads connections over them. The same option would let a second baton (or
+ * any program of the same user that sets it) bind the address too and silently
+ * take part of the connections. So unless server.reuse_port asks for sharing
+ * (a zero-downtime binary swap), a probe socket WITHOUT SO_REUSEPORT is bound
+ * first: the kernel refuses it with EADDRINUSE while any socket, sharing or
+ * not, listens there. The probe is kept until worker 0 is about to bind, so
+ * the address is unguarded only for the few system calls between that close
+ * and the bind; another instance would have to probe and then bind inside that
+ * window to slip in. (Holding it longer is not possible: a socket without
+ * SO_REUSEPORT on the address makes every SO_REUSEPORT bind fail.) `baton
+ * check` does not probe: it runs while the server it checks for is up.
+ * Returns the bound probe, or -1 after logging why the address cannot be used. */
+static int probe_address(const char *host, uint16_t port)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    int family = AF_INET;
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0) {
+        family = AF_INET6;
+        if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) return -1;
+    }
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        bt_error("cannot listen on %s:%u: socket: %s", host, (unsigned)port, strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    /* as the workers do: connections of a previous run in TIME_WAIT are no holder */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int zero = 0; /* dual-stack like the workers' sockets (libuv's default bind) */
+    if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    if (bind(fd, (struct sockaddr *)&ss, len) == 0) return fd;
+    int e = errno;
+    close(fd);
+    if (e == EADDRINUSE)
+        bt_error("cannot listen on %s:%u: address already in use (another process, perhaps "
+                 "another baton, listens there). To share it on purpose, e.g. for a "
+                 "zero-downtime binary swap, set server.reuse_port: true or pass --reuse-port.",
+                 host, (unsigned)port);
+    else
+        bt_error("cannot listen on %s:%u: %s", host, (unsigned)port, strerror(e));
+    return -1;
+}
+
 /* glibc gives freed memory back to the kernel as soon as an arena's free top
  * passes 128 KiB, and maps blocks above a threshold that adapts. A request with
  * a 50 KB body frees about that much, so every such request paid an madvise and
@@ -324,16 +354,17 @@ static void tune_malloc(void)
 #endif
 }
 
-int bt_serve_main(const char *config_path, const char *listen_override)
+int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opts)
 {
     tune_malloc();
     struct serve s;
     memset(&s, 0, sizeof(s));
+    s.probe_fd = -1;
     s.path = config_path;
-    s.listen_override = listen_override;
+    if (opts) s.opts = *opts;
     uv_mutex_init(&s.reload_lock);
     struct bt_config_diags d = {0};
-    enum bt_err err = bt_config_load(config_path, &s.cfg, &d);
+    enum bt_err err = bt_config_load_opts(config_path, &s.opts, &s.cfg, &d);
     bt_config_diags_print(&d, stderr);
     bt_config_diags_free(&d);
     if (err) {
@@ -353,27 +384,13 @@ int bt_serve_main(const char *config_path, const char *listen_override)
         bt_error("cannot open access log %s", s.cfg->log.access);
         goto out;
     }
+    /* --listen is already in the snapshot, and the loader refused what serve
+     * must not do (a non-loopback address without a key, unusable log paths). */
     snprintf(s.host, sizeof(s.host), "%s", s.cfg->server.listen_host);
     s.port = s.cfg->server.listen_port;
-    if (listen_override && !bt_parse_listen(listen_override, s.host, sizeof(s.host), &s.port)) {
-        bt_error("--listen %s: expected HOST:PORT", listen_override);
-        goto out;
-    }
-    if (!s.cfg->auth.master_key) {
-        if (bt_is_loopback(s.host)) {
-            bt_warn("no master key set: serving without authentication, on loopback (%s) only",
-                    s.host);
-        } else if (!s.cfg->auth.allow_anonymous) {
-            bt_error("refusing to serve on %s without a master key: set auth.master_key, listen "
-                     "on a loopback address, or set auth.allow_anonymous: true",
-                     s.host);
-            goto out;
-        } else {
-            bt_warn("no master key set and auth.allow_anonymous is true: anyone who reaches %s "
-                    "can use every model",
-                    s.host);
-        }
-    }
+    if (!s.cfg->auth.master_key && bt_config_is_loopback(s.host))
+        bt_warn("no master key set: serving without authentication, on loopback (%s) only", s.host);
+    if (!s.cfg->server.reuse_port && (s.probe_fd = probe_address(s.host, s.port)) < 0) goto out;
     signal(SIGPIPE, SIG_IGN);
     s.loop = uv_default_loop();
     s.nworkers = s.cfg->server.workers ? s.cfg->server.workers
@@ -453,6 +470,7 @@ int bt_serve_main(const char *config_path, const char *listen_override)
     uv_loop_close(s.loop);
     if (rc == 0) bt_info("baton stopped");
 out:
+    if (s.probe_fd >= 0) close(s.probe_fd); /* worker 0 never ran */
     free(s.workers);
     free(s.pending);
     bt_metrics_free(s.metrics);

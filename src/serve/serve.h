@@ -3,16 +3,10 @@
 #ifndef BT_SERVE_SERVE_H
 #define BT_SERVE_SERVE_H
 
-/* listen_override: "host:port" from --listen, or NULL. */
-int bt_serve_main(const char *config_path, const char *listen_override);
+#include "config/config.h"
 
-/* Splits "host:port" / "[v6]:port" / ":port" into host (written into `host`,
- * default 127.0.0.1 when empty) and port. False on malformed input. */
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-bool bt_parse_listen(const char *s, char *host, size_t hostcap, uint16_t *port);
-/* True for 127.0.0.0/8, ::1 and "localhost". */
-bool bt_is_loopback(const char *host);
+/* opts: what the command line adds to the file (--listen, --reuse-port); may be
+ * NULL. Borrowed for the life of the call (reloads apply it again). */
+int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opts);
 
 #endif

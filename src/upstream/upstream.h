@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "config/config.h"
+#include "core/time.h"
 #include "core/err.h"
 #include "core/str.h"
 #include "http/server.h" /* struct bt_http_header */

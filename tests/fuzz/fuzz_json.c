@@ -11,7 +11,7 @@
 #include "core/arena.h"
 #include "core/buf.h"
 #include "json/json.h"
-#include "provider/provider.h"
+#include "provider/openai.h"
 
 #define CHECK(c)                                                                                \
     do {                                                                                       \

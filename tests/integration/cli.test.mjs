@@ -2,8 +2,9 @@
 // file, masked secrets, file:line:column errors), and serve's refusal to run
 // keyless on a non-loopback address.
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import {
-    test, run, assert, eq, runBaton, spawnBaton, stopProc, writeTemp, freePort, REPO, SLOW, sleep,
+    test, run, assert, eq, deepEq, runBaton, spawnBaton, stopProc, writeTemp, freePort, REPO, SLOW, sleep,
 } from './lib.mjs';
 
 const CONFIGS = join(REPO, 'tests/integration/configs');
@@ -164,6 +165,159 @@ test('serve: without a master key it serves on loopback and says so at startup',
 test('serve: an invalid config exits non-zero with file:line:column', async () => {
     const err = await expectRefusal(['serve', '-c', cfg('bad-unknown-key.yaml')]);
     assert(/bad-unknown-key\.yaml:3:3:/.test(err), `expected file:3:3: in stderr: ${err.slice(0, 300)}`);
+});
+
+// ---- check and serve judge a file the same way; --listen is parsed like server.listen
+
+// The lines of stderr that are diagnostics (`file: error: ...`, `file:L:C: error: ...`).
+const diagLines = (text) => text.split('\n').filter((l) => /: (error|warning): /.test(l));
+
+test('serve: --listen localhost:PORT is accepted like server.listen: localhost:PORT', async () => {
+    const port = await freePort();
+    const p = writeTemp('lh.yaml', 'providers:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n');
+    const proc = spawnBaton(['serve', '-c', p, '--listen', `localhost:${port}`]);
+    try {
+        let status = 0;
+        for (let i = 0; i < 100 && status !== 200 && proc.child.exitCode === null; i++) {
+            await sleep(50);
+            status = await fetch(`http://127.0.0.1:${port}/health/ready`).then((r) => r.status, () => 0);
+        }
+        eq(status, 200, `/health/ready on --listen localhost:${port} (stderr: ${proc.err().slice(0, 300)})`);
+    } finally { await stopProc(proc); }
+    const r = await runBaton(['check', '-c', p, '--listen', `localhost:${port}`]);
+    eq(r.code, 0, `check --listen localhost exit code; output: ${both(r).slice(0, 300)}`);
+    assert(r.out.includes(`listen 127.0.0.1:${port}`), `check shows the address in use: ${r.out.slice(-300)}`);
+});
+
+test('serve and check: --listen foo:1 says the host is not an address, with server.listen\'s words', async () => {
+    const p = writeTemp('foo.yaml', 'providers:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n');
+    const err = await expectRefusal(['serve', '-c', p, '--listen', 'foo:1']);
+    assert(!/refusing to serve/.test(err), `talks about the master key instead of the address: ${err.slice(0, 300)}`);
+    assert(err.includes('--listen: "foo" is not an IP address (use an IPv4 address, [IPv6] in brackets, or localhost; names are not resolved)'),
+        `message: ${err.slice(0, 400)}`);
+    const inFile = writeTemp('foo2.yaml', 'server:\n  listen: foo:1\n');
+    const r = await runBaton(['check', '-c', inFile]);
+    eq(r.code, 1, 'check exit code for server.listen: foo:1');
+    assert(r.err.includes('server.listen: "foo" is not an IP address (use an IPv4 address, [IPv6] in brackets, or localhost; names are not resolved)'),
+        `check message: ${r.err.slice(0, 400)}`);
+    const r2 = await runBaton(['check', '-c', p, '--listen', 'foo:1']);
+    eq(r2.code, 1, 'check --listen foo:1 exit code');
+    deepEq(diagLines(r2.err), diagLines(err), 'check and serve print the same diagnostics');
+});
+
+// Runs check and serve on the same file and flags; both must refuse with the
+// same diagnostics. Returns them.
+async function sameRefusal(file, flags = []) {
+    const r = await runBaton(['check', '-c', file, ...flags], { env: { BATON_MASTER_KEY: undefined } });
+    eq(r.code, 1, `check exit code (serve refuses this file); output: ${both(r).slice(0, 400)}`);
+    const err = await expectRefusal(['serve', '-c', file, ...flags], { BATON_MASTER_KEY: undefined });
+    const a = diagLines(r.err), b = diagLines(err);
+    assert(a.length > 0, `check printed no diagnostic: ${r.err.slice(0, 300)}`);
+    deepEq(a, b, 'check and serve print the same diagnostics');
+    return a;
+}
+
+test('check refuses what serve refuses: 0.0.0.0 without a master key (file and --listen)', async () => {
+    const p = writeTemp('open.yaml', 'server:\n  listen: 0.0.0.0:27990\nproviders:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n');
+    const d = await sameRefusal(p);
+    assert(/open\.yaml:2:11: error: server\.listen: refusing to serve on 0\.0\.0\.0 without a master key/.test(d[0]), `diagnostic: ${d[0]}`);
+    const port = await freePort();
+    const q = writeTemp('loop.yaml', `server:\n  listen: 127.0.0.1:${port}\nproviders:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n`);
+    const d2 = await sameRefusal(q, ['--listen', `0.0.0.0:${port}`]);
+    assert(/error: --listen: refusing to serve on 0\.0\.0\.0 without a master key/.test(d2[0]), `diagnostic: ${d2[0]}`);
+    const anon = writeTemp('anon-ok.yaml', 'server:\n  listen: 0.0.0.0:27990\nauth:\n  allow_anonymous: true\n');
+    const r = await runBaton(['check', '-c', anon]);
+    eq(r.code, 0, `allow_anonymous: check passes; output: ${both(r).slice(0, 300)}`);
+    assert(/warning: .*anyone who reaches 0\.0\.0\.0/.test(r.err), `allow_anonymous warns: ${r.err.slice(0, 300)}`);
+});
+
+test('check refuses what serve refuses: a log file it cannot open', async () => {
+    const p = writeTemp('log.yaml', 'log:\n  file: /nonexistent-baton-dir/baton.log\nproviders:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n');
+    const d = await sameRefusal(p);
+    assert(/log\.yaml:2:9: error: log\.file: cannot create \/nonexistent-baton-dir\/baton\.log/.test(d[0]), `diagnostic: ${d[0]}`);
+    const q = writeTemp('access.yaml', `log:\n  access: ${REPO}\n`);
+    const d2 = await sameRefusal(q);
+    assert(/error: log\.access: .* is a directory/.test(d2[0]), `diagnostic: ${d2[0]}`);
+});
+
+// ---- two instances on one address
+
+// Waits until a serve process logs that it listens (or exits); returns true when it listens.
+async function listening(proc, ms = 5000 * SLOW) {
+    const end = Date.now() + ms;
+    while (Date.now() < end && proc.child.exitCode === null && !/baton listening on/.test(proc.err())) await sleep(25);
+    return /baton listening on/.test(proc.err()) && proc.child.exitCode === null;
+}
+
+test('serve: a second instance on the same address exits 1 with "address already in use"', async () => {
+    const port = await freePort();
+    const p = writeTemp('twice.yaml', `server:\n  listen: 127.0.0.1:${port}\n  workers: 2\nproviders:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n`);
+    const first = spawnBaton(['serve', '-c', p]);
+    try {
+        assert(await listening(first), `the first instance did not start: ${first.err().slice(0, 300)}`);
+        const second = spawnBaton(['serve', '-c', p]);
+        const res = await Promise.race([second.exited, sleep(5000 * SLOW).then(() => null)]);
+        if (!res) await stopProc(second);
+        assert(res, `the second instance kept running on 127.0.0.1:${port}: ${second.err().slice(0, 400)}`);
+        eq(res.code, 1, `second instance's exit code (stderr: ${second.err().slice(0, 300)})`);
+        assert(second.err().includes(`cannot listen on 127.0.0.1:${port}: address already in use`), `message: ${second.err().slice(0, 400)}`);
+        assert(/server\.reuse_port: true or pass --reuse-port/.test(second.err()), `message names the opt-in: ${second.err().slice(0, 400)}`);
+        // The first one still serves, both workers included (many connections).
+        const st = await Promise.all(Array.from({ length: 20 }, () => fetch(`http://127.0.0.1:${port}/health/ready`).then((r) => r.status, () => 0)));
+        assert(st.every((x) => x === 200), `the first instance answers: ${st}`);
+    } finally { await stopProc(first); }
+});
+
+test('serve: with server.reuse_port on the first and --reuse-port on the second, both run', async () => {
+    const port = await freePort();
+    const p = writeTemp('share.yaml', `server:\n  listen: 127.0.0.1:${port}\n  workers: 2\n  reuse_port: true\nproviders:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n`);
+    const q = writeTemp('share2.yaml', `server:\n  listen: 127.0.0.1:${port}\n  workers: 2\nproviders:\n  s: {type: sim}\nmodels:\n  demo: {provider: s}\n`);
+    const first = spawnBaton(['serve', '-c', p]);
+    const second = spawnBaton(['serve', '-c', q, '--reuse-port']);
+    try {
+        assert(await listening(first), `the first instance did not start: ${first.err().slice(0, 300)}`);
+        assert(await listening(second), `the second instance did not start: ${second.err().slice(0, 300)}`);
+        await sleep(200);
+        assert(first.child.exitCode === null && second.child.exitCode === null, 'both still run');
+        // A swap: the old one drains away, the new one keeps answering.
+        await stopProc(first);
+        const st = await Promise.all(Array.from({ length: 10 }, () => fetch(`http://127.0.0.1:${port}/health/ready`).then((r) => r.status, () => 0)));
+        assert(st.every((x) => x === 200), `the second instance answers alone: ${st}`);
+        const r = await runBaton(['check', '-c', q, '--reuse-port']);
+        assert(r.out.includes('reuse_port true'), `check shows the flag: ${r.out.slice(-300)}`);
+    } finally { await stopProc(first); await stopProc(second); }
+});
+
+// ---- docs/config.md against the keys the parser accepts
+
+test('docs/config.md documents every key baton check accepts', async () => {
+    const docs = readFileSync(join(REPO, 'docs/config.md'), 'utf8');
+    // An unknown key in each place makes check list the keys that place accepts.
+    const probes = {
+        'top level': 'nope: 1\n',
+        server: 'server: {nope: 1}\n',
+        auth: 'auth: {nope: 1}\n',
+        metrics: 'metrics: {nope: 1}\n',
+        log: 'log: {nope: 1}\n',
+        provider: 'providers: {p: {type: sim, nope: 1}}\n',
+        timeouts: 'providers: {p: {type: sim, timeouts: {nope: 1}}}\n',
+        faults: 'providers: {p: {type: sim, faults: {nope: 1}}}\n',
+        tls: 'providers: {p: {type: openai, tls: {nope: 1}}}\n',
+        model: 'providers: {p: {type: sim}}\nmodels: {m: {provider: p, nope: 1}}\n',
+        deployment: 'providers: {p: {type: sim}}\nmodels: {m: {deployments: [{provider: p, nope: 1}]}}\n',
+    };
+    const missing = [];
+    for (const [where, yaml] of Object.entries(probes)) {
+        const r = await runBaton(['check', '-c', writeTemp('keys.yaml', yaml)]);
+        const m = /\(expected one of: ([^)]*)\)/.exec(r.err);
+        assert(m, `${where}: no key list in: ${r.err.slice(0, 300)}`);
+        for (const key of m[1].split(', ')) {
+            // `key`, or with its parents or children: `deployments[].weight`, `tls.verify`
+            const esc = key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+            if (!new RegExp(`\`([\\w\\[\\]]+\\.)?${esc}(\\.\\w+)?\``).test(docs)) missing.push(`${where}: ${key}`);
+        }
+    }
+    deepEq(missing, [], 'keys missing from docs/config.md');
 });
 
 await run();

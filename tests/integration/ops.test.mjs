@@ -2,9 +2,10 @@
 // graceful drain on SIGTERM (under load every accepted request is answered in
 // full; a slow stream finishes with [DONE], new connections are refused, exit 0),
 // and POST /admin/reload behind the master key.
-import { writeFileSync, copyFileSync } from 'node:fs';
+import { writeFileSync, copyFileSync, readFileSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import {
-    test, run, setup, assert, eq, startBaton, streamRaw, post, get, sleep, writeTemp, SLOW,
+    test, run, setup, assert, eq, startBaton, streamRaw, post, get, sleep, writeTemp, SLOW, REPO,
 } from './lib.mjs';
 
 const cfgA = (port) => `
@@ -109,6 +110,97 @@ test('POST /admin/reload needs the master key and reports the result', async () 
     eq(r.status, 200, 'status after fixing the file');
     eq(r.json.status, 'reloaded', 'body');
     eq(await deployment(), 'beta/two', 'new table in use');
+});
+
+test('POST /admin/reload takes the key as x-api-key too, as docs/operations.md says', async () => {
+    copyFileSync(pathB, b.cfg);
+    let r = await post(`${b.base}/admin/reload`, '', { headers: { 'x-api-key': 'mk-ops' } });
+    eq(r.status, 200, 'status with x-api-key');
+    r = await post(`${b.base}/admin/reload`, '', { headers: { 'x-api-key': 'wrong' } });
+    eq(r.status, 401, 'status with a wrong x-api-key');
+    const ops = readFileSync(join(REPO, 'docs/operations.md'), 'utf8');
+    const admin = ops.slice(ops.indexOf('## Admin API'), ops.indexOf('## Metrics'));
+    assert(admin.includes('`x-api-key: KEY`') && admin.includes('`Authorization: Bearer KEY`'),
+        `the Admin API section names both headers: ${admin.slice(0, 400)}`);
+});
+
+test('a reload that drops the master key while the address in use is 0.0.0.0 is refused', async () => {
+    // The file moves to loopback and loses its key; the process still listens
+    // on every address (a changed listen needs a restart), so the key stays.
+    const yaml = (listen, key) => `
+server: {listen: "${listen}", workers: 1}
+${key ? 'auth: {master_key: "mk-anon"}' : ''}
+providers:
+  s: {type: sim}
+models:
+  m: {provider: s}
+`;
+    const c = await startBaton(yaml('0.0.0.0:$PORT', true), { listenFlag: false });
+    try {
+        writeFileSync(c.cfg, yaml(`127.0.0.1:${c.port}`, false));
+        c.proc.child.kill('SIGHUP');
+        const end = Date.now() + 3000 * SLOW;
+        while (Date.now() < end && !/reload refused/.test(c.proc.err())) await sleep(20);
+        const err = c.proc.err();
+        assert(/the address in use: refusing to serve on 0\.0\.0\.0 without a master key/.test(err), `log: ${err.slice(-500)}`);
+        assert(/reload refused/.test(err), `log says the reload was refused: ${err.slice(-300)}`);
+        let r = await post(`${c.url}/chat/completions`, body);
+        eq(r.status, 401, 'a request without the key after the refused reload');
+        r = await post(`${c.base}/admin/reload`, '', { headers: { authorization: 'Bearer mk-anon' } });
+        eq(r.status, 422, 'POST /admin/reload refuses too');
+        assert(/refusing to serve on 0\.0\.0\.0 without a master key/.test(r.json.error.message), `message: ${r.json.error.message}`);
+    } finally { await c.stop(); }
+});
+
+test('the server.listen warning compares with the address in use, not the previous file', async () => {
+    const yaml = (port) => `
+server: {listen: "127.0.0.1:${port}", workers: 1}
+providers:
+  s: {type: sim}
+models:
+  m: {provider: s}
+`;
+    const c = await startBaton(yaml('$PORT'), { listenFlag: false });
+    const other = c.port === 29999 ? 29998 : c.port + 1;
+    const count = (re) => (c.proc.err().match(re) || []).length;
+    // Reloads with the file's listen set to `port`; returns the warnings it added.
+    async function reloadWith(port) {
+        const before = count(/server\.listen changed/g), done = count(/configuration reloaded/g);
+        writeFileSync(c.cfg, yaml(port));
+        c.proc.child.kill('SIGHUP');
+        const end = Date.now() + 3000 * SLOW;
+        while (Date.now() < end && count(/configuration reloaded/g) === done) await sleep(20);
+        eq(count(/configuration reloaded/g), done + 1, 'reload done');
+        return count(/server\.listen changed/g) - before;
+    }
+    try {
+        eq(await reloadWith(other), 1, 'warnings after changing listen');
+        const want = `reload: server.listen changed to 127.0.0.1:${other}; baton keeps listening on 127.0.0.1:${c.port} until a restart`;
+        assert(c.proc.err().includes(want), `warning text: ${c.proc.err().slice(-400)}`);
+        eq(await reloadWith(c.port), 0, 'warnings after restoring listen to the address in use');
+        eq(await reloadWith(c.port), 0, 'warnings after another reload with the address in use');
+        eq(await reloadWith(other), 1, 'warnings after changing it again');
+    } finally { await c.stop(); }
+});
+
+test('a reload error with no line (the file gone) is logged and answered without a 0:0 position', async () => {
+    const c = await startBaton(`
+auth: {master_key: "mk-gone"}
+providers:
+  s: {type: sim}
+models:
+  m: {provider: s}
+`);
+    try {
+        unlinkSync(c.cfg);
+        const r = await post(`${c.base}/admin/reload`, '', { headers: { authorization: 'Bearer mk-gone' } });
+        eq(r.status, 422, 'status');
+        eq(r.json.error.message, `${c.cfg}: cannot open: No such file or directory`, 'message');
+        const end = Date.now() + 2000 * SLOW;
+        while (Date.now() < end && !/reload refused/.test(c.proc.err())) await sleep(20);
+        assert(c.proc.err().includes(`${c.cfg}: error: cannot open: No such file or directory`), `log: ${c.proc.err().slice(-300)}`);
+        assert(!/:0:0:/.test(c.proc.err()), `a 0:0 position in the log: ${c.proc.err().slice(-300)}`);
+    } finally { await c.stop(); }
 });
 
 test('SIGTERM under load: every request accepted before it is answered in full, exit 0', async () => {

@@ -11,7 +11,7 @@
 #include "api/openai_encode.h"
 #include "http/sse.h"
 #include "provider/openai_reply.h"
-#include "provider/provider.h"
+#include "provider/openai.h"
 #include "canon/chat.h"
 #include "canon/event.h"
 #include "canon/outcome.h"
@@ -585,7 +585,7 @@ TEST(outcome_names)
                                  "context_window", "content_filter", "auth", "bad_request"};
     for (int o = BT_OUTCOME_OK; o <= BT_OUTCOME_BAD_REQUEST; o++)
         CHECK_STR(bt_outcome_name((enum bt_outcome)o), want[o]);
-    CHECK_STR(bt_outcome_name((enum bt_outcome)99), "");
+    CHECK_STR(bt_outcome_name((enum bt_outcome)99), "unknown");
 }
 
 TEST(usage_merge)

@@ -1,10 +1,12 @@
 #include "harness.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config/config.h"
 #include "config/yaml.h"
+#include "core/buf.h"
 
 /* The example, verbatim. */
 static const char *example =
@@ -291,6 +293,7 @@ TEST(defaults)
     CHECK_INT(c->server.upstream_max_connections, 256);
     CHECK_INT(c->server.upstream_max_idle, 256); /* follows max_connections */
     CHECK_INT(c->server.upstream_max_queued, 1024);
+    CHECK(!c->server.reuse_port);
     CHECK(c->auth.master_key == NULL && !c->auth.allow_anonymous);
     CHECK_STR(c->log.level, "info");
     CHECK(c->log.access == NULL && c->log.file == NULL);
@@ -334,7 +337,9 @@ TEST(every_key)
         "  upstream_max_connections: 1000\n"
         "  upstream_max_idle: 100\n"
         "  upstream_max_queued: 5000\n"
+        "  reuse_port: true\n"
         "auth: {master_key: literal-master, allow_anonymous: true}\n"
+        "metrics: {require_key: true}\n"
         "log: {level: debug, access: /tmp/access.log, file: \"\"}\n"
         "providers:\n"
         "  up:\n"
@@ -374,8 +379,10 @@ TEST(every_key)
     CHECK_INT(c->server.upstream_max_connections, 1000);
     CHECK_INT(c->server.upstream_max_idle, 100);
     CHECK_INT(c->server.upstream_max_queued, 5000);
+    CHECK(c->server.reuse_port);
     CHECK_STR(c->auth.master_key, "literal-master");
     CHECK(c->auth.allow_anonymous);
+    CHECK(c->metrics.require_key);
     CHECK_STR(c->log.level, "debug");
     CHECK_STR(c->log.access, "/tmp/access.log");
     CHECK(c->log.file == NULL);
@@ -457,7 +464,7 @@ TEST(base_url_forms)
 
 TEST(listen_forms)
 {
-    struct bt_config *c = load_ok("server: {listen: \"0.0.0.0:80\"}\n");
+    struct bt_config *c = load_ok("server: {listen: \"0.0.0.0:80\"}\nauth: {master_key: k}\n");
     REQUIRE(c);
     CHECK_STR(c->server.listen_host, "0.0.0.0");
     CHECK_INT(c->server.listen_port, 80);
@@ -467,7 +474,7 @@ TEST(listen_forms)
     CHECK_STR(c->server.listen_host, "127.0.0.1");
     CHECK_INT(c->server.listen_port, 4001);
     bt_config_unref(c);
-    c = load_ok("server:\n  listen: '[::]:65535'\n");
+    c = load_ok("server:\n  listen: '[::]:65535'\nauth: {allow_anonymous: true}\n");
     REQUIRE(c);
     CHECK_STR(c->server.listen_host, "::");
     CHECK_INT(c->server.listen_port, 65535);
@@ -1163,6 +1170,239 @@ TEST(bytes_with_nul_and_garbage)
     bt_config_diags_free(&d);
 }
 
+/* The first error's message for yaml (malloc'd, caller frees), or NULL when the
+ * file loads. */
+static char *first_error(const char *yaml)
+{
+    struct bt_config_diags d = {0};
+    struct bt_config *c = load(yaml, &d, NULL);
+    char *msg = NULL;
+    for (size_t i = 0; i < d.n && !msg; i++)
+        if (d.items[i].is_error) msg = strdup(d.items[i].msg);
+    if (c && c != (struct bt_config *)0x1) bt_config_unref(c);
+    bt_config_diags_free(&d);
+    return msg;
+}
+
+static bool ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), t = strlen(tail);
+    return n >= t && strcmp(s + n - t, tail) == 0;
+}
+
+TEST(messages_are_whole)
+{
+    /* Each list of expected keys is complete, whatever its length: the server
+     * list used to end "upstream_max_idle, u)". */
+    static const struct {
+        const char *yaml, *tail;
+    } lists[] = {
+        {"nope: 1\n", "providers, models, metrics)"},
+        {"server: {nope: 1}\n", "upstream_max_idle, upstream_max_queued, reuse_port)"},
+        {"auth: {nope: 1}\n", "master_key, allow_anonymous)"},
+        {"log: {nope: 1}\n", "level, access, file)"},
+        {"metrics: {nope: 1}\n", "(expected one of: require_key)"},
+        {"providers: {p: {type: sim, nope: 1}}\n", "proxy, stream_check, forward_headers)"},
+        {"providers: {p: {type: sim, timeouts: {nope: 1}}}\n", "idle, total)"},
+        {"providers: {p: {type: sim, faults: {nope: 1}}}\n", "invalid_json, error_event)"},
+        {"providers: {p: {type: openai, tls: {nope: 1}}}\n", "ca_file, verify)"},
+        {"providers: {p: {type: sim}}\nmodels: {m: {provider: p, nope: 1}}\n",
+         "provider, model, deployments)"},
+        {"providers: {p: {type: sim}}\nmodels: {m: {deployments: [{provider: p, nope: 1}]}}\n",
+         "provider, model, weight)"},
+    };
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        char *m = first_error(lists[i].yaml);
+        CHECK(m && strstr(m, "unknown key \"nope\"") && ends_with(m, lists[i].tail));
+        if (m && !ends_with(m, lists[i].tail)) fprintf(stderr, "    got: %s\n", m);
+        free(m);
+    }
+    /* A 128-character provider name and the longest key list fit in one message. */
+    char name[129];
+    memset(name, 'p', 128);
+    name[128] = 0;
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml), "providers:\n  %s: {type: sim, nope: 1}\n", name);
+    char *m = first_error(yaml);
+    CHECK(m && strstr(m, name) && ends_with(m, "stream_check, forward_headers)"));
+    free(m);
+    /* Defined providers are listed as whole names; a long list says how many it
+     * left out instead of stopping mid-name. */
+    struct bt_buf b;
+    bt_buf_init(&b, 1 << 20);
+    bt_buf_append_c(&b, "providers:\n");
+    for (int i = 0; i < 40; i++)
+        bt_buf_printf(&b, "  provider-number-%02d: {type: sim}\n", i);
+    bt_buf_append_c(&b, "models: {m: {provider: zz}}\n");
+    bt_buf_cstr(&b);
+    m = first_error(b.p);
+    bt_buf_free(&b);
+    REQUIRE(m != NULL);
+    const char *list = strstr(m, "(defined: ");
+    CHECK(list && ends_with(m, " more)"));
+    if (list) {
+        /* every item but the count is a full name */
+        char *copy = strdup(list + 10), *save = NULL;
+        char *and = strstr(copy, " and ");
+        if (and) *and = 0;
+        int n = 0;
+        for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save), n++)
+            CHECK(strlen(t) == 18 && strncmp(t, "provider-number-", 16) == 0);
+        CHECK(n >= 5 && n < 40);
+        free(copy);
+    }
+    free(m);
+}
+
+TEST(listen_parsing)
+{
+    /* server.listen and every --listen flag share one parser and its messages. */
+    char host[BT_LISTEN_HOST_MAX], why[300];
+    uint16_t port = 0;
+#define PL(s, w)                                                                                   \
+    bt_config_parse_listen(s, strlen(s), w, host, sizeof(host), &port, why, sizeof(why))
+    CHECK(PL("127.0.0.1:4000", "--listen"));
+    CHECK_STR(host, "127.0.0.1");
+    CHECK_INT(port, 4000);
+    CHECK(PL("[::1]:8080", "--listen"));
+    CHECK_STR(host, "::1");
+    CHECK_INT(port, 8080);
+    CHECK(PL("localhost:27016", "--listen"));
+    CHECK_STR(host, "127.0.0.1");
+    CHECK_INT(port, 27016);
+    CHECK(!PL("foo:1", "--listen"));
+    CHECK_STR(why, "--listen: \"foo\" is not an IP address (use an IPv4 address, [IPv6] in "
+                   "brackets, or localhost; names are not resolved)");
+    CHECK(!PL("foo:1", "server.listen") && strncmp(why, "server.listen: \"foo\" is not", 27) == 0);
+    CHECK(!PL(":5", "--listen") && strstr(why, "the host is missing"));
+    CHECK(!PL("127.0.0.1", "--listen") && strstr(why, "HOST:PORT"));
+    CHECK(!PL("h:70000", "--listen") && strstr(why, "port must be from 1 to 65535"));
+    CHECK(!PL("127.0.0.1:0", "--listen") && strstr(why, "port must be"));
+    CHECK(!PL("[::1:80", "--listen"));
+    CHECK(!PL("::1:80", "--listen") && strstr(why, "in brackets"));
+#undef PL
+    CHECK(bt_config_is_loopback("127.0.0.1"));
+    CHECK(bt_config_is_loopback("127.3.2.1"));
+    CHECK(bt_config_is_loopback("::1"));
+    CHECK(bt_config_is_loopback("localhost"));
+    CHECK(!bt_config_is_loopback("0.0.0.0"));
+    CHECK(!bt_config_is_loopback("10.0.0.1"));
+    CHECK(!bt_config_is_loopback("::"));
+    /* The flag replaces the file's address and is judged like it. */
+    static const char yaml[] = "server: {listen: \"127.0.0.1:4000\"}\n";
+    struct bt_config_load_opts lo = {.listen = "localhost:27016"};
+    struct bt_config *c = NULL;
+    struct bt_config_diags d = {0};
+    CHECK_INT(bt_config_load_string_opts("t", yaml, sizeof(yaml) - 1, &lo, &c, &d), BT_OK);
+    CHECK(c && strcmp(c->server.listen_host, "127.0.0.1") == 0 && c->server.listen_port == 27016);
+    bt_config_unref(c);
+    bt_config_diags_free(&d);
+    lo.listen = "foo:1";
+    CHECK_INT(bt_config_load_string_opts("t", yaml, sizeof(yaml) - 1, &lo, &c, &d), BT_ECONFIG);
+    CHECK(d.n == 1 && d.items[0].line == 0 &&
+          strstr(d.items[0].msg, "--listen: \"foo\" is not an IP"));
+    bt_config_diags_free(&d);
+}
+
+/* Loads yaml with opts; returns the number of errors and warnings and the
+ * first message of each kind in e/w (may be "" ). */
+static enum bt_err load_with(const char *yaml, const char *listen, size_t *nerr, size_t *nwarn,
+                             char *e, char *w, size_t cap, int *eline)
+{
+    struct bt_config_load_opts lo = {.listen = listen};
+    struct bt_config *c = NULL;
+    struct bt_config_diags d = {0};
+    enum bt_err err = bt_config_load_string_opts("t.yaml", yaml, strlen(yaml), &lo, &c, &d);
+    *nerr = count(&d, true);
+    *nwarn = count(&d, false);
+    e[0] = w[0] = 0;
+    *eline = -1;
+    for (size_t i = d.n; i-- > 0;) {
+        if (d.items[i].is_error) {
+            snprintf(e, cap, "%s", d.items[i].msg);
+            *eline = d.items[i].line;
+        } else {
+            snprintf(w, cap, "%s", d.items[i].msg);
+        }
+    }
+    if (c) bt_config_unref(c);
+    bt_config_diags_free(&d);
+    return err;
+}
+
+TEST(serve_refusals_are_config_errors)
+{
+    /* What serve refuses at start is a load error, so `baton check` (systemd's
+     * ExecStartPre) says the same. */
+    size_t ne, nw;
+    int line;
+    char e[512], w[512];
+    CHECK_INT(
+        load_with("server:\n  listen: 0.0.0.0:27990\n", NULL, &ne, &nw, e, w, sizeof(e), &line),
+        BT_ECONFIG);
+    CHECK(ne == 1 && line == 2);
+    CHECK_STR(e,
+              "server.listen: refusing to serve on 0.0.0.0 without a master key: set "
+              "auth.master_key, listen on a loopback address, or set auth.allow_anonymous: true");
+    CHECK_INT(load_with("server: {listen: \"[::]:1\"}\nauth: {master_key: \"${BT_T_UNSET}\"}\n",
+                        NULL, &ne, &nw, e, w, sizeof(e), &line),
+              BT_ECONFIG);
+    CHECK(strstr(e, "refusing to serve on :: without a master key"));
+    /* --listen is judged the same way, with its own name and no position. */
+    CHECK_INT(load_with("server: {listen: 127.0.0.1:1}\n", "0.0.0.0:27990", &ne, &nw, e, w,
+                        sizeof(e), &line),
+              BT_ECONFIG);
+    CHECK(line == 0 && strncmp(e, "--listen: refusing to serve on 0.0.0.0", 38) == 0);
+    CHECK_INT(load_with("server: {listen: 0.0.0.0:1}\n", "127.0.0.1:27990", &ne, &nw, e, w,
+                        sizeof(e), &line),
+              BT_OK);
+    /* A key, loopback, or allow_anonymous (which warns) make it fine. */
+    CHECK_INT(load_with("server: {listen: 0.0.0.0:1}\nauth: {master_key: k}\n", NULL, &ne, &nw, e,
+                        w, sizeof(e), &line),
+              BT_OK);
+    CHECK(ne == 0 && nw == 0);
+    CHECK_INT(load_with("server: {listen: 0.0.0.0:1}\nauth: {allow_anonymous: true}\n", NULL, &ne,
+                        &nw, e, w, sizeof(e), &line),
+              BT_OK);
+    CHECK(nw == 1 && strstr(w, "anyone who reaches 0.0.0.0 can use every model"));
+    CHECK_INT(load_with("auth: {allow_anonymous: true}\n", NULL, &ne, &nw, e, w, sizeof(e), &line),
+              BT_OK);
+    CHECK(nw == 0);
+    /* metrics.require_key without a key protects nothing: said, not refused. */
+    CHECK_INT(load_with("metrics: {require_key: true}\n", NULL, &ne, &nw, e, w, sizeof(e), &line),
+              BT_OK);
+    CHECK(nw == 1 && strstr(w, "metrics.require_key has no effect without auth.master_key"));
+    /* Log paths serve could not open for appending. */
+    char dir[] = "/tmp/bt-config-test-XXXXXX";
+    REQUIRE(mkdtemp(dir));
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml), "log:\n  file: %s/missing/baton.log\n  access: %s\n", dir, dir);
+    CHECK_INT(load_with(yaml, NULL, &ne, &nw, e, w, sizeof(e), &line), BT_ECONFIG);
+    CHECK(ne == 2 && strstr(e, "log.file: cannot create ") &&
+          strstr(e, "its directory does not exist"));
+    CHECK(line == 2);
+    snprintf(yaml, sizeof(yaml), "log: {access: %s}\n", dir);
+    CHECK_INT(load_with(yaml, NULL, &ne, &nw, e, w, sizeof(e), &line), BT_ECONFIG);
+    CHECK(strstr(e, "log.access: ") && strstr(e, "is a directory"));
+    snprintf(yaml, sizeof(yaml), "log: {access: %s/a.log, file: %s/b.log}\n", dir, dir);
+    CHECK_INT(load_with(yaml, NULL, &ne, &nw, e, w, sizeof(e), &line), BT_OK);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/a.log", dir);
+    CHECK(access(path, F_OK) != 0); /* checking creates nothing */
+    if (geteuid() != 0) {           /* root may write anywhere */
+        snprintf(path, sizeof(path), "%s/ro.log", dir);
+        FILE *f = fopen(path, "w");
+        REQUIRE(f);
+        fclose(f);
+        chmod(path, 0444);
+        snprintf(yaml, sizeof(yaml), "log: {file: %s}\n", path);
+        CHECK_INT(load_with(yaml, NULL, &ne, &nw, e, w, sizeof(e), &line), BT_ECONFIG);
+        CHECK(strstr(e, "cannot open") && strstr(e, "for appending: Permission denied"));
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 int main(void)
 {
     RUN(example_loads_with_warnings_only);
@@ -1183,5 +1423,8 @@ int main(void)
     RUN(refcount);
     RUN(load_from_file);
     RUN(bytes_with_nul_and_garbage);
+    RUN(messages_are_whole);
+    RUN(listen_parsing);
+    RUN(serve_refusals_are_config_errors);
     return HARNESS_DONE();
 }

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 
 #include "api/openai.h"
-#include "provider/provider.h"
+#include "provider/openai.h"
 
 struct fixture {
     struct bt_arena arena;

@@ -5,7 +5,6 @@
 #include "config/config.h"
 #include "gate/gate.h"
 #include "route/route.h"
-#include "serve/serve.h"
 
 static const char *yaml =
     "providers:\n"
@@ -74,30 +73,6 @@ TEST(direct_provider_addressing)
     bt_config_unref(c);
 }
 
-TEST(listen_parsing)
-{
-    char host[64];
-    uint16_t port = 0;
-    CHECK(bt_parse_listen("127.0.0.1:4000", host, sizeof(host), &port));
-    CHECK_STR(host, "127.0.0.1");
-    CHECK_INT(port, 4000);
-    CHECK(bt_parse_listen("[::1]:8080", host, sizeof(host), &port));
-    CHECK_STR(host, "::1");
-    CHECK_INT(port, 8080);
-    CHECK(bt_parse_listen(":5", host, sizeof(host), &port));
-    CHECK_STR(host, "127.0.0.1");
-    CHECK(!bt_parse_listen("127.0.0.1", host, sizeof(host), &port));
-    CHECK(!bt_parse_listen("h:70000", host, sizeof(host), &port));
-    CHECK(!bt_parse_listen("[::1:80", host, sizeof(host), &port));
-    CHECK(bt_is_loopback("127.0.0.1"));
-    CHECK(bt_is_loopback("127.3.2.1"));
-    CHECK(bt_is_loopback("::1"));
-    CHECK(bt_is_loopback("localhost"));
-    CHECK(!bt_is_loopback("0.0.0.0"));
-    CHECK(!bt_is_loopback("10.0.0.1"));
-    CHECK(!bt_is_loopback("::"));
-}
-
 static struct bt_http_req req_with(struct bt_http_header *h, size_t n)
 {
     struct bt_http_req r;
@@ -138,7 +113,6 @@ int main(void)
     RUN(public_model);
     RUN(group_weighted_first_then_fallbacks);
     RUN(direct_provider_addressing);
-    RUN(listen_parsing);
     RUN(master_key_gate);
     return HARNESS_DONE();
 }

@@ -10,7 +10,7 @@
 #include "core/arena.h"
 #include "core/buf.h"
 #include "json/json.h"
-#include "provider/sim.h"
+#include "sim/sim.h"
 
 /* ---- collecting callbacks ---- */
 
@@ -113,7 +113,7 @@ static void run(const struct bt_sim_cfg *cfg, const char *method, const char *pa
     c->loop = &loop;
     c->t0 = uv_now(&loop);
     struct bt_sim_request req = {bt_str_c(method), bt_str_c(path), bt_str_c(body), fault};
-    c->call = bt_sim_start(&loop, cfg, &req, &cbs, c);
+    c->call = bt_sim_start(&loop, BT_API_OPENAI, cfg, &req, &cbs, c);
     CHECK(c->call != NULL);
     /* Never synchronous. */
     CHECK_INT(c->nhead + c->ndata + c->ndone, 0);
@@ -1330,7 +1330,7 @@ TEST(cancel_paths)
     col_init(&c);
     c.loop = &loop;
     struct bt_sim_request req = {BT_STR("POST"), BT_STR("/chat/completions"), bt_str_c(CHAT_HELLO), -1};
-    struct bt_sim_call *call = bt_sim_start(&loop, &cfg, &req, &cbs, &c);
+    struct bt_sim_call *call = bt_sim_start(&loop, BT_API_OPENAI, &cfg, &req, &cbs, &c);
     REQUIRE(call != NULL);
     bt_sim_cancel(call);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -1345,7 +1345,7 @@ TEST(cancel_paths)
     c.loop = &loop;
     c.t0 = uv_now(&loop);
     struct bt_sim_request sreq = {BT_STR("POST"), BT_STR("/chat/completions"), bt_str_c(STREAM_REQ), -1};
-    call = bt_sim_start(&loop, &cfg, &sreq, &cbs, &c);
+    call = bt_sim_start(&loop, BT_API_OPENAI, &cfg, &sreq, &cbs, &c);
     REQUIRE(call != NULL);
     while (c.ndata < 3) uv_run(&loop, UV_RUN_ONCE);
     bt_sim_cancel(call);
@@ -1468,6 +1468,78 @@ TEST(truncated_requests)
     free(full);
 }
 
+/* The renderer table: OpenAI's renderer is found by its wire and renders each
+ * error the runner and `baton sim` ask for; a wire without a renderer (Anthropic
+ * has none yet; 0 and an out-of-range value are none at all) is refused at
+ * start: NULL, no callback, nothing left on the loop, whatever the request and
+ * fault. */
+TEST(renderer_table)
+{
+    const struct bt_sim_renderer *rd = bt_sim_renderer_find(BT_API_OPENAI);
+    REQUIRE(rd != NULL);
+    CHECK_INT(rd->wire, BT_API_OPENAI);
+    CHECK(rd->render_reply && rd->render_chat && rd->render_stream_step &&
+          rd->render_stream_error && rd->render_error && rd->request_id_header);
+    static const struct {
+        enum bt_sim_error e;
+        int status;
+        const char *type, *param;
+    } errs[] = {
+        {BT_SIM_ERR_RATE_LIMIT, 429, "requests", NULL},
+        {BT_SIM_ERR_SERVER, 500, "server_error", NULL},
+        {BT_SIM_ERR_OVERLOADED, 503, "server_error", NULL},
+        {BT_SIM_ERR_SIMULATED, 500, "server_error", NULL},
+        {BT_SIM_ERR_RENDER, 500, "server_error", NULL},
+        {BT_SIM_ERR_UNKNOWN_URL, 404, "invalid_request_error", NULL},
+        {BT_SIM_ERR_BAD_FAULT, 400, "invalid_request_error", "x-sim-fault"},
+        {(enum bt_sim_error)0, 500, "server_error", NULL},    /* not an error: a 500 */
+        {(enum bt_sim_error)9999, 500, "server_error", NULL}, /* likewise */
+    };
+    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+        struct bt_sim_reply r;
+        bt_sim_reply_init(&r);
+        bt_sim_reply_emit(&r, BT_STR("data: replaced\n\n"), 5);
+        r.sse = true;
+        rd->render_error(&r, errs[i].e);
+        CHECK_INT(r.err, BT_OK);
+        CHECK_INT(r.status, errs[i].status);
+        CHECK(!r.sse);
+        CHECK_INT(r.npieces, 1);
+        struct col c;
+        col_init(&c);
+        c.status = r.status;
+        c.ndone = 1;
+        memcpy(c.ctype, "application/json", sizeof "application/json");
+        bt_buf_append_str(&c.data, bt_buf_str(&r.body));
+        check_error(&c, errs[i].status, errs[i].type, errs[i].param);
+        col_free(&c);
+        bt_sim_reply_free(&r);
+    }
+
+    struct bt_sim_cfg cfg = cfg_default();
+    const enum bt_api unknown[] = {BT_API_ANTHROPIC, (enum bt_api)0, (enum bt_api)9999};
+    const int faults[] = {-1, BT_SIM_FAULT_429, BT_SIM_FAULT_ERROR_EVENT, BT_SIM_FAULT_NO_ANSWER};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        CHECK(bt_sim_renderer_find(unknown[i]) == NULL);
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        struct col c;
+        col_init(&c);
+        c.loop = &loop;
+        for (size_t f = 0; f < sizeof faults / sizeof faults[0]; f++) {
+            struct bt_sim_request req = {BT_STR("POST"), BT_STR("/chat/completions"),
+                                         bt_str_c(STREAM_REQ), faults[f]};
+            CHECK(bt_sim_start(&loop, unknown[i], &cfg, &req, &cbs, &c) == NULL);
+            struct bt_sim_request bad = {BT_STR("GET"), BT_STR("/nowhere"), BT_STR(""), faults[f]};
+            CHECK(bt_sim_start(&loop, unknown[i], &cfg, &bad, &cbs, &c) == NULL);
+        }
+        uv_run(&loop, UV_RUN_DEFAULT);
+        CHECK_INT(c.nhead + c.ndata + c.ndone, 0);
+        CHECK_INT(uv_loop_close(&loop), 0);
+        col_free(&c);
+    }
+}
+
 int main(void)
 {
     RUN(fault_names_and_defaults);
@@ -1492,5 +1564,6 @@ int main(void)
     RUN(timing);
     RUN(schema_edge_cases);
     RUN(truncated_requests);
+    RUN(renderer_table);
     return HARNESS_DONE();
 }

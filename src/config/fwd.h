@@ -7,8 +7,8 @@
  * The pick is on every request's path, so its common case is cheap: with nothing
  * listed it returns at once, otherwise it is one pass over the client's headers
  * comparing lengths first against a list of a few names. */
-#ifndef BT_PROVIDER_FWD_H
-#define BT_PROVIDER_FWD_H
+#ifndef BT_CONFIG_FWD_H
+#define BT_CONFIG_FWD_H
 
 #include <stdbool.h>
 #include <stddef.h>

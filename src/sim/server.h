@@ -2,8 +2,8 @@
  * OpenAI-compatible HTTP server (base URL http://ADDR/v1), for tests, demos and
  * load tests. `x-sim-fault: NAME` forces a fault on one request; `GET /sim/stats`
  * reports connections, requests and cancellations as JSON. */
-#ifndef BT_PROVIDER_SIM_SERVER_H
-#define BT_PROVIDER_SIM_SERVER_H
+#ifndef BT_SIM_SERVER_H
+#define BT_SIM_SERVER_H
 
 #include <stdint.h>
 

@@ -1,6 +1,6 @@
 /* Client headers forwarded to a provider: the rules and the per-request pick.
  * See fwd.h and docs/config.md (`forward_headers`). */
-#include "provider/fwd.h"
+#include "config/fwd.h"
 
 #include <stdio.h>
 #include <string.h>

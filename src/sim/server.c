@@ -1,18 +1,20 @@
-#include "provider/sim_server.h"
+/* `baton sim --listen` (server.h): relays each HTTP request to a simulated call
+ * and its callbacks to the HTTP response. */
+#include "sim/server.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/openai.h"
 #include "core/log.h"
 #include "http/server.h"
-#include "provider/sim.h"
+#include "sim/sim.h"
 
 struct sim_server {
     uv_loop_t *loop;
     const struct bt_sim_cfg *cfg;
+    enum bt_api wire; /* the wire format it speaks at /v1 */
     struct bt_http_server *http;
     uv_signal_t sigterm, sigint;
     uint64_t requests, cancelled, active;
@@ -87,6 +89,16 @@ static void respond(struct bt_http_req *req, int status, struct bt_str body)
     (void)err; /* the request is finished either way */
 }
 
+/* One of the server's own errors, in the shape of the wire it speaks. */
+static void respond_error(struct sim_server *s, struct bt_http_req *req, enum bt_sim_error e)
+{
+    struct bt_sim_reply r;
+    bt_sim_reply_init(&r);
+    bt_sim_renderer_find(s->wire)->render_error(&r, e);
+    respond(req, r.status, bt_buf_str(&r.body));
+    bt_sim_reply_free(&r);
+}
+
 static void handle(struct bt_http_req *req, void *ud)
 {
     struct sim_server *s = ud;
@@ -106,12 +118,7 @@ static void handle(struct bt_http_req *req, void *ud)
     }
     s->requests++;
     if (!bt_str_starts_with(req->path, BT_STR("/v1/"))) {
-        struct bt_buf b;
-        bt_buf_init(&b, 4096);
-        bt_openai_error_json(&b, "Unknown request URL", "invalid_request_error", NULL,
-                             "unknown_url");
-        respond(req, 404, bt_buf_str(&b));
-        bt_buf_free(&b);
+        respond_error(s, req, BT_SIM_ERR_UNKNOWN_URL);
         return;
     }
     int fault = -1;
@@ -119,12 +126,7 @@ static void handle(struct bt_http_req *req, void *ud)
     if (f.p) {
         fault = bt_sim_fault_parse(bt_str_trim(f));
         if (fault < 0) {
-            struct bt_buf b;
-            bt_buf_init(&b, 4096);
-            bt_openai_error_json(&b, "unknown x-sim-fault value", "invalid_request_error",
-                                 "x-sim-fault", NULL);
-            respond(req, 400, bt_buf_str(&b));
-            bt_buf_free(&b);
+            respond_error(s, req, BT_SIM_ERR_BAD_FAULT);
             return;
         }
     }
@@ -143,7 +145,7 @@ static void handle(struct bt_http_req *req, void *ud)
         .fault = fault,
     };
     bt_http_on_abort(req, s_abort, r);
-    r->call = bt_sim_start(s->loop, s->cfg, &sr, &sim_cbs, r);
+    r->call = bt_sim_start(s->loop, s->wire, s->cfg, &sr, &sim_cbs, r);
     if (!r->call) {
         bt_http_reset(req);
         sreq_finish(r);
@@ -174,6 +176,7 @@ int bt_sim_serve_main(const char *host, uint16_t port, const struct bt_sim_cfg *
     memset(&s, 0, sizeof(s));
     s.loop = uv_default_loop();
     s.cfg = cfg;
+    s.wire = BT_API_OPENAI; /* the only wire rendered so far; its base URL is /v1 */
     struct bt_http_opts o = {
         .max_header_bytes = 64 * 1024,
         .max_body_bytes = 64u << 20,

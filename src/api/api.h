@@ -1,0 +1,31 @@
+/* What the handlers of the api folder share: answering a request that baton
+ * answers itself (an error in the front end's shape, a JSON body), each with its
+ * access-log line. Internal to src/api/. */
+#ifndef BT_API_API_H
+#define BT_API_API_H
+
+#include "canon/frontend.h"
+#include "canon/worker.h"
+#include "core/str.h"
+#include "http/server.h"
+
+/* True when `v`, a client-chosen name (`field` says which: "model", "user"), may
+ * reach headers, logs, labels and upstream requests: 1 to BT_NAME_MAX bytes
+ * without control characters. Otherwise writes a message naming the field and
+ * the value (control bytes shown as \xNN, cut to under 100 bytes) into msg. */
+bool bt_api_name_ok(struct bt_str v, const char *field, char *msg, size_t msgcap);
+
+/* Answers `req` with `e` in front end `fe`'s error shape and logs it (`model` as
+ * requested, may be empty). Finishes the request. */
+void bt_api_error(struct bt_http_req *req, const struct bt_frontend *fe, const struct bt_error *e,
+                  struct bt_str model);
+/* Shorthand for a client-side or baton-side error (not a provider's). */
+void bt_api_fail(struct bt_http_req *req, const struct bt_frontend *fe, int status,
+                 const char *code, const char *param, const char *msg, struct bt_str model);
+/* Answers `req` with a JSON body and the x-baton headers of a request no deployment
+ * served, without an access-log line. Finishes the request. */
+void bt_api_json(struct bt_http_req *req, int status, struct bt_str body);
+/* Same, with the access-log line (status, latency). */
+void bt_api_json_logged(struct bt_http_req *req, int status, struct bt_str body);
+
+#endif

@@ -1,0 +1,70 @@
+#include "api/pipeline.h"
+
+#include <stdio.h>
+
+#include "api/api.h"
+#include "core/time.h"
+#include "exec/exec.h"
+#include "gate/gate.h"
+#include "provider/provider.h"
+#include "route/route.h"
+
+void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct bt_frontend *fe,
+                     enum bt_op op)
+{
+    const struct bt_config *cfg = w->cfg;
+    struct bt_caller caller;
+    const char *why = NULL;
+    if (!bt_gate_identify(cfg, req, &caller, &why)) {
+        bt_api_fail(req, fe, 401, "invalid_api_key", NULL, why, BT_STR_NULL);
+        return;
+    }
+    struct bt_request *r = bt_arena_alloc(req->arena, sizeof(*r));
+    if (!r) {
+        bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
+        return;
+    }
+    char msg[300];
+    const char *param = NULL;
+    enum bt_err err = fe->decode(r, op, req->body, req->arena, msg, sizeof(msg), &param);
+    if (err) {
+        if (err == BT_ENOMEM) bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
+        else bt_api_fail(req, fe, 400, NULL, param, msg, r->model);
+        return;
+    }
+    r->headers = req->headers;
+    r->nheaders = req->nheaders;
+    struct bt_str to = bt_http_header_get(req, "x-baton-timeout");
+    if (to.p && (!bt_parse_duration_ms(bt_str_trim(to), &r->timeout_ms) || r->timeout_ms == 0)) {
+        bt_api_fail(req, fe, 400, "invalid_timeout", NULL,
+                    "x-baton-timeout must be a positive duration such as 500ms, 30s or 2m.",
+                    r->model);
+        return;
+    }
+    int status = 0;
+    const char *code = NULL;
+    if (!bt_gate_admit(cfg, &caller, r, &status, &code, &why)) {
+        bt_api_fail(req, fe, status, code, NULL, why, r->model);
+        return;
+    }
+    struct bt_plan plan;
+    if (bt_route_plan(cfg, r->model, w->rr++, &plan)) {
+        char m[400];
+        snprintf(m, sizeof(m), "The model '%.*s' does not exist or you do not have access to it.",
+                 BT_STR_FMT(r->model));
+        bt_api_fail(req, fe, 404, "model_not_found", "model", m, r->model);
+        return;
+    }
+    /* A header some candidate would forward must be safe to pass on: checked for
+     * all of them, so the answer does not depend on which one is tried first. */
+    for (uint32_t i = 0; i < plan.n; i++) {
+        enum bt_err herr = bt_provider_check_headers(plan.c[i].provider, r, msg, sizeof(msg));
+        if (herr) {
+            bt_api_fail(req, fe, 400,
+                        herr == BT_ETOOBIG ? "too_many_forwarded_headers" : "invalid_header_value",
+                        NULL, msg, r->model);
+            return;
+        }
+    }
+    bt_exec_run(w, req, w->cfg, r, &plan);
+}

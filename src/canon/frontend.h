@@ -1,0 +1,53 @@
+/* A front end: one client API (OpenAI's today; Anthropic's next). It decodes a
+ * client's request into the canonical request and writes everything the client
+ * reads in its API's shapes: error bodies, the error event that ends a stream, and
+ * (for requests served by a provider of another API) the stream and reply encoded
+ * from canonical events. Nothing else in baton knows a client API's shapes: exec
+ * and the HTTP server ask the request's front end. */
+#ifndef BT_CANON_FRONTEND_H
+#define BT_CANON_FRONTEND_H
+
+#include <stdbool.h>
+
+#include "canon/event.h"
+#include "canon/outcome.h"
+#include "canon/request.h"
+#include "canon/worker.h"
+#include "core/arena.h"
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/str.h"
+
+/* An error the client gets, in no API's words; the front end chooses its type. */
+struct bt_error {
+    int status;             /* HTTP status (for an in-stream error, what it would have been) */
+    enum bt_outcome cls;    /* what kind of failure (BT_OUTCOME_OK for the client's own
+                               mistakes and baton's, which status says enough about) */
+    bool upstream;          /* a provider failed (not baton itself, not the client) */
+    struct bt_str message;  /* human text, no secret in it */
+    const char *code;       /* short machine code ("upstream_timeout"), NULL = none */
+    const char *param;      /* the request parameter at fault, NULL = none */
+    struct bt_str type;     /* the provider's own error type, relayed as is when the
+                               provider speaks the client's API; empty = the front
+                               end's choice */
+};
+
+struct bt_frontend {
+    const char *name;       /* "openai" */
+    enum bt_api api;
+    /* Decodes the body of a request for `op` into `r` (tokens from `arena`, slices
+     * into `body`); sets r->fe. A client mistake is BT_EPARSE/BT_EINVAL with text
+     * in msg and the parameter at fault in *param (or NULL); BT_ENOMEM otherwise. */
+    enum bt_err (*decode)(struct bt_request *r, enum bt_op op, struct bt_str body,
+                          struct bt_arena *arena, char *msg, size_t msgcap, const char **param);
+    /* Appends the error body for `e` to `out`; returns its content type. */
+    const char *(*error_body)(struct bt_buf *out, const struct bt_error *e);
+    /* Appends the stream event(s) that report `e` to the client and end its stream
+     * without the clean end marker. */
+    enum bt_err (*stream_error)(struct bt_buf *out, const struct bt_error *e);
+    /* Answers a model list (`id` empty) or one model's entry for `req` from the
+     * worker's config; NULL when the API has no such endpoint. */
+    void (*models)(struct bt_http_req *req, struct bt_worker *w, struct bt_str id);
+};
+
+#endif

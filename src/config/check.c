@@ -1,0 +1,138 @@
+/* `baton check`'s report of a loaded snapshot: the resolved model table, each
+ * provider's URL and key state (secrets masked), how each is reached (proxy,
+ * TLS), the client headers it forwards, and the server and auth settings. */
+#include <stdio.h>
+#include <string.h>
+
+#include "config/load.h"
+
+/* At most the last 4 characters of a secret, and only of a long one; "sk-" is
+ * a public prefix and helps tell keys apart. */
+static void mask_secret(const char *key, char *out, size_t cap)
+{
+    size_t len = strlen(key);
+    if (len < 12) {
+        snprintf(out, cap, "**** (%zu chars)", len);
+        return;
+    }
+    bool sk = strncmp(key, "sk-", 3) == 0;
+    snprintf(out, cap, "%s...%s", sk ? "sk-" : "", key + len - 4);
+}
+
+static void key_state(const struct bt_provider *p, char *out, size_t cap)
+{
+    if (p->type != BT_PROVIDER_OPENAI) {
+        snprintf(out, cap, "-");
+    } else if (p->api_key) {
+        char m[48];
+        mask_secret(p->api_key, m, sizeof(m));
+        if (p->api_key_env)
+            snprintf(out, cap, "%s (from %s)", m, p->api_key_env);
+        else
+            snprintf(out, cap, "%s", m);
+    } else if (p->api_key_required) {
+        if (p->api_key_env)
+            snprintf(out, cap, "(unset: %s)", p->api_key_env);
+        else
+            snprintf(out, cap, "(empty)");
+    } else {
+        snprintf(out, cap, "(none)");
+    }
+}
+
+static const char *shown_url(const struct bt_provider *p)
+{
+    if (p->type == BT_PROVIDER_SIM) return "(built-in simulator)";
+    return p->base_url ? p->base_url : "-";
+}
+
+static int width_of(const char *s, int cur)
+{
+    int w = (int)strlen(s);
+    return w > cur ? w : cur;
+}
+
+void bt_config_print_table(const struct bt_config *c, void *file)
+{
+    FILE *f = file;
+    if (!c || !f) return;
+    char dep[2 * BT_CFG_MAX_NAME + 80];
+    int wm = 5, wd = 10, wp = 4, wt = 4, wu = 8;
+    for (size_t i = 0; i < c->nmodels; i++) {
+        const struct bt_model *m = &c->models[i];
+        wm = width_of(m->name, wm);
+        for (size_t j = 0; j < m->ndeployments; j++) {
+            const struct bt_deployment *d = &m->deployments[j];
+            snprintf(dep, sizeof(dep), "%s/%s", d->provider ? d->provider->name : "?",
+                     d->model ? d->model : "?");
+            wd = width_of(dep, wd);
+        }
+    }
+    for (size_t i = 0; i < c->nproviders; i++) {
+        wp = width_of(c->providers[i].name, wp);
+        wu = width_of(shown_url(&c->providers[i]), wu);
+    }
+    fprintf(f, "models (%zu):\n", c->nmodels);
+    if (c->nmodels)
+        fprintf(f, "  %-*s  %-*s  %6s  %s\n", wm, "MODEL", wd, "DEPLOYMENT", "WEIGHT", "BASE_URL");
+    for (size_t i = 0; i < c->nmodels; i++) {
+        const struct bt_model *m = &c->models[i];
+        for (size_t j = 0; j < m->ndeployments; j++) {
+            const struct bt_deployment *d = &m->deployments[j];
+            snprintf(dep, sizeof(dep), "%s/%s", d->provider ? d->provider->name : "?",
+                     d->model ? d->model : "?");
+            fprintf(f, "  %-*s  %-*s  %6u  %s\n", wm, j == 0 ? m->name : "", wd, dep, d->weight,
+                    d->provider ? shown_url(d->provider) : "-");
+        }
+    }
+    fprintf(f, "providers (%zu):\n", c->nproviders);
+    if (c->nproviders)
+        fprintf(f, "  %-*s  %-*s  %-*s  %s\n", wp, "NAME", wt + 2, "TYPE", wu, "BASE_URL",
+                "API_KEY");
+    for (size_t i = 0; i < c->nproviders; i++) {
+        const struct bt_provider *p = &c->providers[i];
+        char ks[BT_CFG_MAX_NAME + 96];
+        key_state(p, ks, sizeof(ks));
+        fprintf(f, "  %-*s  %-*s  %-*s  %s\n", wp, p->name, wt + 2,
+                p->type == BT_PROVIDER_SIM ? "sim" : "openai", wu, shown_url(p), ks);
+    }
+    /* How each provider is reached, when it is not the default (system CAs,
+     * verified, direct). Proxy credentials never show. */
+    for (size_t i = 0; i < c->nproviders; i++) {
+        const struct bt_provider *p = &c->providers[i];
+        if (p->type != BT_PROVIDER_OPENAI) continue;
+        if (p->proxy_host)
+            fprintf(f, "  %s: proxy %s (from %s)%s\n", p->name,
+                    p->proxy_shown ? p->proxy_shown : "?", p->proxy_from ? p->proxy_from : "?",
+                    p->tls ? ", CONNECT tunnel" : ", absolute-form requests");
+        if (p->tls && p->tls_no_verify)
+            fprintf(f, "  %s: tls verify OFF (certificate not checked)\n", p->name);
+        else if (p->tls && p->tls_ca_file)
+            fprintf(f, "  %s: tls ca_file %s (beside the system store)\n", p->name, p->tls_ca_file);
+    }
+    /* The client headers each provider passes on; the simulator takes none. */
+    for (size_t i = 0; i < c->nproviders; i++) {
+        const struct bt_provider *p = &c->providers[i];
+        if (p->type == BT_PROVIDER_SIM && !p->nforward_headers) continue;
+        fprintf(f, "  %s: forwards %s", p->name,
+                p->nforward_headers ? "client headers " : "no client headers");
+        for (size_t j = 0; j < p->nforward_headers; j++)
+            fprintf(f, "%s%.*s", j ? ", " : "", BT_STR_FMT(p->forward_headers[j]));
+        if (p->type == BT_PROVIDER_SIM)
+            fprintf(f, " (forward_headers: checked; the simulator ignores them)\n");
+        else
+            fprintf(f, " (%s)\n",
+                    p->forward_headers_set ? "forward_headers" : "the default for its type");
+    }
+    bool v6 = c->server.listen_host && strchr(c->server.listen_host, ':');
+    fprintf(f, "server: listen %s%s%s:%u, workers %s", v6 ? "[" : "",
+            c->server.listen_host ? c->server.listen_host : "?", v6 ? "]" : "",
+            (unsigned)c->server.listen_port, c->server.workers ? "" : "auto");
+    if (c->server.workers) fprintf(f, "%u", (unsigned)c->server.workers);
+    fprintf(f, ", max_connections %u, max_header_bytes %llu, max_body_bytes %llu%s\n",
+            (unsigned)c->server.max_connections, (unsigned long long)c->server.max_header_bytes,
+            (unsigned long long)c->server.max_body_bytes,
+            c->server.reuse_port ? ", reuse_port true" : "");
+    fprintf(f, "auth: master_key %s, allow_anonymous %s\n", c->auth.master_key ? "set" : "unset",
+            c->auth.allow_anonymous ? "true" : "false");
+}

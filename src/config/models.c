@@ -1,0 +1,205 @@
+/* The models section: each public model name (its rules: bt_cfg_name_ok)
+ * with one upstream ({provider, model}) or a list of deployments, each with a
+ * provider defined under providers:, the upstream model id and a weight. Read
+ * after providers, whatever the order in the file, so every provider name can
+ * be resolved. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/values.h"
+#include "core/buf.h"
+
+#define MAX_DEPLOYMENTS 8 /* route.h's BT_PLAN_MAX: more would be ignored silently */
+
+static const struct bt_provider *find_provider(const struct bt_config *c, const char *name,
+                                               size_t len)
+{
+    return bt_config_provider(c, (struct bt_str){name, len});
+}
+
+/* Resolves `provider:` of a model or deployment; reports unknown names. */
+static struct bt_provider *resolve_provider(struct bt_cfg_loader *L, const struct bt_ynode *v,
+                                            const char *ctx)
+{
+    char what[BT_CFG_MAX_NAME + 60];
+    snprintf(what, sizeof(what), "%s: provider", ctx);
+    char *s;
+    size_t len;
+    if (!bt_cfg_get_string(L, v, what, &s, &len, NULL)) return NULL;
+    const struct bt_provider *p = len ? find_provider(L->cfg, s, len) : NULL;
+    if (!p) {
+        if (len == 0)
+            bt_cfg_err(L, v, "%s: provider is empty", ctx);
+        else {
+            /* Whole names only: a file may define hundreds of providers, so the
+             * list stops at a few hundred bytes and says how many it left out. */
+            struct bt_buf known;
+            bt_buf_init(&known, 1024);
+            size_t nc = L->cfg->nproviders, shown = 0;
+            enum bt_err e = BT_OK;
+            for (; shown < nc && !e; shown++) {
+                const char *name = L->cfg->providers[shown].name;
+                if (shown && known.len + strlen(name) > 300) break;
+                e = bt_buf_printf(&known, "%s%s", shown ? ", " : "", name);
+            }
+            if (!e && shown < nc) e = bt_buf_printf(&known, " and %zu more", nc - shown);
+            if (!e) e = bt_buf_cstr(&known);
+            if (e)
+                L->oom = true;
+            else
+                bt_cfg_err(L, v, "%s: unknown provider \"%.*s\" (%s%s)", ctx, BT_CFG_SHOWN(len), s,
+                           nc ? "defined: " : "no providers are defined", nc ? known.p : "");
+            bt_buf_free(&known);
+        }
+    }
+    free(s);
+    return (struct bt_provider *)p;
+}
+
+static bool get_model_id(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *ctx,
+                         char **out)
+{
+    char what[BT_CFG_MAX_NAME + 60];
+    snprintf(what, sizeof(what), "%s: model", ctx);
+    size_t len;
+    if (!bt_cfg_get_string(L, v, what, out, &len, NULL)) return false;
+    if (len == 0) {
+        bt_cfg_err(L, v, "%s: model is empty", ctx);
+        free(*out);
+        *out = NULL;
+        return false;
+    }
+    return true;
+}
+
+static void load_deployment(struct bt_cfg_loader *L, const struct bt_ynode *n, struct bt_model *m,
+                            struct bt_deployment *d, size_t index)
+{
+    static const char *const keys[] = {"provider", "model", "weight", NULL};
+    char ctx[BT_CFG_MAX_NAME + 60];
+    snprintf(ctx, sizeof(ctx), "model \"%s\" deployment %zu", m->name, index + 1);
+    d->weight = 1;
+    if (n->kind != BT_Y_MAP) {
+        bt_cfg_err(L, n, "%s must be a mapping like {provider: NAME, model: ID}, not %s", ctx,
+                   bt_cfg_kind_name(n));
+        return;
+    }
+    const struct bt_ynode *pv = NULL;
+    for (size_t i = 0; i + 1 < n->n; i += 2) {
+        const struct bt_ynode *k = n->items[i], *v = n->items[i + 1];
+        int idx = bt_cfg_key_index(L, k, keys, ctx);
+        if (idx == 0)
+            pv = v;
+        else if (idx == 1) {
+            free(d->model);
+            d->model = NULL;
+            get_model_id(L, v, ctx, &d->model);
+        } else if (idx == 2) {
+            char what[BT_CFG_MAX_NAME + 70];
+            snprintf(what, sizeof(what), "%s: weight", ctx);
+            uint64_t w = 1;
+            if (bt_cfg_get_u64(L, v, what, 1, 1000000, &w)) d->weight = (uint32_t)w;
+        }
+    }
+    if (!pv)
+        bt_cfg_err(L, n, "%s: provider is required", ctx);
+    else
+        d->provider = resolve_provider(L, pv, ctx);
+    if (!d->model) d->model = bt_cfg_dup(L, m->name, strlen(m->name));
+}
+
+static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const struct bt_ynode *v,
+                       struct bt_model *m)
+{
+    static const char *const keys[] = {"provider", "model", "deployments", NULL};
+    m->line = k->line;
+    m->col = k->col;
+    char ctx[BT_CFG_MAX_NAME + 20];
+    snprintf(ctx, sizeof(ctx), "model \"%s\"", m->name);
+    if (v->kind != BT_Y_MAP) {
+        bt_cfg_err(L, bt_ynode_is_null(v) ? k : v,
+                   "model \"%s\" must be a mapping like {provider: NAME} or {deployments: [...]}",
+                   m->name);
+        return;
+    }
+    const struct bt_ynode *pv = NULL, *mv = NULL, *dv = NULL, *dk = NULL;
+    for (size_t i = 0; i + 1 < v->n; i += 2) {
+        int idx = bt_cfg_key_index(L, v->items[i], keys, ctx);
+        if (idx == 0)
+            pv = v->items[i + 1];
+        else if (idx == 1)
+            mv = v->items[i + 1];
+        else if (idx == 2)
+            dv = v->items[i + 1], dk = v->items[i];
+    }
+    if (dv && (pv || mv)) {
+        bt_cfg_err(L, dk, "%s: use either provider/model or deployments, not both", ctx);
+        return;
+    }
+    if (!dv && !pv) {
+        bt_cfg_err(L, k, "%s needs provider: NAME (or a deployments: list)", ctx);
+        return;
+    }
+    if (pv) {
+        m->deployments = calloc(1, sizeof(*m->deployments));
+        if (!m->deployments) {
+            L->oom = true;
+            return;
+        }
+        m->ndeployments = 1;
+        struct bt_deployment *d = &m->deployments[0];
+        d->weight = 1;
+        d->provider = resolve_provider(L, pv, ctx);
+        if (mv)
+            get_model_id(L, mv, ctx, &d->model);
+        else
+            d->model = bt_cfg_dup(L, m->name, strlen(m->name)); /* same id upstream */
+        return;
+    }
+    if (dv->kind != BT_Y_SEQ) {
+        bt_cfg_err(L, dv,
+                   "%s: deployments must be a list (- {provider: NAME, model: ID} lines), not %s",
+                   ctx, bt_ynode_is_null(dv) ? "empty" : bt_cfg_kind_name(dv));
+        return;
+    }
+    if (dv->n == 0) {
+        bt_cfg_err(L, dv, "%s: deployments is empty", ctx);
+        return;
+    }
+    if (dv->n > MAX_DEPLOYMENTS) {
+        bt_cfg_err(L, dv, "%s: at most %d deployments per model (got %zu)", ctx, MAX_DEPLOYMENTS,
+                   dv->n);
+        return;
+    }
+    m->deployments = calloc(dv->n, sizeof(*m->deployments));
+    if (!m->deployments) {
+        L->oom = true;
+        return;
+    }
+    m->ndeployments = dv->n;
+    for (size_t i = 0; i < dv->n; i++)
+        load_deployment(L, dv->items[i], m, &m->deployments[i], i);
+}
+
+void bt_cfg_load_models(struct bt_cfg_loader *L, const struct bt_ynode *n)
+{
+    const struct bt_ynode *m = bt_cfg_as_map(L, n, "models");
+    if (!m || m->n < 2) return;
+    struct bt_config *c = L->cfg;
+    c->models = calloc(m->n / 2, sizeof(*c->models));
+    if (!c->models) {
+        L->oom = true;
+        return;
+    }
+    for (size_t i = 0; i + 1 < m->n; i += 2) {
+        const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
+        if (!bt_cfg_name_ok(L, k, "model", true)) continue;
+        struct bt_model *md = &c->models[c->nmodels];
+        md->name = bt_cfg_dup(L, k->text, k->len);
+        if (!md->name) return;
+        c->nmodels++;
+        load_model(L, k, v, md);
+        if (L->oom) return;
+    }
+}
