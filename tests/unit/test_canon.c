@@ -1418,11 +1418,12 @@ static void ev_sig(void *ud, const struct bt_event *ev)
 {
     struct bt_buf *b = ud;
     const struct bt_usage *u = &ev->usage;
-    bt_buf_printf(b, "%d/%u/%u id=%.*s text=%.*s fin=%d u=%d,%lld,%lld,%lld,%lld,%lld err=%.*s|%.*s;\n",
+    bt_buf_printf(b, "%d/%u/%u id=%.*s text=%.*s fin=%d u=%d,%lld,%lld,%lld,%lld,%lld err=%.*s|%.*s|%.*s;\n",
                   ev->type, ev->choice, ev->tool_index, BT_STR_FMT(ev->id), BT_STR_FMT(ev->text),
                   ev->finish, u->present, (long long)u->prompt_tokens, (long long)u->completion_tokens,
                   (long long)u->total_tokens, (long long)u->cached_tokens,
-                  (long long)u->reasoning_tokens, BT_STR_FMT(ev->err_type), BT_STR_FMT(ev->err_message));
+                  (long long)u->reasoning_tokens, BT_STR_FMT(ev->err_type), BT_STR_FMT(ev->err_message),
+                  BT_STR_FMT(ev->err_code));
     if (ev->type == BT_EV_TOOL_START) bt_buf_printf(b, "  name=%.*s\n", BT_STR_FMT(ev->name));
 }
 
@@ -1492,6 +1493,13 @@ TEST(error_outcomes)
     bt_buf_cstr(&sig);
     CHECK(strstr(sig.p, "not JSON") != NULL);
     CHECK(strncmp(strchr(sig.p, '\n') + 1, "9/", 2) == 0); /* then DONE */
+    /* `"error": null` (some servers write it on every chunk) is no error */
+    bt_buf_reset(&sig);
+    CHECK_INT(bt_openai_stream_data(BT_STR("{\"error\":null,\"choices\":[{\"index\":0,"
+                                           "\"delta\":{\"content\":\"hi\"}}]}"),
+                                    &a, ev_sig, &sig), BT_OK);
+    bt_buf_cstr(&sig);
+    CHECK(strncmp(sig.p, "2/0/0 id= text=hi ", 18) == 0);
     bt_buf_free(&sig);
     bt_arena_free(&a);
 }
