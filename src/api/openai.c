@@ -1,9 +1,11 @@
 #include "api/openai.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
+#include "api/openai_encode.h"
 #include "core/log.h"
 #include "core/time.h"
 
@@ -188,14 +190,21 @@ void bt_openai_error_json(struct bt_buf *out, const char *message, const char *t
 }
 
 /* OpenAI's error `type` for a neutral error: the provider's own when it speaks
- * OpenAI too, else from the status and class. */
+ * OpenAI too; for a provider's failure the one table of outcome classes
+ * (bt_openai_outcome_error, which the translated streams use too); else from the
+ * status. */
 static struct bt_str error_type(const struct bt_error *e)
 {
     if (e->type.len) return e->type;
     if (e->status == 429 || e->cls == BT_OUTCOME_RATE_LIMIT) return BT_STR("rate_limit_error");
     if (e->cls == BT_OUTCOME_TIMEOUT) return BT_STR("timeout_error");
-    if (e->status == 403 && !e->upstream) return BT_STR("permission_error");
-    if (e->status >= 500) return e->upstream ? BT_STR("upstream_error") : BT_STR("server_error");
+    if (e->upstream && e->status >= 500) {
+        const char *type, *code;
+        bt_openai_outcome_error(e->cls, &type, &code);
+        return bt_str_c(type);
+    }
+    if (e->status == 403) return BT_STR("permission_error");
+    if (e->status >= 500) return BT_STR("server_error");
     return BT_STR("invalid_request_error");
 }
 
@@ -313,6 +322,72 @@ static enum bt_err fe_decode(struct bt_request *r, enum bt_op op, struct bt_str 
     return err;
 }
 
+/* ---- translated responses: the encoders of api/openai_encode.c ---- */
+
+static struct bt_openai_enc_opts enc_opts(const struct bt_request *r, struct bt_str model)
+{
+    return (struct bt_openai_enc_opts){
+        .id = BT_STR("chatcmpl-baton"),
+        .model = model,
+        .created = bt_unix_time(),
+        .include_usage = r->include_usage,
+    };
+}
+
+static void fe_stream_begin(void *st, const struct bt_request *r, struct bt_str model)
+{
+    struct bt_openai_enc_opts o = enc_opts(r, model);
+    bt_openai_stream_init(st, &o);
+}
+
+static enum bt_err fe_stream_event(void *st, const struct bt_event *ev, struct bt_buf *out)
+{
+    return bt_openai_stream_event(st, ev, out);
+}
+
+static enum bt_err fe_stream_end(void *st, const struct bt_error *e, struct bt_buf *out)
+{
+    if (bt_openai_stream_ended(st)) return BT_OK;
+    if (!e) return bt_openai_stream_event(st, &(struct bt_event){.type = BT_EV_DONE}, out);
+    /* The encoder takes error text escaped, as decoders give it. */
+    struct bt_buf msg;
+    bt_buf_init(&msg, 4 * e->message.len + 16);
+    enum bt_err err = bt_json_escape(&msg, e->message);
+    if (!err) {
+        struct bt_event ev = {
+            .type = BT_EV_ERROR,
+            .outcome = e->cls,
+            .err_message = {msg.p + 1, msg.len - 2}, /* without the quotes */
+            .err_code = bt_str_c(e->code),
+            .err_type = error_type(e),
+        };
+        err = bt_openai_stream_event(st, &ev, out);
+    }
+    bt_buf_free(&msg);
+    return err;
+}
+
+static void *fe_reply_new(const struct bt_request *r, struct bt_str model, size_t max)
+{
+    struct bt_openai_agg *a = malloc(sizeof(*a));
+    if (!a) return NULL;
+    struct bt_openai_enc_opts o = enc_opts(r, model);
+    bt_openai_agg_init(a, &o, max);
+    return a;
+}
+
+static enum bt_err fe_reply_write(void *reply, struct bt_buf *out, int *status)
+{
+    return bt_openai_agg_write(reply, out, status);
+}
+
+static void fe_reply_free(void *reply)
+{
+    if (!reply) return;
+    bt_openai_agg_free(reply);
+    free(reply);
+}
+
 const struct bt_frontend bt_fe_openai = {
     .name = "openai",
     .api = BT_API_OPENAI,
@@ -320,4 +395,12 @@ const struct bt_frontend bt_fe_openai = {
     .error_body = fe_error_body,
     .stream_error = fe_stream_error,
     .models = fe_models,
+    .stream_size = sizeof(struct bt_openai_stream),
+    .stream_begin = fe_stream_begin,
+    .stream_event = fe_stream_event,
+    .stream_end = fe_stream_end,
+    .reply_new = fe_reply_new,
+    .reply_event = bt_openai_agg_cb,
+    .reply_write = fe_reply_write,
+    .reply_free = fe_reply_free,
 };

@@ -48,6 +48,29 @@ struct bt_frontend {
     /* Answers a model list (`id` empty) or one model's entry for `req` from the
      * worker's config; NULL when the API has no such endpoint. */
     void (*models)(struct bt_http_req *req, struct bt_worker *w, struct bt_str id);
+
+    /* ---- a response translated from canonical events (a provider speaking
+     * another API answered): a stream, or one whole reply ---- */
+    size_t stream_size;   /* bytes of the stream state the caller provides */
+    /* Begins a stream for request `r` in `st` (stream_size bytes, caller-owned,
+     * nothing to free); `model` names the model when the events do not. */
+    void (*stream_begin)(void *st, const struct bt_request *r, struct bt_str model);
+    /* Encodes one event, appending whole events to `out`. BT_ETOOBIG/BT_ENOMEM:
+     * `out` is full and nothing changed (flush, then feed it again); BT_EPROTO:
+     * the events broke the stream's rules, an error event was written and the
+     * stream is over. */
+    enum bt_err (*stream_event)(void *st, const struct bt_event *ev, struct bt_buf *out);
+    /* Ends the stream: cleanly (`e` NULL: whatever the API writes last) or with
+     * the error `e` (its error event, without the clean end). */
+    enum bt_err (*stream_end)(void *st, const struct bt_error *e, struct bt_buf *out);
+    /* A whole reply: reply_new returns a collector (NULL on ENOMEM) that takes
+     * events as a bt_event_cb (`reply_event`), reply_write appends the reply body
+     * and gives its status, reply_free frees the collector. `max` caps the bytes
+     * it holds. */
+    void *(*reply_new)(const struct bt_request *r, struct bt_str model, size_t max);
+    bt_event_cb reply_event;
+    enum bt_err (*reply_write)(void *reply, struct bt_buf *out, int *status);
+    void (*reply_free)(void *reply);
 };
 
 #endif

@@ -435,6 +435,9 @@ static void on_event(void *ud, const struct bt_event *ev)
     case BT_EV_REASONING:
     case BT_EV_TOOL_START:
     case BT_EV_TOOL_ARGS:
+        /* Time to first token and what was sent are a stream's; a whole reply's
+         * content events only describe it. */
+        if (ex->state != EX_STREAM) break;
         if (!ex->ttft_ns) ex->ttft_ns = bt_now_ns() - ex->hreq->start_ns;
         if (ev->text.len) ex->content_events++;
         break;

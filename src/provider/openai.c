@@ -8,6 +8,7 @@
 #endif
 
 #include "core/log.h"
+#include "provider/openai_reply.h"
 
 /* The fast path's body: the client's bytes with `model` replaced and, for a stream
  * whose client did not ask for usage, `stream_options.include_usage` added. */
@@ -429,9 +430,9 @@ const struct bt_adapter bt_adapter_openai = {
     .encode = openai_encode,
     .path = openai_path,
     .headers = openai_headers,
-    .decode_reply = bt_openai_decode_response,
+    .decode_reply = bt_openai_reply_events,
     .classify_event = openai_classify,
-    .decode_event = bt_openai_decode_chunk,
+    .decode_event = bt_openai_chunk_events,
     .added_usage_event = openai_added_usage_event,
     .decode_error = openai_decode_error,
 };
