@@ -56,6 +56,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (op == BT_OP_CHAT) CHECK(bt_json_type(&r.doc, r.tok_messages) == BT_JSON_ARRAY);
     else CHECK(r.tok_input > 0);
     if (upstream.len == 0) upstream = BT_STR("m");
+    /* An upstream model id is a config name or a client's checked direct id: never
+     * a control character, at most BT_NAME_MAX bytes (decode refuses the others). */
+    char clean[BT_NAME_MAX];
+    if (upstream.len > sizeof(clean)) upstream.len = sizeof(clean);
+    for (size_t i = 0; i < upstream.len; i++) {
+        unsigned char ch = (unsigned char)upstream.p[i];
+        clean[i] = ch < 0x20 || ch == 0x7f ? '_' : (char)ch;
+    }
+    upstream.p = clean;
 
     struct bt_provider prov;
     memset(&prov, 0, sizeof(prov));
