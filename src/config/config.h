@@ -71,16 +71,37 @@ struct bt_provider {
     int line, col;              /* where the provider was defined */
 };
 
+struct bt_health; /* route/health.h: a deployment's live state, outside the snapshot */
+
 struct bt_deployment {
     struct bt_provider *provider; /* borrowed from the same snapshot */
     char *model;                  /* upstream model id sent to the provider */
     uint32_t weight;              /* default 1 */
+    struct bt_health *health;     /* set by bt_health_attach (route/health.h) when the
+                                     snapshot is put in service; NULL = not tracked */
+};
+
+/* How a group spreads requests over its deployments (models.NAME.strategy). */
+enum bt_strategy {
+    BT_STRATEGY_WEIGHTED = 0, /* weighted round robin for the first, the rest in order */
+    BT_STRATEGY_ROUND_ROBIN,  /* each deployment first in turn */
+    BT_STRATEGY_LEAST_BUSY,   /* fewest requests in flight first */
+    BT_STRATEGY_LATENCY,      /* power of two choices over the latency EWMA */
+};
+
+/* models.NAME.breaker: skip a deployment that failed `failures` times in a row
+ * until `cooldown_ms` has passed, then let one probe decide. failures 0 = off. */
+struct bt_breaker_cfg {
+    uint32_t failures;
+    uint64_t cooldown_ms;
 };
 
 struct bt_model {
     char *name;                 /* public name clients ask for */
     struct bt_deployment *deployments;
     size_t ndeployments;        /* >= 1 */
+    enum bt_strategy strategy;  /* default weighted */
+    struct bt_breaker_cfg breaker;
     int line, col;
 };
 

@@ -109,10 +109,65 @@ static void load_deployment(struct bt_cfg_loader *L, const struct bt_ynode *n, s
     if (!d->model) d->model = bt_cfg_dup(L, m->name, strlen(m->name));
 }
 
+static const char *const strategy_names[] = {"weighted", "round_robin", "least_busy", "latency",
+                                             NULL};
+
+static void load_strategy(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *ctx,
+                          struct bt_model *m)
+{
+    char what[BT_CFG_MAX_NAME + 60];
+    snprintf(what, sizeof(what), "%s: strategy", ctx);
+    char *s;
+    size_t len;
+    if (!bt_cfg_get_string(L, v, what, &s, &len, NULL)) return;
+    bool found = false;
+    for (int i = 0; strategy_names[i]; i++) {
+        if (strlen(strategy_names[i]) == len && memcmp(strategy_names[i], s, len) == 0) {
+            m->strategy = (enum bt_strategy)i;
+            found = true;
+        }
+    }
+    if (!found && len == 4 && memcmp(s, "cost", 4) == 0)
+        bt_cfg_err(L, v, "%s: strategy cost needs deployment prices, which baton does not read "
+                         "yet; use weighted, round_robin, least_busy or latency", ctx);
+    else if (!found)
+        bt_cfg_err(L, v, "%s: unknown strategy \"%.*s\" (expected one of: weighted, round_robin, "
+                         "least_busy, latency)", ctx, BT_CFG_SHOWN(len), s);
+    free(s);
+}
+
+static void load_breaker(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *ctx,
+                         struct bt_model *m)
+{
+    static const char *const keys[] = {"failures", "cooldown", NULL};
+    char what[BT_CFG_MAX_NAME + 60];
+    snprintf(what, sizeof(what), "%s breaker", ctx);
+    if (v->kind != BT_Y_MAP) {
+        bt_cfg_err(L, v, "%s must be a mapping like {failures: 5, cooldown: 30s}, not %s", what,
+                   bt_cfg_kind_name(v));
+        return;
+    }
+    m->breaker = (struct bt_breaker_cfg){.failures = 5, .cooldown_ms = 30000};
+    for (size_t i = 0; i + 1 < v->n; i += 2) {
+        int idx = bt_cfg_key_index(L, v->items[i], keys, what);
+        char w[BT_CFG_MAX_NAME + 80];
+        uint64_t x;
+        if (idx == 0) {
+            snprintf(w, sizeof(w), "%s: failures", what);
+            if (bt_cfg_get_u64(L, v->items[i + 1], w, 1, 1000000, &x)) m->breaker.failures = (uint32_t)x;
+        } else if (idx == 1) {
+            snprintf(w, sizeof(w), "%s: cooldown", what);
+            if (bt_cfg_get_duration(L, v->items[i + 1], w, 1, 86400000, &x))
+                m->breaker.cooldown_ms = x;
+        }
+    }
+}
+
 static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const struct bt_ynode *v,
                        struct bt_model *m)
 {
-    static const char *const keys[] = {"provider", "model", "deployments", NULL};
+    static const char *const keys[] = {"provider", "model", "deployments", "strategy", "breaker",
+                                       NULL};
     m->line = k->line;
     m->col = k->col;
     char ctx[BT_CFG_MAX_NAME + 20];
@@ -132,6 +187,10 @@ static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const 
             mv = v->items[i + 1];
         else if (idx == 2)
             dv = v->items[i + 1], dk = v->items[i];
+        else if (idx == 3)
+            load_strategy(L, v->items[i + 1], ctx, m);
+        else if (idx == 4)
+            load_breaker(L, v->items[i + 1], ctx, m);
     }
     if (dv && (pv || mv)) {
         bt_cfg_err(L, dk, "%s: use either provider/model or deployments, not both", ctx);

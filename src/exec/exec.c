@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "exec/policy.h"
+#include "route/health.h"
 #include "http/sse.h"
 #include "provider/provider.h"
 
@@ -50,6 +51,9 @@ struct bt_exec {
     enum ex_state state;
     const struct bt_provider *prov; /* current attempt's provider */
     const struct bt_adapter *ad;    /* and its adapter */
+    struct bt_health *health;       /* its deployment's live state while an attempt runs */
+    uint64_t attempt_ns;            /* when the current attempt started */
+    uint64_t head_us;               /* its time to a 2xx response head; 0 = none */
     struct bt_pcall call;
     bool call_live;
     uv_timer_t timer;               /* first-byte / idle / total deadline */
@@ -96,10 +100,23 @@ static void on_timer_closed(uv_handle_t *h)
     free(ex);
 }
 
+/* The current attempt is over for the deployment's health (once per attempt):
+ * `counted` false when the client left (nothing learned), `failed` for a failure
+ * of the deployment's own (never the client's mistakes). */
+static void attempt_over(struct bt_exec *ex, bool counted, bool failed)
+{
+    if (!ex->health) return;
+    const struct bt_breaker_cfg none = {0};
+    const struct bt_breaker_cfg *b = ex->plan.model ? &ex->plan.model->breaker : &none;
+    bt_health_end(ex->health, b, counted, failed, failed ? 0 : ex->head_us, bt_health_now_ms());
+    ex->health = NULL;
+}
+
 /* Releases everything; the exec memory goes when the timer handle has closed. */
 static void cleanup(struct bt_exec *ex)
 {
     if (ex->state == EX_DONE) return;
+    attempt_over(ex, false, false);
     ex->state = EX_DONE;
     if (ex->prev) ex->prev->next = ex->next;
     else ex->w->execs = ex->next;
@@ -209,7 +226,10 @@ static void set_failure(struct bt_exec *ex, enum bt_metrics_upclass cls, enum bt
 static void set_failure(struct bt_exec *ex, enum bt_metrics_upclass cls, enum bt_outcome outcome,
                         bool upstream, int status, const char *code, const char *fmt, ...)
 {
-    if (cls != NOT_UPSTREAM) count_upstream_error(ex, cls);
+    if (cls != NOT_UPSTREAM) {
+        count_upstream_error(ex, cls);
+        attempt_over(ex, true, bt_exec_retryable(outcome));
+    }
     struct failure *f = &ex->fail;
     f->status = status;
     f->cls = outcome;
@@ -393,6 +413,9 @@ static void finish_stream(struct bt_exec *ex, const char *error,
                           enum bt_metrics_upclass cls)
 {
     if (error) count_upstream_error(ex, cls);
+    /* A clean end is a success; a broken stream the deployment's failure; a
+     * shutdown (class other) says nothing about it. */
+    attempt_over(ex, !error || cls != BT_UPCLASS_OTHER, error != NULL);
     if (!ex->hreq) {
         flush_out(ex);
         return;
@@ -553,6 +576,7 @@ static void up_head(void *ud, int status, const struct bt_http_header *hs, size_
             copy_header(ex->retry_after_ms, sizeof(ex->retry_after_ms), hs[i].value);
     }
     if (status >= 200 && status < 300) {
+        ex->head_us = (bt_now_ns() - ex->attempt_ns) / 1000;
         if (ex->r->stream && sse) {
             if (!stream_begin(ex)) return;
         } else {
@@ -656,6 +680,7 @@ static void finish_body(struct bt_exec *ex)
         return;
     }
     ex->ad->decode_reply(&doc, on_event, ex);
+    attempt_over(ex, true, false);
     bt_arena_free(&a);
     struct bt_http_header hs[4];
     char attempts[16];
@@ -823,6 +848,10 @@ static void attempt_next(struct bt_exec *ex)
             continue;
         }
         ex->call_live = true;
+        ex->health = c->health;
+        ex->attempt_ns = bt_now_ns();
+        ex->head_us = 0;
+        bt_health_begin(ex->health);
         return;
     }
     if (ex->hreq) finish_error(ex);

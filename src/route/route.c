@@ -2,6 +2,67 @@
 
 #include <string.h>
 
+#include "route/health.h"
+
+/* The weighted pick of the first deployment (rr modulo the total weight), the
+ * rest after it in config order. */
+static uint32_t weighted_first(const struct bt_model *m, uint32_t n, uint64_t rr)
+{
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < n; i++) total += m->deployments[i].weight ? m->deployments[i].weight : 1;
+    uint64_t r = total ? rr % total : 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t w = m->deployments[i].weight ? m->deployments[i].weight : 1;
+        if (r < w) return i;
+        r -= w;
+    }
+    return 0;
+}
+
+static uint64_t load_of(const struct bt_deployment *d, enum bt_strategy s)
+{
+    if (!d->health) return 0;
+    if (s == BT_STRATEGY_LEAST_BUSY)
+        return (uint64_t)atomic_load_explicit(&d->health->inflight, memory_order_relaxed);
+    return atomic_load_explicit(&d->health->ewma_us, memory_order_relaxed);
+}
+
+/* Orders idx[0..n) by the strategy. The rotation by rr comes first, so ties
+ * (and deployments without samples) spread evenly. */
+static void order(const struct bt_model *m, uint32_t n, uint64_t rr, uint32_t *idx)
+{
+    uint32_t first = m->strategy == BT_STRATEGY_WEIGHTED ? weighted_first(m, n, rr)
+                                                         : (uint32_t)(rr % n);
+    for (uint32_t k = 0; k < n; k++) idx[k] = (first + k) % n;
+    if (m->strategy == BT_STRATEGY_LEAST_BUSY) {
+        /* fewest in flight first; a stable insertion sort keeps the rotation for ties */
+        uint64_t key[BT_PLAN_MAX];
+        for (uint32_t k = 0; k < n; k++) key[k] = load_of(&m->deployments[idx[k]], m->strategy);
+        for (uint32_t i = 1; i < n; i++) {
+            for (uint32_t j = i; j > 0 && key[j - 1] > key[j]; j--) {
+                uint64_t tk = key[j];
+                key[j] = key[j - 1];
+                key[j - 1] = tk;
+                uint32_t ti = idx[j];
+                idx[j] = idx[j - 1];
+                idx[j - 1] = ti;
+            }
+        }
+    } else if (m->strategy == BT_STRATEGY_LATENCY && n > 1) {
+        /* Power of two choices: of the rotation's first and a second chosen from rr,
+         * the lower latency EWMA goes first (an unmeasured one counts as fastest, so
+         * it gets measured); the rest keep the rotation. */
+        uint32_t other = 1 + (uint32_t)((rr / n) % (n - 1));
+        uint64_t a = load_of(&m->deployments[idx[0]], m->strategy);
+        uint64_t b = load_of(&m->deployments[idx[other]], m->strategy);
+        if (b < a) {
+            uint32_t t = idx[0];
+            idx[0] = idx[other];
+            idx[other] = t;
+        }
+    }
+}
+
 enum bt_err bt_route_plan(const struct bt_config *cfg, struct bt_str model, uint64_t rr,
                           struct bt_plan *plan)
 {
@@ -10,22 +71,23 @@ enum bt_err bt_route_plan(const struct bt_config *cfg, struct bt_str model, uint
     if (m) {
         plan->model = m;
         uint32_t n = m->ndeployments < BT_PLAN_MAX ? (uint32_t)m->ndeployments : BT_PLAN_MAX;
-        /* Weighted pick of the first candidate; the rest follow in config order. */
-        uint64_t total = 0;
-        for (uint32_t i = 0; i < n; i++) total += m->deployments[i].weight ? m->deployments[i].weight : 1;
-        uint64_t r = total ? rr % total : 0;
-        uint32_t first = 0;
-        for (uint32_t i = 0; i < n; i++) {
-            uint64_t w = m->deployments[i].weight ? m->deployments[i].weight : 1;
-            if (r < w) {
-                first = i;
-                break;
-            }
-            r -= w;
-        }
+        uint32_t idx[BT_PLAN_MAX];
+        order(m, n, rr, idx);
+        uint64_t now = m->breaker.failures ? bt_health_now_ms() : 0;
+        int earliest = -1;
+        uint64_t earliest_until = UINT64_MAX;
         for (uint32_t k = 0; k < n; k++) {
-            const struct bt_deployment *d = &m->deployments[(first + k) % n];
-            plan->c[plan->n++] = (struct bt_candidate){d->provider, bt_str_c(d->model)};
+            const struct bt_deployment *d = &m->deployments[idx[k]];
+            if (m->breaker.failures && !bt_health_available(d->health, &m->breaker, now)) {
+                uint64_t u = atomic_load_explicit(&d->health->open_until_ms, memory_order_relaxed);
+                if (u < earliest_until) earliest_until = u, earliest = (int)idx[k];
+                continue;
+            }
+            plan->c[plan->n++] = (struct bt_candidate){d->provider, bt_str_c(d->model), d->health};
+        }
+        if (!plan->n && earliest >= 0) { /* every breaker open: never no candidate */
+            const struct bt_deployment *d = &m->deployments[earliest];
+            plan->c[plan->n++] = (struct bt_candidate){d->provider, bt_str_c(d->model), d->health};
         }
         return BT_OK;
     }
@@ -35,7 +97,7 @@ enum bt_err bt_route_plan(const struct bt_config *cfg, struct bt_str model, uint
             bt_config_provider(cfg, (struct bt_str){model.p, (size_t)slash});
         if (p) {
             plan->c[0] = (struct bt_candidate){
-                p, {model.p + slash + 1, model.len - (size_t)slash - 1}};
+                p, {model.p + slash + 1, model.len - (size_t)slash - 1}, NULL};
             plan->n = 1;
             return BT_OK;
         }

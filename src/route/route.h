@@ -16,6 +16,7 @@
 struct bt_candidate {
     const struct bt_provider *provider; /* borrowed from the snapshot */
     struct bt_str model;                /* upstream model id (snapshot or request bytes) */
+    struct bt_health *health;           /* its live state (route/health.h), or NULL */
 };
 
 struct bt_plan {
@@ -24,9 +25,12 @@ struct bt_plan {
     const struct bt_model *model;       /* the public model, NULL for direct addressing */
 };
 
-/* Fills `plan` for `model`. `rr` is a per-worker counter used for spreading load
- * over a group's deployments. BT_ENOTFOUND when the name matches nothing. The
- * plan borrows from `cfg` and from `model`'s bytes. */
+/* Fills `plan` for `model`. A group's deployments are ordered by its strategy
+ * (weighted, round_robin, least_busy, latency; `rr` is a per-worker counter that
+ * spreads load and breaks ties), and with a breaker configured those whose
+ * breaker is open are left out, unless all are: then the one whose cooldown ends
+ * first is tried. BT_ENOTFOUND when the name matches nothing. The plan borrows
+ * from `cfg` and from `model`'s bytes. */
 BT_MUST_USE enum bt_err bt_route_plan(const struct bt_config *cfg, struct bt_str model, uint64_t rr,
                           struct bt_plan *plan);
 

@@ -11,6 +11,7 @@
 
 #include "exec/exec.h"
 #include "core/log.h"
+#include "route/health.h"
 #include "serve/worker.h"
 
 enum { CMD_DRAIN = 1, CMD_STOP = 2, CMD_CONFIG = 4 };
@@ -246,6 +247,7 @@ static int reload(struct serve *s, char *msg, size_t cap)
                 (unsigned)next->server.listen_port, v6b ? "[" : "", s->host, v6b ? "]" : "",
                 (unsigned)s->port);
     }
+    bt_health_attach(next); /* deployments that still exist keep their state */
     for (uint32_t i = 0; i < s->nworkers; i++) {
         struct bt_config *old = atomic_exchange(&s->pending[i], bt_config_ref(next));
         if (old) bt_config_unref(old);
@@ -371,6 +373,7 @@ int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opt
         fprintf(stderr, "baton: %s: configuration has errors; not starting\n", config_path);
         return 1;
     }
+    bt_health_attach(s.cfg);
     int rc = 1;
     if (s.cfg->log.level) {
         int lv = bt_log_level_parse(s.cfg->log.level);

@@ -4,6 +4,7 @@
 
 #include "config/config.h"
 #include "gate/gate.h"
+#include "route/health.h"
 #include "route/route.h"
 
 static const char *yaml =
@@ -16,7 +17,19 @@ static const char *yaml =
     "  group:\n"
     "    deployments:\n"
     "      - {provider: a, model: x, weight: 3}\n"
-    "      - {provider: b, model: y, weight: 1}\n";
+    "      - {provider: b, model: y, weight: 1}\n"
+    "  rr:\n"
+    "    strategy: round_robin\n"
+    "    deployments: [{provider: a, model: r1}, {provider: b, model: r2}, {provider: a, model: r3}]\n"
+    "  busy:\n"
+    "    strategy: least_busy\n"
+    "    deployments: [{provider: a, model: b1}, {provider: b, model: b2}, {provider: a, model: b3}]\n"
+    "  fast:\n"
+    "    strategy: latency\n"
+    "    deployments: [{provider: a, model: l1}, {provider: b, model: l2}]\n"
+    "  guarded:\n"
+    "    breaker: {failures: 2, cooldown: 50ms}\n"
+    "    deployments: [{provider: a, model: g1}, {provider: b, model: g2}]\n";
 
 static struct bt_config *load(void)
 {
@@ -25,7 +38,109 @@ static struct bt_config *load(void)
     enum bt_err err = bt_config_load_string("t.yaml", yaml, strlen(yaml), &c, &d);
     if (err) bt_config_diags_print(&d, stderr);
     bt_config_diags_free(&d);
+    if (c) bt_health_attach(c);
     return c;
+}
+
+static struct bt_health *health_of(struct bt_config *c, const char *model, size_t i)
+{
+    return c->models[bt_config_model(c, bt_str_c(model)) - c->models].deployments[i].health;
+}
+
+/* The upstream model ids of the plan, joined with ',' (e.g. "r2,r3,r1"). */
+static const char *ids(const struct bt_plan *p, char *buf, size_t cap)
+{
+    size_t o = 0;
+    buf[0] = 0;
+    for (uint32_t i = 0; i < p->n && o < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%.*s", i ? "," : "", BT_STR_FMT(p->c[i].model));
+    return buf;
+}
+
+static const char *plan_ids(struct bt_config *c, const char *model, uint64_t rr, char *buf, size_t cap)
+{
+    struct bt_plan p;
+    if (bt_route_plan(c, bt_str_c(model), rr, &p)) return "(none)";
+    return ids(&p, buf, cap);
+}
+
+TEST(strategies)
+{
+    struct bt_config *c = load();
+    REQUIRE(c);
+    char b[128];
+    /* round robin: each first in turn, the rest after it in order */
+    CHECK_STR(plan_ids(c, "rr", 0, b, sizeof(b)), "r1,r2,r3");
+    CHECK_STR(plan_ids(c, "rr", 1, b, sizeof(b)), "r2,r3,r1");
+    CHECK_STR(plan_ids(c, "rr", 5, b, sizeof(b)), "r3,r1,r2");
+    /* least busy: fewest in flight first; ties keep the rotation */
+    for (int i = 0; i < 2; i++) bt_health_begin(health_of(c, "busy", 0));
+    bt_health_begin(health_of(c, "busy", 1));
+    CHECK_STR(plan_ids(c, "busy", 0, b, sizeof(b)), "b3,b2,b1");
+    bt_health_begin(health_of(c, "busy", 2));
+    bt_health_begin(health_of(c, "busy", 2));
+    CHECK_STR(plan_ids(c, "busy", 0, b, sizeof(b)), "b2,b1,b3");
+    /* latency: of the two compared, the lower average first; unmeasured counts as fastest */
+    struct bt_breaker_cfg none = {0};
+    bt_health_begin(health_of(c, "fast", 0));
+    bt_health_end(health_of(c, "fast", 0), &none, true, false, 9000, 0);
+    CHECK_STR(plan_ids(c, "fast", 0, b, sizeof(b)), "l2,l1");
+    bt_health_begin(health_of(c, "fast", 1));
+    bt_health_end(health_of(c, "fast", 1), &none, true, false, 20000, 0);
+    CHECK_STR(plan_ids(c, "fast", 0, b, sizeof(b)), "l1,l2");
+    CHECK_STR(plan_ids(c, "fast", 1, b, sizeof(b)), "l1,l2");
+    /* a reload keeps a deployment's state: the same entry for the same deployment */
+    struct bt_config *c2 = load();
+    REQUIRE(c2);
+    CHECK(health_of(c2, "busy", 2) == health_of(c, "busy", 2));
+    CHECK(health_of(c2, "busy", 0) != health_of(c, "busy", 2));
+    bt_config_unref(c2);
+    bt_config_unref(c);
+}
+
+TEST(breaker)
+{
+    struct bt_config *c = load();
+    REQUIRE(c);
+    const struct bt_model *m = bt_config_model(c, BT_STR("guarded"));
+    struct bt_health *g1 = health_of(c, "guarded", 0);
+    char b[128];
+    uint64_t t = bt_health_now_ms();
+    CHECK_STR(plan_ids(c, "guarded", 0, b, sizeof(b)), "g1,g2");
+    /* one failure: still closed; a client's mistake never counts */
+    bt_health_begin(g1);
+    bt_health_end(g1, &m->breaker, true, true, 0, t);
+    CHECK_STR(plan_ids(c, "guarded", 0, b, sizeof(b)), "g1,g2");
+    /* the second in a row opens it: g1 is left out */
+    bt_health_begin(g1);
+    bt_health_end(g1, &m->breaker, true, true, 0, t);
+    CHECK_STR(plan_ids(c, "guarded", 0, b, sizeof(b)), "g2");
+    CHECK_STR(plan_ids(c, "guarded", 1, b, sizeof(b)), "g2");
+    /* both open: the one whose cooldown ends first is still tried */
+    struct bt_health *g2 = health_of(c, "guarded", 1);
+    for (int i = 0; i < 2; i++) {
+        bt_health_begin(g2);
+        bt_health_end(g2, &m->breaker, true, true, 0, t + 10);
+    }
+    CHECK_STR(plan_ids(c, "guarded", 0, b, sizeof(b)), "g1");
+    /* after the cooldown one probe goes; while it is out, nobody else */
+    CHECK(bt_health_available(g1, &m->breaker, t + 60));
+    bt_health_begin(g1);
+    CHECK(!bt_health_available(g1, &m->breaker, t + 60));
+    /* the probe fails: open again for a whole cooldown */
+    bt_health_end(g1, &m->breaker, true, true, 0, t + 60);
+    CHECK(!bt_health_available(g1, &m->breaker, t + 100));
+    CHECK(bt_health_available(g1, &m->breaker, t + 111));
+    /* a successful probe closes it */
+    bt_health_begin(g1);
+    bt_health_end(g1, &m->breaker, true, false, 1000, t + 111);
+    CHECK(bt_health_available(g1, &m->breaker, t + 112));
+    CHECK_INT(atomic_load(&g1->failures), 0);
+    /* a client leaving teaches nothing and frees the probe */
+    bt_health_begin(g2);
+    bt_health_end(g2, &m->breaker, false, false, 0, t + 200);
+    CHECK_INT(atomic_load(&g2->inflight), 0);
+    bt_config_unref(c);
 }
 
 TEST(public_model)
@@ -114,5 +229,7 @@ int main(void)
     RUN(group_weighted_first_then_fallbacks);
     RUN(direct_provider_addressing);
     RUN(master_key_gate);
+    RUN(strategies);
+    RUN(breaker);
     return HARNESS_DONE();
 }

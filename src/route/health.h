@@ -1,0 +1,53 @@
+/* Deployment health: one process-wide registry of what baton has seen of each
+ * deployment (a provider's name and base URL with an upstream model id): requests
+ * in flight, an EWMA of the time to the response head, consecutive failures and
+ * the circuit breaker. It lives outside the config snapshot, so a reload keeps
+ * the state of deployments that still exist, and every worker shares it: the
+ * request path touches only atomics; the registry's lock is taken only when a
+ * snapshot is put in service (bt_health_attach). Entries are never freed (one per
+ * distinct deployment ever configured, at most BT_HEALTH_MAX). */
+#ifndef BT_ROUTE_HEALTH_H
+#define BT_ROUTE_HEALTH_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+#define BT_HEALTH_MAX 16384
+
+struct bt_health {
+    atomic_int inflight;                 /* attempts running now */
+    atomic_uint_least64_t ewma_us;       /* time to the response head; 0 = no sample yet */
+    atomic_uint failures;                /* failures in a row (reset by a success) */
+    atomic_uint_least64_t open_until_ms; /* breaker: 0 closed, else open until (monotonic ms) */
+    atomic_bool probing;                 /* breaker half open: one probe is out */
+    atomic_uint_least64_t attempts;      /* attempts started (for metrics and tests) */
+};
+
+/* Gives every deployment of `cfg` its registry entry (found by provider name, base
+ * URL and model id, or created). Main thread, before the snapshot serves. Entries
+ * past BT_HEALTH_MAX are left NULL (logged once): those deployments go untracked. */
+void bt_health_attach(struct bt_config *cfg);
+
+/* Monotonic milliseconds, the breaker's clock. */
+uint64_t bt_health_now_ms(void);
+
+/* Whether an attempt may go to `h` now under breaker `b`: closed, or its cooldown
+ * is over and no other probe is out (then *probe is set: this attempt decides).
+ * Does not claim the probe: bt_health_begin does. */
+bool bt_health_available(const struct bt_health *h, const struct bt_breaker_cfg *b, uint64_t now_ms);
+
+/* An attempt starts: in flight +1; a half-open breaker's probe is claimed. */
+void bt_health_begin(struct bt_health *h);
+
+/* The attempt ended. `failed`: a failure of the deployment's (not the client's
+ * mistake); `head_us`: time to the response head of a success (0: none). Updates
+ * the EWMA, the failure count and the breaker: `b->failures` failures in a row
+ * open it for `b->cooldown_ms`; a success closes it. `counted` false: the client
+ * left, nothing is learned but the in-flight count. */
+void bt_health_end(struct bt_health *h, const struct bt_breaker_cfg *b, bool counted, bool failed,
+                   uint64_t head_us, uint64_t now_ms);
+
+#endif
