@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "canon/event.h"
-#include "canon/outcome.h"
+#include "core/outcome.h"
 #include "core/buf.h"
 
 #define BT_OPENAI_ENC_MAX_CHOICES 8  /* choices (n) one encoder follows */

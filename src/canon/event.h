@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "canon/outcome.h"
+#include "core/outcome.h"
 #include "core/str.h"
 
 enum bt_ev_type {

@@ -10,7 +10,7 @@
 #include <stdbool.h>
 
 #include "canon/event.h"
-#include "canon/outcome.h"
+#include "core/outcome.h"
 #include "canon/request.h"
 #include "canon/worker.h"
 #include "core/arena.h"

@@ -96,12 +96,35 @@ struct bt_breaker_cfg {
     uint64_t cooldown_ms;
 };
 
+/* models.NAME.retry: `attempts` in all across the model's deployments, with
+ * exponential backoff and full jitter between them. attempts 0 = no retry key:
+ * each deployment once, no wait (the behaviour without a policy). */
+struct bt_retry_cfg {
+    uint32_t attempts;
+    uint64_t backoff_ms;     /* the first wait's ceiling, doubled each time */
+    uint64_t max_backoff_ms; /* no wait is longer, a provider's Retry-After included */
+};
+
+#define BT_FALLBACK_MAX 4
+
+/* models.NAME.fallback: other public models tried after this one's deployments,
+ * for failures of the classes in `on` (a bit per enum bt_outcome value). */
+struct bt_fallback_cfg {
+    const struct bt_model *models[BT_FALLBACK_MAX]; /* borrowed from the same snapshot */
+    char *names[BT_FALLBACK_MAX];                   /* as written (resolved after loading) */
+    int lines[BT_FALLBACK_MAX], cols[BT_FALLBACK_MAX];
+    uint32_t n;
+    uint32_t on;                                    /* 1u << outcome class */
+};
+
 struct bt_model {
     char *name;                 /* public name clients ask for */
     struct bt_deployment *deployments;
     size_t ndeployments;        /* >= 1 */
     enum bt_strategy strategy;  /* default weighted */
     struct bt_breaker_cfg breaker;
+    struct bt_retry_cfg retry;
+    struct bt_fallback_cfg fallback;
     int line, col;
 };
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config/values.h"
+#include "core/outcome.h"
 #include "core/buf.h"
 
 #define MAX_DEPLOYMENTS 8 /* route.h's BT_PLAN_MAX: more would be ignored silently */
@@ -163,11 +164,99 @@ static void load_breaker(struct bt_cfg_loader *L, const struct bt_ynode *v, cons
     }
 }
 
+static void load_retry(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *ctx,
+                       struct bt_model *m)
+{
+    static const char *const keys[] = {"attempts", "backoff", "max_backoff", NULL};
+    char what[BT_CFG_MAX_NAME + 60];
+    snprintf(what, sizeof(what), "%s retry", ctx);
+    if (v->kind != BT_Y_MAP) {
+        bt_cfg_err(L, v, "%s must be a mapping like {attempts: 3, backoff: 200ms}, not %s", what,
+                   bt_cfg_kind_name(v));
+        return;
+    }
+    m->retry = (struct bt_retry_cfg){.attempts = 3, .backoff_ms = 200, .max_backoff_ms = 10000};
+    for (size_t i = 0; i + 1 < v->n; i += 2) {
+        int idx = bt_cfg_key_index(L, v->items[i], keys, what);
+        char w[BT_CFG_MAX_NAME + 80];
+        uint64_t x;
+        snprintf(w, sizeof(w), "%s: %s", what, idx >= 0 ? keys[idx] : "?");
+        if (idx == 0 && bt_cfg_get_u64(L, v->items[i + 1], w, 1, 20, &x))
+            m->retry.attempts = (uint32_t)x;
+        else if (idx == 1 && bt_cfg_get_duration(L, v->items[i + 1], w, 0, 600000, &x))
+            m->retry.backoff_ms = x;
+        else if (idx == 2 && bt_cfg_get_duration(L, v->items[i + 1], w, 0, 600000, &x))
+            m->retry.max_backoff_ms = x;
+    }
+}
+
+static void load_fallback(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *ctx,
+                          struct bt_model *m)
+{
+    static const char *const keys[] = {"models", "on", NULL};
+    char what[BT_CFG_MAX_NAME + 60];
+    snprintf(what, sizeof(what), "%s fallback", ctx);
+    if (v->kind != BT_Y_MAP) {
+        bt_cfg_err(L, v, "%s must be a mapping like {models: [NAME], on: [rate_limit]}, not %s",
+                   what, bt_cfg_kind_name(v));
+        return;
+    }
+    /* By default the provider-side failures: what the client could not avoid. */
+    m->fallback.on = 1u << BT_OUTCOME_RATE_LIMIT | 1u << BT_OUTCOME_SERVER_ERROR |
+                     1u << BT_OUTCOME_TIMEOUT | 1u << BT_OUTCOME_CONNECTION | 1u << BT_OUTCOME_AUTH;
+    const struct bt_ynode *mv = NULL;
+    for (size_t i = 0; i + 1 < v->n; i += 2) {
+        int idx = bt_cfg_key_index(L, v->items[i], keys, what);
+        const struct bt_ynode *x = v->items[i + 1];
+        if (idx == 0) {
+            mv = x;
+        } else if (idx == 1) {
+            if (x->kind != BT_Y_SEQ || !x->n) {
+                bt_cfg_err(L, x, "%s: on must be a non-empty list of failure classes", what);
+                continue;
+            }
+            m->fallback.on = 0;
+            for (size_t j = 0; j < x->n; j++) {
+                enum bt_outcome o;
+                const struct bt_ynode *e = x->items[j];
+                if (e->kind != BT_Y_SCALAR || !bt_outcome_parse((struct bt_str){e->text, e->len}, &o) ||
+                    o == BT_OUTCOME_OK || o == BT_OUTCOME_BAD_REQUEST)
+                    bt_cfg_err(L, e, "%s: unknown failure class \"%.*s\" (expected one of: "
+                                     "rate_limit, server_error, timeout, connection, context_window, "
+                                     "content_filter, auth)", what,
+                               BT_CFG_SHOWN(e->kind == BT_Y_SCALAR ? e->len : 0),
+                               e->kind == BT_Y_SCALAR ? e->text : "");
+                else
+                    m->fallback.on |= 1u << o;
+            }
+        }
+    }
+    if (!mv) {
+        bt_cfg_err(L, v, "%s needs models: [NAME, ...]", what);
+        return;
+    }
+    if (mv->kind != BT_Y_SEQ || !mv->n || mv->n > BT_FALLBACK_MAX) {
+        bt_cfg_err(L, mv, "%s: models must be a list of 1 to %d model names", what, BT_FALLBACK_MAX);
+        return;
+    }
+    for (size_t j = 0; j < mv->n; j++) {
+        char w[BT_CFG_MAX_NAME + 80];
+        snprintf(w, sizeof(w), "%s: models", what);
+        char *s;
+        size_t len;
+        if (!bt_cfg_get_string(L, mv->items[j], w, &s, &len, NULL)) continue;
+        m->fallback.names[m->fallback.n] = s;
+        m->fallback.lines[m->fallback.n] = mv->items[j]->line;
+        m->fallback.cols[m->fallback.n] = mv->items[j]->col;
+        m->fallback.n++;
+    }
+}
+
 static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const struct bt_ynode *v,
                        struct bt_model *m)
 {
-    static const char *const keys[] = {"provider", "model", "deployments", "strategy", "breaker",
-                                       NULL};
+    static const char *const keys[] = {"provider", "model",   "deployments", "strategy",
+                                       "breaker",  "retry",   "fallback",    NULL};
     m->line = k->line;
     m->col = k->col;
     char ctx[BT_CFG_MAX_NAME + 20];
@@ -191,6 +280,10 @@ static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const 
             load_strategy(L, v->items[i + 1], ctx, m);
         else if (idx == 4)
             load_breaker(L, v->items[i + 1], ctx, m);
+        else if (idx == 5)
+            load_retry(L, v->items[i + 1], ctx, m);
+        else if (idx == 6)
+            load_fallback(L, v->items[i + 1], ctx, m);
     }
     if (dv && (pv || mv)) {
         bt_cfg_err(L, dk, "%s: use either provider/model or deployments, not both", ctx);
@@ -260,5 +353,20 @@ void bt_cfg_load_models(struct bt_cfg_loader *L, const struct bt_ynode *n)
         c->nmodels++;
         load_model(L, k, v, md);
         if (L->oom) return;
+    }
+    /* Fallback names resolve once every model is known. */
+    for (size_t i = 0; i < c->nmodels; i++) {
+        struct bt_model *md = &c->models[i];
+        for (uint32_t j = 0; j < md->fallback.n; j++) {
+            const char *fname = md->fallback.names[j];
+            const struct bt_model *f = bt_config_model(c, bt_str_c(fname));
+            struct bt_ynode at = {.line = md->fallback.lines[j], .col = md->fallback.cols[j]};
+            if (!f)
+                bt_cfg_err(L, &at, "model \"%s\" fallback: unknown model \"%s\"", md->name, fname);
+            else if (f == md)
+                bt_cfg_err(L, &at, "model \"%s\" fallback: a model cannot fall back to itself",
+                           md->name);
+            md->fallback.models[j] = f;
+        }
     }
 }

@@ -62,6 +62,7 @@ void bt_cfg_free(struct bt_config *c)
     for (size_t i = 0; i < c->nmodels; i++) {
         struct bt_model *m = &c->models[i];
         free(m->name);
+        for (uint32_t j = 0; j < m->fallback.n; j++) free(m->fallback.names[j]);
         for (size_t j = 0; j < m->ndeployments; j++)
             free(m->deployments[j].model);
         free(m->deployments);

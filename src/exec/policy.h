@@ -6,7 +6,7 @@
 
 #include <stdbool.h>
 
-#include "canon/outcome.h"
+#include "core/outcome.h"
 
 /* True for an attempt worth following with the next deployment: rate limits,
  * server errors, timeouts, connection failures, and a provider refusing baton's

@@ -10,7 +10,7 @@
 #define BT_PROVIDER_OPENAI_REPLY_H
 
 #include "canon/event.h"
-#include "canon/outcome.h"
+#include "core/outcome.h"
 #include "core/arena.h"
 #include "json/json.h"
 

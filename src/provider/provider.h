@@ -12,7 +12,7 @@
 #include <uv.h>
 
 #include "canon/event.h"
-#include "canon/outcome.h"
+#include "core/outcome.h"
 #include "canon/request.h"
 #include "config/config.h"
 #include "config/fwd.h"

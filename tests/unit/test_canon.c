@@ -14,7 +14,7 @@
 #include "provider/openai.h"
 #include "canon/chat.h"
 #include "canon/event.h"
-#include "canon/outcome.h"
+#include "core/outcome.h"
 
 /* JSON written with ' for " (so fixtures read without backslashes); malloc'd. */
 static char *jq(const char *s)

@@ -3,7 +3,7 @@
  * read. */
 #include "harness.h"
 
-#include "canon/outcome.h"
+#include "core/outcome.h"
 #include "exec/policy.h"
 #include "provider/openai.h"
 

@@ -2,8 +2,8 @@
  * adapter decides from the provider's reply (its status, its error body, a broken
  * transfer), that exec's retry and fallback decisions read, and that a front end
  * turns into its own API's error. */
-#ifndef BT_CANON_OUTCOME_H
-#define BT_CANON_OUTCOME_H
+#ifndef BT_CORE_OUTCOME_H
+#define BT_CORE_OUTCOME_H
 
 #include <stdbool.h>
 

@@ -1,4 +1,4 @@
-#include "canon/outcome.h"
+#include "core/outcome.h"
 
 static const char *const names[BT_OUTCOME_COUNT] = {
     [BT_OUTCOME_OK] = "ok",
