@@ -23,6 +23,7 @@ enum ex_state {
     EX_BODY,          /* 2xx non-stream reply being buffered */
     EX_ERRBODY,       /* non-2xx reply being buffered */
     EX_STREAM,        /* 2xx stream being relayed: committed */
+    EX_BACKOFF,       /* waiting before the next retry (the timer starts it) */
     EX_DONE,
 };
 
@@ -46,7 +47,11 @@ struct bt_exec {
     struct bt_config *cfg;          /* our ref */
     struct bt_request *r;           /* in hreq's arena */
     struct bt_plan plan;
-    uint32_t cur;                   /* next candidate */
+    uint32_t own_tries;             /* attempts on the model's own candidates */
+    uint32_t fb_next;               /* the next fallback candidate (index into plan.c) */
+    uint32_t cur_idx;               /* the current attempt's candidate (index into plan.c) */
+    uint32_t auth_skip;             /* own candidates that refused baton's credential */
+    const struct bt_candidate *waiting; /* EX_BACKOFF: the candidate to try next */
     uint32_t attempts;
     enum ex_state state;
     const struct bt_provider *prov; /* current attempt's provider */
@@ -86,6 +91,7 @@ struct bt_exec {
 };
 
 static void attempt_next(struct bt_exec *ex);
+static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c);
 
 /* ---- lifetime ---- */
 
@@ -733,8 +739,7 @@ static void up_done(void *ud, enum bt_err err, const char *detail)
         return;
     case EX_ERRBODY:
         record_upstream_status(ex);
-        if (bt_exec_retryable(ex->fail.cls)) attempt_next(ex);
-        else finish_error(ex);
+        attempt_next(ex); /* the policy decides: another deployment, a fallback, or the end */
         return;
     case EX_STREAM:
         if (ex->saw_error) {
@@ -753,6 +758,7 @@ static void up_done(void *ud, enum bt_err err, const char *detail)
             finish_stream(ex, NULL, BT_UPCLASS_OTHER);
         }
         return;
+    case EX_BACKOFF: /* no call is live while waiting */
     case EX_DONE: return;
     }
 }
@@ -765,6 +771,12 @@ static void on_timer(uv_timer_t *t)
     if (ex->deadline_ms > now) { /* the deadline moved on since the timer was set */
         uv_timer_start(&ex->timer, on_timer, ex->deadline_ms - now, 0);
         ex->timer_due_ms = ex->deadline_ms;
+        return;
+    }
+    if (ex->state == EX_BACKOFF) {
+        const struct bt_candidate *c = ex->waiting;
+        ex->waiting = NULL;
+        if (!attempt_start(ex, c)) attempt_next(ex);
         return;
     }
     const char *phase = timeout_phase(ex);
@@ -794,65 +806,130 @@ static const struct bt_up_callbacks up_cbs = {up_head, up_data, up_done, up_flus
 
 /* ---- attempts ---- */
 
+/* The next candidate under the model's policy, or NULL when none is left: its own
+ * deployments while the last failure is retryable (each once, or `retry.attempts`
+ * attempts in all, cycling, skipping one that refused baton's credential), then
+ * its fallback models' while the last failure's class is in `fallback.on`. */
+static const struct bt_candidate *next_candidate(struct bt_exec *ex)
+{
+    const struct bt_plan *p = &ex->plan;
+    const struct bt_model *m = p->model;
+    bool first = ex->attempts == 0;
+    if (!first && ex->cur_idx < p->n_own && ex->fail.cls == BT_OUTCOME_AUTH)
+        ex->auth_skip |= 1u << ex->cur_idx;
+    uint32_t max_own = m && m->retry.attempts ? m->retry.attempts : p->n_own;
+    if (first || bt_exec_retryable(ex->fail.cls)) {
+        while (ex->own_tries < max_own && p->n_own) {
+            uint32_t i = ex->own_tries++ % p->n_own;
+            if (ex->auth_skip & (1u << i)) {
+                if (ex->auth_skip == (1u << p->n_own) - 1) break; /* all refused */
+                max_own++; /* a skipped one costs no attempt */
+                continue;
+            }
+            ex->cur_idx = i;
+            return &p->c[i];
+        }
+    }
+    if (!m || !(m->fallback.on & (1u << ex->fail.cls))) return NULL;
+    if (!ex->fb_next) ex->fb_next = p->n_own;
+    if (ex->fb_next >= p->n) return NULL;
+    ex->cur_idx = ex->fb_next;
+    return &p->c[ex->fb_next++];
+}
+
+/* The wait before retrying the model's own deployments (only with `retry`):
+ * exponential backoff with full jitter, at least the provider's Retry-After, at
+ * most max_backoff. 0 for a first attempt and for fallbacks. */
+static uint64_t backoff_ms(struct bt_exec *ex)
+{
+    const struct bt_model *m = ex->plan.model;
+    if (!m || !m->retry.attempts || ex->attempts == 0 || ex->cur_idx >= ex->plan.n_own) return 0;
+    uint64_t cap = m->retry.backoff_ms;
+    for (uint32_t k = 1; k + 1 < ex->own_tries && cap < m->retry.max_backoff_ms; k++) cap *= 2;
+    if (cap > m->retry.max_backoff_ms) cap = m->retry.max_backoff_ms;
+    uint64_t wait = cap ? (bt_now_ns() * 2654435761u >> 7) % (cap + 1) : 0;
+    uint64_t ra = 0;
+    if (ex->retry_after_ms[0]) ra = strtoull(ex->retry_after_ms, NULL, 10);
+    else if (ex->retry_after[0]) ra = strtoull(ex->retry_after, NULL, 10) * 1000;
+    if (ra > wait) wait = ra;
+    return wait < m->retry.max_backoff_ms ? wait : m->retry.max_backoff_ms;
+}
+
+/* Starts an attempt at `c`. False when it could not start (the failure is
+ * recorded): the caller goes on to the next candidate. */
+static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
+{
+    const struct bt_provider *p = c->provider;
+    ex->prov = p;
+    ex->ad = bt_adapter_for(p);
+    ex->attempts++;
+    snprintf(ex->deployment, sizeof(ex->deployment), "%s/%.*s", p->name, BT_STR_FMT(c->model));
+    char why[300];
+    if (!bt_provider_ready(p, why, sizeof(why))) {
+        set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_AUTH, true, 503, "provider_key_missing", "%s",
+                    why);
+        return false;
+    }
+    bt_buf_reset(&ex->resp);
+    ex->resp.max = MAX_REPLY_BYTES;
+    ex->retry_after[0] = ex->retry_after_ms[0] = 0;
+    enum bt_err err = bt_provider_encode(p, ex->r, c->model, ex->hreq->arena, &ex->body_up,
+                                         &ex->added_usage);
+    if (err) {
+        set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_SERVER_ERROR, false, 500, NULL,
+                    "could not encode the request: %s", bt_strerror(err));
+        return false;
+    }
+    ex->state = EX_WAIT_HEAD;
+    ex->up_status = 0;
+    uint64_t total = cap_ms(ex, p->timeouts.total_ms ? p->timeouts.total_ms : 600000);
+    if (ex->r->timeout_ms) {
+        /* The client's budget covers all attempts, from the request's start. */
+        uint64_t end = ex->hreq->start_ns + ex->r->timeout_ms * 1000000;
+        uint64_t now = bt_now_ns();
+        if (end <= now) {
+            set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_TIMEOUT, true, 504, "request_timeout",
+                        "the request's x-baton-timeout expired before %s could be tried", p->name);
+            ex->own_tries = UINT32_MAX / 2; /* no more attempts: the client's time is spent */
+            ex->fb_next = ex->plan.n;
+            return false;
+        }
+        if ((end - now) / 1000000 < total) total = (end - now) / 1000000 + 1;
+    }
+    ex->total_deadline_ms = uv_now(&ex->w->loop) + total;
+    arm(ex, cap_ms(ex, p->timeouts.first_byte_ms));
+    err = bt_provider_start(p, &ex->w->loop, ex->w->up, ex->r->op, ex->r->stream, &ex->body_up,
+                            &up_cbs, ex, &ex->call);
+    if (err) {
+        disarm(ex);
+        set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_SERVER_ERROR, false, 500, NULL,
+                    "could not start the call: %s", bt_strerror(err));
+        return false;
+    }
+    ex->call_live = true;
+    ex->health = c->health;
+    ex->attempt_ns = bt_now_ns();
+    ex->head_us = 0;
+    bt_health_begin(ex->health);
+    return true;
+}
+
 static void attempt_next(struct bt_exec *ex)
 {
-    while (ex->hreq && ex->cur < ex->plan.n) {
-        const struct bt_candidate *c = &ex->plan.c[ex->cur++];
-        const struct bt_provider *p = c->provider;
-        ex->prov = p;
-        ex->ad = bt_adapter_for(p);
-        ex->attempts++;
-        snprintf(ex->deployment, sizeof(ex->deployment), "%s/%.*s", p->name,
-                 BT_STR_FMT(c->model));
-        char why[300];
-        if (!bt_provider_ready(p, why, sizeof(why))) {
-            set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_AUTH, true, 503, "provider_key_missing", "%s",
-                        why);
-            continue;
-        }
-        bt_buf_reset(&ex->resp);
-        ex->resp.max = MAX_REPLY_BYTES;
-        ex->retry_after[0] = ex->retry_after_ms[0] = 0;
-        enum bt_err err = bt_provider_encode(p, ex->r, c->model, ex->hreq->arena, &ex->body_up,
-                                             &ex->added_usage);
-        if (err) {
-            set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_SERVER_ERROR, false, 500, NULL,
-                        "could not encode the request: %s",
-                        bt_strerror(err));
-            continue;
-        }
-        ex->state = EX_WAIT_HEAD;
-        ex->up_status = 0;
-        uint64_t total = cap_ms(ex, p->timeouts.total_ms ? p->timeouts.total_ms : 600000);
-        if (ex->r->timeout_ms) {
-            /* The client's budget covers all attempts, from the request's start. */
-            uint64_t end = ex->hreq->start_ns + ex->r->timeout_ms * 1000000;
-            uint64_t now = bt_now_ns();
-            if (end <= now) {
-                set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_TIMEOUT, true, 504, "request_timeout",
-                            "the request's x-baton-timeout expired before %s could be tried",
-                            p->name);
-                break;
-            }
-            if ((end - now) / 1000000 < total) total = (end - now) / 1000000 + 1;
-        }
-        ex->total_deadline_ms = uv_now(&ex->w->loop) + total;
-        arm(ex, cap_ms(ex, p->timeouts.first_byte_ms));
-        err = bt_provider_start(p, &ex->w->loop, ex->w->up, ex->r->op, ex->r->stream,
-                                &ex->body_up, &up_cbs, ex, &ex->call);
-        if (err) {
+    const struct bt_candidate *c;
+    while (ex->hreq && (c = next_candidate(ex)) != NULL) {
+        uint64_t wait = backoff_ms(ex);
+        if (wait) {
+            /* The timer brings the exec back (on_timer) to start `c`. */
+            ex->waiting = c;
+            ex->state = EX_BACKOFF;
             disarm(ex);
-            set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_SERVER_ERROR, false, 500, NULL,
-                        "could not start the call: %s",
-                        bt_strerror(err));
-            continue;
+            ex->deadline_ms = uv_now(&ex->w->loop) + wait;
+            ex->timer_due_ms = ex->deadline_ms;
+            uv_timer_start(&ex->timer, on_timer, wait, 0);
+            return;
         }
-        ex->call_live = true;
-        ex->health = c->health;
-        ex->attempt_ns = bt_now_ns();
-        ex->head_us = 0;
-        bt_health_begin(ex->health);
-        return;
+        if (attempt_start(ex, c)) return;
     }
     if (ex->hreq) finish_error(ex);
 }

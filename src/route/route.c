@@ -63,32 +63,46 @@ static void order(const struct bt_model *m, uint32_t n, uint64_t rr, uint32_t *i
     }
 }
 
+/* Appends model m's deployments to the plan in its strategy's order, leaving out
+ * those whose breaker is open unless all are (then the one whose cooldown ends
+ * first). */
+static void add_model(struct bt_plan *plan, const struct bt_model *m, uint64_t rr)
+{
+    uint32_t n = m->ndeployments < 8 ? (uint32_t)m->ndeployments : 8;
+    uint32_t idx[8];
+    order(m, n, rr, idx);
+    uint64_t now = m->breaker.failures ? bt_health_now_ms() : 0;
+    int earliest = -1;
+    uint64_t earliest_until = UINT64_MAX;
+    uint32_t added = 0;
+    for (uint32_t k = 0; k < n && plan->n < BT_PLAN_MAX; k++) {
+        const struct bt_deployment *d = &m->deployments[idx[k]];
+        if (m->breaker.failures && !bt_health_available(d->health, &m->breaker, now)) {
+            uint64_t u = atomic_load_explicit(&d->health->open_until_ms, memory_order_relaxed);
+            if (u < earliest_until) earliest_until = u, earliest = (int)idx[k];
+            continue;
+        }
+        plan->c[plan->n++] = (struct bt_candidate){d->provider, bt_str_c(d->model), d->health};
+        added++;
+    }
+    if (!added && earliest >= 0 && plan->n < BT_PLAN_MAX) { /* never no candidate */
+        const struct bt_deployment *d = &m->deployments[earliest];
+        plan->c[plan->n++] = (struct bt_candidate){d->provider, bt_str_c(d->model), d->health};
+    }
+}
+
 enum bt_err bt_route_plan(const struct bt_config *cfg, struct bt_str model, uint64_t rr,
                           struct bt_plan *plan)
 {
-    memset(plan, 0, sizeof(*plan));
+    plan->n = plan->n_own = 0;
+    plan->model = NULL;
     const struct bt_model *m = bt_config_model(cfg, model);
     if (m) {
         plan->model = m;
-        uint32_t n = m->ndeployments < BT_PLAN_MAX ? (uint32_t)m->ndeployments : BT_PLAN_MAX;
-        uint32_t idx[BT_PLAN_MAX];
-        order(m, n, rr, idx);
-        uint64_t now = m->breaker.failures ? bt_health_now_ms() : 0;
-        int earliest = -1;
-        uint64_t earliest_until = UINT64_MAX;
-        for (uint32_t k = 0; k < n; k++) {
-            const struct bt_deployment *d = &m->deployments[idx[k]];
-            if (m->breaker.failures && !bt_health_available(d->health, &m->breaker, now)) {
-                uint64_t u = atomic_load_explicit(&d->health->open_until_ms, memory_order_relaxed);
-                if (u < earliest_until) earliest_until = u, earliest = (int)idx[k];
-                continue;
-            }
-            plan->c[plan->n++] = (struct bt_candidate){d->provider, bt_str_c(d->model), d->health};
-        }
-        if (!plan->n && earliest >= 0) { /* every breaker open: never no candidate */
-            const struct bt_deployment *d = &m->deployments[earliest];
-            plan->c[plan->n++] = (struct bt_candidate){d->provider, bt_str_c(d->model), d->health};
-        }
+        add_model(plan, m, rr);
+        plan->n_own = plan->n;
+        for (uint32_t f = 0; f < m->fallback.n; f++)
+            if (m->fallback.models[f]) add_model(plan, m->fallback.models[f], rr);
         return BT_OK;
     }
     long slash = bt_str_index(model, '/');
@@ -98,7 +112,7 @@ enum bt_err bt_route_plan(const struct bt_config *cfg, struct bt_str model, uint
         if (p) {
             plan->c[0] = (struct bt_candidate){
                 p, {model.p + slash + 1, model.len - (size_t)slash - 1}, NULL};
-            plan->n = 1;
+            plan->n = plan->n_own = 1;
             return BT_OK;
         }
     }

@@ -11,7 +11,7 @@
 #include "config/config.h"
 #include "core/str.h"
 
-#define BT_PLAN_MAX 8
+#define BT_PLAN_MAX 16 /* a model's own deployments (at most 8), then its fallbacks' */
 
 struct bt_candidate {
     const struct bt_provider *provider; /* borrowed from the snapshot */
@@ -21,7 +21,9 @@ struct bt_candidate {
 
 struct bt_plan {
     struct bt_candidate c[BT_PLAN_MAX];
-    uint32_t n;
+    uint32_t n;                         /* candidates in all */
+    uint32_t n_own;                     /* the first n_own are the model's own; the rest
+                                           come from its fallback models, in order */
     const struct bt_model *model;       /* the public model, NULL for direct addressing */
 };
 

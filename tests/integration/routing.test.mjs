@@ -1,12 +1,26 @@
 // Routing policies in the running gateway, counted, never timed: a breaker
 // takes a failing deployment out after N failures in a row and no request is
-// lost; round_robin spreads evenly; a config with strategy cost is refused.
-import { test, run, setup, assert, eq, startBaton, post, runBaton, writeTemp } from './lib.mjs';
+// lost; round_robin spreads evenly; retry makes a flaky deployment answer every
+// request and never retries a refused credential on the same deployment;
+// fallback goes to other models only for the classes it lists; a config with
+// strategy cost is refused.
+import { test, run, setup, assert, eq, startBaton, post, runBaton, writeTemp, freePort } from './lib.mjs';
+import { startFake } from '../fake/fake_provider.mjs';
+
+const fake = await setup(async () => startFake(await freePort()));
+fake.handle((req, res, h) => {
+    const body = JSON.parse(req.body?.toString() || '{}');
+    if (body.model === 'up-auth') return h.json(401, '{"error":{"message":"bad key","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}');
+    if (body.model === 'up-small') return h.json(400, '{"error":{"message":"This model\'s maximum context length is 8192 tokens","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}');
+    return h.json(200, '{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[]}');
+});
 
 const b = await setup(() => startBaton(`
 providers:
   ok: {type: sim, seed: 2}
   f500: {type: sim, faults: {500: 1}}
+  flaky: {type: sim, seed: 5, faults: {429: 0.1, 500: 0.1, 503: 0.05, reset_before: 0.05}}
+  fake: {type: openai, base_url: "${'$'}{FAKE_URL}", api_key: "sk-routing-fake"}
 models:
   guarded:
     strategy: round_robin
@@ -25,7 +39,22 @@ models:
     deployments:
       - {provider: f500, model: bad2}
       - {provider: ok, model: good2}
-`));
+  flaky-retried: {provider: flaky, model: fl, retry: {attempts: 10, backoff: 1ms, max_backoff: 5ms}}
+  flaky-once: {provider: flaky, model: fl2}
+  always-500: {provider: f500, model: a5, retry: {attempts: 3, backoff: 1ms, max_backoff: 2ms}}
+  refused:
+    retry: {attempts: 4, backoff: 1ms, max_backoff: 2ms}
+    deployments: [{provider: fake, model: up-auth}]
+  refused-then-ok:
+    strategy: round_robin
+    retry: {attempts: 4, backoff: 1ms, max_backoff: 2ms}
+    deployments: [{provider: fake, model: up-auth}, {provider: ok, model: after-auth}]
+  broken-with-fallback: {provider: f500, model: b1, fallback: {models: [spare]}}
+  spare: {provider: ok, model: spare-up}
+  small: {provider: fake, model: up-small, fallback: {models: [large], on: [context_window]}}
+  small-no-cw: {provider: fake, model: up-small, fallback: {models: [large], on: [server_error]}}
+  large: {provider: ok, model: large-up}
+`, { env: { FAKE_URL: fake.url } }));
 const CHAT = `${b.url}/chat/completions`;
 const chat = (model) => ({ model, messages: [{ role: 'user', content: 'hi' }] });
 
@@ -58,6 +87,51 @@ test('round_robin spreads requests evenly over a group', async () => {
         seen[d] = (seen[d] || 0) + 1;
     }
     for (const d of ['ok/s1', 'ok/s2', 'ok/s3']) assert(Math.abs((seen[d] || 0) - 100) <= 3, `${d}: ${seen[d]} of 300 (${JSON.stringify(seen)})`);
+});
+
+test('retry: a deployment failing 30% (429/500/503/reset) answers all 200 requests; without retry some fail', async () => {
+    let retried = 0;
+    for (let i = 0; i < 200; i++) {
+        const r = await post(CHAT, chat('flaky-retried'));
+        eq(r.status, 200, `request ${i}: ${r.text.slice(0, 200)}`);
+        if (Number(r.headers.get('x-baton-attempts')) > 1) retried++;
+    }
+    assert(retried > 20, `only ${retried} of 200 needed a retry: the faults did not happen`);
+    let failed = 0;
+    for (let i = 0; i < 200; i++) if ((await post(CHAT, chat('flaky-once'))).status !== 200) failed++;
+    assert(failed > 20, `without retry only ${failed} of 200 failed`);
+});
+
+test('retry: attempts in all, then the error; a refused credential is not retried on the same deployment', async () => {
+    const r = await post(CHAT, chat('always-500'));
+    eq(r.status, 502, 'status');
+    eq(r.headers.get('x-baton-attempts'), '3', 'attempts');
+    fake.reset();
+    const a = await post(CHAT, chat('refused'));
+    eq(a.status, 502, 'refused alone');
+    eq(a.json.error.code, 'upstream_auth', 'code');
+    eq(fake.requests.length, 1, 'requests the refusing deployment got');
+    fake.reset();
+    for (let i = 0; i < 2; i++) {
+        const b2 = await post(CHAT, chat('refused-then-ok'));
+        eq(b2.status, 200, 'the other deployment answers');
+        eq(b2.headers.get('x-baton-deployment'), 'ok/after-auth', 'served by');
+    }
+    assert(fake.requests.length <= 2, `the refusing deployment was tried ${fake.requests.length} times for 2 requests`);
+});
+
+test('fallback: another model answers a failure of a listed class, never one that is not listed', async () => {
+    const r = await post(CHAT, chat('broken-with-fallback'));
+    eq(r.status, 200, `status: ${r.text.slice(0, 200)}`);
+    eq(r.headers.get('x-baton-deployment'), 'ok/spare-up', 'served by the fallback');
+    eq(r.headers.get('x-baton-attempts'), '2', 'attempts');
+    const cw = await post(CHAT, chat('small'));
+    eq(cw.status, 200, 'context_window listed: the larger model answers');
+    eq(cw.headers.get('x-baton-deployment'), 'ok/large-up', 'served by');
+    const no = await post(CHAT, chat('small-no-cw'));
+    eq(no.status, 400, 'context_window not listed: the provider\'s 400 goes to the client');
+    eq(no.json.error.code, 'context_length_exceeded', 'code');
+    eq(no.headers.get('x-baton-attempts'), '1', 'attempts');
 });
 
 test('strategy cost is refused with a clear message; an unknown strategy names the choices', async () => {
