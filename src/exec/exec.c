@@ -52,6 +52,9 @@ struct bt_exec {
     uint32_t cur_idx;               /* the current attempt's candidate (index into plan.c) */
     uint32_t auth_skip;             /* own candidates that refused baton's credential */
     const struct bt_candidate *waiting; /* EX_BACKOFF: the candidate to try next */
+    char route[384];                /* x-baton-route: how the plan was made, each attempt */
+    size_t route_len;
+    uint32_t route_n;               /* attempts noted in it */
     uint32_t attempts;
     enum ex_state state;
     const struct bt_provider *prov; /* current attempt's provider */
@@ -168,6 +171,20 @@ static void log_access(struct bt_exec *ex, int status, const char *error)
     bt_access_write(&rec);
 }
 
+/* Appends to x-baton-route (cut at its buffer: the header stays bounded). Names
+ * in it are config names or checked client ids: header-safe. */
+static void route_note(struct bt_exec *ex, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void route_note(struct bt_exec *ex, const char *fmt, ...)
+{
+    if (ex->route_len >= sizeof(ex->route) - 1) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(ex->route + ex->route_len, sizeof(ex->route) - ex->route_len, fmt, ap);
+    va_end(ap);
+    if (n > 0) ex->route_len += (size_t)n;
+    if (ex->route_len >= sizeof(ex->route)) ex->route_len = sizeof(ex->route) - 1;
+}
+
 static size_t std_headers(struct bt_exec *ex, struct bt_http_header *hs, char *attempts, size_t cap)
 {
     size_t n = 0;
@@ -175,6 +192,7 @@ static size_t std_headers(struct bt_exec *ex, struct bt_http_header *hs, char *a
     hs[n++] = (struct bt_http_header){BT_STR("x-baton-deployment"),
                                       ex->attempts ? bt_str_c(ex->deployment) : BT_STR("none")};
     hs[n++] = (struct bt_http_header){BT_STR("x-baton-attempts"), {attempts, (size_t)an}};
+    hs[n++] = (struct bt_http_header){BT_STR("x-baton-route"), {ex->route, ex->route_len}};
     return n;
 }
 
@@ -199,7 +217,7 @@ static void finish_error(struct bt_exec *ex)
     struct bt_buf body;
     bt_buf_init(&body, 8192);
     const char *ctype = ex->r->fe->error_body(&body, &e);
-    struct bt_http_header hs[6];
+    struct bt_http_header hs[7];
     char attempts[16];
     size_t n = std_headers(ex, hs, attempts, sizeof(attempts));
     if (f->status == 429 && ex->retry_after[0])
@@ -236,6 +254,8 @@ static void set_failure(struct bt_exec *ex, enum bt_metrics_upclass cls, enum bt
         count_upstream_error(ex, cls);
         attempt_over(ex, true, bt_exec_retryable(outcome));
     }
+    if (ex->attempts) route_note(ex, "%s%s=%s", ex->route_n++ ? ", " : "", ex->deployment,
+                                 bt_outcome_name(outcome));
     struct failure *f = &ex->fail;
     f->status = status;
     f->cls = outcome;
@@ -548,6 +568,7 @@ static bool stream_begin(struct bt_exec *ex)
 {
     struct bt_http_header hs[6];
     char attempts[16];
+    route_note(ex, "%s%s=ok", ex->route_n++ ? ", " : "", ex->deployment);
     size_t n = std_headers(ex, hs, attempts, sizeof(attempts));
     hs[n++] = (struct bt_http_header){BT_STR("cache-control"), BT_STR("no-cache")};
     ex->state = EX_STREAM;
@@ -688,8 +709,9 @@ static void finish_body(struct bt_exec *ex)
     ex->ad->decode_reply(&doc, on_event, ex);
     attempt_over(ex, true, false);
     bt_arena_free(&a);
-    struct bt_http_header hs[4];
+    struct bt_http_header hs[5];
     char attempts[16];
+    route_note(ex, "%s%s=ok", ex->route_n++ ? ", " : "", ex->deployment);
     size_t n = std_headers(ex, hs, attempts, sizeof(attempts));
     log_access(ex, 200, NULL);
     enum bt_err err = bt_http_respond(ex->hreq, 200, hs, n, BT_STR("application/json"),
@@ -977,6 +999,13 @@ void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config
     if (w->execs) w->execs->prev = ex;
     w->execs = ex;
     if (w->mshard) bt_metrics_inflight_add(w->mshard, 1);
+    static const char *const strategies[] = {"weighted", "round_robin", "least_busy", "latency"};
+    if (plan->model)
+        route_note(ex, "%s (%s%s): ", plan->model->name,
+                   (unsigned)plan->model->strategy < 4 ? strategies[plan->model->strategy] : "?",
+                   plan->n > plan->n_own ? ", fallback" : "");
+    else
+        route_note(ex, "direct: ");
     attempt_next(ex);
 }
 

@@ -110,6 +110,7 @@ test('retry: attempts in all, then the error; a refused credential is not retrie
     const a = await post(CHAT, chat('refused'));
     eq(a.status, 502, 'refused alone');
     eq(a.json.error.code, 'upstream_auth', 'code');
+    eq(a.headers.get('x-baton-route'), 'refused (weighted): fake/up-auth=auth', 'x-baton-route');
     eq(fake.requests.length, 1, 'requests the refusing deployment got');
     fake.reset();
     for (let i = 0; i < 2; i++) {
@@ -125,6 +126,7 @@ test('fallback: another model answers a failure of a listed class, never one tha
     eq(r.status, 200, `status: ${r.text.slice(0, 200)}`);
     eq(r.headers.get('x-baton-deployment'), 'ok/spare-up', 'served by the fallback');
     eq(r.headers.get('x-baton-attempts'), '2', 'attempts');
+    eq(r.headers.get('x-baton-route'), 'broken-with-fallback (weighted, fallback): f500/b1=server_error, ok/spare-up=ok', 'x-baton-route');
     const cw = await post(CHAT, chat('small'));
     eq(cw.status, 200, 'context_window listed: the larger model answers');
     eq(cw.headers.get('x-baton-deployment'), 'ok/large-up', 'served by');
