@@ -15,7 +15,7 @@
 #define MAXF 4096            /* distinct features kept per prompt */
 #define TBL 8192             /* merge table slots (power of two, > 2 * MAXF) */
 #define MAXD 64              /* hand-made features per prompt */
-#define TEXT_MAX (16u << 10) /* bytes read for words */
+#define TEXT_MAX 6144u        /* bytes read for words and shape (bounds a decision at ~45 us) */
 #define CHAR_MAX_BYTES 4096  /* bytes read for character n-grams */
 
 struct bt_learn_scratch {
@@ -890,10 +890,10 @@ enum bt_err bt_router_train(struct bt_router *r, const struct bt_learn_data *d,
     memset(r, 0, sizeof *r);
     struct bt_learn_opts o = *oin;
     if (!o.hash_bits) o.hash_bits = 18;
-    if (!o.features) o.features = BT_LEARN_F_ALL;
-    if (!o.epochs) o.epochs = 4;
-    if (!o.folds) o.folds = 5;
-    if (o.lr <= 0) o.lr = 0.3;
+    if (!o.features) o.features = BT_LEARN_F_DEFAULT;
+    if (!o.epochs) o.epochs = 5;
+    if (!o.folds) o.folds = 10;
+    if (o.lr <= 0) o.lr = 0.03;
     if (o.l2 <= 0) o.l2 = 1e-6;
     if (!o.seed) o.seed = 0x2545f4914f6cdd1dULL;
     if (o.hash_bits < BT_LEARN_MIN_BITS || o.hash_bits > BT_LEARN_MAX_BITS || o.mode > BT_LEARN_LABEL ||

@@ -3,7 +3,7 @@
  *
  * Features are hashed into 2^hash_bits buckets: words and word bigrams (digits
  * folded to '0', weighted log(1 + count) x IDF, L2-normalised), optional
- * character 4-grams, and hand-made features that carry difficulty (length,
+ * character 4-grams (off by default), and hand-made features that carry difficulty (length,
  * digits, math symbols, code markers, question word, multiple-choice shape,
  * script, lines), one-hot in bins. Two logistic models trained with AdaGrad
  * predict each model's score; the router's score is their difference
@@ -37,6 +37,7 @@ enum bt_learn_mode {
 #define BT_LEARN_F_CHARS 2u   /* character 4-grams */
 #define BT_LEARN_F_SHAPE 4u   /* hand-made features */
 #define BT_LEARN_F_ALL 7u
+#define BT_LEARN_F_DEFAULT (BT_LEARN_F_WORDS | BT_LEARN_F_SHAPE) /* chars did not help (docs/routing.md) */
 
 /* A trained router. Owns its arrays; immutable once trained or loaded, so one
  * router may score from many threads (each with its own scratch). */
@@ -58,8 +59,8 @@ struct bt_learn_scratch;
 struct bt_learn_scratch *bt_learn_scratch_new(void);
 void bt_learn_scratch_free(struct bt_learn_scratch *s);
 
-/* The router's score for text[0..len) (bytes, any content; only the first 16 KB
- * are read for n-grams). Borrows everything; allocates nothing. */
+/* The router's score for text[0..len) (bytes, any content; only the first 6 KB
+ * are read for features; length counts all). Borrows everything; allocates nothing. */
 double bt_router_score(const struct bt_router *r, struct bt_learn_scratch *s, const char *text,
                        size_t len);
 
@@ -96,10 +97,10 @@ void bt_learn_data_free(struct bt_learn_data *d);
 struct bt_learn_opts {
     uint32_t hash_bits;  /* 0 = 18 */
     uint32_t mode;       /* enum bt_learn_mode */
-    uint32_t features;   /* 0 = BT_LEARN_F_ALL */
-    uint32_t epochs;     /* 0 = 4 */
-    uint32_t folds;      /* 0 = 5 (for the out-of-fold calibration) */
-    double lr;           /* AdaGrad step, 0 = 0.3 */
+    uint32_t features;   /* 0 = BT_LEARN_F_DEFAULT */
+    uint32_t epochs;     /* 0 = 5 */
+    uint32_t folds;      /* 0 = 10 (for the out-of-fold calibration) */
+    double lr;           /* AdaGrad step, 0 = 0.03 */
     double l2;           /* per-step shrink, 0 = 1e-6 */
     double strong_share; /* 0..1; the threshold's target share */
     uint64_t seed;       /* 0 = a fixed default */
