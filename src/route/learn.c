@@ -17,6 +17,7 @@
 #define MAXD 64              /* hand-made features per prompt */
 #define TEXT_MAX 6144u        /* bytes read for words and shape (bounds a decision at ~45 us) */
 #define CHAR_MAX_BYTES 4096  /* bytes read for character n-grams */
+#define SHAPE_VALUE 0.5f     /* a hand-made feature's value beside the unit-norm text vector (CV) */
 
 struct bt_learn_scratch {
     uint32_t key[TBL];  /* bucket + 1; 0 = empty */
@@ -185,6 +186,19 @@ static void chars(struct bt_learn_scratch *s, const char *t, size_t n)
     }
 }
 
+/* True when a multiple-choice option line ("A. ..." or "A) ...", A to D)
+ * starts after the newline at t[i]. */
+static inline bool option_at(const char *t, size_t n, size_t i)
+{
+    return t[i] == '\n' && i + 2 < n && t[i + 1] >= 'A' && t[i + 1] <= 'D' &&
+           (t[i + 2] == '.' || t[i + 2] == ')');
+}
+
+static inline bool upper3(const char *t)
+{
+    return t[0] >= 'A' && t[0] <= 'Z' && t[1] >= 'A' && t[1] <= 'Z' && t[2] >= 'A' && t[2] <= 'Z';
+}
+
 /* Hand-made features over t[0..n) (n already bounded); total = the full length. */
 static void shape(struct bt_learn_scratch *s, const char *t, size_t n, size_t total, size_t nwords,
                   const char *first)
@@ -224,12 +238,38 @@ static void shape(struct bt_learn_scratch *s, const char *t, size_t n, size_t to
             lines++;
             if (cur > maxline) maxline = cur;
             cur = 0;
-            if (i + 2 < n && t[i + 1] >= 'A' && t[i + 1] <= 'D' && (t[i + 2] == '.' || t[i + 2] == ')'))
-                mc |= 1u << (t[i + 1] - 'A');
+            if (option_at(t, n, i)) mc |= 1u << (t[i + 1] - 'A');
         }
     }
     if (cur > maxline) maxline = cur;
     bool is_mc = mc == 15;
+    /* The options' lengths and whether they are numbers, and the stem's length:
+     * within a subject, they carry some of a question's difficulty. */
+    size_t stem = n, optlen = 0, optmax = 0, optnum = 0, nopt = 0, caps = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!option_at(t, n, i)) continue;
+        if (stem == n) stem = i;
+        size_t j = i + 3;
+        while (j < n && t[j] == ' ') j++;
+        size_t k = j;
+        while (k < n && t[k] != '\n') k++;
+        nopt++;
+        optlen += k - j;
+        if (k - j > optmax) optmax = k - j;
+        if (j < n && ((t[j] >= '0' && t[j] <= '9') || t[j] == '-' || t[j] == '$' || t[j] == '.'))
+            optnum++;
+    }
+    for (size_t i = 0; i + 3 < stem; i++) /* all-caps words in the stem: NOT, EXCEPT, LEAST */
+        if ((i == 0 || t[i - 1] == ' ') && upper3(t + i)) caps++;
+    if (is_mc) {
+        add_dense(s, "stem", log2_bin(stem));
+        add_dense(s, "optlen", log2_bin(nopt ? optlen / nopt : 0));
+        add_dense(s, "optmax", log2_bin(optmax));
+        add_dense(s, "optnum", (unsigned)optnum);
+        add_dense(s, "caps", log2_bin(caps));
+    } else {
+        add_dense(s, "numbers|open", log2_bin(numbers));
+    }
     bool answer = n >= 7 && memcmp(t + n - 7, "Answer:", 7) == 0;
     unsigned lb = log2_bin(nwords);
     add_dense(s, "len", lb);
@@ -288,7 +328,7 @@ static void extract(struct bt_learn_scratch *s, uint32_t bits, uint32_t features
     }
     for (uint32_t i = 0; i < s->nd; i++) {
         s->idx[s->n] = s->dense[i];
-        s->val[s->n++] = idf ? 1.0f : -1.0f; /* -1 marks a hand-made feature in raw mode */
+        s->val[s->n++] = idf ? SHAPE_VALUE : -1.0f; /* -1 marks a hand-made feature in raw mode */
     }
 }
 
