@@ -353,8 +353,9 @@ double bt_router_score(const struct bt_router *r, struct bt_learn_scratch *s, co
 static const char MAGIC[8] = {'B', 'T', 'R', 'O', 'U', 'T', 'E', 'R'};
 #define FILE_VERSION 1u
 
-static uint64_t fnv64(const uint8_t *p, size_t n)
+uint64_t bt_router_checksum(const void *data, size_t n)
 {
+    const uint8_t *p = data;
     uint64_t h = 0xcbf29ce484222325ULL;
     for (size_t i = 0; i < n; i++) {
         h ^= p[i];
@@ -453,7 +454,7 @@ enum bt_err bt_router_save(const struct bt_router *r, const char *path)
     for (size_t i = 0; i < nb; i++, p += 4) put_f32(p, r->idf[i]);
     for (size_t m = 0; m < nm; m++)
         for (size_t i = 0; i < nb; i++, p += 4) put_f32(p, r->w[m][i]);
-    put_u64(p, fnv64(b, total - 8));
+    put_u64(p, bt_router_checksum(b, total - 8));
     FILE *f = fopen(path, "wb");
     enum bt_err e = BT_OK;
     if (!f) e = BT_EIO;
@@ -517,7 +518,7 @@ enum bt_err bt_router_load_mem(struct bt_router *r, const void *data, size_t len
     size_t want = HDR + ls + lw + (1 + nm) * nb * 4 + 8;
     if (len != want)
         return refuse(msg, cap, "router file is %zu bytes; its header says %zu", len, want);
-    if (fnv64(p, len - 8) != get_u64(p + len - 8))
+    if (bt_router_checksum(p, len - 8) != get_u64(p + len - 8))
         return refuse(msg, cap, "router file checksum mismatch (truncated or altered)");
     double th = get_f64(p + 24), share = get_f64(p + 32);
     float b0 = get_f32(p + 40), b1 = get_f32(p + 44);

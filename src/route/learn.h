@@ -76,6 +76,10 @@ enum bt_err bt_router_load_mem(struct bt_router *r, const void *p, size_t len, c
 enum bt_err bt_router_load(struct bt_router *r, const char *path, char *msg, size_t cap);
 void bt_router_free(struct bt_router *r);
 
+/* The file's checksum: 64-bit FNV-1a of every byte before the last 8, which
+ * hold it little-endian. Exposed for tests and fuzzing, which forge files. */
+uint64_t bt_router_checksum(const void *p, size_t n);
+
 /* ---- training data and metrics ---- */
 
 /* Rows of a routing JSONL file: only `id`, `prompt` and `scores` are read. */

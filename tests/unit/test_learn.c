@@ -151,19 +151,9 @@ static void toy(struct bt_learn_data *d, size_t n)
     }
 }
 
-static uint64_t fnv64(const uint8_t *p, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 static void reseal(uint8_t *p, size_t len)
 {
-    uint64_t h = fnv64(p, len - 8);
+    uint64_t h = bt_router_checksum(p, len - 8);
     for (int i = 0; i < 8; i++) p[len - 8 + i] = (uint8_t)(h >> (8 * i));
 }
 
