@@ -129,6 +129,8 @@ cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_json" bench/micro_json.c build/release/
     -luv -lfyaml -lssl -lcrypto -lm -pthread || die "building bench/micro_json.c failed"
 cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_route" bench/micro_route.c build/release/libbaton.a \
     -luv -lfyaml -lssl -lcrypto -lm -pthread || die "building bench/micro_route.c failed"
+cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_router" bench/micro_router.c build/release/libbaton.a \
+    -luv -lfyaml -lssl -lcrypto -lm -pthread || die "building bench/micro_router.c failed"
 cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_tok" bench/micro_tok.c build/release/libbaton.a \
     -luv -lfyaml -lssl -lcrypto -lm -pthread || die "building bench/micro_tok.c failed"
 cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_relay" bench/micro_relay.c build/release/libbaton.a \
@@ -731,6 +733,10 @@ if want micro; then
         row_csv "micro,json,,$(sed -n 's/.*file=chat_\([0-9a-z]*\)\.json.*/\1/p' <<<"$line"),,,,,,,,,,,,,,$(cut -d' ' -f2- <<<"$line")"
     done <<<"$MICRO_JSON"
     while read -r line; do row_csv "micro,route,,,,,,,,,,,,,,,,$(cut -d' ' -f2- <<<"$line")"; done <<<"$MICRO_ROUTE"
+    # The learned router's decision (docs/routing.md), on a synthetic router file.
+    MICRO_ROUTER=$(MICRO_SECS=$MS "$BLD/micro_router")
+    log "$MICRO_ROUTER"
+    while read -r line; do row_csv "micro,router,,,,,,,,,,,,,,,,$(cut -d' ' -f2- <<<"$line")"; done <<<"$MICRO_ROUTER"
     # The stream relay's per-event check, and the same plus stripping "usage":null
     # (the choice not to strip it is in docs/internals/exec.md).
     MICRO_RELAY=$(MICRO_SECS=$MS "$BLD/micro_relay" bench/fixtures/stream.sse)

@@ -13,6 +13,7 @@
 #include "core/time.h"
 #include "core/version.h"
 #include "json/json.h"
+#include "route/learn_cli.h"
 #include "sim/sim.h"
 #include "sim/server.h"
 #include "serve/serve.h"
@@ -30,6 +31,7 @@ static void usage_main(FILE *f)
             "  check -c FILE [--listen HOST:PORT]   validate a config as serve would\n"
             "  sim --listen HOST:PORT [OPTIONS]     run the simulated OpenAI-compatible provider\n"
             "  tokens [--model NAME] [FILE|-]       count (or list) the tokens of a text\n"
+            "  route train|eval [OPTIONS]           train / evaluate the learned router\n"
             "  version                              print the version\n"
             "\n"
             "`baton COMMAND --help` describes each command. Documentation: docs/.\n",
@@ -387,6 +389,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "check") == 0) return cmd_check(argc, argv);
     if (strcmp(cmd, "sim") == 0) return cmd_sim(argc, argv);
     if (strcmp(cmd, "tokens") == 0) return cmd_tokens(argc, argv);
+    if (strcmp(cmd, "route") == 0) return bt_learn_cli(argc, argv);
     fprintf(stderr, "baton: unknown command '%s'\n\n", cmd);
     usage_main(stderr);
     return 2;
