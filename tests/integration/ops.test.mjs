@@ -2,11 +2,19 @@
 // graceful drain on SIGTERM (under load every accepted request is answered in
 // full; a slow stream finishes with [DONE], new connections are refused, exit 0),
 // and POST /admin/reload behind the master key.
-import { writeFileSync, copyFileSync, readFileSync, unlinkSync } from 'node:fs';
+import { writeFileSync, copyFileSync, readFileSync, unlinkSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import {
     test, run, setup, assert, eq, startBaton, streamRaw, post, get, sleep, writeTemp, SLOW, REPO,
 } from './lib.mjs';
+
+// Puts `src` in place of the config file in one step (a copy, then a rename), so a
+// reload never reads a file half written: on a loaded machine a SIGHUP sent for an
+// earlier copy can still be reading when the next one starts.
+function replaceConfig(src, dst) {
+    copyFileSync(src, `${dst}.next`);
+    renameSync(`${dst}.next`, dst);
+}
 
 const cfgA = (port) => `
 server: {listen: "127.0.0.1:${port}", workers: 2}
@@ -66,7 +74,7 @@ async function deployment() {
 test('SIGHUP ten times under load, alternating two configs: zero failed requests, the model table switches', async () => {
     const l = load(8);
     for (let i = 0; i < 10; i++) {
-        copyFileSync(i % 2 === 0 ? pathB : pathA, b.cfg);
+        replaceConfig(i % 2 === 0 ? pathB : pathA, b.cfg);
         b.proc.child.kill('SIGHUP');
         const want = i % 2 === 0 ? 'beta/two' : 'alpha/one';
         const end = Date.now() + 3000 * SLOW;
@@ -82,12 +90,12 @@ test('SIGHUP ten times under load, alternating two configs: zero failed requests
 }, { timeout: 60000 });
 
 test('a broken file under load is refused with file:line:column and the old config keeps serving', async () => {
-    copyFileSync(pathA, b.cfg);
+    replaceConfig(pathA, b.cfg);
     b.proc.child.kill('SIGHUP');
     const end = Date.now() + 3000 * SLOW;
     while (Date.now() < end && (await deployment()) !== 'alpha/one') await sleep(10);
     const l = load(6);
-    copyFileSync(broken, b.cfg);
+    replaceConfig(broken, b.cfg);
     b.proc.child.kill('SIGHUP');
     await sleep(500);
     await l.stop();
@@ -105,7 +113,7 @@ test('POST /admin/reload needs the master key and reports the result', async () 
     r = await post(`${b.base}/admin/reload`, '', { headers: H });
     eq(r.status, 422, 'status with a broken file');
     assert(/baton\.yaml:\d+:\d+:/.test(r.json.error.message), `message has file:line:col: ${r.json.error.message}`);
-    copyFileSync(pathB, b.cfg);
+    replaceConfig(pathB, b.cfg);
     r = await post(`${b.base}/admin/reload`, '', { headers: H });
     eq(r.status, 200, 'status after fixing the file');
     eq(r.json.status, 'reloaded', 'body');
@@ -113,7 +121,7 @@ test('POST /admin/reload needs the master key and reports the result', async () 
 });
 
 test('POST /admin/reload takes the key as x-api-key too, as docs/operations.md says', async () => {
-    copyFileSync(pathB, b.cfg);
+    replaceConfig(pathB, b.cfg);
     let r = await post(`${b.base}/admin/reload`, '', { headers: { 'x-api-key': 'mk-ops' } });
     eq(r.status, 200, 'status with x-api-key');
     r = await post(`${b.base}/admin/reload`, '', { headers: { 'x-api-key': 'wrong' } });
