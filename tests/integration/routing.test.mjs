@@ -4,7 +4,9 @@
 // request and never retries a refused credential on the same deployment;
 // fallback goes to other models only for the classes it lists; a config with
 // strategy cost is refused.
-import { test, run, setup, assert, eq, startBaton, post, runBaton, writeTemp, freePort } from './lib.mjs';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test, run, setup, assert, eq, startBaton, post, runBaton, writeTemp, freePort, REPO } from './lib.mjs';
 import { startFake } from '../fake/fake_provider.mjs';
 
 const fake = await setup(async () => startFake(await freePort()));
@@ -144,6 +146,15 @@ test('strategy cost is refused with a clear message; an unknown strategy names t
     const g = writeTemp('bad.yaml', 'providers: {p: {type: sim}}\nmodels:\n  m: {strategy: fastest, provider: p}\n');
     const r2 = await runBaton(['check', '-c', g]);
     assert(r2.code !== 0 && /expected one of: weighted, round_robin, least_busy, latency/.test(r2.err + r2.out), `message: ${r2.err}`);
+});
+
+test('the example in docs/routing.md passes baton check', async () => {
+    const doc = readFileSync(join(REPO, 'docs/routing.md'), 'utf8');
+    const m = doc.match(/```yaml\n([\s\S]*?)```/);
+    assert(m, 'no yaml example in docs/routing.md');
+    const f = writeTemp('routing-doc.yaml', m[1]);
+    const r = await runBaton(['check', '-c', f], { env: { OPENAI_API_KEY: 'sk-x', DEEPSEEK_API_KEY: 'sk-y' } });
+    eq(r.code, 0, `baton check: ${r.err}`);
 });
 
 await run();
