@@ -47,8 +47,18 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
         bt_api_fail(req, fe, status, code, NULL, why, r->model);
         return;
     }
+    /* The end user: the body's `user`, or x-baton-user (checked like it). */
+    struct bt_str user = r->user;
+    struct bt_str xu = bt_http_header_get(req, "x-baton-user");
+    if (!user.len && xu.p) {
+        if (!bt_api_name_ok(xu, "x-baton-user", msg, sizeof(msg))) {
+            bt_api_fail(req, fe, 400, "invalid_header_value", NULL, msg, r->model);
+            return;
+        }
+        user = xu;
+    }
     struct bt_plan plan;
-    if (bt_route_plan(cfg, r->model, w->rr++, &plan)) {
+    if (bt_route_plan_for(cfg, r->model, user, w->rr++, &plan)) {
         char m[400];
         snprintf(m, sizeof(m), "The model '%.*s' does not exist or you do not have access to it.",
                  BT_STR_FMT(r->model));

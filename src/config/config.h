@@ -122,6 +122,7 @@ struct bt_model {
     struct bt_deployment *deployments;
     size_t ndeployments;        /* >= 1 */
     enum bt_strategy strategy;  /* default weighted */
+    bool sticky_user;           /* sticky: user — one end user stays on one deployment */
     struct bt_breaker_cfg breaker;
     struct bt_retry_cfg retry;
     struct bt_fallback_cfg fallback;

@@ -255,8 +255,8 @@ static void load_fallback(struct bt_cfg_loader *L, const struct bt_ynode *v, con
 static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const struct bt_ynode *v,
                        struct bt_model *m)
 {
-    static const char *const keys[] = {"provider", "model",   "deployments", "strategy",
-                                       "breaker",  "retry",   "fallback",    NULL};
+    static const char *const keys[] = {"provider", "model", "deployments", "strategy", "breaker",
+                                       "retry",    "fallback", "sticky",     NULL};
     m->line = k->line;
     m->col = k->col;
     char ctx[BT_CFG_MAX_NAME + 20];
@@ -284,6 +284,14 @@ static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const 
             load_retry(L, v->items[i + 1], ctx, m);
         else if (idx == 6)
             load_fallback(L, v->items[i + 1], ctx, m);
+        else if (idx == 7) {
+            const struct bt_ynode *x = v->items[i + 1];
+            if (x->kind == BT_Y_SCALAR && x->len == 4 && memcmp(x->text, "user", 4) == 0)
+                m->sticky_user = true;
+            else
+                bt_cfg_err(L, x, "%s: sticky must be user (the only key requests are kept on)",
+                           ctx);
+        }
     }
     if (dv && (pv || mv)) {
         bt_cfg_err(L, dk, "%s: use either provider/model or deployments, not both", ctx);

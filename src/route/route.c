@@ -91,8 +91,38 @@ static void add_model(struct bt_plan *plan, const struct bt_model *m, uint64_t r
     }
 }
 
+static uint64_t mix(uint64_t h, struct bt_str s)
+{
+    for (size_t i = 0; i < s.len; i++) h = (h ^ (unsigned char)s.p[i]) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+/* sticky: user — the candidate with the highest hash of (user, deployment) goes
+ * first; the others keep their order. */
+static void stick(struct bt_plan *plan, struct bt_str user)
+{
+    uint64_t hu = mix(1469598103934665603ull, user);
+    uint32_t best = 0;
+    uint64_t best_h = 0;
+    for (uint32_t i = 0; i < plan->n; i++) {
+        uint64_t h = mix(mix(hu, plan->c[i].provider->name ? bt_str_c(plan->c[i].provider->name)
+                                                           : BT_STR_NULL),
+                         plan->c[i].model);
+        if (i == 0 || h > best_h) best = i, best_h = h;
+    }
+    struct bt_candidate c = plan->c[best];
+    for (uint32_t i = best; i > 0; i--) plan->c[i] = plan->c[i - 1];
+    plan->c[0] = c;
+}
+
 enum bt_err bt_route_plan(const struct bt_config *cfg, struct bt_str model, uint64_t rr,
                           struct bt_plan *plan)
+{
+    return bt_route_plan_for(cfg, model, BT_STR_NULL, rr, plan);
+}
+
+enum bt_err bt_route_plan_for(const struct bt_config *cfg, struct bt_str model,
+                              struct bt_str user, uint64_t rr, struct bt_plan *plan)
 {
     plan->n = plan->n_own = 0;
     plan->model = NULL;
@@ -101,6 +131,7 @@ enum bt_err bt_route_plan(const struct bt_config *cfg, struct bt_str model, uint
         plan->model = m;
         add_model(plan, m, rr);
         plan->n_own = plan->n;
+        if (m->sticky_user && user.len && plan->n_own > 1) stick(plan, user);
         for (uint32_t f = 0; f < m->fallback.n; f++)
             if (m->fallback.models[f]) add_model(plan, m->fallback.models[f], rr);
         return BT_OK;

@@ -35,5 +35,11 @@ struct bt_plan {
  * from `cfg` and from `model`'s bytes. */
 BT_MUST_USE enum bt_err bt_route_plan(const struct bt_config *cfg, struct bt_str model, uint64_t rr,
                           struct bt_plan *plan);
+/* The same for an end user (`user` of the request, or x-baton-user; may be empty):
+ * a model with `sticky: user` puts that user's deployment first (rendezvous
+ * hashing over the deployments its breaker leaves in, so a user moves only when
+ * theirs fails or the group changes), keeping provider prompt caches warm. */
+BT_MUST_USE enum bt_err bt_route_plan_for(const struct bt_config *cfg, struct bt_str model,
+                                          struct bt_str user, uint64_t rr, struct bt_plan *plan);
 
 #endif

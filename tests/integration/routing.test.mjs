@@ -56,6 +56,10 @@ models:
   small: {provider: fake, model: up-small, fallback: {models: [large], on: [context_window]}}
   small-no-cw: {provider: fake, model: up-small, fallback: {models: [large], on: [server_error]}}
   large: {provider: ok, model: large-up}
+  sticky:
+    strategy: round_robin
+    sticky: user
+    deployments: [{provider: ok, model: k1}, {provider: ok, model: k2}, {provider: ok, model: k3}]
 `, { env: { FAKE_URL: fake.url } }));
 const CHAT = `${b.url}/chat/completions`;
 const chat = (model) => ({ model, messages: [{ role: 'user', content: 'hi' }] });
@@ -146,6 +150,24 @@ test('strategy cost is refused with a clear message; an unknown strategy names t
     const g = writeTemp('bad.yaml', 'providers: {p: {type: sim}}\nmodels:\n  m: {strategy: fastest, provider: p}\n');
     const r2 = await runBaton(['check', '-c', g]);
     assert(r2.code !== 0 && /expected one of: weighted, round_robin, least_busy, latency/.test(r2.err + r2.out), `message: ${r2.err}`);
+});
+
+test('sticky: user keeps one end user on one deployment (body user or x-baton-user); others still rotate', async () => {
+    const where = async (extra, headers = {}) =>
+        (await post(CHAT, { ...chat('sticky'), ...extra }, { headers })).headers.get('x-baton-deployment');
+    const users = {};
+    for (const u of ['alice', 'bob', 'carol', 'dave', 'erin', 'frank']) {
+        const first = await where({ user: u });
+        for (let i = 0; i < 6; i++) eq(await where({ user: u }), first, `${u}'s deployment, request ${i}`);
+        eq(await where({}, { 'x-baton-user': u }), first, `${u} by x-baton-user`);
+        users[first] = (users[first] || 0) + 1;
+    }
+    assert(Object.keys(users).length >= 2, `six users all on one deployment: ${JSON.stringify(users)}`);
+    const seen = new Set();
+    for (let i = 0; i < 6; i++) seen.add(await where({}));
+    eq(seen.size, 3, 'without a user the group rotates');
+    const bad = await post(CHAT, chat('sticky'), { headers: { 'x-baton-user': 'a\tb' } });
+    eq(bad.status, 400, 'a tab (a control character) in x-baton-user');
 });
 
 test('the example in docs/routing.md passes baton check', async () => {

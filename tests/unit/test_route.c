@@ -27,6 +27,10 @@ static const char *yaml =
     "  fast:\n"
     "    strategy: latency\n"
     "    deployments: [{provider: a, model: l1}, {provider: b, model: l2}]\n"
+    "  stick:\n"
+    "    sticky: user\n"
+    "    breaker: {failures: 1, cooldown: 1h}\n"
+    "    deployments: [{provider: a, model: k1}, {provider: b, model: k2}, {provider: a, model: k3}]\n"
     "  guarded:\n"
     "    breaker: {failures: 2, cooldown: 50ms}\n"
     "    deployments: [{provider: a, model: g1}, {provider: b, model: g2}]\n";
@@ -95,6 +99,51 @@ TEST(strategies)
     CHECK(health_of(c2, "busy", 2) == health_of(c, "busy", 2));
     CHECK(health_of(c2, "busy", 0) != health_of(c, "busy", 2));
     bt_config_unref(c2);
+    bt_config_unref(c);
+}
+
+TEST(sticky_user)
+{
+    struct bt_config *c = load();
+    REQUIRE(c);
+    struct bt_plan p;
+    char first[32] = "";
+    int moved = 0;
+    /* one user: the same first deployment whatever the rotation */
+    for (uint64_t rr = 0; rr < 12; rr++) {
+        REQUIRE(bt_route_plan_for(c, BT_STR("stick"), BT_STR("alice"), rr, &p) == BT_OK);
+        CHECK_INT(p.n, 3);
+        char now[32];
+        snprintf(now, sizeof(now), "%.*s", BT_STR_FMT(p.c[0].model));
+        if (!first[0]) snprintf(first, sizeof(first), "%s", now);
+        if (strcmp(first, now) != 0) moved++;
+    }
+    CHECK_INT(moved, 0);
+    /* users spread over the deployments */
+    int hits[3] = {0};
+    char name[16];
+    for (int u = 0; u < 300; u++) {
+        snprintf(name, sizeof(name), "user-%d", u);
+        REQUIRE(bt_route_plan_for(c, BT_STR("stick"), bt_str_c(name), 0, &p) == BT_OK);
+        hits[p.c[0].model.p[1] - '1']++;
+    }
+    for (int i = 0; i < 3; i++) CHECK(hits[i] > 60);
+    /* no user: the rotation */
+    REQUIRE(bt_route_plan_for(c, BT_STR("stick"), BT_STR_NULL, 1, &p) == BT_OK);
+    CHECK_SLICE(p.c[0].model, "k2");
+    /* alice's deployment fails (its breaker opens): she moves, and only while it is open */
+    const struct bt_model *m = bt_config_model(c, BT_STR("stick"));
+    size_t ai = (size_t)(first[1] - '1');
+    struct bt_health *h = m->deployments[ai].health;
+    bt_health_begin(h);
+    bt_health_end(h, &m->breaker, true, true, 0, bt_health_now_ms());
+    REQUIRE(bt_route_plan_for(c, BT_STR("stick"), BT_STR("alice"), 0, &p) == BT_OK);
+    CHECK_INT(p.n, 2);
+    CHECK(p.c[0].model.p[1] != first[1]);
+    bt_health_begin(h);
+    bt_health_end(h, &m->breaker, true, false, 100, bt_health_now_ms());
+    REQUIRE(bt_route_plan_for(c, BT_STR("stick"), BT_STR("alice"), 5, &p) == BT_OK);
+    CHECK(p.c[0].model.p[1] == first[1]);
     bt_config_unref(c);
 }
 
@@ -231,5 +280,6 @@ int main(void)
     RUN(master_key_gate);
     RUN(strategies);
     RUN(breaker);
+    RUN(sticky_user);
     return HARNESS_DONE();
 }
