@@ -110,14 +110,13 @@ static void on_timer_closed(uv_handle_t *h)
 }
 
 /* The current attempt is over for the deployment's health (once per attempt):
- * `counted` false when the client left (nothing learned), `failed` for a failure
- * of the deployment's own (never the client's mistakes). */
-static void attempt_over(struct bt_exec *ex, bool counted, bool failed)
+ * `counted` false when the client left (nothing learned); `cls` its outcome. */
+static void attempt_over(struct bt_exec *ex, bool counted, enum bt_outcome cls)
 {
     if (!ex->health) return;
     const struct bt_breaker_cfg none = {0};
     const struct bt_breaker_cfg *b = ex->plan.model ? &ex->plan.model->breaker : &none;
-    bt_health_end(ex->health, b, counted, failed, failed ? 0 : ex->head_us, bt_health_now_ms());
+    bt_health_end(ex->health, b, counted, cls, ex->head_us, bt_health_now_ms());
     ex->health = NULL;
 }
 
@@ -125,7 +124,7 @@ static void attempt_over(struct bt_exec *ex, bool counted, bool failed)
 static void cleanup(struct bt_exec *ex)
 {
     if (ex->state == EX_DONE) return;
-    attempt_over(ex, false, false);
+    attempt_over(ex, false, BT_OUTCOME_OK);
     ex->state = EX_DONE;
     if (ex->prev) ex->prev->next = ex->next;
     else ex->w->execs = ex->next;
@@ -252,7 +251,7 @@ static void set_failure(struct bt_exec *ex, enum bt_metrics_upclass cls, enum bt
 {
     if (cls != NOT_UPSTREAM) {
         count_upstream_error(ex, cls);
-        attempt_over(ex, true, bt_exec_retryable(outcome));
+        attempt_over(ex, true, outcome);
     }
     if (ex->attempts) route_note(ex, "%s%s=%s", ex->route_n++ ? ", " : "", ex->deployment,
                                  bt_outcome_name(outcome));
@@ -441,7 +440,11 @@ static void finish_stream(struct bt_exec *ex, const char *error,
     if (error) count_upstream_error(ex, cls);
     /* A clean end is a success; a broken stream the deployment's failure; a
      * shutdown (class other) says nothing about it. */
-    attempt_over(ex, !error || cls != BT_UPCLASS_OTHER, error != NULL);
+    attempt_over(ex, !error || cls != BT_UPCLASS_OTHER,
+                 !error                     ? BT_OUTCOME_OK
+                 : cls == BT_UPCLASS_TIMEOUT ? BT_OUTCOME_TIMEOUT
+                 : cls == BT_UPCLASS_RESET   ? BT_OUTCOME_CONNECTION
+                                             : BT_OUTCOME_SERVER_ERROR);
     if (!ex->hreq) {
         flush_out(ex);
         return;
@@ -707,7 +710,7 @@ static void finish_body(struct bt_exec *ex)
         return;
     }
     ex->ad->decode_reply(&doc, on_event, ex);
-    attempt_over(ex, true, false);
+    attempt_over(ex, true, BT_OUTCOME_OK);
     bt_arena_free(&a);
     struct bt_http_header hs[5];
     char attempts[16];

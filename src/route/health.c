@@ -11,7 +11,7 @@
 /* The registry: entries keyed by "provider\x1fbase_url\x1fmodel", open addressing.
  * Written only under `lock` (attach), read there too; workers never look it up. */
 struct slot {
-    char *key;
+    char *key;             /* provider \x1f base URL \x1f model */
     struct bt_health *h;
 };
 
@@ -95,12 +95,21 @@ void bt_health_begin(struct bt_health *h)
         atomic_store_explicit(&h->probing, true, memory_order_relaxed);
 }
 
-void bt_health_end(struct bt_health *h, const struct bt_breaker_cfg *b, bool counted, bool failed,
-                   uint64_t head_us, uint64_t now_ms)
+void bt_health_end(struct bt_health *h, const struct bt_breaker_cfg *b, bool counted,
+                   enum bt_outcome cls, uint64_t head_us, uint64_t now_ms)
 {
     if (!h) return;
     atomic_fetch_sub_explicit(&h->inflight, 1, memory_order_relaxed);
     if (!counted) {
+        atomic_store_explicit(&h->probing, false, memory_order_relaxed);
+        return;
+    }
+    if ((unsigned)cls < BT_OUTCOME_COUNT)
+        atomic_fetch_add_explicit(&h->ended[cls], 1, memory_order_relaxed);
+    bool failed = cls == BT_OUTCOME_RATE_LIMIT || cls == BT_OUTCOME_SERVER_ERROR ||
+                  cls == BT_OUTCOME_TIMEOUT || cls == BT_OUTCOME_CONNECTION ||
+                  cls == BT_OUTCOME_AUTH;
+    if (!failed && cls != BT_OUTCOME_OK) { /* the client's mistake: the deployment worked */
         atomic_store_explicit(&h->probing, false, memory_order_relaxed);
         return;
     }
@@ -121,4 +130,78 @@ void bt_health_end(struct bt_health *h, const struct bt_breaker_cfg *b, bool cou
     bool was_probe = atomic_exchange_explicit(&h->probing, false, memory_order_relaxed);
     if (b->failures && (f >= b->failures || was_probe))
         atomic_store_explicit(&h->open_until_ms, now_ms + b->cooldown_ms, memory_order_relaxed);
+}
+
+/* A Prometheus label value: backslash, quote and newline escaped. */
+static void label(struct bt_buf *out, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '\\' || ch == '"') bt_buf_append(out, "\\", 1);
+        if (ch == '\n') {
+            bt_buf_append(out, "\\n", 2);
+            continue;
+        }
+        bt_buf_append(out, &ch, 1);
+    }
+}
+
+/* `{deployment="provider/model"` for a slot's key (no closing brace): the same
+ * value as baton_requests_total's deployment label. */
+static void labels(struct bt_buf *out, const char *key)
+{
+    const char *a = strchr(key, '\x1f');
+    const char *b = a ? strchr(a + 1, '\x1f') : NULL;
+    bt_buf_append_c(out, "{deployment=\"");
+    label(out, key, a ? (size_t)(a - key) : strlen(key));
+    bt_buf_append_c(out, "/");
+    if (b) label(out, b + 1, strlen(b + 1));
+    bt_buf_append_c(out, "\"");
+}
+
+enum bt_err bt_health_render(struct bt_buf *out)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"baton_deployment_in_flight", "gauge", "Attempts running now, per deployment."},
+        {"baton_deployment_attempts_total", "counter", "Attempts started, per deployment."},
+        {"baton_deployment_attempts_ended_total", "counter",
+         "Attempts ended, per deployment and outcome class (ok, rate_limit, server_error, timeout, "
+         "connection, context_window, content_filter, auth, bad_request)."},
+        {"baton_deployment_breaker_open", "gauge",
+         "1 while the deployment's circuit breaker is open (or half open), else 0."},
+        {"baton_deployment_latency_ewma_seconds", "gauge",
+         "Moving average of the time to a successful response head, per deployment."},
+    };
+    pthread_mutex_lock(&lock);
+    size_t cap = (size_t)BT_HEALTH_MAX * 2;
+    if (used && slots) {
+        for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+            bt_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help,
+                          fam[f].name, fam[f].type);
+            for (size_t i = 0; i < cap; i++) {
+                const struct slot *sl = &slots[i];
+                if (!sl->key) continue;
+                const struct bt_health *h = sl->h;
+                if (f == 2) {
+                    for (int c = 0; c < BT_OUTCOME_COUNT; c++) {
+                        bt_buf_append_c(out, fam[f].name);
+                        labels(out, sl->key);
+                        bt_buf_printf(out, ",class=\"%s\"} %llu\n", bt_outcome_name((enum bt_outcome)c),
+                                      (unsigned long long)atomic_load(&h->ended[c]));
+                    }
+                    continue;
+                }
+                bt_buf_append_c(out, fam[f].name);
+                labels(out, sl->key);
+                if (f == 0) bt_buf_printf(out, "} %d\n", atomic_load(&h->inflight));
+                else if (f == 1) bt_buf_printf(out, "} %llu\n", (unsigned long long)atomic_load(&h->attempts));
+                else if (f == 3) bt_buf_printf(out, "} %d\n", atomic_load(&h->open_until_ms) ? 1 : 0);
+                else bt_buf_printf(out, "} %.6f\n", (double)atomic_load(&h->ewma_us) / 1e6);
+            }
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    return BT_OK;
 }

@@ -14,6 +14,8 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "core/buf.h"
+#include "core/outcome.h"
 
 #define BT_HEALTH_MAX 16384
 
@@ -24,6 +26,7 @@ struct bt_health {
     atomic_uint_least64_t open_until_ms; /* breaker: 0 closed, else open until (monotonic ms) */
     atomic_bool probing;                 /* breaker half open: one probe is out */
     atomic_uint_least64_t attempts;      /* attempts started (for metrics and tests) */
+    atomic_uint_least64_t ended[BT_OUTCOME_COUNT]; /* attempts ended, by outcome class */
 };
 
 /* Gives every deployment of `cfg` its registry entry (found by provider name, base
@@ -42,12 +45,20 @@ bool bt_health_available(const struct bt_health *h, const struct bt_breaker_cfg 
 /* An attempt starts: in flight +1; a half-open breaker's probe is claimed. */
 void bt_health_begin(struct bt_health *h);
 
-/* The attempt ended. `failed`: a failure of the deployment's (not the client's
- * mistake); `head_us`: time to the response head of a success (0: none). Updates
- * the EWMA, the failure count and the breaker: `b->failures` failures in a row
- * open it for `b->cooldown_ms`; a success closes it. `counted` false: the client
- * left, nothing is learned but the in-flight count. */
-void bt_health_end(struct bt_health *h, const struct bt_breaker_cfg *b, bool counted, bool failed,
-                   uint64_t head_us, uint64_t now_ms);
+/* The attempt ended with outcome `cls`; `head_us`: time to a 2xx response head
+ * (0: none). A failure of the deployment's own (the classes a retry follows:
+ * rate limits, server errors, timeouts, connection, a refused credential) counts
+ * toward the breaker: `b->failures` in a row open it for `b->cooldown_ms`; a
+ * success (ok) closes it and feeds the EWMA; the client's own mistakes
+ * (bad_request, context_window, content_filter) are neither. `counted` false: the
+ * client left, nothing is learned but the in-flight count. */
+void bt_health_end(struct bt_health *h, const struct bt_breaker_cfg *b, bool counted,
+                   enum bt_outcome cls, uint64_t head_us, uint64_t now_ms);
+
+/* Appends the registry's families to a Prometheus text exposition (for
+ * GET /metrics): per deployment (label deployment="provider/model") attempts in flight, attempts
+ * started, attempts ended by outcome class, breaker open, the time-to-head EWMA.
+ * Takes the registry's lock. */
+enum bt_err bt_health_render(struct bt_buf *out);
 
 #endif

@@ -6,7 +6,7 @@
 // strategy cost is refused.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test, run, setup, assert, eq, startBaton, post, runBaton, writeTemp, freePort, REPO } from './lib.mjs';
+import { test, run, setup, assert, eq, startBaton, post, get, runBaton, writeTemp, freePort, REPO } from './lib.mjs';
 import { startFake } from '../fake/fake_provider.mjs';
 
 const fake = await setup(async () => startFake(await freePort()));
@@ -73,6 +73,11 @@ test('breaker: after 2 failures in a row the failing deployment is skipped; ever
         if (r.headers.get('x-baton-attempts') === '2') tried++;
     }
     eq(tried, 2, 'requests that met the failing deployment first (then its breaker opened)');
+    const m = (await get(`${b.base}/metrics`)).text;
+    assert(m.includes('baton_deployment_breaker_open{deployment="f500/bad"} 1'), 'metrics: the breaker is open');
+    assert(m.includes('baton_deployment_breaker_open{deployment="ok/good"} 0'), 'metrics: the other is closed');
+    assert(m.includes('baton_deployment_attempts_ended_total{deployment="f500/bad",class="server_error"} 2'), 'metrics: two server errors');
+    assert(m.includes('baton_deployment_attempts_ended_total{deployment="ok/good",class="ok"} 20'), 'metrics: twenty successes');
     // the same sequence without a breaker meets it every other request
     let again = 0;
     for (let i = 0; i < 20; i++) {

@@ -87,10 +87,10 @@ TEST(strategies)
     /* latency: of the two compared, the lower average first; unmeasured counts as fastest */
     struct bt_breaker_cfg none = {0};
     bt_health_begin(health_of(c, "fast", 0));
-    bt_health_end(health_of(c, "fast", 0), &none, true, false, 9000, 0);
+    bt_health_end(health_of(c, "fast", 0), &none, true, BT_OUTCOME_OK, 9000, 0);
     CHECK_STR(plan_ids(c, "fast", 0, b, sizeof(b)), "l2,l1");
     bt_health_begin(health_of(c, "fast", 1));
-    bt_health_end(health_of(c, "fast", 1), &none, true, false, 20000, 0);
+    bt_health_end(health_of(c, "fast", 1), &none, true, BT_OUTCOME_OK, 20000, 0);
     CHECK_STR(plan_ids(c, "fast", 0, b, sizeof(b)), "l1,l2");
     CHECK_STR(plan_ids(c, "fast", 1, b, sizeof(b)), "l1,l2");
     /* a reload keeps a deployment's state: the same entry for the same deployment */
@@ -136,12 +136,12 @@ TEST(sticky_user)
     size_t ai = (size_t)(first[1] - '1');
     struct bt_health *h = m->deployments[ai].health;
     bt_health_begin(h);
-    bt_health_end(h, &m->breaker, true, true, 0, bt_health_now_ms());
+    bt_health_end(h, &m->breaker, true, BT_OUTCOME_SERVER_ERROR, 0, bt_health_now_ms());
     REQUIRE(bt_route_plan_for(c, BT_STR("stick"), BT_STR("alice"), 0, &p) == BT_OK);
     CHECK_INT(p.n, 2);
     CHECK(p.c[0].model.p[1] != first[1]);
     bt_health_begin(h);
-    bt_health_end(h, &m->breaker, true, false, 100, bt_health_now_ms());
+    bt_health_end(h, &m->breaker, true, BT_OUTCOME_OK, 100, bt_health_now_ms());
     REQUIRE(bt_route_plan_for(c, BT_STR("stick"), BT_STR("alice"), 5, &p) == BT_OK);
     CHECK(p.c[0].model.p[1] == first[1]);
     bt_config_unref(c);
@@ -158,18 +158,18 @@ TEST(breaker)
     CHECK_STR(plan_ids(c, "guarded", 0, b, sizeof(b)), "g1,g2");
     /* one failure: still closed; a client's mistake never counts */
     bt_health_begin(g1);
-    bt_health_end(g1, &m->breaker, true, true, 0, t);
+    bt_health_end(g1, &m->breaker, true, BT_OUTCOME_SERVER_ERROR, 0, t);
     CHECK_STR(plan_ids(c, "guarded", 0, b, sizeof(b)), "g1,g2");
     /* the second in a row opens it: g1 is left out */
     bt_health_begin(g1);
-    bt_health_end(g1, &m->breaker, true, true, 0, t);
+    bt_health_end(g1, &m->breaker, true, BT_OUTCOME_SERVER_ERROR, 0, t);
     CHECK_STR(plan_ids(c, "guarded", 0, b, sizeof(b)), "g2");
     CHECK_STR(plan_ids(c, "guarded", 1, b, sizeof(b)), "g2");
     /* both open: the one whose cooldown ends first is still tried */
     struct bt_health *g2 = health_of(c, "guarded", 1);
     for (int i = 0; i < 2; i++) {
         bt_health_begin(g2);
-        bt_health_end(g2, &m->breaker, true, true, 0, t + 10);
+        bt_health_end(g2, &m->breaker, true, BT_OUTCOME_SERVER_ERROR, 0, t + 10);
     }
     CHECK_STR(plan_ids(c, "guarded", 0, b, sizeof(b)), "g1");
     /* after the cooldown one probe goes; while it is out, nobody else */
@@ -177,17 +177,17 @@ TEST(breaker)
     bt_health_begin(g1);
     CHECK(!bt_health_available(g1, &m->breaker, t + 60));
     /* the probe fails: open again for a whole cooldown */
-    bt_health_end(g1, &m->breaker, true, true, 0, t + 60);
+    bt_health_end(g1, &m->breaker, true, BT_OUTCOME_SERVER_ERROR, 0, t + 60);
     CHECK(!bt_health_available(g1, &m->breaker, t + 100));
     CHECK(bt_health_available(g1, &m->breaker, t + 111));
     /* a successful probe closes it */
     bt_health_begin(g1);
-    bt_health_end(g1, &m->breaker, true, false, 1000, t + 111);
+    bt_health_end(g1, &m->breaker, true, BT_OUTCOME_OK, 1000, t + 111);
     CHECK(bt_health_available(g1, &m->breaker, t + 112));
     CHECK_INT(atomic_load(&g1->failures), 0);
     /* a client leaving teaches nothing and frees the probe */
     bt_health_begin(g2);
-    bt_health_end(g2, &m->breaker, false, false, 0, t + 200);
+    bt_health_end(g2, &m->breaker, false, BT_OUTCOME_OK, 0, t + 200);
     CHECK_INT(atomic_load(&g2->inflight), 0);
     bt_config_unref(c);
 }
