@@ -79,6 +79,7 @@
 #include "exec/exec.h"
 #include "http/server.h"
 #include "obs/metrics.h"
+#include "route/health.h"
 #include "serve/worker.h"
 #include "upstream/upstream.h"
 
@@ -131,28 +132,35 @@ static const char config_fmt[] =
     "  chat: {provider: sim, model: sim-chat}\n"
     "  paced: {provider: paced}\n"
     "  embed: {provider: sim, model: text-embedding-3-small}\n"
-    "  flaky: {provider: mixed}\n"
+    "  flaky: {provider: mixed, retry: {attempts: 3, backoff: 1ms, max_backoff: 2ms}}\n"
     "  keyless: {provider: nokey}\n"
     "  fallback:\n"
     "    deployments:\n"
     "      - {provider: \"500\", model: first}\n"
     "      - {provider: sim, model: second}\n"
     "  spread:\n"
+    "    strategy: least_busy\n"
+    "    retry: {attempts: 4, backoff: 1ms, max_backoff: 3ms}\n"
     "    deployments:\n"
     "      - {provider: \"503\", model: a, weight: 2}\n"
     "      - {provider: \"429\", model: b}\n"
     "      - {provider: paced, model: c}\n"
     "  resets:\n"
+    "    strategy: round_robin\n"
+    "    sticky: user\n"
+    "    breaker: {failures: 2, cooldown: 50ms}\n"
     "    deployments:\n"
     "      - {provider: reset_before, model: a}\n"
     "      - {provider: reset_mid, model: b}\n"
     "      - {provider: sim, model: c}\n"
     "  stalls:\n"
+    "    strategy: latency\n"
     "    deployments:\n"
     "      - {provider: no_answer, model: a}\n"
     "      - {provider: stall_mid, model: b}\n"
     "      - {provider: paced, model: c}\n"
     "  broken:\n"
+    "    fallback: {models: [chat], on: [server_error, connection, timeout]}\n"
     "    deployments:\n"
     "      - {provider: invalid_json, model: a}\n"
     "      - {provider: error_event, model: b}\n"
@@ -231,6 +239,7 @@ static int reload(void *ctx, char *msg, size_t cap)
     (void)ctx;
     struct bt_config *old = w->cfg;
     w->cfg = load_config();
+    bt_health_attach(w->cfg); /* as serve does: the deployments share the live state */
     bt_config_unref(old);
     snprintf(msg, cap, "configuration reloaded (%zu models)", w->cfg->nmodels);
     return 0;
@@ -271,6 +280,7 @@ static void setup(void)
     dead_port = find_dead_port();
     uv_loop_init(&w->loop);
     w->cfg = load_config();
+    bt_health_attach(w->cfg); /* as serve does: the deployments share the live state */
     w->reload = reload;
     struct bt_metrics_opts mo = {.shards = 1};
     if (bt_metrics_create(&mo, &w->metrics)) abort();
