@@ -522,8 +522,11 @@ enum bt_err bt_router_load_mem(struct bt_router *r, const void *data, size_t len
         return refuse(msg, cap, "router file checksum mismatch (truncated or altered)");
     double th = get_f64(p + 24), share = get_f64(p + 32);
     float b0 = get_f32(p + 40), b1 = get_f32(p + 44);
-    if (!isfinite(th) || !isfinite(b0) || !isfinite(b1))
-        return refuse(msg, cap, "threshold or bias is not a finite number");
+    /* Trained values are small (regularised logistic models); bounding them keeps
+     * every sum a score makes finite, whatever a file holds. */
+    if (!isfinite(th) || fabs(th) > 2 || !isfinite(b0) || !isfinite(b1) || fabsf(b0) > 1e4f ||
+        fabsf(b1) > 1e4f)
+        return refuse(msg, cap, "threshold or bias is not a finite number in range");
     if (!(share >= 0 && share <= 1)) return refuse(msg, cap, "strong share outside 0..1");
     if (!name_ok(p + HDR, ls) || !name_ok(p + HDR + ls, lw))
         return refuse(msg, cap, "model name has a control character");
@@ -545,17 +548,17 @@ enum bt_err bt_router_load_mem(struct bt_router *r, const void *data, size_t len
     }
     for (size_t i = 0; i < nb; i++, q += 4) {
         r->idf[i] = get_f32(q);
-        if (!isfinite(r->idf[i]) || r->idf[i] < 0) {
+        if (!isfinite(r->idf[i]) || r->idf[i] < 0 || r->idf[i] > 1e4f) {
             bt_router_free(r);
-            return refuse(msg, cap, "IDF entry %zu is not a finite non-negative number", i);
+            return refuse(msg, cap, "IDF entry %zu is not a number from 0 to 10000", i);
         }
     }
     for (size_t m = 0; m < nm; m++)
         for (size_t i = 0; i < nb; i++, q += 4) {
             r->w[m][i] = get_f32(q);
-            if (!isfinite(r->w[m][i])) {
+            if (!isfinite(r->w[m][i]) || fabsf(r->w[m][i]) > 1e4f) {
                 bt_router_free(r);
-                return refuse(msg, cap, "weight %zu is not a finite number", i);
+                return refuse(msg, cap, "weight %zu is not a number from -10000 to 10000", i);
             }
         }
     return BT_OK;
