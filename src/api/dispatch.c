@@ -12,12 +12,14 @@
 
 /* ---- answering without a deployment ---- */
 
+const struct bt_http_header bt_api_no_deployment[2] = {
+    {{"x-baton-deployment", 18}, {"none", 4}}, {{"x-baton-attempts", 16}, {"0", 1}}};
+
 void bt_api_json(struct bt_http_req *req, int status, struct bt_str body)
 {
-    struct bt_http_header hs[2] = {{BT_STR("x-baton-deployment"), BT_STR("none")},
-                                   {BT_STR("x-baton-attempts"), BT_STR("0")}};
     /* Finishes the request whatever it returns; a refused head is logged by the server. */
-    enum bt_err err = bt_http_respond(req, status, hs, 2, BT_STR("application/json"), body);
+    enum bt_err err =
+        bt_http_respond(req, status, bt_api_no_deployment, 2, BT_STR("application/json"), body);
     (void)err;
 }
 
@@ -52,9 +54,8 @@ void bt_api_error(struct bt_http_req *req, const struct bt_frontend *fe, const s
     char msg[1024];
     snprintf(msg, sizeof(msg), "%.*s", BT_STR_FMT(e->message));
     log_line(req, e->status, model, msg);
-    struct bt_http_header hs[2] = {{BT_STR("x-baton-deployment"), BT_STR("none")},
-                                   {BT_STR("x-baton-attempts"), BT_STR("0")}};
-    enum bt_err err = bt_http_respond(req, e->status, hs, 2, bt_str_c(ctype), bt_buf_str(&b));
+    enum bt_err err = bt_http_respond(req, e->status, bt_api_no_deployment, 2, bt_str_c(ctype),
+                                      bt_buf_str(&b));
     (void)err; /* the request is finished either way */
     bt_buf_free(&b);
 }

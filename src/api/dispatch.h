@@ -11,6 +11,10 @@
 /* The HTTP handler of a gateway worker; `ud` is the struct bt_worker. */
 void bt_api_handle(struct bt_http_req *req, void *ud);
 
+/* The x-baton-* headers of a response no deployment served (deployment none,
+ * 0 attempts): on baton's own answers and on the HTTP server's errors. */
+extern const struct bt_http_header bt_api_no_deployment[2];
+
 /* The front end whose API a path belongs to (OpenAI's for anything unknown). */
 const struct bt_frontend *bt_api_frontend_for(struct bt_str path);
 

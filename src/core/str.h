@@ -45,6 +45,15 @@ struct bt_str bt_str_trim(struct bt_str s);
 /* Parses a whole slice as an unsigned decimal number; false on any other byte,
  * empty input or overflow. */
 bool bt_str_to_u64(struct bt_str s, uint64_t *out);
+/* FNV-1a over n bytes, continuing from h (start from BT_FNV_OFFSET): a fast,
+ * non-cryptographic hash for tables, checksums and deterministic draws. */
+#define BT_FNV_OFFSET 0xcbf29ce484222325ULL
+static inline uint64_t bt_fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
 /* Copies s into a new malloc'd NUL-terminated string owned by the caller
  * (free()); NULL when out of memory. */
 char *bt_str_dup(struct bt_str s);

@@ -22,9 +22,7 @@ static bool warned_full;
 
 static uint64_t hash(const char *s)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
+    return bt_fnv1a(BT_FNV_OFFSET, s, strlen(s));
 }
 
 static struct bt_health *lookup(const char *key)

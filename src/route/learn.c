@@ -56,12 +56,7 @@ static inline uint64_t mix64(uint64_t x)
 
 static uint64_t hash_bytes(uint64_t seed, const char *p, size_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ULL ^ seed;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return mix64(h);
+    return mix64(bt_fnv1a(BT_FNV_OFFSET ^ seed, p, n));
 }
 
 static void add_text(struct bt_learn_scratch *s, uint64_t h)
@@ -355,13 +350,7 @@ static const char MAGIC[8] = {'B', 'T', 'R', 'O', 'U', 'T', 'E', 'R'};
 
 uint64_t bt_router_checksum(const void *data, size_t n)
 {
-    const uint8_t *p = data;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
+    return bt_fnv1a(BT_FNV_OFFSET, data, n);
 }
 
 /* Little-endian integers of `n` bytes. */

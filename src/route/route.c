@@ -93,7 +93,7 @@ static void add_model(struct bt_plan *plan, const struct bt_model *m, uint64_t r
 
 static uint64_t mix(uint64_t h, struct bt_str s)
 {
-    for (size_t i = 0; i < s.len; i++) h = (h ^ (unsigned char)s.p[i]) * 1099511628211ull;
+    h = bt_fnv1a(h, s.p, s.len);
     return h ^ (h >> 29);
 }
 
@@ -101,7 +101,7 @@ static uint64_t mix(uint64_t h, struct bt_str s)
  * first; the others keep their order. */
 static void stick(struct bt_plan *plan, struct bt_str user)
 {
-    uint64_t hu = mix(1469598103934665603ull, user);
+    uint64_t hu = mix(BT_FNV_OFFSET, user);
     uint32_t best = 0;
     uint64_t best_h = 0;
     for (uint32_t i = 0; i < plan->n; i++) {

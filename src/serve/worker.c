@@ -2,10 +2,6 @@
 
 #include "api/dispatch.h"
 
-/* What a response baton made without any deployment carries. */
-static const struct bt_http_header no_deployment[2] = {
-    {{"x-baton-deployment", 18}, {"none", 4}}, {{"x-baton-attempts", 16}, {"0", 1}}};
-
 enum bt_err bt_worker_open(struct bt_worker *w, atomic_uint *conn_count)
 {
     const struct bt_config *cfg = w->cfg;
@@ -20,7 +16,7 @@ enum bt_err bt_worker_open(struct bt_worker *w, atomic_uint *conn_count)
         .handler = bt_api_handle,
         .handler_ud = w,
         .format_error = bt_api_server_error,
-        .error_headers = no_deployment,
+        .error_headers = bt_api_no_deployment,
         .nerror_headers = 2,
     };
     w->http = bt_http_server_new(&w->loop, &o);

@@ -1,14 +1,11 @@
 /* The simulator's deterministic randomness (rng.h). */
 #include "sim/rng.h"
 
+#include "core/str.h"
+
 uint64_t bt_sim_hash(const char *p, size_t n, uint64_t seed)
 {
-    uint64_t h = 0xcbf29ce484222325ULL ^ bt_sim_mix64(seed);
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return bt_sim_mix64(h ^ n);
+    return bt_sim_mix64(bt_fnv1a(BT_FNV_OFFSET ^ bt_sim_mix64(seed), p, n) ^ n);
 }
 
 static const char *const words[] = {

@@ -8,6 +8,7 @@ import net from 'node:net';
 import {
     test, run, setup, assert, eq, startBaton, client, post, get, streamRaw, freePort, writeTemp,
     readText, waitFor, sleep, SLOW,
+    metricSum,
 } from './lib.mjs';
 import { checkError } from './schema.mjs';
 import { startFake } from '../fake/fake_provider.mjs';
@@ -51,15 +52,6 @@ fake.handle((req, res, h) => {
 });
 
 async function metrics() { return (await get(`${b.base}/metrics`)).text; }
-function sum(text, name, want = {}) {
-    let total = 0;
-    for (const line of text.split('\n')) {
-        if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
-        const labels = Object.fromEntries([...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
-        if (Object.entries(want).every(([k, v]) => labels[k] === v)) total += Number(line.split(' ').pop());
-    }
-    return total;
-}
 
 // Sends `body` as a keep-alive POST on a raw socket and returns {socket, reply}
 // where reply resolves to the bytes received within `ms` (the socket stays open).
@@ -112,7 +104,7 @@ test('6, 11: a duplicated key baton reads, or a NUL in the id, is a 400 and neve
 });
 
 test('3: a reply that breaks after its head is counted in baton_upstream_errors_total (alone and before a fallback)', async () => {
-    const before = sum(await metrics(), 'baton_upstream_errors_total', { provider: 'fmid' });
+    const before = metricSum(await metrics(), 'baton_upstream_errors_total', { provider: 'fmid' });
     const r = await post(CHAT, chat('broken-mid'));
     eq(r.status, 502, `status: ${r.text.slice(0, 200)}`);
     eq(r.json.error.code, 'upstream_reset', 'code');
@@ -124,7 +116,7 @@ test('3: a reply that breaks after its head is counted in baton_upstream_errors_
         if (f.headers.get('x-baton-attempts') === '2') fellBack++;
     }
     eq(fellBack, 1, 'requests that fell back from the broken deployment');
-    const after = sum(await metrics(), 'baton_upstream_errors_total', { provider: 'fmid' });
+    const after = metricSum(await metrics(), 'baton_upstream_errors_total', { provider: 'fmid' });
     eq(after - before, 2, 'upstream errors counted for the two broken replies');
 });
 
@@ -143,7 +135,7 @@ test('5: direct provider/model ids are labelled by their provider, never by the 
     for (const id of ['sim/foo-label-1', 'sim/bar-label-2', 'sim/ünïcode']) eq((await post(CHAT, chat(id))).status, 200, id);
     const t = await metrics();
     assert(!/label-1|label-2|ünïcode/.test(t), 'a client-chosen id became a label value');
-    assert(sum(t, 'baton_requests_total', { model: 'none', deployment: 'sim' }) >= 3, 'direct requests counted under deployment="sim"');
+    assert(metricSum(t, 'baton_requests_total', { model: 'none', deployment: 'sim' }) >= 3, 'direct requests counted under deployment="sim"');
 });
 
 test('9: an upstream 4xx keeps its param', async () => {

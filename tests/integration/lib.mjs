@@ -525,4 +525,16 @@ export function parseResponses(buf) {
 // A 1x1 transparent PNG as a data URL (for image-part requests).
 export const PNG_1X1 = 'data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==';
 
+// Sums the samples of metric `name` in a Prometheus text whose labels include
+// every pair in `want`.
+export function metricSum(text, name, want = {}) {
+    let total = 0;
+    for (const line of text.split('\n')) {
+        if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
+        const labels = Object.fromEntries([...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+        if (Object.entries(want).every(([k, v]) => labels[k] === v)) total += Number(line.split(' ').pop());
+    }
+    return total;
+}
+
 export function readText(p) { return existsSync(p) ? readFileSync(p, 'utf8') : ''; }

@@ -4,6 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import {
     test, run, setup, assert, eq, startBaton, post, get, streamRaw,
+    metricSum,
 } from './lib.mjs';
 
 const b = await setup(() => startBaton(`
@@ -25,16 +26,6 @@ function promtool(text) {
     const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
     if (r.error) throw new Error(`promtool not runnable: ${r.error.message}`);
     return r;
-}
-// Sums the samples of `name` whose labels include every pair in `want`.
-function sum(text, name, want = {}) {
-    let total = 0;
-    for (const line of text.split('\n')) {
-        if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
-        const labels = Object.fromEntries([...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
-        if (Object.entries(want).every(([k, v]) => labels[k] === v)) total += Number(line.split(' ').pop());
-    }
-    return total;
 }
 
 test('a scrape under load passes promtool, and the counters add up to the requests sent', async () => {
@@ -60,16 +51,16 @@ test('a scrape under load passes promtool, and the counters add up to the reques
     const p = promtool(r.text);
     eq(p.status, 0, `promtool: ${p.stdout} ${p.stderr}`);
     const t = r.text;
-    eq(sum(t, 'baton_requests_total', { model: 'demo', status: '200' }), sent.ok + sent.stream, 'demo 200s');
-    eq(sum(t, 'baton_requests_total', { model: 'broken', status: '502' }), sent.broken, 'broken 502s');
-    eq(sum(t, 'baton_requests_total', { model: 'refused', status: '502' }), sent.refused, 'refused 502s');
-    eq(sum(t, 'baton_requests_total', { status: '404' }), sent.unknown, '404s');
-    eq(sum(t, 'baton_request_duration_seconds_count', { model: 'demo' }), sent.ok + sent.stream, 'latency histogram count');
-    eq(sum(t, 'baton_time_to_first_token_seconds_count', { model: 'demo' }), sent.stream, 'ttft histogram count (streams)');
-    assert(sum(t, 'baton_tokens_total', { model: 'demo', direction: 'out' }) > 0, 'output tokens counted');
-    eq(sum(t, 'baton_upstream_errors_total', { provider: 'f500', class: '5xx' }), sent.broken, 'upstream 5xx errors');
-    eq(sum(t, 'baton_upstream_errors_total', { provider: 'keyed', class: 'refused' }), sent.refused, 'upstream refused errors');
-    eq(sum(t, 'baton_requests_in_flight'), 0, 'in flight after the load');
+    eq(metricSum(t, 'baton_requests_total', { model: 'demo', status: '200' }), sent.ok + sent.stream, 'demo 200s');
+    eq(metricSum(t, 'baton_requests_total', { model: 'broken', status: '502' }), sent.broken, 'broken 502s');
+    eq(metricSum(t, 'baton_requests_total', { model: 'refused', status: '502' }), sent.refused, 'refused 502s');
+    eq(metricSum(t, 'baton_requests_total', { status: '404' }), sent.unknown, '404s');
+    eq(metricSum(t, 'baton_request_duration_seconds_count', { model: 'demo' }), sent.ok + sent.stream, 'latency histogram count');
+    eq(metricSum(t, 'baton_time_to_first_token_seconds_count', { model: 'demo' }), sent.stream, 'ttft histogram count (streams)');
+    assert(metricSum(t, 'baton_tokens_total', { model: 'demo', direction: 'out' }) > 0, 'output tokens counted');
+    eq(metricSum(t, 'baton_upstream_errors_total', { provider: 'f500', class: '5xx' }), sent.broken, 'upstream 5xx errors');
+    eq(metricSum(t, 'baton_upstream_errors_total', { provider: 'keyed', class: 'refused' }), sent.refused, 'upstream refused errors');
+    eq(metricSum(t, 'baton_requests_in_flight'), 0, 'in flight after the load');
     assert(/# TYPE baton_time_to_first_token_seconds histogram/.test(t), 'ttft histogram family');
     assert(/baton_build_info\{version="[^"]+"\} 1/.test(t), 'build info');
     assert(!t.includes('mk-metrics-secret') && !t.includes('sk-provider-secret'), 'no secret in metrics');
@@ -88,7 +79,7 @@ test('metrics.require_key: true puts /metrics behind the master key (after a rel
     eq(r.status, 401, 'without the key');
     r = await get(`${b.base}/metrics`, { headers: H });
     eq(r.status, 200, 'with the key');
-    assert(sum(r.text, 'baton_config_reloads_total', { result: 'success' }) >= 1, 'the reload is counted');
+    assert(metricSum(r.text, 'baton_config_reloads_total', { result: 'success' }) >= 1, 'the reload is counted');
 });
 
 await run();
