@@ -509,7 +509,6 @@ static enum bt_err rewrite_error_event(struct bt_exec *ex)
         .code = ex->ev_err_code[0] ? ex->ev_err_code : NULL,
         .type = ex->ad->wire == ex->r->api ? bt_str_c(ex->ev_err_type) : BT_STR_NULL,
     };
-    if (!e.type.len) e.type = BT_STR_NULL;
     return queue_stream_error(ex, &e);
 }
 
