@@ -19,7 +19,7 @@ LAYERS=(
     "core"
     "json tok obs http"
     "upstream"
-    "config"
+    "config store"
     "canon"
     "sim"
     "provider"

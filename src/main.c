@@ -1,4 +1,4 @@
-/* baton's command line: serve, check, sim, tokens, version. */
+/* baton's command line: serve, check, sim, tokens, route, keys, version. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "core/version.h"
+#include "gate/keys_cli.h"
 #include "json/json.h"
 #include "route/learn_cli.h"
 #include "sim/sim.h"
@@ -32,6 +33,7 @@ static void usage_main(FILE *f)
             "  sim --listen HOST:PORT [OPTIONS]     run the simulated OpenAI-compatible provider\n"
             "  tokens [--model NAME] [FILE|-]       count (or list) the tokens of a text\n"
             "  route train|eval [OPTIONS]           train / evaluate the learned router\n"
+            "  keys create|list|get|update|revoke -c FILE   manage virtual keys\n"
             "  version                              print the version\n"
             "\n"
             "`baton COMMAND --help` describes each command. Documentation: docs/.\n",
@@ -390,6 +392,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "sim") == 0) return cmd_sim(argc, argv);
     if (strcmp(cmd, "tokens") == 0) return cmd_tokens(argc, argv);
     if (strcmp(cmd, "route") == 0) return bt_learn_cli(argc, argv);
+    if (strcmp(cmd, "keys") == 0) return bt_keys_cli(argc, argv);
     fprintf(stderr, "baton: unknown command '%s'\n\n", cmd);
     usage_main(stderr);
     return 2;

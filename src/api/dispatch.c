@@ -34,6 +34,7 @@ static void log_line(struct bt_http_req *req, int status, struct bt_str model, c
         .status = status,
         .latency_ns = bt_now_ns() - req->start_ns,
         .error = error,
+        .key_id = req->caller,
         .metrics = w ? w->mshard : NULL,
     };
     bt_access_write(&rec);
@@ -118,7 +119,21 @@ static void h_admin(struct bt_http_req *req, struct bt_worker *w)
     }
     const char *why = NULL;
     if (!bt_gate_check_master(w->cfg, req, &why)) {
-        bt_api_fail(req, fe, 401, "invalid_api_key", NULL, why, BT_STR_NULL);
+        /* A valid virtual key is known but not allowed here: 403, not 401. */
+        struct bt_caller c;
+        const char *why2 = NULL;
+        const struct bt_keytab *keys = bt_keys_current(w->keys, &w->keytab, &w->keys_gen);
+        if (keys && bt_gate_identify(w->cfg, keys, req, &c, &why2) && c.key)
+            bt_api_fail(req, fe, 403, "admin_forbidden", NULL,
+                        "The admin API needs the master key; a virtual key cannot use it.",
+                        BT_STR_NULL);
+        else
+            bt_api_fail(req, fe, 401, "invalid_api_key", NULL, why, BT_STR_NULL);
+        return;
+    }
+    if (bt_str_eq_c(req->path, "/admin/keys") ||
+        bt_str_starts_with(req->path, BT_STR("/admin/keys/"))) {
+        bt_api_admin_keys(req, w, fe);
         return;
     }
     if (bt_str_eq_c(req->method, "POST") && bt_str_eq_c(req->path, "/admin/reload")) {
@@ -196,13 +211,27 @@ const char *bt_api_server_error(struct bt_buf *out, struct bt_str path, int stat
     return bt_api_frontend_for(path)->error_body(out, &e);
 }
 
+bool bt_api_identify(struct bt_worker *w, struct bt_http_req *req, const struct bt_frontend *fe,
+                     struct bt_caller *caller)
+{
+    const char *why = NULL;
+    const struct bt_keytab *keys = bt_keys_current(w->keys, &w->keytab, &w->keys_gen);
+    if (!bt_gate_identify(w->cfg, keys, req, caller, &why)) {
+        bt_api_fail(req, fe, 401, "invalid_api_key", NULL, why, BT_STR_NULL);
+        return false;
+    }
+    if (caller->key) {
+        /* A copy: the table may be swapped before the request's last log line. */
+        struct bt_str id = bt_arena_strdup(req->arena, bt_str_c(caller->key->id));
+        req->caller = id.p;
+    }
+    return true;
+}
+
 static bool identified(struct bt_http_req *req, struct bt_worker *w, const struct bt_frontend *fe)
 {
     struct bt_caller caller;
-    const char *why = NULL;
-    if (bt_gate_identify(w->cfg, req, &caller, &why)) return true;
-    bt_api_fail(req, fe, 401, "invalid_api_key", NULL, why, BT_STR_NULL);
-    return false;
+    return bt_api_identify(w, req, fe, &caller);
 }
 
 void bt_api_handle(struct bt_http_req *req, void *ud)

@@ -15,10 +15,9 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
     const struct bt_config *cfg = w->cfg;
     struct bt_caller caller;
     const char *why = NULL;
-    if (!bt_gate_identify(cfg, req, &caller, &why)) {
-        bt_api_fail(req, fe, 401, "invalid_api_key", NULL, why, BT_STR_NULL);
-        return;
-    }
+    if (!bt_api_identify(w, req, fe, &caller)) return;
+    /* caller.key is borrowed from this worker's key table, which changes only at
+     * its next identify: it stays valid through admit below. */
     struct bt_request *r = bt_arena_alloc(req->arena, sizeof(*r));
     if (!r) {
         bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);

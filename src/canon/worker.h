@@ -16,6 +16,8 @@
 #include "upstream/upstream.h"
 
 struct bt_exec;
+struct bt_keys;   /* store/keys.h */
+struct bt_keytab;
 
 struct bt_worker {
     uv_loop_t loop;               /* this worker's loop */
@@ -28,6 +30,9 @@ struct bt_worker {
     struct bt_metrics_shard *mshard; /* this worker's counters */
     struct bt_config *cfg;        /* this worker's ref to the current snapshot */
     uint64_t rr;                  /* round-robin counter for routing */
+    struct bt_keys *keys;         /* the key service (process-wide, borrowed); NULL: none */
+    struct bt_keytab *keytab;     /* this worker's ref to the key table it last saw */
+    uint64_t keys_gen;            /* the service's generation of `keytab` */
     struct bt_exec *execs;        /* requests in flight on this worker (exec's list) */
     int index;
     atomic_int command;           /* BT_WORKER_CMD_* bits */

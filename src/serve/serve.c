@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "route/health.h"
 #include "serve/worker.h"
+#include "store/keys.h"
 
 enum { CMD_DRAIN = 1, CMD_STOP = 2, CMD_CONFIG = 4 };
 
@@ -36,6 +37,7 @@ struct serve {
     struct bt_metrics *metrics;
     uv_async_t worker_exit;        /* a worker finished */
     int probe_fd;                  /* holds the address until worker 0 binds; -1 none */
+    struct bt_keys *keys;          /* the key service (store.sqlite), started before workers */
 };
 
 /* ---- workers ---- */
@@ -394,6 +396,14 @@ int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opt
     if (!s.cfg->auth.master_key && bt_config_is_loopback(s.host))
         bt_warn("no master key set: serving without authentication, on loopback (%s) only", s.host);
     if (!s.cfg->server.reuse_port && (s.probe_fd = probe_address(s.host, s.port)) < 0) goto out;
+    if (s.cfg->store.sqlite) {
+        char why[600];
+        if (bt_keys_start(s.cfg->store.sqlite, &s.keys, why, sizeof(why))) {
+            bt_error("cannot open the store: %s", why);
+            goto out;
+        }
+        bt_info("store: sqlite %s", s.cfg->store.sqlite);
+    }
     signal(SIGPIPE, SIG_IGN);
     s.loop = uv_default_loop();
     s.nworkers = s.cfg->server.workers ? s.cfg->server.workers
@@ -429,6 +439,7 @@ int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opt
         w->metrics = s.metrics;
         w->mshard = bt_metrics_shard(s.metrics, i);
         w->reload_ctx = &s;
+        w->keys = s.keys;
         w->cfg = bt_config_ref(s.cfg);
         uv_loop_init(&w->loop);
         uv_loop_set_data(&w->loop, &s);
@@ -474,6 +485,7 @@ int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opt
     if (rc == 0) bt_info("baton stopped");
 out:
     if (s.probe_fd >= 0) close(s.probe_fd); /* worker 0 never ran */
+    bt_keys_stop(s.keys); /* after the workers: they borrow it */
     free(s.workers);
     free(s.pending);
     bt_metrics_free(s.metrics);
