@@ -38,6 +38,7 @@ struct serve {
     uv_async_t worker_exit;        /* a worker finished */
     int probe_fd;                  /* holds the address until worker 0 binds; -1 none */
     struct bt_keys *keys;          /* the key service (store.sqlite), started before workers */
+    char store_path[4096];         /* the store file in use (a reload does not change it) */
 };
 
 /* ---- workers ---- */
@@ -249,6 +250,9 @@ static int reload(struct serve *s, char *msg, size_t cap)
                 (unsigned)next->server.listen_port, v6b ? "[" : "", s->host, v6b ? "]" : "",
                 (unsigned)s->port);
     }
+    if (s->keys && next->store.sqlite && strcmp(next->store.sqlite, s->store_path) != 0)
+        bt_warn("reload: store.sqlite changed to %s; baton keeps using %s until a restart",
+                next->store.sqlite, s->store_path);
     bt_health_attach(next); /* deployments that still exist keep their state */
     for (uint32_t i = 0; i < s->nworkers; i++) {
         struct bt_config *old = atomic_exchange(&s->pending[i], bt_config_ref(next));
@@ -402,6 +406,7 @@ int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opt
             bt_error("cannot open the store: %s", why);
             goto out;
         }
+        snprintf(s.store_path, sizeof(s.store_path), "%s", s.cfg->store.sqlite);
         bt_info("store: sqlite %s", s.cfg->store.sqlite);
     }
     signal(SIGPIPE, SIG_IGN);
