@@ -23,6 +23,9 @@ void bt_api_error(struct bt_http_req *req, const struct bt_frontend *fe, const s
 /* Shorthand for a client-side or baton-side error (not a provider's). */
 void bt_api_fail(struct bt_http_req *req, const struct bt_frontend *fe, int status,
                  const char *code, const char *param, const char *msg, struct bt_str model);
+/* bt_api_fail with `Retry-After: retry_after_s` (when > 0), for a 429. */
+void bt_api_fail_retry(struct bt_http_req *req, const struct bt_frontend *fe, int status,
+                       const char *code, const char *msg, struct bt_str model, int64_t retry_after_s);
 /* Identifies the caller of `req` (the master key or a virtual key from the
  * worker's key table, refreshed from the key service when it changed) into
  * *caller, and records a virtual key's id on the request for the access log.

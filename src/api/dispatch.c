@@ -46,19 +46,38 @@ void bt_api_json_logged(struct bt_http_req *req, int status, struct bt_str body)
     bt_api_json(req, status, body);
 }
 
-void bt_api_error(struct bt_http_req *req, const struct bt_frontend *fe, const struct bt_error *e,
-                  struct bt_str model)
+/* bt_api_error with a Retry-After header when retry_after_s > 0. */
+static void error_retry(struct bt_http_req *req, const struct bt_frontend *fe,
+                        const struct bt_error *e, struct bt_str model, int64_t retry_after_s)
 {
     struct bt_buf b;
     bt_buf_init(&b, 16384);
     const char *ctype = fe->error_body(&b, e);
-    char msg[1024];
+    char msg[1024], ra[24];
     snprintf(msg, sizeof(msg), "%.*s", BT_STR_FMT(e->message));
     log_line(req, e->status, model, msg);
-    enum bt_err err = bt_http_respond(req, e->status, bt_api_no_deployment, 2, bt_str_c(ctype),
-                                      bt_buf_str(&b));
+    struct bt_http_header hs[3] = {bt_api_no_deployment[0], bt_api_no_deployment[1]};
+    size_t n = 2;
+    if (retry_after_s > 0) {
+        snprintf(ra, sizeof(ra), "%lld", (long long)retry_after_s);
+        hs[n++] = (struct bt_http_header){BT_STR("retry-after"), bt_str_c(ra)};
+    }
+    enum bt_err err = bt_http_respond(req, e->status, hs, n, bt_str_c(ctype), bt_buf_str(&b));
     (void)err; /* the request is finished either way */
     bt_buf_free(&b);
+}
+
+void bt_api_error(struct bt_http_req *req, const struct bt_frontend *fe, const struct bt_error *e,
+                  struct bt_str model)
+{
+    error_retry(req, fe, e, model, 0);
+}
+
+void bt_api_fail_retry(struct bt_http_req *req, const struct bt_frontend *fe, int status,
+                       const char *code, const char *msg, struct bt_str model, int64_t retry_after_s)
+{
+    struct bt_error e = {.status = status, .code = code, .message = bt_str_c(msg)};
+    error_retry(req, fe, &e, model, retry_after_s);
 }
 
 void bt_api_fail(struct bt_http_req *req, const struct bt_frontend *fe, int status,

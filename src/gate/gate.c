@@ -85,16 +85,30 @@ bool bt_gate_identify(const struct bt_config *cfg, const struct bt_keytab *keys,
     return true;
 }
 
-bool bt_gate_admit(const struct bt_config *cfg, const struct bt_caller *caller,
+bool bt_gate_admit(const struct bt_config *cfg, struct bt_caller *caller,
                    const struct bt_request *r, int *status, const char **code, const char **why)
 {
     (void)cfg;
+    caller->held = false;
     if (caller->master) return true;
     if (caller->key) {
-        if (bt_key_allows_model(caller->key, r->model)) return true;
-        *status = 403;
-        *code = "model_not_allowed";
-        *why = "This API key may not use the requested model.";
+        if (!bt_key_allows_model(caller->key, r->model)) {
+            *status = 403;
+            *code = "model_not_allowed";
+            *why = "This API key may not use the requested model.";
+            return false;
+        }
+        const char *which = NULL;
+        if (bt_key_take(caller->key, (int64_t)time(NULL), &caller->held, &which,
+                        &caller->retry_after))
+            return true;
+        *status = 429;
+        *code = "rate_limit_exceeded";
+        *why = strcmp(which, "rpm") == 0
+                   ? "This API key is over its requests per minute (rpm); retry after the "
+                     "time in Retry-After."
+                   : "This API key has as many requests in flight as its concurrency limit "
+                     "allows; retry when one has finished.";
         return false;
     }
     *status = 401;

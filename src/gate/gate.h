@@ -22,6 +22,9 @@ struct bt_caller {
     const struct bt_key_rec *key; /* the virtual key presented, borrowed from the key
                                     table given to identify (valid while the caller's
                                     reference to it is); NULL otherwise */
+    bool held;                   /* set by admit: a concurrency slot of `key` is held, to
+                                    give back with bt_key_release(key->live) at the end */
+    int64_t retry_after;         /* set by a 429 from admit: seconds to wait */
 };
 
 /* True when the request may pass. With a master key configured the request must
@@ -43,8 +46,10 @@ bool bt_gate_identify(const struct bt_config *cfg, const struct bt_keytab *keys,
 
 /* Step two: may `caller` make the decoded request `r`? False with *status (403,
  * 429, ...), *code and *why set when not: a virtual key with a models list asks
- * for another model (403 model_not_allowed). */
-bool bt_gate_admit(const struct bt_config *cfg, const struct bt_caller *caller,
+ * for another model (403 model_not_allowed), or is over its rpm or concurrency
+ * (429 rate_limit_exceeded, caller->retry_after set). When it passes, a key
+ * with a concurrency limit holds a slot (caller->held) until released. */
+bool bt_gate_admit(const struct bt_config *cfg, struct bt_caller *caller,
                    const struct bt_request *r, int *status, const char **code, const char **why);
 
 #endif

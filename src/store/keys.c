@@ -384,6 +384,46 @@ void bt_key_write_json(struct bt_jw *w, const struct bt_key_rec *k, int64_t now,
     bt_jw_obj_end(w);
 }
 
+/* ---- limits ---- */
+
+bool bt_key_take(const struct bt_key_rec *k, int64_t now, bool *held, const char **which,
+                 int64_t *retry_after)
+{
+    *held = false;
+    struct bt_key_live *l = k->live;
+    if (!l) return true;
+    if (k->concurrency > 0) {
+        if (atomic_fetch_add(&l->inflight, 1) >= k->concurrency) {
+            atomic_fetch_sub(&l->inflight, 1);
+            *which = "concurrency";
+            *retry_after = 1;
+            return false;
+        }
+        *held = true;
+    }
+    if (k->rpm > 0) {
+        uint_fast64_t minute = (uint_fast64_t)(now / 60), seen = atomic_load(&l->window);
+        /* The first request of a new minute resets the count; a racing one may
+         * count in the old minute's total: off by a few at a minute's edge. */
+        if (seen != minute && atomic_compare_exchange_strong(&l->window, &seen, minute))
+            atomic_store(&l->count, 0);
+        if (atomic_fetch_add(&l->count, 1) >= (unsigned)k->rpm) {
+            if (*held) atomic_fetch_sub(&l->inflight, 1);
+            *held = false;
+            *which = "rpm";
+            *retry_after = 60 - now % 60;
+            return false;
+        }
+    }
+    return true;
+}
+
+void bt_key_release(void *live)
+{
+    struct bt_key_live *l = live;
+    if (l) atomic_fetch_sub(&l->inflight, 1);
+}
+
 /* ---- the table ---- */
 
 struct bt_keytab {
@@ -444,6 +484,11 @@ const struct bt_key_rec *bt_keytab_find(const struct bt_keytab *t,
          * attacker could use (it is a function of a SHA-256 they cannot invert). */
         if (CRYPTO_memcmp(t->recs[i - 1].hash, hash, BT_KEY_HASH_LEN) == 0) return &t->recs[i - 1];
     }
+}
+
+struct bt_key_rec *bt_keytab_rec(struct bt_keytab *t, size_t i)
+{
+    return i < t->n ? &t->recs[i] : NULL;
 }
 
 size_t bt_keytab_count(const struct bt_keytab *t)

@@ -87,9 +87,33 @@ void bt_key_patch_free(struct bt_key_patch *p);
  * not NULL (only the answer that creates it). Never the hash. */
 void bt_key_write_json(struct bt_jw *w, const struct bt_key_rec *k, int64_t now, const char *key);
 
+/* ---- limits in process memory ---- */
+
+/* A key's counters, shared by the workers of one process through atomics and
+ * kept by the key service across table swaps (one per key id). */
+struct bt_key_live {
+    atomic_int inflight;             /* requests admitted and not finished */
+    atomic_uint_fast64_t window;     /* the minute `count` counts (unix minutes) */
+    atomic_uint count;               /* requests admitted in that minute */
+};
+
+/* Admits one request of key `k` at unix time `now` against its rpm and
+ * concurrency (unset limits: no check; no `live`: no check). True with the
+ * request counted (then *held is set when it holds a concurrency slot, to give
+ * back with bt_key_release when it ends). False with *which ("rpm" or
+ * "concurrency") and *retry_after (seconds) when over a limit: nothing is
+ * held. The minute is a fixed window: up to rpm requests per calendar minute. */
+bool bt_key_take(const struct bt_key_rec *k, int64_t now, bool *held, const char **which,
+                 int64_t *retry_after);
+/* Gives back a concurrency slot taken by bt_key_take (ud: the key's live). */
+void bt_key_release(void *live);
+
 /* ---- the table ---- */
 
 struct bt_keytab;
+/* The i-th record of t (i < bt_keytab_count): for the service, to attach live
+ * counters before the table is published. */
+struct bt_key_rec *bt_keytab_rec(struct bt_keytab *t, size_t i);
 
 /* Builds a table of the active and not-yet-expired-or-expired (expiry is
  * checked at lookup) keys of `l`, taking the records it keeps out of l (the
@@ -110,8 +134,9 @@ struct bt_keys;
 /* Opens the SQLite store at `path` (creating and migrating it), loads the
  * table and starts the refresh thread. On failure `why` says why. */
 enum bt_err bt_keys_start(const char *path, struct bt_keys **out, char *why, size_t whycap);
-/* Stops the thread and frees the service (tables still referenced by a
- * worker stay valid until unreferenced). NULL: no-op. */
+/* Stops the thread and frees the service, the keys' live counters included:
+ * only once no worker uses a table of it (they point at those counters).
+ * NULL: no-op. */
 void bt_keys_stop(struct bt_keys *k);
 /* The current table for a worker that caches one: when the service's
  * generation differs from *gen, *cached is replaced (old ref dropped, new one

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "core/log.h"
+#include "core/str.h"
 #include "store/keys.h"
 
 struct bt_keys {
@@ -28,7 +29,48 @@ struct bt_keys {
     uv_cond_t wait_cond;
     bool stop;                    /* guarded by wait_lock */
     bool failing;                 /* the last refresh failed (logged once) */
+    /* Live counters by key id, kept across tables (store_lock): open addressing. */
+    struct live_slot {
+        char id[BT_KEY_ID_LEN + 1];
+        struct bt_key_live *live;
+    } *lives;
+    size_t nlives, caplives;
 };
+
+static struct live_slot *live_find(struct live_slot *tab, size_t cap, const char *id)
+{
+    for (size_t i = bt_fnv1a(BT_FNV_OFFSET, id, strlen(id)) & (cap - 1);; i = (i + 1) & (cap - 1))
+        if (!tab[i].live || strcmp(tab[i].id, id) == 0) return &tab[i];
+}
+
+/* The counters of key `id`, made on first use. NULL when memory runs out (the
+ * key then goes unlimited until the next rebuild). With store_lock held. */
+static struct bt_key_live *live_for(struct bt_keys *k, const char *id)
+{
+    if (2 * (k->nlives + 1) > k->caplives) {
+        size_t nc = k->caplives ? k->caplives * 2 : 64;
+        struct live_slot *nt = calloc(nc, sizeof(*nt));
+        if (!nt) return NULL;
+        for (size_t i = 0; i < k->caplives; i++)
+            if (k->lives[i].live) *live_find(nt, nc, k->lives[i].id) = k->lives[i];
+        free(k->lives);
+        k->lives = nt;
+        k->caplives = nc;
+    }
+    struct live_slot *sl = live_find(k->lives, k->caplives, id);
+    if (!sl->live) {
+        if (!(sl->live = calloc(1, sizeof(*sl->live)))) return NULL;
+        snprintf(sl->id, sizeof(sl->id), "%s", id);
+        k->nlives++;
+    }
+    return sl->live;
+}
+
+static void lives_free(struct bt_keys *k)
+{
+    for (size_t i = 0; i < k->caplives; i++) free(k->lives[i].live);
+    free(k->lives);
+}
 
 static int64_t now_s(void)
 {
@@ -127,6 +169,10 @@ static enum bt_err refresh_locked(struct bt_keys *k, bool force)
     err = bt_keytab_build(&l, &t);
     bt_key_list_free(&l);
     if (err) return err;
+    for (size_t i = 0; i < bt_keytab_count(t); i++) {
+        struct bt_key_rec *r = bt_keytab_rec(t, i);
+        r->live = live_for(k, r->id);
+    }
     uv_mutex_lock(&k->tab_lock);
     struct bt_keytab *old = k->tab;
     k->tab = t;
@@ -205,6 +251,7 @@ enum bt_err bt_keys_start(const char *path, struct bt_keys **out, char *why, siz
     if (err) {
         bt_keytab_unref(k->tab);
         bt_store_close(k->store);
+        lives_free(k);
         uv_mutex_destroy(&k->store_lock);
         uv_mutex_destroy(&k->tab_lock);
         uv_mutex_destroy(&k->wait_lock);
@@ -226,6 +273,7 @@ void bt_keys_stop(struct bt_keys *k)
     uv_thread_join(&k->thread);
     bt_keytab_unref(k->tab);
     bt_store_close(k->store);
+    lives_free(k);
     uv_mutex_destroy(&k->store_lock);
     uv_mutex_destroy(&k->tab_lock);
     uv_mutex_destroy(&k->wait_lock);

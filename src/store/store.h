@@ -29,6 +29,8 @@ enum bt_budget_period {
     BT_PERIOD_MONTH,
 };
 
+struct bt_key_live; /* store/keys.h: a key's in-process counters */
+
 /* One virtual key as stored: never the key itself, only its SHA-256. Strings
  * and the models array are malloc'd and owned by the record (bt_key_rec_free).
  * Numbers that may be unset use -1 for "unset". */
@@ -47,6 +49,8 @@ struct bt_key_rec {
     char *metadata;                        /* a JSON object's text, NULL when unset */
     int64_t created_at, updated_at;        /* unix seconds */
     int64_t revoked_at;                    /* unix seconds, 0 = active */
+    struct bt_key_live *live;              /* in a key table: the key's counters (owned by
+                                              the key service, shared by workers); else NULL */
 };
 
 /* A list of records, owned (bt_key_list_free frees each and the array). */

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import {
     test, run, setup, assert, eq, startBaton, post, get, http, sleep, client, runBaton, tmpDir,
-    readText, waitFor, rejects, SLOW,
+    readText, waitFor, rejects, rawConnect, parseResponses, deepEq, SLOW,
 } from './lib.mjs';
 
 const MK = 'sk-master-keys-test';
@@ -20,9 +20,11 @@ store: {sqlite: "${DB}"}
 ${access ? `log: {access: "${access}"}` : ''}
 providers:
   sim: {type: sim, seed: 3}
+  slowsim: {type: sim, seed: 4, ttft: 600ms}
 models:
   chat: {provider: sim, model: m1}
   other: {provider: sim, model: m2}
+  slow: {provider: slowsim, model: s1}
 `;
 
 let a = await setup(() => startBaton(cfg(ACCESS)));
@@ -69,6 +71,63 @@ test('the access log names the key id', async () => {
     await chat(a.url, k.key);
     await waitFor(() => readText(ACCESS).split('\n').some((l) => l.includes(`"key_id":"${k.id}"`)), 2000 * SLOW, 'key_id in the access log');
 });
+
+test('the access log of the next request on the same connection has no key id', async () => {
+    const k = await createKey(a.base, {});
+    const body = JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'hi' }] });
+    const c = await rawConnect(a.port);
+    const reqText = (key, id) => `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${key}\r\n` +
+        `x-request-id: ${id}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
+    for (let i = 0; i < 3; i++) {
+        await c.write(reqText(k.key, `kv-${i}`));
+        await c.waitFor((buf) => parseResponses(buf).responses.length === 2 * i + 1);
+        await c.write(reqText(MK, `km-${i}`));
+        await c.waitFor((buf) => parseResponses(buf).responses.length === 2 * i + 2);
+    }
+    c.close();
+    deepEq(parseResponses(c.data()).responses.map((r) => r.status), [200, 200, 200, 200, 200, 200], 'statuses on one connection');
+    await waitFor(() => readText(ACCESS).includes('"id":"km-2"'), 2000 * SLOW, 'the lines');
+    const lines = readText(ACCESS).split('\n').filter((l) => /"id":"k[vm]-/.test(l)).map((l) => JSON.parse(l));
+    eq(lines.length, 6);
+    for (const l of lines) eq(l.key_id, l.id.startsWith('kv-') ? k.id : undefined, `key_id of ${l.id}`);
+});
+
+test('rpm: over the limit in a minute is 429 rate_limit_exceeded with Retry-After', async () => {
+    // keep the three requests inside one calendar minute
+    const sec = new Date().getUTCSeconds();
+    if (sec > 55) await sleep((61 - sec) * 1000);
+    const k = await createKey(a.base, { rpm: 2 });
+    const body = { model: 'chat', messages: [{ role: 'user', content: 'hi' }] };
+    const h = { authorization: `Bearer ${k.key}` };
+    eq((await post(`${a.url}/chat/completions`, body, { headers: h })).status, 200);
+    eq((await post(`${a.url}/chat/completions`, body, { headers: h })).status, 200);
+    const r = await post(`${a.url}/chat/completions`, body, { headers: h });
+    eq(r.status, 429, r.text);
+    eq(r.json.error.code, 'rate_limit_exceeded');
+    const ra = Number(r.headers.get('retry-after'));
+    assert(ra >= 1 && ra <= 60, `retry-after ${r.headers.get('retry-after')}`);
+    // the counters are per key: another key and the master key pass
+    eq(await status(a.url, MK), 200, 'master key');
+    eq(await status(a.url, (await createKey(a.base, { rpm: 2 })).key), 200, 'another key');
+}, { timeout: 30000 });
+
+test('concurrency: requests beyond the limit in flight get 429; a slot comes back when one ends', async () => {
+    const k = await createKey(a.base, { concurrency: 1 });
+    const first = chat(a.url, k.key, 'slow');
+    await sleep(150 * SLOW);
+    const e = await rejects(chat(a.url, k.key, 'slow'));
+    eq(e.status, 429); eq(e.code, 'rate_limit_exceeded');
+    await first;
+    eq(await status(a.url, k.key, 'slow'), 200, 'after the first ended');
+    // an aborted request gives its slot back too
+    const ac = new AbortController();
+    const p = client(a.url, { apiKey: k.key }).chat.completions.create(
+        { model: 'slow', messages: [{ role: 'user', content: 'hi' }] }, { signal: ac.signal }).catch(() => 'aborted');
+    await sleep(150 * SLOW);
+    ac.abort();
+    eq(await p, 'aborted');
+    await waitFor(async () => (await status(a.url, k.key, 'slow')) === 200, 3000 * SLOW, 'a slot after the abort');
+}, { timeout: 30000 });
 
 test('revoked: 401 within a second, on this instance and another one', async () => {
     const k = await createKey(a.base, {});

@@ -261,6 +261,37 @@ TEST(service_swaps_tables)
     cleanup();
 }
 
+TEST(limits_in_memory)
+{
+    struct bt_key_live live;
+    memset(&live, 0, sizeof(live));
+    struct bt_key_rec k;
+    bt_key_rec_init(&k);
+    bool held = false;
+    const char *which = NULL;
+    int64_t ra = 0, t = 6000000; /* a minute's start */
+    CHECK(bt_key_take(&k, t, &held, &which, &ra) && !held); /* no counters: no check */
+    k.live = &live;
+    k.concurrency = 2;
+    k.rpm = 3;
+    CHECK(bt_key_take(&k, t, &held, &which, &ra) && held);
+    CHECK(bt_key_take(&k, t + 1, &held, &which, &ra) && held);
+    CHECK(!bt_key_take(&k, t + 2, &held, &which, &ra) && !held);
+    CHECK_STR(which, "concurrency");
+    CHECK_INT(atomic_load(&live.inflight), 2);
+    bt_key_release(&live);
+    CHECK(bt_key_take(&k, t + 10, &held, &which, &ra) && held); /* the third of the minute */
+    bt_key_release(&live);
+    CHECK(!bt_key_take(&k, t + 20, &held, &which, &ra) && !held);
+    CHECK_STR(which, "rpm");
+    CHECK_INT(ra, 40);
+    CHECK_INT(atomic_load(&live.inflight), 1); /* a refusal holds nothing */
+    CHECK(bt_key_take(&k, t + 60, &held, &which, &ra)); /* the next minute */
+    bt_key_release(&live);
+    bt_key_release(&live);
+    CHECK_INT(atomic_load(&live.inflight), 0);
+}
+
 int main(void)
 {
     RUN(hash_is_sha256);
@@ -269,5 +300,6 @@ int main(void)
     RUN(sqlite_open_migrate_crud);
     RUN(table_lookup);
     RUN(service_swaps_tables);
+    RUN(limits_in_memory);
     return HARNESS_DONE();
 }
