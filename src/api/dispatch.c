@@ -266,14 +266,17 @@ void bt_api_handle(struct bt_http_req *req, void *ud)
             if (!wrong_method) wrong_method = rt;
             continue;
         }
-        if (rt->keyed && !identified(req, w, rt->fe)) return;
+        struct bt_caller caller = {0};
+        if (rt->keyed && !bt_api_identify(w, req, rt->fe, &caller)) return;
         switch (rt->kind) {
         case K_PLAIN: rt->fn(req, w); return;
         case K_GENERATE: bt_pipeline_run(w, req, rt->fe, rt->op); return;
         case K_MODELS: {
             struct bt_str id = BT_STR_NULL;
             if (rt->prefix) id = (struct bt_str){path.p + strlen(rt->path), path.len - strlen(rt->path)};
+            w->caller_key = caller.key; /* borrowed for this synchronous call only */
             rt->fe->models(req, w, id);
+            w->caller_key = NULL;
             return;
         }
         }

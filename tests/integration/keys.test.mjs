@@ -150,6 +150,14 @@ test('a key limited to models is refused others (403 model_not_allowed); PATCH w
     eq(await status(a.url, k.key, 'chat'), 200);
     const e = await rejects(chat(a.url, k.key, 'other'));
     eq(e.status, 403); eq(e.code, 'model_not_allowed');
+    // its model list shows only what it may use
+    const sdk = client(a.url, { apiKey: k.key });
+    deep((await sdk.models.list()).data.map((m) => m.id), ['chat'], '/v1/models for the key');
+    eq((await sdk.models.retrieve('chat')).id, 'chat');
+    eq((await rejects(sdk.models.retrieve('other'))).status, 404, 'a model it may not use');
+    eq((await rejects(sdk.models.retrieve('sim/m2'))).status, 404, 'a direct id it may not use');
+    const all = (await client(a.url, { apiKey: MK }).models.list()).data.map((m) => m.id);
+    assert(all.includes('other') && all.includes('slow'), `master key sees every model: ${all}`);
     const p = await http('PATCH', `${a.base}/admin/keys/${k.id}`, { headers: M, body: { models: ['chat', 'other'] } });
     eq(p.status, 200, p.text); deep(p.json.models, ['chat', 'other']);
     eq(await status(a.url, k.key, 'other'), 200, 'after PATCH');
