@@ -166,6 +166,9 @@ struct bt_config {
          * ledger), relative paths taken from the config file's directory;
          * default baton.db beside the config file. Read at start. */
         char *sqlite;
+        /* store.postgres: a libpq connection URI; when set, keys (and later the
+         * ledger) live in PostgreSQL instead of the SQLite file. Read at start. */
+        char *postgres;
     } store;
     struct bt_provider *providers;
     size_t nproviders;

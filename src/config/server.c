@@ -209,14 +209,27 @@ static char *beside_config(struct bt_cfg_loader *L, const char *path)
 
 void bt_cfg_load_store(struct bt_cfg_loader *L, const struct bt_ynode *n)
 {
-    static const char *const keys[] = {"sqlite", NULL};
+    static const char *const keys[] = {"sqlite", "postgres", NULL};
     const struct bt_ynode *m = bt_cfg_as_map(L, n, "store");
     if (!m) return;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
         const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
-        if (bt_cfg_key_index(L, k, keys, "store") != 0) continue;
+        int idx = bt_cfg_key_index(L, k, keys, "store");
         char *s;
         size_t len;
+        if (idx == 1) {
+            if (!bt_cfg_get_string(L, v, "store.postgres", &s, &len, NULL)) continue;
+            if (len < 11 || (strncmp(s, "postgresql://", 13) != 0 && strncmp(s, "postgres://", 11) != 0)) {
+                bt_cfg_err(L, v, "store.postgres must be a URI such as "
+                                 "postgresql://USER:PASSWORD@HOST:5432/DB");
+                free(s);
+                continue;
+            }
+            free(L->cfg->store.postgres);
+            L->cfg->store.postgres = s;
+            continue;
+        }
+        if (idx != 0) continue;
         if (!bt_cfg_get_string(L, v, "store.sqlite", &s, &len, NULL)) continue;
         if (len == 0 || memchr(s, 0, len)) {
             if (len) bt_cfg_err(L, v, "store.sqlite must be a file path");

@@ -1,6 +1,7 @@
 #include "core/str.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 bool bt_str_eq(struct bt_str a, struct bt_str b)
@@ -64,3 +65,30 @@ char *bt_str_dup(struct bt_str s)
     r[s.len] = '\0';
     return r;
 }
+
+void bt_str_mask_password(const char *conninfo, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", conninfo);
+    char *at = strchr(out, '@'), *scheme = strstr(out, "://");
+    if (scheme && at && at > scheme) {
+        char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
+        if (colon) {
+            size_t tail = strlen(at);
+            if ((size_t)(colon + 1 - out) + 3 + tail < cap) {
+                memmove(colon + 4, at, tail + 1);
+                memcpy(colon + 1, "***", 3);
+            }
+        }
+    }
+    char *pw = strstr(out, "password=");
+    if (pw) {
+        char *end = pw + 9;
+        while (*end && *end != ' ') end++;
+        size_t tail = strlen(end);
+        if ((size_t)(pw + 9 - out) + 3 + tail < cap) {
+            memmove(pw + 12, end, tail + 1);
+            memcpy(pw + 9, "***", 3);
+        }
+    }
+}
+

@@ -58,4 +58,8 @@ static inline uint64_t bt_fnv1a(uint64_t h, const void *p, size_t n)
  * (free()); NULL when out of memory. */
 char *bt_str_dup(struct bt_str s);
 
+/* A connection string (a URI's user:password@, or password=... pairs) with
+ * the password replaced by "***", into out[0..cap), for messages and logs. */
+void bt_str_mask_password(const char *conninfo, char *out, size_t cap);
+
 #endif

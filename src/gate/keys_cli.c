@@ -244,7 +244,8 @@ int bt_keys_cli(int argc, char **argv)
         goto out;
     }
     char why[600];
-    if (bt_store_open_sqlite(cfg->store.sqlite, &s, why, sizeof(why))) {
+    struct bt_store_where where = {cfg->store.sqlite, cfg->store.postgres};
+    if (bt_store_open(&where, &s, why, sizeof(why))) {
         fprintf(stderr, "baton keys: cannot open the store: %s\n", why);
         goto out;
     }

@@ -402,12 +402,19 @@ int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opt
     if (!s.cfg->server.reuse_port && (s.probe_fd = probe_address(s.host, s.port)) < 0) goto out;
     if (s.cfg->store.sqlite) {
         char why[600];
-        if (bt_keys_start(s.cfg->store.sqlite, &s.keys, why, sizeof(why))) {
+        struct bt_store_where where = {s.cfg->store.sqlite, s.cfg->store.postgres};
+        if (bt_keys_start(&where, &s.keys, why, sizeof(why))) {
             bt_error("cannot open the store: %s", why);
             goto out;
         }
         snprintf(s.store_path, sizeof(s.store_path), "%s", s.cfg->store.sqlite);
-        bt_info("store: sqlite %s", s.cfg->store.sqlite);
+        if (s.cfg->store.postgres) {
+            char shown[512];
+            bt_str_mask_password(s.cfg->store.postgres, shown, sizeof(shown));
+            bt_info("store: postgres %s", shown);
+        } else {
+            bt_info("store: sqlite %s", s.cfg->store.sqlite);
+        }
     }
     signal(SIGPIPE, SIG_IGN);
     s.loop = uv_default_loop();

@@ -133,7 +133,8 @@ struct bt_keys;
 
 /* Opens the SQLite store at `path` (creating and migrating it), loads the
  * table and starts the refresh thread. On failure `why` says why. */
-enum bt_err bt_keys_start(const char *path, struct bt_keys **out, char *why, size_t whycap);
+enum bt_err bt_keys_start(const struct bt_store_where *where, struct bt_keys **out, char *why,
+                          size_t whycap);
 /* Stops the thread and frees the service, the keys' live counters included:
  * only once no worker uses a table of it (they point at those counters).
  * NULL: no-op. */

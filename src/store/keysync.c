@@ -222,7 +222,8 @@ static void refresher(void *arg)
     uv_mutex_unlock(&k->wait_lock);
 }
 
-enum bt_err bt_keys_start(const char *path, struct bt_keys **out, char *why, size_t whycap)
+enum bt_err bt_keys_start(const struct bt_store_where *where, struct bt_keys **out, char *why,
+                          size_t whycap)
 {
     *out = NULL;
     struct bt_keys *k = calloc(1, sizeof(*k));
@@ -230,7 +231,7 @@ enum bt_err bt_keys_start(const char *path, struct bt_keys **out, char *why, siz
         snprintf(why, whycap, "out of memory");
         return BT_ENOMEM;
     }
-    enum bt_err err = bt_store_open_sqlite(path, &k->store, why, whycap);
+    enum bt_err err = bt_store_open(where, &k->store, why, whycap);
     if (err) {
         free(k);
         return err;
@@ -242,7 +243,7 @@ enum bt_err bt_keys_start(const char *path, struct bt_keys **out, char *why, siz
     atomic_init(&k->gen, 1);
     uv_mutex_lock(&k->store_lock);
     err = refresh_locked(k, true);
-    if (err) snprintf(why, whycap, "%s: %s", path, k->store->errmsg);
+    if (err) snprintf(why, whycap, "%s: %s", where->postgres ? "postgres" : where->sqlite, k->store->errmsg);
     uv_mutex_unlock(&k->store_lock);
     if (!err && uv_thread_create(&k->thread, refresher, k)) {
         snprintf(why, whycap, "cannot start the key store thread");

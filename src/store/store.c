@@ -86,3 +86,10 @@ bool bt_budget_period_parse(const char *s, size_t len, enum bt_budget_period *ou
     else return false;
     return true;
 }
+
+enum bt_err bt_store_open(const struct bt_store_where *w, struct bt_store **out, char *why,
+                          size_t whycap)
+{
+    if (w->postgres) return bt_store_open_postgres(w->postgres, out, why, whycap);
+    return bt_store_open_sqlite(w->sqlite, out, why, whycap);
+}

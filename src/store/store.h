@@ -91,6 +91,24 @@ struct bt_store {
  * time; SQLite itself arbitrates between handles and processes. */
 enum bt_err bt_store_open_sqlite(const char *path, struct bt_store **out, char *why, size_t whycap);
 
+/* Connects to PostgreSQL with `conninfo` (a libpq URI such as
+ * postgresql://user:pass@host:5432/db, or key=value pairs) and brings baton's
+ * tables (baton_*) to the current version, each migration in one transaction
+ * under an advisory lock. On failure *out is NULL and `why` says what went
+ * wrong (the password masked). */
+enum bt_err bt_store_open_postgres(const char *conninfo, struct bt_store **out, char *why,
+                                   size_t whycap);
+
+/* Where the store lives: PostgreSQL when `postgres` is set, else the SQLite
+ * file `sqlite`. */
+struct bt_store_where {
+    const char *sqlite;
+    const char *postgres;
+};
+/* Opens the store `w` names (bt_store_open_postgres or bt_store_open_sqlite). */
+enum bt_err bt_store_open(const struct bt_store_where *w, struct bt_store **out, char *why,
+                          size_t whycap);
+
 /* The schema version this build writes (the migrations it knows). */
 int bt_store_schema_version(void);
 
