@@ -13,7 +13,7 @@
 #include "core/time.h"
 #include "core/version.h"
 #include "json/json.h"
-#include "route/learn_cli.h"
+#include "learn/learn_cli.h"
 #include "sim/sim.h"
 #include "sim/server.h"
 #include "serve/serve.h"

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "route/learn.h"
+#include "learn/learn.h"
 
 static struct bt_learn_scratch *scratch;
 

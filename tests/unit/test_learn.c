@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "route/learn.h"
+#include "learn/learn.h"
 
 #define CLOSE(a, b) (fabs((a) - (b)) < 1e-9)
 #define CHECK_NEAR(a, b)                                                                   \

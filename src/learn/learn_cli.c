@@ -1,6 +1,6 @@
 /* `baton route train|eval`: the learned router's command line (main.c hands
  * over argv). Kept beside the router so main.c's edit stays one line. */
-#include "route/learn_cli.h"
+#include "learn/learn_cli.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -10,7 +10,7 @@
 
 #include "core/buf.h"
 #include "json/json.h"
-#include "route/learn.h"
+#include "learn/learn.h"
 
 static void usage(FILE *f)
 {

@@ -1,6 +1,6 @@
 /* The learned router: features, training, the router file and the metrics.
  * See learn.h for the contract and docs/routing.md for the method. */
-#include "route/learn.h"
+#include "learn/learn.h"
 
 #include <errno.h>
 #include <math.h>

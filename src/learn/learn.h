@@ -13,8 +13,8 @@
  * A router file holds the feature config, the IDF table, the weights and the
  * threshold calibrated on out-of-fold scores (docs/routing.md). Design and
  * figures: docs/routing.md. */
-#ifndef BT_ROUTE_LEARN_H
-#define BT_ROUTE_LEARN_H
+#ifndef BT_LEARN_LEARN_H
+#define BT_LEARN_LEARN_H
 
 #include <stdbool.h>
 #include <stddef.h>
