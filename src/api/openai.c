@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/openai_chat.h"
 #include "api/openai_encode.h"
 #include "core/log.h"
 #include "core/time.h"
@@ -388,10 +389,17 @@ static void fe_reply_free(void *reply)
     free(reply);
 }
 
+static enum bt_err fe_chat(const struct bt_request *r, struct bt_arena *arena, struct bt_chat *out,
+                           struct bt_chat_error *err)
+{
+    return bt_openai_chat_decode(&r->doc, arena, out, err);
+}
+
 const struct bt_frontend bt_fe_openai = {
     .name = "openai",
     .api = BT_API_OPENAI,
     .decode = fe_decode,
+    .chat = fe_chat,
     .error_body = fe_error_body,
     .stream_error = fe_stream_error,
     .models = fe_models,

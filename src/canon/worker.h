@@ -16,6 +16,7 @@
 #include "upstream/upstream.h"
 
 struct bt_exec;
+struct bt_learn_scratch;
 
 struct bt_worker {
     uv_loop_t loop;               /* this worker's loop */
@@ -28,6 +29,7 @@ struct bt_worker {
     struct bt_metrics_shard *mshard; /* this worker's counters */
     struct bt_config *cfg;        /* this worker's ref to the current snapshot */
     uint64_t rr;                  /* round-robin counter for routing */
+    struct bt_learn_scratch *learn; /* the learned router's working memory, made on first use */
     struct bt_exec *execs;        /* requests in flight on this worker (exec's list) */
     int index;
     atomic_int command;           /* BT_WORKER_CMD_* bits */

@@ -7,6 +7,7 @@
 #ifndef BT_CONFIG_CONFIG_H
 #define BT_CONFIG_CONFIG_H
 
+#include <regex.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -117,10 +118,90 @@ struct bt_fallback_cfg {
     uint32_t on;                                    /* 1u << outcome class */
 };
 
+/* Languages a rule can ask for, by the script of the prompt's letters
+ * (docs/routing.md: how each is counted). */
+enum bt_lang {
+    BT_LANG_KO = 0, /* Hangul */
+    BT_LANG_JA,     /* kana, with the Han characters of a text that has kana */
+    BT_LANG_ZH,     /* Han characters in a text without kana */
+    BT_LANG_EN,     /* Latin letters (any Latin-script language) */
+    BT_LANG_RU,     /* Cyrillic */
+    BT_LANG_AR,     /* Arabic */
+    BT_LANG_HI,     /* Devanagari */
+    BT_LANG_TH,     /* Thai */
+    BT_LANG_EL,     /* Greek */
+    BT_LANG_HE,     /* Hebrew */
+    BT_LANG_COUNT
+};
+extern const char *const bt_lang_codes[BT_LANG_COUNT]; /* "ko", "ja", ... */
+
+/* Conditions of a rule's `when` (bits of bt_rule.conds); all given must hold. */
+enum {
+    BT_COND_LANGUAGE = 1u << 0,
+    BT_COND_TOOLS = 1u << 1,
+    BT_COND_IMAGES = 1u << 2,
+    BT_COND_JSON_SCHEMA = 1u << 3,
+    BT_COND_PROMPT_TOKENS = 1u << 4,
+    BT_COND_METADATA = 1u << 5,
+    BT_COND_TAGS = 1u << 6,
+    BT_COND_USER = 1u << 7,
+    BT_COND_REGEX = 1u << 8,
+};
+
+enum bt_cmp { BT_CMP_LT = 0, BT_CMP_LE, BT_CMP_GT, BT_CMP_GE };
+
+struct bt_rule_kv {
+    char *key, *value;
+};
+
+/* One entry of models.NAME.rules: when every condition holds (or there are
+ * none), the request goes to `model`. Compiled when the file loads. */
+struct bt_rule {
+    uint32_t conds;             /* BT_COND_* */
+    uint32_t languages;         /* language: 1u << BT_LANG_*, any of them */
+    double language_share;      /* the share of letters the script must reach (0.3) */
+    bool tools, images, json_schema; /* the value asked for */
+    enum bt_cmp tokens_op;      /* prompt_tokens: "> 8000" */
+    uint64_t tokens;
+    struct bt_rule_kv *metadata; /* metadata: {key: value}: every pair present */
+    uint32_t nmetadata;
+    char **tags;                /* tags: [a, b]: any of them */
+    uint32_t ntags;
+    char **users;               /* user: NAME or [NAMES]: any of them */
+    uint32_t nusers;
+    regex_t *regex;             /* regex: on the last user message (POSIX ERE) */
+    char *regex_src;            /* as written */
+    char *model_name;           /* model: NAME (resolved after loading) */
+    const struct bt_model *model;
+    int line, col;              /* of the entry */
+};
+
+/* models.NAME.router: the learned router picks `strong` or `weak`. */
+struct bt_router_cfg {
+    char *file;                 /* as written (relative to the config file's folder) */
+    struct bt_router *router;   /* loaded (learn/learn.h), owned */
+    char *strong_name, *weak_name;
+    const struct bt_model *strong, *weak;
+    double threshold;           /* strong when the score is above it */
+    double strong_share;        /* the share asked for; < 0 when threshold: was given
+                                   (or neither: the file's own calibration) */
+    int line, col;
+};
+
+enum bt_model_kind {
+    BT_MODEL_DEPLOYMENTS = 0,   /* provider/model or deployments: a group */
+    BT_MODEL_RULES,             /* rules: first matching rule names the model */
+    BT_MODEL_ROUTER,            /* router: the learned router names it */
+};
+
 struct bt_model {
     char *name;                 /* public name clients ask for */
+    enum bt_model_kind kind;
+    struct bt_rule *rules;      /* BT_MODEL_RULES: the last one has no condition */
+    size_t nrules;
+    struct bt_router_cfg router; /* BT_MODEL_ROUTER */
     struct bt_deployment *deployments;
-    size_t ndeployments;        /* >= 1 */
+    size_t ndeployments;        /* >= 1 for a group; 0 for rules and a router */
     enum bt_strategy strategy;  /* default weighted */
     bool sticky_user;           /* sticky: user — one end user stays on one deployment */
     struct bt_breaker_cfg breaker;
@@ -236,6 +317,10 @@ void bt_config_unref(struct bt_config *c);
 /* Looks up a public model name. NULL when absent. */
 const struct bt_model *bt_config_model(const struct bt_config *c, struct bt_str name);
 const struct bt_provider *bt_config_provider(const struct bt_config *c, struct bt_str name);
+
+/* A rule's conditions in words ("language ko (share >= 0.30), tools true"),
+ * "default" for none, NUL-terminated in out[0..cap) (cut at cap). */
+void bt_config_describe_rule(const struct bt_rule *r, char *out, size_t cap);
 
 /* Prints the resolved model table for `baton check` (secrets masked) to f. */
 void bt_config_print_table(const struct bt_config *c, void *file /* FILE* */);

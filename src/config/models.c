@@ -255,8 +255,9 @@ static void load_fallback(struct bt_cfg_loader *L, const struct bt_ynode *v, con
 static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const struct bt_ynode *v,
                        struct bt_model *m)
 {
-    static const char *const keys[] = {"provider", "model", "deployments", "strategy", "breaker",
-                                       "retry",    "fallback", "sticky",     NULL};
+    static const char *const keys[] = {"provider", "model",  "deployments", "strategy", "breaker",
+                                       "retry",    "fallback", "sticky",   "rules",    "router",
+                                       NULL};
     m->line = k->line;
     m->col = k->col;
     char ctx[BT_CFG_MAX_NAME + 20];
@@ -267,10 +268,20 @@ static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const 
                    m->name);
         return;
     }
-    const struct bt_ynode *pv = NULL, *mv = NULL, *dv = NULL, *dk = NULL;
+    const struct bt_ynode *pv = NULL, *mv = NULL, *dv = NULL, *dk = NULL, *choice = NULL,
+                          *policy = NULL;
     for (size_t i = 0; i + 1 < v->n; i += 2) {
         int idx = bt_cfg_key_index(L, v->items[i], keys, ctx);
-        if (idx == 0)
+        if (idx >= 3 && idx <= 7) policy = v->items[i];
+        if (idx == 8 || idx == 9) {
+            if (choice) {
+                bt_cfg_err(L, v->items[i], "%s: use one of rules or router, not both", ctx);
+                continue;
+            }
+            choice = v->items[i];
+            if (idx == 8) bt_cfg_load_rules(L, v->items[i + 1], m);
+            else bt_cfg_load_router(L, v->items[i + 1], m);
+        } else if (idx == 0)
             pv = v->items[i + 1];
         else if (idx == 1)
             mv = v->items[i + 1];
@@ -293,12 +304,22 @@ static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const 
                            ctx);
         }
     }
+    if (choice) {
+        if (pv || mv || dv)
+            bt_cfg_err(L, choice, "%s: %.*s chooses another model, so it takes no provider, "
+                                  "model or deployments", ctx, BT_CFG_SHOWN(choice->len), choice->text);
+        else if (policy)
+            bt_cfg_err(L, policy, "%s: %.*s applies to deployments; put it on the models the %.*s "
+                                  "name", ctx, BT_CFG_SHOWN(policy->len), policy->text,
+                       BT_CFG_SHOWN(choice->len), choice->text);
+        return;
+    }
     if (dv && (pv || mv)) {
         bt_cfg_err(L, dk, "%s: use either provider/model or deployments, not both", ctx);
         return;
     }
     if (!dv && !pv) {
-        bt_cfg_err(L, k, "%s needs provider: NAME (or a deployments: list)", ctx);
+        bt_cfg_err(L, k, "%s needs provider: NAME (or a deployments: list, rules: or router:)", ctx);
         return;
     }
     if (pv) {
@@ -377,4 +398,5 @@ void bt_cfg_load_models(struct bt_cfg_loader *L, const struct bt_ynode *n)
             md->fallback.models[j] = f;
         }
     }
+    bt_cfg_resolve_choices(L);
 }

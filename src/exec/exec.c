@@ -1003,7 +1003,7 @@ void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config
     if (w->mshard) bt_metrics_inflight_add(w->mshard, 1);
     static const char *const strategies[] = {"weighted", "round_robin", "least_busy", "latency"};
     if (plan->model)
-        route_note(ex, "%s (%s%s): ", plan->model->name,
+        route_note(ex, "%s%s (%s%s): ", plan->why, plan->model->name,
                    (unsigned)plan->model->strategy < 4 ? strategies[plan->model->strategy] : "?",
                    plan->n > plan->n_own ? ", fallback" : "");
     else

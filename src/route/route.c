@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "route/choose.h"
 #include "route/health.h"
 
 /* The weighted pick of the first deployment (rr modulo the total weight), the
@@ -124,11 +125,36 @@ enum bt_err bt_route_plan(const struct bt_config *cfg, struct bt_str model, uint
 enum bt_err bt_route_plan_for(const struct bt_config *cfg, struct bt_str model,
                               struct bt_str user, uint64_t rr, struct bt_plan *plan)
 {
-    plan->n = plan->n_own = 0;
-    plan->model = NULL;
+    struct bt_route_req q = {.model = model, .user = user, .rr = rr};
+    return bt_route(cfg, &q, plan);
+}
+
+bool bt_route_needs_prompt(const struct bt_config *cfg, struct bt_str model)
+{
     const struct bt_model *m = bt_config_model(cfg, model);
+    return m && m->kind != BT_MODEL_DEPLOYMENTS;
+}
+
+enum bt_err bt_route(const struct bt_config *cfg, const struct bt_route_req *q,
+                     struct bt_plan *plan)
+{
+    struct bt_str model = q->model, user = q->user;
+    uint64_t rr = q->rr;
+    plan->n = plan->n_own = 0;
+    plan->model = plan->asked = NULL;
+    plan->why[0] = 0;
+    const struct bt_model *m = bt_config_model(cfg, model);
+    if (m && m->kind != BT_MODEL_DEPLOYMENTS) {
+        if (!q->prompt) return BT_EINVAL;
+        plan->asked = m;
+        struct bt_route_facts f;
+        bt_route_facts_init(&f);
+        m = bt_route_choose(m, q->prompt, q->scratch, &f, plan->why, sizeof(plan->why));
+        if (!m) return BT_ENOTFOUND;
+    }
     if (m) {
         plan->model = m;
+        if (!plan->asked) plan->asked = m;
         add_model(plan, m, rr);
         plan->n_own = plan->n;
         if (m->sticky_user && user.len && plan->n_own > 1) stick(plan, user);

@@ -1,6 +1,7 @@
 #include "serve/worker.h"
 
 #include "api/dispatch.h"
+#include "learn/learn.h"
 
 enum bt_err bt_worker_open(struct bt_worker *w, atomic_uint *conn_count)
 {
@@ -35,4 +36,6 @@ void bt_worker_close(struct bt_worker *w)
     if (w->up) bt_upstream_free(w->up);
     w->http = NULL;
     w->up = NULL;
+    bt_learn_scratch_free(w->learn);
+    w->learn = NULL;
 }

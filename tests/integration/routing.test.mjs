@@ -5,7 +5,8 @@
 // fallback goes to other models only for the classes it lists; a config with
 // strategy cost is refused.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { test, run, setup, assert, eq, startBaton, post, get, runBaton, writeTemp, freePort, REPO } from './lib.mjs';
 import { startFake } from '../fake/fake_provider.mjs';
 
@@ -175,13 +176,23 @@ test('sticky: user keeps one end user on one deployment (body user or x-baton-us
     eq(bad.status, 400, 'a tab (a control character) in x-baton-user');
 });
 
-test('the example in docs/routing.md passes baton check', async () => {
+test('every whole config in docs/routing.md passes baton check', async () => {
     const doc = readFileSync(join(REPO, 'docs/routing.md'), 'utf8');
-    const m = doc.match(/```yaml\n([\s\S]*?)```/);
-    assert(m, 'no yaml example in docs/routing.md');
-    const f = writeTemp('routing-doc.yaml', m[1]);
-    const r = await runBaton(['check', '-c', f], { env: { OPENAI_API_KEY: 'sk-x', DEEPSEEK_API_KEY: 'sk-y' } });
-    eq(r.code, 0, `baton check: ${r.err}`);
+    const blocks = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]).filter((y) => y.includes('providers:'));
+    assert(blocks.length >= 2, `${blocks.length} yaml examples in docs/routing.md`);
+    for (const [i, y] of blocks.entries()) {
+        const f = writeTemp(`routing-doc-${i}.yaml`, y);
+        // a router file the example names, trained on a few rows beside it
+        for (const m of y.matchAll(/router: \{file: (\S+),/g)) {
+            const rows = Array.from({ length: 40 }, (_, k) => JSON.stringify({ id: `d${k}`, prompt: k % 2 ? `Prove lemma ${k}` : `Hello ${k}`, scores: { s: 1, w: k % 2 ? 0 : 1 } })).join('\n');
+            const out = join(dirname(f), m[1]);
+            mkdirSync(dirname(out), { recursive: true });
+            const t = await runBaton(['route', 'train', '--data', writeTemp('doc-rows.jsonl', rows), '--strong', 's', '--weak', 'w', '-o', out, '--bits', '10', '--folds', '4']);
+            eq(t.code, 0, `route train: ${t.err}`);
+        }
+        const r = await runBaton(['check', '-c', f], { env: { OPENAI_API_KEY: 'sk-x', DEEPSEEK_API_KEY: 'sk-y', UPSTAGE_API_KEY: 'up-z' } });
+        eq(r.code, 0, `example ${i + 1}: baton check: ${r.err}`);
+    }
 });
 
 await run();
