@@ -106,6 +106,13 @@ struct bt_retry_cfg {
     uint64_t max_backoff_ms; /* no wait is longer, a provider's Retry-After included */
 };
 
+/* models.NAME.hedge: when an attempt has no response head after `after_ms`, one
+ * more attempt starts on the model's next deployment; the first 2xx head wins
+ * and the other attempt is cancelled. after_ms 0 = no hedge key. */
+struct bt_hedge_cfg {
+    uint64_t after_ms;
+};
+
 #define BT_FALLBACK_MAX 4
 
 /* models.NAME.fallback: other public models tried after this one's deployments,
@@ -206,6 +213,7 @@ struct bt_model {
     bool sticky_user;           /* sticky: user — one end user stays on one deployment */
     struct bt_breaker_cfg breaker;
     struct bt_retry_cfg retry;
+    struct bt_hedge_cfg hedge;
     struct bt_fallback_cfg fallback;
     int line, col;
 };

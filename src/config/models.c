@@ -190,6 +190,30 @@ static void load_retry(struct bt_cfg_loader *L, const struct bt_ynode *v, const 
     }
 }
 
+static void load_hedge(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *ctx,
+                       struct bt_model *m)
+{
+    static const char *const keys[] = {"after", NULL};
+    char what[BT_CFG_MAX_NAME + 60];
+    snprintf(what, sizeof(what), "%s hedge", ctx);
+    if (v->kind != BT_Y_MAP) {
+        bt_cfg_err(L, v, "%s must be a mapping like {after: 800ms}, not %s", what,
+                   bt_cfg_kind_name(v));
+        return;
+    }
+    bool after = false;
+    for (size_t i = 0; i + 1 < v->n; i += 2) {
+        char w[BT_CFG_MAX_NAME + 80];
+        uint64_t x;
+        snprintf(w, sizeof(w), "%s: after", what);
+        if (bt_cfg_key_index(L, v->items[i], keys, what) == 0) {
+            after = true;
+            if (bt_cfg_get_duration(L, v->items[i + 1], w, 1, 600000, &x)) m->hedge.after_ms = x;
+        }
+    }
+    if (!after) bt_cfg_err(L, v, "%s needs after: DURATION (e.g. {after: 800ms})", what);
+}
+
 static void load_fallback(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *ctx,
                           struct bt_model *m)
 {
@@ -256,8 +280,8 @@ static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const 
                        struct bt_model *m)
 {
     static const char *const keys[] = {"provider", "model",  "deployments", "strategy", "breaker",
-                                       "retry",    "fallback", "sticky",   "rules",    "router",
-                                       NULL};
+                                       "retry",    "fallback", "sticky",   "hedge",    "rules",
+                                       "router",   NULL};
     m->line = k->line;
     m->col = k->col;
     char ctx[BT_CFG_MAX_NAME + 20];
@@ -268,18 +292,18 @@ static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const 
                    m->name);
         return;
     }
-    const struct bt_ynode *pv = NULL, *mv = NULL, *dv = NULL, *dk = NULL, *choice = NULL,
-                          *policy = NULL;
+    const struct bt_ynode *pv = NULL, *mv = NULL, *dv = NULL, *dk = NULL, *hk = NULL,
+                          *choice = NULL, *policy = NULL;
     for (size_t i = 0; i + 1 < v->n; i += 2) {
         int idx = bt_cfg_key_index(L, v->items[i], keys, ctx);
-        if (idx >= 3 && idx <= 7) policy = v->items[i];
-        if (idx == 8 || idx == 9) {
+        if (idx >= 3 && idx <= 8) policy = v->items[i];
+        if (idx == 9 || idx == 10) {
             if (choice) {
                 bt_cfg_err(L, v->items[i], "%s: use one of rules or router, not both", ctx);
                 continue;
             }
             choice = v->items[i];
-            if (idx == 8) bt_cfg_load_rules(L, v->items[i + 1], m);
+            if (idx == 9) bt_cfg_load_rules(L, v->items[i + 1], m);
             else bt_cfg_load_router(L, v->items[i + 1], m);
         } else if (idx == 0)
             pv = v->items[i + 1];
@@ -302,6 +326,9 @@ static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const 
             else
                 bt_cfg_err(L, x, "%s: sticky must be user (the only key requests are kept on)",
                            ctx);
+        } else if (idx == 8) {
+            hk = v->items[i];
+            load_hedge(L, v->items[i + 1], ctx, m);
         }
     }
     if (choice) {
@@ -322,6 +349,11 @@ static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const 
         bt_cfg_err(L, k, "%s needs provider: NAME (or a deployments: list, rules: or router:)", ctx);
         return;
     }
+    /* A hedge goes to another deployment of the model's own: with one there is
+     * none (a fallback model is for failures, not for a slow first byte). */
+    if (hk && (!dv || (dv->kind == BT_Y_SEQ && dv->n == 1)))
+        bt_cfg_err(L, hk, "%s: hedge needs at least two deployments (it starts a second "
+                          "attempt on another one)", ctx);
     if (pv) {
         m->deployments = calloc(1, sizeof(*m->deployments));
         if (!m->deployments) {
