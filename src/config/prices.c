@@ -58,6 +58,8 @@ static const struct row rows[] = {
     {"o3", "2.00", "0.50", NULL, "8.00"},
     {"o3-mini", "1.10", "0.55", NULL, "4.40"},
     {"o4-mini", "1.10", "0.275", NULL, "4.40"},
+    {"text-embedding-3-small", "0.02", NULL, NULL, "0"},
+    {"text-embedding-3-large", "0.13", NULL, NULL, "0"},
     /* Anthropic */
     {"claude-opus-4-5", "5.00", "0.50", "6.25", "25.00"},
     {"claude-opus-4-1", "15.00", "1.50", "18.75", "75.00"},

@@ -25,6 +25,7 @@ providers:
   sim: {type: sim}
   sim2: {type: sim, seed: 2}
   cut: {type: sim, faults: {reset_mid: 1}}
+  f500: {type: sim, faults: {500: 1}}
   fake: {type: openai, base_url: "${'$'}{FAKE_URL}", api_key: "sk-cost-fake"}
 models:
   demo: {provider: sim, price: {input: 0.15, output: 0.60}}
@@ -32,6 +33,13 @@ models:
   cut: {provider: cut, price: {input: 1, output: 2}}
   details: {provider: fake, price: {input: 2.5, cached_input: 1.25, output: 10, reasoning: 12}}
   no-usage: {provider: fake, model: no-usage, price: {input: 1, output: 2}}
+  broken:
+    strategy: cost
+    breaker: {failures: 2, cooldown: 10m}
+    deployments:
+      - {provider: sim, model: dear, price: {input: 2.5, output: 10}}
+      - {provider: f500, model: thrifty, price: {input: 0.15, output: 0.60}}
+      - {provider: sim, model: middling, price: {input: 1, output: 4}}
   cheap:
     strategy: cost
     deployments:
@@ -166,6 +174,19 @@ test('strategy cost sends traffic to the cheapest deployment', async () => {
         assert(/^cheap \(cost\): /.test(r.headers.get('x-baton-route')), `route: ${r.headers.get('x-baton-route')}`);
     }
     eq(JSON.stringify(seen), JSON.stringify({ 'sim2/thrifty': 8 }), 'every request on the cheapest');
+});
+
+test('strategy cost with a breaker: the cheapest failing is skipped, the next cheapest goes first', async () => {
+    const routes = [];
+    for (let i = 0; i < 5; i++) {
+        const r = await post(CHAT, user(`broken ${i}`, 'broken'));
+        eq(r.status, 200, 'every request is answered');
+        eq(r.headers.get('x-baton-deployment'), 'sim/middling', 'served by the next cheapest');
+        routes.push(r.headers.get('x-baton-route'));
+    }
+    eq(routes[0], 'broken (cost): f500/thrifty=server_error, sim/middling=ok', 'first: cheapest tried, then the next');
+    eq(routes[1], 'broken (cost): f500/thrifty=server_error, sim/middling=ok', 'second failure opens the breaker');
+    for (const r of routes.slice(2)) eq(r, 'broken (cost): sim/middling=ok', 'breaker open: the cheapest is left out');
 });
 
 test('baton check refuses strategy cost without prices, naming the deployment, and accepts it with them', async () => {

@@ -69,6 +69,8 @@ TEST(default_prices)
     CHECK(p.input == 1000000 && p.output == 5000000);
     REQUIRE(dflt("claude-opus-4-1-20250805", &p));
     CHECK(p.output == 75000000);
+    REQUIRE(dflt("text-embedding-3-small", &p)); /* embeddings: input only */
+    CHECK(p.input == 20000 && p.output == 0);
     REQUIRE(dflt("mistral-large-latest", &p));
     CHECK(p.input == 2000000 && p.cached_input == p.input);
     /* one per vendor, so a row that does not parse shows up (it would read 0) */
