@@ -18,7 +18,8 @@
 #define MAX_REQUEST (32u << 20)
 #define MAX_HEADERS 16
 
-static const char *const strategies[] = {"weighted", "round_robin", "least_busy", "latency"};
+static const char *const strategies[] = {"weighted", "round_robin", "least_busy", "latency",
+                                          "cost"};
 
 static void usage(FILE *f)
 {
@@ -173,7 +174,7 @@ static int explain(const char *config, const char *path, const struct bt_http_he
     if (plan.model) {
         const struct bt_model *m = plan.model;
         printf("model: %s, strategy %s%s, %u deployment%s", m->name,
-               (unsigned)m->strategy < 4 ? strategies[m->strategy] : "?",
+               (unsigned)m->strategy < 5 ? strategies[m->strategy] : "?",
                m->sticky_user ? " (sticky user)" : "", plan.n_own, plan.n_own == 1 ? "" : "s");
         if (plan.n > plan.n_own) printf(", then %u from fallback models", plan.n - plan.n_own);
         printf("\n");
@@ -185,7 +186,7 @@ static int explain(const char *config, const char *path, const struct bt_http_he
                i >= plan.n_own ? " (fallback)" : "");
     if (plan.model)
         printf("x-baton-route begins: %s%s (%s%s): \n", plan.why, plan.model->name,
-               (unsigned)plan.model->strategy < 4 ? strategies[plan.model->strategy] : "?",
+               (unsigned)plan.model->strategy < 5 ? strategies[plan.model->strategy] : "?",
                plan.n > plan.n_own ? ", fallback" : "");
     else
         printf("x-baton-route begins: direct: \n");

@@ -43,6 +43,16 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
                     r->model);
         return;
     }
+    struct bt_str ic = bt_http_header_get(req, "x-baton-include-cost");
+    if (ic.p) {
+        struct bt_str v = bt_str_trim(ic);
+        if (bt_str_caseeq_c(v, "true")) r->include_cost = true;
+        else if (!bt_str_caseeq_c(v, "false")) {
+            bt_api_fail(req, fe, 400, "invalid_header_value", NULL,
+                        "x-baton-include-cost must be true or false.", r->model);
+            return;
+        }
+    }
     int status = 0;
     const char *code = NULL;
     if (!bt_gate_admit(cfg, &caller, r, &status, &code, &why)) {

@@ -51,6 +51,13 @@ struct bt_frontend {
     /* Appends the stream event(s) that report `e` to the client and end its stream
      * without the clean end marker. */
     enum bt_err (*stream_error)(struct bt_buf *out, const struct bt_error *e);
+    /* Appends stream event `event` (an event of this API from a provider that
+     * speaks it, parsed; its bytes borrowed) rewritten with the request's cost
+     * added to its usage object as `cost_usd`, the raw JSON number `cost_usd`
+     * (USD, a plain decimal), as one whole event. Edits come from `arena`.
+     * BT_EINVAL when the event has no usage object (nothing is appended). */
+    enum bt_err (*stream_usage_cost)(struct bt_buf *out, const struct bt_json_doc *event,
+                                     struct bt_str cost_usd, struct bt_arena *arena);
     /* Answers a model list (`id` empty) or one model's entry for `req` from the
      * worker's config; NULL when the API has no such endpoint. */
     void (*models)(struct bt_http_req *req, struct bt_worker *w, struct bt_str id);

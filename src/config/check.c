@@ -106,6 +106,23 @@ void bt_config_print_table(const struct bt_config *c, void *file)
             fprintf(f, "\n");
         }
     }
+    /* Each priced deployment once, in USD per million tokens. */
+    for (size_t i = 0; i < c->nmodels; i++) {
+        const struct bt_model *m = &c->models[i];
+        for (size_t j = 0; j < m->ndeployments; j++) {
+            const struct bt_deployment *d = &m->deployments[j];
+            const struct bt_price *p = &d->price;
+            if (p->source == BT_PRICE_NONE || !d->provider || !d->model) continue;
+            char v[5][BT_DECIMAL_MAX];
+            const int64_t x[5] = {p->input, p->cached_input, p->cache_write, p->output,
+                                  p->reasoning};
+            for (int k = 0; k < 5; k++) bt_str_decimal(v[k], sizeof(v[k]), x[k], 6);
+            fprintf(f, "  %s: price %s/%s USD per million tokens: input %s, cached_input %s, "
+                       "cache_write %s, output %s, reasoning %s (%s)\n",
+                    m->name, d->provider->name, d->model, v[0], v[1], v[2], v[3], v[4],
+                    p->source == BT_PRICE_CONFIGURED ? "price" : "shipped default of " BT_PRICES_DATE);
+        }
+    }
     fprintf(f, "providers (%zu):\n", c->nproviders);
     if (c->nproviders)
         fprintf(f, "  %-*s  %-*s  %-*s  %s\n", wp, "NAME", wt + 2, "TYPE", wu, "BASE_URL",

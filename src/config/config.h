@@ -74,10 +74,52 @@ struct bt_provider {
 
 struct bt_health; /* route/health.h: a deployment's live state, outside the snapshot */
 
+/* Where a deployment's price came from. */
+enum bt_price_source {
+    BT_PRICE_NONE = 0,   /* no price: its cost is unknown */
+    BT_PRICE_CONFIGURED, /* `price:` in the file */
+    BT_PRICE_DEFAULT,    /* the shipped table (bt_price_default) */
+};
+
+/* A deployment's price per token class. The unit is the pico-USD (10^-12 USD)
+ * per token, which is the same number as micro-USD per million tokens: a price
+ * written in USD per million tokens with up to 6 decimals is an exact integer
+ * here (2.5 USD/M = 2500000), and tokens x price is an exact cost in pico-USD
+ * (account/cost.h). */
+struct bt_price {
+    enum bt_price_source source;
+    int64_t input;        /* prompt tokens not read from or written to a cache */
+    int64_t cached_input; /* prompt tokens read from the cache (default: input) */
+    int64_t cache_write;  /* prompt tokens written to the cache (default: input) */
+    int64_t output;       /* completion tokens that are not reasoning */
+    int64_t reasoning;    /* completion tokens spent reasoning (default: output) */
+};
+
+/* Largest price accepted: 1,000,000 USD per million tokens. */
+#define BT_PRICE_MAX_PUSD 1000000000000LL
+
+/* The date the shipped prices were taken from the vendors' price lists. */
+#define BT_PRICES_DATE "2026-12-07"
+
+/* Parses a price in USD per million tokens written as a plain decimal (digits,
+ * an optional '.' and at most 6 more digits; no sign, exponent or spaces), up
+ * to BT_PRICE_MAX_PUSD, into pico-USD per token, exactly (no floating point).
+ * False for anything else, *out unchanged. */
+bool bt_price_parse(struct bt_str text, int64_t *out);
+
+/* The shipped price of an upstream model id, looked up in a table of common
+ * models (src/config/prices.c, docs/config.md): an entry matches the id itself,
+ * or the id followed by a dated snapshot suffix: '-' then digits and '-' only
+ * ("gpt-4o-2024-08-06", "claude-sonnet-4-5-20250929"), or "-latest". True and
+ * *out filled (source BT_PRICE_DEFAULT) when found. */
+bool bt_price_default(struct bt_str model, struct bt_price *out);
+
 struct bt_deployment {
     struct bt_provider *provider; /* borrowed from the same snapshot */
     char *model;                  /* upstream model id sent to the provider */
     uint32_t weight;              /* default 1 */
+    struct bt_price price;        /* `price:`, else the shipped default, else none */
+    int line, col;                /* where the deployment was written */
     struct bt_health *health;     /* set by bt_health_attach (route/health.h) when the
                                      snapshot is put in service; NULL = not tracked */
 };
@@ -88,7 +130,15 @@ enum bt_strategy {
     BT_STRATEGY_ROUND_ROBIN,  /* each deployment first in turn */
     BT_STRATEGY_LEAST_BUSY,   /* fewest requests in flight first */
     BT_STRATEGY_LATENCY,      /* power of two choices over the latency EWMA */
+    BT_STRATEGY_COST,         /* cheapest blended price first (bt_price_blended) */
 };
+
+/* The price the cost strategy orders by, in pico-USD per token: (3 x input +
+ * output) / 4, a prompt three times as long as the reply. */
+static inline int64_t bt_price_blended(const struct bt_price *p)
+{
+    return (3 * p->input + p->output) / 4;
+}
 
 /* models.NAME.breaker: skip a deployment that failed `failures` times in a row
  * until `cooldown_ms` has passed, then let one probe decide. failures 0 = off. */

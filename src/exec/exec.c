@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "account/access.h"
+#include "account/cost.h"
 #include "canon/frontend.h"
 #include "core/log.h"
 #include "core/time.h"
@@ -107,6 +108,14 @@ struct bt_exec {
     int up_status;
     char retry_after[64], retry_after_ms[24];
     struct bt_usage usage;
+    bool ev_usage;                  /* the event being decoded carried usage */
+    bool replied;                   /* a whole 2xx reply was decoded (finish_body) */
+    int64_t reply_tokens;           /* its text counted by baton, when it had no usage */
+    bool settled;                   /* settle() ran: usage and cost are final */
+    bool cost_known;                /* the deployment has a price and usage is known */
+    int64_t cost_pusd;              /* the request's cost in pico-USD (account/cost.h) */
+    struct bt_str cur_model;        /* the current attempt's upstream model id */
+    struct bt_price price;          /* its deployment's price (source NONE: unknown) */
     uint32_t content_events;        /* stream events with content relayed to the client */
     enum bt_finish finish;
     uint64_t ttft_ns;
@@ -166,17 +175,37 @@ static void cleanup(struct bt_exec *ex)
     uv_close((uv_handle_t *)&ex->timer, on_timer_closed);
 }
 
+/* The usage the request is accounted with, and its cost, once: the provider's
+ * figures, or, when a reply reached the client without them (a stream cut short
+ * before its usage chunk, a provider that reports none), baton's estimate,
+ * marked as such: the prompt counted with the built-in tokenizer, the reply's
+ * text counted too (finish_body) or, for a stream, one token per content event,
+ * as providers stream about one token per chunk. */
+static void settle(struct bt_exec *ex)
+{
+    if (ex->settled) return;
+    ex->settled = true;
+    bool delivered = ex->state == EX_STREAM ? ex->content_events > 0 : ex->replied;
+    if (!ex->usage.present && delivered && ex->r) {
+        int64_t prompt = bt_cost_count_prompt(ex->r, ex->cur_model);
+        int64_t completion = ex->state == EX_STREAM ? (int64_t)ex->content_events
+                                                    : ex->reply_tokens;
+        if (prompt < 0) prompt = 0;
+        ex->usage = (struct bt_usage){.present = true, .estimated = true,
+                                      .prompt_tokens = prompt,
+                                      .completion_tokens = completion,
+                                      .total_tokens = prompt + completion};
+    }
+    if (ex->usage.present && ex->attempts && ex->price.source != BT_PRICE_NONE) {
+        ex->cost_known = true;
+        ex->cost_pusd = bt_cost_pusd(&ex->price, &ex->usage);
+    }
+}
+
 static void log_access(struct bt_exec *ex, int status, const char *error)
 {
     struct bt_http_req *h = ex->hreq;
-    if (ex->state == EX_STREAM && !ex->usage.present && ex->content_events) {
-        /* Cut short before the provider's usage chunk (client gone, drain, a broken
-         * stream): count what was sent, one token per content event, as providers
-         * stream about one token per chunk; marked as an estimate. */
-        ex->usage = (struct bt_usage){.present = true, .estimated = true,
-                                      .completion_tokens = ex->content_events,
-                                      .total_tokens = ex->content_events};
-    }
+    settle(ex);
     struct bt_access_rec rec = {
         .id = h->id,
         .method = h->method,
@@ -189,6 +218,8 @@ static void log_access(struct bt_exec *ex, int status, const char *error)
         .attempts = ex->attempts,
         .stream = ex->r && ex->r->stream,
         .usage = ex->usage,
+        .cost_known = ex->cost_known,
+        .cost_pusd = ex->cost_pusd,
         .finish = ex->finish,
         .error = error,
         .metric_model = ex->plan.model ? bt_str_c(ex->plan.model->name) : BT_STR_NULL,
@@ -522,7 +553,10 @@ static void on_event(void *ud, const struct bt_event *ev)
 {
     struct bt_exec *ex = ud;
     switch (ev->type) {
-    case BT_EV_USAGE: ex->usage = ev->usage; break;
+    case BT_EV_USAGE:
+        ex->usage = ev->usage;
+        ex->ev_usage = true;
+        break;
     case BT_EV_FINISH: ex->finish = ev->finish; break;
     case BT_EV_ERROR:
         /* A provider may quote baton's key back in an error: kept redacted. */
@@ -561,6 +595,23 @@ static enum bt_err rewrite_error_event(struct bt_exec *ex)
     return queue_stream_error(ex, &e);
 }
 
+/* The client's usage chunk with the cost so far added (x-baton-include-cost:
+ * true), written by the front end; relayed as it came when the cost is unknown
+ * or the provider speaks another API. */
+static enum bt_err relay_with_cost(struct bt_exec *ex, const struct bt_json_doc *doc,
+                                   struct bt_str raw)
+{
+    const struct bt_frontend *fe = ex->r->fe;
+    if (ex->price.source == BT_PRICE_NONE || ex->ad->wire != ex->r->api || !fe->stream_usage_cost)
+        return relay_raw(ex, raw);
+    char cost[BT_DECIMAL_MAX];
+    size_t n = bt_cost_format(bt_cost_pusd(&ex->price, &ex->usage), cost, sizeof(cost));
+    size_t before = out_begin(ex);
+    enum bt_err err = fe->stream_usage_cost(&ex->out, doc, (struct bt_str){cost, n}, &ex->scratch);
+    out_end(ex, before);
+    return err == BT_EINVAL ? relay_raw(ex, raw) : err;
+}
+
 /* The full decode of one event that can change what we account or forward. */
 static int decode_event(struct bt_exec *ex, const struct bt_sse_event *ev)
 {
@@ -570,12 +621,15 @@ static int decode_event(struct bt_exec *ex, const struct bt_sse_event *ev)
         ex->stream_err = "the provider sent an invalid JSON event";
         return 1;
     }
+    ex->ev_usage = false;
     ex->ad->decode_event(&doc, on_event, ex);
     if (ex->added_usage && !ex->saw_error && ex->ad->added_usage_event(&doc))
         return 0; /* the usage chunk we asked for, not the client's */
     /* Error events are the one place a provider may quote our key back, possibly
      * escaped: they are decoded and written anew with the key redacted. */
-    enum bt_err err = ex->saw_error ? rewrite_error_event(ex) : relay_raw(ex, ev->raw);
+    enum bt_err err = ex->saw_error                                     ? rewrite_error_event(ex)
+                      : ex->ev_usage && ex->r->include_cost             ? relay_with_cost(ex, &doc, ev->raw)
+                                                                        : relay_raw(ex, ev->raw);
     if (err) {
         ex->stream_err = "stream output buffer full";
         return 1;
@@ -745,6 +799,17 @@ static void record_upstream_status(struct bt_exec *ex)
     if (out >= 400 && out < 500) memcpy(ex->fail.param, param, sizeof(param));
 }
 
+/* Counts the text of a reply that came without usage (its content events). */
+static void count_reply_text(void *ud, const struct bt_event *ev)
+{
+    struct bt_exec *ex = ud;
+    if (ev->type != BT_EV_TEXT && ev->type != BT_EV_REASONING && ev->type != BT_EV_TOOL_ARGS &&
+        ev->type != BT_EV_REFUSAL)
+        return;
+    int64_t n = bt_cost_count_text(ev->text, ex->cur_model);
+    if (n > 0) ex->reply_tokens += n;
+}
+
 static void finish_body(struct bt_exec *ex)
 {
     struct bt_arena a;
@@ -760,13 +825,21 @@ static void finish_body(struct bt_exec *ex)
         return;
     }
     ex->ad->decode_reply(&doc, on_event, ex);
+    ex->replied = true;
+    if (!ex->usage.present) ex->ad->decode_reply(&doc, count_reply_text, ex); /* to estimate */
     note_ok(ex);
     attempt_over(ex, true, BT_OUTCOME_OK);
     bt_arena_free(&a);
-    struct bt_http_header hs[5];
-    char attempts[16];
+    struct bt_http_header hs[7];
+    char attempts[16], cost[BT_DECIMAL_MAX];
     size_t n = std_headers(ex, hs, attempts, sizeof(attempts));
-    log_access(ex, 200, NULL);
+    log_access(ex, 200, NULL); /* settles usage and cost: the header says what the log does */
+    if (ex->cost_known) {
+        size_t cn = bt_cost_format(ex->cost_pusd, cost, sizeof(cost));
+        hs[n++] = (struct bt_http_header){BT_STR("x-baton-cost-usd"), {cost, cn}};
+    }
+    if (ex->usage.estimated)
+        hs[n++] = (struct bt_http_header){BT_STR("x-baton-cost-estimated"), BT_STR("true")};
     enum bt_err err = bt_http_respond(ex->hreq, 200, hs, n, BT_STR("application/json"),
                                       bt_buf_str(&ex->resp));
     (void)err; /* the request is finished either way (see finish_error) */
@@ -1036,6 +1109,8 @@ static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
     ex->ad = bt_adapter_for(p);
     ex->attempts++;
     snprintf(ex->deployment, sizeof(ex->deployment), "%s/%.*s", p->name, BT_STR_FMT(c->model));
+    ex->cur_model = c->model;
+    ex->price = c->price;
     char why[300];
     if (!bt_provider_ready(p, why, sizeof(why))) {
         set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_AUTH, true, 503, "provider_key_missing", "%s",
@@ -1254,10 +1329,11 @@ void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config
     if (w->execs) w->execs->prev = ex;
     w->execs = ex;
     if (w->mshard) bt_metrics_inflight_add(w->mshard, 1);
-    static const char *const strategies[] = {"weighted", "round_robin", "least_busy", "latency"};
+    static const char *const strategies[] = {"weighted", "round_robin", "least_busy", "latency",
+                                             "cost"};
     if (plan->model)
         route_note(ex, "%s%s (%s%s%s): ", plan->why, plan->model->name,
-                   (unsigned)plan->model->strategy < 4 ? strategies[plan->model->strategy] : "?",
+                   (unsigned)plan->model->strategy < 5 ? strategies[plan->model->strategy] : "?",
                    plan->model->hedge.after_ms ? ", hedge" : "",
                    plan->n > plan->n_own ? ", fallback" : "");
     else

@@ -19,6 +19,9 @@ struct bt_candidate {
     const struct bt_provider *provider; /* borrowed from the snapshot */
     struct bt_str model;                /* upstream model id (snapshot or request bytes) */
     struct bt_health *health;           /* its live state (route/health.h), or NULL */
+    struct bt_price price;              /* the deployment's price (configured or shipped);
+                                           direct addressing: the shipped one; source
+                                           BT_PRICE_NONE when unknown */
 };
 
 struct bt_plan {
@@ -55,7 +58,7 @@ BT_MUST_USE enum bt_err bt_route(const struct bt_config *cfg, const struct bt_ro
                                  struct bt_plan *plan);
 
 /* Fills `plan` for `model`. A group's deployments are ordered by its strategy
- * (weighted, round_robin, least_busy, latency; `rr` is a per-worker counter that
+ * (weighted, round_robin, least_busy, latency, cost; `rr` is a per-worker counter that
  * spreads load and breaks ties), and with a breaker configured those whose
  * breaker is open are left out, unless all are: then the one whose cooldown ends
  * first is tried. BT_ENOTFOUND when the name matches nothing. The plan borrows

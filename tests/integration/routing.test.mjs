@@ -3,7 +3,7 @@
 // lost; round_robin spreads evenly; retry makes a flaky deployment answer every
 // request and never retries a refused credential on the same deployment;
 // fallback goes to other models only for the classes it lists; a config with
-// strategy cost is refused.
+// strategy cost without prices is refused.
 import { readFileSync } from 'node:fs';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -148,7 +148,7 @@ test('fallback: another model answers a failure of a listed class, never one tha
     eq(no.headers.get('x-baton-attempts'), '1', 'attempts');
 });
 
-test('strategy cost is refused with a clear message; an unknown strategy names the choices', async () => {
+test('strategy cost without prices is refused with a clear message; an unknown strategy names the choices', async () => {
     const f = writeTemp('cost.yaml', 'providers: {p: {type: sim}}\nmodels:\n  m: {strategy: cost, provider: p}\n');
     const r = await runBaton(['check', '-c', f]);
     assert(r.code !== 0, 'check accepted strategy cost');

@@ -1207,9 +1207,9 @@ TEST(messages_are_whole)
         {"providers: {p: {type: sim, faults: {nope: 1}}}\n", "invalid_json, error_event)"},
         {"providers: {p: {type: openai, tls: {nope: 1}}}\n", "ca_file, verify)"},
         {"providers: {p: {type: sim}}\nmodels: {m: {provider: p, nope: 1}}\n",
-         "retry, fallback, sticky, hedge, rules, router)"},
+         "retry, fallback, sticky, price, hedge, rules, router)"},
         {"providers: {p: {type: sim}}\nmodels: {m: {deployments: [{provider: p, nope: 1}]}}\n",
-         "provider, model, weight)"},
+         "provider, model, weight, price)"},
     };
     for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
         char *m = first_error(lists[i].yaml);
