@@ -23,6 +23,11 @@ providers:
   ok: {type: sim, seed: 2}
   f500: {type: sim, faults: {500: 1}}
   flaky: {type: sim, seed: 5, faults: {429: 0.1, 500: 0.1, 503: 0.05, reset_before: 0.05}}
+  flaky30:
+    type: sim
+    seed: 9
+    faults: {429: 0.08, 500: 0.08, 503: 0.05, reset_before: 0.05, no_answer: 0.04}
+    timeouts: {first_byte: 300ms}
   fake: {type: openai, base_url: "${'$'}{FAKE_URL}", api_key: "sk-routing-fake"}
 models:
   guarded:
@@ -42,6 +47,11 @@ models:
     deployments:
       - {provider: f500, model: bad2}
       - {provider: ok, model: good2}
+  pair:
+    strategy: round_robin
+    deployments: [{provider: flaky30, model: p1}, {provider: ok, model: p2}]
+  weighted31:
+    deployments: [{provider: ok, model: w3, weight: 3}, {provider: ok, model: w1, weight: 1}]
   flaky-retried: {provider: flaky, model: fl, retry: {attempts: 10, backoff: 1ms, max_backoff: 5ms}}
   flaky-once: {provider: flaky, model: fl2}
   always-500: {provider: f500, model: a5, retry: {attempts: 3, backoff: 1ms, max_backoff: 2ms}}
@@ -99,6 +109,35 @@ test('round_robin spreads requests evenly over a group', async () => {
         seen[d] = (seen[d] || 0) + 1;
     }
     for (const d of ['ok/s1', 'ok/s2', 'ok/s3']) assert(Math.abs((seen[d] || 0) - 100) <= 3, `${d}: ${seen[d]} of 300 (${JSON.stringify(seen)})`);
+});
+
+test('one of two deployments failing 30% (429/500/503/reset/no answer) costs no request', async () => {
+    let moved = 0;
+    const classes = {};
+    for (let i = 0; i < 300; i++) {
+        const r = await post(CHAT, chat('pair'));
+        eq(r.status, 200, `request ${i}: ${r.text.slice(0, 200)}`);
+        if (r.headers.get('x-baton-attempts') === '2') {
+            moved++;
+            const c = /flaky30\/p1=(\w+)/.exec(r.headers.get('x-baton-route'))?.[1];
+            classes[c] = (classes[c] || 0) + 1;
+        }
+    }
+    // about 150 requests met the flaky one first and 30% of those failed over
+    assert(moved >= 20 && moved <= 90, `${moved} of 300 moved to the other deployment`);
+    for (const c of ['rate_limit', 'server_error', 'connection', 'timeout'])
+        assert(classes[c] > 0, `no ${c} failure among the moved requests: ${JSON.stringify(classes)}`);
+});
+
+test('weighted 3:1 spreads 2000 requests within a few percent', async () => {
+    const seen = {};
+    for (let i = 0; i < 2000; i++) {
+        const r = await post(CHAT, chat('weighted31'));
+        eq(r.status, 200, 'status');
+        const d = r.headers.get('x-baton-deployment');
+        seen[d] = (seen[d] || 0) + 1;
+    }
+    assert(Math.abs((seen['ok/w3'] || 0) - 1500) <= 40, `3:1 over 2000: ${JSON.stringify(seen)}`);
 });
 
 test('retry: a deployment failing 30% (429/500/503/reset) answers all 200 requests; without retry some fail', async () => {
