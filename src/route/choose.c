@@ -43,6 +43,7 @@ static int script_of(uint32_t c)
 /* Counts the letters of s by script (UTF-8; a malformed byte is skipped). */
 static void count_scripts(struct bt_str s, uint32_t *n)
 {
+    if (!s.len) return; /* a message without text has no bytes at all (p NULL) */
     const unsigned char *p = (const unsigned char *)s.p, *end = p + s.len;
     while (p < end) {
         uint32_t c = *p;
