@@ -231,6 +231,7 @@ struct bt_rule {
     char *model_name;           /* model: NAME (resolved after loading) */
     const struct bt_model *model;
     int line, col;              /* of the entry */
+    atomic_uint_fast64_t chosen; /* requests it sent on since the config loaded (/metrics) */
 };
 
 /* models.NAME.router: the learned router picks `strong` or `weak`. */
@@ -243,6 +244,7 @@ struct bt_router_cfg {
     double strong_share;        /* the share asked for; < 0 when threshold: was given
                                    (or neither: the file's own calibration) */
     int line, col;
+    atomic_uint_fast64_t chosen[2]; /* requests sent weak [0] and strong [1] (/metrics) */
 };
 
 enum bt_model_kind {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "route/health.h"
 #include "tok/tok.h"
 
 #define REGEX_MAX (256u << 10) /* a regex reads at most this much of the message */
@@ -190,16 +191,56 @@ const struct bt_model *bt_route_choose(const struct bt_model *m, const struct bt
             size_t i = 0;
             while (i + 1 < m->nrules && !bt_route_rule_matches(&m->rules[i], p, f)) i++;
             next = m->rules[i].model;
+            atomic_fetch_add_explicit(&((struct bt_rule *)&m->rules[i])->chosen, 1,
+                                      memory_order_relaxed);
             note(why, cap, "%s: rule %zu -> ", m->name, i + 1);
         } else {
             const struct bt_router_cfg *rc = &m->router;
             double sc = bt_route_router_score(rc, p, s);
             bool strong = sc > rc->threshold;
             next = strong ? rc->strong : rc->weak;
+            atomic_fetch_add_explicit(&((struct bt_router_cfg *)rc)->chosen[strong], 1,
+                                      memory_order_relaxed);
             note(why, cap, "%s: router %.3f %s %.3f %s -> ", m->name, sc, strong ? ">" : "<=",
                  rc->threshold, strong ? "strong" : "weak");
         }
         m = next;
     }
     return m && m->kind == BT_MODEL_DEPLOYMENTS ? m : NULL;
+}
+
+enum bt_err bt_route_render_choices(const struct bt_config *cfg, struct bt_buf *out)
+{
+    bool any = false;
+    for (size_t i = 0; i < cfg->nmodels; i++) {
+        const struct bt_model *m = &cfg->models[i];
+        if (m->kind == BT_MODEL_DEPLOYMENTS) continue;
+        if (!any)
+            bt_buf_append_c(out, "# HELP baton_route_choices_total Requests a model with rules or a "
+                                 "router sent on, per rule (or router side) and the model chosen, "
+                                 "since the config was loaded.\n# TYPE baton_route_choices_total "
+                                 "counter\n");
+        any = true;
+        size_t n = m->kind == BT_MODEL_RULES ? m->nrules : 2;
+        for (size_t j = 0; j < n; j++) {
+            const char *target;
+            uint64_t v;
+            char choice[32];
+            if (m->kind == BT_MODEL_RULES) {
+                target = m->rules[j].model_name;
+                v = atomic_load_explicit(&m->rules[j].chosen, memory_order_relaxed);
+                snprintf(choice, sizeof(choice), "rule %zu", j + 1);
+            } else {
+                target = j ? m->router.strong_name : m->router.weak_name;
+                v = atomic_load_explicit(&m->router.chosen[j], memory_order_relaxed);
+                snprintf(choice, sizeof(choice), "%s", j ? "strong" : "weak");
+            }
+            bt_buf_append_c(out, "baton_route_choices_total{model=\"");
+            bt_health_label(out, m->name, strlen(m->name));
+            bt_buf_printf(out, "\",choice=\"%s\",target=\"", choice);
+            if (target) bt_health_label(out, target, strlen(target));
+            bt_buf_printf(out, "\"} %llu\n", (unsigned long long)v);
+        }
+    }
+    return BT_OK;
 }

@@ -10,6 +10,7 @@
 
 #include "canon/prompt.h"
 #include "config/config.h"
+#include "core/buf.h"
 #include "learn/learn.h"
 
 /* What conditions measure of one prompt, computed at most once per request.
@@ -48,5 +49,9 @@ double bt_route_router_score(const struct bt_router_cfg *rc, const struct bt_pro
 const struct bt_model *bt_route_choose(const struct bt_model *m, const struct bt_prompt *p,
                                        struct bt_learn_scratch *s, struct bt_route_facts *f,
                                        char *why, size_t cap);
+
+/* Appends baton_route_choices_total (each rule's and router side's count of
+ * requests sent on) for the models of `cfg` that choose; nothing when none do. */
+enum bt_err bt_route_render_choices(const struct bt_config *cfg, struct bt_buf *out);
 
 #endif

@@ -136,7 +136,7 @@ void bt_health_hedge(struct bt_health *h, enum bt_hedge_count what)
 }
 
 /* A Prometheus label value: backslash, quote and newline escaped. */
-static void label(struct bt_buf *out, const char *s, size_t n)
+void bt_health_label(struct bt_buf *out, const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
@@ -156,9 +156,9 @@ static void labels(struct bt_buf *out, const char *key)
     const char *a = strchr(key, '\x1f');
     const char *b = a ? strchr(a + 1, '\x1f') : NULL;
     bt_buf_append_c(out, "{deployment=\"");
-    label(out, key, a ? (size_t)(a - key) : strlen(key));
+    bt_health_label(out, key, a ? (size_t)(a - key) : strlen(key));
     bt_buf_append_c(out, "/");
-    if (b) label(out, b + 1, strlen(b + 1));
+    if (b) bt_health_label(out, b + 1, strlen(b + 1));
     bt_buf_append_c(out, "\"");
 }
 

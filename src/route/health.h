@@ -72,5 +72,7 @@ void bt_health_hedge(struct bt_health *h, enum bt_hedge_count what);
  * hedges started, hedges won and attempts cancelled by a hedge.
  * Takes the registry's lock. */
 enum bt_err bt_health_render(struct bt_buf *out);
+/* Appends s[0..n) escaped for a Prometheus label value (\\, \", \n). */
+void bt_health_label(struct bt_buf *out, const char *s, size_t n);
 
 #endif

@@ -3,7 +3,8 @@
 // decision is in x-baton-route, `baton route explain` prints the same decision
 // without a call, and `baton check` refuses broken rules with file:line:col.
 import { readFileSync } from 'node:fs';
-import { test, run, setup, assert, eq, startBaton, post, runBaton, writeTemp, client, routingRows } from './lib.mjs';
+import { spawnSync } from 'node:child_process';
+import { test, run, setup, assert, eq, startBaton, post, get, runBaton, writeTemp, client, routingRows } from './lib.mjs';
 
 const S = 'strong-m', W = 'weak-m';
 const rows = (n, seed) => routingRows(n, seed, S, W);
@@ -108,6 +109,17 @@ test('a request the rules cannot read gets a 400 in OpenAI shape, not a crash', 
     const r = await post(`${b.url}/chat/completions`, { model: 'chat', messages: [{ role: 'user', content: 5 }] });
     eq(r.status, 400, r.text);
     assert(r.json?.error?.type === 'invalid_request_error', r.text);
+});
+
+test('/metrics counts each rule and router side (promtool-clean)', async () => {
+    const m = (await get(`${b.base}/metrics`)).text;
+    const v = (choice, target) => Number((new RegExp(`^baton_route_choices_total\\{model="${choice[0]}",choice="${choice[1]}",target="${target}"\\} (\\d+)$`, 'm').exec(m) || [])[1]);
+    eq(v(['chat', 'rule 1'], 'solar'), 3, 'Korean requests (one in the rules test, two streams)');
+    eq(v(['chat', 'rule 2'], 'vision'), 1, 'image requests');
+    eq(v(['auto', 'strong'], 'big') + v(['auto', 'weak'], 'small'), v(['chat', 'rule 9'], 'auto'), 'the router decided every request rule 9 sent it');
+    eq(v(['chat', 'rule 9'], 'auto'), 202, 'requests through the default rule');
+    const pt = spawnSync('promtool', ['check', 'metrics'], { input: m, encoding: 'utf8' });
+    if (!pt.error) eq(pt.status, 0, `promtool: ${pt.stdout}${pt.stderr}`);
 });
 
 test('baton route explain prints the decision without a call', async () => {
