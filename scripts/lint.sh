@@ -19,7 +19,7 @@ LAYERS=(
     "core"
     "json tok obs http"
     "upstream learn"
-    "config"
+    "config store"
     "canon"
     "sim"
     "provider"

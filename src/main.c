@@ -1,4 +1,4 @@
-/* baton's command line: serve, check, sim, tokens, version. */
+/* baton's command line: serve, check, sim, tokens, route, keys, version. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "core/version.h"
+#include "gate/keys_cli.h"
 #include "json/json.h"
 #include "api/explain.h"
 #include "learn/learn_cli.h"
@@ -34,6 +35,7 @@ static void usage_main(FILE *f)
             "  tokens [--model NAME] [FILE|-]       count (or list) the tokens of a text\n"
             "  route train|eval [OPTIONS]           train / evaluate the learned router\n"
             "  route explain -c FILE REQUEST.json   how a request would be routed (no call)\n"
+            "  keys create|list|get|update|revoke -c FILE   manage virtual keys\n"
             "  version                              print the version\n"
             "\n"
             "`baton COMMAND --help` describes each command. Documentation: docs/.\n",
@@ -394,6 +396,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "route") == 0 && argc > 1 && strcmp(argv[1], "explain") == 0)
         return bt_explain_cli(argc - 1, argv + 1);
     if (strcmp(cmd, "route") == 0) return bt_learn_cli(argc, argv);
+    if (strcmp(cmd, "keys") == 0) return bt_keys_cli(argc, argv);
     fprintf(stderr, "baton: unknown command '%s'\n\n", cmd);
     usage_main(stderr);
     return 2;

@@ -58,6 +58,10 @@ void bt_access_write(const struct bt_access_rec *rec)
         bt_jw_key(&w, "error");
         bt_jw_cstr(&w, rec->error);
     }
+    if (rec->key_id) {
+        bt_jw_key(&w, "key_id");
+        bt_jw_cstr(&w, rec->key_id);
+    }
     bt_jw_obj_end(&w);
     if (!w.err) bt_log_access(b.p, b.len);
     bt_buf_free(&b);

@@ -26,6 +26,7 @@ struct bt_access_rec {
     int64_t cost_pusd;        /* the request's cost in pico-USD (account/cost.h) */
     enum bt_finish finish;
     const char *error;        /* short error text or NULL */
+    const char *key_id;       /* the virtual key's id, or NULL (master key or none) */
     struct bt_str metric_model; /* configured model name for metrics labels; empty = none */
     struct bt_str metric_deployment; /* its `deployment` label: a configured "provider/model",
                                         or the provider's name for a direct provider/model id

@@ -35,6 +35,7 @@ static void log_line(struct bt_http_req *req, int status, struct bt_str model, c
         .status = status,
         .latency_ns = bt_now_ns() - req->start_ns,
         .error = error,
+        .key_id = req->caller,
         .metrics = w ? w->mshard : NULL,
     };
     bt_access_write(&rec);
@@ -46,19 +47,38 @@ void bt_api_json_logged(struct bt_http_req *req, int status, struct bt_str body)
     bt_api_json(req, status, body);
 }
 
-void bt_api_error(struct bt_http_req *req, const struct bt_frontend *fe, const struct bt_error *e,
-                  struct bt_str model)
+/* bt_api_error with a Retry-After header when retry_after_s > 0. */
+static void error_retry(struct bt_http_req *req, const struct bt_frontend *fe,
+                        const struct bt_error *e, struct bt_str model, int64_t retry_after_s)
 {
     struct bt_buf b;
     bt_buf_init(&b, 16384);
     const char *ctype = fe->error_body(&b, e);
-    char msg[1024];
+    char msg[1024], ra[24];
     snprintf(msg, sizeof(msg), "%.*s", BT_STR_FMT(e->message));
     log_line(req, e->status, model, msg);
-    enum bt_err err = bt_http_respond(req, e->status, bt_api_no_deployment, 2, bt_str_c(ctype),
-                                      bt_buf_str(&b));
+    struct bt_http_header hs[3] = {bt_api_no_deployment[0], bt_api_no_deployment[1]};
+    size_t n = 2;
+    if (retry_after_s > 0) {
+        snprintf(ra, sizeof(ra), "%lld", (long long)retry_after_s);
+        hs[n++] = (struct bt_http_header){BT_STR("retry-after"), bt_str_c(ra)};
+    }
+    enum bt_err err = bt_http_respond(req, e->status, hs, n, bt_str_c(ctype), bt_buf_str(&b));
     (void)err; /* the request is finished either way */
     bt_buf_free(&b);
+}
+
+void bt_api_error(struct bt_http_req *req, const struct bt_frontend *fe, const struct bt_error *e,
+                  struct bt_str model)
+{
+    error_retry(req, fe, e, model, 0);
+}
+
+void bt_api_fail_retry(struct bt_http_req *req, const struct bt_frontend *fe, int status,
+                       const char *code, const char *msg, struct bt_str model, int64_t retry_after_s)
+{
+    struct bt_error e = {.status = status, .code = code, .message = bt_str_c(msg)};
+    error_retry(req, fe, &e, model, retry_after_s);
 }
 
 void bt_api_fail(struct bt_http_req *req, const struct bt_frontend *fe, int status,
@@ -120,7 +140,21 @@ static void h_admin(struct bt_http_req *req, struct bt_worker *w)
     }
     const char *why = NULL;
     if (!bt_gate_check_master(w->cfg, req, &why)) {
-        bt_api_fail(req, fe, 401, "invalid_api_key", NULL, why, BT_STR_NULL);
+        /* A valid virtual key is known but not allowed here: 403, not 401. */
+        struct bt_caller c;
+        const char *why2 = NULL;
+        const struct bt_keytab *keys = bt_keys_current(w->keys, &w->keytab, &w->keys_gen);
+        if (keys && bt_gate_identify(w->cfg, keys, req, &c, &why2) && c.key)
+            bt_api_fail(req, fe, 403, "admin_forbidden", NULL,
+                        "The admin API needs the master key; a virtual key cannot use it.",
+                        BT_STR_NULL);
+        else
+            bt_api_fail(req, fe, 401, "invalid_api_key", NULL, why, BT_STR_NULL);
+        return;
+    }
+    if (bt_str_eq_c(req->path, "/admin/keys") ||
+        bt_str_starts_with(req->path, BT_STR("/admin/keys/"))) {
+        bt_api_admin_keys(req, w, fe);
         return;
     }
     if (bt_str_eq_c(req->method, "POST") && bt_str_eq_c(req->path, "/admin/reload")) {
@@ -198,13 +232,27 @@ const char *bt_api_server_error(struct bt_buf *out, struct bt_str path, int stat
     return bt_api_frontend_for(path)->error_body(out, &e);
 }
 
+bool bt_api_identify(struct bt_worker *w, struct bt_http_req *req, const struct bt_frontend *fe,
+                     struct bt_caller *caller)
+{
+    const char *why = NULL;
+    const struct bt_keytab *keys = bt_keys_current(w->keys, &w->keytab, &w->keys_gen);
+    if (!bt_gate_identify(w->cfg, keys, req, caller, &why)) {
+        bt_api_fail(req, fe, 401, "invalid_api_key", NULL, why, BT_STR_NULL);
+        return false;
+    }
+    if (caller->key) {
+        /* A copy: the table may be swapped before the request's last log line. */
+        struct bt_str id = bt_arena_strdup(req->arena, bt_str_c(caller->key->id));
+        req->caller = id.p;
+    }
+    return true;
+}
+
 static bool identified(struct bt_http_req *req, struct bt_worker *w, const struct bt_frontend *fe)
 {
     struct bt_caller caller;
-    const char *why = NULL;
-    if (bt_gate_identify(w->cfg, req, &caller, &why)) return true;
-    bt_api_fail(req, fe, 401, "invalid_api_key", NULL, why, BT_STR_NULL);
-    return false;
+    return bt_api_identify(w, req, fe, &caller);
 }
 
 void bt_api_handle(struct bt_http_req *req, void *ud)
@@ -220,14 +268,17 @@ void bt_api_handle(struct bt_http_req *req, void *ud)
             if (!wrong_method) wrong_method = rt;
             continue;
         }
-        if (rt->keyed && !identified(req, w, rt->fe)) return;
+        struct bt_caller caller = {0};
+        if (rt->keyed && !bt_api_identify(w, req, rt->fe, &caller)) return;
         switch (rt->kind) {
         case K_PLAIN: rt->fn(req, w); return;
         case K_GENERATE: bt_pipeline_run(w, req, rt->fe, rt->op); return;
         case K_MODELS: {
             struct bt_str id = BT_STR_NULL;
             if (rt->prefix) id = (struct bt_str){path.p + strlen(rt->path), path.len - strlen(rt->path)};
+            w->caller_key = caller.key; /* borrowed for this synchronous call only */
             rt->fe->models(req, w, id);
+            w->caller_key = NULL;
             return;
         }
         }

@@ -9,6 +9,7 @@
 #include "api/openai_encode.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "store/keys.h"
 
 /* The top-level members the gateway reads. Each may appear once: with a key
  * given twice, baton and the provider could each act on a different value (a
@@ -278,6 +279,8 @@ static void model_entry(struct bt_http_req *req, struct bt_worker *wk, struct bt
     const struct bt_provider *p = slash > 0 && (size_t)slash + 1 < id.len
                                       ? bt_config_provider(cfg, (struct bt_str){id.p, (size_t)slash})
                                       : NULL;
+    /* A virtual key limited to some models sees only those (as a missing one). */
+    if (wk->caller_key && !bt_key_allows_model(wk->caller_key, id)) m = NULL, p = NULL;
     if (!m && !p) {
         char msg[400];
         snprintf(msg, sizeof(msg), "The model '%.*s' does not exist", BT_STR_FMT(id));
@@ -327,7 +330,11 @@ static void fe_models(struct bt_http_req *req, struct bt_worker *wk, struct bt_s
     bt_jw_cstr(&w, "list");
     bt_jw_key(&w, "data");
     bt_jw_arr_begin(&w);
-    for (size_t i = 0; i < cfg->nmodels; i++) write_model(&w, bt_str_c(cfg->models[i].name), "baton");
+    for (size_t i = 0; i < cfg->nmodels; i++) {
+        struct bt_str name = bt_str_c(cfg->models[i].name);
+        if (!wk->caller_key || bt_key_allows_model(wk->caller_key, name))
+            write_model(&w, name, "baton");
+    }
     bt_jw_arr_end(&w);
     bt_jw_obj_end(&w);
     bt_api_json_logged(req, 200, bt_buf_str(&b));

@@ -17,10 +17,9 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
     const struct bt_config *cfg = w->cfg;
     struct bt_caller caller;
     const char *why = NULL;
-    if (!bt_gate_identify(cfg, req, &caller, &why)) {
-        bt_api_fail(req, fe, 401, "invalid_api_key", NULL, why, BT_STR_NULL);
-        return;
-    }
+    if (!bt_api_identify(w, req, fe, &caller)) return;
+    /* caller.key is borrowed from this worker's key table, which changes only at
+     * its next identify: it stays valid through admit below. */
     struct bt_request *r = bt_arena_alloc(req->arena, sizeof(*r));
     if (!r) {
         bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
@@ -56,8 +55,15 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
     int status = 0;
     const char *code = NULL;
     if (!bt_gate_admit(cfg, &caller, r, &status, &code, &why)) {
-        bt_api_fail(req, fe, status, code, NULL, why, r->model);
+        if (status == 429)
+            bt_api_fail_retry(req, fe, status, code, why, r->model, caller.retry_after);
+        else
+            bt_api_fail(req, fe, status, code, NULL, why, r->model);
         return;
+    }
+    if (caller.held) { /* a concurrency slot, given back when the request is over */
+        req->on_finish = bt_key_release;
+        req->on_finish_ud = caller.key->live;
     }
     /* The end user: the body's `user`, or x-baton-user (checked like it). */
     struct bt_str user = r->user;

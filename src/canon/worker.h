@@ -17,6 +17,9 @@
 
 struct bt_exec;
 struct bt_learn_scratch;
+struct bt_keys;   /* store/keys.h */
+struct bt_keytab;
+struct bt_key_rec;
 
 struct bt_worker {
     uv_loop_t loop;               /* this worker's loop */
@@ -30,6 +33,12 @@ struct bt_worker {
     struct bt_config *cfg;        /* this worker's ref to the current snapshot */
     uint64_t rr;                  /* round-robin counter for routing */
     struct bt_learn_scratch *learn; /* the learned router's working memory, made on first use */
+    struct bt_keys *keys;         /* the key service (process-wide, borrowed); NULL: none */
+    struct bt_keytab *keytab;     /* this worker's ref to the key table it last saw */
+    uint64_t keys_gen;            /* the service's generation of `keytab` */
+    const struct bt_key_rec *caller_key; /* the virtual key of the request whose model list
+                                    is being answered (set around fe->models), so the list
+                                    shows only the models it may use; NULL: all */
     struct bt_exec *execs;        /* requests in flight on this worker (exec's list) */
     int index;
     atomic_int command;           /* BT_WORKER_CMD_* bits */

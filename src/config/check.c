@@ -173,4 +173,5 @@ void bt_config_print_table(const struct bt_config *c, void *file)
             c->server.reuse_port ? ", reuse_port true" : "");
     fprintf(f, "auth: master_key %s, allow_anonymous %s\n", c->auth.master_key ? "set" : "unset",
             c->auth.allow_anonymous ? "true" : "false");
+    fprintf(f, "store: sqlite %s\n", c->store.sqlite ? c->store.sqlite : "-");
 }

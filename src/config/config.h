@@ -302,6 +302,12 @@ struct bt_config {
         char *access;           /* access-log path, NULL = stderr */
         char *file;             /* operational log path, NULL = stderr */
     } log;
+    struct {
+        /* store.sqlite: the SQLite file of keys (and later budgets and the
+         * ledger), relative paths taken from the config file's directory;
+         * default baton.db beside the config file. Read at start. */
+        char *sqlite;
+    } store;
     struct bt_provider *providers;
     size_t nproviders;
     struct bt_model *models;

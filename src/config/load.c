@@ -116,17 +116,17 @@ const struct bt_ynode *bt_cfg_as_map(struct bt_cfg_loader *L, const struct bt_yn
 
 static void load_root(struct bt_cfg_loader *L, const struct bt_ynode *root)
 {
-    static const char *const keys[] = {"server", "auth",    "log", "providers",
-                                       "models", "metrics", NULL};
+    static const char *const keys[] = {"server",  "auth",  "log", "providers", "models",
+                                       "metrics", "store", NULL};
     if (!root || bt_ynode_is_null(root)) return; /* empty file: all defaults */
     if (root->kind != BT_Y_MAP) {
         bt_cfg_err(L, root,
                    "a config file is a mapping of sections (server, auth, log, providers, "
-                   "models, metrics), not %s",
+                   "models, metrics, store), not %s",
                    bt_cfg_kind_name(root));
         return;
     }
-    const struct bt_ynode *sec[6] = {0};
+    const struct bt_ynode *sec[7] = {0};
     for (size_t i = 0; i + 1 < root->n; i += 2) {
         int idx = bt_cfg_key_index(L, root->items[i], keys, "the top level");
         if (idx >= 0) sec[idx] = root->items[i + 1];
@@ -136,6 +136,7 @@ static void load_root(struct bt_cfg_loader *L, const struct bt_ynode *root)
     bt_cfg_load_auth(L, sec[1]);
     bt_cfg_load_log(L, sec[2]);
     bt_cfg_load_metrics(L, sec[5]);
+    bt_cfg_load_store(L, sec[6]);
     bt_cfg_load_providers(L, sec[3]);
     if (!L->oom) bt_cfg_load_models(L, sec[4]);
 }

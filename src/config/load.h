@@ -25,7 +25,7 @@ struct bt_cfg_loader {
     /* Where some values were written, for the checks made once the whole file
      * is read (NULL: not written). */
     const struct bt_ynode *listen_node, *anon_node, *require_key_node, *log_file_node,
-        *log_access_node;
+        *log_access_node, *store_node;
 };
 
 /* ---- diagnostics ---- */
@@ -69,6 +69,8 @@ void bt_cfg_load_server(struct bt_cfg_loader *L, const struct bt_ynode *n);
 void bt_cfg_load_auth(struct bt_cfg_loader *L, const struct bt_ynode *n);
 void bt_cfg_load_metrics(struct bt_cfg_loader *L, const struct bt_ynode *n);
 void bt_cfg_load_log(struct bt_cfg_loader *L, const struct bt_ynode *n);
+/* store: (server.c); the default path is set by bt_cfg_check_whole. */
+void bt_cfg_load_store(struct bt_cfg_loader *L, const struct bt_ynode *n);
 /* providers: (providers.c). Sets L->oom and stops when memory runs out. */
 void bt_cfg_load_providers(struct bt_cfg_loader *L, const struct bt_ynode *n);
 /* models: (models.c), after providers: its provider names are looked up in

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config/values.h"
+#include "core/buf.h"
 #include "core/log.h"
 
 /* ---- sections ---- */
@@ -186,6 +187,51 @@ void bt_cfg_load_log(struct bt_cfg_loader *L, const struct bt_ynode *n)
     }
 }
 
+/* A path written in the file, taken from the config file's directory when
+ * relative (malloc'd), so the server's working directory does not matter. */
+static char *beside_config(struct bt_cfg_loader *L, const char *path)
+{
+    if (path[0] == '/') return bt_cfg_dup(L, path, strlen(path));
+    const char *cfg = L->cfg->path ? L->cfg->path : "";
+    const char *slash = strrchr(cfg, '/');
+    struct bt_buf b;
+    bt_buf_init(&b, 8192);
+    enum bt_err e = slash ? bt_buf_printf(&b, "%.*s/%s", (int)(slash - cfg), cfg, path)
+                          : bt_buf_append_c(&b, path);
+    if (!e) e = bt_buf_cstr(&b);
+    if (e) {
+        bt_buf_free(&b);
+        L->oom = true;
+        return NULL;
+    }
+    return bt_buf_steal(&b, NULL);
+}
+
+void bt_cfg_load_store(struct bt_cfg_loader *L, const struct bt_ynode *n)
+{
+    static const char *const keys[] = {"sqlite", NULL};
+    const struct bt_ynode *m = bt_cfg_as_map(L, n, "store");
+    if (!m) return;
+    for (size_t i = 0; i + 1 < m->n; i += 2) {
+        const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
+        if (bt_cfg_key_index(L, k, keys, "store") != 0) continue;
+        char *s;
+        size_t len;
+        if (!bt_cfg_get_string(L, v, "store.sqlite", &s, &len, NULL)) continue;
+        if (len == 0 || memchr(s, 0, len)) {
+            if (len) bt_cfg_err(L, v, "store.sqlite must be a file path");
+            free(s); /* empty: the default */
+            continue;
+        }
+        char *p = beside_config(L, s);
+        free(s);
+        if (!p) return;
+        free(L->cfg->store.sqlite);
+        L->cfg->store.sqlite = p;
+        L->store_node = v;
+    }
+}
+
 /* ---- checks on the whole file ----
  *
  * What `baton serve` would refuse at start, decided here so that `baton check`
@@ -263,6 +309,8 @@ void bt_cfg_check_whole(struct bt_cfg_loader *L)
         bt_cfg_warn(L, L->require_key_node,
                     "metrics.require_key has no effect without auth.master_key: GET /metrics stays "
                     "open");
+    if (!c->store.sqlite) c->store.sqlite = beside_config(L, "baton.db");
+    else check_log_path(L, L->store_node, "store.sqlite", c->store.sqlite);
     if (c->log.file) check_log_path(L, L->log_file_node, "log.file", c->log.file);
     if (c->log.access) check_log_path(L, L->log_access_node, "log.access", c->log.access);
 }

@@ -222,6 +222,7 @@ static void log_access(struct bt_exec *ex, int status, const char *error)
         .cost_pusd = ex->cost_pusd,
         .finish = ex->finish,
         .error = error,
+        .key_id = h->caller,
         .metric_model = ex->plan.model ? bt_str_c(ex->plan.model->name) : BT_STR_NULL,
         .metric_deployment = !ex->attempts ? BT_STR_NULL
                              : ex->plan.model ? bt_str_c(ex->deployment)

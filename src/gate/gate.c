@@ -1,14 +1,14 @@
 #include "gate/gate.h"
 
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
-bool bt_gate_check_master(const struct bt_config *cfg, const struct bt_http_req *req,
-                          const char **why)
+/* The key the request presents: `Authorization: Bearer KEY`, else x-api-key.
+ * Empty p when none. */
+static struct bt_str presented(const struct bt_http_req *req)
 {
-    const char *key = cfg->auth.master_key;
-    if (!key || !*key) return true;
     struct bt_str given = BT_STR_NULL;
     struct bt_str auth = bt_http_header_get(req, "authorization");
     if (auth.p) {
@@ -20,31 +20,97 @@ bool bt_gate_check_master(const struct bt_config *cfg, const struct bt_http_req 
         struct bt_str x = bt_http_header_get(req, "x-api-key");
         if (x.p) given = bt_str_trim(x);
     }
+    return given;
+}
+
+static const char *const no_key =
+    "You didn't provide an API key. Provide it as 'Authorization: Bearer KEY'.";
+static const char *const wrong_key = "Incorrect API key provided.";
+
+static bool is_master(const char *key, struct bt_str given)
+{
+    size_t klen = strlen(key);
+    return given.len == klen && CRYPTO_memcmp(given.p, key, klen) == 0;
+}
+
+bool bt_gate_check_master(const struct bt_config *cfg, const struct bt_http_req *req,
+                          const char **why)
+{
+    const char *key = cfg->auth.master_key;
+    if (!key || !*key) return true;
+    struct bt_str given = presented(req);
     if (!given.p || given.len == 0) {
-        *why = "You didn't provide an API key. Provide it as 'Authorization: Bearer KEY'.";
+        *why = no_key;
         return false;
     }
-    size_t klen = strlen(key);
-    if (given.len != klen || CRYPTO_memcmp(given.p, key, klen) != 0) {
-        *why = "Incorrect API key provided.";
+    if (!is_master(key, given)) {
+        *why = wrong_key;
         return false;
     }
     return true;
 }
 
-bool bt_gate_identify(const struct bt_config *cfg, const struct bt_http_req *req,
-                      struct bt_caller *caller, const char **why)
+bool bt_gate_identify(const struct bt_config *cfg, const struct bt_keytab *keys,
+                      const struct bt_http_req *req, struct bt_caller *caller, const char **why)
 {
-    caller->master = bt_gate_check_master(cfg, req, why);
-    return caller->master;
+    caller->master = false;
+    caller->key = NULL;
+    const char *master = cfg->auth.master_key;
+    bool have_master = master && *master;
+    struct bt_str given = presented(req);
+    if (!given.p || given.len == 0) {
+        if (!have_master) return caller->master = true;
+        *why = no_key;
+        return false;
+    }
+    if (have_master && is_master(master, given)) return caller->master = true;
+    bool virtual = bt_str_starts_with(given, BT_STR(BT_KEY_PREFIX));
+    if (!virtual) {
+        if (!have_master) return caller->master = true; /* no key needed: ignored */
+        *why = wrong_key;
+        return false;
+    }
+    unsigned char h[BT_KEY_HASH_LEN];
+    bt_key_hash(given, h);
+    const struct bt_key_rec *k = bt_keytab_find(keys, h);
+    if (!k) {
+        *why = wrong_key;
+        return false;
+    }
+    if (!bt_key_active(k, (int64_t)time(NULL))) {
+        *why = "This API key has expired.";
+        return false;
+    }
+    caller->key = k;
+    return true;
 }
 
-bool bt_gate_admit(const struct bt_config *cfg, const struct bt_caller *caller,
+bool bt_gate_admit(const struct bt_config *cfg, struct bt_caller *caller,
                    const struct bt_request *r, int *status, const char **code, const char **why)
 {
     (void)cfg;
-    (void)r;
+    caller->held = false;
     if (caller->master) return true;
+    if (caller->key) {
+        if (!bt_key_allows_model(caller->key, r->model)) {
+            *status = 403;
+            *code = "model_not_allowed";
+            *why = "This API key may not use the requested model.";
+            return false;
+        }
+        const char *which = NULL;
+        if (bt_key_take(caller->key, (int64_t)time(NULL), &caller->held, &which,
+                        &caller->retry_after))
+            return true;
+        *status = 429;
+        *code = "rate_limit_exceeded";
+        *why = strcmp(which, "rpm") == 0
+                   ? "This API key is over its requests per minute (rpm); retry after the "
+                     "time in Retry-After."
+                   : "This API key has as many requests in flight as its concurrency limit "
+                     "allows; retry when one has finished.";
+        return false;
+    }
     *status = 401;
     *code = "invalid_api_key";
     *why = "The caller was not identified.";

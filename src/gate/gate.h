@@ -1,9 +1,10 @@
 /* The gate: who is calling, and may they make this request. Two steps around the
  * front end's decode: bt_gate_identify reads the caller's key from the HTTP head
  * (before the body is decoded, so an unknown caller learns nothing about request
- * validation), bt_gate_admit judges the decoded request (per-key model rights,
- * limits and budgets go there; with only the master key today, every identified
- * caller is admitted). */
+ * validation): the master key, or a virtual key found by its SHA-256 in the
+ * worker's key table (store/keys.h; no store access on this path).
+ * bt_gate_admit judges the decoded request: a virtual key's model rights
+ * (limits and budgets will go there too). See docs/governance.md. */
 #ifndef BT_GATE_GATE_H
 #define BT_GATE_GATE_H
 
@@ -12,10 +13,18 @@
 #include "canon/request.h"
 #include "config/config.h"
 #include "http/server.h"
+#include "store/keys.h"
 
 /* Who a request comes from. */
 struct bt_caller {
-    bool master;      /* presented the master key, or none is configured */
+    bool master;                 /* presented the master key, or none is configured and
+                                    no virtual key was presented */
+    const struct bt_key_rec *key; /* the virtual key presented, borrowed from the key
+                                    table given to identify (valid while the caller's
+                                    reference to it is); NULL otherwise */
+    bool held;                   /* set by admit: a concurrency slot of `key` is held, to
+                                    give back with bt_key_release(key->live) at the end */
+    int64_t retry_after;         /* set by a 429 from admit: seconds to wait */
 };
 
 /* True when the request may pass. With a master key configured the request must
@@ -24,14 +33,23 @@ struct bt_caller {
 bool bt_gate_check_master(const struct bt_config *cfg, const struct bt_http_req *req,
                           const char **why);
 
-/* Step one: identifies the caller of `req` into *caller. False (a 401 for the
- * client) with *why set when the key is missing or wrong. */
-bool bt_gate_identify(const struct bt_config *cfg, const struct bt_http_req *req,
-                      struct bt_caller *caller, const char **why);
+/* Step one: identifies the caller of `req` into *caller: the master key
+ * (compared in constant time), or a virtual key of `keys` (NULL: none), looked
+ * up by its SHA-256 and compared in constant time, active and not expired.
+ * Without a master key configured, a request with no key or with a key that
+ * is not a virtual one (`sk-bt-...`) passes as before (loopback or
+ * allow_anonymous); a virtual key is still judged. False (a 401 for the
+ * client) with *why set when the key is missing, unknown, revoked or
+ * expired. */
+bool bt_gate_identify(const struct bt_config *cfg, const struct bt_keytab *keys,
+                      const struct bt_http_req *req, struct bt_caller *caller, const char **why);
 
 /* Step two: may `caller` make the decoded request `r`? False with *status (403,
- * 429, ...), *code and *why set when not. */
-bool bt_gate_admit(const struct bt_config *cfg, const struct bt_caller *caller,
+ * 429, ...), *code and *why set when not: a virtual key with a models list asks
+ * for another model (403 model_not_allowed), or is over its rpm or concurrency
+ * (429 rate_limit_exceeded, caller->retry_after set). When it passes, a key
+ * with a concurrency limit holds a slot (caller->held) until released. */
+bool bt_gate_admit(const struct bt_config *cfg, struct bt_caller *caller,
                    const struct bt_request *r, int *status, const char **code, const char **why);
 
 #endif

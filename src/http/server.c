@@ -334,6 +334,11 @@ static void conn_take_arena(struct bt_http_conn *c)
 static void conn_release_arena(struct bt_http_conn *c)
 {
     struct bt_http_server *s = c->srv;
+    if (c->req.on_finish) { /* the request's memory goes: it is over, however it ended */
+        void (*fn)(void *) = c->req.on_finish;
+        c->req.on_finish = NULL;
+        fn(c->req.on_finish_ud);
+    }
     if (!c->has_arena) return;
     bt_arena_reset(&c->arena);
     if (s->n_arena_pool < POOL_MAX && !s->closing) s->arena_pool[s->n_arena_pool++] = c->arena;
@@ -1090,6 +1095,9 @@ static void conn_dispatch(struct bt_http_conn *c)
     r->http_minor = c->parser.http_minor;
     r->remote = bt_str_c(c->remote);
     r->ud = NULL;
+    r->caller = NULL; /* the struct is reused by the connection's next request */
+    r->on_finish = NULL;
+    r->on_finish_ud = NULL;
     c->state = CS_ACTIVE;
     c->req_active = true;
     c->resp_started = c->resp_chunked = c->resp_no_body = c->resp_close = false;

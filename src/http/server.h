@@ -50,6 +50,12 @@ struct bt_http_req {
                                        1-64 chars of [A-Za-z0-9._-], else 24 generated hex chars */
     struct bt_str remote;           /* peer address text, e.g. "127.0.0.1" */
     void *ud;                       /* free for the handler */
+    const char *caller;             /* set by the handler: who sent it (a key id) for the
+                                       access log, in the arena or static; NULL unknown */
+    void (*on_finish)(void *ud);    /* set by the handler: called once when the request is
+                                       over (answered, aborted or its connection gone),
+                                       before its arena is released; NULL none */
+    void *on_finish_ud;
 };
 
 typedef void (*bt_http_handler)(struct bt_http_req *req, void *ud);

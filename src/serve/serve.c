@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "route/health.h"
 #include "serve/worker.h"
+#include "store/keys.h"
 
 enum { CMD_DRAIN = 1, CMD_STOP = 2, CMD_CONFIG = 4 };
 
@@ -36,6 +37,8 @@ struct serve {
     struct bt_metrics *metrics;
     uv_async_t worker_exit;        /* a worker finished */
     int probe_fd;                  /* holds the address until worker 0 binds; -1 none */
+    struct bt_keys *keys;          /* the key service (store.sqlite), started before workers */
+    char store_path[4096];         /* the store file in use (a reload does not change it) */
 };
 
 /* ---- workers ---- */
@@ -247,6 +250,9 @@ static int reload(struct serve *s, char *msg, size_t cap)
                 (unsigned)next->server.listen_port, v6b ? "[" : "", s->host, v6b ? "]" : "",
                 (unsigned)s->port);
     }
+    if (s->keys && next->store.sqlite && strcmp(next->store.sqlite, s->store_path) != 0)
+        bt_warn("reload: store.sqlite changed to %s; baton keeps using %s until a restart",
+                next->store.sqlite, s->store_path);
     bt_health_attach(next); /* deployments that still exist keep their state */
     for (uint32_t i = 0; i < s->nworkers; i++) {
         struct bt_config *old = atomic_exchange(&s->pending[i], bt_config_ref(next));
@@ -394,6 +400,15 @@ int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opt
     if (!s.cfg->auth.master_key && bt_config_is_loopback(s.host))
         bt_warn("no master key set: serving without authentication, on loopback (%s) only", s.host);
     if (!s.cfg->server.reuse_port && (s.probe_fd = probe_address(s.host, s.port)) < 0) goto out;
+    if (s.cfg->store.sqlite) {
+        char why[600];
+        if (bt_keys_start(s.cfg->store.sqlite, &s.keys, why, sizeof(why))) {
+            bt_error("cannot open the store: %s", why);
+            goto out;
+        }
+        snprintf(s.store_path, sizeof(s.store_path), "%s", s.cfg->store.sqlite);
+        bt_info("store: sqlite %s", s.cfg->store.sqlite);
+    }
     signal(SIGPIPE, SIG_IGN);
     s.loop = uv_default_loop();
     s.nworkers = s.cfg->server.workers ? s.cfg->server.workers
@@ -429,6 +444,7 @@ int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opt
         w->metrics = s.metrics;
         w->mshard = bt_metrics_shard(s.metrics, i);
         w->reload_ctx = &s;
+        w->keys = s.keys;
         w->cfg = bt_config_ref(s.cfg);
         uv_loop_init(&w->loop);
         uv_loop_set_data(&w->loop, &s);
@@ -474,6 +490,7 @@ int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opt
     if (rc == 0) bt_info("baton stopped");
 out:
     if (s.probe_fd >= 0) close(s.probe_fd); /* worker 0 never ran */
+    bt_keys_stop(s.keys); /* after the workers: they borrow it */
     free(s.workers);
     free(s.pending);
     bt_metrics_free(s.metrics);

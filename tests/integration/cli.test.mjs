@@ -298,6 +298,7 @@ test('docs/config.md documents every key baton check accepts', async () => {
         server: 'server: {nope: 1}\n',
         auth: 'auth: {nope: 1}\n',
         metrics: 'metrics: {nope: 1}\n',
+        store: 'store: {nope: 1}\n',
         log: 'log: {nope: 1}\n',
         provider: 'providers: {p: {type: sim, nope: 1}}\n',
         timeouts: 'providers: {p: {type: sim, timeouts: {nope: 1}}}\n',

@@ -1197,7 +1197,8 @@ TEST(messages_are_whole)
     static const struct {
         const char *yaml, *tail;
     } lists[] = {
-        {"nope: 1\n", "providers, models, metrics)"},
+        {"nope: 1\n", "providers, models, metrics, store)"},
+        {"store: {nope: 1}\n", "(expected one of: sqlite)"},
         {"server: {nope: 1}\n", "upstream_max_idle, upstream_max_queued, reuse_port)"},
         {"auth: {nope: 1}\n", "master_key, allow_anonymous)"},
         {"log: {nope: 1}\n", "level, access, file)"},

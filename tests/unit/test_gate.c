@@ -3,6 +3,7 @@
 #include "harness.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 #include "gate/gate.h"
 
@@ -23,7 +24,7 @@ static bool identify(const struct bt_config *cfg, const char *name, const char *
     struct bt_http_header h = {bt_str_c(name), bt_str_c(value)};
     struct bt_http_req req = {.headers = name ? &h : NULL, .nheaders = name ? 1 : 0};
     struct bt_caller caller = {0};
-    bool ok = bt_gate_identify(cfg, &req, &caller, why);
+    bool ok = bt_gate_identify(cfg, NULL, &req, &caller, why);
     if (ok != caller.master) H_FAIL("identify said %d, the caller is master=%d", ok, caller.master);
     return ok;
 }
@@ -71,10 +72,81 @@ TEST(admit_after_decode)
     bt_config_unref(c);
 }
 
+/* A table of two virtual keys: `ok` (models: chat) and `old` (expired). */
+static struct bt_keytab *two_keys(char ok[BT_KEY_LEN + 1], char old[BT_KEY_LEN + 1])
+{
+    struct bt_key_list l = {calloc(2, sizeof(struct bt_key_rec)), 2};
+    if (!l.items) return NULL;
+    bt_key_rec_init(&l.items[0]);
+    bt_key_rec_init(&l.items[1]);
+    struct bt_keytab *t = NULL;
+    if (bt_key_generate(ok, &l.items[0]) || bt_key_generate(old, &l.items[1])) goto out;
+    l.items[0].models = calloc(1, sizeof(char *));
+    if (!l.items[0].models || !(l.items[0].models[0] = strdup("chat"))) goto out;
+    l.items[0].nmodels = 1;
+    l.items[1].expires_at = (int64_t)time(NULL) - 1;
+    if (bt_keytab_build(&l, &t)) t = NULL;
+out:
+    bt_key_list_free(&l);
+    return t;
+}
+
+static bool identify_k(const struct bt_config *cfg, const struct bt_keytab *t, const char *bearer,
+                       struct bt_caller *caller, const char **why)
+{
+    char v[128];
+    snprintf(v, sizeof(v), "Bearer %s", bearer);
+    struct bt_http_header h = {BT_STR("Authorization"), bt_str_c(v)};
+    struct bt_http_req req = {.headers = &h, .nheaders = 1};
+    return bt_gate_identify(cfg, t, &req, caller, why);
+}
+
+TEST(virtual_keys)
+{
+    char ok[BT_KEY_LEN + 1], old[BT_KEY_LEN + 1];
+    struct bt_keytab *t = two_keys(ok, old);
+    REQUIRE(t);
+    struct bt_config *c = cfg_with_key("sk-master-123456");
+    REQUIRE(c);
+    struct bt_caller caller;
+    const char *why = NULL, *code = NULL;
+    int status = 0;
+    CHECK(identify_k(c, t, ok, &caller, &why));
+    CHECK(!caller.master && caller.key);
+    struct bt_request r = {.model = BT_STR("chat")};
+    CHECK(bt_gate_admit(c, &caller, &r, &status, &code, &why));
+    r.model = BT_STR("other");
+    CHECK(!bt_gate_admit(c, &caller, &r, &status, &code, &why));
+    CHECK_INT(status, 403);
+    CHECK_STR(code, "model_not_allowed");
+    CHECK(!identify_k(c, t, old, &caller, &why));
+    CHECK(why && strstr(why, "expired"));
+    char wrong[BT_KEY_LEN + 1];
+    memcpy(wrong, ok, sizeof(wrong));
+    wrong[BT_KEY_LEN - 1] = wrong[BT_KEY_LEN - 1] == 'A' ? 'B' : 'A';
+    CHECK(!identify_k(c, t, wrong, &caller, &why));
+    CHECK(!identify_k(c, NULL, ok, &caller, &why)); /* no table: unknown */
+    CHECK(identify_k(c, t, "sk-master-123456", &caller, &why));
+    CHECK(caller.master && !caller.key);
+    bt_config_unref(c);
+
+    /* Without a master key: no key or another key passes as before, but a
+     * virtual key is still judged. */
+    c = bt_config_new_default();
+    REQUIRE(c);
+    CHECK(identify_k(c, t, "anything", &caller, &why) && caller.master);
+    CHECK(identify_k(c, t, ok, &caller, &why) && caller.key && !caller.master);
+    CHECK(!identify_k(c, t, old, &caller, &why));
+    CHECK(!identify_k(c, t, wrong, &caller, &why));
+    bt_config_unref(c);
+    bt_keytab_unref(t);
+}
+
 int main(void)
 {
     RUN(identify_master_key);
     RUN(no_key_configured_admits_everyone);
     RUN(admit_after_decode);
+    RUN(virtual_keys);
     return HARNESS_DONE();
 }

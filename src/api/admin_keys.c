@@ -1,0 +1,156 @@
+/* The admin API's virtual keys (docs/governance.md): POST /admin/keys creates
+ * one (201, the key shown this once), GET /admin/keys lists them (prefixes
+ * only), GET / PATCH / DELETE /admin/keys/ID reads, changes, revokes one.
+ * Only reached with the master key (dispatch.c checks it).
+ *
+ * These calls use the store on the worker's thread (bt_keys_*: one SQLite
+ * statement or two, then the key table rebuilt so the change holds for the
+ * next request here). That is a choice for this path only: admin calls are
+ * rare and the master key's holder's; the /v1 path never touches the store.
+ * docs/internals/store.md says more. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/api.h"
+#include "store/keys.h"
+
+static void answer_key(struct bt_http_req *req, int status, const struct bt_key_rec *k,
+                       const char *key)
+{
+    struct bt_buf b;
+    bt_buf_init(&b, 64u << 10);
+    struct bt_jw jw;
+    bt_jw_init(&jw, &b);
+    bt_key_write_json(&jw, k, (int64_t)time(NULL), key);
+    if (jw.err) bt_api_json_logged(req, 500, BT_STR("{\"error\":{\"message\":\"out of memory\"}}"));
+    else bt_api_json_logged(req, status, bt_buf_str(&b));
+    bt_buf_free(&b);
+}
+
+static void answer_list(struct bt_http_req *req, const struct bt_frontend *fe,
+                        const struct bt_key_list *l)
+{
+    struct bt_buf b;
+    bt_buf_init(&b, 256u << 20);
+    struct bt_jw jw;
+    bt_jw_init(&jw, &b);
+    int64_t now = (int64_t)time(NULL);
+    bt_jw_obj_begin(&jw);
+    bt_jw_key(&jw, "object");
+    bt_jw_cstr(&jw, "list");
+    bt_jw_key(&jw, "data");
+    bt_jw_arr_begin(&jw);
+    for (size_t i = 0; i < l->n; i++) bt_key_write_json(&jw, &l->items[i], now, NULL);
+    bt_jw_arr_end(&jw);
+    bt_jw_obj_end(&jw);
+    if (jw.err) bt_api_fail(req, fe, 500, NULL, NULL, "the list could not be written", BT_STR_NULL);
+    else bt_api_json_logged(req, 200, bt_buf_str(&b));
+    bt_buf_free(&b);
+}
+
+static void store_failed(struct bt_http_req *req, const struct bt_frontend *fe, enum bt_err err,
+                         const char *id, const char *why)
+{
+    char m[400];
+    if (err == BT_ENOTFOUND) {
+        snprintf(m, sizeof(m), "No key with id '%s'.", id ? id : "");
+        bt_api_fail(req, fe, 404, "key_not_found", NULL, m, BT_STR_NULL);
+    } else if (err == BT_EBUSY) {
+        bt_api_fail(req, fe, 409, "key_revoked", NULL, why, BT_STR_NULL);
+    } else if (err == BT_EINVAL) {
+        bt_api_fail(req, fe, 400, "invalid_key_field", NULL, why, BT_STR_NULL);
+    } else {
+        snprintf(m, sizeof(m), "The key store failed: %s", why);
+        bt_api_fail(req, fe, 500, "store_error", NULL, m, BT_STR_NULL);
+    }
+}
+
+/* The id in /admin/keys/ID: "key_" and 16 lowercase hex digits. */
+static bool id_ok(struct bt_str id)
+{
+    if (id.len != BT_KEY_ID_LEN || !bt_str_starts_with(id, BT_STR("key_"))) return false;
+    for (size_t i = 4; i < id.len; i++)
+        if (!((id.p[i] >= '0' && id.p[i] <= '9') || (id.p[i] >= 'a' && id.p[i] <= 'f')))
+            return false;
+    return true;
+}
+
+static void method_not_allowed(struct bt_http_req *req, const struct bt_frontend *fe,
+                               const char *allowed)
+{
+    char m[200];
+    snprintf(m, sizeof(m), "Method %.*s is not allowed here (allowed: %s).",
+             (int)(req->method.len > 20 ? 20 : req->method.len), req->method.p, allowed);
+    bt_api_fail(req, fe, 405, "method_not_allowed", NULL, m, BT_STR_NULL);
+}
+
+void bt_api_admin_keys(struct bt_http_req *req, struct bt_worker *w, const struct bt_frontend *fe)
+{
+    if (!w->keys) {
+        bt_api_fail(req, fe, 503, "store_unavailable", NULL, "This server has no key store.",
+                    BT_STR_NULL);
+        return;
+    }
+    char why[400] = "";
+    int64_t now = (int64_t)time(NULL);
+    struct bt_key_rec k;
+    enum bt_err err;
+    if (bt_str_eq_c(req->path, "/admin/keys")) {
+        if (bt_str_eq_c(req->method, "GET")) {
+            struct bt_key_list l;
+            if ((err = bt_keys_list(w->keys, &l, why, sizeof(why)))) {
+                store_failed(req, fe, err, NULL, why);
+                return;
+            }
+            answer_list(req, fe, &l);
+            bt_key_list_free(&l);
+        } else if (bt_str_eq_c(req->method, "POST")) {
+            struct bt_key_patch p;
+            /* An empty body is an empty object: every field optional. */
+            struct bt_str body = req->body.len ? req->body : BT_STR("{}");
+            err = bt_key_patch_parse(body, now, &p, why, sizeof(why));
+            char key[BT_KEY_LEN + 1];
+            if (!err) err = bt_keys_create(w->keys, &p, key, &k, why, sizeof(why));
+            bt_key_patch_free(&p);
+            if (err) {
+                store_failed(req, fe, err, NULL, why);
+                return;
+            }
+            answer_key(req, 201, &k, key);
+            memset(key, 0, sizeof(key));
+            bt_key_rec_free(&k);
+        } else {
+            method_not_allowed(req, fe, "GET, POST");
+        }
+        return;
+    }
+    struct bt_str ids = {req->path.p + 12, req->path.len - 12}; /* after "/admin/keys/" */
+    if (!id_ok(ids)) {
+        bt_api_fail(req, fe, 404, "key_not_found",
+                    NULL, "No such key: ids look like key_0123456789abcdef.", BT_STR_NULL);
+        return;
+    }
+    char id[BT_KEY_ID_LEN + 1];
+    memcpy(id, ids.p, ids.len);
+    id[ids.len] = 0;
+    if (bt_str_eq_c(req->method, "GET")) {
+        err = bt_keys_get(w->keys, id, &k, why, sizeof(why));
+    } else if (bt_str_eq_c(req->method, "PATCH")) {
+        struct bt_key_patch p;
+        err = bt_key_patch_parse(req->body, now, &p, why, sizeof(why));
+        if (!err) err = bt_keys_update(w->keys, id, &p, &k, why, sizeof(why));
+        bt_key_patch_free(&p);
+    } else if (bt_str_eq_c(req->method, "DELETE")) {
+        err = bt_keys_revoke(w->keys, id, &k, why, sizeof(why));
+    } else {
+        method_not_allowed(req, fe, "GET, PATCH, DELETE");
+        return;
+    }
+    if (err) {
+        store_failed(req, fe, err, id, why);
+        return;
+    }
+    answer_key(req, 200, &k, NULL);
+    bt_key_rec_free(&k);
+}

@@ -1,0 +1,175 @@
+/* Virtual keys: making one (`sk-bt-` + 43 random base64url characters, kept
+ * only as its SHA-256), the fields a caller may set (parsed from JSON, the
+ * admin API's and the command line's one validator), their JSON form, the
+ * in-memory table workers look keys up in, and the service that keeps that
+ * table in step with the store.
+ *
+ * The table (`struct bt_keytab`) is an immutable, refcounted snapshot: a hash
+ * table on the key's digest. The service (`struct bt_keys`) owns a store
+ * handle and a thread that rebuilds the table whenever the store changed
+ * (polled every BT_KEYS_POLL_MS: a key written by another instance or by
+ * `baton keys` takes effect within a second) and swaps it in; a worker picks
+ * the new one up at its next request, taking the table lock only when the
+ * generation changed. Admin writes made through bt_keys_* run on the caller's
+ * thread (the admin path, see docs/internals/store.md) and rebuild the table
+ * before they return. Nothing here is called with SQLite on a /v1 path: a
+ * lookup is bt_keys_current + bt_keytab_find. */
+#ifndef BT_STORE_KEYS_H
+#define BT_STORE_KEYS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/str.h"
+#include "json/json.h"
+#include "store/store.h"
+
+#define BT_KEY_PREFIX "sk-bt-"
+#define BT_KEY_LEN 49          /* "sk-bt-" + 43 */
+#define BT_KEYS_POLL_MS 250
+
+/* ---- keys ---- */
+
+/* SHA-256 of `key` into out. */
+void bt_key_hash(struct bt_str key, unsigned char out[BT_KEY_HASH_LEN]);
+/* A new random key into key[BT_KEY_LEN + 1], and k's id, hash and prefix from
+ * it. BT_EIO when the system's random source fails. */
+enum bt_err bt_key_generate(char key[BT_KEY_LEN + 1], struct bt_key_rec *k);
+/* True when `k` may be used at unix time `now`: not revoked, not expired. */
+bool bt_key_active(const struct bt_key_rec *k, int64_t now);
+/* "active", "revoked" or "expired". */
+const char *bt_key_status(const struct bt_key_rec *k, int64_t now);
+/* True when `k` may use the public model `model` (no models list: every one). */
+bool bt_key_allows_model(const struct bt_key_rec *k, struct bt_str model);
+
+/* ---- the fields a caller sets ---- */
+
+enum {
+    BT_KF_USER = 1u << 0,
+    BT_KF_TEAM = 1u << 1,
+    BT_KF_MODELS = 1u << 2,
+    BT_KF_RPM = 1u << 3,
+    BT_KF_TPM = 1u << 4,
+    BT_KF_CONCURRENCY = 1u << 5,
+    BT_KF_BUDGET = 1u << 6,
+    BT_KF_PERIOD = 1u << 7,
+    BT_KF_EXPIRES = 1u << 8,
+    BT_KF_METADATA = 1u << 9,
+};
+
+/* Which fields a request sets (`set` bits) and to what (`v`; null in the JSON
+ * = the field's unset value). `v` owns its strings. */
+struct bt_key_patch {
+    uint32_t set;
+    struct bt_key_rec v;
+};
+
+/* Parses a JSON object of key fields (user, team, models, rpm, tpm,
+ * concurrency, budget_usd, budget_period, expires_at, metadata; all optional,
+ * null clears) into *p, strictly: unknown or repeated fields, wrong types and
+ * out-of-range values are refused with a message in why naming the field.
+ * budget_usd is a decimal number with at most 6 places (kept exactly, in
+ * micro-USD); expires_at is unix seconds or an RFC 3339 time
+ * (2027-01-31T00:00:00Z, or with an offset). `now` refuses an expiry in the
+ * past. BT_EINVAL (bad input), BT_ENOMEM. *p is initialised either way and
+ * freed with bt_key_patch_free. */
+enum bt_err bt_key_patch_parse(struct bt_str json, int64_t now, struct bt_key_patch *p, char *why,
+                               size_t whycap);
+/* Moves the fields set in p into k (freeing what they replace); p keeps the
+ * rest. A budget without a period gets `month`. */
+void bt_key_patch_apply(struct bt_key_rec *k, struct bt_key_patch *p);
+void bt_key_patch_free(struct bt_key_patch *p);
+
+/* Writes k as a JSON object (id, object, key_prefix, user, team, models, rpm,
+ * tpm, concurrency, budget_usd, budget_period, expires_at, metadata,
+ * created_at, updated_at, revoked_at, status), with "key" first when `key` is
+ * not NULL (only the answer that creates it). Never the hash. */
+void bt_key_write_json(struct bt_jw *w, const struct bt_key_rec *k, int64_t now, const char *key);
+
+/* ---- limits in process memory ---- */
+
+/* A key's counters, shared by the workers of one process through atomics and
+ * kept by the key service across table swaps (one per key id). */
+struct bt_key_live {
+    atomic_int inflight;             /* requests admitted and not finished */
+    atomic_uint_fast64_t window;     /* the minute `count` counts (unix minutes) */
+    atomic_uint count;               /* requests admitted in that minute */
+};
+
+/* Admits one request of key `k` at unix time `now` against its rpm and
+ * concurrency (unset limits: no check; no `live`: no check). True with the
+ * request counted (then *held is set when it holds a concurrency slot, to give
+ * back with bt_key_release when it ends). False with *which ("rpm" or
+ * "concurrency") and *retry_after (seconds) when over a limit: nothing is
+ * held. The minute is a fixed window: up to rpm requests per calendar minute. */
+bool bt_key_take(const struct bt_key_rec *k, int64_t now, bool *held, const char **which,
+                 int64_t *retry_after);
+/* Gives back a concurrency slot taken by bt_key_take (ud: the key's live). */
+void bt_key_release(void *live);
+
+/* ---- the table ---- */
+
+struct bt_keytab;
+/* The i-th record of t (i < bt_keytab_count): for the service, to attach live
+ * counters before the table is published. */
+struct bt_key_rec *bt_keytab_rec(struct bt_keytab *t, size_t i);
+
+/* Builds a table of the active and not-yet-expired-or-expired (expiry is
+ * checked at lookup) keys of `l`, taking the records it keeps out of l (the
+ * rest stay in l, which the caller frees). refs == 1. BT_ENOMEM. */
+enum bt_err bt_keytab_build(struct bt_key_list *l, struct bt_keytab **out);
+/* The record whose digest is `hash` (compared in constant time), or NULL.
+ * Valid while the caller holds its reference to `t`. */
+const struct bt_key_rec *bt_keytab_find(const struct bt_keytab *t,
+                                        const unsigned char hash[BT_KEY_HASH_LEN]);
+size_t bt_keytab_count(const struct bt_keytab *t);
+struct bt_keytab *bt_keytab_ref(struct bt_keytab *t);
+void bt_keytab_unref(struct bt_keytab *t);
+
+/* ---- the service ---- */
+
+struct bt_keys;
+
+/* Opens the SQLite store at `path` (creating and migrating it), loads the
+ * table and starts the refresh thread. On failure `why` says why. */
+enum bt_err bt_keys_start(const char *path, struct bt_keys **out, char *why, size_t whycap);
+/* Stops the thread and frees the service, the keys' live counters included:
+ * only once no worker uses a table of it (they point at those counters).
+ * NULL: no-op. */
+void bt_keys_stop(struct bt_keys *k);
+/* The current table for a worker that caches one: when the service's
+ * generation differs from *gen, *cached is replaced (old ref dropped, new one
+ * taken). Returns *cached (NULL when k is NULL). Lock-free unless the table
+ * changed. */
+struct bt_keytab *bt_keys_current(struct bt_keys *k, struct bt_keytab **cached, uint64_t *gen);
+/* Rebuilds the table from the store now if the store changed (`force`: in any
+ * case). */
+enum bt_err bt_keys_refresh(struct bt_keys *k, bool force);
+
+/* Admin operations, synchronous, on the caller's thread; each rebuilds the
+ * table before returning. Messages go to why. */
+/* Creates a key from p; key_out gets the key (shown once), *out the record. */
+enum bt_err bt_keys_create(struct bt_keys *k, struct bt_key_patch *p, char key_out[BT_KEY_LEN + 1],
+                           struct bt_key_rec *out, char *why, size_t whycap);
+enum bt_err bt_keys_get(struct bt_keys *k, const char *id, struct bt_key_rec *out, char *why,
+                        size_t whycap);
+enum bt_err bt_keys_list(struct bt_keys *k, struct bt_key_list *out, char *why, size_t whycap);
+/* BT_ENOTFOUND for an unknown id, BT_EBUSY for a revoked key. */
+enum bt_err bt_keys_update(struct bt_keys *k, const char *id, struct bt_key_patch *p,
+                           struct bt_key_rec *out, char *why, size_t whycap);
+/* Revokes (idempotent: revoking twice keeps the first time). BT_ENOTFOUND. */
+enum bt_err bt_keys_revoke(struct bt_keys *k, const char *id, struct bt_key_rec *out, char *why,
+                           size_t whycap);
+
+/* The same operations on a store handle, for `baton keys` (no service, no
+ * thread). */
+enum bt_err bt_store_key_create(struct bt_store *s, struct bt_key_patch *p,
+                                char key_out[BT_KEY_LEN + 1], struct bt_key_rec *out, char *why,
+                                size_t whycap);
+enum bt_err bt_store_key_update(struct bt_store *s, const char *id, struct bt_key_patch *p,
+                                struct bt_key_rec *out, char *why, size_t whycap);
+enum bt_err bt_store_key_revoke(struct bt_store *s, const char *id, struct bt_key_rec *out,
+                                char *why, size_t whycap);
+
+#endif

@@ -1,0 +1,435 @@
+/* The SQLite backend of the store: one file, WAL journal (readers never wait
+ * for the writer; several processes may share it), a busy timeout so a write
+ * from `baton keys` and one from a server wait for each other instead of
+ * failing, and a versioned schema: `schema_migrations` records each migration
+ * applied, each in its own IMMEDIATE transaction, so two processes opening a
+ * new file at once apply it once. A file written by a newer baton (a version
+ * this build does not know) is refused rather than guessed at. */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/arena.h"
+#include "core/buf.h"
+#include "json/json.h"
+#include "store/store.h"
+
+#define BUSY_TIMEOUT_MS 5000
+
+struct sq {
+    struct bt_store base;   /* first: a struct bt_store * is a struct sq * */
+    sqlite3 *db;
+    int64_t data_version;   /* PRAGMA data_version last seen; -1 none yet */
+};
+
+/* Each migration takes the schema from version i to i + 1. Append only. */
+static const char *const migrations[] = {
+    /* 1: virtual keys */
+    "CREATE TABLE keys ("
+    " id TEXT PRIMARY KEY,"
+    " hash BLOB NOT NULL UNIQUE,"
+    " prefix TEXT NOT NULL,"
+    " user TEXT, team TEXT,"
+    " models TEXT,"                 /* JSON array of names; NULL = every model */
+    " rpm INTEGER, tpm INTEGER, concurrency INTEGER,"
+    " budget_micro_usd INTEGER,"    /* millionths of a US dollar: exact */
+    " budget_period TEXT,"
+    " expires_at INTEGER,"
+    " metadata TEXT,"               /* JSON object */
+    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+    " revoked_at INTEGER)",
+};
+#define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+int bt_store_schema_version(void)
+{
+    return NMIGRATIONS;
+}
+
+static enum bt_err fail(struct sq *q, const char *what)
+{
+    snprintf(q->base.errmsg, sizeof(q->base.errmsg), "%s: %s", what,
+             q->db ? sqlite3_errmsg(q->db) : "no database");
+    return BT_EIO;
+}
+
+static enum bt_err exec_sql(struct sq *q, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(q->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(q->base.errmsg, sizeof(q->base.errmsg), "%s", msg ? msg : "sqlite error");
+        sqlite3_free(msg);
+        return BT_EIO;
+    }
+    return BT_OK;
+}
+
+static int current_version(struct sq *q, int *out)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1,
+                           &st, NULL) != SQLITE_OK)
+        return -1;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *out = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static enum bt_err migrate(struct sq *q)
+{
+    enum bt_err err = exec_sql(q, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                  " version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+    if (err) return err;
+    for (;;) {
+        if ((err = exec_sql(q, "BEGIN IMMEDIATE"))) return err;
+        int v = 0;
+        if (current_version(q, &v)) {
+            err = fail(q, "reading the schema version");
+            goto rollback;
+        }
+        if (v > NMIGRATIONS) {
+            snprintf(q->base.errmsg, sizeof(q->base.errmsg),
+                     "the store's schema is version %d, newer than this baton knows (%d)", v,
+                     NMIGRATIONS);
+            err = BT_EINVAL;
+            goto rollback;
+        }
+        if (v == NMIGRATIONS) return exec_sql(q, "COMMIT");
+        if ((err = exec_sql(q, migrations[v]))) goto rollback;
+        char sql[128];
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO schema_migrations(version, applied_at) VALUES (%d, %lld)", v + 1,
+                 (long long)time(NULL));
+        if ((err = exec_sql(q, sql))) goto rollback;
+        if ((err = exec_sql(q, "COMMIT"))) goto rollback;
+    }
+rollback:
+    sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+    return err;
+}
+
+/* ---- binding and reading a record ---- */
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s) sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+    else sqlite3_bind_null(st, i);
+}
+
+static void bind_i64(sqlite3_stmt *st, int i, int64_t v, int64_t unset)
+{
+    if (v == unset) sqlite3_bind_null(st, i);
+    else sqlite3_bind_int64(st, i, v);
+}
+
+/* The models list as a JSON array (malloc'd), or NULL with *oom false when
+ * there is none. */
+static char *models_json(const struct bt_key_rec *k, bool *oom)
+{
+    *oom = false;
+    if (!k->models) return NULL;
+    struct bt_buf b;
+    bt_buf_init(&b, 1u << 20);
+    struct bt_jw w;
+    bt_jw_init(&w, &b);
+    bt_jw_arr_begin(&w);
+    for (size_t i = 0; i < k->nmodels; i++) bt_jw_cstr(&w, k->models[i]);
+    bt_jw_arr_end(&w);
+    if (w.err || bt_buf_cstr(&b)) {
+        bt_buf_free(&b);
+        *oom = true;
+        return NULL;
+    }
+    return bt_buf_steal(&b, NULL);
+}
+
+/* Binds the mutable fields at ?1..?11 (user .. updated_at, revoked_at). */
+static enum bt_err bind_fields(sqlite3_stmt *st, const struct bt_key_rec *k, int first)
+{
+    bool oom;
+    char *models = models_json(k, &oom);
+    if (oom) return BT_ENOMEM;
+    bind_text(st, first + 0, k->user);
+    bind_text(st, first + 1, k->team);
+    bind_text(st, first + 2, models);
+    bind_i64(st, first + 3, k->rpm, -1);
+    bind_i64(st, first + 4, k->tpm, -1);
+    bind_i64(st, first + 5, k->concurrency, -1);
+    bind_i64(st, first + 6, k->budget_micro_usd, -1);
+    bind_text(st, first + 7, bt_budget_period_name(k->budget_period));
+    bind_i64(st, first + 8, k->expires_at, 0);
+    bind_text(st, first + 9, k->metadata);
+    sqlite3_bind_int64(st, first + 10, k->updated_at);
+    bind_i64(st, first + 11, k->revoked_at, 0);
+    free(models);
+    return BT_OK;
+}
+
+#define COLUMNS                                                                                \
+    "id, hash, prefix, user, team, models, rpm, tpm, concurrency, budget_micro_usd, "          \
+    "budget_period, expires_at, metadata, created_at, updated_at, revoked_at"
+
+static char *col_dup(sqlite3_stmt *st, int i, bool *oom)
+{
+    if (sqlite3_column_type(st, i) == SQLITE_NULL) return NULL;
+    const unsigned char *t = sqlite3_column_text(st, i);
+    int n = sqlite3_column_bytes(st, i);
+    char *s = malloc((size_t)n + 1);
+    if (!s) {
+        *oom = true;
+        return NULL;
+    }
+    memcpy(s, t ? (const char *)t : "", (size_t)n);
+    s[n] = 0;
+    return s;
+}
+
+static int64_t col_i64(sqlite3_stmt *st, int i, int64_t unset)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? unset : sqlite3_column_int64(st, i);
+}
+
+/* Parses a stored models array into k. False when it is not an array of strings. */
+static bool parse_models(struct bt_key_rec *k, const char *text, bool *oom)
+{
+    struct bt_arena a;
+    bt_arena_init(&a, 4096, 4u << 20);
+    struct bt_json_doc doc;
+    bool ok = false;
+    if (bt_json_parse(&doc, text, strlen(text), &a, NULL, NULL) || bt_json_type(&doc, 0) !=
+        BT_JSON_ARRAY)
+        goto out;
+    size_t n = doc.toks[0].size;
+    k->models = calloc(n ? n : 1, sizeof(char *));
+    if (!k->models) {
+        *oom = true;
+        goto out;
+    }
+    for (int t = bt_json_first(&doc, 0); t >= 0 && k->nmodels < n; t = (int)doc.toks[t].next) {
+        struct bt_str s;
+        if (bt_json_str(&doc, t, &a, &s)) goto out;
+        k->models[k->nmodels] = bt_str_dup(s);
+        if (!k->models[k->nmodels]) {
+            *oom = true;
+            goto out;
+        }
+        k->nmodels++;
+    }
+    ok = k->nmodels == n;
+out:
+    bt_arena_free(&a);
+    return ok;
+}
+
+static enum bt_err read_row(struct sq *q, sqlite3_stmt *st, struct bt_key_rec *k)
+{
+    bt_key_rec_init(k);
+    bool oom = false;
+    const unsigned char *id = sqlite3_column_text(st, 0);
+    const void *hash = sqlite3_column_blob(st, 1);
+    const unsigned char *prefix = sqlite3_column_text(st, 2);
+    if (!id || !hash || sqlite3_column_bytes(st, 1) != BT_KEY_HASH_LEN || !prefix) {
+        snprintf(q->base.errmsg, sizeof(q->base.errmsg), "a key row is damaged");
+        return BT_EPARSE;
+    }
+    snprintf(k->id, sizeof(k->id), "%s", (const char *)id);
+    memcpy(k->hash, hash, BT_KEY_HASH_LEN);
+    snprintf(k->prefix, sizeof(k->prefix), "%s", (const char *)prefix);
+    k->user = col_dup(st, 3, &oom);
+    k->team = col_dup(st, 4, &oom);
+    char *models = col_dup(st, 5, &oom);
+    if (models && !parse_models(k, models, &oom) && !oom) {
+        free(models);
+        bt_key_rec_free(k);
+        snprintf(q->base.errmsg, sizeof(q->base.errmsg), "key %s: its models are damaged",
+                 (const char *)id);
+        return BT_EPARSE;
+    }
+    free(models);
+    k->rpm = col_i64(st, 6, -1);
+    k->tpm = col_i64(st, 7, -1);
+    k->concurrency = col_i64(st, 8, -1);
+    k->budget_micro_usd = col_i64(st, 9, -1);
+    const unsigned char *per = sqlite3_column_text(st, 10);
+    if (per) bt_budget_period_parse((const char *)per, strlen((const char *)per), &k->budget_period);
+    k->expires_at = col_i64(st, 11, 0);
+    k->metadata = col_dup(st, 12, &oom);
+    k->created_at = col_i64(st, 13, 0);
+    k->updated_at = col_i64(st, 14, 0);
+    k->revoked_at = col_i64(st, 15, 0);
+    if (oom) {
+        bt_key_rec_free(k);
+        return BT_ENOMEM;
+    }
+    return BT_OK;
+}
+
+/* ---- operations ---- */
+
+static enum bt_err sq_insert(struct bt_store *s, const struct bt_key_rec *k)
+{
+    struct sq *q = (struct sq *)s;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db,
+                           "INSERT INTO keys (id, hash, prefix, created_at, user, team, models, "
+                           "rpm, tpm, concurrency, budget_micro_usd, budget_period, expires_at, "
+                           "metadata, updated_at, revoked_at) VALUES "
+                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(q, "inserting a key");
+    sqlite3_bind_text(st, 1, k->id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, 2, k->hash, BT_KEY_HASH_LEN, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, k->prefix, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 4, k->created_at);
+    enum bt_err err = bind_fields(st, k, 5);
+    if (!err && sqlite3_step(st) != SQLITE_DONE) err = fail(q, "inserting a key");
+    sqlite3_finalize(st);
+    return err;
+}
+
+static enum bt_err sq_update(struct bt_store *s, const struct bt_key_rec *k)
+{
+    struct sq *q = (struct sq *)s;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db,
+                           "UPDATE keys SET user = ?2, team = ?3, models = ?4, rpm = ?5, tpm = ?6, "
+                           "concurrency = ?7, budget_micro_usd = ?8, budget_period = ?9, "
+                           "expires_at = ?10, metadata = ?11, updated_at = ?12, revoked_at = ?13 "
+                           "WHERE id = ?1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(q, "updating a key");
+    sqlite3_bind_text(st, 1, k->id, -1, SQLITE_TRANSIENT);
+    enum bt_err err = bind_fields(st, k, 2);
+    if (!err && sqlite3_step(st) != SQLITE_DONE) err = fail(q, "updating a key");
+    if (!err && sqlite3_changes(q->db) == 0) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "no key %s", k->id);
+        err = BT_ENOTFOUND;
+    }
+    sqlite3_finalize(st);
+    return err;
+}
+
+static enum bt_err sq_get(struct bt_store *s, const char *id, struct bt_key_rec *out)
+{
+    struct sq *q = (struct sq *)s;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db, "SELECT " COLUMNS " FROM keys WHERE id = ?1", -1, &st, NULL) !=
+        SQLITE_OK)
+        return fail(q, "reading a key");
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    enum bt_err err;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        err = read_row(q, st, out);
+    } else if (rc == SQLITE_DONE) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "no key %s", id);
+        err = BT_ENOTFOUND;
+    } else {
+        err = fail(q, "reading a key");
+    }
+    sqlite3_finalize(st);
+    return err;
+}
+
+static enum bt_err sq_list(struct bt_store *s, struct bt_key_list *out)
+{
+    struct sq *q = (struct sq *)s;
+    out->items = NULL;
+    out->n = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db, "SELECT " COLUMNS " FROM keys ORDER BY created_at, id", -1, &st,
+                           NULL) != SQLITE_OK)
+        return fail(q, "listing keys");
+    size_t cap = 0;
+    enum bt_err err = BT_OK;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (out->n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            struct bt_key_rec *ni = realloc(out->items, nc * sizeof(*ni));
+            if (!ni) {
+                err = BT_ENOMEM;
+                break;
+            }
+            out->items = ni;
+            cap = nc;
+        }
+        if ((err = read_row(q, st, &out->items[out->n]))) break;
+        out->n++;
+    }
+    if (!err && rc != SQLITE_DONE) err = fail(q, "listing keys");
+    sqlite3_finalize(st);
+    if (err) bt_key_list_free(out);
+    return err;
+}
+
+static enum bt_err sq_changed(struct bt_store *s, bool *changed)
+{
+    struct sq *q = (struct sq *)s;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db, "PRAGMA data_version", -1, &st, NULL) != SQLITE_OK)
+        return fail(q, "PRAGMA data_version");
+    enum bt_err err = BT_OK;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t v = sqlite3_column_int64(st, 0);
+        *changed = v != q->data_version;
+        q->data_version = v;
+    } else {
+        err = fail(q, "PRAGMA data_version");
+    }
+    sqlite3_finalize(st);
+    return err;
+}
+
+static void sq_close(struct bt_store *s)
+{
+    struct sq *q = (struct sq *)s;
+    if (q->db) sqlite3_close(q->db);
+    free(q);
+}
+
+static const struct bt_store_ops sqlite_ops = {
+    .name = "sqlite",
+    .key_insert = sq_insert,
+    .key_get = sq_get,
+    .key_update = sq_update,
+    .key_list = sq_list,
+    .changed = sq_changed,
+    .close = sq_close,
+};
+
+enum bt_err bt_store_open_sqlite(const char *path, struct bt_store **out, char *why, size_t whycap)
+{
+    *out = NULL;
+    struct sq *q = calloc(1, sizeof(*q));
+    if (!q) {
+        snprintf(why, whycap, "out of memory");
+        return BT_ENOMEM;
+    }
+    q->base.ops = &sqlite_ops;
+    q->data_version = -1;
+    enum bt_err err = BT_OK;
+    if (sqlite3_open_v2(path, &q->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                        NULL) != SQLITE_OK) {
+        err = fail(q, "cannot open");
+        goto out;
+    }
+    sqlite3_busy_timeout(q->db, BUSY_TIMEOUT_MS);
+    /* WAL: readers and the writer do not block each other, across processes too. */
+    if ((err = exec_sql(q, "PRAGMA journal_mode=WAL"))) goto out;
+    if ((err = exec_sql(q, "PRAGMA synchronous=NORMAL"))) goto out;
+    if ((err = exec_sql(q, "PRAGMA foreign_keys=ON"))) goto out;
+    err = migrate(q);
+out:
+    if (err) {
+        snprintf(why, whycap, "%s: %s", path, q->base.errmsg);
+        sq_close(&q->base);
+        return err;
+    }
+    *out = &q->base;
+    return BT_OK;
+}
