@@ -8,6 +8,7 @@
 #include "api/pipeline.h"
 #include "core/time.h"
 #include "gate/gate.h"
+#include "route/choose.h"
 #include "route/health.h"
 
 /* ---- answering without a deployment ---- */
@@ -115,6 +116,7 @@ static void h_metrics(struct bt_http_req *req, struct bt_worker *w)
     bt_buf_init(&b, 64u << 20);
     enum bt_err err = w->metrics ? bt_metrics_render(w->metrics, &b) : BT_EINVAL;
     if (!err) err = bt_health_render(&b); /* per-deployment state (route/health.h) */
+    if (!err) err = bt_route_render_choices(w->cfg, &b); /* rules and routers (route/choose.h) */
     if (err) {
         bt_buf_free(&b);
         bt_api_fail(req, fe, 500, NULL, NULL, "metrics could not be rendered", BT_STR_NULL);

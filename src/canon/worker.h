@@ -16,6 +16,7 @@
 #include "upstream/upstream.h"
 
 struct bt_exec;
+struct bt_learn_scratch;
 struct bt_keys;   /* store/keys.h */
 struct bt_keytab;
 struct bt_key_rec;
@@ -31,6 +32,7 @@ struct bt_worker {
     struct bt_metrics_shard *mshard; /* this worker's counters */
     struct bt_config *cfg;        /* this worker's ref to the current snapshot */
     uint64_t rr;                  /* round-robin counter for routing */
+    struct bt_learn_scratch *learn; /* the learned router's working memory, made on first use */
     struct bt_keys *keys;         /* the key service (process-wide, borrowed); NULL: none */
     struct bt_keytab *keytab;     /* this worker's ref to the key table it last saw */
     uint64_t keys_gen;            /* the service's generation of `keytab` */

@@ -1,6 +1,7 @@
 #include "serve/worker.h"
 
 #include "api/dispatch.h"
+#include "learn/learn.h"
 #include "store/keys.h"
 
 enum bt_err bt_worker_open(struct bt_worker *w, atomic_uint *conn_count)
@@ -36,6 +37,8 @@ void bt_worker_close(struct bt_worker *w)
     if (w->up) bt_upstream_free(w->up);
     w->http = NULL;
     w->up = NULL;
+    bt_learn_scratch_free(w->learn);
+    w->learn = NULL;
     bt_keytab_unref(w->keytab);
     w->keytab = NULL;
 }
