@@ -95,27 +95,34 @@ size_t bt_str_decimal(char *buf, size_t cap, int64_t v, unsigned places)
 
 void bt_str_mask_password(const char *conninfo, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s", conninfo);
-    char *at = strchr(out, '@'), *scheme = strstr(out, "://");
-    if (scheme && at && at > scheme) {
-        char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
-        if (colon) {
-            size_t tail = strlen(at);
-            if ((size_t)(colon + 1 - out) + 3 + tail < cap) {
-                memmove(colon + 4, at, tail + 1);
-                memcpy(colon + 1, "***", 3);
-            }
-        }
+    /* The spans of conninfo to hide, found in the source (not in a copy that
+     * may be cut before the end of a password): a URI's password between the
+     * ':' after "://" and the '@', and the value of each password=. */
+    const char *hide_from[8], *hide_to[8];
+    int nh = 0;
+    const char *scheme = strstr(conninfo, "://");
+    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    if (scheme && at) {
+        const char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
+        if (colon) hide_from[nh] = colon + 1, hide_to[nh++] = at;
     }
-    char *pw = strstr(out, "password=");
-    if (pw) {
-        char *end = pw + 9;
+    for (const char *pw = strstr(conninfo, "password="); pw && nh < 8; pw = strstr(pw + 9, "password=")) {
+        const char *end = pw + 9;
         while (*end && *end != ' ') end++;
-        size_t tail = strlen(end);
-        if ((size_t)(pw + 9 - out) + 3 + tail < cap) {
-            memmove(pw + 12, end, tail + 1);
-            memcpy(pw + 9, "***", 3);
-        }
+        hide_from[nh] = pw + 9, hide_to[nh++] = end;
     }
+    size_t o = 0;
+    for (const char *p = conninfo; *p && o + 1 < cap;) {
+        int h = -1;
+        for (int i = 0; i < nh; i++)
+            if (p == hide_from[i]) h = i;
+        if (h >= 0) {
+            for (int k = 0; k < 3 && o + 1 < cap; k++) out[o++] = '*';
+            p = hide_to[h];
+            continue;
+        }
+        out[o++] = *p++;
+    }
+    if (cap) out[o] = 0;
 }
 

@@ -138,30 +138,12 @@ static void p_i64(struct params *p, int i, int64_t v, int64_t unset)
     p->v[i] = p->num[i];
 }
 
-static char *models_json(const struct bt_key_rec *k, bool *oom)
-{
-    *oom = false;
-    if (!k->models) return NULL;
-    struct bt_buf b;
-    bt_buf_init(&b, 1u << 20);
-    struct bt_jw w;
-    bt_jw_init(&w, &b);
-    bt_jw_arr_begin(&w);
-    for (size_t i = 0; i < k->nmodels; i++) bt_jw_cstr(&w, k->models[i]);
-    bt_jw_arr_end(&w);
-    if (w.err || bt_buf_cstr(&b)) {
-        bt_buf_free(&b);
-        *oom = true;
-        return NULL;
-    }
-    return bt_buf_steal(&b, NULL);
-}
 
 /* The mutable fields at $first.. (user .. revoked_at, 12 of them). */
 static enum bt_err p_fields(struct params *p, const struct bt_key_rec *k, int first)
 {
     bool oom;
-    p->models = models_json(k, &oom);
+    p->models = bt_key_models_json(k, &oom);
     if (oom) return BT_ENOMEM;
     p_text(p, first + 0, k->user);
     p_text(p, first + 1, k->team);
@@ -200,36 +182,6 @@ static int64_t col_i64(PGresult *r, int row, int i, int64_t unset)
     return PQgetisnull(r, row, i) ? unset : strtoll(PQgetvalue(r, row, i), NULL, 10);
 }
 
-static bool parse_models(struct bt_key_rec *k, const char *text, bool *oom)
-{
-    struct bt_arena a;
-    bt_arena_init(&a, 4096, 4u << 20);
-    struct bt_json_doc doc;
-    bool ok = false;
-    if (bt_json_parse(&doc, text, strlen(text), &a, NULL, NULL) ||
-        bt_json_type(&doc, 0) != BT_JSON_ARRAY)
-        goto out;
-    size_t n = doc.toks[0].size;
-    k->models = calloc(n ? n : 1, sizeof(char *));
-    if (!k->models) {
-        *oom = true;
-        goto out;
-    }
-    for (int t = bt_json_first(&doc, 0); t >= 0 && k->nmodels < n; t = (int)doc.toks[t].next) {
-        struct bt_str s;
-        if (bt_json_str(&doc, t, &a, &s)) goto out;
-        k->models[k->nmodels] = bt_str_dup(s);
-        if (!k->models[k->nmodels]) {
-            *oom = true;
-            goto out;
-        }
-        k->nmodels++;
-    }
-    ok = k->nmodels == n;
-out:
-    bt_arena_free(&a);
-    return ok;
-}
 
 /* The hash column of a text-format result is `\x` + hex: decoded in place of
  * PQgetvalue by read_rows' caller. */
@@ -265,7 +217,7 @@ static enum bt_err read_text_row(struct pg *q, PGresult *r, int row, struct bt_k
     snprintf(k->prefix, sizeof(k->prefix), "%s", PQgetvalue(r, row, 2));
     k->user = col_dup(r, row, 3, &oom);
     k->team = col_dup(r, row, 4, &oom);
-    if (!PQgetisnull(r, row, 5) && !parse_models(k, PQgetvalue(r, row, 5), &oom) && !oom) {
+    if (!PQgetisnull(r, row, 5) && !bt_key_models_parse(k, PQgetvalue(r, row, 5), &oom) && !oom) {
         bt_key_rec_free(k);
         snprintf(q->base.errmsg, sizeof(q->base.errmsg), "key %s: its models are damaged",
                  PQgetvalue(r, row, 0));

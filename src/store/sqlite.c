@@ -125,32 +125,12 @@ static void bind_i64(sqlite3_stmt *st, int i, int64_t v, int64_t unset)
     else sqlite3_bind_int64(st, i, v);
 }
 
-/* The models list as a JSON array (malloc'd), or NULL with *oom false when
- * there is none. */
-static char *models_json(const struct bt_key_rec *k, bool *oom)
-{
-    *oom = false;
-    if (!k->models) return NULL;
-    struct bt_buf b;
-    bt_buf_init(&b, 1u << 20);
-    struct bt_jw w;
-    bt_jw_init(&w, &b);
-    bt_jw_arr_begin(&w);
-    for (size_t i = 0; i < k->nmodels; i++) bt_jw_cstr(&w, k->models[i]);
-    bt_jw_arr_end(&w);
-    if (w.err || bt_buf_cstr(&b)) {
-        bt_buf_free(&b);
-        *oom = true;
-        return NULL;
-    }
-    return bt_buf_steal(&b, NULL);
-}
 
 /* Binds the mutable fields at ?1..?11 (user .. updated_at, revoked_at). */
 static enum bt_err bind_fields(sqlite3_stmt *st, const struct bt_key_rec *k, int first)
 {
     bool oom;
-    char *models = models_json(k, &oom);
+    char *models = bt_key_models_json(k, &oom);
     if (oom) return BT_ENOMEM;
     bind_text(st, first + 0, k->user);
     bind_text(st, first + 1, k->team);
@@ -192,37 +172,6 @@ static int64_t col_i64(sqlite3_stmt *st, int i, int64_t unset)
     return sqlite3_column_type(st, i) == SQLITE_NULL ? unset : sqlite3_column_int64(st, i);
 }
 
-/* Parses a stored models array into k. False when it is not an array of strings. */
-static bool parse_models(struct bt_key_rec *k, const char *text, bool *oom)
-{
-    struct bt_arena a;
-    bt_arena_init(&a, 4096, 4u << 20);
-    struct bt_json_doc doc;
-    bool ok = false;
-    if (bt_json_parse(&doc, text, strlen(text), &a, NULL, NULL) || bt_json_type(&doc, 0) !=
-        BT_JSON_ARRAY)
-        goto out;
-    size_t n = doc.toks[0].size;
-    k->models = calloc(n ? n : 1, sizeof(char *));
-    if (!k->models) {
-        *oom = true;
-        goto out;
-    }
-    for (int t = bt_json_first(&doc, 0); t >= 0 && k->nmodels < n; t = (int)doc.toks[t].next) {
-        struct bt_str s;
-        if (bt_json_str(&doc, t, &a, &s)) goto out;
-        k->models[k->nmodels] = bt_str_dup(s);
-        if (!k->models[k->nmodels]) {
-            *oom = true;
-            goto out;
-        }
-        k->nmodels++;
-    }
-    ok = k->nmodels == n;
-out:
-    bt_arena_free(&a);
-    return ok;
-}
 
 static enum bt_err read_row(struct sq *q, sqlite3_stmt *st, struct bt_key_rec *k)
 {
@@ -241,7 +190,7 @@ static enum bt_err read_row(struct sq *q, sqlite3_stmt *st, struct bt_key_rec *k
     k->user = col_dup(st, 3, &oom);
     k->team = col_dup(st, 4, &oom);
     char *models = col_dup(st, 5, &oom);
-    if (models && !parse_models(k, models, &oom) && !oom) {
+    if (models && !bt_key_models_parse(k, models, &oom) && !oom) {
         free(models);
         bt_key_rec_free(k);
         snprintf(q->base.errmsg, sizeof(q->base.errmsg), "key %s: its models are damaged",

@@ -1,8 +1,12 @@
-/* What every backend shares: key records' lifetime and the budget period names. */
+/* What every backend shares: key records' lifetime, the stored form of a key's
+ * models list, the budget period names, and opening the configured backend. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/arena.h"
+#include "core/buf.h"
 #include "core/str.h"
+#include "json/json.h"
 #include "store/store.h"
 
 void bt_store_close(struct bt_store *s)
@@ -92,4 +96,54 @@ enum bt_err bt_store_open(const struct bt_store_where *w, struct bt_store **out,
 {
     if (w->postgres) return bt_store_open_postgres(w->postgres, out, why, whycap);
     return bt_store_open_sqlite(w->sqlite, out, why, whycap);
+}
+
+char *bt_key_models_json(const struct bt_key_rec *k, bool *oom)
+{
+    *oom = false;
+    if (!k->models) return NULL;
+    struct bt_buf b;
+    bt_buf_init(&b, 1u << 20);
+    struct bt_jw w;
+    bt_jw_init(&w, &b);
+    bt_jw_arr_begin(&w);
+    for (size_t i = 0; i < k->nmodels; i++) bt_jw_cstr(&w, k->models[i]);
+    bt_jw_arr_end(&w);
+    if (w.err || bt_buf_cstr(&b)) {
+        bt_buf_free(&b);
+        *oom = true;
+        return NULL;
+    }
+    return bt_buf_steal(&b, NULL);
+}
+
+bool bt_key_models_parse(struct bt_key_rec *k, const char *text, bool *oom)
+{
+    struct bt_arena a;
+    bt_arena_init(&a, 4096, 4u << 20);
+    struct bt_json_doc doc;
+    bool ok = false;
+    if (bt_json_parse(&doc, text, strlen(text), &a, NULL, NULL) || bt_json_type(&doc, 0) !=
+        BT_JSON_ARRAY)
+        goto out;
+    size_t n = doc.toks[0].size;
+    k->models = calloc(n ? n : 1, sizeof(char *));
+    if (!k->models) {
+        *oom = true;
+        goto out;
+    }
+    for (int t = bt_json_first(&doc, 0); t >= 0 && k->nmodels < n; t = (int)doc.toks[t].next) {
+        struct bt_str s;
+        if (bt_json_str(&doc, t, &a, &s)) goto out;
+        k->models[k->nmodels] = bt_str_dup(s);
+        if (!k->models[k->nmodels]) {
+            *oom = true;
+            goto out;
+        }
+        k->nmodels++;
+    }
+    ok = k->nmodels == n;
+out:
+    bt_arena_free(&a);
+    return ok;
 }

@@ -115,6 +115,13 @@ int bt_store_schema_version(void);
 /* Closes `s` (NULL: no-op). */
 void bt_store_close(struct bt_store *s);
 
+/* The models list of k as a JSON array (malloc'd), or NULL (with *oom false)
+ * when it has none: the form both backends store it in. */
+char *bt_key_models_json(const struct bt_key_rec *k, bool *oom);
+/* Parses a stored models array into k->models. False when it is not an array
+ * of strings (or memory ran out: *oom). */
+bool bt_key_models_parse(struct bt_key_rec *k, const char *text, bool *oom);
+
 /* Frees what `k` owns and zeroes it. */
 void bt_key_rec_free(struct bt_key_rec *k);
 /* A deep copy of `src` into *dst; BT_ENOMEM (dst then holds nothing). */

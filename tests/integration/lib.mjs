@@ -4,7 +4,7 @@
 //  - loopback ports from the documented range 20000-29999;
 //  - temp config files, `baton sim` and `baton serve` processes that are always killed;
 //  - HTTP helpers (fetch, raw sockets, SSE parsing) and the OpenAI SDK client.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -556,4 +556,32 @@ export function routingRows(n, seed, strong = 'strong-m', weak = 'weak-m') {
         out.push(JSON.stringify({ id: `r${seed}-${i}`, prompt, scores: { [strong]: s, [weak]: w } }));
     }
     return out.join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+// Starts a throwaway PostgreSQL cluster from the Debian packages: initdb into a
+// fresh directory under the test temp dir (owned by the postgres user, since
+// PostgreSQL refuses to run as root), listening on 127.0.0.1:PORT with trust
+// authentication. Returns {url, port, stop()}; stopped at exit too.
+export async function startPostgres() {
+    const bin = '/usr/lib/postgresql/15/bin';
+    const dir = mkdtempSync(join(tmpdir(), 'baton-pg-'));
+    const port = await freePort();
+    const asPg = (args) => {
+        const uid = process.getuid?.();
+        const cmd = uid === 0 ? ['runuser', ['-u', 'postgres', '--', ...args]] : [args[0], args.slice(1)];
+        const r = spawnSync(cmd[0], cmd[1], { encoding: 'utf8' });
+        if (r.status !== 0) throw new Error(`${args.join(' ')}: ${r.stderr || r.error}`);
+    };
+    if (process.getuid?.() === 0) spawnSync('chown', ['postgres:postgres', dir]);
+    asPg([`${bin}/initdb`, '-D', `${dir}/data`, '-A', 'trust', '-U', 'postgres', '--no-sync']);
+    asPg([`${bin}/pg_ctl`, '-D', `${dir}/data`, '-l', `${dir}/log`, '-w', '-t', '30', '-o',
+        `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start']);
+    const stop = () => {
+        try { asPg([`${bin}/pg_ctl`, '-D', `${dir}/data`, '-m', 'immediate', 'stop']); } catch { /* gone */ }
+        try { rmSync(dir, { recursive: true, force: true }); } catch { /* */ }
+    };
+    process.on('exit', stop);
+    return { url: `postgresql://postgres@127.0.0.1:${port}/postgres`, port, stop };
 }

@@ -112,8 +112,27 @@ TEST(strerror_total)
     CHECK_STR(bt_strerror(BT_ETOOBIG), "too large");
 }
 
+TEST(mask_password)
+{
+    char out[128];
+    bt_str_mask_password("postgresql://baton:s3cret@db:5432/x", out, sizeof(out));
+    CHECK_STR(out, "postgresql://baton:***@db:5432/x");
+    bt_str_mask_password("postgresql://baton@db/x", out, sizeof(out));
+    CHECK_STR(out, "postgresql://baton@db/x");
+    bt_str_mask_password("host=db user=baton password=s3cret dbname=x", out, sizeof(out));
+    CHECK_STR(out, "host=db user=baton password=*** dbname=x");
+    bt_str_mask_password("redis://:pw@h:6379/0", out, sizeof(out));
+    CHECK_STR(out, "redis://:***@h:6379/0");
+    /* too small for the result: cut, never the password shown whole */
+    bt_str_mask_password("postgresql://u:abcdefgh@h/x", out, 24);
+    CHECK_STR(out, "postgresql://u:***@h/x");
+    bt_str_mask_password("postgresql://u:abcdefgh@h/x", out, 19);
+    CHECK_STR(out, "postgresql://u:***");
+}
+
 int main(void)
 {
+    RUN(mask_password);
     RUN(str_basics);
     RUN(buf_cap_enforced);
     RUN(pct_decode);

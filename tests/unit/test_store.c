@@ -223,7 +223,8 @@ TEST(service_swaps_tables)
     REQUIRE(path);
     char why[600];
     struct bt_keys *ks = NULL;
-    REQUIRE(bt_keys_start(path, &ks, why, sizeof(why)) == BT_OK);
+    struct bt_store_where where = {path, NULL};
+    REQUIRE(bt_keys_start(&where, &ks, why, sizeof(why)) == BT_OK);
     struct bt_keytab *cached = NULL;
     uint64_t gen = 0;
     struct bt_keytab *t0 = bt_keys_current(ks, &cached, &gen);
