@@ -85,7 +85,8 @@ static enum bt_err migrate(struct pg *q)
         if ((err = run(q, sql, "taking the migration lock"))) goto rollback;
         PGresult *r = PQexec(q->conn, "SELECT COALESCE(MAX(version), 0) FROM baton_schema_migrations");
         int v = -1;
-        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) v = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+            v = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
         PQclear(r);
         if (v < 0) {
             err = fail(q, "reading the schema version");
