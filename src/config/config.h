@@ -69,6 +69,9 @@ struct bt_provider {
     char *proxy_shown;          /* the proxy URL with credentials masked, for messages */
     char *proxy_from;           /* "proxy" (the key) or the variable it came from, e.g. HTTPS_PROXY */
     struct bt_sim_cfg sim;      /* sim type only */
+    /* sim type: the wire it renders (`wire:` openai, anthropic or gemini), as
+     * the provider type that speaks it; 0 = openai. */
+    enum bt_provider_type sim_wire;
     /* anthropic: anthropic-version header (default "2023-06-01"); azure: the
      * api-version query parameter (required). NULL for other types. */
     char *api_version;

@@ -500,12 +500,13 @@ enum pkey {
     PK_API_VERSION,
     PK_MAX_TOKENS_DEFAULT,
     PK_MAX_TOKENS_PER_MODEL,
+    PK_WIRE,
 };
 static const char *const provider_keys[] = {
     "type",           "base_url",     "api_key",         "timeouts",    "seed",   "ttft",
     "tokens_per_sec", "reply_tokens", "embedding_dims",  "retry_after", "faults", "tls",
     "proxy",          "stream_check", "forward_headers", "anthropic_version", "api_version",
-    "max_tokens_default", "max_tokens_per_model", NULL};
+    "max_tokens_default", "max_tokens_per_model", "wire", NULL};
 
 const char *bt_provider_type_name(enum bt_provider_type t)
 {
@@ -742,6 +743,22 @@ static void load_provider(struct bt_cfg_loader *L, const struct bt_ynode *k,
         case PK_MAX_TOKENS_PER_MODEL:
             load_max_tokens_models(L, vv, p);
             break;
+        case PK_WIRE: {
+            char *t;
+            size_t tl;
+            if (!bt_cfg_get_string(L, vv, what, &t, &tl, NULL)) break;
+            if (strcmp(t, "openai") == 0)
+                p->sim_wire = BT_PROVIDER_OPENAI;
+            else if (strcmp(t, "anthropic") == 0)
+                p->sim_wire = BT_PROVIDER_ANTHROPIC;
+            else if (strcmp(t, "gemini") == 0)
+                p->sim_wire = BT_PROVIDER_GEMINI;
+            else
+                bt_cfg_err(L, vv, "%s: expected openai, anthropic or gemini, got \"%.*s\"", what,
+                           BT_CFG_SHOWN(tl), t);
+            free(t);
+            break;
+        }
         }
     }
     set_forward_defaults(L, p);

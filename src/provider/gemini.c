@@ -384,6 +384,9 @@ enum bt_err bt_gemini_encode_chat(const struct bt_chat *c, struct bt_arena *aren
     if ((c->given & BT_GIVEN_PARALLEL_TOOL_CALLS) && !c->parallel_tool_calls)
         return bt_wire_refuse(refused, "parallel_tool_calls",
                               "Gemini cannot be told to make one tool call at a time");
+    if ((c->given & BT_GIVEN_N) && c->n > 1 && c->stream)
+        return bt_wire_refuse(refused, "n",
+                              "Gemini streams one candidate: `n` above 1 needs stream: false");
     if ((c->given & BT_GIVEN_N) && (c->n < 1 || c->n > 8))
         return bt_wire_refuse(refused, "n", "Gemini gives 1 to 8 candidates (got %lld)",
                               (long long)c->n);

@@ -14,12 +14,13 @@
 
 const struct bt_adapter *bt_adapter_for(const struct bt_provider *p)
 {
-    switch (p->type) {
+    enum bt_provider_type t = p->type == BT_PROVIDER_SIM && p->sim_wire ? p->sim_wire : p->type;
+    switch (t) {
     case BT_PROVIDER_ANTHROPIC: return &bt_adapter_anthropic;
     case BT_PROVIDER_GEMINI: return &bt_adapter_gemini;
     case BT_PROVIDER_AZURE: return &bt_adapter_azure;
     case BT_PROVIDER_OPENAI:
-    case BT_PROVIDER_SIM: /* the simulator renders the OpenAI wire for now */
+    case BT_PROVIDER_SIM: /* the simulator renders the OpenAI wire unless `wire:` says */
         break;
     }
     return &bt_adapter_openai;

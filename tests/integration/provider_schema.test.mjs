@@ -6,12 +6,16 @@
 // ErrorResponse (so the fixtures are what Anthropic sends), and every Gemini
 // request body against tests/golden/gemini/request.schema.json, a JSON schema
 // derived by hand from Gemini's v1beta protos (the REST API has no OpenAPI
-// document in /work/shared/specs).
-import { readdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+// document in /work/shared/specs). And what the simulator renders in Anthropic's
+// wire (`type: sim, wire: anthropic`), dumped by the same unit test
+// (BATON_PROVIDER_DUMP), against the same schemas.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
-import { test, run, REPO, assert } from './lib.mjs';
+import { test, run, REPO, BATON, assert } from './lib.mjs';
 
 const SPEC = process.env.BATON_ANTHROPIC_SPEC ||
     resolve(REPO, '../shared/specs/anthropic-openapi.json');
@@ -82,6 +86,41 @@ test('Gemini request bodies validate against the schema derived from the protos'
     const v = a.compile(JSON.parse(readFileSync(join(GOLDEN, 'gemini/request.schema.json'), 'utf8')));
     for (const [f, text] of files('gemini/encode', '.expected.json')) check(v, JSON.parse(text), f);
     assert(!v({ contents: [{ role: 'assistant', parts: [{ text: 'x' }] }] }), 'role assistant validated');
+});
+
+// The simulator's replies, as test_provider_types renders them.
+function simDumps() {
+    const beside = join(dirname(BATON), 'tests', 'test_provider_types');
+    const bin = existsSync(beside) ? beside : join(REPO, 'build', 'release', 'tests', 'test_provider_types');
+    const dir = mkdtempSync(join(tmpdir(), 'baton-prov-'));
+    try {
+        execFileSync(bin, [], { cwd: REPO, env: { ...process.env, BATON_PROVIDER_DUMP: dir }, stdio: 'pipe' });
+        return readdirSync(dir).filter((f) => f.startsWith('sim-sa-')).sort()
+            .map((f) => [f, readFileSync(join(dir, f), 'utf8')]);
+    } finally {
+        rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+test('the simulator speaks Anthropic as the spec says (replies and stream events)', () => {
+    const msg = anthropic('Message'), ev = anthropic('MessageStreamEvent');
+    const dumps = simDumps();
+    assert(dumps.length === 4, `expected 4 simulated Anthropic replies, got ${dumps.length}`);
+    for (const [f, text] of dumps) {
+        if (f.endsWith('.json')) { check(msg, JSON.parse(text), f); continue; }
+        let n = 0;
+        for (const block of text.split('\n\n')) {
+            const lines = block.split('\n');
+            const data = lines.find((l) => l.startsWith('data: '));
+            const name = lines.find((l) => l.startsWith('event: '));
+            if (!data) continue;
+            const obj = JSON.parse(data.slice(6));
+            assert(name === `event: ${obj.type}`, `${f}: event name ${name} for ${obj.type}`);
+            check(ev, obj, `${f} ${obj.type}`);
+            n++;
+        }
+        assert(n >= 5, `${f}: only ${n} events`);
+    }
 });
 
 await run();

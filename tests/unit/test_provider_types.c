@@ -19,6 +19,7 @@
 #include "provider/gemini.h"
 #include "provider/openai_azure.h"
 #include "provider/provider.h"
+#include "sim/sim.h"
 
 #define GOLDEN "tests/golden"
 
@@ -587,6 +588,170 @@ TEST(provider_encode_paths)
     bt_config_unref(c);
 }
 
+/* ---- the simulator in each wire, read back by the adapter ---- */
+
+struct col {
+    int status;
+    struct bt_buf body;
+    enum bt_err err;
+    bool done;
+};
+
+static void c_head(void *ud, int status, const struct bt_http_header *h, size_t n)
+{
+    (void)h;
+    (void)n;
+    ((struct col *)ud)->status = status;
+}
+
+static void c_data(void *ud, const char *p, size_t n)
+{
+    bt_buf_append(&((struct col *)ud)->body, p, n);
+}
+
+static void c_done(void *ud, enum bt_err err, const char *detail)
+{
+    (void)detail;
+    struct col *c = ud;
+    c->err = err;
+    c->done = true;
+}
+
+static const struct bt_up_callbacks col_cbs = {c_head, c_data, c_done, NULL};
+
+/* Encodes an OpenAI-shaped request for provider `p` (a sim with `wire:`),
+ * runs it on the simulator, and returns the events its reply decodes into,
+ * as text. The raw reply goes to BATON_PROVIDER_DUMP as `sim-NAME`. */
+static void sim_run(const struct bt_provider *p, const char *body, const char *name,
+                    struct bt_buf *events, int *status, const char *fault)
+{
+    struct bt_arena arena;
+    bt_arena_init(&arena, 4096, 1u << 22);
+    struct bt_request r = {.api = BT_API_OPENAI, .op = BT_OP_CHAT,
+                           .body_bytes = (uint32_t)strlen(body)};
+    if (bt_json_parse(&r.doc, body, strlen(body), &arena, NULL, NULL) != BT_OK) {
+        H_FAIL("bad test body");
+        return;
+    }
+    struct bt_chat chat;
+    struct bt_chat_error cerr;
+    if (bt_openai_chat_decode(&r.doc, &arena, &chat, &cerr) != BT_OK) {
+        H_FAIL("decode: %s", cerr.message);
+        return;
+    }
+    r.chat = &chat;
+    r.stream = chat.stream;
+    struct bt_pbody pb;
+    bool added;
+    if (bt_provider_encode(p, &r, BT_STR("sim-model"), &arena, &pb, &added) != BT_OK) {
+        H_FAIL("encode: %s", pb.refused.message);
+        return;
+    }
+    const struct bt_adapter *ad = bt_adapter_for(p);
+    struct bt_sim_cfg cfg = p->sim;
+    if (fault) {
+        int f = bt_sim_fault_parse(bt_str_c(fault));
+        if (f == BT_SIM_FAULT_429) cfg.fault_429 = 1;
+        if (f == BT_SIM_FAULT_503) cfg.fault_503 = 1;
+        if (f == BT_SIM_FAULT_ERROR_EVENT) cfg.fault_error_event = 1;
+    }
+    struct bt_provider sp = *p;
+    sp.sim = cfg;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct col c = {0};
+    bt_buf_init(&c.body, 1u << 22);
+    struct bt_pcall call;
+    CHECK_INT(bt_provider_start(&sp, &loop, NULL, BT_OP_CHAT, r.stream, &pb, &col_cbs, &c, &call),
+              BT_OK);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    CHECK(c.done);
+    *status = c.status;
+    dump("sim", name, bt_buf_str(&c.body));
+    struct evlog log = {0};
+    bt_buf_init(&log.b, 1u << 20);
+    if (c.status != 200) {
+        struct bt_perror pe;
+        ad->decode_error(c.status, bt_buf_str(&c.body), &arena, &pe);
+        bt_buf_printf(&log.b, "HTTP %d %s\n", c.status, bt_outcome_name(pe.cls));
+    } else if (r.stream) {
+        int kinds[8];
+        feed_stream(ad, c.body.p ? c.body.p : "", c.body.len, c.body.len, &log, kinds);
+        CHECK(kinds[BT_EVK_INVALID] == 0);
+    } else {
+        struct bt_json_doc doc;
+        CHECK(bt_json_parse(&doc, c.body.p, c.body.len, &arena, NULL, NULL) == BT_OK);
+        ad->decode_reply(&doc, on_ev, &log);
+    }
+    bt_buf_append_str(events, bt_buf_str(&log.b));
+    bt_buf_free(&log.b);
+    bt_buf_free(&c.body);
+    bt_arena_free(&arena);
+}
+
+static bool has_line(const struct bt_buf *b, const char *prefix)
+{
+    return b->len && memmem(b->p, b->len, prefix, strlen(prefix)) != NULL;
+}
+
+TEST(sim_renders_each_wire)
+{
+    struct bt_config *c = load("providers:\n"
+                               "  sa: {type: sim, wire: anthropic, reply_tokens: 5}\n"
+                               "  sg: {type: sim, wire: gemini, reply_tokens: 5}\n");
+    REQUIRE(c);
+    const char *text = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]";
+    const char *tools = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"w?\"}],"
+                        "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
+                        "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":"
+                        "\"string\"}},\"required\":[\"city\"]}}}]";
+    const char *names[] = {"sa", "sg"};
+    for (int wi = 0; wi < 2; wi++) {
+        const struct bt_provider *p = bt_config_provider(c, bt_str_c(names[wi]));
+        REQUIRE(p);
+        for (int t = 0; t < 2; t++)
+            for (int stream = 0; stream < 2; stream++) {
+                char body[1024], name[64];
+                snprintf(body, sizeof body, "%s%s}", t ? tools : text,
+                         stream ? ",\"stream\":true" : "");
+                snprintf(name, sizeof name, "%s-%s-%s.%s", names[wi], t ? "tools" : "text",
+                         stream ? "stream" : "whole", stream ? "sse" : "json");
+                struct bt_buf ev;
+                bt_buf_init(&ev, 1u << 20);
+                int status = 0;
+                sim_run(p, body, name, &ev, &status, NULL);
+                CHECK_INT(status, 200);
+                bool ok = has_line(&ev, "START c=0") && has_line(&ev, "USAGE prompt=") &&
+                          has_line(&ev, "\nDONE") &&
+                          (t ? has_line(&ev, "TOOL_START c=0") && has_line(&ev, "TOOL_ARGS") &&
+                                   has_line(&ev, "FINISH c=0 tool_calls")
+                             : has_line(&ev, "TEXT c=0") && has_line(&ev, "FINISH c=0 stop"));
+                if (!ok) H_FAIL("%s: events:\n%.*s", name, (int)ev.len, ev.p ? ev.p : "");
+                bt_buf_free(&ev);
+            }
+        /* faults in the wire's own error shapes */
+        static const struct {
+            const char *fault, *want;
+        } faults[] = {{"429", "HTTP 429 rate_limit"}, {"503", "server_error"},
+                      {"error_event", "ERROR server_error"}};
+        for (size_t f = 0; f < 3; f++) {
+            char body[256];
+            snprintf(body, sizeof body, "%s,\"stream\":true}", text);
+            struct bt_buf ev;
+            bt_buf_init(&ev, 1u << 20);
+            int status = 0;
+            sim_run(p, body, "fault", &ev, &status, faults[f].fault);
+            if (!has_line(&ev, faults[f].want))
+                H_FAIL("%s fault %s: %.*s", names[wi], faults[f].fault, (int)ev.len,
+                       ev.p ? ev.p : "");
+            CHECK(!has_line(&ev, "DONE"));
+            bt_buf_free(&ev);
+        }
+    }
+    bt_config_unref(c);
+}
+
 int main(void)
 {
     RUN(anthropic_encode_golden);
@@ -598,5 +763,6 @@ int main(void)
     RUN(config_and_headers);
     RUN(config_refusals);
     RUN(provider_encode_paths);
+    RUN(sim_renders_each_wire);
     return HARNESS_DONE();
 }
