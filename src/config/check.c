@@ -23,7 +23,7 @@ static void mask_secret(const char *key, char *out, size_t cap)
 
 static void key_state(const struct bt_provider *p, char *out, size_t cap)
 {
-    if (p->type != BT_PROVIDER_OPENAI) {
+    if (p->type == BT_PROVIDER_SIM) {
         snprintf(out, cap, "-");
     } else if (p->api_key) {
         char m[48];
@@ -59,7 +59,7 @@ void bt_config_print_table(const struct bt_config *c, void *file)
     FILE *f = file;
     if (!c || !f) return;
     char dep[2 * BT_CFG_MAX_NAME + 80];
-    int wm = 5, wd = 10, wp = 4, wt = 4, wu = 8;
+    int wm = 5, wd = 10, wp = 4, wt = 6, wu = 8;
     for (size_t i = 0; i < c->nmodels; i++) {
         const struct bt_model *m = &c->models[i];
         wm = width_of(m->name, wm);
@@ -72,6 +72,7 @@ void bt_config_print_table(const struct bt_config *c, void *file)
     }
     for (size_t i = 0; i < c->nproviders; i++) {
         wp = width_of(c->providers[i].name, wp);
+        wt = width_of(bt_provider_type_name(c->providers[i].type), wt);
         wu = width_of(shown_url(&c->providers[i]), wu);
     }
     fprintf(f, "models (%zu):\n", c->nmodels);
@@ -125,20 +126,32 @@ void bt_config_print_table(const struct bt_config *c, void *file)
     }
     fprintf(f, "providers (%zu):\n", c->nproviders);
     if (c->nproviders)
-        fprintf(f, "  %-*s  %-*s  %-*s  %s\n", wp, "NAME", wt + 2, "TYPE", wu, "BASE_URL",
+        fprintf(f, "  %-*s  %-*s  %-*s  %s\n", wp, "NAME", wt, "TYPE", wu, "BASE_URL",
                 "API_KEY");
     for (size_t i = 0; i < c->nproviders; i++) {
         const struct bt_provider *p = &c->providers[i];
         char ks[BT_CFG_MAX_NAME + 96];
         key_state(p, ks, sizeof(ks));
-        fprintf(f, "  %-*s  %-*s  %-*s  %s\n", wp, p->name, wt + 2,
-                p->type == BT_PROVIDER_SIM ? "sim" : "openai", wu, shown_url(p), ks);
+        fprintf(f, "  %-*s  %-*s  %-*s  %s\n", wp, p->name, wt,
+                bt_provider_type_name(p->type), wu, shown_url(p), ks);
     }
     /* How each provider is reached, when it is not the default (system CAs,
      * verified, direct). Proxy credentials never show. */
     for (size_t i = 0; i < c->nproviders; i++) {
         const struct bt_provider *p = &c->providers[i];
-        if (p->type != BT_PROVIDER_OPENAI) continue;
+        if (p->type == BT_PROVIDER_SIM) continue;
+        if (p->type == BT_PROVIDER_ANTHROPIC) {
+            fprintf(f, "  %s: anthropic-version %s, max_tokens when the client gives none %u",
+                    p->name, p->api_version ? p->api_version : "?",
+                    (unsigned)p->max_tokens_default);
+            for (size_t j = 0; j < p->nmax_tokens_models; j++)
+                fprintf(f, "%s%s %u", j ? ", " : " (", p->max_tokens_models[j].model,
+                        (unsigned)p->max_tokens_models[j].max_tokens);
+            fprintf(f, "%s\n", p->nmax_tokens_models ? ")" : "");
+        }
+        if (p->type == BT_PROVIDER_AZURE)
+            fprintf(f, "  %s: api-version %s (deployment = the deployment's model id)\n", p->name,
+                    p->api_version ? p->api_version : "?");
         if (p->proxy_host)
             fprintf(f, "  %s: proxy %s (from %s)%s\n", p->name,
                     p->proxy_shown ? p->proxy_shown : "?", p->proxy_from ? p->proxy_from : "?",

@@ -20,6 +20,15 @@
 enum bt_provider_type {
     BT_PROVIDER_OPENAI = 1, /* any OpenAI-compatible server */
     BT_PROVIDER_SIM,        /* the built-in simulated provider */
+    BT_PROVIDER_ANTHROPIC,  /* Anthropic Messages API (x-api-key, anthropic-version) */
+    BT_PROVIDER_GEMINI,     /* Google AI Studio generateContent (x-goog-api-key) */
+    BT_PROVIDER_AZURE,      /* Azure OpenAI deployments (api-key, api-version) */
+};
+
+/* A default output cap for one upstream model id (anthropic max_tokens_per_model). */
+struct bt_model_max_tokens {
+    char *model;         /* upstream model id, as written */
+    uint32_t max_tokens;
 };
 
 /* Knobs of the simulated provider (type: sim). All optional. */
@@ -60,6 +69,18 @@ struct bt_provider {
     char *proxy_shown;          /* the proxy URL with credentials masked, for messages */
     char *proxy_from;           /* "proxy" (the key) or the variable it came from, e.g. HTTPS_PROXY */
     struct bt_sim_cfg sim;      /* sim type only */
+    /* sim type: the wire it renders (`wire:` openai, anthropic or gemini), as
+     * the provider type that speaks it; 0 = openai. */
+    enum bt_provider_type sim_wire;
+    /* anthropic: anthropic-version header (default "2023-06-01"); azure: the
+     * api-version query parameter (required). NULL for other types. */
+    char *api_version;
+    /* anthropic: max_tokens sent when the client gave none (Anthropic requires
+     * it): max_tokens_per_model's entry for the model, else max_tokens_default
+     * (default 4096). See bt_provider_max_tokens. */
+    uint32_t max_tokens_default;
+    struct bt_model_max_tokens *max_tokens_models; /* malloc'd, each model malloc'd */
+    size_t nmax_tokens_models;
     /* stream_check: full validates every relayed stream event as JSON; light (the
      * default) checks its framing and decodes only events that matter. */
     bool stream_check_full;
@@ -385,6 +406,12 @@ void bt_config_unref(struct bt_config *c);
 
 /* Looks up a public model name. NULL when absent. */
 const struct bt_model *bt_config_model(const struct bt_config *c, struct bt_str name);
+/* The type's name as the config writes it ("openai", "sim", "anthropic", ...). */
+const char *bt_provider_type_name(enum bt_provider_type t);
+/* The max_tokens an encoder sends `p` for upstream model `model` when the
+ * client gave none: max_tokens_per_model's entry, else max_tokens_default. */
+uint32_t bt_provider_max_tokens(const struct bt_provider *p, struct bt_str model);
+
 const struct bt_provider *bt_config_provider(const struct bt_config *c, struct bt_str name);
 
 /* A rule's conditions in words ("language ko (share >= 0.30), tools true"),

@@ -12,6 +12,8 @@
  * in the reply. A new provider type adds its row here (anthropic: anthropic-beta). */
 static const char *const openai_defaults[] = {"OpenAI-Organization", "OpenAI-Project",
                                               "OpenAI-Beta", "Idempotency-Key", NULL};
+static const char *const anthropic_defaults[] = {"anthropic-beta", NULL};
+static const char *const azure_defaults[] = {"Idempotency-Key", NULL};
 static const char *const no_defaults[] = {NULL};
 
 const char *const *bt_fwd_defaults(enum bt_provider_type t)
@@ -19,6 +21,11 @@ const char *const *bt_fwd_defaults(enum bt_provider_type t)
     switch (t) {
     case BT_PROVIDER_OPENAI:
         return openai_defaults;
+    case BT_PROVIDER_ANTHROPIC:
+        return anthropic_defaults;
+    case BT_PROVIDER_AZURE:
+        return azure_defaults;
+    case BT_PROVIDER_GEMINI:
     case BT_PROVIDER_SIM:
         break;
     }
@@ -27,7 +34,8 @@ const char *const *bt_fwd_defaults(enum bt_provider_type t)
 
 /* Names a list may never hold, by reason. Lower case. */
 static const char *const credentials[] = {
-    "authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", NULL};
+    "authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie",
+    NULL};
 static const char *const framing[] = {"host",       "content-length",   "transfer-encoding",
                                       "connection", "keep-alive",       "proxy-connection",
                                       "te",         "upgrade",          "trailer",

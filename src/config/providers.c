@@ -14,6 +14,21 @@
 #include "upstream/proxy.h"
 
 #define DEFAULT_BASE_URL "https://api.openai.com/v1"
+#define DEFAULT_ANTHROPIC_VERSION "2023-06-01"
+#define DEFAULT_MAX_TOKENS 4096
+
+/* A version string as the APIs write them: letters, digits, '-', '.', '_'. */
+static bool version_ok(const char *s, size_t n)
+{
+    if (!n || n > 64) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '-' || c == '.' || c == '_'))
+            return false;
+    }
+    return true;
+}
 
 /* ---- base_url ---- */
 
@@ -481,11 +496,80 @@ enum pkey {
     PK_PROXY,
     PK_STREAM_CHECK,
     PK_FORWARD_HEADERS,
+    PK_ANTHROPIC_VERSION,
+    PK_API_VERSION,
+    PK_MAX_TOKENS_DEFAULT,
+    PK_MAX_TOKENS_PER_MODEL,
+    PK_WIRE,
 };
 static const char *const provider_keys[] = {
     "type",           "base_url",     "api_key",         "timeouts",    "seed",   "ttft",
     "tokens_per_sec", "reply_tokens", "embedding_dims",  "retry_after", "faults", "tls",
-    "proxy",          "stream_check", "forward_headers", NULL};
+    "proxy",          "stream_check", "forward_headers", "anthropic_version", "api_version",
+    "max_tokens_default", "max_tokens_per_model", "wire", NULL};
+
+const char *bt_provider_type_name(enum bt_provider_type t)
+{
+    switch (t) {
+    case BT_PROVIDER_OPENAI: return "openai";
+    case BT_PROVIDER_SIM: return "sim";
+    case BT_PROVIDER_ANTHROPIC: return "anthropic";
+    case BT_PROVIDER_GEMINI: return "gemini";
+    case BT_PROVIDER_AZURE: return "azure";
+    }
+    return "?";
+}
+
+uint32_t bt_provider_max_tokens(const struct bt_provider *p, struct bt_str model)
+{
+    for (size_t i = 0; i < p->nmax_tokens_models; i++)
+        if (bt_str_eq_c(model, p->max_tokens_models[i].model))
+            return p->max_tokens_models[i].max_tokens;
+    return p->max_tokens_default ? p->max_tokens_default : DEFAULT_MAX_TOKENS;
+}
+
+/* The base_url a type has when none is written; NULL: it must be written. */
+static const char *default_base_url(enum bt_provider_type t)
+{
+    switch (t) {
+    case BT_PROVIDER_OPENAI: return DEFAULT_BASE_URL;
+    case BT_PROVIDER_ANTHROPIC: return "https://api.anthropic.com";
+    case BT_PROVIDER_GEMINI: return "https://generativelanguage.googleapis.com";
+    case BT_PROVIDER_AZURE:
+    case BT_PROVIDER_SIM: break;
+    }
+    return NULL;
+}
+
+/* max_tokens_per_model: {MODEL: N, ...} */
+static void load_max_tokens_models(struct bt_cfg_loader *L, const struct bt_ynode *v,
+                                   struct bt_provider *p)
+{
+    char ctx[BT_CFG_MAX_NAME + 40];
+    snprintf(ctx, sizeof(ctx), "provider \"%s\": max_tokens_per_model", p->name);
+    const struct bt_ynode *m = bt_cfg_as_map(L, v, ctx);
+    if (!m || m->n < 2) return;
+    p->max_tokens_models = calloc(m->n / 2, sizeof(*p->max_tokens_models));
+    if (!p->max_tokens_models) {
+        L->oom = true;
+        return;
+    }
+    for (size_t i = 0; i + 1 < m->n; i += 2) {
+        const struct bt_ynode *k = m->items[i], *vv = m->items[i + 1];
+        if (k->kind != BT_Y_SCALAR || !k->len) {
+            bt_cfg_err(L, k, "%s: a model id is expected as the key", ctx);
+            continue;
+        }
+        char what[2 * BT_CFG_MAX_NAME + 60];
+        snprintf(what, sizeof(what), "%s.%.*s", ctx, BT_CFG_SHOW(k));
+        uint64_t u = 0;
+        if (!bt_cfg_get_u64(L, vv, what, 1, 1000000, &u)) continue;
+        char *name = bt_cfg_dup(L, k->text, k->len);
+        if (!name) return;
+        p->max_tokens_models[p->nmax_tokens_models++] =
+            (struct bt_model_max_tokens){name, (uint32_t)u};
+    }
+}
 
 static bool provider_key_applies(int idx, enum bt_provider_type t)
 {
@@ -499,7 +583,13 @@ static bool provider_key_applies(int idx, enum bt_provider_type t)
     case PK_API_KEY:
     case PK_TLS:
     case PK_PROXY:
-        return t == BT_PROVIDER_OPENAI;
+        return t != BT_PROVIDER_SIM;
+    case PK_ANTHROPIC_VERSION:
+    case PK_MAX_TOKENS_DEFAULT:
+    case PK_MAX_TOKENS_PER_MODEL:
+        return t == BT_PROVIDER_ANTHROPIC;
+    case PK_API_VERSION:
+        return t == BT_PROVIDER_AZURE;
     default:
         return t == BT_PROVIDER_SIM;
     }
@@ -529,23 +619,27 @@ static void load_provider(struct bt_cfg_loader *L, const struct bt_ynode *k,
             tv = m->items[i + 1];
     }
     if (!tv || bt_ynode_is_null(tv)) {
-        bt_cfg_err(L, tv ? tv : k, "provider \"%s\": type is required (openai or sim)", p->name);
+        bt_cfg_err(L, tv ? tv : k,
+                   "provider \"%s\": type is required (openai, anthropic, gemini, azure or sim)",
+                   p->name);
     } else {
         char *t;
         size_t tl;
         if (bt_cfg_get_string(L, tv, "type", &t, &tl, NULL)) {
-            if (strcmp(t, "openai") == 0)
-                p->type = BT_PROVIDER_OPENAI;
-            else if (strcmp(t, "sim") == 0)
-                p->type = BT_PROVIDER_SIM;
-            else
-                bt_cfg_err(L, tv, "provider \"%s\": unknown type \"%.*s\" (expected openai or sim)",
+            for (int ty = BT_PROVIDER_OPENAI; ty <= BT_PROVIDER_AZURE; ty++)
+                if (strcmp(t, bt_provider_type_name((enum bt_provider_type)ty)) == 0)
+                    p->type = (enum bt_provider_type)ty;
+            if (!p->type)
+                bt_cfg_err(L, tv,
+                           "provider \"%s\": unknown type \"%.*s\" (expected openai, anthropic, "
+                           "gemini, azure or sim)",
                            p->name, BT_CFG_SHOWN(tl), t);
             free(t);
         }
     }
 
-    const struct bt_ynode *key_node = NULL, *url_node = NULL, *tls_node = NULL, *proxy_node = NULL;
+    const struct bt_ynode *key_node = NULL, *url_node = NULL, *tls_node = NULL, *proxy_node = NULL,
+                          *version_node = NULL;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
         const struct bt_ynode *kk = m->items[i], *vv = m->items[i + 1];
         int idx = bt_cfg_key_index(L, kk, provider_keys, ctx);
@@ -553,7 +647,7 @@ static void load_provider(struct bt_cfg_loader *L, const struct bt_ynode *k,
         if (!p->type) continue; /* unknown type: its keys cannot be judged */
         if (!provider_key_applies(idx, p->type)) {
             bt_cfg_err(L, kk, "provider \"%s\": \"%s\" does not apply to type %s", p->name,
-                       provider_keys[idx], p->type == BT_PROVIDER_SIM ? "sim" : "openai");
+                       provider_keys[idx], bt_provider_type_name(p->type));
             continue;
         }
         char what[BT_CFG_MAX_NAME + 40];
@@ -625,11 +719,70 @@ static void load_provider(struct bt_cfg_loader *L, const struct bt_ynode *k,
         case PK_FORWARD_HEADERS:
             load_forward_headers(L, vv, p);
             break;
+        case PK_ANTHROPIC_VERSION:
+        case PK_API_VERSION: {
+            char *t;
+            size_t tl;
+            if (!bt_cfg_get_string(L, vv, what, &t, &tl, NULL)) break;
+            if (!version_ok(t, tl)) {
+                bt_cfg_err(L, vv, "%s: expected a version such as %s, got \"%.*s\"", what,
+                           idx == PK_API_VERSION ? "2024-10-21" : "2023-06-01", BT_CFG_SHOWN(tl),
+                           t);
+                free(t);
+                break;
+            }
+            free(p->api_version);
+            p->api_version = t;
+            version_node = vv;
+            break;
+        }
+        case PK_MAX_TOKENS_DEFAULT:
+            u = DEFAULT_MAX_TOKENS;
+            if (bt_cfg_get_u64(L, vv, what, 1, 1000000, &u)) p->max_tokens_default = (uint32_t)u;
+            break;
+        case PK_MAX_TOKENS_PER_MODEL:
+            load_max_tokens_models(L, vv, p);
+            break;
+        case PK_WIRE: {
+            char *t;
+            size_t tl;
+            if (!bt_cfg_get_string(L, vv, what, &t, &tl, NULL)) break;
+            if (strcmp(t, "openai") == 0)
+                p->sim_wire = BT_PROVIDER_OPENAI;
+            else if (strcmp(t, "anthropic") == 0)
+                p->sim_wire = BT_PROVIDER_ANTHROPIC;
+            else if (strcmp(t, "gemini") == 0)
+                p->sim_wire = BT_PROVIDER_GEMINI;
+            else
+                bt_cfg_err(L, vv, "%s: expected openai, anthropic or gemini, got \"%.*s\"", what,
+                           BT_CFG_SHOWN(tl), t);
+            free(t);
+            break;
+        }
         }
     }
     set_forward_defaults(L, p);
-    if (p->type != BT_PROVIDER_OPENAI) {
-        if (p->type == BT_PROVIDER_SIM) p->base_path = bt_cfg_dup(L, "", 0);
+    if (!p->type) return;
+    if (p->type == BT_PROVIDER_SIM) {
+        p->base_path = bt_cfg_dup(L, "", 0);
+        return;
+    }
+    if (p->type == BT_PROVIDER_ANTHROPIC) {
+        if (!p->max_tokens_default) p->max_tokens_default = DEFAULT_MAX_TOKENS;
+        if (!p->api_version)
+            p->api_version = bt_cfg_dup(L, DEFAULT_ANTHROPIC_VERSION,
+                                        strlen(DEFAULT_ANTHROPIC_VERSION));
+    }
+    if (p->type == BT_PROVIDER_AZURE && !p->api_version && !version_node)
+        bt_cfg_err(L, k,
+                   "provider \"%s\": api_version is required for type azure (e.g. api_version: "
+                   "\"2024-10-21\")",
+                   p->name);
+    if (p->type == BT_PROVIDER_AZURE && !url_node) {
+        bt_cfg_err(L, k,
+                   "provider \"%s\": base_url is required for type azure (e.g. "
+                   "https://RESOURCE.openai.azure.com)",
+                   p->name);
         return;
     }
 
@@ -649,7 +802,8 @@ static void load_provider(struct bt_cfg_loader *L, const struct bt_ynode *k,
             return;
         }
     } else {
-        url = bt_cfg_dup(L, DEFAULT_BASE_URL, strlen(DEFAULT_BASE_URL));
+        const char *d = default_base_url(p->type);
+        url = bt_cfg_dup(L, d, strlen(d));
         if (!url) return;
         ulen = strlen(url);
     }

@@ -59,6 +59,9 @@ void bt_cfg_free(struct bt_config *c)
         for (size_t j = 0; j < p->nforward_headers; j++)
             free((char *)p->forward_headers[j].p);
         free(p->forward_headers);
+        free(p->api_version);
+        for (size_t j = 0; j < p->nmax_tokens_models; j++) free(p->max_tokens_models[j].model);
+        free(p->max_tokens_models);
     }
     free(c->providers);
     for (size_t i = 0; i < c->nmodels; i++) {

@@ -6,14 +6,21 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "provider/anthropic.h"
+#include "provider/gemini.h"
 #include "provider/openai.h"
+#include "provider/openai_azure.h"
 #include "sim/sim.h"
 
 const struct bt_adapter *bt_adapter_for(const struct bt_provider *p)
 {
-    switch (p->type) {
+    enum bt_provider_type t = p->type == BT_PROVIDER_SIM && p->sim_wire ? p->sim_wire : p->type;
+    switch (t) {
+    case BT_PROVIDER_ANTHROPIC: return &bt_adapter_anthropic;
+    case BT_PROVIDER_GEMINI: return &bt_adapter_gemini;
+    case BT_PROVIDER_AZURE: return &bt_adapter_azure;
     case BT_PROVIDER_OPENAI:
-    case BT_PROVIDER_SIM: /* the simulator renders the OpenAI wire for now */
+    case BT_PROVIDER_SIM: /* the simulator renders the OpenAI wire unless `wire:` says */
         break;
     }
     return &bt_adapter_openai;
@@ -39,7 +46,10 @@ enum bt_err bt_provider_encode(const struct bt_provider *p, const struct bt_requ
         enum bt_err ferr = bt_fwd_pick(p, r->headers, r->nheaders, out->fwd, &out->nfwd, NULL, 0);
         if (ferr) return ferr;
     }
-    return bt_adapter_for(p)->encode(r, upstream_model, arena, out, added_usage);
+    out->path = BT_STR_NULL;
+    const struct bt_adapter *ad = bt_adapter_for(p);
+    if (ad->encode_for) return ad->encode_for(p, r, upstream_model, arena, out, added_usage);
+    return ad->encode(r, upstream_model, arena, out, added_usage);
 }
 
 enum bt_err bt_provider_check_headers(const struct bt_provider *p, const struct bt_request *r,
@@ -61,7 +71,7 @@ static enum bt_err start_sim(const struct bt_provider *p, const struct bt_adapte
     for (size_t i = 0; i < body->n; i++) bt_buf_append_str(&joined, body->parts[i]);
     struct bt_sim_request sr = {
         .method = BT_STR("POST"),
-        .path = bt_str_c(ad->path(op)),
+        .path = body->path.len ? body->path : bt_str_c(ad->path(op)),
         .body = bt_buf_str(&joined),
         .fault = -1,
     };
@@ -79,7 +89,8 @@ enum bt_err bt_provider_start(const struct bt_provider *p, uv_loop_t *loop,
     const struct bt_adapter *ad = bt_adapter_for(p);
     if (p->type == BT_PROVIDER_SIM) return start_sim(p, ad, loop, op, body, cb, ud, call);
     char target[1024];
-    int n = snprintf(target, sizeof(target), "%s%s", p->base_path, ad->path(op));
+    struct bt_str tail = body->path.len ? body->path : bt_str_c(ad->path(op));
+    int n = snprintf(target, sizeof(target), "%s%.*s", p->base_path, (int)tail.len, tail.p);
     if (n < 0 || (size_t)n >= sizeof(target)) return BT_ETOOBIG;
     char scratch[1024];
     struct bt_http_header hs[8 + BT_FWD_MAX];

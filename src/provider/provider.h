@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "canon/chat.h"
 #include "canon/event.h"
 #include "core/outcome.h"
 #include "canon/request.h"
@@ -30,10 +31,16 @@ struct bt_pcall {
 /* What one attempt sends a provider beside baton's own headers: the body, as
  * slices sent one after the other, and the client headers it forwards. */
 struct bt_pbody {
+    /* The target after the provider's base path when the adapter builds it per
+     * request (Gemini: the model and the method; Azure: the deployment and
+     * api-version); empty: the adapter's path(op). In the arena given to encode. */
+    struct bt_str path;
     struct bt_str parts[BT_UP_BODY_PARTS];
     size_t n;
     struct bt_http_header fwd[BT_FWD_MAX]; /* forward_headers picked from the client's */
     size_t nfwd;
+    struct bt_chat_error refused; /* encode's BT_EINVAL: why the request cannot be
+                                     translated for this provider (a 400) */
 };
 
 /* A provider's error reply, decoded: its class and what the client should read.
@@ -87,6 +94,12 @@ struct bt_adapter {
     /* A non-2xx reply (`body` may be anything, even empty) into *out. */
     void (*decode_error)(int status, struct bt_str body, struct bt_arena *arena,
                          struct bt_perror *out);
+    /* Optional: encode with the provider's settings at hand (Anthropic's
+     * max_tokens default, Azure's api-version in out->path); the same contract
+     * as encode, which bt_provider_encode calls when this is NULL. */
+    enum bt_err (*encode_for)(const struct bt_provider *p, const struct bt_request *r,
+                              struct bt_str model, struct bt_arena *arena, struct bt_pbody *out,
+                              bool *added_usage);
 };
 
 /* The adapter for provider `p` (by its type). Never NULL for a loaded config. */

@@ -22,6 +22,8 @@
 /* The wire formats the simulator speaks: one entry per renderer. */
 static const struct bt_sim_renderer *const renderers[] = {
     &bt_sim_openai_renderer,
+    &bt_sim_anthropic_renderer,
+    &bt_sim_gemini_renderer,
 };
 
 const struct bt_sim_renderer *bt_sim_renderer_find(enum bt_api wire)

@@ -117,7 +117,17 @@ static void handle(struct bt_http_req *req, void *ud)
         return;
     }
     s->requests++;
-    if (!bt_str_starts_with(req->path, BT_STR("/v1/"))) {
+    /* The wire by the path: Anthropic's /v1/messages and Gemini's /v1beta are
+     * passed whole (the renderers own those paths), OpenAI's /v1 is stripped. */
+    enum bt_api wire = s->wire;
+    size_t strip = 3;
+    if (bt_str_eq_c(req->path, "/v1/messages")) {
+        wire = BT_API_ANTHROPIC;
+        strip = 0;
+    } else if (bt_str_starts_with(req->path, BT_STR("/v1beta/"))) {
+        wire = BT_API_GEMINI;
+        strip = 0;
+    } else if (!bt_str_starts_with(req->path, BT_STR("/v1/"))) {
         respond_error(s, req, BT_SIM_ERR_UNKNOWN_URL);
         return;
     }
@@ -138,14 +148,22 @@ static void handle(struct bt_http_req *req, void *ud)
     r->srv = s;
     r->hreq = req;
     s->active++;
+    /* Gemini's method and alt=sse sit in the query: the renderer reads them */
+    char target[2048];
+    struct bt_str path = {req->path.p + strip, req->path.len - strip};
+    if (wire == BT_API_GEMINI && req->query.len) {
+        int n = snprintf(target, sizeof target, "%.*s?%.*s", BT_STR_FMT(path),
+                         BT_STR_FMT(req->query));
+        if (n > 0 && (size_t)n < sizeof target) path = (struct bt_str){target, (size_t)n};
+    }
     struct bt_sim_request sr = {
         .method = req->method,
-        .path = {req->path.p + 3, req->path.len - 3},
+        .path = path,
         .body = req->body,
         .fault = fault,
     };
     bt_http_on_abort(req, s_abort, r);
-    r->call = bt_sim_start(s->loop, s->wire, s->cfg, &sr, &sim_cbs, r);
+    r->call = bt_sim_start(s->loop, wire, s->cfg, &sr, &sim_cbs, r);
     if (!r->call) {
         bt_http_reset(req);
         sreq_finish(r);
@@ -176,7 +194,7 @@ int bt_sim_serve_main(const char *host, uint16_t port, const struct bt_sim_cfg *
     memset(&s, 0, sizeof(s));
     s.loop = uv_default_loop();
     s.cfg = cfg;
-    s.wire = BT_API_OPENAI; /* the only wire rendered so far; its base URL is /v1 */
+    s.wire = BT_API_OPENAI; /* at /v1; /v1/messages and /v1beta/ choose their own */
     struct bt_http_opts o = {
         .max_header_bytes = 64 * 1024,
         .max_body_bytes = 64u << 20,

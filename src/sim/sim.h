@@ -1,5 +1,5 @@
 /* The simulated provider: an in-process endpoint that speaks a provider's wire
- * format (OpenAI's today) and answers chat completions (text; tool calls when
+ * format (OpenAI's, Anthropic's or Gemini's) and answers chat completions (text; tool calls when
  * tools are given; JSON fitting a `json_schema` response format; streaming with
  * usage) and embeddings (deterministic vectors, float or base64),
  * deterministically for a given seed and request, with knobs for time to first
@@ -13,7 +13,8 @@
  * The files: run.c runs a call (faults, steps, timer, this header's API and the
  * renderer table); model.c is what the simulated model says and when, in no
  * wire format; schema.c generates values that fit a JSON Schema; rng.c is the
- * deterministic randomness; one renderer per wire format (openai.c) turns
+ * deterministic randomness; one renderer per wire format (openai.c,
+ * anthropic.c, gemini.c) turns
  * requests into replies in that format. See docs/internals/sim.md. */
 #ifndef BT_SIM_SIM_H
 #define BT_SIM_SIM_H
@@ -196,5 +197,7 @@ const struct bt_sim_renderer *bt_sim_renderer_find(enum bt_api wire);
 
 /* The renderers (one per file). */
 extern const struct bt_sim_renderer bt_sim_openai_renderer;
+extern const struct bt_sim_renderer bt_sim_anthropic_renderer; /* /v1/messages */
+extern const struct bt_sim_renderer bt_sim_gemini_renderer;    /* /v1beta/models/M:METHOD */
 
 #endif

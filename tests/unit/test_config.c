@@ -1203,7 +1203,7 @@ TEST(messages_are_whole)
         {"auth: {nope: 1}\n", "master_key, allow_anonymous)"},
         {"log: {nope: 1}\n", "level, access, file)"},
         {"metrics: {nope: 1}\n", "(expected one of: require_key)"},
-        {"providers: {p: {type: sim, nope: 1}}\n", "proxy, stream_check, forward_headers)"},
+        {"providers: {p: {type: sim, nope: 1}}\n", "max_tokens_per_model, wire)"},
         {"providers: {p: {type: sim, timeouts: {nope: 1}}}\n", "idle, total)"},
         {"providers: {p: {type: sim, faults: {nope: 1}}}\n", "invalid_json, error_event)"},
         {"providers: {p: {type: openai, tls: {nope: 1}}}\n", "ca_file, verify)"},
@@ -1225,7 +1225,7 @@ TEST(messages_are_whole)
     char yaml[512];
     snprintf(yaml, sizeof(yaml), "providers:\n  %s: {type: sim, nope: 1}\n", name);
     char *m = first_error(yaml);
-    CHECK(m && strstr(m, name) && ends_with(m, "stream_check, forward_headers)"));
+    CHECK(m && strstr(m, name) && ends_with(m, "max_tokens_per_model, wire)"));
     free(m);
     /* Defined providers are listed as whole names; a long list says how many it
      * left out instead of stopping mid-name. */

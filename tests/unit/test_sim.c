@@ -1517,7 +1517,9 @@ TEST(renderer_table)
     }
 
     struct bt_sim_cfg cfg = cfg_default();
-    const enum bt_api unknown[] = {BT_API_ANTHROPIC, (enum bt_api)0, (enum bt_api)9999};
+    CHECK(bt_sim_renderer_find(BT_API_ANTHROPIC) == &bt_sim_anthropic_renderer);
+    CHECK(bt_sim_renderer_find(BT_API_GEMINI) == &bt_sim_gemini_renderer);
+    const enum bt_api unknown[] = {(enum bt_api)0, (enum bt_api)9999};
     const int faults[] = {-1, BT_SIM_FAULT_429, BT_SIM_FAULT_ERROR_EVENT, BT_SIM_FAULT_NO_ANSWER};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         CHECK(bt_sim_renderer_find(unknown[i]) == NULL);
