@@ -307,6 +307,13 @@ struct bt_config {
          * ledger), relative paths taken from the config file's directory;
          * default baton.db beside the config file. Read at start. */
         char *sqlite;
+        /* store.redis: redis://[:PASSWORD@]HOST[:PORT][/DB]; when set, virtual keys'
+         * rpm and concurrency are counted in Redis, shared by every instance.
+         * Read at start. */
+        char *redis;
+        /* store.redis_unavailable: when Redis does not answer, admit with the
+         * per-process limits (open, the default) or refuse with 503 (closed). */
+        bool redis_closed;
     } store;
     struct bt_provider *providers;
     size_t nproviders;

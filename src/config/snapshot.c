@@ -42,6 +42,7 @@ void bt_cfg_free(struct bt_config *c)
     free(c->log.access);
     free(c->log.file);
     free(c->store.sqlite);
+    free(c->store.redis);
     for (size_t i = 0; i < c->nproviders; i++) {
         struct bt_provider *p = &c->providers[i];
         free(p->name);

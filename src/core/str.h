@@ -66,4 +66,9 @@ size_t bt_str_decimal(char *buf, size_t cap, int64_t v, unsigned places);
  * (free()); NULL when out of memory. */
 char *bt_str_dup(struct bt_str s);
 
+/* Parses redis://[:PASSWORD@]HOST[:PORT][/DB] (HOST an address or a name;
+ * PORT default 6379, DB default 0). False with a reason when malformed. */
+bool bt_parse_redis_url(const char *url, char *host, size_t hostcap, int *port, int *db,
+                        char *password, size_t pwcap, char *why, size_t whycap);
+
 #endif
