@@ -7,7 +7,7 @@ CSTD    := -std=c17 -D_GNU_SOURCE
 OPT     ?= -O2 -g
 SAN     ?=
 CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) $(SAN) -Isrc -I$(LLHTTP_INC) -I/usr/include/postgresql -pthread
-LIBS    := -luv -lfyaml -lsqlite3 -lpq -lssl -lcrypto -lm -pthread
+LIBS    := -luv -lfyaml -lsqlite3 -lpq -lhiredis -lssl -lcrypto -lm -pthread
 BUILD   ?= build/release
 
 SRCS      := $(sort $(wildcard src/*/*.c))

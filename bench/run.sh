@@ -126,17 +126,17 @@ cc "${CFLAGS_B[@]}" -I/usr/share/include/llhttp -o "$BLD/loadgen" bench/loadgen.
 cc "${CFLAGS_B[@]}" -I/usr/share/include/llhttp -o "$BLD/paced_sse" bench/paced_sse.c \
     build/release/libbaton.a -luv || die "building bench/paced_sse.c failed"
 cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_json" bench/micro_json.c build/release/libbaton.a \
-    -luv -lfyaml -lsqlite3 -lpq -lssl -lcrypto -lm -pthread || die "building bench/micro_json.c failed"
+    -luv -lfyaml -lsqlite3 -lpq -lhiredis -lssl -lcrypto -lm -pthread || die "building bench/micro_json.c failed"
 cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_route" bench/micro_route.c build/release/libbaton.a \
-    -luv -lfyaml -lsqlite3 -lpq -lssl -lcrypto -lm -pthread || die "building bench/micro_route.c failed"
+    -luv -lfyaml -lsqlite3 -lpq -lhiredis -lssl -lcrypto -lm -pthread || die "building bench/micro_route.c failed"
 cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_router" bench/micro_router.c build/release/libbaton.a \
-    -luv -lfyaml -lsqlite3 -lpq -lssl -lcrypto -lm -pthread || die "building bench/micro_router.c failed"
+    -luv -lfyaml -lsqlite3 -lpq -lhiredis -lssl -lcrypto -lm -pthread || die "building bench/micro_router.c failed"
 cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_rules" bench/micro_rules.c build/release/libbaton.a \
-    -luv -lfyaml -lsqlite3 -lpq -lssl -lcrypto -lm -pthread || die "building bench/micro_rules.c failed"
+    -luv -lfyaml -lsqlite3 -lpq -lhiredis -lssl -lcrypto -lm -pthread || die "building bench/micro_rules.c failed"
 cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_tok" bench/micro_tok.c build/release/libbaton.a \
-    -luv -lfyaml -lsqlite3 -lpq -lssl -lcrypto -lm -pthread || die "building bench/micro_tok.c failed"
+    -luv -lfyaml -lsqlite3 -lpq -lhiredis -lssl -lcrypto -lm -pthread || die "building bench/micro_tok.c failed"
 cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_relay" bench/micro_relay.c build/release/libbaton.a \
-    -luv -lfyaml -lsqlite3 -lpq -lssl -lcrypto -lm -pthread || die "building bench/micro_relay.c failed"
+    -luv -lfyaml -lsqlite3 -lpq -lhiredis -lssl -lcrypto -lm -pthread || die "building bench/micro_relay.c failed"
 LOADGEN=$BLD/loadgen
 BATON=$ROOT/baton
 

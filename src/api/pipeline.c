@@ -1,6 +1,9 @@
 #include "api/pipeline.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "api/api.h"
 #include "core/time.h"
@@ -10,6 +13,127 @@
 #include "learn/learn.h"
 #include "provider/provider.h"
 #include "route/route.h"
+#include "store/keys.h"
+#include "store/redis.h"
+
+static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
+                          const struct bt_frontend *fe, struct bt_request *r);
+
+/* ---- admission shared through Redis (store.redis) ----
+ * A virtual key with rpm or concurrency is counted in Redis, one round trip on
+ * this worker's connection; the request waits for the answer without blocking
+ * the loop. What the answer needs is copied here: the key table the caller's
+ * record lives in may be swapped by another request meanwhile. */
+struct shared {
+    struct bt_worker *w;
+    struct bt_http_req *req;      /* NULL once the client has gone */
+    const struct bt_frontend *fe;
+    struct bt_request *r;
+    char id[BT_KEY_ID_LEN + 1];
+    int64_t concurrency;
+    struct bt_key_rec local;      /* for the per-process limits when Redis is down (open):
+                                     only its limits and live counters are set */
+};
+
+struct slot {
+    struct bt_redis *redis;
+    char id[BT_KEY_ID_LEN + 1];
+};
+
+static void give_back(void *ud)
+{
+    struct slot *sl = ud;
+    bt_redis_release(sl->redis, sl->id);
+}
+
+static void shared_abort(struct bt_http_req *req, void *ud)
+{
+    (void)req;
+    struct shared *sh = ud;
+    sh->req = NULL;
+}
+
+static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after)
+{
+    struct shared *sh = ud;
+    struct bt_http_req *req = sh->req;
+    if (!req) { /* the client left while Redis answered */
+        if (v == BT_REDIS_OK && sh->concurrency >= 0 && sh->w->redis)
+            bt_redis_release(sh->w->redis, sh->id);
+        free(sh);
+        return;
+    }
+    bt_http_on_abort(req, NULL, NULL);
+    const struct bt_frontend *fe = sh->fe;
+    struct bt_request *r = sh->r;
+    if (v == BT_REDIS_DOWN) {
+        if (sh->w->cfg->store.redis_closed) {
+            bt_api_fail(req, fe, 503, "limits_unavailable", NULL,
+                        "The shared rate-limit store does not answer; retry shortly.", r->model);
+            free(sh);
+            return;
+        }
+        /* open: this process's own counters, as without Redis */
+        bool held = false;
+        const char *which = NULL;
+        if (!bt_key_take(&sh->local, (int64_t)time(NULL), &held, &which, &retry_after)) {
+            v = strcmp(which, "rpm") == 0 ? BT_REDIS_RPM : BT_REDIS_CONCURRENCY;
+        } else {
+            if (held) {
+                req->on_finish = bt_key_release;
+                req->on_finish_ud = sh->local.live;
+            }
+            v = BT_REDIS_OK;
+            sh->concurrency = -1; /* nothing held in Redis */
+        }
+    }
+    if (v != BT_REDIS_OK) {
+        bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded",
+                          v == BT_REDIS_RPM
+                              ? "This API key is over its requests per minute (rpm) across all "
+                                "instances; retry after the time in Retry-After."
+                              : "This API key has as many requests in flight as its concurrency "
+                                "limit allows across all instances; retry when one has finished.",
+                          r->model, retry_after);
+        free(sh);
+        return;
+    }
+    if (sh->concurrency >= 0) {
+        struct slot *sl = bt_arena_alloc(req->arena, sizeof(*sl));
+        if (sl) {
+            sl->redis = sh->w->redis;
+            memcpy(sl->id, sh->id, sizeof(sl->id));
+            req->on_finish = give_back;
+            req->on_finish_ud = sl;
+        }
+    }
+    struct bt_worker *w = sh->w;
+    free(sh);
+    route_and_run(w, req, fe, r);
+}
+
+static void shared_admit(struct bt_worker *w, struct bt_http_req *req, const struct bt_frontend *fe,
+                         struct bt_request *r, const struct bt_caller *caller)
+{
+    struct shared *sh = calloc(1, sizeof(*sh));
+    if (!sh) {
+        bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
+        return;
+    }
+    const struct bt_key_rec *k = caller->key;
+    sh->w = w;
+    sh->req = req;
+    sh->fe = fe;
+    sh->r = r;
+    memcpy(sh->id, k->id, sizeof(sh->id));
+    sh->concurrency = k->concurrency;
+    bt_key_rec_init(&sh->local);
+    sh->local.rpm = k->rpm;
+    sh->local.concurrency = k->concurrency;
+    sh->local.live = k->live;
+    bt_http_on_abort(req, shared_abort, sh);
+    bt_redis_admit(w->redis, k->id, k->rpm, k->concurrency, (int64_t)time(NULL), on_shared, sh);
+}
 
 void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct bt_frontend *fe,
                      enum bt_op op)
@@ -65,6 +189,21 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
         req->on_finish = bt_key_release;
         req->on_finish_ud = caller.key->live;
     }
+    if (w->redis && caller.key && (caller.key->rpm >= 0 || caller.key->concurrency >= 0)) {
+        shared_admit(w, req, fe, r, &caller);
+        return;
+    }
+    route_and_run(w, req, fe, r);
+}
+
+/* After admission: the end user, routing (rules and routers reading the prompt
+ * first), the forwarded headers' check, then exec. */
+static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
+                          const struct bt_frontend *fe, struct bt_request *r)
+{
+    const struct bt_config *cfg = w->cfg;
+    char msg[300];
+    enum bt_err err;
     /* The end user: the body's `user`, or x-baton-user (checked like it). */
     struct bt_str user = r->user;
     struct bt_str xu = bt_http_header_get(req, "x-baton-user");

@@ -18,6 +18,7 @@
 struct bt_exec;
 struct bt_learn_scratch;
 struct bt_keys;   /* store/keys.h */
+struct bt_redis;  /* store/redis.h */
 struct bt_keytab;
 struct bt_key_rec;
 
@@ -34,6 +35,7 @@ struct bt_worker {
     uint64_t rr;                  /* round-robin counter for routing */
     struct bt_learn_scratch *learn; /* the learned router's working memory, made on first use */
     struct bt_keys *keys;         /* the key service (process-wide, borrowed); NULL: none */
+    struct bt_redis *redis;       /* this worker's Redis connection (store.redis); NULL: none */
     struct bt_keytab *keytab;     /* this worker's ref to the key table it last saw */
     uint64_t keys_gen;            /* the service's generation of `keytab` */
     const struct bt_key_rec *caller_key; /* the virtual key of the request whose model list

@@ -331,6 +331,13 @@ struct bt_config {
         /* store.postgres: a libpq connection URI; when set, keys (and later the
          * ledger) live in PostgreSQL instead of the SQLite file. Read at start. */
         char *postgres;
+        /* store.redis: redis://[:PASSWORD@]HOST[:PORT][/DB]; when set, virtual keys'
+         * rpm and concurrency are counted in Redis, shared by every instance.
+         * Read at start. */
+        char *redis;
+        /* store.redis_unavailable: when Redis does not answer, admit with the
+         * per-process limits (open, the default) or refuse with 503 (closed). */
+        bool redis_closed;
     } store;
     struct bt_provider *providers;
     size_t nproviders;

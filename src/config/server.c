@@ -209,7 +209,7 @@ static char *beside_config(struct bt_cfg_loader *L, const char *path)
 
 void bt_cfg_load_store(struct bt_cfg_loader *L, const struct bt_ynode *n)
 {
-    static const char *const keys[] = {"sqlite", "postgres", NULL};
+    static const char *const keys[] = {"sqlite", "postgres", "redis", "redis_unavailable", NULL};
     const struct bt_ynode *m = bt_cfg_as_map(L, n, "store");
     if (!m) return;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
@@ -227,6 +227,26 @@ void bt_cfg_load_store(struct bt_cfg_loader *L, const struct bt_ynode *n)
             }
             free(L->cfg->store.postgres);
             L->cfg->store.postgres = s;
+            continue;
+        }
+        if (idx == 2) {
+            if (!bt_cfg_get_string(L, v, "store.redis", &s, &len, NULL)) continue;
+            char host[256], pw[256], why[128];
+            int port, db;
+            if (!bt_parse_redis_url(s, host, sizeof(host), &port, &db, pw, sizeof(pw), why,
+                                    sizeof(why))) {
+                bt_cfg_err(L, v, "store.redis: %s (e.g. redis://127.0.0.1:6379/0)", why);
+                free(s);
+                continue;
+            }
+            free(L->cfg->store.redis);
+            L->cfg->store.redis = s;
+            continue;
+        }
+        if (idx == 3) {
+            if (v->kind == BT_Y_SCALAR && strcmp(v->text, "open") == 0) L->cfg->store.redis_closed = false;
+            else if (v->kind == BT_Y_SCALAR && strcmp(v->text, "closed") == 0) L->cfg->store.redis_closed = true;
+            else bt_cfg_err(L, v, "store.redis_unavailable must be open or closed");
             continue;
         }
         if (idx != 0) continue;

@@ -43,6 +43,7 @@ void bt_cfg_free(struct bt_config *c)
     free(c->log.file);
     free(c->store.sqlite);
     free(c->store.postgres);
+    free(c->store.redis);
     for (size_t i = 0; i < c->nproviders; i++) {
         struct bt_provider *p = &c->providers[i];
         free(p->name);

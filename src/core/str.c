@@ -1,5 +1,6 @@
 #include "core/str.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -126,3 +127,58 @@ void bt_str_mask_password(const char *conninfo, char *out, size_t cap)
     if (cap) out[o] = 0;
 }
 
+bool bt_parse_redis_url(const char *url, char *host, size_t hostcap, int *port, int *db,
+                        char *password, size_t pwcap, char *why, size_t whycap)
+{
+    *port = 6379;
+    *db = 0;
+    if (pwcap) password[0] = 0;
+    if (strncmp(url, "redis://", 8) != 0) {
+        snprintf(why, whycap, "must start with redis://");
+        return false;
+    }
+    const char *p = url + 8, *at = strchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        const char *pw = colon ? colon + 1 : p;
+        size_t n = (size_t)(at - pw);
+        if (n >= pwcap) {
+            snprintf(why, whycap, "the password is too long");
+            return false;
+        }
+        memcpy(password, pw, n);
+        password[n] = 0;
+        p = at + 1;
+    }
+    size_t hl = strcspn(p, ":/");
+    if (hl == 0 || hl >= hostcap) {
+        snprintf(why, whycap, "needs a host: redis://HOST:PORT/DB");
+        return false;
+    }
+    memcpy(host, p, hl);
+    host[hl] = 0;
+    p += hl;
+    if (*p == ':') {
+        char *end;
+        long v = strtol(p + 1, &end, 10);
+        if (end == p + 1 || v < 1 || v > 65535 || (*end && *end != '/')) {
+            snprintf(why, whycap, "the port must be from 1 to 65535");
+            return false;
+        }
+        *port = (int)v;
+        p = end;
+    }
+    if (*p == '/' && p[1]) {
+        char *end;
+        long v = strtol(p + 1, &end, 10);
+        if (end == p + 1 || *end || v < 0 || v > 1000) {
+            snprintf(why, whycap, "the database must be a number from 0 to 1000");
+            return false;
+        }
+        *db = (int)v;
+    } else if (*p && strcmp(p, "/") != 0) {
+        snprintf(why, whycap, "unexpected \"%s\" after the host", p);
+        return false;
+    }
+    return true;
+}

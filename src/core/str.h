@@ -69,5 +69,9 @@ char *bt_str_dup(struct bt_str s);
 /* A connection string (a URI's user:password@, or password=... pairs) with
  * the password replaced by "***", into out[0..cap), for messages and logs. */
 void bt_str_mask_password(const char *conninfo, char *out, size_t cap);
+/* Parses redis://[:PASSWORD@]HOST[:PORT][/DB] (HOST an address or a name;
+ * PORT default 6379, DB default 0). False with a reason when malformed. */
+bool bt_parse_redis_url(const char *url, char *host, size_t hostcap, int *port, int *db,
+                        char *password, size_t pwcap, char *why, size_t whycap);
 
 #endif

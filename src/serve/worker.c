@@ -3,6 +3,7 @@
 #include "api/dispatch.h"
 #include "learn/learn.h"
 #include "store/keys.h"
+#include "store/redis.h"
 
 enum bt_err bt_worker_open(struct bt_worker *w, atomic_uint *conn_count)
 {
@@ -28,6 +29,7 @@ enum bt_err bt_worker_open(struct bt_worker *w, atomic_uint *conn_count)
         .max_queued_per_origin = cfg->server.upstream_max_queued,
     };
     w->up = bt_upstream_new(&w->loop, &uo);
+    if (cfg->store.redis && !(w->redis = bt_redis_new(&w->loop, cfg->store.redis))) return BT_ENOMEM;
     return w->http && w->up ? BT_OK : BT_ENOMEM;
 }
 
@@ -37,6 +39,8 @@ void bt_worker_close(struct bt_worker *w)
     if (w->up) bt_upstream_free(w->up);
     w->http = NULL;
     w->up = NULL;
+    bt_redis_free(w->redis);
+    w->redis = NULL;
     bt_learn_scratch_free(w->learn);
     w->learn = NULL;
     bt_keytab_unref(w->keytab);

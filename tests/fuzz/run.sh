@@ -21,7 +21,7 @@ for src in tests/fuzz/fuzz_*.c; do
     [[ -n ${FUZZ_ONLY:-} && " $FUZZ_ONLY " != *" $short "* ]] && continue
     bin=$B/$name
     if ! clang -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -O1 -g $SAN -fsanitize=fuzzer -Isrc -I/usr/share/include/llhttp \
-        -o "$bin" "$src" $B/libbaton.a -luv -lfyaml -lsqlite3 -lpq -lssl -lcrypto -lm -pthread -lcjson 2>"$bin.log"; then
+        -o "$bin" "$src" $B/libbaton.a -luv -lfyaml -lsqlite3 -lpq -lhiredis -lssl -lcrypto -lm -pthread -lcjson 2>"$bin.log"; then
         echo "not ok - $name: build failed"; cat "$bin.log"; failed=$((failed + 1)); continue
     fi
     work=$(mktemp -d)

@@ -585,3 +585,32 @@ export async function startPostgres() {
     process.on('exit', stop);
     return { url: `postgresql://postgres@127.0.0.1:${port}/postgres`, port, stop };
 }
+
+// ---------------------------------------------------------------- Redis
+
+// Starts redis-server (the Debian package) on a free loopback port, no
+// persistence. Returns {url, port, proc, stop()}; killed at exit too.
+export async function startRedis() {
+    const port = await freePort();
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
+        '--appendonly', 'no', '--daemonize', 'no'], { stdio: 'ignore' });
+    children.add(child);
+    const deadline = Date.now() + 10000;
+    for (;;) {
+        const ok = await new Promise((res) => {
+            const s = net.connect(port, '127.0.0.1', () => { s.end(); res(true); });
+            s.on('error', () => res(false));
+        });
+        if (ok) break;
+        if (Date.now() > deadline) throw new Error('redis-server did not start');
+        await new Promise((r) => setTimeout(r, 50));
+    }
+    const stop = async () => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const done = new Promise((r) => child.once('exit', r));
+        child.kill('SIGKILL');
+        await done;
+        children.delete(child);
+    };
+    return { url: `redis://127.0.0.1:${port}/0`, port, child, stop };
+}

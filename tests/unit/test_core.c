@@ -130,9 +130,36 @@ TEST(mask_password)
     CHECK_STR(out, "postgresql://u:***");
 }
 
+TEST(redis_url)
+{
+    char host[64], pw[32], why[128];
+    int port, db;
+    CHECK(bt_parse_redis_url("redis://127.0.0.1:6380/2", host, sizeof(host), &port, &db, pw,
+                             sizeof(pw), why, sizeof(why)));
+    CHECK_STR(host, "127.0.0.1");
+    CHECK_INT(port, 6380);
+    CHECK_INT(db, 2);
+    CHECK_STR(pw, "");
+    CHECK(bt_parse_redis_url("redis://:s3cret@cache", host, sizeof(host), &port, &db, pw,
+                             sizeof(pw), why, sizeof(why)));
+    CHECK_STR(host, "cache");
+    CHECK_INT(port, 6379);
+    CHECK_INT(db, 0);
+    CHECK_STR(pw, "s3cret");
+    static const char *const bad[] = {"http://x", "redis://", "redis://h:0", "redis://h:70000",
+                                      "redis://h:12x", "redis://h/db", "redis://h:1/-1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why[0] = 0;
+        if (bt_parse_redis_url(bad[i], host, sizeof(host), &port, &db, pw, sizeof(pw), why,
+                               sizeof(why)) || !why[0])
+            H_FAIL("%s accepted or no reason", bad[i]);
+    }
+}
+
 int main(void)
 {
     RUN(mask_password);
+    RUN(redis_url);
     RUN(str_basics);
     RUN(buf_cap_enforced);
     RUN(pct_decode);

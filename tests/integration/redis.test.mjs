@@ -1,0 +1,112 @@
+// Limits shared through Redis (store.redis): two instances on one key store and
+// one real redis-server (the Debian package) allow a key's rpm and concurrency
+// once in all, not once each; without Redis each instance counts its own (the
+// limit doubles); store.redis_unavailable decides what happens when Redis is
+// down: open (each instance's own counters) or closed (503).
+import { join } from 'node:path';
+import { test, run, setup, assert, eq, startBaton, post, get, client, tmpDir, startRedis, sleep, SLOW } from './lib.mjs';
+
+const MK = 'sk-master-redis-test';
+const M = { authorization: `Bearer ${MK}` };
+const redis = await setup(() => startRedis());
+const cfg = (db, extra = '') => `
+server: {workers: 2}
+auth: {master_key: "${MK}"}
+store: {sqlite: "${join(tmpDir(), db)}"${extra}}
+providers:
+  sim: {type: sim, seed: 3}
+  slow: {type: sim, seed: 4, ttft: 800ms}
+models:
+  chat: {provider: sim, model: m1}
+  slow: {provider: slow, model: s1}
+`;
+const shared = `, redis: "${redis.url}"`;
+const a = await setup(() => startBaton(cfg('r.db', shared)));
+const b = await setup(() => startBaton(cfg('r.db', shared)));
+const c = await setup(() => startBaton(cfg('solo.db')));
+const d = await setup(() => startBaton(cfg('solo.db')));
+
+const makeKey = async (base, body) => {
+    const r = await post(`${base}/admin/keys`, body, { headers: M });
+    eq(r.status, 201, r.text);
+    return r.json.key;
+};
+const status = async (base, key, model = 'chat') => {
+    try {
+        await client(`${base}/v1`, { apiKey: key }).chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }] });
+        return 200;
+    } catch (e) { return e.status ?? String(e); }
+};
+// Waits until the other instance's key table has the key (it polls the store);
+// GET /v1/models is not counted against a key's limits.
+const known = async (base, key) => {
+    for (let i = 0; i < 40 * SLOW; i++) {
+        if ((await get(`${base}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).status === 200) return;
+        await sleep(50);
+    }
+    throw new Error('the other instance never knew the key');
+};
+// The requests of one calendar minute: starts right after a minute boundary when
+// fewer than 15 s of this minute are left, so the count is not split in two.
+const freshMinute = async () => { const s = new Date().getSeconds(); if (s > 45) await sleep((61 - s) * 1000); };
+
+test('rpm across two instances sharing Redis: the limit once in all', async () => {
+    const key = await makeKey(a.base, { rpm: 6 });
+    await known(b.base, key);
+    await freshMinute();
+    const got = { 200: 0, 429: 0 };
+    for (let i = 0; i < 14; i++) {
+        const s = await status(i % 2 ? b.base : a.base, key);
+        got[s] = (got[s] || 0) + 1;
+    }
+    eq(got[200], 6, `admitted of 14 over two instances: ${JSON.stringify(got)}`);
+    eq(got[429], 8, 'refused');
+    const r = await post(`${a.base}/v1/chat/completions`, { model: 'chat', messages: [{ role: 'user', content: 'x' }] },
+        { headers: { authorization: `Bearer ${key}` } });
+    eq(r.status, 429, 'over');
+    eq(r.json?.error?.code, 'rate_limit_exceeded', r.text);
+    const ra = Number(r.headers.get('retry-after'));
+    assert(ra >= 1 && ra <= 60, `Retry-After ${ra}`);
+});
+
+test('without Redis each instance counts its own: the same key gets twice the rpm', async () => {
+    const key = await makeKey(c.base, { rpm: 6 });
+    await known(d.base, key);
+    await freshMinute();
+    let ok = 0;
+    for (let i = 0; i < 14; i++) if ((await status(i % 2 ? d.base : c.base, key)) === 200) ok++;
+    eq(ok, 12, 'six per instance');
+});
+
+test('concurrency across two instances: one request in flight in all, the slot given back after', async () => {
+    const key = await makeKey(a.base, { concurrency: 1 });
+    await known(b.base, key);
+    const first = status(a.base, key, 'slow');
+    await sleep(200 * SLOW);
+    eq(await status(b.base, key, 'slow'), 429, 'a second one on the other instance while the first runs');
+    eq(await first, 200, 'the first');
+    eq(await status(b.base, key, 'slow'), 200, 'after it ended, the slot is free again');
+});
+
+test('Redis down: open falls back to each instance\'s own counters, closed answers 503', async () => {
+    const open = await setup(() => startBaton(cfg('down.db', ', redis: "redis://127.0.0.1:1/0"')));
+    const closed = await setup(() => startBaton(cfg('down.db', ', redis: "redis://127.0.0.1:1/0", redis_unavailable: closed')));
+    const key = await makeKey(open.base, { rpm: 2 });
+    await known(closed.base, key);
+    await freshMinute();
+    const o = [];
+    for (let i = 0; i < 3; i++) o.push(await status(open.base, key));
+    eq(o.join(','), '200,200,429', 'open: this process counts');
+    const r = await post(`${closed.base}/v1/chat/completions`, { model: 'chat', messages: [{ role: 'user', content: 'x' }] },
+        { headers: { authorization: `Bearer ${key}` } });
+    eq(r.status, 503, `closed: ${r.text}`);
+    eq(r.json?.error?.code, 'limits_unavailable', r.text);
+    // a key without limits never needs Redis
+    const free = await makeKey(open.base, {});
+    await known(closed.base, free);
+    eq(await status(closed.base, free), 200, 'no limits: served even when closed');
+    await open.stop();
+    await closed.stop();
+});
+
+await run();
