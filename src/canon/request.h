@@ -17,10 +17,11 @@
 
 struct bt_http_header;
 struct bt_frontend;
+struct bt_chat;
 
 enum bt_api {
     BT_API_OPENAI = 1,  /* OpenAI REST shapes */
-    BT_API_ANTHROPIC,   /* Anthropic messages (front end to come) */
+    BT_API_ANTHROPIC,   /* Anthropic messages */
 };
 
 enum bt_op {
@@ -45,6 +46,10 @@ struct bt_request {
     int64_t max_tokens;       /* -1 when absent */
     uint32_t body_bytes;      /* size of the client's body */
     uint64_t timeout_ms;      /* client's x-baton-timeout: caps every deadline; 0 = none */
+    /* The canonical chat request (canon/chat.h) when the front end built one,
+     * in the request's arena: an adapter whose wire is not `api` encodes from
+     * it. NULL on the fast path's front end (OpenAI), which needs none. */
+    const struct bt_chat *chat;
     /* The client's headers, borrowed from the HTTP request (set by the front end):
      * a provider's forward_headers are picked from them. */
     const struct bt_http_header *headers;
