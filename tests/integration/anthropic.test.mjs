@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import Anthropic from '@anthropic-ai/sdk';
 import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
-import { test, run, setup, assert, eq, deepEq, startBaton, post, freePort } from './lib.mjs';
+import { test, run, setup, assert, eq, deepEq, startBaton, post, freePort, writeTemp, readText, waitFor } from './lib.mjs';
 import { validate as validateOpenAI } from './schema.mjs';
 import { startFake } from '../fake/fake_provider.mjs';
 
@@ -31,10 +31,13 @@ function validate(name, obj) {
 }
 
 const KEY = 'sk-master-anthropic-0123456789';
+const ACCESS = writeTemp('access.log', '');
 const fake = await setup(async () => startFake(await freePort()));
 const b = await setup(() => startBaton(`
 auth:
   master_key: "${KEY}"
+log:
+  access: ${ACCESS}
 providers:
   sim: {type: sim, seed: 7}
   fake: {type: openai, base_url: "${fake.url}", api_key: "sk-fake-provider", timeouts: {first_byte: 2s, idle: 1s}}
@@ -204,6 +207,10 @@ test('non-stream reply from the fake: reasoning_content becomes a thinking block
     deepEq(up.stop, ['END'], 'stop');
     eq(up.temperature, 0.7, 'temperature');
     eq(up.user, 'user-42', 'user');
+    // reasoning tokens are counted apart in the access log
+    const line = await waitFor(() => readText(ACCESS).trim().split('\n').map((l) => JSON.parse(l))
+        .find((l) => l.path === '/v1/messages' && l.reasoning_tokens === 3), 3000, 'access line with reasoning_tokens');
+    eq(line.completion_tokens, 5, 'completion tokens');
 });
 
 test('an error event mid-stream reaches the SDK as an error; raw stream has event: error and no message_stop', async () => {
