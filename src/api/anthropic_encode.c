@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json/json.h"
+#include "json/jout.h"
 
 const char *bt_anthropic_error_type(int status, enum bt_outcome cls)
 {
@@ -60,70 +60,36 @@ static const char *stop_reason(enum bt_finish f, bool called_tools)
     }
 }
 
-/* ---- appending with a sticky error ---- */
-
-struct wr {
-    struct bt_buf *b;
-    enum bt_err err;
-};
-
-static void put(struct wr *w, const char *p, size_t n)
-{
-    if (!w->err) w->err = bt_buf_append(w->b, p, n);
-}
-#define PUT(w, lit) put((w), (lit), sizeof(lit) - 1)
-
-static void put_str(struct wr *w, struct bt_str s) { put(w, s.p, s.len); }
-
-static void put_int(struct wr *w, int64_t v)
-{
-    char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%" PRId64, v);
-    put(w, tmp, (size_t)n);
-}
-
-static void put_quoted(struct wr *w, struct bt_str body)
-{
-    PUT(w, "\"");
-    put_str(w, body);
-    PUT(w, "\"");
-}
-
-static void put_json_str(struct wr *w, struct bt_str s)
-{
-    if (!w->err) w->err = bt_json_escape(w->b, s);
-}
-
 /* Anthropic's usage: input_tokens excludes cache reads and writes, which the
  * canonical prompt_tokens includes. `full`: the Message's usage object (every
  * member the spec requires); else message_delta's. */
-static void put_usage(struct wr *w, const struct bt_usage *u, bool full)
+static void put_usage(struct bt_jout *w, const struct bt_usage *u, bool full)
 {
     int64_t in = u->prompt_tokens - u->cache_read_tokens - u->cache_write_tokens;
-    PUT(w, "{\"input_tokens\":");
-    put_int(w, in > 0 ? in : 0);
-    PUT(w, ",\"output_tokens\":");
-    put_int(w, u->completion_tokens);
-    PUT(w, ",\"cache_creation_input_tokens\":");
-    put_int(w, u->cache_write_tokens);
-    PUT(w, ",\"cache_read_input_tokens\":");
-    put_int(w, u->cache_read_tokens);
-    PUT(w, ",\"server_tool_use\":null");
-    if (full) PUT(w, ",\"cache_creation\":null,\"inference_geo\":null,\"service_tier\":null");
-    PUT(w, "}");
+    BT_JOUT_LIT(w, "{\"input_tokens\":");
+    bt_jout_int(w, in > 0 ? in : 0);
+    BT_JOUT_LIT(w, ",\"output_tokens\":");
+    bt_jout_int(w, u->completion_tokens);
+    BT_JOUT_LIT(w, ",\"cache_creation_input_tokens\":");
+    bt_jout_int(w, u->cache_write_tokens);
+    BT_JOUT_LIT(w, ",\"cache_read_input_tokens\":");
+    bt_jout_int(w, u->cache_read_tokens);
+    BT_JOUT_LIT(w, ",\"server_tool_use\":null");
+    if (full) BT_JOUT_LIT(w, ",\"cache_creation\":null,\"inference_geo\":null,\"service_tier\":null");
+    BT_JOUT_LIT(w, "}");
 }
 
 /* `{"type":"error","error":{"type":..,"message":..}}`; `msg` an escaped body,
  * or `why` (our own text) when not NULL. */
-static void put_error_obj(struct wr *w, const char *type, struct bt_str msg, const char *why)
+static void put_error_obj(struct bt_jout *w, const char *type, struct bt_str msg, const char *why)
 {
-    PUT(w, "{\"type\":\"error\",\"error\":{\"type\":");
-    put_json_str(w, bt_str_c(type));
-    PUT(w, ",\"message\":");
-    if (why) put_json_str(w, bt_str_c(why));
-    else if (msg.len) put_quoted(w, msg);
-    else PUT(w, "\"the provider reported an error\"");
-    PUT(w, "},\"request_id\":null}");
+    BT_JOUT_LIT(w, "{\"type\":\"error\",\"error\":{\"type\":");
+    bt_jout_escaped(w, bt_str_c(type));
+    BT_JOUT_LIT(w, ",\"message\":");
+    if (why) bt_jout_escaped(w, bt_str_c(why));
+    else if (msg.len) bt_jout_quoted(w, msg);
+    else BT_JOUT_LIT(w, "\"the provider reported an error\"");
+    BT_JOUT_LIT(w, "},\"request_id\":null}");
 }
 
 /* ---- streaming ---- */
@@ -134,16 +100,16 @@ void bt_anthropic_stream_init(struct bt_anthropic_stream *e, const struct bt_ant
     e->opts = *o;
 }
 
-static void ev_begin(struct wr *w, const char *name)
+static void ev_begin(struct bt_jout *w, const char *name)
 {
-    PUT(w, "event: ");
-    put_str(w, bt_str_c(name));
-    PUT(w, "\ndata: {\"type\":\"");
-    put_str(w, bt_str_c(name));
-    PUT(w, "\"");
+    BT_JOUT_LIT(w, "event: ");
+    bt_jout_str(w, bt_str_c(name));
+    BT_JOUT_LIT(w, "\ndata: {\"type\":\"");
+    bt_jout_str(w, bt_str_c(name));
+    BT_JOUT_LIT(w, "\"");
 }
 
-static void ev_end(struct wr *w) { PUT(w, "}\n\n"); }
+static void ev_end(struct bt_jout *w) { BT_JOUT_LIT(w, "}\n\n"); }
 
 /* Copies an escaped value into a fixed field; false when it does not fit. */
 static bool set_field(char *dst, size_t cap, size_t *len, struct bt_str v)
@@ -155,7 +121,7 @@ static bool set_field(char *dst, size_t cap, size_t *len, struct bt_str v)
 }
 
 /* message_start (and a ping), from START's id and model or the options. */
-static enum bt_err start_message(struct bt_anthropic_stream *e, struct wr *w,
+static enum bt_err start_message(struct bt_anthropic_stream *e, struct bt_jout *w,
                                  const struct bt_event *start, char *why, size_t whycap)
 {
     struct bt_str id = start ? start->id : BT_STR_NULL;
@@ -178,49 +144,49 @@ static enum bt_err start_message(struct bt_anthropic_stream *e, struct wr *w,
     if (err == BT_ETOOBIG) snprintf(why, whycap, "the provider's message id or model is too long");
     if (err) return err == BT_ETOOBIG ? BT_EPROTO : err;
     ev_begin(w, "message_start");
-    PUT(w, ",\"message\":{\"id\":\"");
-    put(w, e->id, e->id_len);
-    PUT(w, "\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"");
-    put(w, e->model, e->model_len);
-    PUT(w, "\",\"stop_reason\":null,\"stop_sequence\":null,\"stop_details\":null,"
+    BT_JOUT_LIT(w, ",\"message\":{\"id\":\"");
+    bt_jout_put(w, e->id, e->id_len);
+    BT_JOUT_LIT(w, "\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"");
+    bt_jout_put(w, e->model, e->model_len);
+    BT_JOUT_LIT(w, "\",\"stop_reason\":null,\"stop_sequence\":null,\"stop_details\":null,"
            "\"container\":null,\"usage\":");
     struct bt_usage u = e->usage;
     u.completion_tokens = 0;
     put_usage(w, &u, true);
-    PUT(w, "}");
+    BT_JOUT_LIT(w, "}");
     ev_end(w);
-    PUT(w, "event: ping\ndata: {\"type\":\"ping\"}\n\n");
+    BT_JOUT_LIT(w, "event: ping\ndata: {\"type\":\"ping\"}\n\n");
     e->started = true;
     return BT_OK;
 }
 
-static void block_stop(struct bt_anthropic_stream *e, struct wr *w)
+static void block_stop(struct bt_anthropic_stream *e, struct bt_jout *w)
 {
     if (e->open == BT_ANB_NONE) return;
     ev_begin(w, "content_block_stop");
-    PUT(w, ",\"index\":");
-    put_int(w, e->nblocks - 1);
+    BT_JOUT_LIT(w, ",\"index\":");
+    bt_jout_int(w, e->nblocks - 1);
     ev_end(w);
     if (e->open == BT_ANB_TOOL) e->tools[e->open_tool].state = 2;
     e->open = BT_ANB_NONE;
 }
 
-static void block_start_head(struct bt_anthropic_stream *e, struct wr *w)
+static void block_start_head(struct bt_anthropic_stream *e, struct bt_jout *w)
 {
     ev_begin(w, "content_block_start");
-    PUT(w, ",\"index\":");
-    put_int(w, e->nblocks++);
-    PUT(w, ",\"content_block\":");
+    BT_JOUT_LIT(w, ",\"index\":");
+    bt_jout_int(w, e->nblocks++);
+    BT_JOUT_LIT(w, ",\"content_block\":");
 }
 
-static void delta_head(struct bt_anthropic_stream *e, struct wr *w, const char *type)
+static void delta_head(struct bt_anthropic_stream *e, struct bt_jout *w, const char *type)
 {
     ev_begin(w, "content_block_delta");
-    PUT(w, ",\"index\":");
-    put_int(w, e->nblocks - 1);
-    PUT(w, ",\"delta\":{\"type\":\"");
-    put_str(w, bt_str_c(type));
-    PUT(w, "\",");
+    BT_JOUT_LIT(w, ",\"index\":");
+    bt_jout_int(w, e->nblocks - 1);
+    BT_JOUT_LIT(w, ",\"delta\":{\"type\":\"");
+    bt_jout_str(w, bt_str_c(type));
+    BT_JOUT_LIT(w, "\",");
 }
 
 /* ---- held tool calls ---- */
@@ -245,13 +211,13 @@ static bool q_add(struct bt_anthropic_stream *e, uint8_t kind, uint32_t slot, st
 }
 
 /* Writes each record of `slot` of `kind` (concatenated). */
-static void q_put(const struct bt_anthropic_stream *e, struct wr *w, uint32_t slot, uint8_t kind)
+static void q_put(const struct bt_anthropic_stream *e, struct bt_jout *w, uint32_t slot, uint8_t kind)
 {
     size_t off = 0;
     while (off < e->qlen) {
         struct qrec r;
         memcpy(&r, e->queue + off, sizeof(r));
-        if (r.slot == slot && r.kind == kind) put(w, e->queue + off + sizeof(r), r.len);
+        if (r.slot == slot && r.kind == kind) bt_jout_put(w, e->queue + off + sizeof(r), r.len);
         off += sizeof(r) + r.len;
     }
 }
@@ -270,29 +236,29 @@ static bool q_has(const struct bt_anthropic_stream *e, uint32_t slot, uint8_t ki
 
 /* The content_block_start of a tool_use block (id and name as escaped bodies;
  * a call without an id gets `toolu_<message id>_<slot>`). */
-static void tool_block_start(struct bt_anthropic_stream *e, struct wr *w, uint32_t slot,
+static void tool_block_start(struct bt_anthropic_stream *e, struct bt_jout *w, uint32_t slot,
                              struct bt_str id, struct bt_str name, bool held)
 {
     block_start_head(e, w);
-    PUT(w, "{\"type\":\"tool_use\",\"id\":\"");
+    BT_JOUT_LIT(w, "{\"type\":\"tool_use\",\"id\":\"");
     if (held ? q_has(e, slot, Q_ID) : id.len > 0) {
         if (held) q_put(e, w, slot, Q_ID);
-        else put_str(w, id);
+        else bt_jout_str(w, id);
     } else {
-        PUT(w, "toolu_");
-        put(w, e->id, e->id_len);
-        PUT(w, "_");
-        put_int(w, slot);
+        BT_JOUT_LIT(w, "toolu_");
+        bt_jout_put(w, e->id, e->id_len);
+        BT_JOUT_LIT(w, "_");
+        bt_jout_int(w, slot);
     }
-    PUT(w, "\",\"name\":\"");
+    BT_JOUT_LIT(w, "\",\"name\":\"");
     if (held) q_put(e, w, slot, Q_NAME);
-    else put_str(w, name);
-    PUT(w, "\",\"input\":{},\"caller\":{\"type\":\"direct\"}}");
+    else bt_jout_str(w, name);
+    BT_JOUT_LIT(w, "\",\"input\":{},\"caller\":{\"type\":\"direct\"}}");
     ev_end(w);
 }
 
 /* Closes the open block, then writes every held call whole, in order. */
-static void flush_held(struct bt_anthropic_stream *e, struct wr *w)
+static void flush_held(struct bt_anthropic_stream *e, struct bt_jout *w)
 {
     block_stop(e, w);
     for (uint32_t k = 0; k < e->ntools; k++) {
@@ -300,9 +266,9 @@ static void flush_held(struct bt_anthropic_stream *e, struct wr *w)
         tool_block_start(e, w, k, BT_STR_NULL, BT_STR_NULL, true);
         if (q_has(e, k, Q_ARGS)) {
             delta_head(e, w, "input_json_delta");
-            PUT(w, "\"partial_json\":\"");
+            BT_JOUT_LIT(w, "\"partial_json\":\"");
             q_put(e, w, k, Q_ARGS);
-            PUT(w, "\"}");
+            BT_JOUT_LIT(w, "\"}");
             ev_end(w);
         }
         e->open = BT_ANB_TOOL;
@@ -321,14 +287,14 @@ static bool any_held(const struct bt_anthropic_stream *e)
 
 /* Opens a block of `kind` unless one is open; a tool block open (or held calls)
  * is closed first. */
-static void ensure_block(struct bt_anthropic_stream *e, struct wr *w, enum bt_anthropic_block kind)
+static void ensure_block(struct bt_anthropic_stream *e, struct bt_jout *w, enum bt_anthropic_block kind)
 {
     if (e->open == kind) return;
     if (any_held(e)) flush_held(e, w);
     else block_stop(e, w);
     block_start_head(e, w);
-    if (kind == BT_ANB_TEXT) PUT(w, "{\"type\":\"text\",\"text\":\"\",\"citations\":null}");
-    else PUT(w, "{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}");
+    if (kind == BT_ANB_TEXT) BT_JOUT_LIT(w, "{\"type\":\"text\",\"text\":\"\",\"citations\":null}");
+    else BT_JOUT_LIT(w, "{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}");
     ev_end(w);
     e->open = kind;
 }
@@ -340,7 +306,7 @@ static long tool_slot(const struct bt_anthropic_stream *e, uint32_t src)
     return -1;
 }
 
-static enum bt_err encode(struct bt_anthropic_stream *e, struct wr *w, const struct bt_event *ev,
+static enum bt_err encode(struct bt_anthropic_stream *e, struct bt_jout *w, const struct bt_event *ev,
                           char *why, size_t whycap)
 {
     switch (ev->type) {
@@ -349,9 +315,9 @@ static enum bt_err encode(struct bt_anthropic_stream *e, struct wr *w, const str
         if (!ev->text.len) return BT_OK;
         ensure_block(e, w, BT_ANB_TEXT);
         delta_head(e, w, "text_delta");
-        PUT(w, "\"text\":");
-        put_quoted(w, ev->text);
-        PUT(w, "}");
+        BT_JOUT_LIT(w, "\"text\":");
+        bt_jout_quoted(w, ev->text);
+        BT_JOUT_LIT(w, "}");
         ev_end(w);
         return BT_OK;
     case BT_EV_REASONING:
@@ -359,9 +325,9 @@ static enum bt_err encode(struct bt_anthropic_stream *e, struct wr *w, const str
             if (any_held(e)) flush_held(e, w);
             else block_stop(e, w);
             block_start_head(e, w);
-            PUT(w, "{\"type\":\"redacted_thinking\",\"data\":");
-            put_quoted(w, ev->text);
-            PUT(w, "}");
+            BT_JOUT_LIT(w, "{\"type\":\"redacted_thinking\",\"data\":");
+            bt_jout_quoted(w, ev->text);
+            BT_JOUT_LIT(w, "}");
             ev_end(w);
             e->open = BT_ANB_THINKING; /* closed at once below */
             block_stop(e, w);
@@ -371,16 +337,16 @@ static enum bt_err encode(struct bt_anthropic_stream *e, struct wr *w, const str
         ensure_block(e, w, BT_ANB_THINKING);
         if (ev->text.len) {
             delta_head(e, w, "thinking_delta");
-            PUT(w, "\"thinking\":");
-            put_quoted(w, ev->text);
-            PUT(w, "}");
+            BT_JOUT_LIT(w, "\"thinking\":");
+            bt_jout_quoted(w, ev->text);
+            BT_JOUT_LIT(w, "}");
             ev_end(w);
         }
         if (ev->signature.len) {
             delta_head(e, w, "signature_delta");
-            PUT(w, "\"signature\":");
-            put_quoted(w, ev->signature);
-            PUT(w, "}");
+            BT_JOUT_LIT(w, "\"signature\":");
+            bt_jout_quoted(w, ev->signature);
+            BT_JOUT_LIT(w, "}");
             ev_end(w);
         }
         return BT_OK;
@@ -431,9 +397,9 @@ static enum bt_err encode(struct bt_anthropic_stream *e, struct wr *w, const str
             return BT_EPROTO;
         }
         delta_head(e, w, "input_json_delta");
-        PUT(w, "\"partial_json\":");
-        put_quoted(w, ev->text);
-        PUT(w, "}");
+        BT_JOUT_LIT(w, "\"partial_json\":");
+        bt_jout_quoted(w, ev->text);
+        BT_JOUT_LIT(w, "}");
         ev_end(w);
         return BT_OK;
     }
@@ -443,12 +409,12 @@ static enum bt_err encode(struct bt_anthropic_stream *e, struct wr *w, const str
     case BT_EV_DONE:
         flush_held(e, w);
         ev_begin(w, "message_delta");
-        PUT(w, ",\"delta\":{\"stop_reason\":\"");
-        put_str(w, bt_str_c(stop_reason(e->finish, e->ntools > 0)));
-        PUT(w, "\",\"stop_sequence\":null,\"stop_details\":null,\"container\":null},\"usage\":");
+        BT_JOUT_LIT(w, ",\"delta\":{\"stop_reason\":\"");
+        bt_jout_str(w, bt_str_c(stop_reason(e->finish, e->ntools > 0)));
+        BT_JOUT_LIT(w, "\",\"stop_sequence\":null,\"stop_details\":null,\"container\":null},\"usage\":");
         put_usage(w, &e->usage, false);
         ev_end(w);
-        PUT(w, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+        BT_JOUT_LIT(w, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
         return BT_OK;
     default: return BT_OK;
     }
@@ -458,12 +424,12 @@ static enum bt_err encode(struct bt_anthropic_stream *e, struct wr *w, const str
 static enum bt_err fail_stream(struct bt_anthropic_stream *e, struct bt_buf *out,
                                const struct bt_event *ev, const char *why)
 {
-    struct wr w = {out, BT_OK};
+    struct bt_jout w = {out, BT_OK};
     size_t before = out->len;
-    PUT(&w, "event: error\ndata: ");
+    BT_JOUT_LIT(&w, "event: error\ndata: ");
     put_error_obj(&w, why ? "api_error" : bt_anthropic_error_type(502, ev->outcome),
                   ev->err_message, why);
-    PUT(&w, "\n\n");
+    BT_JOUT_LIT(&w, "\n\n");
     if (w.err) {
         out->len = before;
         return w.err;
@@ -488,7 +454,7 @@ enum bt_err bt_anthropic_stream_event(struct bt_anthropic_stream *e, const struc
     memcpy(saved, e, sizeof(saved));
     size_t before = out->len;
     char why[160] = "";
-    struct wr w = {out, BT_OK};
+    struct bt_jout w = {out, BT_OK};
     enum bt_err err = BT_OK;
     if (!e->started && ev->type != BT_EV_FINISH)
         err = start_message(e, &w, ev->type == BT_EV_START ? ev : NULL, why, sizeof(why));
@@ -624,10 +590,10 @@ void bt_anthropic_agg_cb(void *ud, const struct bt_event *ev)
 
 /* A call's arguments (escaped JSON text) as an `input` object: "{}" when empty;
  * BT_EPROTO when they are not a JSON object. */
-static enum bt_err put_input(struct wr *w, const struct bt_buf *args)
+static enum bt_err put_input(struct bt_jout *w, const struct bt_buf *args)
 {
     if (!args->len) {
-        PUT(w, "{}");
+        BT_JOUT_LIT(w, "{}");
         return BT_OK;
     }
     struct bt_buf v;
@@ -636,7 +602,7 @@ static enum bt_err put_input(struct wr *w, const struct bt_buf *args)
     struct bt_str s = bt_str_trim(bt_buf_str(&v));
     if (!err && (!s.len || s.p[0] != '{' || bt_json_validate(s.p, s.len, 0, NULL, 0)))
         err = BT_EPROTO;
-    if (!err) put_str(w, s);
+    if (!err) bt_jout_str(w, s);
     bt_buf_free(&v);
     return err;
 }
@@ -653,7 +619,7 @@ enum bt_err bt_anthropic_agg_write(const struct bt_anthropic_agg *a, struct bt_b
 {
     if (a->err) return a->err;
     size_t before = out->len;
-    struct wr w = {out, BT_OK};
+    struct bt_jout w = {out, BT_OK};
     if (a->failed) {
         *status = bt_anthropic_outcome_status(a->outcome);
         put_error_obj(&w, bt_anthropic_error_type(*status, a->outcome), bt_buf_str(&a->err_message),
@@ -662,10 +628,10 @@ enum bt_err bt_anthropic_agg_write(const struct bt_anthropic_agg *a, struct bt_b
         return w.err;
     }
     *status = 200;
-    PUT(&w, "{\"id\":\"msg_");
+    BT_JOUT_LIT(&w, "{\"id\":\"msg_");
     struct bt_str id = bt_buf_str(&a->id);
     if (bt_str_starts_with(id, BT_STR("msg_"))) id = (struct bt_str){id.p + 4, id.len - 4};
-    if (id.len) put_str(&w, id);
+    if (id.len) bt_jout_str(&w, id);
     else if (!w.err) {
         size_t q = out->len;
         w.err = bt_json_escape(out, a->opts.id);
@@ -674,54 +640,54 @@ enum bt_err bt_anthropic_agg_write(const struct bt_anthropic_agg *a, struct bt_b
             out->len -= 2;
         }
     }
-    PUT(&w, "\",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
-    if (a->model.len) put_quoted(&w, bt_buf_str(&a->model));
-    else put_json_str(&w, a->opts.model);
-    PUT(&w, ",\"content\":[");
+    BT_JOUT_LIT(&w, "\",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
+    if (a->model.len) bt_jout_quoted(&w, bt_buf_str(&a->model));
+    else bt_jout_escaped(&w, a->opts.model);
+    BT_JOUT_LIT(&w, ",\"content\":[");
     enum bt_err err = BT_OK;
     for (uint32_t i = 0; i < a->nblocks && !err; i++) {
         const struct bt_anthropic_agg_block *b = &a->blocks[i];
-        if (i) PUT(&w, ",");
+        if (i) BT_JOUT_LIT(&w, ",");
         switch (b->kind) {
         case BT_ANB_TEXT:
-            PUT(&w, "{\"type\":\"text\",\"text\":");
-            put_quoted(&w, bt_buf_str(&b->text));
-            PUT(&w, ",\"citations\":null}");
+            BT_JOUT_LIT(&w, "{\"type\":\"text\",\"text\":");
+            bt_jout_quoted(&w, bt_buf_str(&b->text));
+            BT_JOUT_LIT(&w, ",\"citations\":null}");
             break;
         case BT_ANB_THINKING:
             if (b->redacted) {
-                PUT(&w, "{\"type\":\"redacted_thinking\",\"data\":");
-                put_quoted(&w, bt_buf_str(&b->text));
+                BT_JOUT_LIT(&w, "{\"type\":\"redacted_thinking\",\"data\":");
+                bt_jout_quoted(&w, bt_buf_str(&b->text));
             } else {
-                PUT(&w, "{\"type\":\"thinking\",\"thinking\":");
-                put_quoted(&w, bt_buf_str(&b->text));
-                PUT(&w, ",\"signature\":");
-                put_quoted(&w, bt_buf_str(&b->sig));
+                BT_JOUT_LIT(&w, "{\"type\":\"thinking\",\"thinking\":");
+                bt_jout_quoted(&w, bt_buf_str(&b->text));
+                BT_JOUT_LIT(&w, ",\"signature\":");
+                bt_jout_quoted(&w, bt_buf_str(&b->sig));
             }
-            PUT(&w, "}");
+            BT_JOUT_LIT(&w, "}");
             break;
         case BT_ANB_TOOL:
-            PUT(&w, "{\"type\":\"tool_use\",\"id\":");
-            if (b->id.len) put_quoted(&w, bt_buf_str(&b->id));
+            BT_JOUT_LIT(&w, "{\"type\":\"tool_use\",\"id\":");
+            if (b->id.len) bt_jout_quoted(&w, bt_buf_str(&b->id));
             else {
-                PUT(&w, "\"toolu_");
-                put_int(&w, i);
-                PUT(&w, "\"");
+                BT_JOUT_LIT(&w, "\"toolu_");
+                bt_jout_int(&w, i);
+                BT_JOUT_LIT(&w, "\"");
             }
-            PUT(&w, ",\"name\":");
-            put_quoted(&w, bt_buf_str(&b->name));
-            PUT(&w, ",\"input\":");
+            BT_JOUT_LIT(&w, ",\"name\":");
+            bt_jout_quoted(&w, bt_buf_str(&b->name));
+            BT_JOUT_LIT(&w, ",\"input\":");
             if (!w.err) err = put_input(&w, &b->text);
-            PUT(&w, ",\"caller\":{\"type\":\"direct\"}}");
+            BT_JOUT_LIT(&w, ",\"caller\":{\"type\":\"direct\"}}");
             break;
         default: break;
         }
     }
-    PUT(&w, "],\"stop_reason\":\"");
-    put_str(&w, bt_str_c(stop_reason(a->finish, any_tool(a))));
-    PUT(&w, "\",\"stop_sequence\":null,\"stop_details\":null,\"container\":null,\"usage\":");
+    BT_JOUT_LIT(&w, "],\"stop_reason\":\"");
+    bt_jout_str(&w, bt_str_c(stop_reason(a->finish, any_tool(a))));
+    BT_JOUT_LIT(&w, "\",\"stop_sequence\":null,\"stop_details\":null,\"container\":null,\"usage\":");
     put_usage(&w, &a->usage, true);
-    PUT(&w, "}");
+    BT_JOUT_LIT(&w, "}");
     if (err || w.err) {
         out->len = before;
         return err ? err : w.err;

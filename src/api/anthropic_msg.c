@@ -35,47 +35,12 @@ static void *alloc(struct dec *x, size_t n, size_t size)
     return bt_arena_calloc(x->a, n ? n : 1, size);
 }
 
-struct members {
-    const struct bt_json_doc *d;
-    uint32_t left;
-    int k;
-};
-
-static struct members members_of(const struct bt_json_doc *d, int obj)
-{
-    return (struct members){d, d->toks[obj].size, obj + 1};
-}
-
-static bool members_next(struct members *m, int *k, int *v)
-{
-    if (!m->left) return false;
-    *k = m->k;
-    *v = m->k + 1;
-    m->left--;
-    if (m->left) m->k = (int)m->d->toks[m->k + 1].next;
-    return true;
-}
-
 static int type_of(const struct dec *x, int v) { return bt_json_type(x->d, v); }
 static bool absent(const struct dec *x, int v) { return v < 0 || type_of(x, v) == BT_JSON_NULL; }
 
-static const char *type_name(int t)
-{
-    switch (t) {
-    case BT_JSON_OBJECT: return "an object";
-    case BT_JSON_ARRAY: return "an array";
-    case BT_JSON_STRING: return "a string";
-    case BT_JSON_NUMBER: return "a number";
-    case BT_JSON_TRUE:
-    case BT_JSON_FALSE: return "a boolean";
-    case BT_JSON_NULL: return "null";
-    }
-    return "nothing";
-}
-
 static enum bt_err bad_type(struct dec *x, const char *path, int v, const char *want)
 {
-    return fail(x, path, "%s: Input should be %s, not %s", path, want, type_name(type_of(x, v)));
+    return fail(x, path, "%s: Input should be %s, not %s", path, want, bt_json_type_name(type_of(x, v)));
 }
 
 static enum bt_err missing(struct dec *x, const char *path)
@@ -556,10 +521,10 @@ enum bt_err bt_anthropic_msg_decode(const struct bt_json_doc *doc, struct bt_are
     out->extras = alloc(&x, nmembers, sizeof(*out->extras));
     if (!out->extras) return BT_ENOMEM;
     int model = -1, msgs = -1;
-    struct members it = members_of(doc, 0);
+    struct bt_json_members it = bt_json_members_of(doc, 0);
     int k, v;
     enum bt_err err = BT_OK;
-    while (!err && members_next(&it, &k, &v)) {
+    while (!err && bt_json_members_next(&it, &k, &v)) {
         struct bt_str key = bt_json_str_raw(doc, k);
         if (bt_str_eq_c(key, "model")) model = v;
         else if (bt_str_eq_c(key, "messages")) msgs = v;

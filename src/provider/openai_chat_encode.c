@@ -8,35 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json/json.h"
+#include "json/jout.h"
 
 struct enc {
-    struct bt_buf *b;
+    struct bt_jout o; /* the body */
     struct bt_arena *a;
     struct bt_chat_error *e;
-    enum bt_err err;
 };
-
-static void put(struct enc *x, const char *p, size_t n)
-{
-    if (!x->err) x->err = bt_buf_append(x->b, p, n);
-}
-#define PUT(x, lit) put((x), (lit), sizeof(lit) - 1)
-static void put_str(struct enc *x, struct bt_str s) { put(x, s.p, s.len); }
-
-static void put_quoted(struct enc *x, struct bt_str body)
-{
-    PUT(x, "\"");
-    put_str(x, body);
-    PUT(x, "\"");
-}
-
-static void put_int(struct enc *x, int64_t v)
-{
-    char t[24];
-    int n = snprintf(t, sizeof(t), "%lld", (long long)v);
-    put(x, t, (size_t)n);
-}
 
 /* The shortest decimal that reads back as `v` (0.7 stays 0.7). */
 static void put_double(struct enc *x, double v)
@@ -47,7 +25,7 @@ static void put_double(struct enc *x, double v)
         n = snprintf(t, sizeof(t), "%.*g", prec, v);
         if (strtod(t, NULL) == v) break;
     }
-    put(x, t, (size_t)n);
+    bt_jout_put(&x->o, t, (size_t)n);
 }
 
 __attribute__((format(printf, 3, 4))) static enum bt_err refuse(struct enc *x, const char *param,
@@ -97,18 +75,18 @@ static const char *effort_name(enum bt_effort e)
 /* A data URL from a media type and base64 data (both escaped bodies). */
 static void put_data_url(struct enc *x, struct bt_str media_type, struct bt_str data)
 {
-    PUT(x, "\"data:");
-    put_str(x, media_type);
-    PUT(x, ";base64,");
-    put_str(x, data);
-    PUT(x, "\"");
+    BT_JOUT_LIT(&x->o, "\"data:");
+    bt_jout_str(&x->o, media_type);
+    BT_JOUT_LIT(&x->o, ";base64,");
+    bt_jout_str(&x->o, data);
+    BT_JOUT_LIT(&x->o, "\"");
 }
 
 static void put_text_part(struct enc *x, struct bt_str text)
 {
-    PUT(x, "{\"type\":\"text\",\"text\":");
-    put_quoted(x, text);
-    PUT(x, "}");
+    BT_JOUT_LIT(&x->o, "{\"type\":\"text\",\"text\":");
+    bt_jout_quoted(&x->o, text);
+    BT_JOUT_LIT(&x->o, "}");
 }
 
 /* One user-side part as an OpenAI content part. */
@@ -117,36 +95,36 @@ static enum bt_err put_part(struct enc *x, const struct bt_chat_part *p, const c
     switch (p->type) {
     case BT_PART_TEXT: put_text_part(x, p->text); return BT_OK;
     case BT_PART_IMAGE:
-        PUT(x, "{\"type\":\"image_url\",\"image_url\":{\"url\":");
-        if (p->image.url.len) put_quoted(x, p->image.url);
+        BT_JOUT_LIT(&x->o, "{\"type\":\"image_url\",\"image_url\":{\"url\":");
+        if (p->image.url.len) bt_jout_quoted(&x->o, p->image.url);
         else put_data_url(x, p->image.media_type, p->image.data);
-        if (p->image.detail == BT_DETAIL_LOW) PUT(x, ",\"detail\":\"low\"");
-        else if (p->image.detail == BT_DETAIL_HIGH) PUT(x, ",\"detail\":\"high\"");
-        PUT(x, "}}");
+        if (p->image.detail == BT_DETAIL_LOW) BT_JOUT_LIT(&x->o, ",\"detail\":\"low\"");
+        else if (p->image.detail == BT_DETAIL_HIGH) BT_JOUT_LIT(&x->o, ",\"detail\":\"high\"");
+        BT_JOUT_LIT(&x->o, "}}");
         return BT_OK;
     case BT_PART_AUDIO:
-        PUT(x, "{\"type\":\"input_audio\",\"input_audio\":{\"data\":");
-        put_quoted(x, p->audio.data);
-        PUT(x, ",\"format\":");
-        put_quoted(x, p->audio.format);
-        PUT(x, "}}");
+        BT_JOUT_LIT(&x->o, "{\"type\":\"input_audio\",\"input_audio\":{\"data\":");
+        bt_jout_quoted(&x->o, p->audio.data);
+        BT_JOUT_LIT(&x->o, ",\"format\":");
+        bt_jout_quoted(&x->o, p->audio.format);
+        BT_JOUT_LIT(&x->o, "}}");
         return BT_OK;
     case BT_PART_FILE:
-        PUT(x, "{\"type\":\"file\",\"file\":{");
+        BT_JOUT_LIT(&x->o, "{\"type\":\"file\",\"file\":{");
         if (p->file.file_id.len) {
-            PUT(x, "\"file_id\":");
-            put_quoted(x, p->file.file_id);
+            BT_JOUT_LIT(&x->o, "\"file_id\":");
+            bt_jout_quoted(&x->o, p->file.file_id);
         } else {
-            PUT(x, "\"filename\":");
-            if (p->file.filename.len) put_quoted(x, p->file.filename);
+            BT_JOUT_LIT(&x->o, "\"filename\":");
+            if (p->file.filename.len) bt_jout_quoted(&x->o, p->file.filename);
             else if (bt_str_eq_c(p->file.media_type, "application/pdf"))
-                PUT(x, "\"document.pdf\"");
-            else PUT(x, "\"document\"");
-            PUT(x, ",\"file_data\":");
+                BT_JOUT_LIT(&x->o, "\"document.pdf\"");
+            else BT_JOUT_LIT(&x->o, "\"document\"");
+            BT_JOUT_LIT(&x->o, ",\"file_data\":");
             if (p->file.media_type.len) put_data_url(x, p->file.media_type, p->file.data);
-            else put_quoted(x, p->file.data);
+            else bt_jout_quoted(&x->o, p->file.data);
         }
-        PUT(x, "}}");
+        BT_JOUT_LIT(&x->o, "}}");
         return BT_OK;
     default:
         return refuse(x, path, "%s: this content has no counterpart in an OpenAI user message",
@@ -159,9 +137,9 @@ static enum bt_err put_part(struct enc *x, const struct bt_chat_part *p, const c
  * (OpenAI has no is_error). */
 static enum bt_err put_tool_message(struct enc *x, const struct bt_chat_part *p, const char *path)
 {
-    PUT(x, "{\"role\":\"tool\",\"tool_call_id\":");
-    put_quoted(x, p->tool_result.call_id);
-    PUT(x, ",\"content\":");
+    BT_JOUT_LIT(&x->o, "{\"role\":\"tool\",\"tool_call_id\":");
+    bt_jout_quoted(&x->o, p->tool_result.call_id);
+    BT_JOUT_LIT(&x->o, ",\"content\":");
     const struct bt_chat_part *rp = p->tool_result.parts;
     uint32_t n = p->tool_result.nparts;
     for (uint32_t i = 0; i < n; i++) {
@@ -175,24 +153,24 @@ static enum bt_err put_tool_message(struct enc *x, const struct bt_chat_part *p,
         }
     }
     if (!p->tool_result.is_error && n == 1) {
-        put_quoted(x, rp[0].text);
+        bt_jout_quoted(&x->o, rp[0].text);
     } else if (!p->tool_result.is_error && n == 0) {
-        PUT(x, "\"\"");
+        BT_JOUT_LIT(&x->o, "\"\"");
     } else {
-        PUT(x, "[");
+        BT_JOUT_LIT(&x->o, "[");
         bool comma = false;
         if (p->tool_result.is_error) {
             put_text_part(x, BT_STR("Error:"));
             comma = true;
         }
         for (uint32_t i = 0; i < n; i++) {
-            if (comma) PUT(x, ",");
+            if (comma) BT_JOUT_LIT(&x->o, ",");
             put_text_part(x, rp[i].text);
             comma = true;
         }
-        PUT(x, "]");
+        BT_JOUT_LIT(&x->o, "]");
     }
-    PUT(x, "}");
+    BT_JOUT_LIT(&x->o, "}");
     return BT_OK;
 }
 
@@ -201,16 +179,16 @@ static void put_tool_call(struct enc *x, const struct bt_chat_part *p)
     struct bt_str args;
     enum bt_err err = bt_chat_args_string(p, x->a, &args);
     if (err) {
-        if (!x->err) x->err = err;
+        if (!x->o.err) x->o.err = err;
         return;
     }
-    PUT(x, "{\"id\":");
-    put_quoted(x, p->tool_call.id);
-    PUT(x, ",\"type\":\"function\",\"function\":{\"name\":");
-    put_quoted(x, p->tool_call.name);
-    PUT(x, ",\"arguments\":");
-    put_quoted(x, args);
-    PUT(x, "}}");
+    BT_JOUT_LIT(&x->o, "{\"id\":");
+    bt_jout_quoted(&x->o, p->tool_call.id);
+    BT_JOUT_LIT(&x->o, ",\"type\":\"function\",\"function\":{\"name\":");
+    bt_jout_quoted(&x->o, p->tool_call.name);
+    BT_JOUT_LIT(&x->o, ",\"arguments\":");
+    bt_jout_quoted(&x->o, args);
+    BT_JOUT_LIT(&x->o, "}}");
 }
 
 /* An assistant message: reasoning as `reasoning_content` (DeepSeek's name; its
@@ -231,35 +209,35 @@ static enum bt_err put_assistant(struct enc *x, const struct bt_chat_msg *m, con
                           q);
         }
     }
-    PUT(x, "{\"role\":\"assistant\",\"content\":");
-    if (!ntext && ncalls) PUT(x, "null");
-    else if (!ntext) PUT(x, "\"\"");
+    BT_JOUT_LIT(&x->o, "{\"role\":\"assistant\",\"content\":");
+    if (!ntext && ncalls) BT_JOUT_LIT(&x->o, "null");
+    else if (!ntext) BT_JOUT_LIT(&x->o, "\"\"");
     else {
         /* the text parts as one string: escaped bodies concatenate safely */
-        PUT(x, "\"");
+        BT_JOUT_LIT(&x->o, "\"");
         for (uint32_t i = 0; i < m->nparts; i++)
             if (m->parts[i].type == BT_PART_TEXT || m->parts[i].type == BT_PART_REFUSAL)
-                put_str(x, m->parts[i].text);
-        PUT(x, "\"");
+                bt_jout_str(&x->o, m->parts[i].text);
+        BT_JOUT_LIT(&x->o, "\"");
     }
     if (nthink) {
-        PUT(x, ",\"reasoning_content\":\"");
+        BT_JOUT_LIT(&x->o, ",\"reasoning_content\":\"");
         for (uint32_t i = 0; i < m->nparts; i++)
-            if (m->parts[i].type == BT_PART_THINKING) put_str(x, m->parts[i].thinking.text);
-        PUT(x, "\"");
+            if (m->parts[i].type == BT_PART_THINKING) bt_jout_str(&x->o, m->parts[i].thinking.text);
+        BT_JOUT_LIT(&x->o, "\"");
     }
     if (ncalls) {
-        PUT(x, ",\"tool_calls\":[");
+        BT_JOUT_LIT(&x->o, ",\"tool_calls\":[");
         bool comma = false;
         for (uint32_t i = 0; i < m->nparts; i++) {
             if (m->parts[i].type != BT_PART_TOOL_CALL) continue;
-            if (comma) PUT(x, ",");
+            if (comma) BT_JOUT_LIT(&x->o, ",");
             put_tool_call(x, &m->parts[i]);
             comma = true;
         }
-        PUT(x, "]");
+        BT_JOUT_LIT(&x->o, "]");
     }
-    PUT(x, "}");
+    BT_JOUT_LIT(&x->o, "}");
     return BT_OK;
 }
 
@@ -277,64 +255,64 @@ static enum bt_err put_user(struct enc *x, const struct bt_chat_msg *m, const ch
         }
         char q[128];
         path_fmt(q, sizeof(q), "%s.content.%u", path, i);
-        if (*comma) PUT(x, ",");
+        if (*comma) BT_JOUT_LIT(&x->o, ",");
         enum bt_err err = put_tool_message(x, &m->parts[i], q);
         if (err) return err;
         *comma = true;
     }
     if (!rest && m->nparts) return BT_OK;
-    if (*comma) PUT(x, ",");
+    if (*comma) BT_JOUT_LIT(&x->o, ",");
     *comma = true;
     const char *role = m->role == BT_ROLE_SYSTEM      ? "system"
                        : m->role == BT_ROLE_DEVELOPER ? "developer"
                                                       : "user";
-    PUT(x, "{\"role\":\"");
-    put_str(x, bt_str_c(role));
-    PUT(x, "\"");
+    BT_JOUT_LIT(&x->o, "{\"role\":\"");
+    bt_jout_str(&x->o, bt_str_c(role));
+    BT_JOUT_LIT(&x->o, "\"");
     if (m->name.len) {
-        PUT(x, ",\"name\":");
-        put_quoted(x, m->name);
+        BT_JOUT_LIT(&x->o, ",\"name\":");
+        bt_jout_quoted(&x->o, m->name);
     }
-    PUT(x, ",\"content\":");
+    BT_JOUT_LIT(&x->o, ",\"content\":");
     if (rest == 1 && m->nparts == 1 && m->parts[0].type == BT_PART_TEXT) {
-        put_quoted(x, m->parts[0].text);
+        bt_jout_quoted(&x->o, m->parts[0].text);
     } else if (!rest) {
-        PUT(x, "\"\"");
+        BT_JOUT_LIT(&x->o, "\"\"");
     } else {
-        PUT(x, "[");
+        BT_JOUT_LIT(&x->o, "[");
         bool c2 = false;
         for (uint32_t i = 0; i < m->nparts; i++) {
             if (m->parts[i].type == BT_PART_TOOL_RESULT) continue;
             char q[128];
             path_fmt(q, sizeof(q), "%s.content.%u", path, i);
-            if (c2) PUT(x, ",");
+            if (c2) BT_JOUT_LIT(&x->o, ",");
             enum bt_err err = put_part(x, &m->parts[i], q);
             if (err) return err;
             c2 = true;
         }
-        PUT(x, "]");
+        BT_JOUT_LIT(&x->o, "]");
     }
-    PUT(x, "}");
+    BT_JOUT_LIT(&x->o, "}");
     return BT_OK;
 }
 
 static enum bt_err put_messages(struct enc *x, const struct bt_chat *c)
 {
-    PUT(x, "\"messages\":[");
+    BT_JOUT_LIT(&x->o, "\"messages\":[");
     bool comma = false;
     if (c->nsystem) {
-        PUT(x, "{\"role\":\"system\",\"content\":");
+        BT_JOUT_LIT(&x->o, "{\"role\":\"system\",\"content\":");
         if (c->nsystem == 1) {
-            put_quoted(x, c->system[0].text);
+            bt_jout_quoted(&x->o, c->system[0].text);
         } else {
-            PUT(x, "[");
+            BT_JOUT_LIT(&x->o, "[");
             for (uint32_t i = 0; i < c->nsystem; i++) {
-                if (i) PUT(x, ",");
+                if (i) BT_JOUT_LIT(&x->o, ",");
                 put_text_part(x, c->system[i].text);
             }
-            PUT(x, "]");
+            BT_JOUT_LIT(&x->o, "]");
         }
-        PUT(x, "}");
+        BT_JOUT_LIT(&x->o, "}");
         comma = true;
     }
     for (uint32_t i = 0; i < c->nmsgs; i++) {
@@ -343,7 +321,7 @@ static enum bt_err put_messages(struct enc *x, const struct bt_chat *c)
         path_fmt(path, sizeof(path), "messages.%u", i);
         enum bt_err err;
         if (m->role == BT_ROLE_ASSISTANT) {
-            if (comma) PUT(x, ",");
+            if (comma) BT_JOUT_LIT(&x->o, ",");
             err = put_assistant(x, m, path);
             comma = true;
         } else {
@@ -351,47 +329,47 @@ static enum bt_err put_messages(struct enc *x, const struct bt_chat *c)
         }
         if (err) return err;
     }
-    PUT(x, "]");
+    BT_JOUT_LIT(&x->o, "]");
     return BT_OK;
 }
 
 static void put_tools(struct enc *x, const struct bt_chat *c)
 {
-    PUT(x, ",\"tools\":[");
+    BT_JOUT_LIT(&x->o, ",\"tools\":[");
     for (uint32_t i = 0; i < c->ntools; i++) {
         const struct bt_chat_tool *t = &c->tools[i];
-        if (i) PUT(x, ",");
-        PUT(x, "{\"type\":\"function\",\"function\":{\"name\":");
-        put_quoted(x, t->name);
+        if (i) BT_JOUT_LIT(&x->o, ",");
+        BT_JOUT_LIT(&x->o, "{\"type\":\"function\",\"function\":{\"name\":");
+        bt_jout_quoted(&x->o, t->name);
         if (t->description.len) {
-            PUT(x, ",\"description\":");
-            put_quoted(x, t->description);
+            BT_JOUT_LIT(&x->o, ",\"description\":");
+            bt_jout_quoted(&x->o, t->description);
         }
         if (t->parameters.len) {
-            PUT(x, ",\"parameters\":");
-            put_str(x, t->parameters);
+            BT_JOUT_LIT(&x->o, ",\"parameters\":");
+            bt_jout_str(&x->o, t->parameters);
         }
         if (t->strict_given) {
-            if (t->strict) PUT(x, ",\"strict\":true");
-            else PUT(x, ",\"strict\":false");
+            if (t->strict) BT_JOUT_LIT(&x->o, ",\"strict\":true");
+            else BT_JOUT_LIT(&x->o, ",\"strict\":false");
         }
-        PUT(x, "}}");
+        BT_JOUT_LIT(&x->o, "}}");
     }
-    PUT(x, "]");
+    BT_JOUT_LIT(&x->o, "]");
     switch (c->tool_choice) {
-    case BT_TOOL_CHOICE_AUTO: PUT(x, ",\"tool_choice\":\"auto\""); break;
-    case BT_TOOL_CHOICE_NONE: PUT(x, ",\"tool_choice\":\"none\""); break;
-    case BT_TOOL_CHOICE_REQUIRED: PUT(x, ",\"tool_choice\":\"required\""); break;
+    case BT_TOOL_CHOICE_AUTO: BT_JOUT_LIT(&x->o, ",\"tool_choice\":\"auto\""); break;
+    case BT_TOOL_CHOICE_NONE: BT_JOUT_LIT(&x->o, ",\"tool_choice\":\"none\""); break;
+    case BT_TOOL_CHOICE_REQUIRED: BT_JOUT_LIT(&x->o, ",\"tool_choice\":\"required\""); break;
     case BT_TOOL_CHOICE_NAMED:
-        PUT(x, ",\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":");
-        put_quoted(x, c->tool_choice_name);
-        PUT(x, "}}");
+        BT_JOUT_LIT(&x->o, ",\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":");
+        bt_jout_quoted(&x->o, c->tool_choice_name);
+        BT_JOUT_LIT(&x->o, "}}");
         break;
     default: break;
     }
     if (c->given & BT_GIVEN_PARALLEL_TOOL_CALLS) {
-        if (c->parallel_tool_calls) PUT(x, ",\"parallel_tool_calls\":true");
-        else PUT(x, ",\"parallel_tool_calls\":false");
+        if (c->parallel_tool_calls) BT_JOUT_LIT(&x->o, ",\"parallel_tool_calls\":true");
+        else BT_JOUT_LIT(&x->o, ",\"parallel_tool_calls\":false");
     }
 }
 
@@ -407,7 +385,7 @@ enum bt_err bt_openai_chat_encode(const struct bt_chat *c, struct bt_str model,
                                   struct bt_chat_error *err)
 {
     memset(err, 0, sizeof(*err));
-    struct enc x = {out, arena, err, BT_OK};
+    struct enc x = {{out, BT_OK}, arena, err};
     uint32_t unsupported = c->given & ~(uint32_t)SUPPORTED;
     if (unsupported) {
         uint32_t bit = unsupported & -unsupported;
@@ -428,9 +406,9 @@ enum bt_err bt_openai_chat_encode(const struct bt_chat *c, struct bt_str model,
                       key);
     }
     size_t before = out->len;
-    PUT(&x, "{\"model\":");
-    if (!x.err) x.err = bt_json_escape(out, model);
-    PUT(&x, ",");
+    BT_JOUT_LIT(&x.o, "{\"model\":");
+    if (!x.o.err) x.o.err = bt_json_escape(out, model);
+    BT_JOUT_LIT(&x.o, ",");
     enum bt_err e = put_messages(&x, c);
     if (e) {
         out->len = before;
@@ -439,59 +417,59 @@ enum bt_err bt_openai_chat_encode(const struct bt_chat *c, struct bt_str model,
     if (c->ntools) put_tools(&x, c);
     bool reasoning = c->given & (BT_GIVEN_REASONING_BUDGET | BT_GIVEN_REASONING_EFFORT);
     if (c->given & BT_GIVEN_REASONING_EFFORT) {
-        PUT(&x, ",\"reasoning_effort\":\"");
-        put_str(&x, bt_str_c(effort_name(c->reasoning_effort)));
-        PUT(&x, "\"");
+        BT_JOUT_LIT(&x.o, ",\"reasoning_effort\":\"");
+        bt_jout_str(&x.o, bt_str_c(effort_name(c->reasoning_effort)));
+        BT_JOUT_LIT(&x.o, "\"");
     } else if (c->given & BT_GIVEN_REASONING_BUDGET) {
-        PUT(&x, ",\"reasoning_effort\":\"");
-        put_str(&x, bt_str_c(bt_openai_effort_for_budget(c->reasoning_budget)));
-        PUT(&x, "\"");
+        BT_JOUT_LIT(&x.o, ",\"reasoning_effort\":\"");
+        bt_jout_str(&x.o, bt_str_c(bt_openai_effort_for_budget(c->reasoning_budget)));
+        BT_JOUT_LIT(&x.o, "\"");
     }
     if (c->given & BT_GIVEN_MAX_TOKENS) {
         /* OpenAI's reasoning models take only max_completion_tokens; many
          * OpenAI-compatible servers know only max_tokens. */
-        if (reasoning) PUT(&x, ",\"max_completion_tokens\":");
-        else PUT(&x, ",\"max_tokens\":");
-        put_int(&x, c->max_tokens);
+        if (reasoning) BT_JOUT_LIT(&x.o, ",\"max_completion_tokens\":");
+        else BT_JOUT_LIT(&x.o, ",\"max_tokens\":");
+        bt_jout_int(&x.o, c->max_tokens);
     }
     if (c->given & BT_GIVEN_TEMPERATURE) {
-        PUT(&x, ",\"temperature\":");
+        BT_JOUT_LIT(&x.o, ",\"temperature\":");
         put_double(&x, c->temperature);
     }
     if (c->given & BT_GIVEN_TOP_P) {
-        PUT(&x, ",\"top_p\":");
+        BT_JOUT_LIT(&x.o, ",\"top_p\":");
         put_double(&x, c->top_p);
     }
     if (c->given & BT_GIVEN_PRESENCE_PENALTY) {
-        PUT(&x, ",\"presence_penalty\":");
+        BT_JOUT_LIT(&x.o, ",\"presence_penalty\":");
         put_double(&x, c->presence_penalty);
     }
     if (c->given & BT_GIVEN_FREQUENCY_PENALTY) {
-        PUT(&x, ",\"frequency_penalty\":");
+        BT_JOUT_LIT(&x.o, ",\"frequency_penalty\":");
         put_double(&x, c->frequency_penalty);
     }
     if (c->given & BT_GIVEN_SEED) {
-        PUT(&x, ",\"seed\":");
-        put_int(&x, c->seed);
+        BT_JOUT_LIT(&x.o, ",\"seed\":");
+        bt_jout_int(&x.o, c->seed);
     }
     if (c->given & BT_GIVEN_N) {
-        PUT(&x, ",\"n\":");
-        put_int(&x, c->n);
+        BT_JOUT_LIT(&x.o, ",\"n\":");
+        bt_jout_int(&x.o, c->n);
     }
     if ((c->given & BT_GIVEN_STOP) && c->nstop) {
-        PUT(&x, ",\"stop\":[");
+        BT_JOUT_LIT(&x.o, ",\"stop\":[");
         for (uint32_t i = 0; i < c->nstop; i++) {
-            if (i) PUT(&x, ",");
-            put_quoted(&x, c->stop[i]);
+            if (i) BT_JOUT_LIT(&x.o, ",");
+            bt_jout_quoted(&x.o, c->stop[i]);
         }
-        PUT(&x, "]");
+        BT_JOUT_LIT(&x.o, "]");
     }
     if ((c->given & BT_GIVEN_USER) && c->user.len) {
-        PUT(&x, ",\"user\":");
-        put_quoted(&x, c->user);
+        BT_JOUT_LIT(&x.o, ",\"user\":");
+        bt_jout_quoted(&x.o, c->user);
     }
-    if (c->stream) PUT(&x, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
-    PUT(&x, "}");
-    if (x.err) out->len = before;
-    return x.err;
+    if (c->stream) BT_JOUT_LIT(&x.o, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+    BT_JOUT_LIT(&x.o, "}");
+    if (x.o.err) out->len = before;
+    return x.o.err;
 }
