@@ -93,7 +93,7 @@ static enum bt_err fe_decode(struct bt_request *r, enum bt_op op, struct bt_str 
 
 /* ---- errors ---- */
 
-static void error_json(struct bt_buf *out, const struct bt_error *e)
+static enum bt_err error_json(struct bt_buf *out, const struct bt_error *e)
 {
     struct bt_jw w;
     bt_jw_init(&w, out);
@@ -111,11 +111,12 @@ static void error_json(struct bt_buf *out, const struct bt_error *e)
     bt_jw_key(&w, "request_id");
     bt_jw_null(&w);
     bt_jw_obj_end(&w);
+    return w.err;
 }
 
 static const char *fe_error_body(struct bt_buf *out, const struct bt_error *e)
 {
-    error_json(out, e);
+    (void)error_json(out, e);
     return "application/json";
 }
 
@@ -125,11 +126,7 @@ static enum bt_err fe_stream_error(struct bt_buf *out, const struct bt_error *e)
 {
     size_t start = out->len;
     enum bt_err err = bt_buf_append_c(out, "event: error\ndata: ");
-    if (!err) {
-        size_t body = out->len;
-        error_json(out, e);
-        if (out->len == body) err = BT_ETOOBIG;
-    }
+    if (!err) err = error_json(out, e);
     if (!err) err = bt_buf_append_c(out, "\n\n");
     if (err) out->len = start;
     return err;

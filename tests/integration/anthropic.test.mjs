@@ -34,6 +34,8 @@ const KEY = 'sk-master-anthropic-0123456789';
 const ACCESS = writeTemp('access.log', '');
 const fake = await setup(async () => startFake(await freePort()));
 const b = await setup(() => startBaton(`
+server:
+  max_body_bytes: 65536
 auth:
   master_key: "${KEY}"
 log:
@@ -266,6 +268,23 @@ test('errors: BadRequestError, NotFoundError, in Anthropic shape; untranslatable
     const r2 = await post(`${b.url}/messages/nothing`, {}, { headers: { 'x-api-key': KEY } });
     eq(r2.status, 404, 'unknown path under /v1/messages');
     eq(r2.json.error.type, 'not_found_error', 'its shape is Anthropic\'s');
+});
+
+test('baton\'s own errors under /v1/messages are Anthropic-shaped: 405, 413', async () => {
+    const r = await fetch(MSGS, { headers: { 'x-api-key': KEY } });
+    eq(r.status, 405, 'GET /v1/messages');
+    const j = await r.json();
+    validate('ErrorResponse', j);
+    eq(j.error.type, 'invalid_request_error', 'type');
+    const big = await post(MSGS, { model: 'claude-sim', max_tokens: 5, messages: [{ role: 'user', content: 'x'.repeat(100000) }] },
+        { headers: { 'x-api-key': KEY } });
+    eq(big.status, 413, 'too large');
+    // request_too_large is the type Anthropic's API answers a 413 with (its errors
+    // page); the OpenAPI document's error union leaves it out, so only the shape
+    // is checked here
+    eq(big.json.type, 'error', 'shape');
+    eq(big.json.error.type, 'request_too_large', 'type');
+    assert(big.json.error.message.length > 0, 'message');
 });
 
 test('count_tokens: an estimate from the built-in tokenizer', async () => {
