@@ -542,8 +542,6 @@ static int decode_event(struct bt_exec *ex, const struct bt_sse_event *ev)
 
 /* ---- the translate path: provider events -> the client's API ---- */
 
-/* One canonical event into the front end's stream (flushing `out` once when
- * it is full). An ERROR goes out with the message on_event kept, redacted. */
 /* An ERROR event as the client may see it: on_event's copies of its strings,
  * with the provider's key redacted, escaped again into `msg`. */
 static const struct bt_event *redacted_error(struct bt_exec *ex, const struct bt_event *ev,
@@ -558,6 +556,8 @@ static const struct bt_event *redacted_error(struct bt_exec *ex, const struct bt
     return e2;
 }
 
+/* One canonical event into the front end's stream (flushing `out` once when
+ * it is full). An ERROR goes out with the message on_event kept, redacted. */
 static void fe_stream_feed(struct bt_exec *ex, const struct bt_event *ev)
 {
     struct bt_event e2;
