@@ -414,7 +414,8 @@ static void client_event(struct aclient *cl, const char *name, const char *data)
     if (!cl->msg && strcmp(name, "message_start") != 0 && strcmp(name, "error") != 0)
         VIOL(cl, "%s before message_start", name);
     cJSON *content = cl->msg ? cJSON_GetObjectItem(cl->msg, "content") : NULL;
-    int idx = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "index"));
+    const cJSON *ix = cJSON_GetObjectItem(d, "index");
+    int idx = cJSON_IsNumber(ix) ? ix->valueint : -1;
     if (!strcmp(name, "message_start")) {
         if (cl->msg) VIOL(cl, "second message_start");
         else cl->msg = cJSON_Duplicate(cJSON_GetObjectItem(d, "message"), 1);
