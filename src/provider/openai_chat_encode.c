@@ -398,8 +398,9 @@ enum bt_err bt_openai_chat_encode(const struct bt_chat *c, struct bt_str model,
     }
     if (c->nextras) {
         char key[96];
-        snprintf(key, sizeof(key), "%.*s", (int)(c->extras[0].key.len > 80 ? 80 : c->extras[0].key.len),
-                 c->extras[0].key.p);
+        struct bt_str k = c->extras[0].key;
+        if (k.len) snprintf(key, sizeof(key), "%.*s", (int)(k.len > 80 ? 80 : k.len), k.p);
+        else snprintf(key, sizeof(key), "\"\""); /* a member named "" */
         return refuse(&x, key,
                       "%s: this parameter has no counterpart in the OpenAI chat API of the "
                       "provider serving this model; remove it",

@@ -291,6 +291,7 @@ TEST(openai_body_refusals)
     } cases[] = {
         {"{'model':'m','max_tokens':5,'top_k':3,'messages':[{'role':'user','content':'x'}]}", "top_k"},
         {"{'model':'m','max_tokens':5,'service_tier':'auto','messages':[{'role':'user','content':'x'}]}", "service_tier"},
+        {"{'model':'m','max_tokens':5,'':1,'messages':[{'role':'user','content':'x'}]}", "\"\""},
         {"{'model':'m','max_tokens':5,'messages':[{'role':'user','content':[{'type':'tool_result','tool_use_id':'a','content':[{'type':'image','source':{'type':'url','url':'https://x'}}]}]}]}", "messages.0.content.0.content.0"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
