@@ -270,6 +270,26 @@ test('errors: BadRequestError, NotFoundError, in Anthropic shape; untranslatable
     eq(r2.json.error.type, 'not_found_error', 'its shape is Anthropic\'s');
 });
 
+test('a provider\'s failures reach the SDK as its own error classes: 429 RateLimitError, 400 BadRequestError, 5xx InternalServerError', async () => {
+    const cases = [
+        [429, '{"error":{"message":"slow down","type":"rate_limit_error","code":"rate_limit_exceeded"}}', Anthropic.RateLimitError, 'rate_limit_error'],
+        [400, '{"error":{"message":"maximum context length is 10 tokens","type":"invalid_request_error","code":"context_length_exceeded"}}', Anthropic.BadRequestError, 'invalid_request_error'],
+        [503, '{"error":{"message":"down","type":"server_error"}}', Anthropic.InternalServerError, 'api_error'],
+    ];
+    for (const [status, body, cls, type] of cases) {
+        fake.handle((req, res, h) => h.json(status, body, status === 429 ? { 'retry-after': '7' } : {}));
+        try {
+            await sdk.messages.create({ model: 'claude-fake', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] });
+            throw new Error(`no error for ${status}`);
+        } catch (e) {
+            assert(e instanceof cls, `${status}: got ${e.constructor.name}: ${e.message}`);
+            validate('ErrorResponse', e.error);
+            eq(e.error.error.type, type, `${status} type`);
+            if (status === 429) eq(e.headers.get('retry-after'), '7', 'retry-after passed on');
+        }
+    }
+});
+
 test('baton\'s own errors under /v1/messages are Anthropic-shaped: 405, 413', async () => {
     const r = await fetch(MSGS, { headers: { 'x-api-key': KEY } });
     eq(r.status, 405, 'GET /v1/messages');
