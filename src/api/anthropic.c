@@ -9,6 +9,7 @@
 #include "api/api.h"
 #include "canon/chat.h"
 #include "core/buf.h"
+#include "gate/gate.h"
 #include "json/json.h"
 #include "route/route.h"
 #include "tok/tok.h"
@@ -243,6 +244,15 @@ static void count_parts(struct counter *c, const struct bt_chat_part *p, uint32_
 
 void bt_anthropic_count_tokens(struct bt_http_req *req, struct bt_worker *w)
 {
+    /* The path table identified the caller; the gate's admit step (per-key
+     * model rights) needs who it is too, and a count of a model the caller may
+     * not use is refused as a chat request would be. */
+    struct bt_caller caller;
+    const char *why = NULL;
+    if (!bt_gate_identify(w->cfg, req, &caller, &why)) {
+        bt_api_fail(req, &bt_fe_anthropic, 401, "invalid_api_key", NULL, why, BT_STR_NULL);
+        return;
+    }
     struct bt_request *r = bt_arena_alloc(req->arena, sizeof(*r));
     if (!r) {
         bt_api_fail(req, &bt_fe_anthropic, 500, NULL, NULL, "out of memory", BT_STR_NULL);
@@ -255,6 +265,12 @@ void bt_anthropic_count_tokens(struct bt_http_req *req, struct bt_worker *w)
         if (err == BT_ENOMEM)
             bt_api_fail(req, &bt_fe_anthropic, 500, NULL, NULL, "out of memory", BT_STR_NULL);
         else bt_api_fail(req, &bt_fe_anthropic, 400, NULL, param, msg, r->model);
+        return;
+    }
+    int status = 0;
+    const char *code = NULL;
+    if (!bt_gate_admit(w->cfg, &caller, r, &status, &code, &why)) {
+        bt_api_fail(req, &bt_fe_anthropic, status, code, NULL, why, r->model);
         return;
     }
     struct bt_plan plan;

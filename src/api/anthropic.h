@@ -15,8 +15,8 @@
 extern const struct bt_frontend bt_fe_anthropic;
 
 /* POST /v1/messages/count_tokens (the caller already identified): the request
- * decoded as for /v1/messages (max_tokens not required), the model checked
- * like a chat request's (404 when nothing serves it), then `{"input_tokens":N}`
+ * decoded as for /v1/messages (max_tokens not required), admitted by the gate
+ * and its model checked like a chat request's (404 when nothing serves it), then `{"input_tokens":N}`
  * counted with baton's o200k_base tokenizer: an estimate (see
  * docs/providers.md). Finishes the request. */
 void bt_anthropic_count_tokens(struct bt_http_req *req, struct bt_worker *w);
