@@ -43,6 +43,12 @@ log:
 providers:
   sim: {type: sim, seed: 7}
   fake: {type: openai, base_url: "${fake.url}", api_key: "sk-fake-provider", timeouts: {first_byte: 2s, idle: 1s}}
+  "429": {type: sim, retry_after: 2s, faults: {429: 1}, timeouts: &fast {first_byte: 300ms, idle: 300ms, total: 2s}}
+  reset_mid: {type: sim, faults: {reset_mid: 1}, timeouts: *fast}
+  stall_mid: {type: sim, faults: {stall_mid: 1}, timeouts: *fast}
+  invalid_json: {type: sim, faults: {invalid_json: 1}, timeouts: *fast}
+  error_event: {type: sim, faults: {error_event: 1}, timeouts: *fast}
+  no_answer: {type: sim, faults: {no_answer: 1}, timeouts: *fast}
 models:
   claude-sim: {provider: sim, model: gpt-4o-mini}
   claude-fake: {provider: fake, model: fake-model}
@@ -286,6 +292,32 @@ test('a provider\'s failures reach the SDK as its own error classes: 429 RateLim
             validate('ErrorResponse', e.error);
             eq(e.error.error.type, type, `${status} type`);
             if (status === 429) eq(e.headers.get('retry-after'), '7', 'retry-after passed on');
+        }
+    }
+});
+
+test('sim faults through the translate path: a stream ends with event: error, a reply is an Anthropic error', async () => {
+    for (const fault of ['reset_mid', 'stall_mid', 'invalid_json', 'error_event']) {
+        const res = await fetch(MSGS, { method: 'POST', headers: { 'x-api-key': KEY, 'content-type': 'application/json' },
+            body: JSON.stringify({ model: `${fault}/m`, max_tokens: 30, stream: true, messages: [{ role: 'user', content: 'x' }] }) });
+        const text = await res.text();
+        if (res.status === 200) {
+            assert(/event: error\ndata: \{"type":"error","error":\{"type":"\w+_error"/.test(text), `${fault}: ${text.slice(-300)}`);
+            assert(!/message_stop/.test(text), `${fault}: no message_stop`);
+            for (const blk of text.split('\n\n').filter((x) => x)) assert(/^event: \w+\ndata: \{/.test(blk), `${fault}: ${blk.slice(0, 80)}`);
+        } else {
+            assert(res.status >= 500, `${fault}: status ${res.status}`);
+            validate('ErrorResponse', JSON.parse(text));
+        }
+    }
+    for (const [fault, cls] of [['429', Anthropic.RateLimitError], ['no_answer', Anthropic.InternalServerError],
+        ['reset_mid', Anthropic.InternalServerError], ['invalid_json', Anthropic.InternalServerError]]) {
+        try {
+            await sdk.messages.create({ model: `${fault}/m`, max_tokens: 30, messages: [{ role: 'user', content: 'x' }] });
+            throw new Error(`no error for ${fault}`);
+        } catch (e) {
+            assert(e instanceof cls, `${fault}: got ${e.constructor.name}: ${e.message}`);
+            validate('ErrorResponse', e.error);
         }
     }
 });
