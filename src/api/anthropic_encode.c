@@ -485,11 +485,7 @@ void bt_anthropic_agg_init(struct bt_anthropic_agg *a, const struct bt_anthropic
 
 static enum bt_err keep(struct bt_anthropic_agg *a, struct bt_buf *b, struct bt_str s)
 {
-    if (s.len > a->max - a->used) return BT_ETOOBIG;
-    if (!b->max) bt_buf_init(b, a->max);
-    enum bt_err err = bt_buf_append_str(b, s);
-    if (!err) a->used += s.len;
-    return err;
+    return bt_buf_append_budget(b, s, &a->used, a->max);
 }
 
 static struct bt_anthropic_agg_block *new_block(struct bt_anthropic_agg *a,

@@ -19,16 +19,7 @@ struct dec {
     struct bt_chat_error *e;
 };
 
-__attribute__((format(printf, 3, 4))) static enum bt_err fail(struct dec *x, const char *param,
-                                                              const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(x->e->message, sizeof(x->e->message), fmt, ap);
-    va_end(ap);
-    snprintf(x->e->param, sizeof(x->e->param), "%s", param ? param : "");
-    return BT_EINVAL;
-}
+#define fail(x, param, ...) bt_chat_fail((x)->e, (param), __VA_ARGS__)
 
 static void *alloc(struct dec *x, size_t n, size_t size)
 {

@@ -425,11 +425,7 @@ void bt_openai_agg_init(struct bt_openai_agg *a, const struct bt_openai_enc_opts
 /* Appends an escaped body to one of the reply's buffers, within the cap. */
 static enum bt_err keep(struct bt_openai_agg *a, struct bt_buf *b, struct bt_str s)
 {
-    if (s.len > a->max - a->used) return BT_ETOOBIG;
-    if (!b->max) bt_buf_init(b, a->max);
-    enum bt_err err = bt_buf_append_str(b, s);
-    if (!err) a->used += s.len;
-    return err;
+    return bt_buf_append_budget(b, s, &a->used, a->max);
 }
 
 static struct bt_openai_agg_tool *agg_tool(struct bt_openai_agg_choice *c, uint32_t src)

@@ -28,16 +28,7 @@ static void put_double(struct enc *x, double v)
     bt_jout_put(&x->o, t, (size_t)n);
 }
 
-__attribute__((format(printf, 3, 4))) static enum bt_err refuse(struct enc *x, const char *param,
-                                                                const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(x->e->message, sizeof(x->e->message), fmt, ap);
-    va_end(ap);
-    snprintf(x->e->param, sizeof(x->e->param), "%s", param);
-    return BT_EINVAL;
-}
+#define refuse(x, param, ...) bt_chat_fail((x)->e, (param), __VA_ARGS__)
 
 /* A parameter path (cut at the buffer's end, which still names the place). */
 __attribute__((format(printf, 3, 4))) static void path_fmt(char *out, size_t cap, const char *fmt,
