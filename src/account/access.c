@@ -42,6 +42,20 @@ void bt_access_write(const struct bt_access_rec *rec)
     bt_jw_int(&w, rec->usage.completion_tokens);
     bt_jw_key(&w, "total_tokens");
     bt_jw_int(&w, rec->usage.total_tokens);
+    /* Parts of the counts above, when the provider reported them: reasoning is
+     * part of completion_tokens, cache reads and writes of prompt_tokens. */
+    if (rec->usage.reasoning_tokens) {
+        bt_jw_key(&w, "reasoning_tokens");
+        bt_jw_int(&w, rec->usage.reasoning_tokens);
+    }
+    if (rec->usage.cache_read_tokens) {
+        bt_jw_key(&w, "cache_read_tokens");
+        bt_jw_int(&w, rec->usage.cache_read_tokens);
+    }
+    if (rec->usage.cache_write_tokens) {
+        bt_jw_key(&w, "cache_write_tokens");
+        bt_jw_int(&w, rec->usage.cache_write_tokens);
+    }
     if (rec->usage.estimated) {
         bt_jw_key(&w, "usage_estimated");
         bt_jw_bool(&w, true);

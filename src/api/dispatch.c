@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "account/access.h"
+#include "api/anthropic.h"
 #include "api/api.h"
 #include "api/openai.h"
 #include "api/pipeline.h"
@@ -207,6 +208,9 @@ static const struct route routes[] = {
     {NULL, "/admin/", true, false, K_PLAIN, h_admin, NULL, 0},
     {"POST", "/v1/chat/completions", false, false, K_GENERATE, NULL, &bt_fe_openai, BT_OP_CHAT},
     {"POST", "/v1/embeddings", false, false, K_GENERATE, NULL, &bt_fe_openai, BT_OP_EMBED},
+    {"POST", "/v1/messages", false, false, K_GENERATE, NULL, &bt_fe_anthropic, BT_OP_CHAT},
+    {"POST", "/v1/messages/count_tokens", false, true, K_PLAIN, bt_anthropic_count_tokens,
+     &bt_fe_anthropic, 0},
     {"GET", "/v1/models", false, true, K_MODELS, NULL, &bt_fe_openai, 0},
     {"GET", "/v1/models/", true, true, K_MODELS, NULL, &bt_fe_openai, 0},
 };
@@ -221,7 +225,9 @@ static bool path_matches(const struct route *rt, struct bt_str path)
 
 const struct bt_frontend *bt_api_frontend_for(struct bt_str path)
 {
-    (void)path; /* one client API so far */
+    /* Anthropic's SDKs append /v1/messages to the base URL */
+    if (bt_str_eq_c(path, "/v1/messages") || bt_str_starts_with(path, BT_STR("/v1/messages/")))
+        return &bt_fe_anthropic;
     return &bt_fe_openai;
 }
 
@@ -290,6 +296,7 @@ void bt_api_handle(struct bt_http_req *req, void *ud)
     }
     char m[300];
     if (wrong_method && !wrong_method->prefix && wrong_method->fe) {
+        fe = wrong_method->fe;
         snprintf(m, sizeof(m), "Method %.*s is not allowed on %s.", BT_STR_FMT(req->method),
                  wrong_method->path);
         bt_api_fail(req, fe, 405, "method_not_allowed", NULL, m, BT_STR_NULL);

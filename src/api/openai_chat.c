@@ -24,16 +24,7 @@ struct dec {
     struct bt_chat_error *e;
 };
 
-__attribute__((format(printf, 3, 4))) static enum bt_err fail(struct dec *x, const char *param,
-                                                              const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(x->e->message, sizeof(x->e->message), fmt, ap);
-    va_end(ap);
-    snprintf(x->e->param, sizeof(x->e->param), "%s", param ? param : "");
-    return BT_EINVAL;
-}
+#define fail(x, param, ...) bt_chat_fail((x)->e, (param), __VA_ARGS__)
 
 /* An array of n (at least one, so that an empty array is not NULL and the
  * fill loops may step a pointer over it): NULL only when out of memory. */
@@ -43,28 +34,6 @@ static void *alloc(struct dec *x, size_t n, size_t size)
 }
 
 /* ---- members and values ---- */
-
-/* Iterates an object's members: `k` the key token, `v` its value. */
-struct members {
-    const struct bt_json_doc *d;
-    uint32_t left;
-    int k;
-};
-
-static struct members members_of(const struct bt_json_doc *d, int obj)
-{
-    return (struct members){d, d->toks[obj].size, obj + 1};
-}
-
-static bool members_next(struct members *m, int *k, int *v)
-{
-    if (!m->left) return false;
-    *k = m->k;
-    *v = m->k + 1;
-    m->left--;
-    if (m->left) m->k = (int)m->d->toks[m->k + 1].next;
-    return true;
-}
 
 static bool key_is(const struct dec *x, int k, const char *name)
 {
@@ -81,24 +50,10 @@ static bool absent(const struct dec *x, int v)
     return v < 0 || type_of(x, v) == BT_JSON_NULL;
 }
 
-static const char *type_name(int t)
-{
-    switch (t) {
-    case BT_JSON_OBJECT: return "an object";
-    case BT_JSON_ARRAY: return "an array";
-    case BT_JSON_STRING: return "a string";
-    case BT_JSON_NUMBER: return "a number";
-    case BT_JSON_TRUE:
-    case BT_JSON_FALSE: return "a boolean";
-    case BT_JSON_NULL: return "null";
-    }
-    return "nothing";
-}
-
 static enum bt_err bad_type(struct dec *x, const char *path, int v, const char *want)
 {
     return fail(x, path, "Invalid type for '%s': expected %s, but got %s instead.", path, want,
-                type_name(type_of(x, v)));
+                bt_json_type_name(type_of(x, v)));
 }
 
 static enum bt_err missing(struct dec *x, const char *path)
@@ -225,9 +180,9 @@ static enum bt_err cache_member(struct dec *x, int k, int v, const char *path,
         subpath(p, "%s.cache_control", path);
         if (absent(x, v)) return BT_OK;
         if (type_of(x, v) != BT_JSON_OBJECT) return bad_type(x, p, v, "an object");
-        struct members ms = members_of(x->d, v);
+        struct bt_json_members ms = bt_json_members_of(x->d, v);
         int mk, mv;
-        while (members_next(&ms, &mk, &mv)) {
+        while (bt_json_members_next(&ms, &mk, &mv)) {
             char q[PATH_MAX_LEN];
             if (key_is(x, mk, "type")) {
                 static const char *const types[] = {"ephemeral", NULL};
@@ -360,9 +315,9 @@ static enum bt_err file_part(struct dec *x, int v, const char *path, struct bt_c
 {
     char q[PATH_MAX_LEN];
     if (type_of(x, v) != BT_JSON_OBJECT) return bad_type(x, path, v, "an object");
-    struct members ms = members_of(x->d, v);
+    struct bt_json_members ms = bt_json_members_of(x->d, v);
     int k, fv;
-    while (members_next(&ms, &k, &fv)) {
+    while (bt_json_members_next(&ms, &k, &fv)) {
         if (absent(x, fv)) continue;
         struct bt_str *dst = key_is(x, k, "file_data") ? &p->file.data
                              : key_is(x, k, "file_id") ? &p->file.file_id
@@ -413,9 +368,9 @@ static enum bt_err content_part(struct dec *x, int v, const char *path, unsigned
                                               BT_PART_FILE, BT_PART_REFUSAL};
     p->type = types[t];
     int body = -1;
-    struct members ms = members_of(x->d, v);
+    struct bt_json_members ms = bt_json_members_of(x->d, v);
     int k, mv;
-    while (members_next(&ms, &k, &mv)) {
+    while (bt_json_members_next(&ms, &k, &mv)) {
         bool used;
         if (cache_member(x, k, mv, path, &p->cache, &used)) return BT_EINVAL;
         if (!used && key_is(x, k, part_type_names[t])) body = mv;
@@ -594,9 +549,9 @@ static enum bt_err message(struct dec *x, int v, const char *path, struct bt_cha
     if (type_of(x, v) != BT_JSON_OBJECT) return bad_type(x, path, v, "an object");
     struct msg_toks t;
     memset(&t, 0xff, sizeof(t)); /* every member -1: absent */
-    struct members ms = members_of(x->d, v);
+    struct bt_json_members ms = bt_json_members_of(x->d, v);
     int k, mv;
-    while (members_next(&ms, &k, &mv)) {
+    while (bt_json_members_next(&ms, &k, &mv)) {
         bool used;
         if (cache_member(x, k, mv, path, &m->cache, &used)) return BT_EINVAL;
         if (used) continue;
@@ -682,9 +637,9 @@ static enum bt_err named_schema(struct dec *x, int v, const char *path, const ch
     char q[PATH_MAX_LEN];
     if (v < 0) return missing(x, path);
     if (type_of(x, v) != BT_JSON_OBJECT) return bad_type(x, path, v, "an object");
-    struct members ms = members_of(x->d, v);
+    struct bt_json_members ms = bt_json_members_of(x->d, v);
     int k, mv;
-    while (members_next(&ms, &k, &mv)) {
+    while (bt_json_members_next(&ms, &k, &mv)) {
         if (absent(x, mv)) continue;
         subpath(q, "%s.%.*s", path, BT_STR_FMT(bt_json_str_raw(x->d, k)));
         enum bt_err err = BT_OK;
@@ -742,9 +697,9 @@ static enum bt_err tools(struct dec *x, int tv, int fv)
         if (t == 1)
             return fail(x, r, "Invalid value for '%s': custom tools cannot be translated for this "
                               "model's provider; only 'function' tools are supported.", r);
-        struct members ms = members_of(x->d, e);
+        struct bt_json_members ms = bt_json_members_of(x->d, e);
         int k, mv;
-        while (members_next(&ms, &k, &mv)) {
+        while (bt_json_members_next(&ms, &k, &mv)) {
             bool used;
             if (cache_member(x, k, mv, q, &ts[i].cache, &used)) return BT_EINVAL;
         }
@@ -908,9 +863,9 @@ static enum bt_err sort_members(struct dec *x, int t[T_COUNT])
     for (int i = 0; i < T_COUNT; i++) t[i] = -1;
     c->extras = alloc(x, x->d->toks[0].size, sizeof(*c->extras));
     if (!c->extras) return BT_ENOMEM;
-    struct members ms = members_of(x->d, 0);
+    struct bt_json_members ms = bt_json_members_of(x->d, 0);
     int k, v;
-    while (members_next(&ms, &k, &v)) {
+    while (bt_json_members_next(&ms, &k, &v)) {
         bool known = false;
         for (int i = 0; i < T_COUNT && !known; i++) {
             if (key_is(x, k, top_keys[i])) {

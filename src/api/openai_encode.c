@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json/json.h"
+#include "json/jout.h"
 
 int bt_openai_outcome_error(enum bt_outcome o, const char **type, const char **code)
 {
@@ -66,104 +66,65 @@ static const char *finish_name(enum bt_finish f, bool called_tools)
     }
 }
 
-/* ---- appending with a sticky error ---- */
-
-struct wr {
-    struct bt_buf *b;
-    enum bt_err err;
-};
-
-static void put(struct wr *w, const char *p, size_t n)
-{
-    if (!w->err) w->err = bt_buf_append(w->b, p, n);
-}
-#define PUT(w, lit) put((w), (lit), sizeof(lit) - 1)
-
-static void put_str(struct wr *w, struct bt_str s)
-{
-    put(w, s.p, s.len);
-}
-
-static void put_int(struct wr *w, int64_t v)
-{
-    char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%" PRId64, v);
-    put(w, tmp, (size_t)n);
-}
-
-/* An escaped string body, between quotes. */
-static void put_quoted(struct wr *w, struct bt_str body)
-{
-    PUT(w, "\"");
-    put_str(w, body);
-    PUT(w, "\"");
-}
-
-/* Bytes of our own (unescaped), as a JSON string. */
-static void put_json_str(struct wr *w, struct bt_str s)
-{
-    if (!w->err) w->err = bt_json_escape(w->b, s);
-}
-
 /* A tool call's id, or one made up when the provider gave none (strict clients
  * require one): `call_<completion id>_<position>`, unique within the reply. */
-static void put_call_id(struct wr *w, struct bt_str id, struct bt_str reply_id, uint32_t k)
+static void put_call_id(struct bt_jout *w, struct bt_str id, struct bt_str reply_id, uint32_t k)
 {
     if (id.len) {
-        put_quoted(w, id);
+        bt_jout_quoted(w, id);
         return;
     }
-    PUT(w, "\"call_");
-    put_str(w, reply_id);
-    PUT(w, "_");
-    put_int(w, k);
-    PUT(w, "\"");
+    BT_JOUT_LIT(w, "\"call_");
+    bt_jout_str(w, reply_id);
+    BT_JOUT_LIT(w, "_");
+    bt_jout_int(w, k);
+    BT_JOUT_LIT(w, "\"");
 }
 
-static void put_usage(struct wr *w, const struct bt_usage *u)
+static void put_usage(struct bt_jout *w, const struct bt_usage *u)
 {
-    PUT(w, "{\"prompt_tokens\":");
-    put_int(w, u->prompt_tokens);
-    PUT(w, ",\"completion_tokens\":");
-    put_int(w, u->completion_tokens);
-    PUT(w, ",\"total_tokens\":");
-    put_int(w, u->total_tokens);
-    PUT(w, ",\"prompt_tokens_details\":{\"cached_tokens\":");
-    put_int(w, u->cache_read_tokens);
+    BT_JOUT_LIT(w, "{\"prompt_tokens\":");
+    bt_jout_int(w, u->prompt_tokens);
+    BT_JOUT_LIT(w, ",\"completion_tokens\":");
+    bt_jout_int(w, u->completion_tokens);
+    BT_JOUT_LIT(w, ",\"total_tokens\":");
+    bt_jout_int(w, u->total_tokens);
+    BT_JOUT_LIT(w, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+    bt_jout_int(w, u->cache_read_tokens);
     if (u->cache_write_tokens) {
-        PUT(w, ",\"cache_write_tokens\":");
-        put_int(w, u->cache_write_tokens);
+        BT_JOUT_LIT(w, ",\"cache_write_tokens\":");
+        bt_jout_int(w, u->cache_write_tokens);
     }
-    PUT(w, "},\"completion_tokens_details\":{\"reasoning_tokens\":");
-    put_int(w, u->reasoning_tokens);
-    PUT(w, "}}");
+    BT_JOUT_LIT(w, "},\"completion_tokens_details\":{\"reasoning_tokens\":");
+    bt_jout_int(w, u->reasoning_tokens);
+    BT_JOUT_LIT(w, "}}");
 }
 
 /* The provider's word (an escaped body) when `theirs` is to be used and given,
  * else ours (bytes of our own; NULL writes null). */
-static void put_word(struct wr *w, bool use_theirs, struct bt_str theirs, const char *ours)
+static void put_word(struct bt_jout *w, bool use_theirs, struct bt_str theirs, const char *ours)
 {
-    if (use_theirs && theirs.len) put_quoted(w, theirs);
-    else if (ours) put_json_str(w, bt_str_c(ours));
-    else PUT(w, "null");
+    if (use_theirs && theirs.len) bt_jout_quoted(w, theirs);
+    else if (ours) bt_jout_escaped(w, bt_str_c(ours));
+    else BT_JOUT_LIT(w, "null");
 }
 
 /* OpenAI's error object for an ERROR event (its strings escaped bodies). A
  * classified error speaks OpenAI's words for its class; an unclassified one
  * keeps the provider's type and code. `why`, when not NULL, replaces the
  * message (our own text, escaped here). */
-static void put_error(struct wr *w, const struct bt_event *ev, const char *why)
+static void put_error(struct bt_jout *w, const struct bt_event *ev, const char *why)
 {
     const char *type, *code;
     bt_openai_outcome_error(ev->outcome, &type, &code);
     bool unclassified = ev->outcome == BT_OUTCOME_OK;
-    PUT(w, "{\"error\":{\"message\":");
+    BT_JOUT_LIT(w, "{\"error\":{\"message\":");
     put_word(w, !why, ev->err_message, why ? why : "the provider reported an error");
-    PUT(w, ",\"type\":");
+    BT_JOUT_LIT(w, ",\"type\":");
     put_word(w, unclassified, ev->err_type, type);
-    PUT(w, ",\"param\":null,\"code\":");
+    BT_JOUT_LIT(w, ",\"param\":null,\"code\":");
     put_word(w, unclassified, ev->err_code, code);
-    PUT(w, "}}");
+    BT_JOUT_LIT(w, "}}");
 }
 
 /* ---- streaming ---- */
@@ -179,18 +140,18 @@ static enum bt_err build_head(struct bt_openai_stream *e, const struct bt_event 
 {
     struct bt_buf b;
     bt_buf_init(&b, sizeof(e->head));
-    struct wr w = {&b, BT_OK};
-    PUT(&w, "data: {\"id\":");
+    struct bt_jout w = {&b, BT_OK};
+    BT_JOUT_LIT(&w, "data: {\"id\":");
     size_t id_at = b.len + 1;
-    if (start && start->id.len) put_quoted(&w, start->id);
-    else put_json_str(&w, e->opts.id);
+    if (start && start->id.len) bt_jout_quoted(&w, start->id);
+    else bt_jout_escaped(&w, e->opts.id);
     size_t id_len = w.err ? 0 : b.len - 1 - id_at;
-    PUT(&w, ",\"object\":\"chat.completion.chunk\",\"created\":");
-    put_int(&w, e->opts.created);
-    PUT(&w, ",\"model\":");
-    if (start && start->name.len) put_quoted(&w, start->name);
-    else put_json_str(&w, e->opts.model);
-    PUT(&w, ",");
+    BT_JOUT_LIT(&w, ",\"object\":\"chat.completion.chunk\",\"created\":");
+    bt_jout_int(&w, e->opts.created);
+    BT_JOUT_LIT(&w, ",\"model\":");
+    if (start && start->name.len) bt_jout_quoted(&w, start->name);
+    else bt_jout_escaped(&w, e->opts.model);
+    BT_JOUT_LIT(&w, ",");
     if (!w.err && id_len >= sizeof(e->id)) w.err = BT_ETOOBIG;
     if (!w.err) {
         memcpy(e->head, b.p, b.len);
@@ -204,52 +165,52 @@ static enum bt_err build_head(struct bt_openai_stream *e, const struct bt_event 
 
 /* Opens a chunk for choice `i`: the head, then the delta, with the role first
  * when the choice has not begun. `comma` tracks the delta's members. */
-static void chunk_open(struct bt_openai_stream *e, struct wr *w, uint32_t i, bool *comma)
+static void chunk_open(struct bt_openai_stream *e, struct bt_jout *w, uint32_t i, bool *comma)
 {
-    put(w, e->head, e->head_len);
-    PUT(w, "\"choices\":[{\"index\":");
-    put_int(w, i);
-    PUT(w, ",\"delta\":{");
+    bt_jout_put(w, e->head, e->head_len);
+    BT_JOUT_LIT(w, "\"choices\":[{\"index\":");
+    bt_jout_int(w, i);
+    BT_JOUT_LIT(w, ",\"delta\":{");
     *comma = false;
     if (!e->choice[i].began) {
-        PUT(w, "\"role\":\"assistant\"");
+        BT_JOUT_LIT(w, "\"role\":\"assistant\"");
         *comma = true;
         e->choice[i].began = true;
     }
 }
 
-static void chunk_member(struct wr *w, bool *comma, const char *key)
+static void chunk_member(struct bt_jout *w, bool *comma, const char *key)
 {
-    if (*comma) PUT(w, ",");
-    put_str(w, bt_str_c(key));
+    if (*comma) BT_JOUT_LIT(w, ",");
+    bt_jout_str(w, bt_str_c(key));
     *comma = true;
 }
 
-static void chunk_close(const struct bt_openai_stream *e, struct wr *w, const char *finish)
+static void chunk_close(const struct bt_openai_stream *e, struct bt_jout *w, const char *finish)
 {
-    PUT(w, "},\"logprobs\":null,\"finish_reason\":");
+    BT_JOUT_LIT(w, "},\"logprobs\":null,\"finish_reason\":");
     if (finish) {
-        PUT(w, "\"");
-        put_str(w, bt_str_c(finish));
-        PUT(w, "\"");
+        BT_JOUT_LIT(w, "\"");
+        bt_jout_str(w, bt_str_c(finish));
+        BT_JOUT_LIT(w, "\"");
     } else {
-        PUT(w, "null");
+        BT_JOUT_LIT(w, "null");
     }
-    PUT(w, "}]");
-    if (e->opts.include_usage) PUT(w, ",\"usage\":null");
-    PUT(w, "}\n\n");
+    BT_JOUT_LIT(w, "}]");
+    if (e->opts.include_usage) BT_JOUT_LIT(w, ",\"usage\":null");
+    BT_JOUT_LIT(w, "}\n\n");
 }
 
 /* A chunk whose delta is one string member `key` (e.g. `"content":`) holding
  * `text`; with an empty text only the role chunk of a choice not begun. */
-static void delta_text(struct bt_openai_stream *e, struct wr *w, uint32_t i, const char *key,
+static void delta_text(struct bt_openai_stream *e, struct bt_jout *w, uint32_t i, const char *key,
                        struct bt_str text)
 {
     if (!text.len && e->choice[i].began) return;
     bool comma;
     chunk_open(e, w, i, &comma);
     chunk_member(w, &comma, key);
-    put_quoted(w, text);
+    bt_jout_quoted(w, text);
     chunk_close(e, w, NULL);
 }
 
@@ -261,7 +222,7 @@ static long tool_slot(const struct bt_openai_stream *e, uint32_t i, uint32_t src
     return -1;
 }
 
-static enum bt_err tool_start(struct bt_openai_stream *e, struct wr *w, const struct bt_event *ev,
+static enum bt_err tool_start(struct bt_openai_stream *e, struct bt_jout *w, const struct bt_event *ev,
                               char *why, size_t whycap)
 {
     uint32_t i = ev->choice;
@@ -280,17 +241,17 @@ static enum bt_err tool_start(struct bt_openai_stream *e, struct wr *w, const st
     bool comma;
     chunk_open(e, w, i, &comma);
     chunk_member(w, &comma, "\"tool_calls\":[{\"index\":");
-    put_int(w, k);
-    PUT(w, ",\"id\":");
+    bt_jout_int(w, k);
+    BT_JOUT_LIT(w, ",\"id\":");
     put_call_id(w, ev->id, (struct bt_str){e->id, e->id_len}, k);
-    PUT(w, ",\"type\":\"function\",\"function\":{\"name\":");
-    put_quoted(w, ev->name);
-    PUT(w, ",\"arguments\":\"\"}}]");
+    BT_JOUT_LIT(w, ",\"type\":\"function\",\"function\":{\"name\":");
+    bt_jout_quoted(w, ev->name);
+    BT_JOUT_LIT(w, ",\"arguments\":\"\"}}]");
     chunk_close(e, w, NULL);
     return BT_OK;
 }
 
-static enum bt_err tool_args(struct bt_openai_stream *e, struct wr *w, const struct bt_event *ev,
+static enum bt_err tool_args(struct bt_openai_stream *e, struct bt_jout *w, const struct bt_event *ev,
                              char *why, size_t whycap)
 {
     uint32_t i = ev->choice;
@@ -304,16 +265,16 @@ static enum bt_err tool_args(struct bt_openai_stream *e, struct wr *w, const str
     bool comma;
     chunk_open(e, w, i, &comma);
     chunk_member(w, &comma, "\"tool_calls\":[{\"index\":");
-    put_int(w, k);
-    PUT(w, ",\"function\":{\"arguments\":");
-    put_quoted(w, ev->text);
-    PUT(w, "}}]");
+    bt_jout_int(w, k);
+    BT_JOUT_LIT(w, ",\"function\":{\"arguments\":");
+    bt_jout_quoted(w, ev->text);
+    BT_JOUT_LIT(w, "}}]");
     chunk_close(e, w, NULL);
     return BT_OK;
 }
 
 /* The finish chunk of choice `i` (with its role when it never began). */
-static void finish_choice(struct bt_openai_stream *e, struct wr *w, uint32_t i, enum bt_finish f)
+static void finish_choice(struct bt_openai_stream *e, struct bt_jout *w, uint32_t i, enum bt_finish f)
 {
     if (e->choice[i].finished) return;
     bool comma;
@@ -323,7 +284,7 @@ static void finish_choice(struct bt_openai_stream *e, struct wr *w, uint32_t i, 
 }
 
 /* DONE: every begun choice finished (choice 0 at least), usage, [DONE]. */
-static void end_stream(struct bt_openai_stream *e, struct wr *w)
+static void end_stream(struct bt_openai_stream *e, struct bt_jout *w)
 {
     bool any = false;
     for (uint32_t i = 0; i < BT_OPENAI_ENC_MAX_CHOICES; i++) {
@@ -333,16 +294,16 @@ static void end_stream(struct bt_openai_stream *e, struct wr *w)
     }
     if (!any) finish_choice(e, w, 0, BT_FINISH_NONE);
     if (e->opts.include_usage && e->usage.present) {
-        put(w, e->head, e->head_len);
-        PUT(w, "\"choices\":[],\"usage\":");
+        bt_jout_put(w, e->head, e->head_len);
+        BT_JOUT_LIT(w, "\"choices\":[],\"usage\":");
         put_usage(w, &e->usage);
-        PUT(w, "}\n\n");
+        BT_JOUT_LIT(w, "}\n\n");
     }
-    PUT(w, "data: [DONE]\n\n");
+    BT_JOUT_LIT(w, "data: [DONE]\n\n");
 }
 
 /* Encodes a content event of choice ev->choice (the choice is in range). */
-static enum bt_err encode(struct bt_openai_stream *e, struct wr *w, const struct bt_event *ev,
+static enum bt_err encode(struct bt_openai_stream *e, struct bt_jout *w, const struct bt_event *ev,
                           char *why, size_t whycap)
 {
     uint32_t i = ev->choice;
@@ -369,10 +330,10 @@ static enum bt_err fail_stream(struct bt_openai_stream *e, struct bt_buf *out,
                                const struct bt_event *ev, const char *why)
 {
     size_t mark = out->len;
-    struct wr w = {out, BT_OK};
-    PUT(&w, "data: ");
+    struct bt_jout w = {out, BT_OK};
+    BT_JOUT_LIT(&w, "data: ");
     put_error(&w, ev, why);
-    PUT(&w, "\n\n");
+    BT_JOUT_LIT(&w, "\n\n");
     if (w.err) {
         out->len = mark;
         return w.err;
@@ -440,7 +401,7 @@ enum bt_err bt_openai_stream_event(struct bt_openai_stream *e, const struct bt_e
         }
         if (herr) return herr;
     }
-    struct wr w = {out, BT_OK};
+    struct bt_jout w = {out, BT_OK};
     enum bt_err err = BT_OK;
     if (ev->type == BT_EV_DONE) end_stream(e, &w);
     else err = encode(e, &w, ev, why, sizeof(why));
@@ -464,11 +425,7 @@ void bt_openai_agg_init(struct bt_openai_agg *a, const struct bt_openai_enc_opts
 /* Appends an escaped body to one of the reply's buffers, within the cap. */
 static enum bt_err keep(struct bt_openai_agg *a, struct bt_buf *b, struct bt_str s)
 {
-    if (s.len > a->max - a->used) return BT_ETOOBIG;
-    if (!b->max) bt_buf_init(b, a->max);
-    enum bt_err err = bt_buf_append_str(b, s);
-    if (!err) a->used += s.len;
-    return err;
+    return bt_buf_append_budget(b, s, &a->used, a->max);
 }
 
 static struct bt_openai_agg_tool *agg_tool(struct bt_openai_agg_choice *c, uint32_t src)
@@ -562,50 +519,50 @@ static bool kept(const struct bt_buf *b)
     return b->max != 0;
 }
 
-static void put_kept_or_null(struct wr *w, const struct bt_buf *b)
+static void put_kept_or_null(struct bt_jout *w, const struct bt_buf *b)
 {
-    if (kept(b)) put_quoted(w, bt_buf_str(b));
-    else PUT(w, "null");
+    if (kept(b)) bt_jout_quoted(w, bt_buf_str(b));
+    else BT_JOUT_LIT(w, "null");
 }
 
-static void put_choice(const struct bt_openai_agg *a, struct wr *w, uint32_t i, struct bt_str id)
+static void put_choice(const struct bt_openai_agg *a, struct bt_jout *w, uint32_t i, struct bt_str id)
 {
     const struct bt_openai_agg_choice *c = &a->choice[i];
-    PUT(w, "{\"index\":");
-    put_int(w, i);
-    PUT(w, ",\"message\":{\"role\":\"assistant\",\"content\":");
+    BT_JOUT_LIT(w, "{\"index\":");
+    bt_jout_int(w, i);
+    BT_JOUT_LIT(w, ",\"message\":{\"role\":\"assistant\",\"content\":");
     put_kept_or_null(w, &c->content);
     if (kept(&c->reasoning)) {
-        PUT(w, ",\"reasoning_content\":");
-        put_quoted(w, bt_buf_str(&c->reasoning));
+        BT_JOUT_LIT(w, ",\"reasoning_content\":");
+        bt_jout_quoted(w, bt_buf_str(&c->reasoning));
     }
-    PUT(w, ",\"refusal\":");
+    BT_JOUT_LIT(w, ",\"refusal\":");
     put_kept_or_null(w, &c->refusal);
     if (c->ntools) {
-        PUT(w, ",\"tool_calls\":[");
+        BT_JOUT_LIT(w, ",\"tool_calls\":[");
         for (uint32_t k = 0; k < c->ntools; k++) {
             const struct bt_openai_agg_tool *t = &c->tools[k];
-            if (k) PUT(w, ",");
-            PUT(w, "{\"id\":");
+            if (k) BT_JOUT_LIT(w, ",");
+            BT_JOUT_LIT(w, "{\"id\":");
             put_call_id(w, bt_buf_str(&t->id), id, k);
-            PUT(w, ",\"type\":\"function\",\"function\":{\"name\":");
-            put_quoted(w, bt_buf_str(&t->name));
-            PUT(w, ",\"arguments\":");
-            put_quoted(w, bt_buf_str(&t->args));
-            PUT(w, "}}");
+            BT_JOUT_LIT(w, ",\"type\":\"function\",\"function\":{\"name\":");
+            bt_jout_quoted(w, bt_buf_str(&t->name));
+            BT_JOUT_LIT(w, ",\"arguments\":");
+            bt_jout_quoted(w, bt_buf_str(&t->args));
+            BT_JOUT_LIT(w, "}}");
         }
-        PUT(w, "]");
+        BT_JOUT_LIT(w, "]");
     }
-    PUT(w, "},\"logprobs\":null,\"finish_reason\":\"");
-    put_str(w, bt_str_c(finish_name(c->finish, c->ntools > 0)));
-    PUT(w, "\"}");
+    BT_JOUT_LIT(w, "},\"logprobs\":null,\"finish_reason\":\"");
+    bt_jout_str(w, bt_str_c(finish_name(c->finish, c->ntools > 0)));
+    BT_JOUT_LIT(w, "\"}");
 }
 
 enum bt_err bt_openai_agg_write(const struct bt_openai_agg *a, struct bt_buf *out, int *status)
 {
     if (a->err) return a->err;
     size_t mark = out->len;
-    struct wr w = {out, BT_OK};
+    struct bt_jout w = {out, BT_OK};
     if (a->failed) {
         const char *type, *code;
         *status = bt_openai_outcome_error(a->outcome, &type, &code);
@@ -622,25 +579,25 @@ enum bt_err bt_openai_agg_write(const struct bt_openai_agg *a, struct bt_buf *ou
         struct bt_str id = bt_buf_str(&a->id);
         if (!id.len && !(w.err = bt_json_escape(&idb, a->opts.id)))
             id = (struct bt_str){idb.p + 1, idb.len - 2}; /* without the quotes */
-        PUT(&w, "{\"id\":");
-        put_quoted(&w, id);
-        PUT(&w, ",\"object\":\"chat.completion\",\"created\":");
-        put_int(&w, a->opts.created);
-        PUT(&w, ",\"model\":");
-        if (a->model.len) put_quoted(&w, bt_buf_str(&a->model));
-        else put_json_str(&w, a->opts.model);
-        PUT(&w, ",\"choices\":[");
+        BT_JOUT_LIT(&w, "{\"id\":");
+        bt_jout_quoted(&w, id);
+        BT_JOUT_LIT(&w, ",\"object\":\"chat.completion\",\"created\":");
+        bt_jout_int(&w, a->opts.created);
+        BT_JOUT_LIT(&w, ",\"model\":");
+        if (a->model.len) bt_jout_quoted(&w, bt_buf_str(&a->model));
+        else bt_jout_escaped(&w, a->opts.model);
+        BT_JOUT_LIT(&w, ",\"choices\":[");
         uint32_t n = a->nchoices ? a->nchoices : 1;
         for (uint32_t i = 0; i < n; i++) {
-            if (i) PUT(&w, ",");
+            if (i) BT_JOUT_LIT(&w, ",");
             put_choice(a, &w, i, id);
         }
-        PUT(&w, "]");
+        BT_JOUT_LIT(&w, "]");
         if (a->usage.present) {
-            PUT(&w, ",\"usage\":");
+            BT_JOUT_LIT(&w, ",\"usage\":");
             put_usage(&w, &a->usage);
         }
-        PUT(&w, "}");
+        BT_JOUT_LIT(&w, "}");
         bt_buf_free(&idb);
     }
     if (w.err) out->len = mark;

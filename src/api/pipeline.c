@@ -222,6 +222,7 @@ static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
         struct bt_chat_error cerr = {{0}, {0}};
         err = chat && fe->chat ? fe->chat(r, req->arena, chat, &cerr) : BT_ENOMEM;
         if (!err) err = bt_prompt_from_chat(chat, req->arena, &prompt);
+        if (!err && !r->chat) r->chat = chat; /* kept for a provider of another API */
         if (!err && !w->learn) w->learn = bt_learn_scratch_new();
         if (err == BT_EINVAL || err == BT_EPARSE) {
             bt_api_fail(req, fe, 400, NULL, cerr.param[0] ? cerr.param : NULL,

@@ -1,8 +1,21 @@
 /* Helpers over the canonical chat request (canon/chat.h). */
 #include "canon/chat.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "core/buf.h"
 #include "json/json.h"
+
+enum bt_err bt_chat_fail(struct bt_chat_error *e, const char *param, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof(e->message), fmt, ap);
+    va_end(ap);
+    snprintf(e->param, sizeof(e->param), "%s", param ? param : "");
+    return BT_EINVAL;
+}
 
 const char *bt_chat_given_name(uint32_t bit)
 {

@@ -240,6 +240,13 @@ struct bt_chat_error {
                           "messages[2].content[0].image_url.url"; "" when none */
 };
 
+/* Fills `e` (message from fmt, the parameter path `param`, "" for NULL; both
+ * cut to their buffers) and returns BT_EINVAL: what every decoder and encoder
+ * of the canonical request answers a refusal with. */
+__attribute__((format(printf, 3, 4))) enum bt_err bt_chat_fail(struct bt_chat_error *e,
+                                                               const char *param,
+                                                               const char *fmt, ...);
+
 /* The client-API parameter name of one BT_GIVEN_* bit ("temperature",
  * "max_tokens", ...), for an encoder's "cannot be expressed" 400; "" for
  * anything else. Static storage. */

@@ -30,6 +30,18 @@ static inline enum bt_err bt_buf_append_str(struct bt_buf *b, struct bt_str s)
 {
     return bt_buf_append(b, s.p, s.len);
 }
+/* Appends s to b counted against a budget several buffers share: *used of
+ * `max` bytes are spent (a buffer not yet begun gets `max` as its own cap).
+ * BT_ETOOBIG past the budget, with nothing appended. */
+static inline enum bt_err bt_buf_append_budget(struct bt_buf *b, struct bt_str s, size_t *used,
+                                               size_t max)
+{
+    if (s.len > max - *used) return BT_ETOOBIG;
+    if (!b->max) bt_buf_init(b, max);
+    enum bt_err err = bt_buf_append_str(b, s);
+    if (!err) *used += s.len;
+    return err;
+}
 enum bt_err bt_buf_append_c(struct bt_buf *b, const char *s);
 enum bt_err bt_buf_append_u64(struct bt_buf *b, unsigned long long v);
 /* printf-style append (vsnprintf underneath). */

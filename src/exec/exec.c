@@ -102,6 +102,10 @@ struct bt_exec {
     struct bt_sse sse;
     struct bt_arena scratch;        /* JSON tokens of one stream event */
     bool added_usage;               /* we asked for usage; drop its chunk */
+    bool translate;                 /* the provider speaks another API than the client:
+                                       its events are decoded and the front end encodes
+                                       them (fe_st), nothing is relayed as it came */
+    void *fe_st;                    /* translate + stream: the front end's stream state */
     bool saw_done, saw_error;
     char ev_err_msg[1024], ev_err_type[64], ev_err_code[64]; /* a provider's in-stream error */
     const char *stream_err;         /* why we stopped relaying */
@@ -142,6 +146,7 @@ static void on_timer_closed(uv_handle_t *h)
     bt_arena_free(&ex->scratch);
     bt_config_unref(ex->cfg);
     free(ex->hg);
+    free(ex->fe_st);
     free(ex);
 }
 
@@ -501,7 +506,8 @@ static enum bt_err relay_raw(struct bt_exec *ex, struct bt_str raw)
 static enum bt_err queue_stream_error(struct bt_exec *ex, const struct bt_error *e)
 {
     size_t before = out_begin(ex);
-    enum bt_err err = ex->r->fe->stream_error(&ex->out, e);
+    enum bt_err err = ex->fe_st ? ex->r->fe->stream_end(ex->fe_st, e, &ex->out)
+                                : ex->r->fe->stream_error(&ex->out, e);
     out_end(ex, before);
     return err;
 }
@@ -638,10 +644,77 @@ static int decode_event(struct bt_exec *ex, const struct bt_sse_event *ev)
     return 0;
 }
 
+/* ---- the translate path: provider events -> the client's API ---- */
+
+/* An ERROR event as the client may see it: on_event's copies of its strings,
+ * with the provider's key redacted, escaped again into `msg`. */
+static const struct bt_event *redacted_error(struct bt_exec *ex, const struct bt_event *ev,
+                                             struct bt_event *e2, struct bt_buf *msg)
+{
+    if (ev->type != BT_EV_ERROR) return ev;
+    *e2 = *ev;
+    if (bt_json_escape(msg, bt_str_c(ex->ev_err_msg)) == BT_OK && msg->len >= 2)
+        e2->err_message = (struct bt_str){msg->p + 1, msg->len - 2};
+    e2->err_type = bt_str_c(ex->ev_err_type);
+    e2->err_code = bt_str_c(ex->ev_err_code);
+    return e2;
+}
+
+/* One canonical event into the front end's stream (flushing `out` once when
+ * it is full). An ERROR goes out with the message on_event kept, redacted. */
+static void fe_stream_feed(struct bt_exec *ex, const struct bt_event *ev)
+{
+    struct bt_event e2;
+    struct bt_buf msg;
+    bt_buf_init(&msg, 8 * sizeof(ex->ev_err_msg));
+    ev = redacted_error(ex, ev, &e2, &msg);
+    for (int tries = 0; tries < 2; tries++) {
+        size_t before = out_begin(ex);
+        enum bt_err err = ex->r->fe->stream_event(ex->fe_st, ev, &ex->out);
+        out_end(ex, before);
+        if (err != BT_ETOOBIG && err != BT_ENOMEM) break;
+        flush_out(ex);
+        if (!ex->hreq) break;
+    }
+    bt_buf_free(&msg);
+}
+
+static void on_translated(void *ud, const struct bt_event *ev)
+{
+    struct bt_exec *ex = ud;
+    on_event(ex, ev);
+    if (ev->type == BT_EV_DONE) ex->saw_done = true;
+    if (ex->fe_st) fe_stream_feed(ex, ev);
+}
+
+/* Every event with data is decoded; comments and keep-alives are dropped
+ * (they belong to the provider's wire). */
+static int translate_sse(struct bt_exec *ex, const struct bt_sse_event *ev)
+{
+    switch (ex->ad->classify_event(ev, false, true)) {
+    case BT_EVK_RELAY: return 0;
+    case BT_EVK_DONE: on_translated(ex, &(struct bt_event){.type = BT_EV_DONE}); return 0;
+    case BT_EVK_INVALID: ex->stream_err = "the provider sent an invalid JSON event"; return 1;
+    default: break;
+    }
+    struct bt_json_doc doc;
+    int rc = 0;
+    if (bt_json_parse(&doc, ev->data.p, ev->data.len, &ex->scratch, NULL, NULL) ||
+        bt_json_type(&doc, 0) != BT_JSON_OBJECT) {
+        ex->stream_err = "the provider sent an invalid JSON event";
+        rc = 1;
+    } else {
+        ex->ad->decode_event(&doc, on_translated, ex);
+    }
+    bt_arena_reset(&ex->scratch);
+    return rc;
+}
+
 static int on_sse(void *ud, const struct bt_sse_event *ev)
 {
     struct bt_exec *ex = ud;
     if (ex->state == EX_DONE) return 1;
+    if (ex->translate) return translate_sse(ex, ev);
     /* The adapter says which events can change what is accounted or forwarded
      * (the first content, a finish reason, usage, an error): those are decoded;
      * every other one is relayed as it came (provider `stream_check`). */
@@ -677,6 +750,17 @@ static bool stream_begin(struct bt_exec *ex)
     note_ok(ex);
     size_t n = std_headers(ex, hs, attempts, sizeof(attempts));
     hs[n++] = (struct bt_http_header){BT_STR("cache-control"), BT_STR("no-cache")};
+    if (ex->translate) {
+        free(ex->fe_st);
+        ex->fe_st = malloc(ex->r->fe->stream_size);
+        if (!ex->fe_st) {
+            set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_SERVER_ERROR, false, 500, NULL,
+                        "out of memory");
+            finish_error(ex);
+            return false;
+        }
+        ex->r->fe->stream_begin(ex->fe_st, ex->r, ex->r->model);
+    }
     ex->state = EX_STREAM;
     if (bt_http_stream_begin(ex->hreq, 200, hs, n, BT_STR("text/event-stream")) == BT_OK)
         return true;
@@ -811,6 +895,77 @@ static void count_reply_text(void *ud, const struct bt_event *ev)
     if (n > 0) ex->reply_tokens += n;
 }
 
+struct reply_feed {
+    struct bt_exec *ex;
+    void *reply;
+};
+
+static void on_reply_event(void *ud, const struct bt_event *ev)
+{
+    struct reply_feed *f = ud;
+    on_event(f->ex, ev);
+    struct bt_event e2;
+    struct bt_buf msg;
+    bt_buf_init(&msg, 8 * sizeof(f->ex->ev_err_msg));
+    f->ex->r->fe->reply_event(f->reply, redacted_error(f->ex, ev, &e2, &msg));
+    bt_buf_free(&msg);
+}
+
+/* A whole reply from a provider of another API: encoded by the front end as
+ * one reply, or as a stream when the client asked for one (the provider
+ * answered with a whole reply anyway). */
+static void finish_translated(struct bt_exec *ex, const struct bt_json_doc *doc)
+{
+    const struct bt_frontend *fe = ex->r->fe;
+    if (ex->r->stream) {
+        attempt_over(ex, true, BT_OUTCOME_OK);
+        if (!stream_begin(ex)) return;
+        ex->ad->decode_reply(doc, on_translated, ex);
+        if (!ex->saw_done && !ex->saw_error)
+            stream_error_event(ex, "the provider's reply was incomplete", "upstream_incomplete");
+        finish_stream(ex, ex->saw_error ? "provider reported an error" : NULL, BT_UPCLASS_OTHER);
+        return;
+    }
+    struct reply_feed f = {ex, fe->reply_new(ex->r, ex->r->model, MAX_REPLY_BYTES)};
+    struct bt_buf body;
+    bt_buf_init(&body, MAX_REPLY_BYTES + 4096);
+    int status = 0;
+    enum bt_err err = f.reply ? BT_OK : BT_ENOMEM;
+    if (!err) {
+        ex->ad->decode_reply(doc, on_reply_event, &f);
+        err = fe->reply_write(f.reply, &body, &status);
+    }
+    fe->reply_free(f.reply);
+    if (err) {
+        bt_buf_free(&body);
+        set_failure(ex, BT_UPCLASS_INVALID, BT_OUTCOME_SERVER_ERROR, true, 502,
+                    "upstream_invalid_reply",
+                    "provider %s returned a reply that cannot be translated (%s)",
+                    ex->prov->name, bt_strerror(err));
+        attempt_next(ex);
+        return;
+    }
+    ex->replied = true;
+    note_ok(ex);
+    attempt_over(ex, true, BT_OUTCOME_OK);
+    struct bt_http_header hs[7];
+    char attempts[16], cost[BT_DECIMAL_MAX];
+    size_t n = std_headers(ex, hs, attempts, sizeof(attempts));
+    log_access(ex, status, status == 200 ? NULL : ex->ev_err_msg); /* settles usage and cost */
+    if (ex->cost_known) {
+        size_t cn = bt_cost_format(ex->cost_pusd, cost, sizeof(cost));
+        hs[n++] = (struct bt_http_header){BT_STR("x-baton-cost-usd"), {cost, cn}};
+    }
+    if (ex->usage.estimated)
+        hs[n++] = (struct bt_http_header){BT_STR("x-baton-cost-estimated"), BT_STR("true")};
+    enum bt_err rerr = bt_http_respond(ex->hreq, status, hs, n, BT_STR("application/json"),
+                                       bt_buf_str(&body));
+    (void)rerr;
+    ex->hreq = NULL;
+    bt_buf_free(&body);
+    cleanup(ex);
+}
+
 static void finish_body(struct bt_exec *ex)
 {
     struct bt_arena a;
@@ -823,6 +978,11 @@ static void finish_body(struct bt_exec *ex)
                     "upstream_invalid_json",
                     "provider %s returned a reply that is not valid JSON", ex->prov->name);
         attempt_next(ex);
+        return;
+    }
+    if (ex->translate) {
+        finish_translated(ex, &doc);
+        bt_arena_free(&a);
         return;
     }
     ex->ad->decode_reply(&doc, on_event, ex);
@@ -1121,8 +1281,38 @@ static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
     bt_buf_reset(&ex->resp);
     ex->resp.max = MAX_REPLY_BYTES;
     ex->retry_after[0] = ex->retry_after_ms[0] = 0;
+    ex->translate = ex->ad->wire != ex->r->api;
+    if (ex->translate && !ex->r->chat && ex->r->fe->chat) {
+        /* a provider of another API: the canonical request, decoded once */
+        struct bt_chat *chat = bt_arena_alloc(ex->hreq->arena, sizeof(*chat));
+        struct bt_chat_error cerr = {{0}, {0}};
+        enum bt_err cer = chat ? ex->r->fe->chat(ex->r, ex->hreq->arena, chat, &cerr) : BT_ENOMEM;
+        if (cer == BT_EINVAL) {
+            set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_BAD_REQUEST, false, 400, "untranslatable",
+                        "%s", cerr.message);
+            size_t pl = strnlen(cerr.param, sizeof(ex->fail.param) - 1);
+            memcpy(ex->fail.param, cerr.param, pl);
+            ex->fail.param[pl] = 0;
+            return false;
+        }
+        if (cer) {
+            set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_SERVER_ERROR, false, 500, NULL,
+                        "could not decode the request: %s", bt_strerror(cer));
+            return false;
+        }
+        ex->r->chat = chat;
+    }
     enum bt_err err = bt_provider_encode(p, ex->r, c->model, ex->hreq->arena, &ex->body_up,
                                          &ex->added_usage);
+    if (err == BT_EINVAL && ex->body_up.refused.message[0]) {
+        /* the request has no form in this provider's API: the client's to fix */
+        set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_BAD_REQUEST, false, 400, "untranslatable",
+                    "%s", ex->body_up.refused.message);
+        size_t pl = strnlen(ex->body_up.refused.param, sizeof(ex->fail.param) - 1);
+        memcpy(ex->fail.param, ex->body_up.refused.param, pl);
+        ex->fail.param[pl] = 0;
+        return false;
+    }
     if (err) {
         set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_SERVER_ERROR, false, 500, NULL,
                     "could not encode the request: %s", bt_strerror(err));

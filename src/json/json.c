@@ -721,6 +721,20 @@ int bt_json_at(const struct bt_json_doc *doc, int arr, uint32_t i)
     return c + 1;
 }
 
+const char *bt_json_type_name(int type)
+{
+    switch (type) {
+    case BT_JSON_OBJECT: return "an object";
+    case BT_JSON_ARRAY: return "an array";
+    case BT_JSON_STRING: return "a string";
+    case BT_JSON_NUMBER: return "a number";
+    case BT_JSON_TRUE:
+    case BT_JSON_FALSE: return "a boolean";
+    case BT_JSON_NULL: return "null";
+    }
+    return "nothing";
+}
+
 int bt_json_first(const struct bt_json_doc *doc, int tok)
 {
     if (!valid_tok(doc, tok)) return -1;

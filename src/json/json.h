@@ -97,6 +97,31 @@ int bt_json_at(const struct bt_json_doc *doc, int arr, uint32_t i);
  * sibling of child c is doc->toks[c].next for arrays; for objects the next key is
  * doc->toks[c + 1].next (c is a key, c + 1 its value). */
 int bt_json_first(const struct bt_json_doc *doc, int tok);
+/* Walks an object's members: `k` the key token, `v` its value.
+ *   struct bt_json_members m = bt_json_members_of(doc, obj);
+ *   while (bt_json_members_next(&m, &k, &v)) ...
+ * `obj` must be an object token. */
+struct bt_json_members {
+    const struct bt_json_doc *d;
+    uint32_t left;
+    int k;
+};
+static inline struct bt_json_members bt_json_members_of(const struct bt_json_doc *doc, int obj)
+{
+    return (struct bt_json_members){doc, doc->toks[obj].size, obj + 1};
+}
+static inline bool bt_json_members_next(struct bt_json_members *m, int *k, int *v)
+{
+    if (!m->left) return false;
+    *k = m->k;
+    *v = m->k + 1;
+    m->left--;
+    if (m->left) m->k = (int)m->d->toks[m->k + 1].next;
+    return true;
+}
+/* "an object", "an array", "a string", "a number", "a boolean", "null", or
+ * "nothing" (0: absent), for messages that say what a value was. Static. */
+const char *bt_json_type_name(int type);
 static inline int bt_json_type(const struct bt_json_doc *doc, int tok)
 {
     return tok < 0 ? 0 : doc->toks[tok].type;

@@ -8,7 +8,33 @@
 #endif
 
 #include "core/log.h"
+#include "provider/openai_chat_encode.h"
 #include "provider/openai_reply.h"
+
+/* A client of another API: the body encoded from the canonical chat request
+ * (usage is always asked for; the translate path folds it into the client's
+ * own usage report, so nothing is dropped). */
+static enum bt_err encode_translated(const struct bt_request *r, struct bt_str upstream_model,
+                                     struct bt_arena *arena, struct bt_pbody *out)
+{
+    memset(&out->refused, 0, sizeof(out->refused));
+    if (r->op != BT_OP_CHAT || !r->chat) {
+        snprintf(out->refused.message, sizeof(out->refused.message),
+                 "this operation cannot be translated for an OpenAI-compatible provider");
+        return BT_EINVAL;
+    }
+    struct bt_buf b;
+    bt_buf_init(&b, (size_t)r->body_bytes * 2 + (1u << 20));
+    enum bt_err err = bt_openai_chat_encode(r->chat, upstream_model, arena, &b, &out->refused);
+    if (!err) {
+        struct bt_str s = bt_arena_strdup(arena, bt_buf_str(&b));
+        if (!s.p) err = BT_ENOMEM;
+        out->parts[0] = s;
+        out->n = 1;
+    }
+    bt_buf_free(&b);
+    return err;
+}
 
 /* The fast path's body: the client's bytes with `model` replaced and, for a stream
  * whose client did not ask for usage, `stream_options.include_usage` added. */
@@ -16,6 +42,7 @@ static enum bt_err openai_encode(const struct bt_request *r, struct bt_str upstr
                                  struct bt_arena *arena, struct bt_pbody *out, bool *added_usage)
 {
     *added_usage = false;
+    if (r->api != BT_API_OPENAI) return encode_translated(r, upstream_model, arena, out);
     struct bt_json_splice sp;
     bt_json_splice_init(&sp, &r->doc, arena);
     struct bt_buf model;

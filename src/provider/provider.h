@@ -70,7 +70,9 @@ struct bt_adapter {
     /* The body for request `r` with `model` as the provider's model id, as slices
      * (the client's bytes and new values in `arena`). *added_usage: the adapter
      * asked the provider for usage the client did not ask for, and
-     * added_usage_event below recognises the event to drop. */
+     * added_usage_event below recognises the event to drop. A client of another
+     * API (r->api != wire) is encoded from r->chat; what the wire cannot express
+     * is BT_EINVAL with out->refused filled (the client gets a 400). */
     enum bt_err (*encode)(const struct bt_request *r, struct bt_str model,
                           struct bt_arena *arena, struct bt_pbody *out, bool *added_usage);
     /* The path after the provider's base path for `op` ("/chat/completions"). */

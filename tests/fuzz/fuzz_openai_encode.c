@@ -13,65 +13,25 @@
  * written for a stream cut short); the first delta of each choice names the
  * role and the first delta of each tool call names id and function.name; the
  * aggregator writes valid JSON or reports why not. */
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "api/openai_encode.h"
-#include "core/arena.h"
-#include "core/buf.h"
-#include "http/sse.h"
-#include "json/json.h"
-#include "provider/openai_reply.h"
+#include "encode_driver.h"
 
-#define CHECK(c)                                                                                \
-    do {                                                                                       \
-        if (!(c)) __builtin_trap();                                                            \
-    } while (0)
-
-struct run {
-    struct bt_openai_stream enc;
-    struct bt_openai_agg agg;
-    struct bt_buf out, all; /* out: the bounded buffer; all: everything flushed */
-    struct bt_arena scratch;
-};
-
-static void flush(struct run *r)
+static enum bt_err st_event(void *st, const struct bt_event *ev, struct bt_buf *out)
 {
-    CHECK(bt_buf_append_str(&r->all, bt_buf_str(&r->out)) == BT_OK);
-    bt_buf_reset(&r->out);
+    return bt_openai_stream_event(st, ev, out);
 }
-
-static void on_event(void *ud, const struct bt_event *ev)
+static bool st_ended(const void *st) { return bt_openai_stream_ended(st); }
+static bool st_failed(const void *st)
 {
-    struct run *r = ud;
-    enum bt_err err = bt_openai_stream_event(&r->enc, ev, &r->out);
-    if (err == BT_ETOOBIG) {
-        flush(r);
-        err = bt_openai_stream_event(&r->enc, ev, &r->out);
-    }
-    if (err == BT_ETOOBIG) {
-        /* one event larger than the buffer: nothing of it was written, so a
-         * larger buffer takes it whole */
-        CHECK(r->out.len == 0);
-        size_t max = r->out.max;
-        r->out.max = 8u << 20;
-        err = bt_openai_stream_event(&r->enc, ev, &r->out);
-        flush(r);
-        r->out.max = max;
-    }
-    CHECK(err == BT_OK || err == BT_EPROTO);
-    if (err == BT_EPROTO) CHECK(r->enc.state == BT_OAS_FAILED);
-    (void)bt_openai_agg_event(&r->agg, ev);
+    return ((const struct bt_openai_stream *)st)->state == BT_OAS_FAILED;
 }
-
-static int on_sse(void *ud, const struct bt_sse_event *ev)
+static enum bt_err agg_event(void *agg, const struct bt_event *ev)
 {
-    struct run *r = ud;
-    enum bt_err err = bt_openai_stream_data(ev->data, &r->scratch, on_event, r);
-    CHECK(err == BT_OK || err == BT_EPARSE || err == BT_ENOMEM);
-    bt_arena_reset(&r->scratch);
-    return 0;
+    return bt_openai_agg_event(agg, ev);
+}
+static enum bt_err agg_write(const void *agg, struct bt_buf *out, int *status)
+{
+    return bt_openai_agg_write(agg, out, status);
 }
 
 /* What the output must look like, event by event. */
@@ -136,54 +96,18 @@ static int on_out(void *ud, const struct bt_sse_event *ev)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
-    bool reply = data[0] & 1;
     struct bt_openai_enc_opts opts = {.id = BT_STR("chatcmpl-f"), .model = BT_STR("m"),
                                       .created = 1, .include_usage = (data[0] & 2) != 0};
-    struct run r;
-    bt_openai_stream_init(&r.enc, &opts);
-    bt_openai_agg_init(&r.agg, &opts, 1u << 20);
-    bt_buf_init(&r.out, (data[0] & 4) ? 512 : 8u << 20);
-    bt_buf_init(&r.all, 64u << 20);
-    bt_arena_init(&r.scratch, 4096, 64u << 20);
-    const char *body = (const char *)data + 1;
-    size_t len = size - 1;
-    if (reply) {
-        struct bt_json_doc doc;
-        if (bt_json_parse(&doc, body, len, &r.scratch, NULL, NULL) == BT_OK)
-            bt_openai_reply_events(&doc, on_event, &r);
-    } else {
-        struct bt_sse p;
-        bt_sse_init(&p, 1u << 20, on_sse, &r);
-        (void)bt_sse_feed(&p, body, len);
-        bt_sse_free(&p);
-    }
-    if (!bt_openai_stream_ended(&r.enc)) {
-        /* what exec does when the provider's body ends without [DONE] */
-        struct bt_event cut = {.type = BT_EV_ERROR, .outcome = BT_OUTCOME_SERVER_ERROR,
-                               .err_message = BT_STR("cut short")};
-        on_event(&r, &cut);
-    }
-    CHECK(bt_openai_stream_ended(&r.enc));
-    flush(&r);
+    struct bt_openai_stream enc;
+    bt_openai_stream_init(&enc, &opts);
+    struct bt_openai_agg agg;
+    bt_openai_agg_init(&agg, &opts, 1u << 20);
+    const struct enc_ops ops = {&enc, st_event, st_ended, st_failed, &agg, agg_event, agg_write};
     struct check c = {0};
-    struct bt_sse p;
-    bt_sse_init(&p, 64u << 20, on_out, &c);
-    CHECK(bt_sse_feed(&p, r.all.p ? r.all.p : "", r.all.len) == BT_OK);
-    CHECK(!bt_sse_partial(&p));
-    bt_sse_free(&p);
+    enc_drive(&ops, (const char *)data + 1, size - 1, data[0] & 1, (data[0] & 4) ? 512 : 8u << 20,
+              on_out, &c);
     CHECK(c.done != c.failed);
-    CHECK(c.done == (r.enc.state == BT_OAS_DONE));
-    struct bt_buf reply_out;
-    bt_buf_init(&reply_out, 64u << 20);
-    int status = 0;
-    enum bt_err err = bt_openai_agg_write(&r.agg, &reply_out, &status);
-    CHECK(err == BT_OK || err == BT_EPROTO || err == BT_ETOOBIG);
-    if (err == BT_OK)
-        CHECK(bt_json_validate(reply_out.p, reply_out.len, 0, NULL, 0) == BT_OK);
-    bt_buf_free(&reply_out);
-    bt_buf_free(&r.out);
-    bt_buf_free(&r.all);
-    bt_arena_free(&r.scratch);
-    bt_openai_agg_free(&r.agg);
+    CHECK(c.done == (enc.state == BT_OAS_DONE));
+    bt_openai_agg_free(&agg);
     return 0;
 }
