@@ -8,6 +8,7 @@
 #include "api/anthropic_msg.h"
 #include "api/api.h"
 #include "canon/chat.h"
+#include "core/log.h"
 #include "core/buf.h"
 #include "gate/gate.h"
 #include "json/json.h"
@@ -183,10 +184,54 @@ static void fe_reply_free(void *reply)
     free(reply);
 }
 
+/* anthropic-beta features that change what a request means and that no other
+ * API can carry (server-side tools, files by id, context editing, skills): a
+ * request naming one cannot be translated. Matched by prefix, since betas are
+ * dated. Every other beta (caching, token-efficient tools, longer outputs or
+ * contexts, interleaved thinking, ...) only tunes how Anthropic serves it and is
+ * left out toward another API. */
+static const char *const meaning_betas[] = {
+    "computer-use-", "code-execution-", "files-api-", "mcp-client-", "context-management-",
+    "skills-", "web-fetch-", NULL,
+};
+
+static enum bt_err fe_translate_check(const struct bt_request *r, char *msg, size_t msgcap,
+                                      const char **param)
+{
+    for (size_t i = 0; i < r->nheaders; i++) {
+        if (!bt_str_caseeq_c(r->headers[i].name, "anthropic-beta")) continue;
+        struct bt_str v = r->headers[i].value;
+        size_t a = 0;
+        while (a < v.len) {
+            size_t e = a;
+            while (e < v.len && v.p[e] != ',') e++;
+            struct bt_str beta = bt_str_trim((struct bt_str){v.p + a, e - a});
+            a = e + 1;
+            if (!beta.len) continue;
+            bool refused = false;
+            for (size_t k = 0; meaning_betas[k] && !refused; k++)
+                refused = beta.len >= strlen(meaning_betas[k]) &&
+                          memcmp(beta.p, meaning_betas[k], strlen(meaning_betas[k])) == 0;
+            if (refused) {
+                snprintf(msg, msgcap,
+                         "anthropic-beta: %.*s: this model is served by a provider of another "
+                         "API, which has no counterpart for that beta feature.",
+                         (int)(beta.len > 100 ? 100 : beta.len), beta.p);
+                *param = "anthropic-beta";
+                return BT_EINVAL;
+            }
+            bt_debug("anthropic-beta %.*s left out: the provider speaks another API",
+                     (int)(beta.len > 100 ? 100 : beta.len), beta.p);
+        }
+    }
+    return BT_OK;
+}
+
 const struct bt_frontend bt_fe_anthropic = {
     .name = "anthropic",
     .api = BT_API_ANTHROPIC,
     .decode = fe_decode,
+    .translate_check = fe_translate_check,
     .error_body = fe_error_body,
     .stream_error = fe_stream_error,
     .models = NULL,

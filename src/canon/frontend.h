@@ -46,6 +46,13 @@ struct bt_frontend {
      * client mistake is BT_EINVAL with `err` filled (a 400); BT_ENOMEM. */
     enum bt_err (*chat)(const struct bt_request *r, struct bt_arena *arena, struct bt_chat *out,
                         struct bt_chat_error *err);
+    /* Called when a provider of another API is about to serve `r` (translated):
+     * BT_EINVAL with a message (and the parameter, or NULL) for what the client
+     * asked in its own API's terms that no other API can carry and that changes
+     * what the reply means (a 400); what can be left out without changing it is
+     * left out (and logged at debug). NULL: nothing to check. */
+    enum bt_err (*translate_check)(const struct bt_request *r, char *msg, size_t msgcap,
+                                   const char **param);
     /* Appends the error body for `e` to `out`; returns its content type. */
     const char *(*error_body)(struct bt_buf *out, const struct bt_error *e);
     /* Appends the stream event(s) that report `e` to the client and end its stream

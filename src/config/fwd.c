@@ -12,7 +12,7 @@
  * in the reply. A new provider type adds its row here (anthropic: anthropic-beta). */
 static const char *const openai_defaults[] = {"OpenAI-Organization", "OpenAI-Project",
                                               "OpenAI-Beta", "Idempotency-Key", NULL};
-static const char *const anthropic_defaults[] = {"anthropic-beta", NULL};
+static const char *const anthropic_defaults[] = {"anthropic-version", "anthropic-beta", NULL};
 static const char *const azure_defaults[] = {"Idempotency-Key", NULL};
 static const char *const no_defaults[] = {NULL};
 

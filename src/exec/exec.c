@@ -1282,6 +1282,15 @@ static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
     ex->resp.max = MAX_REPLY_BYTES;
     ex->retry_after[0] = ex->retry_after_ms[0] = 0;
     ex->translate = ex->ad->wire != ex->r->api;
+    if (ex->translate && ex->r->fe->translate_check) {
+        const char *param = NULL;
+        if (ex->r->fe->translate_check(ex->r, why, sizeof(why), &param) == BT_EINVAL) {
+            set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_BAD_REQUEST, false, 400, "untranslatable",
+                        "%s", why);
+            if (param) snprintf(ex->fail.param, sizeof(ex->fail.param), "%s", param);
+            return false;
+        }
+    }
     if (ex->translate && !ex->r->chat && ex->r->fe->chat) {
         /* a provider of another API: the canonical request, decoded once */
         struct bt_chat *chat = bt_arena_alloc(ex->hreq->arena, sizeof(*chat));

@@ -97,8 +97,15 @@ enum bt_err bt_provider_start(const struct bt_provider *p, uv_loop_t *loop,
     enum bt_err err;
     size_t nh = ad->headers(p, stream, hs, 8, scratch, sizeof(scratch), &err);
     if (err) return err;
-    /* forward_headers: never a name the adapter sets (the config refuses those) */
-    for (size_t i = 0; i < body->nfwd; i++) hs[nh++] = body->fwd[i];
+    /* forward_headers: a forwarded header takes the place of the adapter's of the
+     * same name (an Anthropic client's anthropic-version reaches an anthropic
+     * provider as the client sent it), so each name goes out once */
+    for (size_t i = 0; i < body->nfwd; i++) {
+        size_t j = 0;
+        while (j < nh && !bt_str_caseeq(hs[j].name, body->fwd[i].name)) j++;
+        if (j < nh) hs[j] = body->fwd[i];
+        else hs[nh++] = body->fwd[i];
+    }
     /* TLS settings and the proxy route are part of the pool key: a connection
      * made for one provider's settings never serves another's. */
     struct bt_up_origin origin = {

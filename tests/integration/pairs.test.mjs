@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import Anthropic from '@anthropic-ai/sdk';
 import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
-import { test, run, setup, assert, eq, startBaton, client } from './lib.mjs';
+import { test, run, setup, assert, eq, startBaton, client, freePort } from './lib.mjs';
+import { startFake } from '../fake/fake_provider.mjs';
 import { validate as validateOpenAI } from './schema.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -23,8 +24,14 @@ function validateAnthropic(name, obj) {
     if (!v(obj)) throw new Error(`${name} schema: ${v.errors.slice(0, 3).map((e) => `${e.instancePath} ${e.message}`).join('; ')}; ${JSON.stringify(obj).slice(0, 300)}`);
 }
 
+// A fake Anthropic server: what an anthropic-type provider receives.
+const fake = await setup(async () => startFake(await freePort()));
+fake.handle((req, res, h) => h.json(200, JSON.stringify({ id: 'msg_fake', type: 'message', role: 'assistant',
+    model: 'claude-fake', content: [{ type: 'text', text: 'hi' }], stop_reason: 'end_turn', stop_sequence: null,
+    usage: { input_tokens: 3, output_tokens: 1 } })));
 const b = await setup(() => startBaton(`
 providers:
+  ant: {type: anthropic, base_url: "${fake.url.replace(/\/v1$/, '')}", api_key: "sk-ant-provider", anthropic_version: "2023-06-01"}
   so: {type: sim, seed: 11}
   sa: {type: sim, wire: anthropic, seed: 12}
   sg: {type: sim, wire: gemini, seed: 13}
@@ -32,6 +39,7 @@ models:
   m-openai: {provider: so, model: gpt-sim}
   m-anthropic: {provider: sa, model: claude-sim}
   m-gemini: {provider: sg, model: gemini-sim}
+  m-fake-anthropic: {provider: ant, model: claude-fake}
 `));
 const oa = client(b.url);
 const an = new Anthropic({ baseURL: b.base, apiKey: 'unused', maxRetries: 0 });
@@ -111,5 +119,38 @@ for (const model of MODELS) {
         assert(next.content.some((c) => c.type === 'text'), JSON.stringify(next.content));
     });
 }
+
+test('anthropic-version and anthropic-beta reach an anthropic provider as the client sent them; one credential, its own', async () => {
+    fake.reset();
+    const raw = await fetch(`${b.base}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json',
+        'x-api-key': 'client-key', 'anthropic-version': '2023-01-01', 'anthropic-beta': 'prompt-caching-2024-07-31' },
+        body: JSON.stringify({ model: 'm-fake-anthropic', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] }) });
+    eq(raw.status, 200, await raw.text());
+    const up = fake.requests[0];
+    const names = up.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
+    eq(names.filter((n) => n === 'anthropic-version').length, 1, 'one anthropic-version');
+    eq(up.headers['anthropic-version'], '2023-01-01', 'the client\'s version');
+    eq(up.headers['anthropic-beta'], 'prompt-caching-2024-07-31', 'the beta');
+    eq(up.headers['x-api-key'], 'sk-ant-provider', 'the provider\'s own key, never the client\'s');
+    eq(names.filter((n) => ['x-api-key', 'authorization', 'api-key', 'x-goog-api-key'].includes(n)).length, 1, 'one credential header');
+    // an OpenAI client's request gets the configured version
+    fake.reset();
+    await oa.chat.completions.create({ model: 'm-fake-anthropic', messages: [{ role: 'user', content: 'hi' }] });
+    eq(fake.requests[0].headers['anthropic-version'], '2023-06-01', 'the configured version');
+});
+
+test('toward another API, a beta that changes the meaning is a 400 and one that does not is left out', async () => {
+    const body = { model: 'm-openai', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] };
+    const bad = await an.messages.create(body, { headers: { 'anthropic-beta': 'files-api-2025-04-14' } }).catch((e) => e);
+    eq(bad.status, 400, `a meaning-changing beta: ${bad}`);
+    assert(/anthropic-beta: files-api-2025-04-14/.test(bad.message), bad.message);
+    eq(bad.error?.error?.type, 'invalid_request_error', JSON.stringify(bad.error));
+    const ok = await an.messages.create(body, { headers: { 'anthropic-beta': 'prompt-caching-2024-07-31, output-128k-2025-02-19' } });
+    validateAnthropic('Message', ok);
+    // the same beta toward an anthropic provider passes through
+    fake.reset();
+    await an.messages.create({ ...body, model: 'm-fake-anthropic' }, { headers: { 'anthropic-beta': 'files-api-2025-04-14' } });
+    eq(fake.requests[0].headers['anthropic-beta'], 'files-api-2025-04-14', 'passed on to Anthropic');
+});
 
 await run();
