@@ -40,6 +40,10 @@ models:
   m-anthropic: {provider: sa, model: claude-sim}
   m-gemini: {provider: sg, model: gemini-sim}
   m-fake-anthropic: {provider: ant, model: claude-fake}
+  by-language:
+    rules:
+      - {when: {language: ko}, model: m-gemini}
+      - {model: m-anthropic}
 `));
 const oa = client(b.url);
 const an = new Anthropic({ baseURL: b.base, apiKey: 'unused', maxRetries: 0 });
@@ -119,6 +123,17 @@ for (const model of MODELS) {
         assert(next.content.some((c) => c.type === 'text'), JSON.stringify(next.content));
     });
 }
+
+test('rules choose for both client APIs; x-baton-route says which', async () => {
+    const { data: m, response } = await an.messages.create({ model: 'by-language', max_tokens: 32,
+        messages: [{ role: 'user', content: '안녕하세요, 반갑습니다' }] }).withResponse();
+    validateAnthropic('Message', m);
+    eq(response.headers.get('x-baton-deployment'), 'sg/gemini-sim', 'Korean to Gemini');
+    assert(response.headers.get('x-baton-route').startsWith('by-language: rule 1 -> m-gemini'), response.headers.get('x-baton-route'));
+    const { response: r2 } = await oa.chat.completions.create({ model: 'by-language',
+        messages: [{ role: 'user', content: 'hello there' }] }).withResponse();
+    eq(r2.headers.get('x-baton-deployment'), 'sa/claude-sim', 'English to the default');
+});
 
 test('anthropic-version and anthropic-beta reach an anthropic provider as the client sent them; one credential, its own', async () => {
     fake.reset();
