@@ -124,6 +124,8 @@ static const char config_fmt[] =
     "  slow_bytes: {type: sim, reply_tokens: 2, faults: {slow_bytes: 1}, timeouts: *fast}\n"
     "  invalid_json: {type: sim, faults: {invalid_json: 1}, timeouts: *fast}\n"
     "  error_event: {type: sim, faults: {error_event: 1}, stream_check: full, timeouts: *fast}\n"
+    "  sim-anthropic: {type: sim, wire: anthropic, seed: 5}\n"
+    "  sim-gemini: {type: sim, wire: gemini, seed: 6}\n"
     "  refused: {type: openai, base_url: \"http://127.0.0.1:%u/v1\", api_key: " PROVIDER_KEY ",\n"
     "            timeouts: {connect: 50ms, first_byte: 20ms, idle: 20ms, total: 60ms}}\n"
     "  nokey: {type: openai, base_url: \"http://127.0.0.1:%u/v1\",\n"
@@ -167,6 +169,8 @@ static const char config_fmt[] =
     "      - {provider: invalid_json, model: a}\n"
     "      - {provider: error_event, model: b}\n"
     "      - {provider: slow_bytes, model: c}\n"
+    "  ant: {provider: sim-anthropic, model: claude-sim}\n"
+    "  gem: {provider: sim-gemini, model: gemini-sim}\n"
     "  refused-then-ok:\n"
     "    deployments:\n"
     "      - {provider: refused, model: a}\n"
@@ -178,11 +182,11 @@ static const char *const models[] = {
     "chat",           "paced",         "embed",           "flaky",
     "fallback",       "spread",        "resets",          "stalls",
     "broken",         "refused-then-ok", "keyless",       "sim/gpt-4o-mini",
-    "paced/x",        "429/m",         "500/m",           "503/m",
+    "ant",            "429/m",         "500/m",           "503/m",
     "no_answer/m",    "reset_before/m", "reset_mid/m",    "stall_mid/m",
     "slow_bytes/m",   "invalid_json/m", "error_event/m",  "refused/m",
     "nope",           "sim/",          "/chat",           "sim/a/b",
-    "chat ",          "CHAT",          "",                "sim/\\u00e9\\t",
+    "chat ",          "gem",          "",                "sim/\\u00e9\\t",
 };
 #define NMODELS (sizeof models / sizeof models[0])
 
@@ -192,7 +196,7 @@ static const char *const faults[] = {
 };
 #define NFAULTS (sizeof faults / sizeof faults[0])
 
-enum { P_CHAT, P_EMBED, P_MODELS, P_MODEL_M, P_MODEL_RAW, P_READY, P_LIVE, P_METRICS, P_RELOAD,
+enum { P_CHAT, P_MESSAGES, P_COUNT, P_EMBED, P_MODELS, P_MODEL_M, P_MODEL_RAW, P_READY, P_LIVE, P_METRICS, P_RELOAD,
        P_ADMIN, P_QUERY, P_V1, P_OTHER };
 static const struct {
     int kind;
@@ -200,7 +204,7 @@ static const struct {
     const char *method; /* default method */
 } paths[16] = {
     {P_CHAT, "/v1/chat/completions", "POST"}, {P_CHAT, "/v1/chat/completions", "POST"},
-    {P_CHAT, "/v1/chat/completions", "POST"}, {P_CHAT, "/v1/chat/completions", "POST"},
+    {P_MESSAGES, "/v1/messages", "POST"},     {P_COUNT, "/v1/messages/count_tokens", "POST"},
     {P_EMBED, "/v1/embeddings", "POST"},      {P_EMBED, "/v1/embeddings", "POST"},
     {P_MODELS, "/v1/models", "GET"},          {P_MODEL_M, "/v1/models/", "GET"},
     {P_MODEL_RAW, "/v1/models/", "GET"},      {P_READY, "/health/ready", "GET"},
@@ -470,6 +474,40 @@ static void check_sse(struct client *c, const char *b, size_t n)
     if (!done && !err) fail("%s: the stream ended without [DONE] or an error event", c->name);
 }
 
+/* A 200 Anthropic stream: `event: NAME` + one `data: ` line each, the data a
+ * JSON object whose type is NAME, message_start first, ending with message_stop
+ * or an error event, nothing after either. */
+static void check_anthropic_sse(struct client *c, const char *b, size_t n)
+{
+    size_t off = 0;
+    bool end = false, first = true;
+    while (off < n) {
+        const char *e = memmem(b + off, n - off, "\n\n", 2);
+        if (!e) fail("%s: the stream ends inside an event: %.*s", c->name, (int)(n - off), b + off);
+        const char *ev = b + off;
+        size_t len = (size_t)(e - ev);
+        if (end) fail("%s: an event after the end: %.*s", c->name, (int)len, ev);
+        const char *nl = memchr(ev, '\n', len);
+        if (len < 7 || memcmp(ev, "event: ", 7) != 0 || !nl || (size_t)(nl - ev) + 7 > len ||
+            memcmp(nl + 1, "data: ", 6) != 0 || memchr(nl + 1, '\n', (size_t)(e - nl - 1)))
+            fail("%s: not an event line and one data line: %.*s", c->name, (int)len, ev);
+        struct bt_str name = {ev + 7, (size_t)(nl - ev - 7)};
+        cJSON *j = cJSON_ParseWithLength(nl + 7, (size_t)(e - nl - 7));
+        const cJSON *t = j ? cJSON_GetObjectItemCaseSensitive(j, "type") : NULL;
+        if (!j || !cJSON_IsObject(j) || !cJSON_IsString(t) || strlen(t->valuestring) != name.len ||
+            memcmp(t->valuestring, name.p, name.len) != 0)
+            fail("%s: an event whose data is not a JSON object of its type: %.*s", c->name,
+                 (int)(len > 300 ? 300 : len), ev);
+        if (first && !bt_str_eq_c(name, "message_start") && !bt_str_eq_c(name, "error"))
+            fail("%s: the first event is %.*s", c->name, (int)name.len, name.p);
+        first = false;
+        end = bt_str_eq_c(name, "message_stop") || bt_str_eq_c(name, "error");
+        cJSON_Delete(j);
+        off = (size_t)(e - b) + 2;
+    }
+    if (!end) fail("%s: the stream ended without message_stop or an error event", c->name);
+}
+
 static int cl_complete(llhttp_t *p)
 {
     struct client *c = p->data;
@@ -488,7 +526,10 @@ static int cl_complete(llhttp_t *p)
             check_json(c, status, c->body.p ? c->body.p : "", c->body.len);
         } else if (starts_with(c->ctype, "text/event-stream")) {
             if (status != 200) fail("%s: a %d stream", c->name, status);
-            check_sse(c, c->body.p ? c->body.p : "", c->body.len);
+            if (c->kind == P_MESSAGES)
+                check_anthropic_sse(c, c->body.p ? c->body.p : "", c->body.len);
+            else
+                check_sse(c, c->body.p ? c->body.p : "", c->body.len);
         } else if (!(starts_with(c->ctype, "text/plain") && c->kind == P_METRICS)) {
             fail("%s: %d response with content-type '%s'", c->name, status, c->ctype);
         }
@@ -655,12 +696,30 @@ static void path_segment(struct bt_buf *b, const uint8_t *p, size_t n)
 }
 
 static void build_body(struct bt_buf *b, uint8_t mode, const char *model, const uint8_t *rest,
-                       size_t n)
+                       size_t n, bool anthropic)
 {
     int m = mode & 3;
     bool stream = mode & 4, extra = mode & 8, usage = mode & 16, no_stream_key = mode & 32;
     if (m == 0) {
         bt_buf_append(b, rest, n);
+        return;
+    }
+    if (anthropic) { /* a Messages request: max_tokens required, Anthropic tools */
+        bt_buf_append_c(b, "{\"model\":\"");
+        bt_buf_append_c(b, model);
+        bt_buf_append_c(b, "\",");
+        if (!no_stream_key) bt_buf_append_c(b, usage ? "\"max_tokens\":16," : "\"max_tokens\":64,");
+        if (stream) bt_buf_append_c(b, "\"stream\":true,");
+        if (m == 1) {
+            bt_buf_append(b, rest, n);
+            return;
+        }
+        if (extra)
+            bt_buf_append_c(b, "\"tools\":[{\"name\":\"lookup\",\"input_schema\":{\"type\":"
+                               "\"object\",\"properties\":{\"q\":{\"type\":\"string\"}}}}],");
+        bt_buf_append_c(b, "\"system\":\"be brief\",\"messages\":[{\"role\":\"user\",\"content\":");
+        json_string(b, rest, n);
+        bt_buf_append_c(b, "}]}");
         return;
     }
     bt_buf_append_c(b, "{\"model\":\"");
@@ -847,7 +906,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (kind == P_MODEL_RAW) path_segment(&s.target, rest, nrest < 200 ? nrest : 200);
     struct bt_buf body;
     bt_buf_init(&body, 1u << 20);
-    if (kind != P_MODEL_RAW) build_body(&body, b1, model, rest, nrest);
+    if (kind != P_MODEL_RAW)
+        build_body(&body, b1, model, rest, nrest, kind == P_MESSAGES || kind == P_COUNT);
     s.body = (struct bt_str){body.p ? body.p : "", body.len};
     bt_buf_init(&sent_a, 4u << 20);
     build_request(&sent_a, &s);

@@ -10,12 +10,13 @@ import os
 OUT = "tests/fuzz/corpus/pipeline"
 
 # indices into fuzz_pipeline.c's tables
-PATH = {"chat": 0, "embed": 4, "models": 6, "model_m": 7, "model_raw": 8, "ready": 9,
+PATH = {"chat": 0, "messages": 2, "count": 3, "embed": 4, "models": 6, "model_m": 7, "model_raw": 8, "ready": 9,
         "live": 10, "metrics": 11, "reload": 12, "admin": 13, "query": 14, "v1": 15}
 MODELS = ["chat", "paced", "embed", "flaky", "fallback", "spread", "resets", "stalls",
-          "broken", "refused-then-ok", "keyless", "sim/gpt-4o-mini", "paced/x", "429/m",
+          "broken", "refused-then-ok", "keyless", "sim/gpt-4o-mini", "ant", "429/m",
           "500/m", "503/m", "no_answer/m", "reset_before/m", "reset_mid/m", "stall_mid/m",
-          "slow_bytes/m", "invalid_json/m", "error_event/m", "refused/m", "nope"]
+          "slow_bytes/m", "invalid_json/m", "error_event/m", "refused/m", "nope", "sim/",
+          "/chat", "sim/a/b", "chat ", "gem"]
 FAULTS = ["none", "429", "500", "503", "no_answer", "reset_before", "reset_mid", "stall_mid",
           "slow_bytes", "invalid_json", "error_event", "bogus"]
 RAW, PREFIX, CHAT, EMBED = 0, 1, 2, 3
@@ -46,6 +47,14 @@ def raw(model, **extra):
 
 os.makedirs(OUT, exist_ok=True)
 seed("chat_plain", rest="hello there")
+seed("messages_plain", path="messages", rest="hello there")
+seed("messages_stream_ant", path="messages", stream=True, model="ant", rest="stream me")
+seed("messages_stream_gem_tools", path="messages", stream=True, extra=True, model="gem", rest="call the tool")
+seed("messages_stream_fault", path="messages", stream=True, model="error_event/m", rest="x")
+seed("messages_no_max_tokens", path="messages", no_stream_key=True, model="gem", rest="x")
+seed("count_tokens", path="count", rest="count these words")
+seed("chat_to_ant_stream", stream=True, usage=True, model="ant", rest="hi")
+seed("chat_to_gem_tools", extra=True, model="gem", rest="call the tool")
 seed("chat_stream", stream=True, model="paced", rest="stream me")
 seed("chat_stream_usage", stream=True, usage=True, rest="usage please")
 seed("chat_tools", extra=True, model="sim/gpt-4o-mini", rest="call the tool")
