@@ -99,13 +99,17 @@ enum bt_err bt_provider_start(const struct bt_provider *p, uv_loop_t *loop,
     if (err) return err;
     /* forward_headers: a forwarded header takes the place of the adapter's of the
      * same name (an Anthropic client's anthropic-version reaches an anthropic
-     * provider as the client sent it), so each name goes out once */
-    for (size_t i = 0; i < body->nfwd; i++) {
-        size_t j = 0;
-        while (j < nh && !bt_str_caseeq(hs[j].name, body->fwd[i].name)) j++;
-        if (j < nh) hs[j] = body->fwd[i];
-        else hs[nh++] = body->fwd[i];
+     * provider as the client sent it, once); a client header repeated is
+     * forwarded as often as it came */
+    size_t kept = 0;
+    for (size_t j = 0; j < nh; j++) {
+        bool replaced = false;
+        for (size_t i = 0; i < body->nfwd && !replaced; i++)
+            replaced = bt_str_caseeq(hs[j].name, body->fwd[i].name);
+        if (!replaced) hs[kept++] = hs[j];
     }
+    nh = kept;
+    for (size_t i = 0; i < body->nfwd; i++) hs[nh++] = body->fwd[i];
     /* TLS settings and the proxy route are part of the pool key: a connection
      * made for one provider's settings never serves another's. */
     struct bt_up_origin origin = {
