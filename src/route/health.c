@@ -217,3 +217,12 @@ enum bt_err bt_health_render(struct bt_buf *out)
     pthread_mutex_unlock(&lock);
     return BT_OK;
 }
+
+void bt_health_each(void (*fn)(void *ud, const char *key, struct bt_health *h), void *ud)
+{
+    pthread_mutex_lock(&lock);
+    size_t cap = (size_t)BT_HEALTH_MAX * 2;
+    for (size_t i = 0; slots && i < cap; i++)
+        if (slots[i].key) fn(ud, slots[i].key, slots[i].h);
+    pthread_mutex_unlock(&lock);
+}

@@ -28,6 +28,8 @@ struct bt_health {
     atomic_uint_least64_t attempts;      /* attempts started (for metrics and tests) */
     atomic_uint_least64_t ended[BT_OUTCOME_COUNT]; /* attempts ended, by outcome class */
     atomic_uint_least64_t hedge[3];      /* by enum bt_hedge_count */
+    atomic_uint_least64_t shared_until_ms; /* the open_until_ms last published to or taken
+                                              from the other instances (serve/breakers.c) */
 };
 
 /* What hedging did at a deployment (models.NAME.hedge), for metrics and tests. */
@@ -65,6 +67,11 @@ void bt_health_end(struct bt_health *h, const struct bt_breaker_cfg *b, bool cou
 
 /* Counts a hedging event at `h` (NULL: untracked, nothing happens). */
 void bt_health_hedge(struct bt_health *h, enum bt_hedge_count what);
+
+/* Calls fn for every tracked deployment, under the registry's lock (fn must not
+ * attach). `key` is "provider\x1fbase URL\x1fmodel"; entries and keys are never
+ * freed, so both may be kept after the call. */
+void bt_health_each(void (*fn)(void *ud, const char *key, struct bt_health *h), void *ud);
 
 /* Appends the registry's families to a Prometheus text exposition (for
  * GET /metrics): per deployment (label deployment="provider/model") attempts in flight, attempts

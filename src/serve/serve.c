@@ -12,6 +12,7 @@
 #include "exec/exec.h"
 #include "core/log.h"
 #include "route/health.h"
+#include "serve/breakers.h"
 #include "serve/worker.h"
 #include "store/keys.h"
 
@@ -39,6 +40,7 @@ struct serve {
     int probe_fd;                  /* holds the address until worker 0 binds; -1 none */
     struct bt_keys *keys;          /* the key service (store.sqlite), started before workers */
     char store_path[4096];         /* the store file in use (a reload does not change it) */
+    struct bt_breaker_sync *breakers; /* breakers shared through store.redis; NULL: none */
 };
 
 /* ---- workers ---- */
@@ -416,6 +418,15 @@ int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opt
             bt_info("store: sqlite %s", s.cfg->store.sqlite);
         }
     }
+    if (s.cfg->store.redis) {
+        char shown[512];
+        bt_str_mask_password(s.cfg->store.redis, shown, sizeof(shown));
+        if (!(s.breakers = bt_breaker_sync_start(s.cfg->store.redis))) {
+            bt_error("store.redis: cannot start the breakers' sync");
+            goto out;
+        }
+        bt_info("store: redis %s (limits and breakers shared by every instance)", shown);
+    }
     signal(SIGPIPE, SIG_IGN);
     s.loop = uv_default_loop();
     s.nworkers = s.cfg->server.workers ? s.cfg->server.workers
@@ -498,6 +509,7 @@ int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opt
 out:
     if (s.probe_fd >= 0) close(s.probe_fd); /* worker 0 never ran */
     bt_keys_stop(s.keys); /* after the workers: they borrow it */
+    bt_breaker_sync_stop(s.breakers);
     free(s.workers);
     free(s.pending);
     bt_metrics_free(s.metrics);

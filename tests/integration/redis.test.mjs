@@ -4,7 +4,7 @@
 // limit doubles); store.redis_unavailable decides what happens when Redis is
 // down: open (each instance's own counters) or closed (503).
 import { join } from 'node:path';
-import { test, run, setup, assert, eq, startBaton, post, get, client, tmpDir, startRedis, sleep, SLOW } from './lib.mjs';
+import { test, run, setup, assert, eq, startBaton, post, get, client, waitFor, metricSum, tmpDir, startRedis, sleep, SLOW } from './lib.mjs';
 
 const MK = 'sk-master-redis-test';
 const M = { authorization: `Bearer ${MK}` };
@@ -16,9 +16,14 @@ store: {sqlite: "${join(tmpDir(), db)}"${extra}}
 providers:
   sim: {type: sim, seed: 3}
   slow: {type: sim, seed: 4, ttft: 800ms}
+  f500: {type: sim, faults: {500: 1}}
 models:
   chat: {provider: sim, model: m1}
   slow: {provider: slow, model: s1}
+  guarded:
+    strategy: round_robin
+    breaker: {failures: 2, cooldown: 10m}
+    deployments: [{provider: f500, model: bad}, {provider: sim, model: good}]
 `;
 const shared = `, redis: "${redis.url}"`;
 const a = await setup(() => startBaton(cfg('r.db', shared)));
@@ -86,6 +91,29 @@ test('concurrency across two instances: one request in flight in all, the slot g
     eq(await status(b.base, key, 'slow'), 429, 'a second one on the other instance while the first runs');
     eq(await first, 200, 'the first');
     eq(await status(b.base, key, 'slow'), 200, 'after it ended, the slot is free again');
+});
+
+const breakerOpen = async (base) => /baton_deployment_breaker_open\{deployment="f500\/bad"\} 1/.test((await get(`${base}/metrics`)).text);
+const chatAs = (base, model) => post(`${base}/v1/chat/completions`, { model, messages: [{ role: 'user', content: 'x' }] },
+    { headers: { authorization: `Bearer ${MK}` } });
+
+test('a breaker that opens on one instance opens on the others sharing Redis, not on an unshared one', async () => {
+    for (let i = 0; i < 6 && !(await breakerOpen(a.base)); i++) eq((await chatAs(a.base, 'guarded')).status, 200, 'answered by the other deployment');
+    assert(await breakerOpen(a.base), 'the breaker opened on a');
+    await waitFor(() => breakerOpen(b.base), 2000 * SLOW, 'b takes the open breaker from Redis');
+    for (let i = 0; i < 6; i++) {
+        const r = await chatAs(b.base, 'guarded');
+        eq(r.status, 200, 'status');
+        eq(r.headers.get('x-baton-attempts'), '1', 'b never tries the broken deployment');
+        eq(r.headers.get('x-baton-deployment'), 'sim/good', 'served by');
+    }
+    const m = (await get(`${b.base}/metrics`)).text;
+    eq(metricSum(m, 'baton_deployment_attempts_total', { deployment: 'f500/bad' }), 0, 'attempts at the broken deployment on b');
+    // without Redis, another instance learns nothing
+    for (let i = 0; i < 6 && !(await breakerOpen(c.base)); i++) await chatAs(c.base, 'guarded');
+    assert(await breakerOpen(c.base), 'the breaker opened on c');
+    await new Promise((r) => setTimeout(r, 600));
+    assert(!(await breakerOpen(d.base)), 'd (no Redis) does not share c\'s breaker');
 });
 
 test('Redis down: open falls back to each instance\'s own counters, closed answers 503', async () => {
