@@ -131,6 +131,8 @@ cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_route" bench/micro_route.c build/releas
     -luv -lfyaml -lsqlite3 -lssl -lcrypto -lm -pthread || die "building bench/micro_route.c failed"
 cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_router" bench/micro_router.c build/release/libbaton.a \
     -luv -lfyaml -lsqlite3 -lssl -lcrypto -lm -pthread || die "building bench/micro_router.c failed"
+cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_rules" bench/micro_rules.c build/release/libbaton.a \
+    -luv -lfyaml -lsqlite3 -lssl -lcrypto -lm -pthread || die "building bench/micro_rules.c failed"
 cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_tok" bench/micro_tok.c build/release/libbaton.a \
     -luv -lfyaml -lsqlite3 -lssl -lcrypto -lm -pthread || die "building bench/micro_tok.c failed"
 cc "${CFLAGS_B[@]}" -Isrc -o "$BLD/micro_relay" bench/micro_relay.c build/release/libbaton.a \
@@ -737,6 +739,10 @@ if want micro; then
     MICRO_ROUTER=$(MICRO_SECS=$MS "$BLD/micro_router")
     log "$MICRO_ROUTER"
     while read -r line; do row_csv "micro,router,,,,,,,,,,,,,,,,$(cut -d' ' -f2- <<<"$line")"; done <<<"$MICRO_ROUTER"
+    # Rules (docs/routing.md): reading the prompt of a 1.5 KB request, then the decision.
+    MICRO_RULES=$(MICRO_SECS=$MS "$BLD/micro_rules" bench/fixtures/chat_1k5.json)
+    log "$MICRO_RULES"
+    while read -r line; do row_csv "micro,rules,,,,,,,,,,,,,,,,$(cut -d' ' -f2- <<<"$line")"; done <<<"$MICRO_RULES"
     # The stream relay's per-event check, and the same plus stripping "usage":null
     # (the choice not to strip it is in docs/internals/exec.md).
     MICRO_RELAY=$(MICRO_SECS=$MS "$BLD/micro_relay" bench/fixtures/stream.sse)

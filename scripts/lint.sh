@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 LAYERS=(
     "core"
     "json tok obs http"
-    "upstream"
+    "upstream learn"
     "config store"
     "canon"
     "sim"

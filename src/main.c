@@ -14,7 +14,8 @@
 #include "core/version.h"
 #include "gate/keys_cli.h"
 #include "json/json.h"
-#include "route/learn_cli.h"
+#include "api/explain.h"
+#include "learn/learn_cli.h"
 #include "sim/sim.h"
 #include "sim/server.h"
 #include "serve/serve.h"
@@ -34,6 +35,7 @@ static void usage_main(FILE *f)
             "  tokens [--model NAME] [FILE|-]       count (or list) the tokens of a text\n"
             "  route train|eval [OPTIONS]           train / evaluate the learned router\n"
             "  keys create|list|get|update|revoke -c FILE   manage virtual keys\n"
+            "  route explain -c FILE REQUEST.json   how a request would be routed (no call)\n"
             "  version                              print the version\n"
             "\n"
             "`baton COMMAND --help` describes each command. Documentation: docs/.\n",
@@ -391,6 +393,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "check") == 0) return cmd_check(argc, argv);
     if (strcmp(cmd, "sim") == 0) return cmd_sim(argc, argv);
     if (strcmp(cmd, "tokens") == 0) return cmd_tokens(argc, argv);
+    if (strcmp(cmd, "route") == 0 && argc > 1 && strcmp(argv[1], "explain") == 0)
+        return bt_explain_cli(argc - 1, argv + 1);
     if (strcmp(cmd, "route") == 0) return bt_learn_cli(argc, argv);
     if (strcmp(cmd, "keys") == 0) return bt_keys_cli(argc, argv);
     fprintf(stderr, "baton: unknown command '%s'\n\n", cmd);

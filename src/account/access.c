@@ -46,6 +46,10 @@ void bt_access_write(const struct bt_access_rec *rec)
         bt_jw_key(&w, "usage_estimated");
         bt_jw_bool(&w, true);
     }
+    if (rec->cost_known) { /* USD, the same decimal as x-baton-cost-usd */
+        bt_jw_key(&w, "cost_usd");
+        bt_jw_decimal(&w, rec->cost_pusd, 12);
+    }
     if (rec->finish) {
         bt_jw_key(&w, "finish_reason");
         bt_jw_cstr(&w, bt_finish_name(rec->finish));

@@ -22,6 +22,8 @@ struct bt_access_rec {
     uint32_t attempts;
     bool stream;
     struct bt_usage usage;
+    bool cost_known;          /* the deployment has a price and the usage is known */
+    int64_t cost_pusd;        /* the request's cost in pico-USD (account/cost.h) */
     enum bt_finish finish;
     const char *error;        /* short error text or NULL */
     const char *key_id;       /* the virtual key's id, or NULL (master key or none) */

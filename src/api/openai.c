@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/openai_chat.h"
 #include "api/openai_encode.h"
 #include "core/log.h"
 #include "core/time.h"
@@ -234,6 +235,25 @@ static enum bt_err fe_stream_error(struct bt_buf *out, const struct bt_error *e)
     return err;
 }
 
+/* A relayed chunk with usage: `data: ` + the chunk with usage.cost_usd spliced
+ * in, every other byte as the provider sent it. */
+static enum bt_err fe_stream_usage_cost(struct bt_buf *out, const struct bt_json_doc *event,
+                                        struct bt_str cost_usd, struct bt_arena *arena)
+{
+    int u = bt_json_get(event, 0, "usage");
+    if (u < 0 || bt_json_type(event, u) != BT_JSON_OBJECT) return BT_EINVAL;
+    struct bt_json_splice sp;
+    bt_json_splice_init(&sp, event, arena);
+    enum bt_err err = bt_json_splice_set(&sp, u, "cost_usd", cost_usd);
+    if (err) return err;
+    size_t start = out->len;
+    err = bt_buf_append_c(out, "data: ");
+    if (!err) err = bt_json_splice_apply(&sp, out);
+    if (!err) err = bt_buf_append_c(out, "\n\n");
+    if (err) out->len = start;
+    return err;
+}
+
 static void write_model(struct bt_jw *w, struct bt_str id, const char *owned_by)
 {
     bt_jw_obj_begin(w);
@@ -395,12 +415,20 @@ static void fe_reply_free(void *reply)
     free(reply);
 }
 
+static enum bt_err fe_chat(const struct bt_request *r, struct bt_arena *arena, struct bt_chat *out,
+                           struct bt_chat_error *err)
+{
+    return bt_openai_chat_decode(&r->doc, arena, out, err);
+}
+
 const struct bt_frontend bt_fe_openai = {
     .name = "openai",
     .api = BT_API_OPENAI,
     .decode = fe_decode,
+    .chat = fe_chat,
     .error_body = fe_error_body,
     .stream_error = fe_stream_error,
+    .stream_usage_cost = fe_stream_usage_cost,
     .models = fe_models,
     .stream_size = sizeof(struct bt_openai_stream),
     .stream_begin = fe_stream_begin,

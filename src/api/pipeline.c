@@ -5,7 +5,9 @@
 #include "api/api.h"
 #include "core/time.h"
 #include "exec/exec.h"
+#include "canon/prompt.h"
 #include "gate/gate.h"
+#include "learn/learn.h"
 #include "provider/provider.h"
 #include "route/route.h"
 
@@ -40,6 +42,16 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
                     r->model);
         return;
     }
+    struct bt_str ic = bt_http_header_get(req, "x-baton-include-cost");
+    if (ic.p) {
+        struct bt_str v = bt_str_trim(ic);
+        if (bt_str_caseeq_c(v, "true")) r->include_cost = true;
+        else if (!bt_str_caseeq_c(v, "false")) {
+            bt_api_fail(req, fe, 400, "invalid_header_value", NULL,
+                        "x-baton-include-cost must be true or false.", r->model);
+            return;
+        }
+    }
     int status = 0;
     const char *code = NULL;
     if (!bt_gate_admit(cfg, &caller, r, &status, &code, &why)) {
@@ -63,8 +75,32 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
         }
         user = xu;
     }
+    struct bt_route_req q = {.model = r->model, .user = user, .rr = w->rr++};
+    struct bt_prompt prompt;
+    if (bt_route_needs_prompt(cfg, r->model)) {
+        /* rules or a router read the content: the canonical request, then the prompt */
+        struct bt_chat *chat = bt_arena_alloc(req->arena, sizeof(*chat));
+        struct bt_chat_error cerr = {{0}, {0}};
+        err = chat && fe->chat ? fe->chat(r, req->arena, chat, &cerr) : BT_ENOMEM;
+        if (!err) err = bt_prompt_from_chat(chat, req->arena, &prompt);
+        if (!err && !w->learn) w->learn = bt_learn_scratch_new();
+        if (err == BT_EINVAL || err == BT_EPARSE) {
+            bt_api_fail(req, fe, 400, NULL, cerr.param[0] ? cerr.param : NULL,
+                        cerr.message[0] ? cerr.message : "the request's content cannot be read",
+                        r->model);
+            return;
+        }
+        if (err || !w->learn) {
+            bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
+            return;
+        }
+        prompt.user = user;
+        prompt.tags = bt_http_header_get(req, "x-baton-tags");
+        q.prompt = &prompt;
+        q.scratch = w->learn;
+    }
     struct bt_plan plan;
-    if (bt_route_plan_for(cfg, r->model, user, w->rr++, &plan)) {
+    if (bt_route(cfg, &q, &plan)) {
         char m[400];
         snprintf(m, sizeof(m), "The model '%.*s' does not exist or you do not have access to it.",
                  BT_STR_FMT(r->model));

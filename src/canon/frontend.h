@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 
+#include "canon/chat.h"
 #include "canon/event.h"
 #include "core/outcome.h"
 #include "canon/request.h"
@@ -40,11 +41,23 @@ struct bt_frontend {
      * in msg and the parameter at fault in *param (or NULL); BT_ENOMEM otherwise. */
     enum bt_err (*decode)(struct bt_request *r, enum bt_op op, struct bt_str body,
                           struct bt_arena *arena, char *msg, size_t msgcap, const char **param);
+    /* The canonical chat request of a decoded chat request `r` (canon/chat.h):
+     * for translation, and for rules and routers that read its content. A
+     * client mistake is BT_EINVAL with `err` filled (a 400); BT_ENOMEM. */
+    enum bt_err (*chat)(const struct bt_request *r, struct bt_arena *arena, struct bt_chat *out,
+                        struct bt_chat_error *err);
     /* Appends the error body for `e` to `out`; returns its content type. */
     const char *(*error_body)(struct bt_buf *out, const struct bt_error *e);
     /* Appends the stream event(s) that report `e` to the client and end its stream
      * without the clean end marker. */
     enum bt_err (*stream_error)(struct bt_buf *out, const struct bt_error *e);
+    /* Appends stream event `event` (an event of this API from a provider that
+     * speaks it, parsed; its bytes borrowed) rewritten with the request's cost
+     * added to its usage object as `cost_usd`, the raw JSON number `cost_usd`
+     * (USD, a plain decimal), as one whole event. Edits come from `arena`.
+     * BT_EINVAL when the event has no usage object (nothing is appended). */
+    enum bt_err (*stream_usage_cost)(struct bt_buf *out, const struct bt_json_doc *event,
+                                     struct bt_str cost_usd, struct bt_arena *arena);
     /* Answers a model list (`id` empty) or one model's entry for `req` from the
      * worker's config; NULL when the API has no such endpoint. */
     void (*models)(struct bt_http_req *req, struct bt_worker *w, struct bt_str id);

@@ -45,6 +45,8 @@ struct bt_request {
     int64_t max_tokens;       /* -1 when absent */
     uint32_t body_bytes;      /* size of the client's body */
     uint64_t timeout_ms;      /* client's x-baton-timeout: caps every deadline; 0 = none */
+    bool include_cost;        /* x-baton-include-cost: true: a stream's usage chunk
+                                 carries the request's cost */
     /* The client's headers, borrowed from the HTTP request (set by the front end):
      * a provider's forward_headers are picked from them. */
     const struct bt_http_header *headers;

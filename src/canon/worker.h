@@ -19,6 +19,7 @@ struct bt_exec;
 struct bt_keys;   /* store/keys.h */
 struct bt_keytab;
 struct bt_key_rec;
+struct bt_learn_scratch;
 
 struct bt_worker {
     uv_loop_t loop;               /* this worker's loop */
@@ -37,6 +38,7 @@ struct bt_worker {
     const struct bt_key_rec *caller_key; /* the virtual key of the request whose model list
                                     is being answered (set around fe->models), so the list
                                     shows only the models it may use; NULL: all */
+    struct bt_learn_scratch *learn; /* the learned router's working memory, made on first use */
     struct bt_exec *execs;        /* requests in flight on this worker (exec's list) */
     int index;
     atomic_int command;           /* BT_WORKER_CMD_* bits */

@@ -2,6 +2,8 @@
  * provider's URL and key state (secrets masked), how each is reached (proxy,
  * TLS), the client headers it forwards, and the server and auth settings. */
 #include <stdio.h>
+
+#include "learn/learn.h"
 #include <string.h>
 
 #include "config/load.h"
@@ -83,6 +85,42 @@ void bt_config_print_table(const struct bt_config *c, void *file)
                      d->model ? d->model : "?");
             fprintf(f, "  %-*s  %-*s  %6u  %s\n", wm, j == 0 ? m->name : "", wd, dep, d->weight,
                     d->provider ? shown_url(d->provider) : "-");
+        }
+    }
+    /* Models that choose another: their rules in order, or their router. */
+    for (size_t i = 0; i < c->nmodels; i++) {
+        const struct bt_model *m = &c->models[i];
+        char d[600];
+        for (size_t j = 0; j < m->nrules; j++) {
+            bt_config_describe_rule(&m->rules[j], d, sizeof(d));
+            fprintf(f, "  %-*s  rule %zu: %s -> %s\n", wm, j == 0 ? m->name : "", j + 1, d,
+                    m->rules[j].model_name ? m->rules[j].model_name : "?");
+        }
+        if (m->kind == BT_MODEL_ROUTER) {
+            const struct bt_router_cfg *rc = &m->router;
+            fprintf(f, "  %-*s  router %s: strong %s, weak %s, threshold %.4f", wm, m->name,
+                    rc->file ? rc->file : "?", rc->strong_name ? rc->strong_name : "?",
+                    rc->weak_name ? rc->weak_name : "?", rc->threshold);
+            if (rc->strong_share >= 0) fprintf(f, " (strong share %.2f)", rc->strong_share);
+            else if (rc->router) fprintf(f, " (the file's, for strong share %.2f)", rc->router->strong_share);
+            fprintf(f, "\n");
+        }
+    }
+    /* Each priced deployment once, in USD per million tokens. */
+    for (size_t i = 0; i < c->nmodels; i++) {
+        const struct bt_model *m = &c->models[i];
+        for (size_t j = 0; j < m->ndeployments; j++) {
+            const struct bt_deployment *d = &m->deployments[j];
+            const struct bt_price *p = &d->price;
+            if (p->source == BT_PRICE_NONE || !d->provider || !d->model) continue;
+            char v[5][BT_DECIMAL_MAX];
+            const int64_t x[5] = {p->input, p->cached_input, p->cache_write, p->output,
+                                  p->reasoning};
+            for (int k = 0; k < 5; k++) bt_str_decimal(v[k], sizeof(v[k]), x[k], 6);
+            fprintf(f, "  %s: price %s/%s USD per million tokens: input %s, cached_input %s, "
+                       "cache_write %s, output %s, reasoning %s (%s)\n",
+                    m->name, d->provider->name, d->model, v[0], v[1], v[2], v[3], v[4],
+                    p->source == BT_PRICE_CONFIGURED ? "price" : "shipped default of " BT_PRICES_DATE);
         }
     }
     fprintf(f, "providers (%zu):\n", c->nproviders);

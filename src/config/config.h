@@ -7,6 +7,7 @@
 #ifndef BT_CONFIG_CONFIG_H
 #define BT_CONFIG_CONFIG_H
 
+#include <regex.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -73,10 +74,52 @@ struct bt_provider {
 
 struct bt_health; /* route/health.h: a deployment's live state, outside the snapshot */
 
+/* Where a deployment's price came from. */
+enum bt_price_source {
+    BT_PRICE_NONE = 0,   /* no price: its cost is unknown */
+    BT_PRICE_CONFIGURED, /* `price:` in the file */
+    BT_PRICE_DEFAULT,    /* the shipped table (bt_price_default) */
+};
+
+/* A deployment's price per token class. The unit is the pico-USD (10^-12 USD)
+ * per token, which is the same number as micro-USD per million tokens: a price
+ * written in USD per million tokens with up to 6 decimals is an exact integer
+ * here (2.5 USD/M = 2500000), and tokens x price is an exact cost in pico-USD
+ * (account/cost.h). */
+struct bt_price {
+    enum bt_price_source source;
+    int64_t input;        /* prompt tokens not read from or written to a cache */
+    int64_t cached_input; /* prompt tokens read from the cache (default: input) */
+    int64_t cache_write;  /* prompt tokens written to the cache (default: input) */
+    int64_t output;       /* completion tokens that are not reasoning */
+    int64_t reasoning;    /* completion tokens spent reasoning (default: output) */
+};
+
+/* Largest price accepted: 1,000,000 USD per million tokens. */
+#define BT_PRICE_MAX_PUSD 1000000000000LL
+
+/* The date the shipped prices were taken from the vendors' price lists. */
+#define BT_PRICES_DATE "2026-12-07"
+
+/* Parses a price in USD per million tokens written as a plain decimal (digits,
+ * an optional '.' and at most 6 more digits; no sign, exponent or spaces), up
+ * to BT_PRICE_MAX_PUSD, into pico-USD per token, exactly (no floating point).
+ * False for anything else, *out unchanged. */
+bool bt_price_parse(struct bt_str text, int64_t *out);
+
+/* The shipped price of an upstream model id, looked up in a table of common
+ * models (src/config/prices.c, docs/config.md): an entry matches the id itself,
+ * or the id followed by a dated snapshot suffix: '-' then digits and '-' only
+ * ("gpt-4o-2024-08-06", "claude-sonnet-4-5-20250929"), or "-latest". True and
+ * *out filled (source BT_PRICE_DEFAULT) when found. */
+bool bt_price_default(struct bt_str model, struct bt_price *out);
+
 struct bt_deployment {
     struct bt_provider *provider; /* borrowed from the same snapshot */
     char *model;                  /* upstream model id sent to the provider */
     uint32_t weight;              /* default 1 */
+    struct bt_price price;        /* `price:`, else the shipped default, else none */
+    int line, col;                /* where the deployment was written */
     struct bt_health *health;     /* set by bt_health_attach (route/health.h) when the
                                      snapshot is put in service; NULL = not tracked */
 };
@@ -87,7 +130,15 @@ enum bt_strategy {
     BT_STRATEGY_ROUND_ROBIN,  /* each deployment first in turn */
     BT_STRATEGY_LEAST_BUSY,   /* fewest requests in flight first */
     BT_STRATEGY_LATENCY,      /* power of two choices over the latency EWMA */
+    BT_STRATEGY_COST,         /* cheapest blended price first (bt_price_blended) */
 };
+
+/* The price the cost strategy orders by, in pico-USD per token: (3 x input +
+ * output) / 4, a prompt three times as long as the reply. */
+static inline int64_t bt_price_blended(const struct bt_price *p)
+{
+    return (3 * p->input + p->output) / 4;
+}
 
 /* models.NAME.breaker: skip a deployment that failed `failures` times in a row
  * until `cooldown_ms` has passed, then let one probe decide. failures 0 = off. */
@@ -105,6 +156,13 @@ struct bt_retry_cfg {
     uint64_t max_backoff_ms; /* no wait is longer, a provider's Retry-After included */
 };
 
+/* models.NAME.hedge: when an attempt has no response head after `after_ms`, one
+ * more attempt starts on the model's next deployment; the first 2xx head wins
+ * and the other attempt is cancelled. after_ms 0 = no hedge key. */
+struct bt_hedge_cfg {
+    uint64_t after_ms;
+};
+
 #define BT_FALLBACK_MAX 4
 
 /* models.NAME.fallback: other public models tried after this one's deployments,
@@ -117,14 +175,95 @@ struct bt_fallback_cfg {
     uint32_t on;                                    /* 1u << outcome class */
 };
 
+/* Languages a rule can ask for, by the script of the prompt's letters
+ * (docs/routing.md: how each is counted). */
+enum bt_lang {
+    BT_LANG_KO = 0, /* Hangul */
+    BT_LANG_JA,     /* kana, with the Han characters of a text that has kana */
+    BT_LANG_ZH,     /* Han characters in a text without kana */
+    BT_LANG_EN,     /* Latin letters (any Latin-script language) */
+    BT_LANG_RU,     /* Cyrillic */
+    BT_LANG_AR,     /* Arabic */
+    BT_LANG_HI,     /* Devanagari */
+    BT_LANG_TH,     /* Thai */
+    BT_LANG_EL,     /* Greek */
+    BT_LANG_HE,     /* Hebrew */
+    BT_LANG_COUNT
+};
+extern const char *const bt_lang_codes[BT_LANG_COUNT]; /* "ko", "ja", ... */
+
+/* Conditions of a rule's `when` (bits of bt_rule.conds); all given must hold. */
+enum {
+    BT_COND_LANGUAGE = 1u << 0,
+    BT_COND_TOOLS = 1u << 1,
+    BT_COND_IMAGES = 1u << 2,
+    BT_COND_JSON_SCHEMA = 1u << 3,
+    BT_COND_PROMPT_TOKENS = 1u << 4,
+    BT_COND_METADATA = 1u << 5,
+    BT_COND_TAGS = 1u << 6,
+    BT_COND_USER = 1u << 7,
+    BT_COND_REGEX = 1u << 8,
+};
+
+enum bt_cmp { BT_CMP_LT = 0, BT_CMP_LE, BT_CMP_GT, BT_CMP_GE };
+
+struct bt_rule_kv {
+    char *key, *value;
+};
+
+/* One entry of models.NAME.rules: when every condition holds (or there are
+ * none), the request goes to `model`. Compiled when the file loads. */
+struct bt_rule {
+    uint32_t conds;             /* BT_COND_* */
+    uint32_t languages;         /* language: 1u << BT_LANG_*, any of them */
+    double language_share;      /* the share of letters the script must reach (0.3) */
+    bool tools, images, json_schema; /* the value asked for */
+    enum bt_cmp tokens_op;      /* prompt_tokens: "> 8000" */
+    uint64_t tokens;
+    struct bt_rule_kv *metadata; /* metadata: {key: value}: every pair present */
+    uint32_t nmetadata;
+    char **tags;                /* tags: [a, b]: any of them */
+    uint32_t ntags;
+    char **users;               /* user: NAME or [NAMES]: any of them */
+    uint32_t nusers;
+    regex_t *regex;             /* regex: on the last user message (POSIX ERE) */
+    char *regex_src;            /* as written */
+    char *model_name;           /* model: NAME (resolved after loading) */
+    const struct bt_model *model;
+    int line, col;              /* of the entry */
+};
+
+/* models.NAME.router: the learned router picks `strong` or `weak`. */
+struct bt_router_cfg {
+    char *file;                 /* as written (relative to the config file's folder) */
+    struct bt_router *router;   /* loaded (learn/learn.h), owned */
+    char *strong_name, *weak_name;
+    const struct bt_model *strong, *weak;
+    double threshold;           /* strong when the score is above it */
+    double strong_share;        /* the share asked for; < 0 when threshold: was given
+                                   (or neither: the file's own calibration) */
+    int line, col;
+};
+
+enum bt_model_kind {
+    BT_MODEL_DEPLOYMENTS = 0,   /* provider/model or deployments: a group */
+    BT_MODEL_RULES,             /* rules: first matching rule names the model */
+    BT_MODEL_ROUTER,            /* router: the learned router names it */
+};
+
 struct bt_model {
     char *name;                 /* public name clients ask for */
+    enum bt_model_kind kind;
+    struct bt_rule *rules;      /* BT_MODEL_RULES: the last one has no condition */
+    size_t nrules;
+    struct bt_router_cfg router; /* BT_MODEL_ROUTER */
     struct bt_deployment *deployments;
-    size_t ndeployments;        /* >= 1 */
+    size_t ndeployments;        /* >= 1 for a group; 0 for rules and a router */
     enum bt_strategy strategy;  /* default weighted */
     bool sticky_user;           /* sticky: user — one end user stays on one deployment */
     struct bt_breaker_cfg breaker;
     struct bt_retry_cfg retry;
+    struct bt_hedge_cfg hedge;
     struct bt_fallback_cfg fallback;
     int line, col;
 };
@@ -242,6 +381,10 @@ void bt_config_unref(struct bt_config *c);
 /* Looks up a public model name. NULL when absent. */
 const struct bt_model *bt_config_model(const struct bt_config *c, struct bt_str name);
 const struct bt_provider *bt_config_provider(const struct bt_config *c, struct bt_str name);
+
+/* A rule's conditions in words ("language ko (share >= 0.30), tools true"),
+ * "default" for none, NUL-terminated in out[0..cap) (cut at cap). */
+void bt_config_describe_rule(const struct bt_rule *r, char *out, size_t cap);
 
 /* Prints the resolved model table for `baton check` (secrets masked) to f. */
 void bt_config_print_table(const struct bt_config *c, void *file /* FILE* */);

@@ -76,6 +76,13 @@ void bt_cfg_load_providers(struct bt_cfg_loader *L, const struct bt_ynode *n);
 /* models: (models.c), after providers: its provider names are looked up in
  * L->cfg. Sets L->oom and stops when memory runs out. */
 void bt_cfg_load_models(struct bt_cfg_loader *L, const struct bt_ynode *n);
+/* models.NAME.rules / .router (config/rules.c): set m->kind and fill it. */
+void bt_cfg_load_rules(struct bt_cfg_loader *L, const struct bt_ynode *v, struct bt_model *m);
+void bt_cfg_load_router(struct bt_cfg_loader *L, const struct bt_ynode *v, struct bt_model *m);
+/* Once every model is read: the names rules and routers point to, cycles. */
+void bt_cfg_resolve_choices(struct bt_cfg_loader *L);
+/* Frees what rules and a router own. */
+void bt_cfg_free_choices(struct bt_model *m);
 
 /* Sets server.listen from s[0..len), checked as bt_config_parse_listen does;
  * `what` names it in messages ("server.listen", or "--listen" with v NULL).

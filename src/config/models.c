@@ -74,13 +74,83 @@ static bool get_model_id(struct bt_cfg_loader *L, const struct bt_ynode *v, cons
     return true;
 }
 
+/* `price: {input, cached_input, cache_write, output, reasoning}` in USD per
+ * million tokens; input and output required, the others default to them. */
+static void load_price(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *ctx,
+                       struct bt_price *out)
+{
+    static const char *const keys[] = {"input", "cached_input", "cache_write", "output",
+                                       "reasoning", NULL};
+    char what[BT_CFG_MAX_NAME + 80];
+    snprintf(what, sizeof(what), "%s price", ctx);
+    if (v->kind != BT_Y_MAP) {
+        bt_cfg_err(L, v,
+                   "%s must be a mapping like {input: 2.50, output: 10} (USD per million "
+                   "tokens), not %s", what, bt_ynode_is_null(v) ? "empty" : bt_cfg_kind_name(v));
+        return;
+    }
+    int64_t val[5];
+    bool set[5] = {false};
+    bool bad = false;
+    for (size_t i = 0; i + 1 < v->n; i += 2) {
+        int idx = bt_cfg_key_index(L, v->items[i], keys, what);
+        if (idx < 0) {
+            bad = true;
+            continue;
+        }
+        char w[BT_CFG_MAX_NAME + 100];
+        snprintf(w, sizeof(w), "%s: %s", what, keys[idx]);
+        set[idx] = true; /* written, right or wrong: not "missing" as well */
+        char *s;
+        size_t len;
+        if (!bt_cfg_get_string(L, v->items[i + 1], w, &s, &len, NULL)) {
+            bad = true;
+            continue;
+        }
+        if (!bt_price_parse((struct bt_str){s, len}, &val[idx])) {
+            bt_cfg_err(L, v->items[i + 1],
+                       "%s must be a plain decimal number of USD per million tokens, from 0 to "
+                       "1000000 with at most 6 decimals, like 2.50 (got \"%.*s\")",
+                       w, BT_CFG_SHOWN(len), s);
+            bad = true;
+        }
+        free(s);
+    }
+    if (!set[0] || !set[3]) {
+        bt_cfg_err(L, v, "%s needs %s%s%s (USD per million tokens)", what,
+                   set[0] ? "" : "input", !set[0] && !set[3] ? " and " : "",
+                   set[3] ? "" : "output");
+        return;
+    }
+    if (bad) return;
+    *out = (struct bt_price){
+        .source = BT_PRICE_CONFIGURED,
+        .input = val[0],
+        .cached_input = set[1] ? val[1] : val[0],
+        .cache_write = set[2] ? val[2] : val[0],
+        .output = val[3],
+        .reasoning = set[4] ? val[4] : val[3],
+    };
+}
+
+/* The shipped price when none was written; never for the simulator, whose
+ * model ids may borrow real names but whose answers cost nothing. */
+static void default_price(struct bt_deployment *d)
+{
+    if (d->price.source == BT_PRICE_NONE && d->model && d->provider &&
+        d->provider->type != BT_PROVIDER_SIM)
+        bt_price_default(bt_str_c(d->model), &d->price);
+}
+
 static void load_deployment(struct bt_cfg_loader *L, const struct bt_ynode *n, struct bt_model *m,
                             struct bt_deployment *d, size_t index)
 {
-    static const char *const keys[] = {"provider", "model", "weight", NULL};
+    static const char *const keys[] = {"provider", "model", "weight", "price", NULL};
     char ctx[BT_CFG_MAX_NAME + 60];
     snprintf(ctx, sizeof(ctx), "model \"%s\" deployment %zu", m->name, index + 1);
     d->weight = 1;
+    d->line = n->line;
+    d->col = n->col;
     if (n->kind != BT_Y_MAP) {
         bt_cfg_err(L, n, "%s must be a mapping like {provider: NAME, model: ID}, not %s", ctx,
                    bt_cfg_kind_name(n));
@@ -101,6 +171,8 @@ static void load_deployment(struct bt_cfg_loader *L, const struct bt_ynode *n, s
             snprintf(what, sizeof(what), "%s: weight", ctx);
             uint64_t w = 1;
             if (bt_cfg_get_u64(L, v, what, 1, 1000000, &w)) d->weight = (uint32_t)w;
+        } else if (idx == 3) {
+            load_price(L, v, ctx, &d->price);
         }
     }
     if (!pv)
@@ -108,10 +180,11 @@ static void load_deployment(struct bt_cfg_loader *L, const struct bt_ynode *n, s
     else
         d->provider = resolve_provider(L, pv, ctx);
     if (!d->model) d->model = bt_cfg_dup(L, m->name, strlen(m->name));
+    default_price(d);
 }
 
 static const char *const strategy_names[] = {"weighted", "round_robin", "least_busy", "latency",
-                                             NULL};
+                                             "cost", NULL};
 
 static void load_strategy(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *ctx,
                           struct bt_model *m)
@@ -128,12 +201,9 @@ static void load_strategy(struct bt_cfg_loader *L, const struct bt_ynode *v, con
             found = true;
         }
     }
-    if (!found && len == 4 && memcmp(s, "cost", 4) == 0)
-        bt_cfg_err(L, v, "%s: strategy cost needs deployment prices, which baton does not read "
-                         "yet; use weighted, round_robin, least_busy or latency", ctx);
-    else if (!found)
+    if (!found)
         bt_cfg_err(L, v, "%s: unknown strategy \"%.*s\" (expected one of: weighted, round_robin, "
-                         "least_busy, latency)", ctx, BT_CFG_SHOWN(len), s);
+                         "least_busy, latency, cost)", ctx, BT_CFG_SHOWN(len), s);
     free(s);
 }
 
@@ -188,6 +258,30 @@ static void load_retry(struct bt_cfg_loader *L, const struct bt_ynode *v, const 
         else if (idx == 2 && bt_cfg_get_duration(L, v->items[i + 1], w, 0, 600000, &x))
             m->retry.max_backoff_ms = x;
     }
+}
+
+static void load_hedge(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *ctx,
+                       struct bt_model *m)
+{
+    static const char *const keys[] = {"after", NULL};
+    char what[BT_CFG_MAX_NAME + 60];
+    snprintf(what, sizeof(what), "%s hedge", ctx);
+    if (v->kind != BT_Y_MAP) {
+        bt_cfg_err(L, v, "%s must be a mapping like {after: 800ms}, not %s", what,
+                   bt_cfg_kind_name(v));
+        return;
+    }
+    bool after = false;
+    for (size_t i = 0; i + 1 < v->n; i += 2) {
+        char w[BT_CFG_MAX_NAME + 80];
+        uint64_t x;
+        snprintf(w, sizeof(w), "%s: after", what);
+        if (bt_cfg_key_index(L, v->items[i], keys, what) == 0) {
+            after = true;
+            if (bt_cfg_get_duration(L, v->items[i + 1], w, 1, 600000, &x)) m->hedge.after_ms = x;
+        }
+    }
+    if (!after) bt_cfg_err(L, v, "%s needs after: DURATION (e.g. {after: 800ms})", what);
 }
 
 static void load_fallback(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *ctx,
@@ -255,8 +349,9 @@ static void load_fallback(struct bt_cfg_loader *L, const struct bt_ynode *v, con
 static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const struct bt_ynode *v,
                        struct bt_model *m)
 {
-    static const char *const keys[] = {"provider", "model", "deployments", "strategy", "breaker",
-                                       "retry",    "fallback", "sticky",     NULL};
+    static const char *const keys[] = {"provider", "model",  "deployments", "strategy", "breaker",
+                                       "retry",    "fallback", "sticky",   "price",    "hedge",
+                                       "rules",    "router",   NULL};
     m->line = k->line;
     m->col = k->col;
     char ctx[BT_CFG_MAX_NAME + 20];
@@ -267,10 +362,20 @@ static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const 
                    m->name);
         return;
     }
-    const struct bt_ynode *pv = NULL, *mv = NULL, *dv = NULL, *dk = NULL;
+    const struct bt_ynode *pv = NULL, *mv = NULL, *dv = NULL, *dk = NULL, *hk = NULL, *prv = NULL,
+                          *prk = NULL, *choice = NULL, *policy = NULL;
     for (size_t i = 0; i + 1 < v->n; i += 2) {
         int idx = bt_cfg_key_index(L, v->items[i], keys, ctx);
-        if (idx == 0)
+        if (idx >= 3 && idx <= 9) policy = v->items[i];
+        if (idx == 10 || idx == 11) {
+            if (choice) {
+                bt_cfg_err(L, v->items[i], "%s: use one of rules or router, not both", ctx);
+                continue;
+            }
+            choice = v->items[i];
+            if (idx == 10) bt_cfg_load_rules(L, v->items[i + 1], m);
+            else bt_cfg_load_router(L, v->items[i + 1], m);
+        } else if (idx == 0)
             pv = v->items[i + 1];
         else if (idx == 1)
             mv = v->items[i + 1];
@@ -291,16 +396,41 @@ static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const 
             else
                 bt_cfg_err(L, x, "%s: sticky must be user (the only key requests are kept on)",
                            ctx);
+        } else if (idx == 8) {
+            prv = v->items[i + 1], prk = v->items[i];
+        } else if (idx == 9) {
+            hk = v->items[i];
+            load_hedge(L, v->items[i + 1], ctx, m);
         }
+    }
+    if (choice) {
+        if (pv || mv || dv)
+            bt_cfg_err(L, choice, "%s: %.*s chooses another model, so it takes no provider, "
+                                  "model or deployments", ctx, BT_CFG_SHOWN(choice->len), choice->text);
+        else if (policy)
+            bt_cfg_err(L, policy, "%s: %.*s applies to deployments; put it on the models the %.*s "
+                                  "name", ctx, BT_CFG_SHOWN(policy->len), policy->text,
+                       BT_CFG_SHOWN(choice->len), choice->text);
+        return;
+    }
+    if (prv && dv) {
+        bt_cfg_err(L, prk, "%s: price goes beside provider:, or on each deployment of a "
+                           "deployments list", ctx);
+        return;
     }
     if (dv && (pv || mv)) {
         bt_cfg_err(L, dk, "%s: use either provider/model or deployments, not both", ctx);
         return;
     }
     if (!dv && !pv) {
-        bt_cfg_err(L, k, "%s needs provider: NAME (or a deployments: list)", ctx);
+        bt_cfg_err(L, k, "%s needs provider: NAME (or a deployments: list, rules: or router:)", ctx);
         return;
     }
+    /* A hedge goes to another deployment of the model's own: with one there is
+     * none (a fallback model is for failures, not for a slow first byte). */
+    if (hk && (!dv || (dv->kind == BT_Y_SEQ && dv->n == 1)))
+        bt_cfg_err(L, hk, "%s: hedge needs at least two deployments (it starts a second "
+                          "attempt on another one)", ctx);
     if (pv) {
         m->deployments = calloc(1, sizeof(*m->deployments));
         if (!m->deployments) {
@@ -310,11 +440,15 @@ static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const 
         m->ndeployments = 1;
         struct bt_deployment *d = &m->deployments[0];
         d->weight = 1;
+        d->line = k->line;
+        d->col = k->col;
         d->provider = resolve_provider(L, pv, ctx);
         if (mv)
             get_model_id(L, mv, ctx, &d->model);
         else
             d->model = bt_cfg_dup(L, m->name, strlen(m->name)); /* same id upstream */
+        if (prv) load_price(L, prv, ctx, &d->price);
+        default_price(d);
         return;
     }
     if (dv->kind != BT_Y_SEQ) {
@@ -362,6 +496,25 @@ void bt_cfg_load_models(struct bt_cfg_loader *L, const struct bt_ynode *n)
         load_model(L, k, v, md);
         if (L->oom) return;
     }
+    /* strategy cost orders by price: every deployment needs one. */
+    for (size_t i = 0; i < c->nmodels; i++) {
+        const struct bt_model *md = &c->models[i];
+        if (md->strategy != BT_STRATEGY_COST) continue;
+        for (size_t j = 0; j < md->ndeployments; j++) {
+            const struct bt_deployment *d = &md->deployments[j];
+            if (d->price.source != BT_PRICE_NONE || !d->provider || !d->model) continue;
+            struct bt_ynode at = {.line = d->line, .col = d->col};
+            bool sim = d->provider->type == BT_PROVIDER_SIM;
+            bt_cfg_err(L, &at,
+                       "model \"%s\": strategy cost needs a price for every deployment, and "
+                       "deployment %zu (%s/%s) has none (%s%s%s): add price: {input: USD, "
+                       "output: USD} (per million tokens)",
+                       md->name, j + 1, d->provider->name, d->model,
+                       sim ? "a sim provider's models have no shipped price"
+                           : "no shipped default for \"",
+                       sim ? "" : d->model, sim ? "" : "\"");
+        }
+    }
     /* Fallback names resolve once every model is known. */
     for (size_t i = 0; i < c->nmodels; i++) {
         struct bt_model *md = &c->models[i];
@@ -377,4 +530,5 @@ void bt_cfg_load_models(struct bt_cfg_loader *L, const struct bt_ynode *n)
             md->fallback.models[j] = f;
         }
     }
+    bt_cfg_resolve_choices(L);
 }

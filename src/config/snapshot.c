@@ -64,6 +64,7 @@ void bt_cfg_free(struct bt_config *c)
         struct bt_model *m = &c->models[i];
         free(m->name);
         for (uint32_t j = 0; j < m->fallback.n; j++) free(m->fallback.names[j]);
+        bt_cfg_free_choices(m);
         for (size_t j = 0; j < m->ndeployments; j++)
             free(m->deployments[j].model);
         free(m->deployments);

@@ -64,3 +64,30 @@ char *bt_str_dup(struct bt_str s)
     r[s.len] = '\0';
     return r;
 }
+
+size_t bt_str_decimal(char *buf, size_t cap, int64_t v, unsigned places)
+{
+    if (!buf || cap < BT_DECIMAL_MAX) return 0;
+    buf[0] = 0;
+    if (places > 18) return 0;
+    char tmp[BT_DECIMAL_MAX]; /* '-', 19 integer digits, '.', 18 fraction digits */
+    size_t i = sizeof(tmp);
+    /* Work in unsigned so INT64_MIN negates without overflow. */
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    bool frac = false; /* a fraction digit is written: zeros below it were dropped */
+    for (unsigned k = 0; k < places; k++, u /= 10) {
+        if (!frac && u % 10 == 0) continue;
+        tmp[--i] = (char)('0' + u % 10);
+        frac = true;
+    }
+    if (frac) tmp[--i] = '.';
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) tmp[--i] = '-';
+    size_t n = sizeof(tmp) - i;
+    memcpy(buf, tmp + i, n);
+    buf[n] = 0;
+    return n;
+}

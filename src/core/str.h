@@ -54,6 +54,14 @@ static inline uint64_t bt_fnv1a(uint64_t h, const void *p, size_t n)
     for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
     return h;
 }
+/* v / 10^places written exactly in decimal, no binary floating point, no
+ * exponent, trailing fraction zeros dropped: (12345, 3) -> "12.345",
+ * (12300, 3) -> "12.3", (5, 3) -> "0.005", (12000, 3) -> "12", (0, 6) -> "0".
+ * places is at most 18. Writes a NUL-terminated string into buf (cap >=
+ * BT_DECIMAL_MAX) and returns its length; 0 (and "") when places or cap is out
+ * of range. */
+#define BT_DECIMAL_MAX 48
+size_t bt_str_decimal(char *buf, size_t cap, int64_t v, unsigned places);
 /* Copies s into a new malloc'd NUL-terminated string owned by the caller
  * (free()); NULL when out of memory. */
 char *bt_str_dup(struct bt_str s);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "account/access.h"
+#include "account/cost.h"
 #include "canon/frontend.h"
 #include "core/log.h"
 #include "core/time.h"
@@ -39,6 +40,27 @@ struct failure {
 /* set_failure's class for a failure that is not an upstream attempt's (a missing
  * key, a deadline spent before the attempt, shutdown): not counted as one. */
 #define NOT_UPSTREAM BT_UPCLASS_COUNT
+
+/* The hedge (models.NAME.hedge): a second attempt that runs beside the current
+ * one until either has a 2xx response head. Allocated when a request hedges,
+ * freed with the exec (its callbacks' `ud` must stay valid until the call ends).
+ * Once promoted it is the current attempt: its fields moved into the exec and
+ * its callbacks forward to the exec's. */
+struct hedge {
+    struct bt_exec *ex;
+    const struct bt_provider *prov;
+    const struct bt_adapter *ad;
+    struct bt_health *health;
+    uint32_t idx;                   /* its candidate (index into plan.c) */
+    bool added_usage;
+    bool promoted;                  /* it is the exec's current attempt now */
+    uint64_t attempt_ns;            /* when it started */
+    uint64_t total_deadline_ms;     /* its deadlines (loop time), applied once it */
+    uint64_t first_byte_ms;         /* runs alone; first_byte_ms 0 = none */
+    struct bt_pcall call;
+    struct bt_pbody body_up;        /* borrowed by the call */
+    char deployment[256];
+};
 
 struct bt_exec {
     struct bt_exec *prev, *next;    /* the worker's list of live requests */
@@ -86,11 +108,24 @@ struct bt_exec {
     int up_status;
     char retry_after[64], retry_after_ms[24];
     struct bt_usage usage;
+    bool ev_usage;                  /* the event being decoded carried usage */
+    bool replied;                   /* a whole 2xx reply was decoded (finish_body) */
+    int64_t reply_tokens;           /* its text counted by baton, when it had no usage */
+    bool settled;                   /* settle() ran: usage and cost are final */
+    bool cost_known;                /* the deployment has a price and usage is known */
+    int64_t cost_pusd;              /* the request's cost in pico-USD (account/cost.h) */
+    struct bt_str cur_model;        /* the current attempt's upstream model id */
+    struct bt_price price;          /* its deployment's price (source NONE: unknown) */
     uint32_t content_events;        /* stream events with content relayed to the client */
     enum bt_finish finish;
     uint64_t ttft_ns;
     char deployment[256];
     struct failure fail;
+    uint64_t hedge_at_ms;           /* when the hedge starts (loop time); 0 = none due */
+    bool hedged;                    /* the request's one hedge was started */
+    bool hedge_live;                /* it runs beside the current attempt */
+    bool hedge_won;                 /* the current attempt is the promoted hedge */
+    struct hedge *hg;               /* malloc'd at the first hedge, freed with the exec */
 };
 
 static void attempt_next(struct bt_exec *ex);
@@ -106,6 +141,7 @@ static void on_timer_closed(uv_handle_t *h)
     bt_sse_free(&ex->sse);
     bt_arena_free(&ex->scratch);
     bt_config_unref(ex->cfg);
+    free(ex->hg);
     free(ex);
 }
 
@@ -120,10 +156,13 @@ static void attempt_over(struct bt_exec *ex, bool counted, enum bt_outcome cls)
     ex->health = NULL;
 }
 
+static void hedge_drop(struct bt_exec *ex, bool lost);
+
 /* Releases everything; the exec memory goes when the timer handle has closed. */
 static void cleanup(struct bt_exec *ex)
 {
     if (ex->state == EX_DONE) return;
+    if (ex->hedge_live) hedge_drop(ex, false);
     attempt_over(ex, false, BT_OUTCOME_OK);
     ex->state = EX_DONE;
     if (ex->prev) ex->prev->next = ex->next;
@@ -136,17 +175,37 @@ static void cleanup(struct bt_exec *ex)
     uv_close((uv_handle_t *)&ex->timer, on_timer_closed);
 }
 
+/* The usage the request is accounted with, and its cost, once: the provider's
+ * figures, or, when a reply reached the client without them (a stream cut short
+ * before its usage chunk, a provider that reports none), baton's estimate,
+ * marked as such: the prompt counted with the built-in tokenizer, the reply's
+ * text counted too (finish_body) or, for a stream, one token per content event,
+ * as providers stream about one token per chunk. */
+static void settle(struct bt_exec *ex)
+{
+    if (ex->settled) return;
+    ex->settled = true;
+    bool delivered = ex->state == EX_STREAM ? ex->content_events > 0 : ex->replied;
+    if (!ex->usage.present && delivered && ex->r) {
+        int64_t prompt = bt_cost_count_prompt(ex->r, ex->cur_model);
+        int64_t completion = ex->state == EX_STREAM ? (int64_t)ex->content_events
+                                                    : ex->reply_tokens;
+        if (prompt < 0) prompt = 0;
+        ex->usage = (struct bt_usage){.present = true, .estimated = true,
+                                      .prompt_tokens = prompt,
+                                      .completion_tokens = completion,
+                                      .total_tokens = prompt + completion};
+    }
+    if (ex->usage.present && ex->attempts && ex->price.source != BT_PRICE_NONE) {
+        ex->cost_known = true;
+        ex->cost_pusd = bt_cost_pusd(&ex->price, &ex->usage);
+    }
+}
+
 static void log_access(struct bt_exec *ex, int status, const char *error)
 {
     struct bt_http_req *h = ex->hreq;
-    if (ex->state == EX_STREAM && !ex->usage.present && ex->content_events) {
-        /* Cut short before the provider's usage chunk (client gone, drain, a broken
-         * stream): count what was sent, one token per content event, as providers
-         * stream about one token per chunk; marked as an estimate. */
-        ex->usage = (struct bt_usage){.present = true, .estimated = true,
-                                      .completion_tokens = ex->content_events,
-                                      .total_tokens = ex->content_events};
-    }
+    settle(ex);
     struct bt_access_rec rec = {
         .id = h->id,
         .method = h->method,
@@ -159,6 +218,8 @@ static void log_access(struct bt_exec *ex, int status, const char *error)
         .attempts = ex->attempts,
         .stream = ex->r && ex->r->stream,
         .usage = ex->usage,
+        .cost_known = ex->cost_known,
+        .cost_pusd = ex->cost_pusd,
         .finish = ex->finish,
         .error = error,
         .key_id = h->caller,
@@ -185,6 +246,24 @@ static void route_note(struct bt_exec *ex, const char *fmt, ...)
     if (ex->route_len >= sizeof(ex->route)) ex->route_len = sizeof(ex->route) - 1;
 }
 
+/* The current attempt answers: noted in x-baton-route, and a hedge that does
+ * is counted as won (before attempt_over releases the health entry). */
+static void note_ok(struct bt_exec *ex)
+{
+    route_note(ex, "%s%s=ok%s", ex->route_n++ ? ", " : "", ex->deployment,
+               ex->hedge_won ? " (hedge won)" : "");
+    if (ex->hedge_won) bt_health_hedge(ex->health, BT_HEDGE_WON);
+}
+
+/* An attempt at `dep` (health `h`) was cancelled because the other one answered
+ * first: released, not a failure (the breaker learns nothing), and noted. */
+static void note_hedged_out(struct bt_exec *ex, struct bt_health *h, const char *dep)
+{
+    bt_health_hedge(h, BT_HEDGE_CANCELLED);
+    bt_health_end(h, &ex->plan.model->breaker, false, BT_OUTCOME_OK, 0, 0);
+    route_note(ex, "%s%s=hedged_out", ex->route_n++ ? ", " : "", dep);
+}
+
 static size_t std_headers(struct bt_exec *ex, struct bt_http_header *hs, char *attempts, size_t cap)
 {
     size_t n = 0;
@@ -200,6 +279,7 @@ static size_t std_headers(struct bt_exec *ex, struct bt_http_header *hs, char *a
 static void finish_error(struct bt_exec *ex)
 {
     struct failure *f = &ex->fail;
+    if (ex->hedge_live) hedge_drop(ex, false); /* its body lives in the request's arena */
     if (!f->status) {
         f->status = 502;
         f->cls = BT_OUTCOME_SERVER_ERROR;
@@ -474,7 +554,10 @@ static void on_event(void *ud, const struct bt_event *ev)
 {
     struct bt_exec *ex = ud;
     switch (ev->type) {
-    case BT_EV_USAGE: ex->usage = ev->usage; break;
+    case BT_EV_USAGE:
+        ex->usage = ev->usage;
+        ex->ev_usage = true;
+        break;
     case BT_EV_FINISH: ex->finish = ev->finish; break;
     case BT_EV_ERROR:
         /* A provider may quote baton's key back in an error: kept redacted. */
@@ -513,6 +596,23 @@ static enum bt_err rewrite_error_event(struct bt_exec *ex)
     return queue_stream_error(ex, &e);
 }
 
+/* The client's usage chunk with the cost so far added (x-baton-include-cost:
+ * true), written by the front end; relayed as it came when the cost is unknown
+ * or the provider speaks another API. */
+static enum bt_err relay_with_cost(struct bt_exec *ex, const struct bt_json_doc *doc,
+                                   struct bt_str raw)
+{
+    const struct bt_frontend *fe = ex->r->fe;
+    if (ex->price.source == BT_PRICE_NONE || ex->ad->wire != ex->r->api || !fe->stream_usage_cost)
+        return relay_raw(ex, raw);
+    char cost[BT_DECIMAL_MAX];
+    size_t n = bt_cost_format(bt_cost_pusd(&ex->price, &ex->usage), cost, sizeof(cost));
+    size_t before = out_begin(ex);
+    enum bt_err err = fe->stream_usage_cost(&ex->out, doc, (struct bt_str){cost, n}, &ex->scratch);
+    out_end(ex, before);
+    return err == BT_EINVAL ? relay_raw(ex, raw) : err;
+}
+
 /* The full decode of one event that can change what we account or forward. */
 static int decode_event(struct bt_exec *ex, const struct bt_sse_event *ev)
 {
@@ -522,12 +622,15 @@ static int decode_event(struct bt_exec *ex, const struct bt_sse_event *ev)
         ex->stream_err = "the provider sent an invalid JSON event";
         return 1;
     }
+    ex->ev_usage = false;
     ex->ad->decode_event(&doc, on_event, ex);
     if (ex->added_usage && !ex->saw_error && ex->ad->added_usage_event(&doc))
         return 0; /* the usage chunk we asked for, not the client's */
     /* Error events are the one place a provider may quote our key back, possibly
      * escaped: they are decoded and written anew with the key redacted. */
-    enum bt_err err = ex->saw_error ? rewrite_error_event(ex) : relay_raw(ex, ev->raw);
+    enum bt_err err = ex->saw_error                                     ? rewrite_error_event(ex)
+                      : ex->ev_usage && ex->r->include_cost             ? relay_with_cost(ex, &doc, ev->raw)
+                                                                        : relay_raw(ex, ev->raw);
     if (err) {
         ex->stream_err = "stream output buffer full";
         return 1;
@@ -571,7 +674,7 @@ static bool stream_begin(struct bt_exec *ex)
 {
     struct bt_http_header hs[6];
     char attempts[16];
-    route_note(ex, "%s%s=ok", ex->route_n++ ? ", " : "", ex->deployment);
+    note_ok(ex);
     size_t n = std_headers(ex, hs, attempts, sizeof(attempts));
     hs[n++] = (struct bt_http_header){BT_STR("cache-control"), BT_STR("no-cache")};
     ex->state = EX_STREAM;
@@ -605,7 +708,9 @@ static void up_head(void *ud, int status, const struct bt_http_header *hs, size_
         else if (bt_str_caseeq_c(hs[i].name, "retry-after-ms"))
             copy_header(ex->retry_after_ms, sizeof(ex->retry_after_ms), hs[i].value);
     }
+    ex->hedge_at_ms = 0; /* an attempt with a head is never hedged */
     if (status >= 200 && status < 300) {
+        if (ex->hedge_live) hedge_drop(ex, true); /* the first byte came from here */
         ex->head_us = (bt_now_ns() - ex->attempt_ns) / 1000;
         if (ex->r->stream && sse) {
             if (!stream_begin(ex)) return;
@@ -695,6 +800,17 @@ static void record_upstream_status(struct bt_exec *ex)
     if (out >= 400 && out < 500) memcpy(ex->fail.param, param, sizeof(param));
 }
 
+/* Counts the text of a reply that came without usage (its content events). */
+static void count_reply_text(void *ud, const struct bt_event *ev)
+{
+    struct bt_exec *ex = ud;
+    if (ev->type != BT_EV_TEXT && ev->type != BT_EV_REASONING && ev->type != BT_EV_TOOL_ARGS &&
+        ev->type != BT_EV_REFUSAL)
+        return;
+    int64_t n = bt_cost_count_text(ev->text, ex->cur_model);
+    if (n > 0) ex->reply_tokens += n;
+}
+
 static void finish_body(struct bt_exec *ex)
 {
     struct bt_arena a;
@@ -710,13 +826,21 @@ static void finish_body(struct bt_exec *ex)
         return;
     }
     ex->ad->decode_reply(&doc, on_event, ex);
+    ex->replied = true;
+    if (!ex->usage.present) ex->ad->decode_reply(&doc, count_reply_text, ex); /* to estimate */
+    note_ok(ex);
     attempt_over(ex, true, BT_OUTCOME_OK);
     bt_arena_free(&a);
-    struct bt_http_header hs[5];
-    char attempts[16];
-    route_note(ex, "%s%s=ok", ex->route_n++ ? ", " : "", ex->deployment);
+    struct bt_http_header hs[7];
+    char attempts[16], cost[BT_DECIMAL_MAX];
     size_t n = std_headers(ex, hs, attempts, sizeof(attempts));
-    log_access(ex, 200, NULL);
+    log_access(ex, 200, NULL); /* settles usage and cost: the header says what the log does */
+    if (ex->cost_known) {
+        size_t cn = bt_cost_format(ex->cost_pusd, cost, sizeof(cost));
+        hs[n++] = (struct bt_http_header){BT_STR("x-baton-cost-usd"), {cost, cn}};
+    }
+    if (ex->usage.estimated)
+        hs[n++] = (struct bt_http_header){BT_STR("x-baton-cost-estimated"), BT_STR("true")};
     enum bt_err err = bt_http_respond(ex->hreq, 200, hs, n, BT_STR("application/json"),
                                       bt_buf_str(&ex->resp));
     (void)err; /* the request is finished either way (see finish_error) */
@@ -788,14 +912,23 @@ static void up_done(void *ud, enum bt_err err, const char *detail)
     }
 }
 
+static void hedge_start(struct bt_exec *ex);
+
 static void on_timer(uv_timer_t *t)
 {
     struct bt_exec *ex = t->data;
     ex->timer_due_ms = 0;
     uint64_t now = uv_now(&ex->w->loop);
-    if (ex->deadline_ms > now) { /* the deadline moved on since the timer was set */
-        uv_timer_start(&ex->timer, on_timer, ex->deadline_ms - now, 0);
-        ex->timer_due_ms = ex->deadline_ms;
+    if (ex->hedge_at_ms && ex->hedge_at_ms <= now) {
+        ex->hedge_at_ms = 0;
+        hedge_start(ex);
+    }
+    /* The deadline moved on since the timer was set, or a hedge is due first. */
+    uint64_t due = ex->hedge_at_ms && ex->hedge_at_ms < ex->deadline_ms ? ex->hedge_at_ms
+                                                                        : ex->deadline_ms;
+    if (due > now) {
+        uv_timer_start(&ex->timer, on_timer, due - now, 0);
+        ex->timer_due_ms = due;
         return;
     }
     if (ex->state == EX_BACKOFF) {
@@ -828,6 +961,79 @@ static void up_flush(void *ud)
 }
 
 static const struct bt_up_callbacks up_cbs = {up_head, up_data, up_done, up_flush};
+
+/* ---- the hedge's callbacks: its own until promoted, then the exec's ---- */
+
+/* The hedge failed before the first byte (a non-2xx head, or the transport):
+ * counted like any failed attempt, noted, and over; the current attempt goes on
+ * alone and no other hedge starts. */
+static void hedge_failed(struct bt_exec *ex, enum bt_metrics_upclass cls, enum bt_outcome outcome)
+{
+    struct hedge *hg = ex->hg;
+    ex->hedge_live = false;
+    if (ex->w->mshard) bt_metrics_upstream_error(ex->w->mshard, bt_str_c(hg->prov->name), cls);
+    bt_health_end(hg->health, &ex->plan.model->breaker, true, outcome, 0, bt_health_now_ms());
+    if (outcome == BT_OUTCOME_AUTH) ex->auth_skip |= 1u << hg->idx;
+    route_note(ex, "%s%s=%s", ex->route_n++ ? ", " : "", hg->deployment,
+               bt_outcome_name(outcome));
+}
+
+static void hedge_promote(struct bt_exec *ex);
+
+static void hedge_head(void *ud, int status, const struct bt_http_header *hs, size_t n)
+{
+    struct hedge *hg = ud;
+    struct bt_exec *ex = hg->ex;
+    if (hg->promoted) {
+        up_head(ex, status, hs, n);
+        return;
+    }
+    if (status >= 200 && status < 300) {
+        /* The hedge's first byte came first: the current attempt is cancelled. */
+        if (ex->call_live) bt_provider_cancel(&ex->call);
+        ex->call_live = false;
+        note_hedged_out(ex, ex->health, ex->deployment);
+        ex->health = NULL;
+        hedge_promote(ex);
+        up_head(ex, status, hs, n);
+        return;
+    }
+    /* Its error body is not read: the class its status says is enough, as the
+     * current attempt's outcome is what the client will see. */
+    bt_provider_cancel(&hg->call);
+    struct bt_arena a;
+    bt_arena_init(&a, 1024, 1u << 20);
+    struct bt_perror pe;
+    hg->ad->decode_error(status, BT_STR(""), &a, &pe);
+    bt_arena_free(&a);
+    hedge_failed(ex, bt_metrics_upclass_from_status(status), pe.cls);
+}
+
+static void hedge_data(void *ud, const char *p, size_t n)
+{
+    struct hedge *hg = ud;
+    if (hg->promoted) up_data(hg->ex, p, n); /* unpromoted, it ended at its head */
+}
+
+static void hedge_done(void *ud, enum bt_err err, const char *detail)
+{
+    struct hedge *hg = ud;
+    if (hg->promoted) {
+        up_done(hg->ex, err, detail);
+        return;
+    }
+    if (!err) err = BT_EPROTO; /* done without a head */
+    hedge_failed(hg->ex, bt_metrics_upclass_from_err(err),
+                 err == BT_ETIMEDOUT ? BT_OUTCOME_TIMEOUT : BT_OUTCOME_CONNECTION);
+}
+
+static void hedge_flush(void *ud)
+{
+    struct hedge *hg = ud;
+    if (hg->promoted) up_flush(hg->ex);
+}
+
+static const struct bt_up_callbacks hedge_cbs = {hedge_head, hedge_data, hedge_done, hedge_flush};
 
 /* ---- attempts ---- */
 
@@ -880,6 +1086,21 @@ static uint64_t backoff_ms(struct bt_exec *ex)
     return wait < m->retry.max_backoff_ms ? wait : m->retry.max_backoff_ms;
 }
 
+/* An attempt's total deadline at `p` in ms from now: the provider's, shortened
+ * by what is left of the client's x-baton-timeout (which covers all attempts,
+ * from the request's start). 0 when the client's time is spent. */
+static uint64_t total_ms(struct bt_exec *ex, const struct bt_provider *p)
+{
+    uint64_t total = cap_ms(ex, p->timeouts.total_ms ? p->timeouts.total_ms : 600000);
+    if (ex->r->timeout_ms) {
+        uint64_t end = ex->hreq->start_ns + ex->r->timeout_ms * 1000000;
+        uint64_t now = bt_now_ns();
+        if (end <= now) return 0;
+        if ((end - now) / 1000000 < total) total = (end - now) / 1000000 + 1;
+    }
+    return total;
+}
+
 /* Starts an attempt at `c`. False when it could not start (the failure is
  * recorded): the caller goes on to the next candidate. */
 static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
@@ -889,6 +1110,8 @@ static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
     ex->ad = bt_adapter_for(p);
     ex->attempts++;
     snprintf(ex->deployment, sizeof(ex->deployment), "%s/%.*s", p->name, BT_STR_FMT(c->model));
+    ex->cur_model = c->model;
+    ex->price = c->price;
     char why[300];
     if (!bt_provider_ready(p, why, sizeof(why))) {
         set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_AUTH, true, 503, "provider_key_missing", "%s",
@@ -907,19 +1130,14 @@ static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
     }
     ex->state = EX_WAIT_HEAD;
     ex->up_status = 0;
-    uint64_t total = cap_ms(ex, p->timeouts.total_ms ? p->timeouts.total_ms : 600000);
-    if (ex->r->timeout_ms) {
-        /* The client's budget covers all attempts, from the request's start. */
-        uint64_t end = ex->hreq->start_ns + ex->r->timeout_ms * 1000000;
-        uint64_t now = bt_now_ns();
-        if (end <= now) {
-            set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_TIMEOUT, true, 504, "request_timeout",
-                        "the request's x-baton-timeout expired before %s could be tried", p->name);
-            ex->own_tries = UINT32_MAX / 2; /* no more attempts: the client's time is spent */
-            ex->fb_next = ex->plan.n;
-            return false;
-        }
-        if ((end - now) / 1000000 < total) total = (end - now) / 1000000 + 1;
+    ex->hedge_won = false;
+    uint64_t total = total_ms(ex, p);
+    if (!total) {
+        set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_TIMEOUT, true, 504, "request_timeout",
+                    "the request's x-baton-timeout expired before %s could be tried", p->name);
+        ex->own_tries = UINT32_MAX / 2; /* no more attempts: the client's time is spent */
+        ex->fb_next = ex->plan.n;
+        return false;
     }
     ex->total_deadline_ms = uv_now(&ex->w->loop) + total;
     arm(ex, cap_ms(ex, p->timeouts.first_byte_ms));
@@ -936,12 +1154,122 @@ static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
     ex->attempt_ns = bt_now_ns();
     ex->head_us = 0;
     bt_health_begin(ex->health);
+    const struct bt_model *m = ex->plan.model;
+    if (m && m->hedge.after_ms && !ex->hedged && ex->cur_idx < ex->plan.n_own) {
+        /* The same timer brings the hedge (on_timer) unless a head comes first. */
+        ex->hedge_at_ms = uv_now(&ex->w->loop) + m->hedge.after_ms;
+        if (ex->hedge_at_ms < ex->timer_due_ms) {
+            uv_timer_start(&ex->timer, on_timer, m->hedge.after_ms, 0);
+            ex->timer_due_ms = ex->hedge_at_ms;
+        }
+    }
     return true;
+}
+
+/* The hedge's candidate: the next of the model's own deployments in the
+ * policy's order that is not the current attempt's nor refused baton's
+ * credential, within retry's attempts (the hedge is one of them). Sets *idx
+ * and the own tries it uses up; false when there is none. */
+static bool hedge_pick(const struct bt_exec *ex, uint32_t *idx, uint32_t *tries)
+{
+    const struct bt_plan *p = &ex->plan;
+    if (p->n_own < 2 || ex->cur_idx >= p->n_own) return false;
+    uint32_t max_own = p->model->retry.attempts ? p->model->retry.attempts : p->n_own;
+    for (uint32_t t = ex->own_tries; t < ex->own_tries + p->n_own && t < max_own; t++) {
+        uint32_t i = t % p->n_own;
+        if (i == ex->cur_idx || (ex->auth_skip & (1u << i))) continue;
+        *idx = i;
+        *tries = t + 1;
+        return true;
+    }
+    return false;
+}
+
+/* `after` passed without a head: starts the request's one hedge beside the
+ * current attempt. When it cannot start (no candidate, no key, the client's time
+ * spent) the current attempt goes on alone, as without a hedge. */
+static void hedge_start(struct bt_exec *ex)
+{
+    uint32_t idx, tries;
+    if (ex->state != EX_WAIT_HEAD || ex->hedged || ex->hedge_live || !ex->hreq ||
+        !hedge_pick(ex, &idx, &tries))
+        return;
+    ex->hedged = true;
+    const struct bt_candidate *c = &ex->plan.c[idx];
+    const struct bt_provider *p = c->provider;
+    char why[300];
+    uint64_t total = total_ms(ex, p);
+    if (!total || !bt_provider_ready(p, why, sizeof(why))) return;
+    if (!ex->hg && !(ex->hg = calloc(1, sizeof(*ex->hg)))) return;
+    struct hedge *hg = ex->hg;
+    *hg = (struct hedge){.ex = ex, .prov = p, .ad = bt_adapter_for(p), .health = c->health,
+                         .idx = idx};
+    if (bt_provider_encode(p, ex->r, c->model, ex->hreq->arena, &hg->body_up, &hg->added_usage) ||
+        bt_provider_start(p, &ex->w->loop, ex->w->up, ex->r->op, ex->r->stream, &hg->body_up,
+                          &hedge_cbs, hg, &hg->call))
+        return;
+    snprintf(hg->deployment, sizeof(hg->deployment), "%s/%.*s", p->name, BT_STR_FMT(c->model));
+    uint64_t now = uv_now(&ex->w->loop), fb = cap_ms(ex, p->timeouts.first_byte_ms);
+    hg->total_deadline_ms = now + total;
+    hg->first_byte_ms = fb ? now + fb : 0;
+    hg->attempt_ns = bt_now_ns();
+    ex->own_tries = tries;
+    ex->attempts++;
+    ex->hedge_live = true;
+    bt_health_begin(hg->health);
+    bt_health_hedge(hg->health, BT_HEDGE_STARTED);
+}
+
+/* The hedge becomes the current attempt: it answered first (hedge_head), or
+ * the current attempt failed while it ran (attempt_next). */
+static void hedge_promote(struct bt_exec *ex)
+{
+    struct hedge *hg = ex->hg;
+    ex->hedge_live = false;
+    ex->hedge_won = true;
+    hg->promoted = true;
+    ex->prov = hg->prov;
+    ex->ad = hg->ad;
+    ex->added_usage = hg->added_usage;
+    ex->call = hg->call;
+    ex->call_live = true;
+    ex->health = hg->health;
+    ex->attempt_ns = hg->attempt_ns;
+    ex->head_us = 0;
+    ex->cur_idx = hg->idx;
+    memcpy(ex->deployment, hg->deployment, sizeof(ex->deployment));
+    ex->state = EX_WAIT_HEAD;
+    ex->up_status = 0;
+    bt_buf_reset(&ex->resp);
+    ex->resp.max = MAX_REPLY_BYTES;
+    ex->retry_after[0] = ex->retry_after_ms[0] = 0;
+    ex->total_deadline_ms = hg->total_deadline_ms;
+}
+
+/* Ends a live hedge: `lost` when the current attempt answered first (counted
+ * and noted as hedged out); otherwise the request is ending (nothing learned). */
+static void hedge_drop(struct bt_exec *ex, bool lost)
+{
+    struct hedge *hg = ex->hg;
+    ex->hedge_live = false;
+    bt_provider_cancel(&hg->call);
+    if (lost) note_hedged_out(ex, hg->health, hg->deployment);
+    else bt_health_end(hg->health, &ex->plan.model->breaker, false, BT_OUTCOME_OK, 0, 0);
 }
 
 static void attempt_next(struct bt_exec *ex)
 {
     const struct bt_candidate *c;
+    ex->hedge_at_ms = 0;
+    if (ex->hedge_live && ex->hreq) {
+        /* The current attempt failed before its first byte: the hedge goes on
+         * alone, under its own deadlines from now. */
+        hedge_promote(ex);
+        uint64_t now = uv_now(&ex->w->loop), fb = ex->hg->first_byte_ms;
+        disarm(ex);
+        arm(ex, fb ? (fb > now ? fb - now : 1) : 0);
+        return;
+    }
     while (ex->hreq && (c = next_candidate(ex)) != NULL) {
         uint64_t wait = backoff_ms(ex);
         if (wait) {
@@ -1002,10 +1330,12 @@ void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config
     if (w->execs) w->execs->prev = ex;
     w->execs = ex;
     if (w->mshard) bt_metrics_inflight_add(w->mshard, 1);
-    static const char *const strategies[] = {"weighted", "round_robin", "least_busy", "latency"};
+    static const char *const strategies[] = {"weighted", "round_robin", "least_busy", "latency",
+                                             "cost"};
     if (plan->model)
-        route_note(ex, "%s (%s%s): ", plan->model->name,
-                   (unsigned)plan->model->strategy < 4 ? strategies[plan->model->strategy] : "?",
+        route_note(ex, "%s%s (%s%s%s): ", plan->why, plan->model->name,
+                   (unsigned)plan->model->strategy < 5 ? strategies[plan->model->strategy] : "?",
+                   plan->model->hedge.after_ms ? ", hedge" : "",
                    plan->n > plan->n_own ? ", fallback" : "");
     else
         route_note(ex, "direct: ");

@@ -137,23 +137,9 @@ void bt_jw_decimal(struct bt_jw *w, int64_t v, unsigned places)
         return;
     }
     if (!pre_value(w)) return;
-    char tmp[48]; /* '-', 19 integer digits, '.', 18 fraction digits */
-    size_t i = sizeof(tmp);
-    /* Work in unsigned so INT64_MIN negates without overflow. */
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    bool frac = false; /* a fraction digit is written: zeros below it were dropped */
-    for (unsigned k = 0; k < places; k++, u /= 10) {
-        if (!frac && u % 10 == 0) continue;
-        tmp[--i] = (char)('0' + u % 10);
-        frac = true;
-    }
-    if (frac) tmp[--i] = '.';
-    do {
-        tmp[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0) tmp[--i] = '-';
-    put(w, tmp + i, sizeof(tmp) - i);
+    char tmp[BT_DECIMAL_MAX];
+    size_t n = bt_str_decimal(tmp, sizeof(tmp), v, places);
+    put(w, tmp, n);
 }
 
 void bt_jw_bool(struct bt_jw *w, bool v)

@@ -130,6 +130,11 @@ void bt_health_end(struct bt_health *h, const struct bt_breaker_cfg *b, bool cou
         atomic_store_explicit(&h->open_until_ms, now_ms + b->cooldown_ms, memory_order_relaxed);
 }
 
+void bt_health_hedge(struct bt_health *h, enum bt_hedge_count what)
+{
+    if (h && (unsigned)what < 3) atomic_fetch_add_explicit(&h->hedge[what], 1, memory_order_relaxed);
+}
+
 /* A Prometheus label value: backslash, quote and newline escaped. */
 static void label(struct bt_buf *out, const char *s, size_t n)
 {
@@ -171,6 +176,14 @@ enum bt_err bt_health_render(struct bt_buf *out)
          "1 while the deployment's circuit breaker is open (or half open), else 0."},
         {"baton_deployment_latency_ewma_seconds", "gauge",
          "Moving average of the time to a successful response head, per deployment."},
+        {"baton_deployment_hedges_total", "counter",
+         "Hedge attempts started, per deployment (a model's hedge: after N ms without a "
+         "response head)."},
+        {"baton_deployment_hedges_won_total", "counter",
+         "Hedge attempts that gave the request's answer, per deployment."},
+        {"baton_deployment_hedged_out_total", "counter",
+         "Attempts cancelled because the request's other attempt (or its hedge) answered "
+         "first, per deployment."},
     };
     pthread_mutex_lock(&lock);
     size_t cap = (size_t)BT_HEALTH_MAX * 2;
@@ -196,7 +209,8 @@ enum bt_err bt_health_render(struct bt_buf *out)
                 if (f == 0) bt_buf_printf(out, "} %d\n", atomic_load(&h->inflight));
                 else if (f == 1) bt_buf_printf(out, "} %llu\n", (unsigned long long)atomic_load(&h->attempts));
                 else if (f == 3) bt_buf_printf(out, "} %d\n", atomic_load(&h->open_until_ms) ? 1 : 0);
-                else bt_buf_printf(out, "} %.6f\n", (double)atomic_load(&h->ewma_us) / 1e6);
+                else if (f == 4) bt_buf_printf(out, "} %.6f\n", (double)atomic_load(&h->ewma_us) / 1e6);
+                else bt_buf_printf(out, "} %llu\n", (unsigned long long)atomic_load(&h->hedge[f - 5]));
             }
         }
     }

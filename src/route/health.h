@@ -27,6 +27,14 @@ struct bt_health {
     atomic_bool probing;                 /* breaker half open: one probe is out */
     atomic_uint_least64_t attempts;      /* attempts started (for metrics and tests) */
     atomic_uint_least64_t ended[BT_OUTCOME_COUNT]; /* attempts ended, by outcome class */
+    atomic_uint_least64_t hedge[3];      /* by enum bt_hedge_count */
+};
+
+/* What hedging did at a deployment (models.NAME.hedge), for metrics and tests. */
+enum bt_hedge_count {
+    BT_HEDGE_STARTED = 0, /* a hedge attempt started here */
+    BT_HEDGE_WON,         /* a hedge attempt here gave the request's answer */
+    BT_HEDGE_CANCELLED,   /* an attempt here was cancelled: the other one answered first */
 };
 
 /* Gives every deployment of `cfg` its registry entry (found by provider name, base
@@ -55,9 +63,13 @@ void bt_health_begin(struct bt_health *h);
 void bt_health_end(struct bt_health *h, const struct bt_breaker_cfg *b, bool counted,
                    enum bt_outcome cls, uint64_t head_us, uint64_t now_ms);
 
+/* Counts a hedging event at `h` (NULL: untracked, nothing happens). */
+void bt_health_hedge(struct bt_health *h, enum bt_hedge_count what);
+
 /* Appends the registry's families to a Prometheus text exposition (for
  * GET /metrics): per deployment (label deployment="provider/model") attempts in flight, attempts
- * started, attempts ended by outcome class, breaker open, the time-to-head EWMA.
+ * started, attempts ended by outcome class, breaker open, the time-to-head EWMA,
+ * hedges started, hedges won and attempts cancelled by a hedge.
  * Takes the registry's lock. */
 enum bt_err bt_health_render(struct bt_buf *out);
 

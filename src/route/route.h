@@ -8,8 +8,10 @@
 
 #include <stdint.h>
 
+#include "canon/prompt.h"
 #include "config/config.h"
 #include "core/str.h"
+#include "learn/learn.h"
 
 #define BT_PLAN_MAX 16 /* a model's own deployments (at most 8), then its fallbacks' */
 
@@ -17,6 +19,9 @@ struct bt_candidate {
     const struct bt_provider *provider; /* borrowed from the snapshot */
     struct bt_str model;                /* upstream model id (snapshot or request bytes) */
     struct bt_health *health;           /* its live state (route/health.h), or NULL */
+    struct bt_price price;              /* the deployment's price (configured or shipped);
+                                           direct addressing: the shipped one; source
+                                           BT_PRICE_NONE when unknown */
 };
 
 struct bt_plan {
@@ -24,11 +29,36 @@ struct bt_plan {
     uint32_t n;                         /* candidates in all */
     uint32_t n_own;                     /* the first n_own are the model's own; the rest
                                            come from its fallback models, in order */
-    const struct bt_model *model;       /* the public model, NULL for direct addressing */
+    const struct bt_model *model;       /* the group that serves, NULL for direct addressing */
+    const struct bt_model *asked;       /* the public model asked for (model itself, or the
+                                           rules or router that chose it), NULL when direct */
+    char why[200];                      /* how rules and routers chose, e.g. "chat: rule 2 -> ";
+                                           "" when the model asked serves itself */
 };
 
+/* What routing reads of a request. */
+struct bt_route_req {
+    struct bt_str model;                /* the model asked for */
+    struct bt_str user;                 /* the end user (body user or x-baton-user), may be empty */
+    const struct bt_prompt *prompt;     /* the request's content: needed when
+                                           bt_route_needs_prompt says so, else NULL */
+    struct bt_learn_scratch *scratch;   /* a router's per-thread working memory */
+    uint64_t rr;                        /* per-worker counter: spreads load, breaks ties */
+};
+
+/* Whether `model` names a model that chooses by content (rules, router): the
+ * caller then builds the prompt before bt_route. */
+bool bt_route_needs_prompt(const struct bt_config *cfg, struct bt_str model);
+
+/* Fills `plan` for the request: rules and routers first choose the group (their
+ * steps in plan->why), then the group's deployments are ordered as below.
+ * BT_ENOTFOUND when the name matches nothing, BT_EINVAL when the model needs a
+ * prompt and none was given. */
+BT_MUST_USE enum bt_err bt_route(const struct bt_config *cfg, const struct bt_route_req *q,
+                                 struct bt_plan *plan);
+
 /* Fills `plan` for `model`. A group's deployments are ordered by its strategy
- * (weighted, round_robin, least_busy, latency; `rr` is a per-worker counter that
+ * (weighted, round_robin, least_busy, latency, cost; `rr` is a per-worker counter that
  * spreads load and breaks ties), and with a breaker configured those whose
  * breaker is open are left out, unless all are: then the one whose cooldown ends
  * first is tried. BT_ENOTFOUND when the name matches nothing. The plan borrows

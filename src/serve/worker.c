@@ -2,6 +2,7 @@
 
 #include "api/dispatch.h"
 #include "store/keys.h"
+#include "learn/learn.h"
 
 enum bt_err bt_worker_open(struct bt_worker *w, atomic_uint *conn_count)
 {
@@ -38,4 +39,6 @@ void bt_worker_close(struct bt_worker *w)
     w->up = NULL;
     bt_keytab_unref(w->keytab);
     w->keytab = NULL;
+    bt_learn_scratch_free(w->learn);
+    w->learn = NULL;
 }

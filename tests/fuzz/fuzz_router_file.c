@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "route/learn.h"
+#include "learn/learn.h"
 
 static struct bt_learn_scratch *scratch;
 
@@ -23,6 +23,8 @@ static void try_load(const uint8_t *data, size_t size)
     }
     double v = bt_router_score(&r, scratch, (const char *)data, size);
     if (!isfinite(v)) abort();
+    double t = bt_router_threshold_for(&r, size ? data[0] / 255.0 : 0.3);
+    if (!isfinite(t) || t > r.cal[0] || t < r.cal[BT_LEARN_CAL - 1]) abort();
     bt_router_free(&r);
 }
 

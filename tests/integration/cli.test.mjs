@@ -306,6 +306,7 @@ test('docs/config.md documents every key baton check accepts', async () => {
         tls: 'providers: {p: {type: openai, tls: {nope: 1}}}\n',
         model: 'providers: {p: {type: sim}}\nmodels: {m: {provider: p, nope: 1}}\n',
         deployment: 'providers: {p: {type: sim}}\nmodels: {m: {deployments: [{provider: p, nope: 1}]}}\n',
+        price: 'providers: {p: {type: sim}}\nmodels: {m: {provider: p, price: {nope: 1}}}\n',
     };
     const missing = [];
     for (const [where, yaml] of Object.entries(probes)) {

@@ -538,3 +538,22 @@ export function metricSum(text, name, want = {}) {
 }
 
 export function readText(p) { return existsSync(p) ? readFileSync(p, 'utf8') : ''; }
+
+// JSONL rows for `baton route train|eval`: prompts with a math shape need the
+// strong model (the weak one mostly fails them), short multiple-choice trivia
+// does not. Deterministic for a seed.
+export function routingRows(n, seed, strong = 'strong-m', weak = 'weak-m') {
+    const out = [];
+    let x = seed;
+    const rnd = () => ((x = (x * 1103515245 + 12345) % 2147483648) / 2147483648);
+    for (let i = 0; i < n; i++) {
+        const hard = rnd() < 0.35;
+        const prompt = hard
+            ? `Solve for x: ${Math.floor(rnd() * 90 + 10)}x + ${i} = ${Math.floor(rnd() * 500)}. Show the steps.`
+            : `Which city is the capital of region ${i}?\nA. North\nB. South\nC. East\nD. West\nAnswer:`;
+        const s = rnd() < 0.9 ? 1 : 0;
+        const w = hard ? (rnd() < 0.2 ? 1 : 0) : s;
+        out.push(JSON.stringify({ id: `r${seed}-${i}`, prompt, scores: { [strong]: s, [weak]: w } }));
+    }
+    return out.join('\n') + '\n';
+}

@@ -2,26 +2,11 @@
 // training writes a router file (progress on stderr), eval prints APGR / CPT with
 // the random baseline and --scores lines, bad inputs are refused with a message.
 import { readFileSync } from 'node:fs';
-import { test, run, assert, eq, runBaton, writeTemp } from './lib.mjs';
+import { test, run, assert, eq, runBaton, writeTemp, routingRows } from './lib.mjs';
 
 const S = 'strong-m', W = 'weak-m';
 
-// Prompts with a math shape need the strong model; short trivia ones do not.
-function rows(n, seed) {
-    const out = [];
-    let x = seed;
-    const rnd = () => ((x = (x * 1103515245 + 12345) % 2147483648) / 2147483648);
-    for (let i = 0; i < n; i++) {
-        const hard = rnd() < 0.35;
-        const prompt = hard
-            ? `Solve for x: ${Math.floor(rnd() * 90 + 10)}x + ${i} = ${Math.floor(rnd() * 500)}. Show the steps.`
-            : `Which city is the capital of region ${i}?\nA. North\nB. South\nC. East\nD. West\nAnswer:`;
-        const s = rnd() < 0.9 ? 1 : 0;
-        const w = hard ? (rnd() < 0.2 ? 1 : 0) : s;
-        out.push(JSON.stringify({ id: `r${seed}-${i}`, prompt, scores: { [S]: s, [W]: w } }));
-    }
-    return out.join('\n') + '\n';
-}
+const rows = (n, seed) => routingRows(n, seed, S, W);
 
 const train = writeTemp('train.jsonl', rows(300, 1));
 const dev = writeTemp('dev.jsonl', rows(120, 2));

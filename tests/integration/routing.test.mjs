@@ -3,9 +3,10 @@
 // lost; round_robin spreads evenly; retry makes a flaky deployment answer every
 // request and never retries a refused credential on the same deployment;
 // fallback goes to other models only for the classes it lists; a config with
-// strategy cost is refused.
+// strategy cost without prices is refused.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { test, run, setup, assert, eq, startBaton, post, get, runBaton, writeTemp, freePort, REPO } from './lib.mjs';
 import { startFake } from '../fake/fake_provider.mjs';
 
@@ -22,6 +23,11 @@ providers:
   ok: {type: sim, seed: 2}
   f500: {type: sim, faults: {500: 1}}
   flaky: {type: sim, seed: 5, faults: {429: 0.1, 500: 0.1, 503: 0.05, reset_before: 0.05}}
+  flaky30:
+    type: sim
+    seed: 9
+    faults: {429: 0.08, 500: 0.08, 503: 0.05, reset_before: 0.05, no_answer: 0.04}
+    timeouts: {first_byte: 300ms}
   fake: {type: openai, base_url: "${'$'}{FAKE_URL}", api_key: "sk-routing-fake"}
 models:
   guarded:
@@ -41,6 +47,11 @@ models:
     deployments:
       - {provider: f500, model: bad2}
       - {provider: ok, model: good2}
+  pair:
+    strategy: round_robin
+    deployments: [{provider: flaky30, model: p1}, {provider: ok, model: p2}]
+  weighted31:
+    deployments: [{provider: ok, model: w3, weight: 3}, {provider: ok, model: w1, weight: 1}]
   flaky-retried: {provider: flaky, model: fl, retry: {attempts: 10, backoff: 1ms, max_backoff: 5ms}}
   flaky-once: {provider: flaky, model: fl2}
   always-500: {provider: f500, model: a5, retry: {attempts: 3, backoff: 1ms, max_backoff: 2ms}}
@@ -100,6 +111,35 @@ test('round_robin spreads requests evenly over a group', async () => {
     for (const d of ['ok/s1', 'ok/s2', 'ok/s3']) assert(Math.abs((seen[d] || 0) - 100) <= 3, `${d}: ${seen[d]} of 300 (${JSON.stringify(seen)})`);
 });
 
+test('one of two deployments failing 30% (429/500/503/reset/no answer) costs no request', async () => {
+    let moved = 0;
+    const classes = {};
+    for (let i = 0; i < 300; i++) {
+        const r = await post(CHAT, chat('pair'));
+        eq(r.status, 200, `request ${i}: ${r.text.slice(0, 200)}`);
+        if (r.headers.get('x-baton-attempts') === '2') {
+            moved++;
+            const c = /flaky30\/p1=(\w+)/.exec(r.headers.get('x-baton-route'))?.[1];
+            classes[c] = (classes[c] || 0) + 1;
+        }
+    }
+    // about 150 requests met the flaky one first and 30% of those failed over
+    assert(moved >= 20 && moved <= 90, `${moved} of 300 moved to the other deployment`);
+    for (const c of ['rate_limit', 'server_error', 'connection', 'timeout'])
+        assert(classes[c] > 0, `no ${c} failure among the moved requests: ${JSON.stringify(classes)}`);
+});
+
+test('weighted 3:1 spreads 2000 requests within a few percent', async () => {
+    const seen = {};
+    for (let i = 0; i < 2000; i++) {
+        const r = await post(CHAT, chat('weighted31'));
+        eq(r.status, 200, 'status');
+        const d = r.headers.get('x-baton-deployment');
+        seen[d] = (seen[d] || 0) + 1;
+    }
+    assert(Math.abs((seen['ok/w3'] || 0) - 1500) <= 40, `3:1 over 2000: ${JSON.stringify(seen)}`);
+});
+
 test('retry: a deployment failing 30% (429/500/503/reset) answers all 200 requests; without retry some fail', async () => {
     let retried = 0;
     for (let i = 0; i < 200; i++) {
@@ -147,7 +187,7 @@ test('fallback: another model answers a failure of a listed class, never one tha
     eq(no.headers.get('x-baton-attempts'), '1', 'attempts');
 });
 
-test('strategy cost is refused with a clear message; an unknown strategy names the choices', async () => {
+test('strategy cost without prices is refused with a clear message; an unknown strategy names the choices', async () => {
     const f = writeTemp('cost.yaml', 'providers: {p: {type: sim}}\nmodels:\n  m: {strategy: cost, provider: p}\n');
     const r = await runBaton(['check', '-c', f]);
     assert(r.code !== 0, 'check accepted strategy cost');
@@ -175,13 +215,23 @@ test('sticky: user keeps one end user on one deployment (body user or x-baton-us
     eq(bad.status, 400, 'a tab (a control character) in x-baton-user');
 });
 
-test('the example in docs/routing.md passes baton check', async () => {
+test('every whole config in docs/routing.md passes baton check', async () => {
     const doc = readFileSync(join(REPO, 'docs/routing.md'), 'utf8');
-    const m = doc.match(/```yaml\n([\s\S]*?)```/);
-    assert(m, 'no yaml example in docs/routing.md');
-    const f = writeTemp('routing-doc.yaml', m[1]);
-    const r = await runBaton(['check', '-c', f], { env: { OPENAI_API_KEY: 'sk-x', DEEPSEEK_API_KEY: 'sk-y' } });
-    eq(r.code, 0, `baton check: ${r.err}`);
+    const blocks = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]).filter((y) => y.includes('providers:'));
+    assert(blocks.length >= 2, `${blocks.length} yaml examples in docs/routing.md`);
+    for (const [i, y] of blocks.entries()) {
+        const f = writeTemp(`routing-doc-${i}.yaml`, y);
+        // a router file the example names, trained on a few rows beside it
+        for (const m of y.matchAll(/router: \{file: (\S+),/g)) {
+            const rows = Array.from({ length: 40 }, (_, k) => JSON.stringify({ id: `d${k}`, prompt: k % 2 ? `Prove lemma ${k}` : `Hello ${k}`, scores: { s: 1, w: k % 2 ? 0 : 1 } })).join('\n');
+            const out = join(dirname(f), m[1]);
+            mkdirSync(dirname(out), { recursive: true });
+            const t = await runBaton(['route', 'train', '--data', writeTemp('doc-rows.jsonl', rows), '--strong', 's', '--weak', 'w', '-o', out, '--bits', '10', '--folds', '4']);
+            eq(t.code, 0, `route train: ${t.err}`);
+        }
+        const r = await runBaton(['check', '-c', f], { env: { OPENAI_API_KEY: 'sk-x', DEEPSEEK_API_KEY: 'sk-y', UPSTAGE_API_KEY: 'up-z' } });
+        eq(r.code, 0, `example ${i + 1}: baton check: ${r.err}`);
+    }
 });
 
 await run();

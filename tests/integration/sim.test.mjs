@@ -121,7 +121,9 @@ test('fault slow_bytes: the reply body trickles in one byte at a time', async ()
     ac.abort();
     assert(bytes >= 10, `only ${bytes} body bytes in 500 ms`);
     assert(bytes <= 100, `${bytes} body bytes in 500 ms: not one byte every 10 ms`);
-    assert(reads >= 10 && biggest <= 4, `${reads} reads, biggest ${biggest} bytes: not trickling`);
+    // a busy machine may coalesce a few bytes into one read now and then; a reply
+    // that did not trickle comes in a few large reads
+    assert(reads >= 10 && bytes / reads < 3 && biggest <= 16, `${reads} reads of ${bytes} bytes, biggest ${biggest}: not trickling`);
 });
 
 test('fault invalid_json: 200 with a body that is not JSON', async () => {

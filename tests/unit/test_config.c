@@ -1208,9 +1208,9 @@ TEST(messages_are_whole)
         {"providers: {p: {type: sim, faults: {nope: 1}}}\n", "invalid_json, error_event)"},
         {"providers: {p: {type: openai, tls: {nope: 1}}}\n", "ca_file, verify)"},
         {"providers: {p: {type: sim}}\nmodels: {m: {provider: p, nope: 1}}\n",
-         "retry, fallback, sticky)"},
+         "retry, fallback, sticky, price, hedge, rules, router)"},
         {"providers: {p: {type: sim}}\nmodels: {m: {deployments: [{provider: p, nope: 1}]}}\n",
-         "provider, model, weight)"},
+         "provider, model, weight, price)"},
     };
     for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
         char *m = first_error(lists[i].yaml);
@@ -1253,6 +1253,36 @@ TEST(messages_are_whole)
         free(copy);
     }
     free(m);
+}
+
+TEST(hedge_key)
+{
+    static const char two[] = "providers: {p: {type: sim}}\nmodels:\n  m:\n";
+    struct bt_config *c = load_ok("providers: {p: {type: sim}}\nmodels:\n  m:\n"
+                                  "    hedge: {after: 800ms}\n"
+                                  "    deployments: [{provider: p, model: a}, {provider: p, model: b}]\n"
+                                  "  n: {provider: p}\n");
+    REQUIRE(c != NULL);
+    CHECK_INT((int)c->models[0].hedge.after_ms, 800);
+    CHECK_INT((int)c->models[1].hedge.after_ms, 0); /* no key: no hedge */
+    bt_config_unref(c);
+    char yaml[512];
+#define HEDGE(v) (snprintf(yaml, sizeof(yaml), "%s    hedge: %s\n    deployments: [{provider: p, " \
+                           "model: a}, {provider: p, model: b}]\n", two, v), yaml)
+    CHECK(expect_error(HEDGE("{after: 0ms}"), 4, 20, "model \"m\" hedge: after"));
+    CHECK(expect_error(HEDGE("{after: -5ms}"), 4, 20, "model \"m\" hedge: after"));
+    CHECK(expect_error(HEDGE("{after: soon}"), 4, 20, "model \"m\" hedge: after"));
+    CHECK(expect_error(HEDGE("{after: 20m}"), 4, 20, "model \"m\" hedge: after"));
+    CHECK(expect_error(HEDGE("{after: 1s, count: 2}"), 4, 24, "unknown key \"count\""));
+    CHECK(expect_error(HEDGE("{}"), 4, 12, "needs after: DURATION"));
+    CHECK(expect_error(HEDGE("800ms"), 4, 12, "must be a mapping like {after: 800ms}"));
+#undef HEDGE
+    /* one deployment: there is no other to hedge on */
+    CHECK(expect_error("providers: {p: {type: sim}}\nmodels:\n  m: {provider: p, hedge: {after: 1s}}\n",
+                       3, 20, "hedge needs at least two deployments"));
+    CHECK(expect_error("providers: {p: {type: sim}}\nmodels:\n  m:\n    hedge: {after: 1s}\n"
+                       "    deployments: [{provider: p}]\n",
+                       4, 5, "hedge needs at least two deployments"));
 }
 
 TEST(listen_parsing)
@@ -1425,6 +1455,7 @@ int main(void)
     RUN(load_from_file);
     RUN(bytes_with_nul_and_garbage);
     RUN(messages_are_whole);
+    RUN(hedge_key);
     RUN(listen_parsing);
     RUN(serve_refusals_are_config_errors);
     return HARNESS_DONE();

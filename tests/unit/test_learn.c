@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "route/learn.h"
+#include "learn/learn.h"
 
 #define CLOSE(a, b) (fabs((a) - (b)) < 1e-9)
 #define CHECK_NEAR(a, b)                                                                   \
@@ -189,6 +189,17 @@ TEST(train_save_load_round_trip_and_bad_files)
     size_t strong_n = 0;
     for (size_t i = 0; i < d.n; i++) strong_n += oof[i] > r.threshold;
     CHECK_INT(strong_n, 20);
+    /* the calibration table: each whole-percent share sends that share strong
+     * (the nearest whole prompt; tied scores go together, so the share lies
+     * between the scores above the threshold and those at or above it) */
+    for (int pct = 0; pct <= 100; pct += 10) {
+        double t = bt_router_threshold_for(&r, pct / 100.0);
+        size_t above = 0, at_or_above = 0, want = (size_t)(pct * 60 / 100);
+        for (size_t i = 0; i < d.n; i++) above += oof[i] > t, at_or_above += oof[i] >= t;
+        if (above > want || at_or_above < want)
+            H_FAIL("share %d%%: %zu above, %zu at or above the threshold", pct, above, at_or_above);
+    }
+    CHECK(bt_router_threshold_for(&r, 0.2) >= bt_router_threshold_for(&r, 0.25));
 
     char path[] = "/tmp/test_learn_router_XXXXXX";
     int fd = mkstemp(path);
@@ -217,6 +228,7 @@ TEST(train_save_load_round_trip_and_bad_files)
     size_t len;
     uint8_t *b = read_all(path, &len);
     REQUIRE(b);
+    const size_t W_LAST = len - 8 - BT_LEARN_CAL * 8 - 1; /* top byte of the last weight */
     struct {
         const char *what;
         size_t at;  /* byte to change (SIZE_MAX: none) */
@@ -228,11 +240,13 @@ TEST(train_save_load_round_trip_and_bad_files)
         {"bad magic", 0, 'X', len, 1},
         {"truncated", SIZE_MAX, 0, len - 1, 0},
         {"a flipped weight byte", len - 100, 0xAA, len, 0},
-        {"version 2", 8, 2, len, 1},
+        {"version 1", 8, 1, len, 1},
         {"hash bits 30", 12, 30, len, 1},
         {"mode 7", 16, 7, len, 1},
         {"features 0", 20, 0, len, 1},
-        {"a NaN weight", len - 9, 0xFF, len, 1},
+        {"a NaN weight", W_LAST, 0xFF, len, 1},
+        {"a NaN calibration entry", len - 9, 0xFF, len, 1},
+        {"a calibration entry above the one before", len - 9, 0x40, len, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t *c = malloc(len);
@@ -240,7 +254,9 @@ TEST(train_save_load_round_trip_and_bad_files)
         memcpy(c, b, len);
         if (cases[i].at != SIZE_MAX) {
             c[cases[i].at] = cases[i].to;
-            if (cases[i].at == len - 9) c[len - 10] = 0xFF; /* exponent all ones, mantissa set */
+            if (cases[i].at == W_LAST) c[W_LAST - 1] = 0xFF; /* f32: exponent all ones, mantissa set */
+            if (cases[i].at == len - 9 && cases[i].to == 0xFF)
+                c[len - 10] = 0xFF; /* f64: exponent all ones, mantissa set */
         }
         if (cases[i].reseal) reseal(c, cases[i].len);
         msg[0] = 0;

@@ -33,7 +33,11 @@ static const char *yaml =
     "    deployments: [{provider: a, model: k1}, {provider: b, model: k2}, {provider: a, model: k3}]\n"
     "  guarded:\n"
     "    breaker: {failures: 2, cooldown: 50ms}\n"
-    "    deployments: [{provider: a, model: g1}, {provider: b, model: g2}]\n";
+    "    deployments: [{provider: a, model: g1}, {provider: b, model: g2}]\n"
+    "  hedged:\n"
+    "    hedge: {after: 50ms}\n"
+    "    breaker: {failures: 2, cooldown: 1h}\n"
+    "    deployments: [{provider: a, model: h1}, {provider: b, model: h2}]\n";
 
 static struct bt_config *load(void)
 {
@@ -192,6 +196,48 @@ TEST(breaker)
     bt_config_unref(c);
 }
 
+TEST(hedge_counts)
+{
+    /* An attempt a hedge cancelled is not a failure: two failures around one
+     * cancelled attempt still open the breaker only at the second; the counters
+     * reach /metrics. */
+    struct bt_config *c = load();
+    REQUIRE(c);
+    const struct bt_model *m = bt_config_model(c, BT_STR("hedged"));
+    CHECK_INT((int)m->hedge.after_ms, 50);
+    struct bt_health *h1 = health_of(c, "hedged", 0), *h2 = health_of(c, "hedged", 1);
+    uint64_t t = bt_health_now_ms();
+    char b[128];
+    bt_health_begin(h1);
+    bt_health_end(h1, &m->breaker, true, BT_OUTCOME_TIMEOUT, 0, t);
+    bt_health_begin(h1);
+    bt_health_begin(h2);
+    bt_health_hedge(h2, BT_HEDGE_STARTED);
+    bt_health_end(h2, &m->breaker, true, BT_OUTCOME_OK, 100, t);
+    bt_health_hedge(h2, BT_HEDGE_WON);
+    bt_health_end(h1, &m->breaker, false, BT_OUTCOME_OK, 0, t); /* hedged out */
+    bt_health_hedge(h1, BT_HEDGE_CANCELLED);
+    CHECK_INT(atomic_load(&h1->inflight), 0);
+    CHECK_INT((int)atomic_load(&h1->failures), 1);
+    CHECK_STR(plan_ids(c, "hedged", 0, b, sizeof(b)), "h1,h2");
+    bt_health_begin(h1);
+    bt_health_end(h1, &m->breaker, true, BT_OUTCOME_TIMEOUT, 0, t);
+    CHECK_STR(plan_ids(c, "hedged", 0, b, sizeof(b)), "h2");
+    bt_health_hedge(NULL, BT_HEDGE_WON); /* untracked: nothing */
+    struct bt_buf out;
+    bt_buf_init(&out, 1 << 20);
+    CHECK_INT(bt_health_render(&out), BT_OK);
+    CHECK_INT(bt_buf_cstr(&out), BT_OK);
+    CHECK(strstr(out.p, "# TYPE baton_deployment_hedges_won_total counter\n") != NULL);
+    CHECK(strstr(out.p, "baton_deployment_hedges_total{deployment=\"b/h2\"} 1\n") != NULL);
+    CHECK(strstr(out.p, "baton_deployment_hedges_won_total{deployment=\"b/h2\"} 1\n") != NULL);
+    CHECK(strstr(out.p, "baton_deployment_hedges_won_total{deployment=\"a/h1\"} 0\n") != NULL);
+    CHECK(strstr(out.p, "baton_deployment_hedged_out_total{deployment=\"a/h1\"} 1\n") != NULL);
+    CHECK(strstr(out.p, "baton_deployment_in_flight{deployment=\"a/h1\"} 0\n") != NULL);
+    bt_buf_free(&out);
+    bt_config_unref(c);
+}
+
 TEST(public_model)
 {
     struct bt_config *c = load();
@@ -280,6 +326,7 @@ int main(void)
     RUN(master_key_gate);
     RUN(strategies);
     RUN(breaker);
+    RUN(hedge_counts);
     RUN(sticky_user);
     return HARNESS_DONE();
 }

@@ -1,6 +1,6 @@
 /* `baton route train|eval`: the learned router's command line (main.c hands
  * over argv). Kept beside the router so main.c's edit stays one line. */
-#include "route/learn_cli.h"
+#include "learn/learn_cli.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -10,7 +10,7 @@
 
 #include "core/buf.h"
 #include "json/json.h"
-#include "route/learn.h"
+#include "learn/learn.h"
 
 static void usage(FILE *f)
 {
@@ -19,6 +19,7 @@ static void usage(FILE *f)
             "                         [--strong-share 0.3]\n"
             "       baton route eval --data FILE.jsonl --router FILE --strong M --weak M\n"
             "                        [--scores OUT.jsonl]\n"
+            "       baton route explain -c CONFIG [-H 'NAME: VALUE']... REQUEST.json\n"
             "\n"
             "train fits the learned router on JSONL rows {\"id\", \"prompt\", \"scores\": {M: x}}\n"
             "(nothing else is read) and writes ROUTER_FILE; the threshold is calibrated on\n"
@@ -270,6 +271,6 @@ int bt_learn_cli(int argc, char **argv)
     }
     if (strcmp(argv[1], "train") == 0) return cmd_train(argc - 1, argv + 1);
     if (strcmp(argv[1], "eval") == 0) return cmd_eval(argc - 1, argv + 1);
-    fprintf(stderr, "baton route: unknown subcommand '%s' (train, eval)\n", argv[1]);
+    fprintf(stderr, "baton route: unknown subcommand '%s' (train, eval, explain)\n", argv[1]);
     return 2;
 }

@@ -1,6 +1,6 @@
 /* `baton route train|eval` (docs/routing.md). */
-#ifndef BT_ROUTE_LEARN_CLI_H
-#define BT_ROUTE_LEARN_CLI_H
+#ifndef BT_LEARN_LEARN_CLI_H
+#define BT_LEARN_LEARN_CLI_H
 
 /* Runs `baton route ...`: argv[0] is "route". Returns the exit code; prints
  * results on stdout, progress and errors on stderr. */

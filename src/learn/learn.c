@@ -1,6 +1,6 @@
 /* The learned router: features, training, the router file and the metrics.
  * See learn.h for the contract and docs/routing.md for the method. */
-#include "route/learn.h"
+#include "learn/learn.h"
 
 #include <errno.h>
 #include <math.h>
@@ -346,7 +346,7 @@ double bt_router_score(const struct bt_router *r, struct bt_learn_scratch *s, co
 /* ---- the router file ---- */
 
 static const char MAGIC[8] = {'B', 'T', 'R', 'O', 'U', 'T', 'E', 'R'};
-#define FILE_VERSION 1u
+#define FILE_VERSION 2u
 
 uint64_t bt_router_checksum(const void *data, size_t n)
 {
@@ -421,7 +421,7 @@ enum bt_err bt_router_save(const struct bt_router *r, const char *path)
 {
     size_t ls = strlen(r->strong), lw = strlen(r->weak);
     size_t nb = (size_t)1 << r->hash_bits, nm = nmodels(r->mode);
-    size_t total = HDR + ls + lw + (1 + nm) * nb * 4 + 8;
+    size_t total = HDR + ls + lw + (1 + nm) * nb * 4 + BT_LEARN_CAL * 8 + 8;
     uint8_t *b = malloc(total), *p = b;
     if (!b) return BT_ENOMEM;
     memcpy(p, MAGIC, 8);
@@ -443,6 +443,7 @@ enum bt_err bt_router_save(const struct bt_router *r, const char *path)
     for (size_t i = 0; i < nb; i++, p += 4) put_f32(p, r->idf[i]);
     for (size_t m = 0; m < nm; m++)
         for (size_t i = 0; i < nb; i++, p += 4) put_f32(p, r->w[m][i]);
+    for (size_t i = 0; i < BT_LEARN_CAL; i++, p += 8) put_f64(p, r->cal[i]);
     put_u64(p, bt_router_checksum(b, total - 8));
     FILE *f = fopen(path, "wb");
     enum bt_err e = BT_OK;
@@ -504,7 +505,7 @@ enum bt_err bt_router_load_mem(struct bt_router *r, const void *data, size_t len
     if (ls == 0 || ls > BT_LEARN_NAME_MAX || lw == 0 || lw > BT_LEARN_NAME_MAX)
         return refuse(msg, cap, "model name length out of range");
     size_t nb = (size_t)1 << bits, nm = nmodels(mode);
-    size_t want = HDR + ls + lw + (1 + nm) * nb * 4 + 8;
+    size_t want = HDR + ls + lw + (1 + nm) * nb * 4 + BT_LEARN_CAL * 8 + 8;
     if (len != want)
         return refuse(msg, cap, "router file is %zu bytes; its header says %zu", len, want);
     if (bt_router_checksum(p, len - 8) != get_u64(p + len - 8))
@@ -550,6 +551,15 @@ enum bt_err bt_router_load_mem(struct bt_router *r, const void *data, size_t len
                 return refuse(msg, cap, "weight %zu is not a number from -10000 to 10000", i);
             }
         }
+    for (size_t i = 0; i < BT_LEARN_CAL; i++, q += 8) {
+        r->cal[i] = get_f64(q);
+        if (!isfinite(r->cal[i]) || fabs(r->cal[i]) > 2 || (i && r->cal[i] > r->cal[i - 1])) {
+            bt_router_free(r);
+            return refuse(msg, cap,
+                          "calibration entry %zu is not a number from -2 to 2 below the one "
+                          "before it", i);
+        }
+    }
     return BT_OK;
 }
 
@@ -916,6 +926,27 @@ static int cmp_double_desc(const void *a, const void *b)
     return x > y ? -1 : x < y;
 }
 
+/* The threshold that sends the top `share` of `sorted` (descending) strong:
+ * halfway between the last score in and the first out; beyond the ends by 1. */
+static double share_threshold(const double *sorted, size_t n, double share)
+{
+    size_t k = (size_t)llround(share * (double)n);
+    if (k == 0) return sorted[0] + 1 > 2 ? 2 : sorted[0] + 1;
+    if (k >= n) return sorted[n - 1] - 1 < -2 ? -2 : sorted[n - 1] - 1;
+    return (sorted[k - 1] + sorted[k]) / 2;
+}
+
+double bt_router_threshold_for(const struct bt_router *r, double share)
+{
+    if (!(share > 0)) return r->cal[0];
+    if (!(share < 1)) return r->cal[BT_LEARN_CAL - 1];
+    double x = share * (BT_LEARN_CAL - 1);
+    size_t i = (size_t)x;
+    if (i >= BT_LEARN_CAL - 1) return r->cal[BT_LEARN_CAL - 1];
+    double f = x - (double)i;
+    return r->cal[i] + f * (r->cal[i + 1] - r->cal[i]);
+}
+
 enum bt_err bt_router_train(struct bt_router *r, const struct bt_learn_data *d,
                             const struct bt_learn_opts *oin, const char *strong, const char *weak,
                             double *oof_out)
@@ -984,10 +1015,9 @@ enum bt_err bt_router_train(struct bt_router *r, const struct bt_learn_data *d,
     if (!sorted) goto done;
     memcpy(sorted, oof, n * sizeof *sorted);
     qsort(sorted, n, sizeof *sorted, cmp_double_desc);
-    size_t k = (size_t)llround(o.strong_share * (double)n);
-    if (k == 0) r->threshold = sorted[0] + 1;
-    else if (k >= n) r->threshold = sorted[n - 1] - 1;
-    else r->threshold = (sorted[k - 1] + sorted[k]) / 2;
+    r->threshold = share_threshold(sorted, n, o.strong_share);
+    for (size_t i = 0; i < BT_LEARN_CAL; i++)
+        r->cal[i] = share_threshold(sorted, n, (double)i / (BT_LEARN_CAL - 1));
     free(sorted);
     r->hash_bits = o.hash_bits;
     r->mode = o.mode;

@@ -13,8 +13,8 @@
  * A router file holds the feature config, the IDF table, the weights and the
  * threshold calibrated on out-of-fold scores (docs/routing.md). Design and
  * figures: docs/routing.md. */
-#ifndef BT_ROUTE_LEARN_H
-#define BT_ROUTE_LEARN_H
+#ifndef BT_LEARN_LEARN_H
+#define BT_LEARN_LEARN_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -26,6 +26,7 @@
 #define BT_LEARN_NAME_MAX 256
 #define BT_LEARN_MIN_BITS 8
 #define BT_LEARN_MAX_BITS 24
+#define BT_LEARN_CAL 101 /* calibration points: strong shares 0%, 1%, ... 100% */
 
 enum bt_learn_mode {
     BT_LEARN_TWO = 0,   /* score = P(strong right) - P(weak right) */
@@ -52,7 +53,15 @@ struct bt_router {
     float bias[2];                      /* per model (mode TWO) or bias[0] (LABEL) */
     float *idf;                         /* [buckets] text-feature weights, owned */
     float *w[2];                        /* [buckets] per model; w[1] NULL in LABEL mode */
+    /* Calibration: cal[i] is the threshold that sends a share i / (BT_LEARN_CAL - 1)
+     * of the training prompts' out-of-fold scores strong (non-increasing in i), so
+     * a config can ask for any share without retraining. */
+    double cal[BT_LEARN_CAL];
 };
+
+/* The threshold for `share` (0..1) of unseen prompts going strong, interpolated
+ * in the calibration table. */
+double bt_router_threshold_for(const struct bt_router *r, double share);
 
 /* Per-thread working memory for feature extraction (about 200 KB). */
 struct bt_learn_scratch;
