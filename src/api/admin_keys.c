@@ -9,9 +9,11 @@
  * rare and the master key's holder's; the /v1 path never touches the store.
  * docs/internals/store.md says more. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "account/usage.h"
 #include "api/api.h"
 #include "store/keys.h"
 
@@ -153,4 +155,63 @@ void bt_api_admin_keys(struct bt_http_req *req, struct bt_worker *w, const struc
     }
     answer_key(req, 200, &k, NULL);
     bt_key_rec_free(&k);
+}
+
+/* GET /admin/usage?key=ID&user=U&team=T&model=M&since=YYYY-MM-DD&group=G: the
+ * ledger summed (account/usage.h), records still queued written first. */
+void bt_api_admin_usage(struct bt_http_req *req, struct bt_worker *w, const struct bt_frontend *fe)
+{
+    if (!bt_str_eq_c(req->method, "GET")) {
+        method_not_allowed(req, fe, "GET");
+        return;
+    }
+    if (!w->keys) {
+        bt_api_fail(req, fe, 503, "store_unavailable", NULL, "This server has no store.",
+                    BT_STR_NULL);
+        return;
+    }
+    struct bt_usage_query q = {0};
+    char why[400] = "";
+    struct bt_str rest = req->query;
+    while (rest.len) {
+        const char *amp = memchr(rest.p, '&', rest.len);
+        struct bt_str pair = {rest.p, amp ? (size_t)(amp - rest.p) : rest.len};
+        rest = amp ? (struct bt_str){amp + 1, rest.len - pair.len - 1} : BT_STR_NULL;
+        if (!pair.len) continue;
+        const char *eq = memchr(pair.p, '=', pair.len);
+        struct bt_str name = {pair.p, eq ? (size_t)(eq - pair.p) : pair.len};
+        struct bt_str raw = eq ? (struct bt_str){eq + 1, pair.len - name.len - 1} : BT_STR("");
+        struct bt_buf b;
+        bt_buf_init(&b, 1024);
+        enum bt_err err = bt_buf_append_pct_decoded(&b, raw);
+        if (!err) err = bt_buf_cstr(&b);
+        struct bt_str value = err ? BT_STR_NULL : bt_arena_strdup(req->arena, bt_buf_str(&b));
+        bt_buf_free(&b);
+        char nm[48];
+        snprintf(nm, sizeof(nm), "%.*s", (int)(name.len < 40 ? name.len : 40), name.p);
+        if (!value.p) {
+            snprintf(why, sizeof(why), "The value of '%s' is not a valid URL-encoded string.", nm);
+            err = BT_EINVAL;
+        } else {
+            err = bt_usage_query_set(&q, nm, value.p, why, sizeof(why));
+        }
+        if (err) {
+            bt_api_fail(req, fe, 400, "invalid_usage_query", NULL, why, BT_STR_NULL);
+            return;
+        }
+    }
+    struct bt_usage_rows rows;
+    if (bt_keys_usage(w->keys, &q, &rows, why, sizeof(why))) {
+        store_failed(req, fe, BT_EIO, NULL, why);
+        return;
+    }
+    struct bt_buf b;
+    bt_buf_init(&b, 256u << 20);
+    struct bt_jw jw;
+    bt_jw_init(&jw, &b);
+    bt_usage_write_json(&jw, &q, &rows);
+    if (jw.err) bt_api_fail(req, fe, 500, NULL, NULL, "the report could not be written", BT_STR_NULL);
+    else bt_api_json_logged(req, 200, bt_buf_str(&b));
+    bt_buf_free(&b);
+    free(rows.items);
 }

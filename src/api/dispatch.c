@@ -150,6 +150,10 @@ static void h_admin(struct bt_http_req *req, struct bt_worker *w)
             bt_api_fail(req, fe, 401, "invalid_api_key", NULL, why, BT_STR_NULL);
         return;
     }
+    if (bt_str_eq_c(req->path, "/admin/usage")) {
+        bt_api_admin_usage(req, w, fe);
+        return;
+    }
     if (bt_str_eq_c(req->path, "/admin/keys") ||
         bt_str_starts_with(req->path, BT_STR("/admin/keys/"))) {
         bt_api_admin_keys(req, w, fe);

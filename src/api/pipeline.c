@@ -65,6 +65,17 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
         req->on_finish = bt_key_release;
         req->on_finish_ud = caller.key->live;
     }
+    /* Who pays, copied into the request's arena: the key record may be freed
+     * when this worker's table changes while the request runs. */
+    struct bt_payer payer = {.key_id = req->caller ? req->caller : "master"};
+    if (caller.key) {
+        payer.live = caller.key->live;
+        if (caller.key->user) payer.user = bt_arena_strdup(req->arena, bt_str_c(caller.key->user)).p;
+        if (caller.key->team) payer.team = bt_arena_strdup(req->arena, bt_str_c(caller.key->team)).p;
+        if (caller.budget_warning[0])
+            payer.budget_warning =
+                bt_arena_strdup(req->arena, bt_str_c(caller.budget_warning)).p;
+    }
     /* The end user: the body's `user`, or x-baton-user (checked like it). */
     struct bt_str user = r->user;
     struct bt_str xu = bt_http_header_get(req, "x-baton-user");
@@ -118,5 +129,5 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
             return;
         }
     }
-    bt_exec_run(w, req, w->cfg, r, &plan);
+    bt_exec_run(w, req, w->cfg, r, &plan, &payer);
 }

@@ -25,6 +25,19 @@ struct bt_caller {
     bool held;                   /* set by admit: a concurrency slot of `key` is held, to
                                     give back with bt_key_release(key->live) at the end */
     int64_t retry_after;         /* set by a 429 from admit: seconds to wait */
+    char budget_warning[128];    /* set by admit: the x-baton-budget-warning value when
+                                    the key has used 80% of its budget or more; "" none */
+    char budget_msg[320];        /* the 429 insufficient_quota message (why points here) */
+};
+
+/* What exec needs to account a request to its caller, copied out of the key
+ * record (which may be freed when the worker's table changes mid-request). */
+struct bt_payer {
+    const char *key_id;          /* the key's id, or "master" */
+    const char *user, *team;     /* the key's owner and team; NULL unset */
+    struct bt_key_live *live;    /* the key's counters (the key service's, outliving the
+                                    request); NULL for the master key */
+    const char *budget_warning;  /* x-baton-budget-warning for the response; NULL none */
 };
 
 /* True when the request may pass. With a master key configured the request must
@@ -46,8 +59,12 @@ bool bt_gate_identify(const struct bt_config *cfg, const struct bt_keytab *keys,
 
 /* Step two: may `caller` make the decoded request `r`? False with *status (403,
  * 429, ...), *code and *why set when not: a virtual key with a models list asks
- * for another model (403 model_not_allowed), or is over its rpm or concurrency
- * (429 rate_limit_exceeded, caller->retry_after set). When it passes, a key
+ * for another model (403 model_not_allowed), has spent its budget for the
+ * period (429 insufficient_quota: spent >= budget, no reservation for this
+ * request, whose cost is charged when it ends), or is over its rpm or
+ * concurrency (429 rate_limit_exceeded, caller->retry_after set). At 80% of a
+ * budget or more, caller->budget_warning is set (and logged once per
+ * crossing). When it passes, a key
  * with a concurrency limit holds a slot (caller->held) until released. */
 bool bt_gate_admit(const struct bt_config *cfg, struct bt_caller *caller,
                    const struct bt_request *r, int *status, const char **code, const char **why);

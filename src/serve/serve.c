@@ -402,7 +402,9 @@ int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opt
     if (!s.cfg->server.reuse_port && (s.probe_fd = probe_address(s.host, s.port)) < 0) goto out;
     if (s.cfg->store.sqlite) {
         char why[600];
-        if (bt_keys_start(s.cfg->store.sqlite, &s.keys, why, sizeof(why))) {
+        struct bt_keys_opts ko = {.ledger_interval_ms = s.cfg->store.ledger_interval_ms,
+                                  .ledger_batch = s.cfg->store.ledger_batch};
+        if (bt_keys_start(s.cfg->store.sqlite, &ko, &s.keys, why, sizeof(why))) {
             bt_error("cannot open the store: %s", why);
             goto out;
         }

@@ -418,6 +418,17 @@ bool bt_key_take(const struct bt_key_rec *k, int64_t now, bool *held, const char
     return true;
 }
 
+int64_t bt_key_spent(const struct bt_key_rec *k)
+{
+    if (!k->live) return 0;
+    return atomic_load(&k->live->spent_pusd) + atomic_load(&k->live->pending_pusd);
+}
+
+void bt_key_charge(struct bt_key_live *live, int64_t pusd)
+{
+    if (live && pusd > 0) atomic_fetch_add(&live->pending_pusd, pusd);
+}
+
 void bt_key_release(void *live)
 {
     struct bt_key_live *l = live;

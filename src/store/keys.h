@@ -95,7 +95,20 @@ struct bt_key_live {
     atomic_int inflight;             /* requests admitted and not finished */
     atomic_uint_fast64_t window;     /* the minute `count` counts (unix minutes) */
     atomic_uint count;               /* requests admitted in that minute */
+    /* Budget: spend in the key's current period, pico-USD, in two parts so the
+     * store's figure can replace the first without losing what this process
+     * charged meanwhile (docs/internals/store.md). */
+    atomic_int_fast64_t spent_pusd;  /* written to the store: its sum at the last
+                                        refresh, plus this process's batches since */
+    atomic_int_fast64_t pending_pusd; /* charged here, not yet written */
+    atomic_bool warned;              /* the 80% warning was logged for this crossing */
 };
+
+/* What key `k` has spent in its budget period, pico-USD (0 without live). */
+int64_t bt_key_spent(const struct bt_key_rec *k);
+/* Charges `pusd` to the counters `live` (NULL: no-op): seen by the next admit
+ * on every worker of this process at once. */
+void bt_key_charge(struct bt_key_live *live, int64_t pusd);
 
 /* Admits one request of key `k` at unix time `now` against its rpm and
  * concurrency (unset limits: no check; no `live`: no check). True with the
@@ -131,10 +144,27 @@ void bt_keytab_unref(struct bt_keytab *t);
 
 struct bt_keys;
 
+struct bt_keys_opts {
+    uint64_t ledger_interval_ms;    /* store.ledger_interval; 0: 1 s */
+    uint32_t ledger_batch;          /* store.ledger_batch; 0: 500 */
+};
+
 /* Opens the SQLite store at `path` (creating and migrating it), loads the
- * table and starts the refresh thread. On failure `why` says why. */
-enum bt_err bt_keys_start(const char *path, struct bt_keys **out, char *why, size_t whycap);
-/* Stops the thread and frees the service, the keys' live counters included:
+ * table and each key's spend, and starts the refresh thread and the ledger
+ * writer (store/ledger.h). `o` may be NULL (defaults). On failure `why` says
+ * why. */
+enum bt_err bt_keys_start(const char *path, const struct bt_keys_opts *o, struct bt_keys **out,
+                          char *why, size_t whycap);
+/* Queues a usage record for the ledger, taking ownership (k NULL: freed). Its
+ * `live`, when set, must have been charged its cost_pusd (bt_key_charge): once
+ * written, that amount moves from pending to spent. Never waits on the store. */
+void bt_keys_record(struct bt_keys *k, struct bt_usage_rec *r);
+/* Waits until every record queued so far is written. */
+void bt_keys_flush(struct bt_keys *k);
+/* A usage report from the ledger (records still queued are written first). */
+enum bt_err bt_keys_usage(struct bt_keys *k, const struct bt_usage_query *q,
+                          struct bt_usage_rows *out, char *why, size_t whycap);
+/* Writes every queued usage record, stops the threads and frees the service, the keys' live counters included:
  * only once no worker uses a table of it (they point at those counters).
  * NULL: no-op. */
 void bt_keys_stop(struct bt_keys *k);

@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/str.h"
 #include "store/keys.h"
+#include "store/ledger.h"
 
 struct bt_keys {
     struct bt_store *store;
@@ -35,6 +36,8 @@ struct bt_keys {
         struct bt_key_live *live;
     } *lives;
     size_t nlives, caplives;
+    struct bt_ledger *ledger;     /* the usage ledger's writer */
+    int64_t spend_day;            /* the UTC day (since 1970) spend was last loaded for */
 };
 
 static struct live_slot *live_find(struct live_slot *tab, size_t cap, const char *id)
@@ -157,22 +160,62 @@ enum bt_err bt_store_key_revoke(struct bt_store *s, const char *id, struct bt_ke
 /* ---- the table ---- */
 
 /* With store_lock held. */
+static int spend_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct bt_spend *)a)->key_id, ((const struct bt_spend *)b)->key_id);
+}
+
+/* The spend of key r in its budget period, from the store's figures. */
+static int64_t spend_of(const struct bt_spend_list *sl, const struct bt_key_rec *r)
+{
+    struct bt_spend probe;
+    snprintf(probe.key_id, sizeof(probe.key_id), "%s", r->id);
+    const struct bt_spend *sp = sl->n ? bsearch(&probe, sl->items, sl->n, sizeof(*sl->items),
+                                                spend_cmp)
+                                      : NULL;
+    if (!sp) return 0;
+    switch (r->budget_period) {
+    case BT_PERIOD_DAY: return sp->day_pusd;
+    case BT_PERIOD_WEEK: return sp->week_pusd;
+    default: return sp->month_pusd;
+    }
+}
+
+/* With store_lock held. The table and every key's spend are rebuilt when the
+ * store changed (another connection committed: a key written elsewhere, or
+ * another instance's ledger batch), when a new UTC day began (a period may
+ * have rolled over), or when forced. This process's own batches are counted
+ * by ledger_committed under the same lock, so spent_pusd never counts one
+ * twice: it is set here to the store's sum, which includes them. */
 static enum bt_err refresh_locked(struct bt_keys *k, bool force)
 {
     bool changed = true;
     enum bt_err err = k->store->ops->changed(k->store, &changed);
     if (err) return err;
-    if (!changed && !force) return BT_OK;
+    int64_t now_ms = (int64_t)time(NULL) * 1000, today = now_ms / 86400000;
+    if (!changed && !force && today == k->spend_day) return BT_OK;
     struct bt_key_list l;
     if ((err = k->store->ops->key_list(k->store, &l))) return err;
+    struct bt_spend_list sl;
+    if ((err = k->store->ops->spend(k->store, now_ms, &sl))) {
+        bt_key_list_free(&l);
+        return err;
+    }
+    if (sl.n) qsort(sl.items, sl.n, sizeof(*sl.items), spend_cmp);
     struct bt_keytab *t = NULL;
     err = bt_keytab_build(&l, &t);
     bt_key_list_free(&l);
-    if (err) return err;
+    if (err) {
+        free(sl.items);
+        return err;
+    }
+    k->spend_day = today;
     for (size_t i = 0; i < bt_keytab_count(t); i++) {
         struct bt_key_rec *r = bt_keytab_rec(t, i);
         r->live = live_for(k, r->id);
+        if (r->live) atomic_store(&r->live->spent_pusd, spend_of(&sl, r));
     }
+    free(sl.items);
     uv_mutex_lock(&k->tab_lock);
     struct bt_keytab *old = k->tab;
     k->tab = t;
@@ -222,7 +265,45 @@ static void refresher(void *arg)
     uv_mutex_unlock(&k->wait_lock);
 }
 
-enum bt_err bt_keys_start(const char *path, struct bt_keys **out, char *why, size_t whycap)
+/* The ledger wrote `recs`: their cost moves from pending to spent (store_lock
+ * held, so a refresh cannot interleave). */
+static void ledger_committed(void *ud, const struct bt_usage_rec *recs)
+{
+    (void)ud;
+    for (const struct bt_usage_rec *r = recs; r; r = r->next) {
+        if (!r->live || !r->cost_pusd) continue;
+        atomic_fetch_add(&r->live->spent_pusd, r->cost_pusd);
+        atomic_fetch_sub(&r->live->pending_pusd, r->cost_pusd);
+    }
+}
+
+void bt_keys_record(struct bt_keys *k, struct bt_usage_rec *r)
+{
+    if (!k) {
+        free(r);
+        return;
+    }
+    bt_ledger_push(k->ledger, r);
+}
+
+void bt_keys_flush(struct bt_keys *k)
+{
+    if (k) bt_ledger_flush(k->ledger);
+}
+
+enum bt_err bt_keys_usage(struct bt_keys *k, const struct bt_usage_query *q,
+                          struct bt_usage_rows *out, char *why, size_t whycap)
+{
+    bt_ledger_flush(k->ledger);
+    uv_mutex_lock(&k->store_lock);
+    enum bt_err err = k->store->ops->usage_report(k->store, q, out);
+    if (err) snprintf(why, whycap, "%s", k->store->errmsg);
+    uv_mutex_unlock(&k->store_lock);
+    return err;
+}
+
+enum bt_err bt_keys_start(const char *path, const struct bt_keys_opts *o, struct bt_keys **out,
+                          char *why, size_t whycap)
 {
     *out = NULL;
     struct bt_keys *k = calloc(1, sizeof(*k));
@@ -244,8 +325,15 @@ enum bt_err bt_keys_start(const char *path, struct bt_keys **out, char *why, siz
     err = refresh_locked(k, true);
     if (err) snprintf(why, whycap, "%s: %s", path, k->store->errmsg);
     uv_mutex_unlock(&k->store_lock);
+    struct bt_ledger_opts lo = {.interval_ms = o ? o->ledger_interval_ms : 0,
+                                .batch = o ? o->ledger_batch : 0};
+    if (!err && bt_ledger_start(k->store, &k->store_lock, &lo, ledger_committed, k, &k->ledger)) {
+        snprintf(why, whycap, "cannot start the ledger thread");
+        err = BT_ENOMEM;
+    }
     if (!err && uv_thread_create(&k->thread, refresher, k)) {
         snprintf(why, whycap, "cannot start the key store thread");
+        bt_ledger_stop(k->ledger);
         err = BT_ENOMEM;
     }
     if (err) {
@@ -271,6 +359,7 @@ void bt_keys_stop(struct bt_keys *k)
     uv_cond_signal(&k->wait_cond);
     uv_mutex_unlock(&k->wait_lock);
     uv_thread_join(&k->thread);
+    bt_ledger_stop(k->ledger); /* writes what is queued: the workers are gone */
     bt_keytab_unref(k->tab);
     bt_store_close(k->store);
     lives_free(k);

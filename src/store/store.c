@@ -1,6 +1,7 @@
 /* What every backend shares: key records' lifetime and the budget period names. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/str.h"
 #include "store/store.h"
@@ -85,4 +86,71 @@ bool bt_budget_period_parse(const char *s, size_t len, enum bt_budget_period *ou
     else if (bt_str_eq_c(v, "month")) *out = BT_PERIOD_MONTH;
     else return false;
     return true;
+}
+
+/* ---- the ledger's records ---- */
+
+struct bt_usage_rec *bt_usage_rec_new(const char *request_id, const char *key_id,
+                                      const char *user, const char *team, struct bt_str model,
+                                      struct bt_str provider, struct bt_str provider_model)
+{
+    struct bt_str parts[7] = {bt_str_c(request_id ? request_id : ""),
+                              bt_str_c(key_id ? key_id : ""),
+                              bt_str_c(user ? user : ""),
+                              bt_str_c(team ? team : ""),
+                              model.p ? model : BT_STR(""),
+                              provider.p ? provider : BT_STR(""),
+                              provider_model.p ? provider_model : BT_STR("")};
+    size_t total = sizeof(struct bt_usage_rec);
+    for (size_t i = 0; i < 7; i++) total += parts[i].len + 1;
+    struct bt_usage_rec *r = calloc(1, total);
+    if (!r) return NULL;
+    char *p = (char *)(r + 1);
+    const char **dst[7] = {&r->request_id, &r->key_id, &r->user, &r->team,
+                           &r->model, &r->provider, &r->provider_model};
+    for (size_t i = 0; i < 7; i++) {
+        if (parts[i].len) memcpy(p, parts[i].p, parts[i].len);
+        p[parts[i].len] = 0;
+        *dst[i] = p;
+        p += parts[i].len + 1;
+    }
+    return r;
+}
+
+static const char *const group_names[] = {"", "key", "team", "user", "model", "deployment", "day"};
+
+const char *bt_usage_group_name(enum bt_usage_group g)
+{
+    return (unsigned)g < sizeof(group_names) / sizeof(group_names[0]) ? group_names[g] : "";
+}
+
+bool bt_usage_group_parse(struct bt_str s, enum bt_usage_group *out)
+{
+    for (size_t i = 1; i < sizeof(group_names) / sizeof(group_names[0]); i++)
+        if (bt_str_eq_c(s, group_names[i])) {
+            *out = (enum bt_usage_group)i;
+            return true;
+        }
+    return false;
+}
+
+int64_t bt_period_start_ms(enum bt_budget_period p, int64_t now_ms)
+{
+    const int64_t day_ms = 86400000;
+    int64_t d = now_ms >= 0 ? now_ms / day_ms : (now_ms - day_ms + 1) / day_ms;
+    switch (p) {
+    case BT_PERIOD_WEEK: {
+        int64_t dow = ((d + 3) % 7 + 7) % 7; /* 1970-01-01 was a Thursday: Monday = 0 */
+        return (d - dow) * day_ms;
+    }
+    case BT_PERIOD_MONTH: {
+        time_t t = (time_t)(d * 86400);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        tm.tm_mday = 1;
+        tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+        return (int64_t)timegm(&tm) * 1000;
+    }
+    default: return d * day_ms;
+    }
 }

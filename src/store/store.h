@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/str.h"
 
 #define BT_KEY_ID_LEN 20      /* "key_" + 16 hex characters */
 #define BT_KEY_HASH_LEN 32    /* SHA-256 */
@@ -53,6 +54,75 @@ struct bt_key_rec {
                                               the key service, shared by workers); else NULL */
 };
 
+/* One line of the usage ledger: what one /v1 request used and cost. Strings
+ * point into the same allocation as the record (bt_usage_rec_new), so a record
+ * is one malloc and one free. Empty strings for what is unknown. */
+struct bt_usage_rec {
+    struct bt_usage_rec *next;      /* the ledger's queue */
+    int64_t ts_ms;                  /* when the request ended, unix milliseconds */
+    const char *request_id;
+    const char *key_id;             /* a virtual key's id, or "master" */
+    const char *user, *team;        /* the key's owner and team, "" when unset */
+    const char *model;              /* the public model name the client asked for */
+    const char *provider;           /* the deployment that served it ("" when none) */
+    const char *provider_model;
+    int64_t input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens;
+    int64_t cost_pusd;              /* pico-USD (account/cost.h); 0 when unknown */
+    bool cost_known;                /* the deployment had a price */
+    bool estimated;                 /* the counts are baton's, not the provider's */
+    int status;                     /* the HTTP status the client got (499: it left) */
+    struct bt_key_live *live;       /* the key's counters (borrowed from the key service,
+                                       which outlives the ledger), NULL for master */
+};
+
+/* A record with copies of the strings given (NULL: ""), every number 0.
+ * NULL when memory runs out. Freed with free(). */
+struct bt_usage_rec *bt_usage_rec_new(const char *request_id, const char *key_id,
+                                      const char *user, const char *team, struct bt_str model,
+                                      struct bt_str provider, struct bt_str provider_model);
+
+/* Spend of one key in the current day, week and month (UTC), pico-USD. */
+struct bt_spend {
+    char key_id[BT_KEY_ID_LEN + 1];
+    int64_t day_pusd, week_pusd, month_pusd;
+};
+
+struct bt_spend_list {
+    struct bt_spend *items;         /* malloc'd */
+    size_t n;
+};
+
+/* A usage report's filter and grouping (GET /admin/usage, baton usage). */
+enum bt_usage_group {
+    BT_UG_NONE = 0, BT_UG_KEY, BT_UG_TEAM, BT_UG_USER, BT_UG_MODEL, BT_UG_DEPLOYMENT, BT_UG_DAY,
+};
+
+struct bt_usage_query {
+    const char *key_id, *user, *team, *model; /* NULL: any */
+    int64_t since_ms;                         /* 0: from the start */
+    enum bt_usage_group group;
+};
+
+struct bt_usage_row {
+    char group[520];                /* the group's value ("" for BT_UG_NONE) */
+    int64_t requests;
+    int64_t input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens;
+    int64_t cost_pusd;
+};
+
+struct bt_usage_rows {
+    struct bt_usage_row *items;     /* malloc'd */
+    size_t n;
+};
+
+/* "key", "team", ... and back; false when unknown. */
+const char *bt_usage_group_name(enum bt_usage_group g);
+bool bt_usage_group_parse(struct bt_str s, enum bt_usage_group *out);
+
+/* Unix milliseconds of the start of the UTC day, week (Monday) and month
+ * holding `now_ms`. */
+int64_t bt_period_start_ms(enum bt_budget_period p, int64_t now_ms);
+
 /* A list of records, owned (bt_key_list_free frees each and the array). */
 struct bt_key_list {
     struct bt_key_rec *items;
@@ -76,6 +146,15 @@ struct bt_store_ops {
     /* *changed true when any connection (another process included) may have
      * changed the data since the previous call; the first call says true. */
     enum bt_err (*changed)(struct bt_store *s, bool *changed);
+    /* Appends the records of the list `recs` (borrowed) to the ledger in one
+     * transaction, and adds their cost to the keys' daily spend. */
+    enum bt_err (*usage_append)(struct bt_store *s, const struct bt_usage_rec *recs);
+    /* Each key's spend since the starts of the day, week and month of
+     * `now_ms` (keys that spent nothing in the month are left out). */
+    enum bt_err (*spend)(struct bt_store *s, int64_t now_ms, struct bt_spend_list *out);
+    /* The ledger summed per group, filtered; ordered by group. */
+    enum bt_err (*usage_report)(struct bt_store *s, const struct bt_usage_query *q,
+                                struct bt_usage_rows *out);
     void (*close)(struct bt_store *s);
 };
 
