@@ -564,8 +564,8 @@ static enum bt_err sq_usage_report(struct bt_store *s, const struct bt_usage_que
         [BT_UG_TEAM] = "team",
         [BT_UG_USER] = "user",
         [BT_UG_MODEL] = "model",
-        [BT_UG_DEPLOYMENT] = "CASE WHEN provider = '' THEN '' ELSE provider || '/' || "
-                             "provider_model END",
+        [BT_UG_DEPLOYMENT] = ("CASE WHEN provider = '' THEN '' ELSE provider || '/' || "
+                              "provider_model END"),
         [BT_UG_DAY] = "strftime('%Y-%m-%d', ts_ms / 1000, 'unixepoch')",
     };
     struct sq *q = (struct sq *)s;
