@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 
+#include "account/cost.h"
 #include "api/api.h"
 #include "core/time.h"
 #include "exec/exec.h"
@@ -52,6 +53,10 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
             return;
         }
     }
+    if (caller.key && caller.key->tpm > 0) { /* the tokens it may take: counted now */
+        int64_t prompt = bt_cost_count_prompt(r, r->model);
+        caller.tokens = (prompt > 0 ? prompt : 0) + (r->max_tokens > 0 ? r->max_tokens : 0);
+    }
     int status = 0;
     const char *code = NULL;
     if (!bt_gate_admit(cfg, &caller, r, &status, &code, &why)) {
@@ -67,9 +72,13 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
     }
     /* Who pays, copied into the request's arena: the key record may be freed
      * when this worker's table changes while the request runs. */
-    struct bt_payer payer = {.key_id = req->caller ? req->caller : "master"};
+    struct bt_payer payer = {.key_id = req->caller ? req->caller : "master", .tpm_tokens = -1};
     if (caller.key) {
         payer.live = caller.key->live;
+        if (caller.key->tpm > 0) {
+            payer.tpm_tokens = caller.tokens;
+            payer.tpm_minute = caller.tpm_minute;
+        }
         if (caller.key->user) payer.user = bt_arena_strdup(req->arena, bt_str_c(caller.key->user)).p;
         if (caller.key->team) payer.team = bt_arena_strdup(req->arena, bt_str_c(caller.key->team)).p;
         if (caller.budget_warning[0])

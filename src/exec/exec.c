@@ -216,6 +216,10 @@ static void charge(struct bt_exec *ex)
     if (ex->charged) return;
     ex->charged = true;
     if (ex->cost_known) bt_key_charge(ex->payer.live, ex->cost_pusd);
+    if (ex->payer.tpm_tokens >= 0) { /* the estimate taken at admit becomes the usage */
+        int64_t used = ex->usage.present ? ex->usage.prompt_tokens + ex->usage.completion_tokens : 0;
+        bt_key_correct_tokens(ex->payer.live, ex->payer.tpm_minute, used - ex->payer.tpm_tokens);
+    }
 }
 
 /* The request's usage record for the ledger (written by the key service's
@@ -1376,6 +1380,7 @@ void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config
     ex->r = r;
     ex->plan = *plan;
     if (payer) ex->payer = *payer;
+    else ex->payer.tpm_tokens = -1;
     bt_buf_init(&ex->resp, MAX_REPLY_BYTES);
     bt_buf_init(&ex->out, MAX_SSE_EVENT * 2);
     bt_sse_init(&ex->sse, MAX_SSE_EVENT, on_sse, ex);

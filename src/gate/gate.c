@@ -57,6 +57,7 @@ bool bt_gate_identify(const struct bt_config *cfg, const struct bt_keytab *keys,
 {
     caller->master = false;
     caller->key = NULL;
+    caller->tokens = 0;
     const char *master = cfg->auth.master_key;
     bool have_master = master && *master;
     struct bt_str given = presented(req);
@@ -162,9 +163,20 @@ bool bt_gate_admit(const struct bt_config *cfg, struct bt_caller *caller,
             return false;
         }
         const char *which = NULL;
-        if (bt_key_take(caller->key, (int64_t)time(NULL), &caller->held, &which,
-                        &caller->retry_after))
-            return true;
+        int64_t now = (int64_t)time(NULL);
+        if (bt_key_take(caller->key, now, &caller->held, &which, &caller->retry_after)) {
+            if (bt_key_take_tokens(caller->key, now, caller->tokens, &caller->tpm_minute,
+                                   &caller->retry_after))
+                return true;
+            if (caller->held) bt_key_release(caller->key->live);
+            caller->held = false;
+            *status = 429;
+            *code = "rate_limit_exceeded";
+            *why = "This API key is over its tokens per minute (tpm): the tokens of this "
+                   "minute's requests and this one's estimate (its prompt and max_tokens) "
+                   "would pass it; retry after the time in Retry-After.";
+            return false;
+        }
         *status = 429;
         *code = "rate_limit_exceeded";
         *why = strcmp(which, "rpm") == 0

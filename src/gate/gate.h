@@ -28,6 +28,9 @@ struct bt_caller {
     char budget_warning[128];    /* set by admit: the x-baton-budget-warning value when
                                     the key has used 80% of its budget or more; "" none */
     char budget_msg[320];        /* the 429 insufficient_quota message (why points here) */
+    int64_t tokens;              /* set before admit for a key with tpm: the request's
+                                    estimated tokens (prompt counted + max_tokens) */
+    int64_t tpm_minute;          /* set by admit: the minute they were taken from */
 };
 
 /* What exec needs to account a request to its caller, copied out of the key
@@ -38,6 +41,8 @@ struct bt_payer {
     struct bt_key_live *live;    /* the key's counters (the key service's, outliving the
                                     request); NULL for the master key */
     const char *budget_warning;  /* x-baton-budget-warning for the response; NULL none */
+    int64_t tpm_tokens;          /* tokens taken from the key's tpm at admit (-1: none), */
+    int64_t tpm_minute;          /* and the minute: corrected to the usage at the end */
 };
 
 /* True when the request may pass. With a master key configured the request must
@@ -62,7 +67,8 @@ bool bt_gate_identify(const struct bt_config *cfg, const struct bt_keytab *keys,
  * for another model (403 model_not_allowed), has spent its budget for the
  * period (429 insufficient_quota: spent >= budget, no reservation for this
  * request, whose cost is charged when it ends), or is over its rpm or
- * concurrency (429 rate_limit_exceeded, caller->retry_after set). At 80% of a
+ * concurrency or tokens per minute (caller->tokens against its tpm) (429 rate_limit_exceeded,
+ * caller->retry_after set). At 80% of a
  * budget or more, caller->budget_warning is set (and logged once per
  * crossing). When it passes, a key
  * with a concurrency limit holds a slot (caller->held) until released. */

@@ -418,6 +418,31 @@ bool bt_key_take(const struct bt_key_rec *k, int64_t now, bool *held, const char
     return true;
 }
 
+bool bt_key_take_tokens(const struct bt_key_rec *k, int64_t now, int64_t tokens, int64_t *minute,
+                        int64_t *retry_after)
+{
+    struct bt_key_live *l = k->live;
+    *minute = now / 60;
+    if (!l || k->tpm <= 0) return true;
+    if (tokens < 0) tokens = 0;
+    uint_fast64_t m = (uint_fast64_t)*minute, seen = atomic_load(&l->tpm_window);
+    if (seen != m && atomic_compare_exchange_strong(&l->tpm_window, &seen, m))
+        atomic_store(&l->tokens, 0);
+    int64_t before = atomic_fetch_add(&l->tokens, tokens);
+    if (before + tokens > k->tpm) {
+        atomic_fetch_sub(&l->tokens, tokens);
+        *retry_after = 60 - now % 60;
+        return false;
+    }
+    return true;
+}
+
+void bt_key_correct_tokens(struct bt_key_live *live, int64_t minute, int64_t delta)
+{
+    if (live && delta && atomic_load(&live->tpm_window) == (uint_fast64_t)minute)
+        atomic_fetch_add(&live->tokens, delta);
+}
+
 int64_t bt_key_spent(const struct bt_key_rec *k)
 {
     if (!k->live) return 0;

@@ -95,6 +95,9 @@ struct bt_key_live {
     atomic_int inflight;             /* requests admitted and not finished */
     atomic_uint_fast64_t window;     /* the minute `count` counts (unix minutes) */
     atomic_uint count;               /* requests admitted in that minute */
+    atomic_uint_fast64_t tpm_window; /* the minute `tokens` counts (unix minutes) */
+    atomic_int_fast64_t tokens;      /* tokens taken in it: estimates at admit, corrected
+                                        to the usage when each request ends */
     /* Budget: spend in the key's current period, pico-USD, in two parts so the
      * store's figure can replace the first without losing what this process
      * charged meanwhile (docs/internals/store.md). */
@@ -118,6 +121,16 @@ void bt_key_charge(struct bt_key_live *live, int64_t pusd);
  * held. The minute is a fixed window: up to rpm requests per calendar minute. */
 bool bt_key_take(const struct bt_key_rec *k, int64_t now, bool *held, const char **which,
                  int64_t *retry_after);
+/* Takes `tokens` (an estimate: the prompt counted and max_tokens) from key k's
+ * tokens per minute at unix time `now`: a fixed window like rpm's. True when k
+ * has no tpm or they fit (counted; *minute says which minute they went to,
+ * for bt_key_correct_tokens); false with *retry_after (seconds to the next
+ * minute) when the minute's tokens and these would pass tpm: nothing taken. */
+bool bt_key_take_tokens(const struct bt_key_rec *k, int64_t now, int64_t tokens, int64_t *minute,
+                        int64_t *retry_after);
+/* Adds `delta` (the usage minus the estimate) to the tokens of `minute`, when
+ * that minute is still the one counted (a later one started afresh). */
+void bt_key_correct_tokens(struct bt_key_live *live, int64_t minute, int64_t delta);
 /* Gives back a concurrency slot taken by bt_key_take (ud: the key's live). */
 void bt_key_release(void *live);
 

@@ -180,11 +180,13 @@ void bt_ledger_flush(struct bt_ledger *l)
 {
     if (!l) return;
     uv_mutex_lock(&l->lock);
-    uint64_t want = l->queued;
+    uint64_t want = l->queued, end = uv_hrtime() + BT_LEDGER_FLUSH_WAIT_MS * 1000000u;
     while (l->written < want) {
+        uint64_t now = uv_hrtime();
+        if (now >= end) break; /* the store refuses: the caller goes on without */
         l->flush_now = true;
         uv_cond_signal(&l->cond);
-        uv_cond_wait(&l->done, &l->lock);
+        uv_cond_timedwait(&l->done, &l->lock, end - now);
     }
     uv_mutex_unlock(&l->lock);
 }

@@ -12,6 +12,7 @@
 #include "store/store.h"
 
 #define BT_LEDGER_MAX_QUEUED 1000000 /* records waiting; more are dropped (logged) */
+#define BT_LEDGER_FLUSH_WAIT_MS 5000 /* the longest bt_ledger_flush waits */
 
 struct bt_ledger_opts {
     uint64_t interval_ms;   /* the longest a record waits; 0: 1000 */
@@ -34,7 +35,8 @@ enum bt_err bt_ledger_start(struct bt_store *s, uv_mutex_t *store_lock,
 /* Queues `r`, taking ownership (freed once written, or dropped when the queue
  * is full). Safe from any thread; never waits on the store. NULL l: r freed. */
 void bt_ledger_push(struct bt_ledger *l, struct bt_usage_rec *r);
-/* Blocks until every record queued before the call is written (or given up). */
+/* Blocks until every record queued before the call is written (or given up),
+ * or BT_LEDGER_FLUSH_WAIT_MS passed (a store refusing writes). */
 void bt_ledger_flush(struct bt_ledger *l);
 /* Writes every queued record, stops the thread and frees l. NULL: no-op. */
 void bt_ledger_stop(struct bt_ledger *l);

@@ -256,4 +256,27 @@ test('GET /admin/usage and baton usage sum the ledger by key, team, user, model,
     eq(bad.code, 2); assert(/--by must be one of/.test(bad.err), bad.err);
 }, { timeout: 30000 });
 
+test('tpm: the prompt and max_tokens are taken at admit, corrected to the usage at the end', async () => {
+    const sec = new Date().getUTCSeconds();
+    if (sec > 50) await sleep((61 - sec) * 1000); // keep the requests inside one calendar minute
+    const db = dbPath('tpm');
+    const b = await startBaton(cfg(db));
+    const k = await createKey(b.base, { tpm: 100 });
+    const oa = client(`${b.base}/v1`, { apiKey: k.key });
+    const one = () => oa.chat.completions.create({ model: 'demo', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] });
+    // each estimate is over 50 (50 + the prompt): without the correction the second would not fit
+    const r1 = await one();
+    const r2 = await one();
+    assert(r1.usage.total_tokens + r2.usage.total_tokens <= 50, `usage ${r1.usage.total_tokens} + ${r2.usage.total_tokens}`);
+    const e = await one().then(() => null, (x) => x);
+    assert(e, 'the third does not fit');
+    eq(e.status, 429); eq(e.code, 'rate_limit_exceeded');
+    assert(/tokens per minute/.test(e.message), e.message);
+    const ra = Number(e.headers.get('retry-after'));
+    assert(ra >= 1 && ra <= 60, `retry-after ${ra}`);
+    // a request that fails gives its estimate back: another key is unaffected meanwhile
+    await ask(b.base, MK);
+    await b.stop();
+}, { timeout: 30000 });
+
 await run();

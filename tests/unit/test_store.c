@@ -291,6 +291,23 @@ TEST(limits_in_memory)
     bt_key_release(&live);
     bt_key_release(&live);
     CHECK_INT(atomic_load(&live.inflight), 0);
+    /* tokens per minute: estimates taken, then corrected to the usage */
+    int64_t minute = 0;
+    CHECK(bt_key_take_tokens(&k, t, 1000000, &minute, &ra)); /* no tpm: no check */
+    k.tpm = 100;
+    CHECK(bt_key_take_tokens(&k, t, 60, &minute, &ra));
+    CHECK_INT(minute, t / 60);
+    CHECK(!bt_key_take_tokens(&k, t + 1, 60, &minute, &ra)); /* 120 > 100 */
+    CHECK_INT(ra, 59);
+    bt_key_correct_tokens(&live, minute, 25 - 60);  /* it used 25 */
+    CHECK(bt_key_take_tokens(&k, t + 2, 60, &minute, &ra)); /* 85 */
+    CHECK_INT(atomic_load(&live.tokens), 85);
+    CHECK(!bt_key_take_tokens(&k, t + 3, 16, &minute, &ra)); /* 101 */
+    CHECK(bt_key_take_tokens(&k, t + 3, 15, &minute, &ra));  /* exactly 100 */
+    CHECK(bt_key_take_tokens(&k, t + 60, 100, &minute, &ra)); /* a new minute */
+    bt_key_correct_tokens(&live, t / 60, -50); /* an old minute's correction: ignored */
+    CHECK_INT(atomic_load(&live.tokens), 100);
+    CHECK(!bt_key_take_tokens(&k, t + 61, 101 - 100, &minute, &ra));
 }
 
 TEST(period_starts)
