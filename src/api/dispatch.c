@@ -150,6 +150,16 @@ static void h_admin(struct bt_http_req *req, struct bt_worker *w)
             bt_api_fail(req, fe, 401, "invalid_api_key", NULL, why, BT_STR_NULL);
         return;
     }
+    if (bt_str_eq_c(req->path, "/admin/teams") ||
+        bt_str_starts_with(req->path, BT_STR("/admin/teams/"))) {
+        bt_api_admin_owners(req, w, fe, BT_OWNER_TEAM);
+        return;
+    }
+    if (bt_str_eq_c(req->path, "/admin/users") ||
+        bt_str_starts_with(req->path, BT_STR("/admin/users/"))) {
+        bt_api_admin_owners(req, w, fe, BT_OWNER_USER);
+        return;
+    }
     if (bt_str_eq_c(req->path, "/admin/usage")) {
         bt_api_admin_usage(req, w, fe);
         return;

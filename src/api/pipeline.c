@@ -75,6 +75,8 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
     struct bt_payer payer = {.key_id = req->caller ? req->caller : "master", .tpm_tokens = -1};
     if (caller.key) {
         payer.live = caller.key->live;
+        payer.team_live = caller.key->team_live;
+        payer.user_live = caller.key->user_live;
         if (caller.key->tpm > 0) {
             payer.tpm_tokens = caller.tokens;
             payer.tpm_minute = caller.tpm_minute;

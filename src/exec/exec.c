@@ -215,7 +215,11 @@ static void charge(struct bt_exec *ex)
     settle(ex);
     if (ex->charged) return;
     ex->charged = true;
-    if (ex->cost_known) bt_key_charge(ex->payer.live, ex->cost_pusd);
+    if (ex->cost_known) {
+        bt_key_charge(ex->payer.live, ex->cost_pusd);
+        bt_key_charge(ex->payer.team_live, ex->cost_pusd);
+        bt_key_charge(ex->payer.user_live, ex->cost_pusd);
+    }
     if (ex->payer.tpm_tokens >= 0) { /* the estimate taken at admit becomes the usage */
         int64_t used = ex->usage.present ? ex->usage.prompt_tokens + ex->usage.completion_tokens : 0;
         bt_key_correct_tokens(ex->payer.live, ex->payer.tpm_minute, used - ex->payer.tpm_tokens);
@@ -253,7 +257,11 @@ static void record_usage(struct bt_exec *ex, int status)
     u->cost_known = ex->cost_known;
     u->cost_pusd = ex->cost_known ? ex->cost_pusd : 0;
     u->status = status;
-    u->live = ex->cost_known ? ex->payer.live : NULL; /* charged that amount (charge) */
+    if (ex->cost_known) { /* each was charged that amount (charge) */
+        u->live = ex->payer.live;
+        u->team_live = ex->payer.team_live;
+        u->user_live = ex->payer.user_live;
+    }
     bt_keys_record(ex->w->keys, u);
 }
 

@@ -100,41 +100,74 @@ static int64_t next_period_ms(enum bt_budget_period p, int64_t now_ms)
     }
 }
 
-/* A key's budget against what it spent: false (over) with the message in
- * caller->budget_msg; the warning set at 80% and more. */
-static bool budget_ok(struct bt_caller *caller, int64_t now_ms)
+/* One budget (a key's, its team's or its user's) against what was spent:
+ * false (over) with the message in caller->budget_msg; at 80% and more the
+ * warning is set, unless an earlier budget set one. `who` opens the message
+ * ("This API key", "The team NAME of this API key"); `tag` prefixes the
+ * warning ("" or "team: "); `logname` names it in the log. */
+static bool one_budget(struct bt_caller *caller, const char *who, const char *tag,
+                       const char *logname, int64_t budget_micro, enum bt_budget_period period,
+                       struct bt_key_live *live, int64_t now_ms)
 {
-    const struct bt_key_rec *k = caller->key;
-    caller->budget_warning[0] = 0;
-    if (k->budget_micro_usd < 0 || !k->live) return true;
-    int64_t spent = bt_key_spent(k);
+    if (budget_micro < 0 || !live) return true;
+    int64_t spent = atomic_load(&live->spent_pusd) + atomic_load(&live->pending_pusd);
     /* pico-USD against micro-USD x 10^6, in 128 bits: a budget may be 10^9 USD */
-    __int128 budget = (__int128)k->budget_micro_usd * 1000000;
-    const char *per = bt_budget_period_name(k->budget_period);
+    __int128 budget = (__int128)budget_micro * 1000000;
+    const char *per = bt_budget_period_name(period);
     if (!per) per = "month";
     char b[BT_DECIMAL_MAX], sp[BT_DECIMAL_MAX];
-    bt_str_decimal(b, sizeof(b), k->budget_micro_usd, 6);
+    bt_str_decimal(b, sizeof(b), budget_micro, 6);
     if ((__int128)spent >= budget) {
-        time_t reset = (time_t)(next_period_ms(k->budget_period, now_ms) / 1000);
+        time_t reset = (time_t)(next_period_ms(period, now_ms) / 1000);
         struct tm tm;
         char at[32];
         gmtime_r(&reset, &tm);
         strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
         bt_str_decimal(sp, sizeof(sp), spent, 12);
         snprintf(caller->budget_msg, sizeof(caller->budget_msg),
-                 "This API key has used its budget of %s USD for the %s (spent %s USD); the "
-                 "budget resets at %s.",
-                 b, per, sp, at);
+                 "%s has used its budget of %s USD for the %s (spent %s USD); the budget "
+                 "resets at %s.",
+                 who, b, per, sp, at);
         return false;
     }
     if ((__int128)spent * 5 >= budget * 4) {
         int pct = (int)((__int128)spent * 100 / (budget > 0 ? budget : 1));
-        snprintf(caller->budget_warning, sizeof(caller->budget_warning),
-                 "%d%% of %s USD %s budget used", pct, b, per);
-        if (!atomic_exchange(&k->live->warned, true))
-            bt_warn("budget: key %s: %s", k->id, caller->budget_warning);
-    } else if (atomic_load(&k->live->warned)) {
-        atomic_store(&k->live->warned, false); /* a new period: warn again at the next crossing */
+        char w[sizeof(caller->budget_warning)];
+        snprintf(w, sizeof(w), "%s%d%% of %s USD %s budget used", tag, pct, b, per);
+        if (!caller->budget_warning[0]) memcpy(caller->budget_warning, w, sizeof(w));
+        if (!atomic_exchange(&live->warned, true)) bt_warn("budget: %s: %s", logname, w);
+    } else if (atomic_load(&live->warned)) {
+        atomic_store(&live->warned, false); /* a new period: warn again at the next crossing */
+    }
+    return true;
+}
+
+/* The key's budget, then its team's and its user's. */
+static bool budget_ok(struct bt_caller *caller, int64_t now_ms)
+{
+    const struct bt_key_rec *k = caller->key;
+    caller->budget_warning[0] = 0;
+    char who[BT_KEY_MAX_NAME + 48], logname[BT_KEY_MAX_NAME + 8];
+    snprintf(logname, sizeof(logname), "key %s", k->id);
+    if (!one_budget(caller, "This API key", "", logname, k->budget_micro_usd, k->budget_period,
+                    k->live, now_ms))
+        return false;
+    const struct {
+        const char *kind, *name;
+        int64_t budget;
+        enum bt_budget_period period;
+        struct bt_key_live *live;
+    } owners[2] = {{"team", k->team, k->team_budget_micro_usd, k->team_period, k->team_live},
+                   {"user", k->user, k->user_budget_micro_usd, k->user_period, k->user_live}};
+    for (int i = 0; i < 2; i++) {
+        if (!owners[i].name) continue;
+        char tag[8];
+        snprintf(who, sizeof(who), "The %s '%s' of this API key", owners[i].kind, owners[i].name);
+        snprintf(logname, sizeof(logname), "%s %s", owners[i].kind, owners[i].name);
+        snprintf(tag, sizeof(tag), "%s: ", owners[i].kind);
+        if (!one_budget(caller, who, tag, logname, owners[i].budget, owners[i].period,
+                        owners[i].live, now_ms))
+            return false;
     }
     return true;
 }

@@ -27,7 +27,7 @@ struct bt_caller {
     int64_t retry_after;         /* set by a 429 from admit: seconds to wait */
     char budget_warning[128];    /* set by admit: the x-baton-budget-warning value when
                                     the key has used 80% of its budget or more; "" none */
-    char budget_msg[320];        /* the 429 insufficient_quota message (why points here) */
+    char budget_msg[640];        /* the 429 insufficient_quota message (why points here) */
     int64_t tokens;              /* set before admit for a key with tpm: the request's
                                     estimated tokens (prompt counted + max_tokens) */
     int64_t tpm_minute;          /* set by admit: the minute they were taken from */
@@ -40,6 +40,7 @@ struct bt_payer {
     const char *user, *team;     /* the key's owner and team; NULL unset */
     struct bt_key_live *live;    /* the key's counters (the key service's, outliving the
                                     request); NULL for the master key */
+    struct bt_key_live *team_live, *user_live; /* its team's and user's, or NULL */
     const char *budget_warning;  /* x-baton-budget-warning for the response; NULL none */
     int64_t tpm_tokens;          /* tokens taken from the key's tpm at admit (-1: none), */
     int64_t tpm_minute;          /* and the minute: corrected to the usage at the end */
@@ -65,7 +66,7 @@ bool bt_gate_identify(const struct bt_config *cfg, const struct bt_keytab *keys,
 /* Step two: may `caller` make the decoded request `r`? False with *status (403,
  * 429, ...), *code and *why set when not: a virtual key with a models list asks
  * for another model (403 model_not_allowed), has spent its budget for the
- * period (429 insufficient_quota: spent >= budget, no reservation for this
+ * period, or its team or user theirs (429 insufficient_quota: spent >= budget, no reservation for this
  * request, whose cost is charged when it ends), or is over its rpm or
  * concurrency or tokens per minute (caller->tokens against its tpm) (429 rate_limit_exceeded,
  * caller->retry_after set). At 80% of a

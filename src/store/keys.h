@@ -205,6 +205,22 @@ enum bt_err bt_keys_update(struct bt_keys *k, const char *id, struct bt_key_patc
 enum bt_err bt_keys_revoke(struct bt_keys *k, const char *id, struct bt_key_rec *out, char *why,
                            size_t whycap);
 
+/* Teams and users with budgets (/admin/teams, /admin/users), on the caller's
+ * thread like the key operations; writes rebuild the table (every key of the
+ * owner sees the new budget at its next request). put creates or replaces
+ * o's budget (o->created_at and updated_at are set). BT_ENOTFOUND from get
+ * and delete for an unknown owner. */
+enum bt_err bt_keys_owner_put(struct bt_keys *k, struct bt_owner_rec *o, char *why, size_t whycap);
+enum bt_err bt_keys_owner_get(struct bt_keys *k, enum bt_owner_kind kind, const char *name,
+                              struct bt_owner_rec *out, char *why, size_t whycap);
+enum bt_err bt_keys_owner_delete(struct bt_keys *k, enum bt_owner_kind kind, const char *name,
+                                 char *why, size_t whycap);
+enum bt_err bt_keys_owner_list(struct bt_keys *k, struct bt_owner_list *out, char *why,
+                               size_t whycap);
+/* What the owner spent in its period as this process counts it (0 when no key
+ * of it was loaded). */
+int64_t bt_keys_owner_spent(struct bt_keys *k, enum bt_owner_kind kind, const char *name);
+
 /* The same operations on a store handle, for `baton keys` (no service, no
  * thread). */
 enum bt_err bt_store_key_create(struct bt_store *s, struct bt_key_patch *p,

@@ -32,7 +32,7 @@ struct bt_keys {
     bool failing;                 /* the last refresh failed (logged once) */
     /* Live counters by key id, kept across tables (store_lock): open addressing. */
     struct live_slot {
-        char id[BT_KEY_ID_LEN + 1];
+        char id[BT_KEY_MAX_NAME + 8]; /* a key's id, or an owner's (bt_owner_spend_id) */
         struct bt_key_live *live;
     } *lives;
     size_t nlives, caplives;
@@ -165,20 +165,45 @@ static int spend_cmp(const void *a, const void *b)
     return strcmp(((const struct bt_spend *)a)->key_id, ((const struct bt_spend *)b)->key_id);
 }
 
-/* The spend of key r in its budget period, from the store's figures. */
-static int64_t spend_of(const struct bt_spend_list *sl, const struct bt_key_rec *r)
+/* The spend of `id` (a key's, or an owner's) in `period`, from the store's figures. */
+static int64_t spend_of(const struct bt_spend_list *sl, const char *id,
+                        enum bt_budget_period period)
 {
     struct bt_spend probe;
-    snprintf(probe.key_id, sizeof(probe.key_id), "%s", r->id);
+    snprintf(probe.key_id, sizeof(probe.key_id), "%s", id);
     const struct bt_spend *sp = sl->n ? bsearch(&probe, sl->items, sl->n, sizeof(*sl->items),
                                                 spend_cmp)
                                       : NULL;
     if (!sp) return 0;
-    switch (r->budget_period) {
+    switch (period) {
     case BT_PERIOD_DAY: return sp->day_pusd;
     case BT_PERIOD_WEEK: return sp->week_pusd;
     default: return sp->month_pusd;
     }
+}
+
+/* The counters of owner (kind, name) for a key of it (NULL name: none), with
+ * its spend set from the store's figures and its budget from `ol`. With
+ * store_lock held. */
+static struct bt_key_live *owner_attach(struct bt_keys *k, const struct bt_spend_list *sl,
+                                        const struct bt_owner_list *ol, enum bt_owner_kind kind,
+                                        const char *name, int64_t *budget,
+                                        enum bt_budget_period *period)
+{
+    *budget = -1;
+    *period = BT_PERIOD_NONE;
+    if (!name) return NULL;
+    for (size_t i = 0; i < ol->n; i++)
+        if (ol->items[i].kind == kind && strcmp(ol->items[i].name, name) == 0) {
+            *budget = ol->items[i].budget_micro_usd;
+            *period = ol->items[i].budget_period;
+            break;
+        }
+    char id[BT_KEY_MAX_NAME + 8];
+    bt_owner_spend_id(kind, name, id, sizeof(id));
+    struct bt_key_live *l = live_for(k, id);
+    if (l) atomic_store(&l->spent_pusd, spend_of(sl, id, *period));
+    return l;
 }
 
 /* With store_lock held. The table and every key's spend are rebuilt when the
@@ -209,12 +234,23 @@ static enum bt_err refresh_locked(struct bt_keys *k, bool force)
         free(sl.items);
         return err;
     }
+    struct bt_owner_list ol = {0};
+    if ((err = k->store->ops->owner_list(k->store, &ol))) {
+        free(sl.items);
+        bt_keytab_unref(t);
+        return err;
+    }
     k->spend_day = today;
     for (size_t i = 0; i < bt_keytab_count(t); i++) {
         struct bt_key_rec *r = bt_keytab_rec(t, i);
         r->live = live_for(k, r->id);
-        if (r->live) atomic_store(&r->live->spent_pusd, spend_of(&sl, r));
+        if (r->live) atomic_store(&r->live->spent_pusd, spend_of(&sl, r->id, r->budget_period));
+        r->team_live = owner_attach(k, &sl, &ol, BT_OWNER_TEAM, r->team,
+                                    &r->team_budget_micro_usd, &r->team_period);
+        r->user_live = owner_attach(k, &sl, &ol, BT_OWNER_USER, r->user,
+                                    &r->user_budget_micro_usd, &r->user_period);
     }
+    bt_owner_list_free(&ol);
     free(sl.items);
     uv_mutex_lock(&k->tab_lock);
     struct bt_keytab *old = k->tab;
@@ -271,9 +307,12 @@ static void ledger_committed(void *ud, const struct bt_usage_rec *recs)
 {
     (void)ud;
     for (const struct bt_usage_rec *r = recs; r; r = r->next) {
-        if (!r->live || !r->cost_pusd) continue;
-        atomic_fetch_add(&r->live->spent_pusd, r->cost_pusd);
-        atomic_fetch_sub(&r->live->pending_pusd, r->cost_pusd);
+        struct bt_key_live *lives[3] = {r->live, r->team_live, r->user_live};
+        for (int i = 0; i < 3; i++) {
+            if (!lives[i] || !r->cost_pusd) continue;
+            atomic_fetch_add(&lives[i]->spent_pusd, r->cost_pusd);
+            atomic_fetch_sub(&lives[i]->pending_pusd, r->cost_pusd);
+        }
     }
 }
 
@@ -427,4 +466,65 @@ enum bt_err bt_keys_revoke(struct bt_keys *k, const char *id, struct bt_key_rec 
     if (!err) after_write(k);
     uv_mutex_unlock(&k->store_lock);
     return err;
+}
+
+/* ---- owners ---- */
+
+enum bt_err bt_keys_owner_put(struct bt_keys *k, struct bt_owner_rec *o, char *why, size_t whycap)
+{
+    uv_mutex_lock(&k->store_lock);
+    struct bt_owner_rec old;
+    enum bt_err err = k->store->ops->owner_get(k->store, o->kind, o->name, &old);
+    o->updated_at = now_s();
+    o->created_at = err ? o->updated_at : old.created_at;
+    if (!err) free(old.name);
+    err = err == BT_ENOTFOUND || !err ? k->store->ops->owner_put(k->store, o) : err;
+    if (err) snprintf(why, whycap, "%s", k->store->errmsg);
+    else after_write(k);
+    uv_mutex_unlock(&k->store_lock);
+    return err;
+}
+
+enum bt_err bt_keys_owner_get(struct bt_keys *k, enum bt_owner_kind kind, const char *name,
+                              struct bt_owner_rec *out, char *why, size_t whycap)
+{
+    uv_mutex_lock(&k->store_lock);
+    enum bt_err err = k->store->ops->owner_get(k->store, kind, name, out);
+    if (err) snprintf(why, whycap, "%s", k->store->errmsg);
+    uv_mutex_unlock(&k->store_lock);
+    return err;
+}
+
+enum bt_err bt_keys_owner_delete(struct bt_keys *k, enum bt_owner_kind kind, const char *name,
+                                 char *why, size_t whycap)
+{
+    uv_mutex_lock(&k->store_lock);
+    enum bt_err err = k->store->ops->owner_delete(k->store, kind, name);
+    if (err) snprintf(why, whycap, "%s", k->store->errmsg);
+    else after_write(k);
+    uv_mutex_unlock(&k->store_lock);
+    return err;
+}
+
+enum bt_err bt_keys_owner_list(struct bt_keys *k, struct bt_owner_list *out, char *why,
+                               size_t whycap)
+{
+    uv_mutex_lock(&k->store_lock);
+    enum bt_err err = k->store->ops->owner_list(k->store, out);
+    if (err) snprintf(why, whycap, "%s", k->store->errmsg);
+    uv_mutex_unlock(&k->store_lock);
+    return err;
+}
+
+int64_t bt_keys_owner_spent(struct bt_keys *k, enum bt_owner_kind kind, const char *name)
+{
+    char id[BT_KEY_MAX_NAME + 8];
+    bt_owner_spend_id(kind, name, id, sizeof(id));
+    uv_mutex_lock(&k->store_lock);
+    struct live_slot *sl = k->caplives ? live_find(k->lives, k->caplives, id) : NULL;
+    int64_t v = sl && sl->live ? atomic_load(&sl->live->spent_pusd) +
+                                     atomic_load(&sl->live->pending_pusd)
+                               : 0;
+    uv_mutex_unlock(&k->store_lock);
+    return v;
 }

@@ -65,6 +65,15 @@ static const char *const migrations[] = {
     " cost_pusd INTEGER NOT NULL,"
     " requests INTEGER NOT NULL,"
     " PRIMARY KEY (key_id, day)) WITHOUT ROWID",
+    /* 3: teams and users with budgets of their own (their spend is in
+     * spend_daily under 'team:NAME' and 'user:NAME') */
+    "CREATE TABLE owners ("
+    " kind TEXT NOT NULL,"          /* 'team' or 'user' */
+    " name TEXT NOT NULL,"
+    " budget_micro_usd INTEGER,"
+    " budget_period TEXT,"
+    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+    " PRIMARY KEY (kind, name))",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -450,13 +459,20 @@ static enum bt_err sq_usage_append(struct bt_store *s, const struct bt_usage_rec
             err = fail(q, "writing the ledger");
             goto out;
         }
-        sqlite3_reset(day);
-        sqlite3_bind_text(day, 1, r->key_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(day, 2, r->ts_ms / DAY_MS);
-        sqlite3_bind_int64(day, 3, r->cost_pusd);
-        if (sqlite3_step(day) != SQLITE_DONE) {
-            err = fail(q, "writing the daily spend");
-            goto out;
+        char team[BT_KEY_MAX_NAME + 8], user[BT_KEY_MAX_NAME + 8];
+        bt_owner_spend_id(BT_OWNER_TEAM, r->team, team, sizeof(team));
+        bt_owner_spend_id(BT_OWNER_USER, r->user, user, sizeof(user));
+        const char *ids[3] = {r->key_id, r->team[0] ? team : NULL, r->user[0] ? user : NULL};
+        for (int i = 0; i < 3; i++) {
+            if (!ids[i]) continue;
+            sqlite3_reset(day);
+            sqlite3_bind_text(day, 1, ids[i], -1, SQLITE_STATIC);
+            sqlite3_bind_int64(day, 2, r->ts_ms / DAY_MS);
+            sqlite3_bind_int64(day, 3, r->cost_pusd);
+            if (sqlite3_step(day) != SQLITE_DONE) {
+                err = fail(q, "writing the daily spend");
+                goto out;
+            }
         }
     }
     err = exec_sql(q, "COMMIT");
@@ -594,6 +610,107 @@ static enum bt_err sq_usage_report(struct bt_store *s, const struct bt_usage_que
     return err;
 }
 
+/* ---- owners: teams and users ---- */
+
+static enum bt_err sq_owner_put(struct bt_store *s, const struct bt_owner_rec *o)
+{
+    struct sq *q = (struct sq *)s;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db,
+                           "INSERT INTO owners (kind, name, budget_micro_usd, budget_period, "
+                           "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+                           "ON CONFLICT (kind, name) DO UPDATE SET budget_micro_usd = ?3, "
+                           "budget_period = ?4, updated_at = ?6",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(q, "writing an owner");
+    sqlite3_bind_text(st, 1, bt_owner_kind_name(o->kind), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, o->name, -1, SQLITE_TRANSIENT);
+    bind_i64(st, 3, o->budget_micro_usd, -1);
+    bind_text(st, 4, bt_budget_period_name(o->budget_period));
+    sqlite3_bind_int64(st, 5, o->created_at);
+    sqlite3_bind_int64(st, 6, o->updated_at);
+    enum bt_err err = sqlite3_step(st) == SQLITE_DONE ? BT_OK : fail(q, "writing an owner");
+    sqlite3_finalize(st);
+    return err;
+}
+
+static bool owner_row(sqlite3_stmt *st, void *item)
+{
+    struct bt_owner_rec *o = item;
+    const unsigned char *kind = sqlite3_column_text(st, 0), *name = sqlite3_column_text(st, 1);
+    o->kind = kind && strcmp((const char *)kind, "user") == 0 ? BT_OWNER_USER : BT_OWNER_TEAM;
+    o->name = strdup(name ? (const char *)name : "");
+    if (!o->name) return false; /* left out: the owner then has no budget until the next read */
+    o->budget_micro_usd = col_i64(st, 2, -1);
+    o->budget_period = BT_PERIOD_NONE;
+    const unsigned char *per = sqlite3_column_text(st, 3);
+    if (per) bt_budget_period_parse((const char *)per, strlen((const char *)per), &o->budget_period);
+    o->created_at = col_i64(st, 4, 0);
+    o->updated_at = col_i64(st, 5, 0);
+    return true;
+}
+
+#define OWNER_COLUMNS "kind, name, budget_micro_usd, budget_period, created_at, updated_at"
+
+static enum bt_err sq_owner_list(struct bt_store *s, struct bt_owner_list *out)
+{
+    struct sq *q = (struct sq *)s;
+    out->items = NULL;
+    out->n = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db, "SELECT " OWNER_COLUMNS " FROM owners ORDER BY kind, name", -1,
+                           &st, NULL) != SQLITE_OK)
+        return fail(q, "listing owners");
+    void *items = NULL;
+    enum bt_err err = read_rows(q, st, &items, &out->n, sizeof(*out->items), owner_row,
+                                "listing owners");
+    out->items = items;
+    return err;
+}
+
+static enum bt_err sq_owner_get(struct bt_store *s, enum bt_owner_kind kind, const char *name,
+                                struct bt_owner_rec *out)
+{
+    struct sq *q = (struct sq *)s;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db,
+                           "SELECT " OWNER_COLUMNS " FROM owners WHERE kind = ?1 AND name = ?2",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(q, "reading an owner");
+    sqlite3_bind_text(st, 1, bt_owner_kind_name(kind), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+    enum bt_err err;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        err = owner_row(st, out) ? BT_OK : BT_ENOMEM;
+    } else if (rc == SQLITE_DONE) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "no %s %s", bt_owner_kind_name(kind), name);
+        err = BT_ENOTFOUND;
+    } else {
+        err = fail(q, "reading an owner");
+    }
+    sqlite3_finalize(st);
+    return err;
+}
+
+static enum bt_err sq_owner_delete(struct bt_store *s, enum bt_owner_kind kind, const char *name)
+{
+    struct sq *q = (struct sq *)s;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db, "DELETE FROM owners WHERE kind = ?1 AND name = ?2", -1, &st,
+                           NULL) != SQLITE_OK)
+        return fail(q, "deleting an owner");
+    sqlite3_bind_text(st, 1, bt_owner_kind_name(kind), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+    enum bt_err err = sqlite3_step(st) == SQLITE_DONE ? BT_OK : fail(q, "deleting an owner");
+    if (!err && sqlite3_changes(q->db) == 0) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "no %s %s", bt_owner_kind_name(kind), name);
+        err = BT_ENOTFOUND;
+    }
+    sqlite3_finalize(st);
+    return err;
+}
+
 static void sq_close(struct bt_store *s)
 {
     struct sq *q = (struct sq *)s;
@@ -611,6 +728,10 @@ static const struct bt_store_ops sqlite_ops = {
     .usage_append = sq_usage_append,
     .spend = sq_spend,
     .usage_report = sq_usage_report,
+    .owner_put = sq_owner_put,
+    .owner_get = sq_owner_get,
+    .owner_delete = sq_owner_delete,
+    .owner_list = sq_owner_list,
     .close = sq_close,
 };
 

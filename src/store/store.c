@@ -1,4 +1,5 @@
 /* What every backend shares: key records' lifetime and the budget period names. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +16,26 @@ void bt_key_rec_init(struct bt_key_rec *k)
 {
     memset(k, 0, sizeof(*k));
     k->rpm = k->tpm = k->concurrency = k->budget_micro_usd = -1;
+    k->team_budget_micro_usd = k->user_budget_micro_usd = -1;
+}
+
+const char *bt_owner_kind_name(enum bt_owner_kind k)
+{
+    return k == BT_OWNER_USER ? "user" : "team";
+}
+
+void bt_owner_spend_id(enum bt_owner_kind k, const char *name, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s:%s", bt_owner_kind_name(k), name);
+}
+
+void bt_owner_list_free(struct bt_owner_list *l)
+{
+    if (!l) return;
+    for (size_t i = 0; i < l->n; i++) free(l->items[i].name);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
 }
 
 void bt_key_rec_free(struct bt_key_rec *k)

@@ -52,13 +52,43 @@ struct bt_key_rec {
     int64_t revoked_at;                    /* unix seconds, 0 = active */
     struct bt_key_live *live;              /* in a key table: the key's counters (owned by
                                               the key service, shared by workers); else NULL */
+    /* In a key table: the budgets and counters of the key's team and user
+     * (owners, /admin/teams and /admin/users), borrowed like `live`; NULL
+     * counters when the key has no team / user; budgets -1 when none. */
+    struct bt_key_live *team_live, *user_live;
+    int64_t team_budget_micro_usd, user_budget_micro_usd;
+    enum bt_budget_period team_period, user_period;
 };
+
+/* A team or a user with a budget of its own. */
+enum bt_owner_kind { BT_OWNER_TEAM = 0, BT_OWNER_USER };
+
+struct bt_owner_rec {
+    enum bt_owner_kind kind;
+    char *name;                            /* malloc'd, owned */
+    int64_t budget_micro_usd;              /* -1 unset */
+    enum bt_budget_period budget_period;   /* NONE when no budget */
+    int64_t created_at, updated_at;        /* unix seconds */
+};
+
+struct bt_owner_list {
+    struct bt_owner_rec *items;            /* each freed with bt_owner_list_free */
+    size_t n;
+};
+
+/* "team" or "user". */
+const char *bt_owner_kind_name(enum bt_owner_kind k);
+/* The counters' id of an owner ("team:NAME", "user:NAME"): the key_id its spend
+ * is summed under in the store's daily spend, into buf (cap >= BT_KEY_MAX_NAME + 6). */
+void bt_owner_spend_id(enum bt_owner_kind k, const char *name, char *buf, size_t cap);
+void bt_owner_list_free(struct bt_owner_list *l);
 
 /* One line of the usage ledger: what one /v1 request used and cost. Strings
  * point into the same allocation as the record (bt_usage_rec_new), so a record
  * is one malloc and one free. Empty strings for what is unknown. */
 struct bt_usage_rec {
     struct bt_usage_rec *next;      /* the ledger's queue */
+    struct bt_key_live *team_live, *user_live; /* charged like `live` (below), or NULL */
     int64_t ts_ms;                  /* when the request ended, unix milliseconds */
     const char *request_id;
     const char *key_id;             /* a virtual key's id, or "master" */
@@ -81,9 +111,10 @@ struct bt_usage_rec *bt_usage_rec_new(const char *request_id, const char *key_id
                                       const char *user, const char *team, struct bt_str model,
                                       struct bt_str provider, struct bt_str provider_model);
 
-/* Spend of one key in the current day, week and month (UTC), pico-USD. */
+/* Spend of one key (or owner: bt_owner_spend_id) in the current day, week and
+ * month (UTC), pico-USD. */
 struct bt_spend {
-    char key_id[BT_KEY_ID_LEN + 1];
+    char key_id[BT_KEY_MAX_NAME + 8];
     int64_t day_pusd, week_pusd, month_pusd;
 };
 
@@ -147,11 +178,20 @@ struct bt_store_ops {
      * changed the data since the previous call; the first call says true. */
     enum bt_err (*changed)(struct bt_store *s, bool *changed);
     /* Appends the records of the list `recs` (borrowed) to the ledger in one
-     * transaction, and adds their cost to the keys' daily spend. */
+     * transaction, and adds their cost to the daily spend of their key, team
+     * and user (bt_owner_spend_id). */
     enum bt_err (*usage_append)(struct bt_store *s, const struct bt_usage_rec *recs);
     /* Each key's spend since the starts of the day, week and month of
      * `now_ms` (keys that spent nothing in the month are left out). */
     enum bt_err (*spend)(struct bt_store *s, int64_t now_ms, struct bt_spend_list *out);
+    /* Creates or changes the owner (kind, name): its budget and period. */
+    enum bt_err (*owner_put)(struct bt_store *s, const struct bt_owner_rec *o);
+    /* BT_ENOTFOUND when there is none. */
+    enum bt_err (*owner_get)(struct bt_store *s, enum bt_owner_kind kind, const char *name,
+                             struct bt_owner_rec *out);
+    enum bt_err (*owner_delete)(struct bt_store *s, enum bt_owner_kind kind, const char *name);
+    /* Every owner of both kinds, by kind then name. */
+    enum bt_err (*owner_list)(struct bt_store *s, struct bt_owner_list *out);
     /* The ledger summed per group, filtered; ordered by group. */
     enum bt_err (*usage_report)(struct bt_store *s, const struct bt_usage_query *q,
                                 struct bt_usage_rows *out);

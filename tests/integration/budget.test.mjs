@@ -279,4 +279,59 @@ test('tpm: the prompt and max_tokens are taken at admit, corrected to the usage 
     await b.stop();
 }, { timeout: 30000 });
 
+test('/admin/teams and /admin/users: a budget shared by the keys of a team or a user', async () => {
+    const db = dbPath('owners');
+    const b = await startBaton(cfg(db));
+    const put = (path, body) => fetch(`${b.base}${path}`, {
+        method: 'PUT', headers: { ...M, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+        .then(async (r) => ({ status: r.status, json: await r.json() }));
+    const t = await put('/admin/teams/red%20team', { budget_usd: 0.00004, budget_period: 'week' });
+    eq(t.status, 200, JSON.stringify(t.json));
+    eq(t.json.object, 'team'); eq(t.json.name, 'red team'); eq(t.json.budget_usd, 0.00004);
+    eq(t.json.budget_period, 'week'); eq(t.json.spent_usd, '0');
+    const k1 = await createKey(b.base, { team: 'red team' });
+    const k2 = await createKey(b.base, { team: 'red team', user: 'cy' });
+    const other = await createKey(b.base, { team: 'blue' });
+    // the two keys spend one budget between them
+    let spent = 0n, refused = null;
+    for (let i = 0; i < 20 && !refused; i++) {
+        try {
+            const r = await ask(b.base, (i % 2 ? k2 : k1).key);
+            spent += pusd(r.response.headers.get('x-baton-cost-usd'));
+        } catch (e) { refused = e; }
+    }
+    assert(refused, 'refused once the team spent its budget');
+    eq(refused.status, 429); eq(refused.code, 'insufficient_quota');
+    assert(/The team 'red team' of this API key has used its budget of 0\.00004 USD for the week/.test(refused.message), refused.message);
+    assert(spent >= pusd('0.00004'), `spent ${spent}`);
+    await ask(b.base, other.key); // another team is not held
+    const list = await get(`${b.base}/admin/teams`, { headers: M });
+    eq(list.json.data.length, 1); eq(pusd(list.json.data[0].spent_usd), spent, 'spent_usd');
+    // a user's budget: cy is refused once the user's own budget is spent (the team's raised)
+    eq((await put('/admin/teams/red%20team', { budget_usd: 100 })).json.budget_period, 'week', 'PUT keeps what it does not give');
+    const u = await put('/admin/users/cy', { budget_usd: 0 });
+    eq(u.json.object, 'user'); eq(u.json.budget_period, 'month');
+    const e = await ask(b.base, k2.key).then(() => null, (x) => x);
+    assert(e && /The user 'cy'/.test(e.message), e && e.message);
+    await ask(b.base, k1.key); // k1 has no user: it passes
+    // refusals: fields other than the budget's, bad names, unknown owners, methods
+    const bad = await put('/admin/teams/x', { rpm: 3 });
+    eq(bad.status, 400); eq(bad.json.error.code, 'invalid_owner_field');
+    eq((await put('/admin/teams/x', { budget_usd: -1 })).status, 400);
+    eq((await put('/admin/teams/a%0Ab', { budget_usd: 1 })).status, 400, 'a control character');
+    eq((await get(`${b.base}/admin/users/nobody`, { headers: M })).status, 404);
+    eq((await post(`${b.base}/admin/teams`, {}, { headers: M })).status, 405);
+    eq((await get(`${b.base}/admin/teams`, { headers: { authorization: `Bearer ${k1.key}` } })).status, 403);
+    // DELETE removes the budget: cy passes again; restart keeps the team's
+    const d = await fetch(`${b.base}/admin/users/cy`, { method: 'DELETE', headers: M });
+    eq(d.status, 200);
+    await ask(b.base, k2.key);
+    await b.stop();
+    const b2 = await startBaton(cfg(db));
+    const again = await get(`${b2.base}/admin/teams/red%20team`, { headers: M });
+    eq(again.json.budget_usd, 100);
+    assert(pusd(again.json.spent_usd) > spent, `the team's spend after a restart: ${again.json.spent_usd}`);
+    await b2.stop();
+}, { timeout: 30000 });
+
 await run();

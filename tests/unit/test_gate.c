@@ -120,6 +120,22 @@ TEST(budget_admit)
     k.budget_micro_usd = -1;
     atomic_store(&live.spent_pusd, INT64_MAX / 2);
     CHECK(bt_gate_admit(c, &caller, &r, &status, &code, &why));
+    /* the team's budget holds the key too, named in the message and the warning */
+    struct bt_key_live team;
+    memset(&team, 0, sizeof(team));
+    char tname[] = "red";
+    k.team = tname;
+    k.team_live = &team;
+    k.team_budget_micro_usd = 1000000;
+    k.team_period = BT_PERIOD_DAY;
+    atomic_store(&team.spent_pusd, 900000000000);
+    CHECK(bt_gate_admit(c, &caller, &r, &status, &code, &why));
+    CHECK_STR(caller.budget_warning, "team: 90% of 1 USD day budget used");
+    atomic_store(&team.pending_pusd, 100000000000);
+    CHECK(!bt_gate_admit(c, &caller, &r, &status, &code, &why));
+    CHECK_STR(code, "insufficient_quota");
+    CHECK(strstr(why, "The team 'red' of this API key has used its budget of 1 USD for the day"));
+    k.team = NULL; /* not the record's to free */
     bt_config_unref(c);
 }
 

@@ -359,15 +359,17 @@ TEST(ledger_append_spend_report)
     for (struct bt_usage_rec *r = a, *n; r; r = n) n = r->next, free(r);
     struct bt_spend_list sl;
     REQUIRE(s->ops->spend(s, now, &sl) == BT_OK);
-    CHECK_INT(sl.n, 2);
+    CHECK_INT(sl.n, 4); /* key_a, master, and key_a's team and user */
     for (size_t i = 0; i < sl.n; i++) {
-        if (strcmp(sl.items[i].key_id, "key_a") == 0) {
+        if (strcmp(sl.items[i].key_id, "master") == 0) {
+            CHECK_INT(sl.items[i].day_pusd, 5);
+        } else {
+            CHECK(strcmp(sl.items[i].key_id, "key_a") == 0 ||
+                  strcmp(sl.items[i].key_id, "team:red") == 0 ||
+                  strcmp(sl.items[i].key_id, "user:ann") == 0);
             CHECK_INT(sl.items[i].day_pusd, 7);
             CHECK_INT(sl.items[i].week_pusd, 18);
             CHECK_INT(sl.items[i].month_pusd, 31); /* November's 1000 is another month */
-        } else {
-            CHECK_STR(sl.items[i].key_id, "master");
-            CHECK_INT(sl.items[i].day_pusd, 5);
         }
     }
     free(sl.items);
@@ -394,6 +396,33 @@ TEST(ledger_append_spend_report)
     REQUIRE(s->ops->usage_report(s, &q, &ur) == BT_OK);
     CHECK_INT(ur.n, 0);
     free(ur.items);
+    /* owners: put, get, list, replace, delete */
+    struct bt_owner_rec o = {.kind = BT_OWNER_TEAM, .name = "red", .budget_micro_usd = 5000000,
+                             .budget_period = BT_PERIOD_WEEK, .created_at = 1, .updated_at = 1};
+    CHECK(s->ops->owner_put(s, &o) == BT_OK);
+    o.kind = BT_OWNER_USER;
+    o.name = "ann";
+    o.budget_micro_usd = -1;
+    o.budget_period = BT_PERIOD_NONE;
+    CHECK(s->ops->owner_put(s, &o) == BT_OK);
+    struct bt_owner_rec g;
+    REQUIRE(s->ops->owner_get(s, BT_OWNER_TEAM, "red", &g) == BT_OK);
+    CHECK_INT(g.budget_micro_usd, 5000000);
+    CHECK(g.budget_period == BT_PERIOD_WEEK);
+    free(g.name);
+    CHECK(s->ops->owner_get(s, BT_OWNER_USER, "red", &g) == BT_ENOTFOUND);
+    o = (struct bt_owner_rec){.kind = BT_OWNER_TEAM, .name = "red", .budget_micro_usd = 7,
+                              .budget_period = BT_PERIOD_DAY, .created_at = 9, .updated_at = 2};
+    CHECK(s->ops->owner_put(s, &o) == BT_OK); /* replaces; created_at kept */
+    struct bt_owner_list ol;
+    REQUIRE(s->ops->owner_list(s, &ol) == BT_OK);
+    REQUIRE(ol.n == 2);
+    CHECK(ol.items[0].kind == BT_OWNER_TEAM && ol.items[0].budget_micro_usd == 7);
+    CHECK_INT(ol.items[0].created_at, 1);
+    CHECK(ol.items[1].kind == BT_OWNER_USER && ol.items[1].budget_micro_usd == -1);
+    bt_owner_list_free(&ol);
+    CHECK(s->ops->owner_delete(s, BT_OWNER_TEAM, "red") == BT_OK);
+    CHECK(s->ops->owner_delete(s, BT_OWNER_TEAM, "red") == BT_ENOTFOUND);
     bt_store_close(s);
     cleanup();
 }
