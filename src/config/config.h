@@ -301,8 +301,8 @@ struct bt_config {
         char *file;             /* operational log path, NULL = stderr */
     } log;
     struct {
-        /* store.sqlite: the SQLite file of keys (and later budgets and the
-         * ledger), relative paths taken from the config file's directory;
+        /* store.sqlite: the SQLite file of keys, budgets and the usage
+         * ledger; relative paths taken from the config file's directory;
          * default baton.db beside the config file. Read at start. */
         char *sqlite;
         uint64_t ledger_interval_ms; /* store.ledger_interval: the longest a usage record

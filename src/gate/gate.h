@@ -3,8 +3,9 @@
  * (before the body is decoded, so an unknown caller learns nothing about request
  * validation): the master key, or a virtual key found by its SHA-256 in the
  * worker's key table (store/keys.h; no store access on this path).
- * bt_gate_admit judges the decoded request: a virtual key's model rights
- * (limits and budgets will go there too). See docs/governance.md. */
+ * bt_gate_admit judges the decoded request: a virtual key's model rights, its
+ * budgets (its own, its team's, its user's) and its rpm, tpm and concurrency.
+ * See docs/governance.md. */
 #ifndef BT_GATE_GATE_H
 #define BT_GATE_GATE_H
 

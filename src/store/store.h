@@ -1,5 +1,5 @@
 /* The store: where baton keeps what must survive a restart and be shared by
- * every instance (virtual keys today; budgets and the usage ledger next). One
+ * every instance (virtual keys, team and user budgets, the usage ledger). One
  * interface, `struct bt_store`, with one backend per engine: SQLite (sqlite.c,
  * the embedded default) now, PostgreSQL and Redis later behind the same
  * operations. A store handle is used by one thread at a time (the caller
@@ -43,7 +43,7 @@ struct bt_key_rec {
     char *team;                            /* owner team, NULL when unset */
     char **models;                         /* public model names it may use; NULL = all */
     size_t nmodels;
-    int64_t rpm, tpm, concurrency;         /* limits, -1 unset (stored; not enforced yet) */
+    int64_t rpm, tpm, concurrency;         /* limits per process, -1 unset */
     int64_t budget_micro_usd;              /* budget in millionths of a US dollar, -1 unset */
     enum bt_budget_period budget_period;   /* NONE when no budget */
     int64_t expires_at;                    /* unix seconds, 0 = never */
