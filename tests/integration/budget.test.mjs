@@ -7,8 +7,9 @@
 // instances on one store.
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { startFake, cannedChunks } from '../fake/fake_provider.mjs';
 import {
-    test, run, setup, assert, eq, startBaton, post, get, client, tmpDir, waitFor, sleep, runBaton, SLOW,
+    test, run, setup, assert, eq, startBaton, post, get, client, tmpDir, waitFor, sleep, runBaton, freePort, SLOW,
 } from './lib.mjs';
 
 const MK = 'sk-master-budget-test';
@@ -332,6 +333,44 @@ test('/admin/teams and /admin/users: a budget shared by the keys of a team or a 
     eq(again.json.budget_usd, 100);
     assert(pusd(again.json.spent_usd) > spent, `the team's spend after a restart: ${again.json.spent_usd}`);
     await b2.stop();
+}, { timeout: 30000 });
+
+test('a stream is charged before its end marker reaches the client (the provider holding the connection after it)', async () => {
+    const fake = await startFake(await freePort());
+    // usage 9 + 4 tokens at 1000 USD per million: 0.013 USD, over a 0.01 budget
+    fake.handle((req, res, h) => h.sse(cannedChunks('held', { usage: true }), { gapMs: 1, hold: true }));
+    const db = dbPath('held');
+    const b = await startBaton(`
+auth: {master_key: "${MK}"}
+store: {sqlite: "${db}"}
+providers:
+  fake: {type: openai, base_url: "${fake.url}", api_key: "sk-held-fake"}
+models:
+  held: {provider: fake, price: {input: 1000, output: 1000}}
+`);
+    const k = await createKey(b.base, { budget_usd: 0.01 });
+    const ac = new AbortController();
+    const r = await fetch(`${b.base}/v1/chat/completions`, {
+        method: 'POST', signal: ac.signal,
+        headers: { authorization: `Bearer ${k.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'held', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    eq(r.status, 200);
+    const reader = r.body.getReader();
+    let text = '';
+    while (!text.includes('data: [DONE]')) {
+        const { value, done } = await reader.read();
+        assert(!done, 'the stream ended before [DONE]');
+        text += new TextDecoder().decode(value);
+    }
+    // the upstream is still open: the stream has not ended, yet the cost is charged
+    const next = await post(`${b.base}/v1/chat/completions`, { model: 'held', messages: [{ role: 'user', content: 'hi' }] },
+        { headers: { authorization: `Bearer ${k.key}` } });
+    eq(next.status, 429, next.text);
+    eq(next.json.error.code, 'insufficient_quota');
+    ac.abort();
+    await b.stop();
+    await fake.stop();
 }, { timeout: 30000 });
 
 await run();
