@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "config/config.h"
+#include "core/arena.h"
 #include "core/buf.h"
 
 /* "YYYY-MM-DD" as unix ms of that UTC midnight; false when not a real date. */
@@ -62,6 +63,39 @@ enum bt_err bt_usage_query_set(struct bt_usage_query *q, const char *name, const
         return BT_EINVAL;
     }
     *slot = value;
+    return BT_OK;
+}
+
+enum bt_err bt_usage_query_parse(struct bt_str query, struct bt_arena *a, struct bt_usage_query *q,
+                                 char *why, size_t whycap)
+{
+    *q = (struct bt_usage_query){0};
+    struct bt_str rest = query;
+    while (rest.len) {
+        const char *amp = memchr(rest.p, '&', rest.len);
+        struct bt_str pair = {rest.p, amp ? (size_t)(amp - rest.p) : rest.len};
+        rest = amp ? (struct bt_str){amp + 1, rest.len - pair.len - 1} : BT_STR_NULL;
+        if (!pair.len) continue;
+        const char *eq = memchr(pair.p, '=', pair.len);
+        struct bt_str name = {pair.p, eq ? (size_t)(eq - pair.p) : pair.len};
+        struct bt_str raw = eq ? (struct bt_str){eq + 1, pair.len - name.len - 1} : BT_STR("");
+        struct bt_buf b;
+        bt_buf_init(&b, 1024);
+        enum bt_err err = bt_buf_append_pct_decoded(&b, raw);
+        if (!err) err = bt_buf_cstr(&b);
+        struct bt_str value = err ? BT_STR_NULL : bt_arena_strdup(a, bt_buf_str(&b));
+        bt_buf_free(&b);
+        char nm[48];
+        size_t nl = name.len < 40 ? name.len : 40;
+        for (size_t i = 0; i < nl; i++) /* shown in a message: printable only */
+            nm[i] = (unsigned char)name.p[i] < 0x20 || name.p[i] == 0x7f ? '?' : name.p[i];
+        nm[nl] = 0;
+        if (!value.p || memchr(value.p, 0, value.len)) {
+            snprintf(why, whycap, "The value of '%s' is not a valid URL-encoded string.", nm);
+            return BT_EINVAL;
+        }
+        if ((err = bt_usage_query_set(q, nm, value.p, why, whycap))) return err;
+    }
     return BT_OK;
 }
 

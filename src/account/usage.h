@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "core/arena.h"
 #include "json/json.h"
 #include "store/store.h"
 
@@ -17,6 +18,13 @@
  * for an unknown name or a bad value. */
 enum bt_err bt_usage_query_set(struct bt_usage_query *q, const char *name, const char *value,
                                char *why, size_t whycap);
+
+/* Parses a URL query string (`key=...&group=day`, values percent-decoded into
+ * `a`) into *q with bt_usage_query_set for each parameter. BT_EINVAL with the
+ * message in why for a broken escape, a control character, an unknown name or
+ * a bad value. */
+enum bt_err bt_usage_query_parse(struct bt_str query, struct bt_arena *a, struct bt_usage_query *q,
+                                 char *why, size_t whycap);
 
 /* Writes rows as {"object":"list","group":G|null,"data":[{G: value, "requests",
  * "input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens",

@@ -172,33 +172,9 @@ void bt_api_admin_usage(struct bt_http_req *req, struct bt_worker *w, const stru
     }
     struct bt_usage_query q = {0};
     char why[400] = "";
-    struct bt_str rest = req->query;
-    while (rest.len) {
-        const char *amp = memchr(rest.p, '&', rest.len);
-        struct bt_str pair = {rest.p, amp ? (size_t)(amp - rest.p) : rest.len};
-        rest = amp ? (struct bt_str){amp + 1, rest.len - pair.len - 1} : BT_STR_NULL;
-        if (!pair.len) continue;
-        const char *eq = memchr(pair.p, '=', pair.len);
-        struct bt_str name = {pair.p, eq ? (size_t)(eq - pair.p) : pair.len};
-        struct bt_str raw = eq ? (struct bt_str){eq + 1, pair.len - name.len - 1} : BT_STR("");
-        struct bt_buf b;
-        bt_buf_init(&b, 1024);
-        enum bt_err err = bt_buf_append_pct_decoded(&b, raw);
-        if (!err) err = bt_buf_cstr(&b);
-        struct bt_str value = err ? BT_STR_NULL : bt_arena_strdup(req->arena, bt_buf_str(&b));
-        bt_buf_free(&b);
-        char nm[48];
-        snprintf(nm, sizeof(nm), "%.*s", (int)(name.len < 40 ? name.len : 40), name.p);
-        if (!value.p) {
-            snprintf(why, sizeof(why), "The value of '%s' is not a valid URL-encoded string.", nm);
-            err = BT_EINVAL;
-        } else {
-            err = bt_usage_query_set(&q, nm, value.p, why, sizeof(why));
-        }
-        if (err) {
-            bt_api_fail(req, fe, 400, "invalid_usage_query", NULL, why, BT_STR_NULL);
-            return;
-        }
+    if (bt_usage_query_parse(req->query, req->arena, &q, why, sizeof(why))) {
+        bt_api_fail(req, fe, 400, "invalid_usage_query", NULL, why, BT_STR_NULL);
+        return;
     }
     struct bt_usage_rows rows;
     if (bt_keys_usage(w->keys, &q, &rows, why, sizeof(why))) {
