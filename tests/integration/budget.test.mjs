@@ -368,6 +368,9 @@ models:
         { headers: { authorization: `Bearer ${k.key}` } });
     eq(next.status, 429, next.text);
     eq(next.json.error.code, 'insufficient_quota');
+    eq(next.json.error.type, 'insufficient_quota');
+    eq(next.headers.get('x-should-retry'), 'false', 'SDKs are told not to retry');
+    eq(next.headers.get('retry-after'), null, 'no Retry-After');
     ac.abort();
     await b.stop();
     await fake.stop();
