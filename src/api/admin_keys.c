@@ -208,6 +208,13 @@ static void write_owner(struct bt_jw *w, const struct bt_owner_rec *o, int64_t s
     const char *per = bt_budget_period_name(o->budget_period);
     if (per) bt_jw_cstr(w, per);
     else bt_jw_null(w);
+    const char *lk[3] = {"rpm", "tpm", "concurrency"};
+    int64_t lvals[3] = {o->rpm, o->tpm, o->concurrency};
+    for (int i = 0; i < 3; i++) {
+        bt_jw_key(w, lk[i]);
+        if (lvals[i] < 0) bt_jw_null(w);
+        else bt_jw_int(w, lvals[i]);
+    }
     char sp[BT_DECIMAL_MAX];
     bt_str_decimal(sp, sizeof(sp), spent, 12);
     bt_jw_key(w, "spent_usd"); /* in the current period, as this instance counts it */
@@ -296,20 +303,26 @@ void bt_api_admin_owners(struct bt_http_req *req, struct bt_worker *w, const str
         struct bt_key_patch p;
         struct bt_str body = req->body.len ? req->body : BT_STR("{}");
         err = bt_key_patch_parse(body, (int64_t)time(NULL), &p, why, sizeof(why));
-        if (!err && (p.set & ~(uint32_t)(BT_KF_BUDGET | BT_KF_PERIOD))) {
-            snprintf(why, sizeof(why), "A %s takes only budget_usd and budget_period.", kname);
+        const uint32_t owner_fields =
+            BT_KF_BUDGET | BT_KF_PERIOD | BT_KF_RPM | BT_KF_TPM | BT_KF_CONCURRENCY;
+        if (!err && (p.set & ~owner_fields)) {
+            snprintf(why, sizeof(why),
+                     "A %s takes only budget_usd, budget_period, rpm, tpm and concurrency.", kname);
             err = BT_EINVAL;
         }
         if (!err) {
             struct bt_owner_rec old;
-            o.budget_micro_usd = -1;
+            o.budget_micro_usd = o.rpm = o.tpm = o.concurrency = -1;
             if (!bt_keys_owner_get(w->keys, kind, name, &old, why, sizeof(why))) {
-                o.budget_micro_usd = old.budget_micro_usd;
-                o.budget_period = old.budget_period;
+                o = old;
                 free(old.name);
+                o.name = NULL;
             }
             if (p.set & BT_KF_BUDGET) o.budget_micro_usd = p.v.budget_micro_usd;
             if (p.set & BT_KF_PERIOD) o.budget_period = p.v.budget_period;
+            if (p.set & BT_KF_RPM) o.rpm = p.v.rpm;
+            if (p.set & BT_KF_TPM) o.tpm = p.v.tpm;
+            if (p.set & BT_KF_CONCURRENCY) o.concurrency = p.v.concurrency;
             if (o.budget_micro_usd >= 0 && o.budget_period == BT_PERIOD_NONE)
                 o.budget_period = BT_PERIOD_MONTH;
             o.name = nb.p;

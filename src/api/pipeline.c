@@ -53,7 +53,8 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
             return;
         }
     }
-    if (caller.key && caller.key->tpm > 0) { /* the tokens it may take: counted now */
+    if (caller.key && (caller.key->tpm > 0 || caller.key->owner[BT_OWNER_TEAM].tpm > 0 ||
+                       caller.key->owner[BT_OWNER_USER].tpm > 0)) { /* its tokens, counted now */
         int64_t prompt = bt_cost_count_prompt(r, r->model);
         caller.tokens = (prompt > 0 ? prompt : 0) + (r->max_tokens > 0 ? r->max_tokens : 0);
     }
@@ -66,21 +67,27 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
             bt_api_fail(req, fe, status, code, NULL, why, r->model);
         return;
     }
-    if (caller.held) { /* a concurrency slot, given back when the request is over */
-        req->on_finish = bt_key_release;
-        req->on_finish_ud = caller.key->live;
+    if (caller.held) { /* concurrency slots, given back when the request is over */
+        struct bt_key_slots *slots = bt_arena_alloc(req->arena, sizeof(*slots));
+        if (!slots) {
+            bt_key_release_slots(&caller.slots);
+            bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
+            return;
+        }
+        *slots = caller.slots;
+        req->on_finish = bt_key_release_slots;
+        req->on_finish_ud = slots;
     }
     /* Who pays, copied into the request's arena: the key record may be freed
      * when this worker's table changes while the request runs. */
     struct bt_payer payer = {.key_id = req->caller ? req->caller : "master", .tpm_tokens = -1};
     if (caller.key) {
         payer.live = caller.key->live;
-        payer.team_live = caller.key->team_live;
-        payer.user_live = caller.key->user_live;
-        if (caller.key->tpm > 0) {
-            payer.tpm_tokens = caller.tokens;
-            payer.tpm_minute = caller.tpm_minute;
-        }
+        payer.team_live = caller.key->owner[BT_OWNER_TEAM].live;
+        payer.user_live = caller.key->owner[BT_OWNER_USER].live;
+        payer.tpm_tokens = caller.tokens;
+        payer.tpm_minute = caller.tpm_minute;
+        memcpy(payer.tpm_lives, caller.tpm_lives, sizeof(payer.tpm_lives));
         if (caller.key->user) payer.user = bt_arena_strdup(req->arena, bt_str_c(caller.key->user)).p;
         if (caller.key->team) payer.team = bt_arena_strdup(req->arena, bt_str_c(caller.key->team)).p;
         if (caller.budget_warning[0])

@@ -220,10 +220,12 @@ static void charge(struct bt_exec *ex)
         bt_key_charge(ex->payer.team_live, ex->cost_pusd);
         bt_key_charge(ex->payer.user_live, ex->cost_pusd);
     }
-    if (ex->payer.tpm_tokens >= 0) { /* the estimate taken at admit becomes the usage */
-        int64_t used = ex->usage.present ? ex->usage.prompt_tokens + ex->usage.completion_tokens : 0;
-        bt_key_correct_tokens(ex->payer.live, ex->payer.tpm_minute, used - ex->payer.tpm_tokens);
-    }
+    /* the estimate taken at admit becomes the usage */
+    int64_t used = ex->usage.present ? ex->usage.prompt_tokens + ex->usage.completion_tokens : 0;
+    for (int i = 0; i < 3; i++)
+        if (ex->payer.tpm_lives[i])
+            bt_key_correct_tokens(ex->payer.tpm_lives[i], ex->payer.tpm_minute,
+                                  used - ex->payer.tpm_tokens);
 }
 
 /* The request's usage record for the ledger (written by the key service's
@@ -1388,7 +1390,6 @@ void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config
     ex->r = r;
     ex->plan = *plan;
     if (payer) ex->payer = *payer;
-    else ex->payer.tpm_tokens = -1;
     bt_buf_init(&ex->resp, MAX_REPLY_BYTES);
     bt_buf_init(&ex->out, MAX_SSE_EVENT * 2);
     bt_sse_init(&ex->sse, MAX_SSE_EVENT, on_sse, ex);

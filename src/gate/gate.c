@@ -152,22 +152,79 @@ static bool budget_ok(struct bt_caller *caller, int64_t now_ms)
     if (!one_budget(caller, "This API key", "", logname, k->budget_micro_usd, k->budget_period,
                     k->live, now_ms))
         return false;
-    const struct {
-        const char *kind, *name;
-        int64_t budget;
-        enum bt_budget_period period;
-        struct bt_key_live *live;
-    } owners[2] = {{"team", k->team, k->team_budget_micro_usd, k->team_period, k->team_live},
-                   {"user", k->user, k->user_budget_micro_usd, k->user_period, k->user_live}};
+    const char *names[2] = {k->team, k->user};
     for (int i = 0; i < 2; i++) {
-        if (!owners[i].name) continue;
+        if (!names[i]) continue;
+        const char *kind = bt_owner_kind_name((enum bt_owner_kind)i);
+        const struct bt_owner_limits *o = &k->owner[i];
         char tag[8];
-        snprintf(who, sizeof(who), "The %s '%s' of this API key", owners[i].kind, owners[i].name);
-        snprintf(logname, sizeof(logname), "%s %s", owners[i].kind, owners[i].name);
-        snprintf(tag, sizeof(tag), "%s: ", owners[i].kind);
-        if (!one_budget(caller, who, tag, logname, owners[i].budget, owners[i].period,
-                        owners[i].live, now_ms))
+        snprintf(who, sizeof(who), "The %s '%s' of this API key", kind, names[i]);
+        snprintf(logname, sizeof(logname), "%s %s", kind, names[i]);
+        snprintf(tag, sizeof(tag), "%s: ", kind);
+        if (!one_budget(caller, who, tag, logname, o->budget_micro_usd, o->period, o->live,
+                        now_ms))
             return false;
+    }
+    return true;
+}
+
+/* Gives back what admit took before a refusal: slots and tokens. */
+static void untake(struct bt_caller *caller)
+{
+    bt_key_release_slots(&caller->slots);
+    for (int i = 0; i < 3; i++)
+        if (caller->tpm_lives[i])
+            bt_key_correct_tokens(caller->tpm_lives[i], caller->tpm_minute, -caller->tokens);
+    memset(&caller->slots, 0, sizeof(caller->slots));
+    memset(caller->tpm_lives, 0, sizeof(caller->tpm_lives));
+    caller->held = false;
+}
+
+/* The key's rpm, concurrency and tpm, then its team's and its user's: false
+ * (everything taken given back) with the message in caller->budget_msg. */
+static bool limits_ok(struct bt_caller *caller, int64_t now)
+{
+    const struct bt_key_rec *k = caller->key;
+    struct level {
+        struct bt_key_live *live;
+        int64_t rpm, tpm, concurrency;
+        const char *kind, *name;
+    } lv[3] = {{k->live, k->rpm, k->tpm, k->concurrency, NULL, NULL}};
+    const char *names[2] = {k->team, k->user};
+    for (int i = 0; i < 2; i++) {
+        const struct bt_owner_limits *o = &k->owner[i];
+        lv[i + 1] = (struct level){names[i] ? o->live : NULL, o->rpm, o->tpm, o->concurrency,
+                                   bt_owner_kind_name((enum bt_owner_kind)i), names[i]};
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!lv[i].live) continue;
+        const char *which = NULL;
+        bool held = false;
+        if (bt_live_take(lv[i].live, lv[i].rpm, lv[i].concurrency, now, &held, &which,
+                         &caller->retry_after)) {
+            if (held) caller->slots.live[i] = lv[i].live, caller->held = true;
+            if (bt_live_take_tokens(lv[i].live, lv[i].tpm, now, caller->tokens,
+                                    &caller->tpm_minute, &caller->retry_after)) {
+                if (lv[i].tpm > 0) caller->tpm_lives[i] = lv[i].live;
+                continue;
+            }
+            which = "tpm";
+        }
+        char who[BT_KEY_MAX_NAME + 48];
+        if (lv[i].kind) snprintf(who, sizeof(who), "The %s '%s' of this API key", lv[i].kind, lv[i].name);
+        else snprintf(who, sizeof(who), "This API key");
+        const char *what =
+            strcmp(which, "rpm") == 0
+                ? "is over its requests per minute (rpm); retry after the time in Retry-After."
+            : strcmp(which, "tpm") == 0
+                ? "is over its tokens per minute (tpm): the tokens of this minute's requests "
+                  "and this one's estimate (its prompt and max_tokens) would pass it; retry "
+                  "after the time in Retry-After."
+                : "has as many requests in flight as its concurrency limit allows; retry when "
+                  "one has finished.";
+        snprintf(caller->budget_msg, sizeof(caller->budget_msg), "%s %s", who, what);
+        untake(caller);
+        return false;
     }
     return true;
 }
@@ -178,6 +235,8 @@ bool bt_gate_admit(const struct bt_config *cfg, struct bt_caller *caller,
     (void)cfg;
     caller->held = false;
     caller->budget_warning[0] = 0;
+    memset(&caller->slots, 0, sizeof(caller->slots));
+    memset(caller->tpm_lives, 0, sizeof(caller->tpm_lives));
     if (caller->master) return true;
     if (caller->key) {
         if (!bt_key_allows_model(caller->key, r->model)) {
@@ -195,28 +254,10 @@ bool bt_gate_admit(const struct bt_config *cfg, struct bt_caller *caller,
             caller->retry_after = 0;
             return false;
         }
-        const char *which = NULL;
-        int64_t now = (int64_t)time(NULL);
-        if (bt_key_take(caller->key, now, &caller->held, &which, &caller->retry_after)) {
-            if (bt_key_take_tokens(caller->key, now, caller->tokens, &caller->tpm_minute,
-                                   &caller->retry_after))
-                return true;
-            if (caller->held) bt_key_release(caller->key->live);
-            caller->held = false;
-            *status = 429;
-            *code = "rate_limit_exceeded";
-            *why = "This API key is over its tokens per minute (tpm): the tokens of this "
-                   "minute's requests and this one's estimate (its prompt and max_tokens) "
-                   "would pass it; retry after the time in Retry-After.";
-            return false;
-        }
+        if (limits_ok(caller, (int64_t)time(NULL))) return true;
         *status = 429;
         *code = "rate_limit_exceeded";
-        *why = strcmp(which, "rpm") == 0
-                   ? "This API key is over its requests per minute (rpm); retry after the "
-                     "time in Retry-After."
-                   : "This API key has as many requests in flight as its concurrency limit "
-                     "allows; retry when one has finished.";
+        *why = caller->budget_msg;
         return false;
     }
     *status = 401;

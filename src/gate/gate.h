@@ -23,8 +23,10 @@ struct bt_caller {
     const struct bt_key_rec *key; /* the virtual key presented, borrowed from the key
                                     table given to identify (valid while the caller's
                                     reference to it is); NULL otherwise */
-    bool held;                   /* set by admit: a concurrency slot of `key` is held, to
-                                    give back with bt_key_release(key->live) at the end */
+    bool held;                   /* set by admit: concurrency slots are held (`slots`), to
+                                    give back with bt_key_release_slots at the end */
+    struct bt_key_slots slots;   /* set by admit: the key's, team's and user's slots held */
+    struct bt_key_live *tpm_lives[3]; /* set by admit: whose tpm `tokens` were taken from */
     int64_t retry_after;         /* set by a 429 from admit: seconds to wait */
     char budget_warning[128];    /* set by admit: the x-baton-budget-warning value when
                                     the key has used 80% of its budget or more; "" none */
@@ -42,8 +44,9 @@ struct bt_payer {
     struct bt_key_live *live;    /* the key's counters (the key service's, outliving the
                                     request); NULL for the master key */
     struct bt_key_live *team_live, *user_live; /* its team's and user's, or NULL */
+    struct bt_key_live *tpm_lives[3]; /* whose tpm the estimate was taken from (NULL: none) */
     const char *budget_warning;  /* x-baton-budget-warning for the response; NULL none */
-    int64_t tpm_tokens;          /* tokens taken from the key's tpm at admit (-1: none), */
+    int64_t tpm_tokens;          /* the estimate taken at admit from each of tpm_lives, */
     int64_t tpm_minute;          /* and the minute: corrected to the usage at the end */
 };
 

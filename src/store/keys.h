@@ -131,8 +131,19 @@ bool bt_key_take_tokens(const struct bt_key_rec *k, int64_t now, int64_t tokens,
 /* Adds `delta` (the usage minus the estimate) to the tokens of `minute`, when
  * that minute is still the one counted (a later one started afresh). */
 void bt_key_correct_tokens(struct bt_key_live *live, int64_t minute, int64_t delta);
+/* The same on any counters (a key's or an owner's) with the limits given. */
+bool bt_live_take(struct bt_key_live *l, int64_t rpm, int64_t concurrency, int64_t now,
+                  bool *held, const char **which, int64_t *retry_after);
+bool bt_live_take_tokens(struct bt_key_live *l, int64_t tpm, int64_t now, int64_t tokens,
+                         int64_t *minute, int64_t *retry_after);
 /* Gives back a concurrency slot taken by bt_key_take (ud: the key's live). */
 void bt_key_release(void *live);
+/* Concurrency slots held by one request: its key's, its team's, its user's. */
+struct bt_key_slots {
+    struct bt_key_live *live[3];     /* NULL: none held */
+};
+/* Gives back each slot of `slots` (a struct bt_key_slots *): an on_finish hook. */
+void bt_key_release_slots(void *slots);
 
 /* ---- the table ---- */
 

@@ -182,28 +182,30 @@ static int64_t spend_of(const struct bt_spend_list *sl, const char *id,
     }
 }
 
-/* The counters of owner (kind, name) for a key of it (NULL name: none), with
- * its spend set from the store's figures and its budget from `ol`. With
- * store_lock held. */
-static struct bt_key_live *owner_attach(struct bt_keys *k, const struct bt_spend_list *sl,
-                                        const struct bt_owner_list *ol, enum bt_owner_kind kind,
-                                        const char *name, int64_t *budget,
-                                        enum bt_budget_period *period)
+/* What a key of owner (kind, name) carries of it (name NULL: nothing): its
+ * counters, their spend set from the store's figures, and its budget and
+ * limits from `ol`. With store_lock held. */
+static void owner_attach(struct bt_keys *k, const struct bt_spend_list *sl,
+                         const struct bt_owner_list *ol, enum bt_owner_kind kind,
+                         const char *name, struct bt_owner_limits *out)
 {
-    *budget = -1;
-    *period = BT_PERIOD_NONE;
-    if (!name) return NULL;
-    for (size_t i = 0; i < ol->n; i++)
-        if (ol->items[i].kind == kind && strcmp(ol->items[i].name, name) == 0) {
-            *budget = ol->items[i].budget_micro_usd;
-            *period = ol->items[i].budget_period;
-            break;
-        }
+    *out = (struct bt_owner_limits){.budget_micro_usd = -1, .rpm = -1, .tpm = -1,
+                                    .concurrency = -1};
+    if (!name) return;
+    for (size_t i = 0; i < ol->n; i++) {
+        const struct bt_owner_rec *o = &ol->items[i];
+        if (o->kind != kind || strcmp(o->name, name) != 0) continue;
+        out->budget_micro_usd = o->budget_micro_usd;
+        out->period = o->budget_period;
+        out->rpm = o->rpm;
+        out->tpm = o->tpm;
+        out->concurrency = o->concurrency;
+        break;
+    }
     char id[BT_KEY_MAX_NAME + 8];
     bt_owner_spend_id(kind, name, id, sizeof(id));
-    struct bt_key_live *l = live_for(k, id);
-    if (l) atomic_store(&l->spent_pusd, spend_of(sl, id, *period));
-    return l;
+    out->live = live_for(k, id);
+    if (out->live) atomic_store(&out->live->spent_pusd, spend_of(sl, id, out->period));
 }
 
 /* With store_lock held. The table and every key's spend are rebuilt when the
@@ -245,10 +247,8 @@ static enum bt_err refresh_locked(struct bt_keys *k, bool force)
         struct bt_key_rec *r = bt_keytab_rec(t, i);
         r->live = live_for(k, r->id);
         if (r->live) atomic_store(&r->live->spent_pusd, spend_of(&sl, r->id, r->budget_period));
-        r->team_live = owner_attach(k, &sl, &ol, BT_OWNER_TEAM, r->team,
-                                    &r->team_budget_micro_usd, &r->team_period);
-        r->user_live = owner_attach(k, &sl, &ol, BT_OWNER_USER, r->user,
-                                    &r->user_budget_micro_usd, &r->user_period);
+        owner_attach(k, &sl, &ol, BT_OWNER_TEAM, r->team, &r->owner[BT_OWNER_TEAM]);
+        owner_attach(k, &sl, &ol, BT_OWNER_USER, r->user, &r->owner[BT_OWNER_USER]);
     }
     bt_owner_list_free(&ol);
     free(sl.items);

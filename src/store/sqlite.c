@@ -74,6 +74,10 @@ static const char *const migrations[] = {
     " budget_period TEXT,"
     " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
     " PRIMARY KEY (kind, name))",
+    /* 4: teams' and users' own limits */
+    "ALTER TABLE owners ADD COLUMN rpm INTEGER;"
+    "ALTER TABLE owners ADD COLUMN tpm INTEGER;"
+    "ALTER TABLE owners ADD COLUMN concurrency INTEGER",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -618,9 +622,11 @@ static enum bt_err sq_owner_put(struct bt_store *s, const struct bt_owner_rec *o
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(q->db,
                            "INSERT INTO owners (kind, name, budget_micro_usd, budget_period, "
-                           "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+                           "created_at, updated_at, rpm, tpm, concurrency) VALUES "
+                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
                            "ON CONFLICT (kind, name) DO UPDATE SET budget_micro_usd = ?3, "
-                           "budget_period = ?4, updated_at = ?6",
+                           "budget_period = ?4, updated_at = ?6, rpm = ?7, tpm = ?8, "
+                           "concurrency = ?9",
                            -1, &st, NULL) != SQLITE_OK)
         return fail(q, "writing an owner");
     sqlite3_bind_text(st, 1, bt_owner_kind_name(o->kind), -1, SQLITE_STATIC);
@@ -629,6 +635,9 @@ static enum bt_err sq_owner_put(struct bt_store *s, const struct bt_owner_rec *o
     bind_text(st, 4, bt_budget_period_name(o->budget_period));
     sqlite3_bind_int64(st, 5, o->created_at);
     sqlite3_bind_int64(st, 6, o->updated_at);
+    bind_i64(st, 7, o->rpm, -1);
+    bind_i64(st, 8, o->tpm, -1);
+    bind_i64(st, 9, o->concurrency, -1);
     enum bt_err err = sqlite3_step(st) == SQLITE_DONE ? BT_OK : fail(q, "writing an owner");
     sqlite3_finalize(st);
     return err;
@@ -647,10 +656,14 @@ static bool owner_row(sqlite3_stmt *st, void *item)
     if (per) bt_budget_period_parse((const char *)per, strlen((const char *)per), &o->budget_period);
     o->created_at = col_i64(st, 4, 0);
     o->updated_at = col_i64(st, 5, 0);
+    o->rpm = col_i64(st, 6, -1);
+    o->tpm = col_i64(st, 7, -1);
+    o->concurrency = col_i64(st, 8, -1);
     return true;
 }
 
-#define OWNER_COLUMNS "kind, name, budget_micro_usd, budget_period, created_at, updated_at"
+#define OWNER_COLUMNS                                                                          \
+    "kind, name, budget_micro_usd, budget_period, created_at, updated_at, rpm, tpm, concurrency"
 
 static enum bt_err sq_owner_list(struct bt_store *s, struct bt_owner_list *out)
 {

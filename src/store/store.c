@@ -16,7 +16,9 @@ void bt_key_rec_init(struct bt_key_rec *k)
 {
     memset(k, 0, sizeof(*k));
     k->rpm = k->tpm = k->concurrency = k->budget_micro_usd = -1;
-    k->team_budget_micro_usd = k->user_budget_micro_usd = -1;
+    for (int i = 0; i < 2; i++)
+        k->owner[i] = (struct bt_owner_limits){.budget_micro_usd = -1, .rpm = -1, .tpm = -1,
+                                               .concurrency = -1};
 }
 
 const char *bt_owner_kind_name(enum bt_owner_kind k)

@@ -32,6 +32,18 @@ enum bt_budget_period {
 
 struct bt_key_live; /* store/keys.h: a key's in-process counters */
 
+enum bt_owner_kind { BT_OWNER_TEAM = 0, BT_OWNER_USER };
+
+/* What a key record in a table carries of its team or user: borrowed counters
+ * (the key service's, like the key's own `live`; NULL when the key has no such
+ * owner), and the owner's budget and limits (-1 each when none). */
+struct bt_owner_limits {
+    struct bt_key_live *live;
+    int64_t budget_micro_usd;
+    enum bt_budget_period period;
+    int64_t rpm, tpm, concurrency;
+};
+
 /* One virtual key as stored: never the key itself, only its SHA-256. Strings
  * and the models array are malloc'd and owned by the record (bt_key_rec_free).
  * Numbers that may be unset use -1 for "unset". */
@@ -52,22 +64,19 @@ struct bt_key_rec {
     int64_t revoked_at;                    /* unix seconds, 0 = active */
     struct bt_key_live *live;              /* in a key table: the key's counters (owned by
                                               the key service, shared by workers); else NULL */
-    /* In a key table: the budgets and counters of the key's team and user
-     * (owners, /admin/teams and /admin/users), borrowed like `live`; NULL
-     * counters when the key has no team / user; budgets -1 when none. */
-    struct bt_key_live *team_live, *user_live;
-    int64_t team_budget_micro_usd, user_budget_micro_usd;
-    enum bt_budget_period team_period, user_period;
+    /* In a key table: the budget, limits and counters of the key's team and
+     * user (owners: /admin/teams, /admin/users), by enum bt_owner_kind. */
+    struct bt_owner_limits owner[2];
 };
 
-/* A team or a user with a budget of its own. */
-enum bt_owner_kind { BT_OWNER_TEAM = 0, BT_OWNER_USER };
+/* A team or a user with a budget and limits of its own. */
 
 struct bt_owner_rec {
     enum bt_owner_kind kind;
     char *name;                            /* malloc'd, owned */
     int64_t budget_micro_usd;              /* -1 unset */
     enum bt_budget_period budget_period;   /* NONE when no budget */
+    int64_t rpm, tpm, concurrency;         /* limits per process over all its keys, -1 unset */
     int64_t created_at, updated_at;        /* unix seconds */
 };
 
@@ -184,7 +193,7 @@ struct bt_store_ops {
     /* Each key's spend since the starts of the day, week and month of
      * `now_ms` (keys that spent nothing in the month are left out). */
     enum bt_err (*spend)(struct bt_store *s, int64_t now_ms, struct bt_spend_list *out);
-    /* Creates or changes the owner (kind, name): its budget and period. */
+    /* Creates or changes the owner (kind, name): its budget, period and limits. */
     enum bt_err (*owner_put)(struct bt_store *s, const struct bt_owner_rec *o);
     /* BT_ENOTFOUND when there is none. */
     enum bt_err (*owner_get)(struct bt_store *s, enum bt_owner_kind kind, const char *name,

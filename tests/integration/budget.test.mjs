@@ -283,7 +283,8 @@ test('tpm: the prompt and max_tokens are taken at admit, corrected to the usage 
 test('/admin/teams and /admin/users: a budget shared by the keys of a team or a user', async () => {
     const db = dbPath('owners');
     const b = await startBaton(cfg(db));
-    const put = (path, body) => fetch(`${b.base}${path}`, {
+    let base = b.base;
+    const put = (path, body) => fetch(`${base}${path}`, {
         method: 'PUT', headers: { ...M, 'content-type': 'application/json' }, body: JSON.stringify(body) })
         .then(async (r) => ({ status: r.status, json: await r.json() }));
     const t = await put('/admin/teams/red%20team', { budget_usd: 0.00004, budget_period: 'week' });
@@ -316,7 +317,7 @@ test('/admin/teams and /admin/users: a budget shared by the keys of a team or a 
     assert(e && /The user 'cy'/.test(e.message), e && e.message);
     await ask(b.base, k1.key); // k1 has no user: it passes
     // refusals: fields other than the budget's, bad names, unknown owners, methods
-    const bad = await put('/admin/teams/x', { rpm: 3 });
+    const bad = await put('/admin/teams/x', { models: ['demo'] });
     eq(bad.status, 400); eq(bad.json.error.code, 'invalid_owner_field');
     eq((await put('/admin/teams/x', { budget_usd: -1 })).status, 400);
     eq((await put('/admin/teams/a%0Ab', { budget_usd: 1 })).status, 400, 'a control character');
@@ -329,9 +330,24 @@ test('/admin/teams and /admin/users: a budget shared by the keys of a team or a 
     await ask(b.base, k2.key);
     await b.stop();
     const b2 = await startBaton(cfg(db));
+    base = b2.base;
     const again = await get(`${b2.base}/admin/teams/red%20team`, { headers: M });
     eq(again.json.budget_usd, 100);
     assert(pusd(again.json.spent_usd) > spent, `the team's spend after a restart: ${again.json.spent_usd}`);
+    // limits of their own: a team's rpm and concurrency held across its keys
+    const sec = new Date().getUTCSeconds();
+    if (sec > 55) await sleep((61 - sec) * 1000);
+    const lim = await put('/admin/teams/green', { rpm: 2 });
+    eq(lim.json.rpm, 2); eq(lim.json.tpm, null); eq(lim.json.concurrency, null);
+    const g1 = await createKey(b2.base, { team: 'green' });
+    const g2 = await createKey(b2.base, { team: 'green' });
+    await ask(b2.base, g1.key);
+    await ask(b2.base, g2.key);
+    const over = await ask(b2.base, g1.key).then(() => null, (x) => x);
+    assert(over, 'the team\'s third request in a minute');
+    eq(over.status, 429); eq(over.code, 'rate_limit_exceeded');
+    assert(/The team 'green' of this API key is over its requests per minute/.test(over.message), over.message);
+    assert(Number(over.headers.get('retry-after')) >= 1, 'retry-after');
     await b2.stop();
 }, { timeout: 30000 });
 

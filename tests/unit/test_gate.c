@@ -125,9 +125,9 @@ TEST(budget_admit)
     memset(&team, 0, sizeof(team));
     char tname[] = "red";
     k.team = tname;
-    k.team_live = &team;
-    k.team_budget_micro_usd = 1000000;
-    k.team_period = BT_PERIOD_DAY;
+    k.owner[BT_OWNER_TEAM].live = &team;
+    k.owner[BT_OWNER_TEAM].budget_micro_usd = 1000000;
+    k.owner[BT_OWNER_TEAM].period = BT_PERIOD_DAY;
     atomic_store(&team.spent_pusd, 900000000000);
     CHECK(bt_gate_admit(c, &caller, &r, &status, &code, &why));
     CHECK_STR(caller.budget_warning, "team: 90% of 1 USD day budget used");
@@ -135,6 +135,34 @@ TEST(budget_admit)
     CHECK(!bt_gate_admit(c, &caller, &r, &status, &code, &why));
     CHECK_STR(code, "insufficient_quota");
     CHECK(strstr(why, "The team 'red' of this API key has used its budget of 1 USD for the day"));
+    /* the team's concurrency: the key's slot and the team's, both given back
+     * when the team refuses; the message names the team */
+    atomic_store(&team.pending_pusd, 0);
+    k.owner[BT_OWNER_TEAM].concurrency = 1;
+    k.concurrency = 5;
+    CHECK(bt_gate_admit(c, &caller, &r, &status, &code, &why));
+    CHECK(caller.held && caller.slots.live[0] == &live && caller.slots.live[1] == &team);
+    struct bt_caller second = {.key = &k};
+    CHECK(!bt_gate_admit(c, &second, &r, &status, &code, &why));
+    CHECK_STR(code, "rate_limit_exceeded");
+    CHECK(strstr(why, "The team 'red' of this API key has as many requests in flight") != NULL);
+    CHECK_INT(atomic_load(&live.inflight), 1); /* the second's key slot was given back */
+    CHECK(!second.held);
+    bt_key_release_slots(&caller.slots);
+    CHECK_INT(atomic_load(&live.inflight), 0);
+    CHECK_INT(atomic_load(&team.inflight), 0);
+    /* the team's tpm: the key's tokens given back when the team's refuse */
+    k.owner[BT_OWNER_TEAM].concurrency = -1;
+    k.owner[BT_OWNER_TEAM].tpm = 10;
+    k.tpm = 100;
+    caller.tokens = 8;
+    CHECK(bt_gate_admit(c, &caller, &r, &status, &code, &why));
+    CHECK(caller.tpm_lives[0] == &live && caller.tpm_lives[1] == &team);
+    second.tokens = 8;
+    CHECK(!bt_gate_admit(c, &second, &r, &status, &code, &why));
+    CHECK(strstr(why, "team 'red' of this API key is over its tokens per minute") != NULL);
+    CHECK_INT(atomic_load(&live.tokens), 8);
+    CHECK_INT(atomic_load(&team.tokens), 8);
     k.team = NULL; /* not the record's to free */
     bt_config_unref(c);
 }
