@@ -1,6 +1,7 @@
 #include "api/pipeline.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "account/cost.h"
 #include "api/api.h"
@@ -80,7 +81,7 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
     }
     /* Who pays, copied into the request's arena: the key record may be freed
      * when this worker's table changes while the request runs. */
-    struct bt_payer payer = {.key_id = req->caller ? req->caller : "master", .tpm_tokens = -1};
+    struct bt_payer payer = {.key_id = req->caller ? req->caller : "master"};
     if (caller.key) {
         payer.live = caller.key->live;
         payer.team_live = caller.key->owner[BT_OWNER_TEAM].live;
