@@ -132,9 +132,10 @@ static bool one_budget(struct bt_caller *caller, const char *who, const char *ta
     }
     if ((__int128)spent * 5 >= budget * 4) {
         int pct = (int)((__int128)spent * 100 / (budget > 0 ? budget : 1));
-        char w[sizeof(caller->budget_warning)];
-        snprintf(w, sizeof(w), "%s%d%% of %s USD %s budget used", tag, pct, b, per);
-        if (!caller->budget_warning[0]) memcpy(caller->budget_warning, w, sizeof(w));
+        char w[96];
+        snprintf(w, sizeof(w), "%d%% of %s USD %s budget used", pct, b, per);
+        if (!caller->budget_warning[0])
+            snprintf(caller->budget_warning, sizeof(caller->budget_warning), "%s%s", tag, w);
         if (!atomic_exchange(&live->warned, true)) bt_warn("budget: %s: %s", logname, w);
     } else if (atomic_load(&live->warned)) {
         atomic_store(&live->warned, false); /* a new period: warn again at the next crossing */
