@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "core/version.h"
+#include "account/usage.h"
 #include "gate/keys_cli.h"
 #include "json/json.h"
 #include "api/explain.h"
@@ -34,8 +35,9 @@ static void usage_main(FILE *f)
             "  sim --listen HOST:PORT [OPTIONS]     run the simulated OpenAI-compatible provider\n"
             "  tokens [--model NAME] [FILE|-]       count (or list) the tokens of a text\n"
             "  route train|eval [OPTIONS]           train / evaluate the learned router\n"
-            "  route explain -c FILE REQUEST.json   how a request would be routed (no call)\n"
             "  keys create|list|get|update|revoke -c FILE   manage virtual keys\n"
+            "  usage -c FILE [--by G] [--since DATE]  spend and tokens from the usage ledger\n"
+            "  route explain -c FILE REQUEST.json   how a request would be routed (no call)\n"
             "  version                              print the version\n"
             "\n"
             "`baton COMMAND --help` describes each command. Documentation: docs/.\n",
@@ -397,6 +399,7 @@ int main(int argc, char **argv)
         return bt_explain_cli(argc - 1, argv + 1);
     if (strcmp(cmd, "route") == 0) return bt_learn_cli(argc, argv);
     if (strcmp(cmd, "keys") == 0) return bt_keys_cli(argc, argv);
+    if (strcmp(cmd, "usage") == 0) return bt_usage_cli(argc, argv);
     fprintf(stderr, "baton: unknown command '%s'\n\n", cmd);
     usage_main(stderr);
     return 2;

@@ -36,6 +36,13 @@ bool bt_api_identify(struct bt_worker *w, struct bt_http_req *req, const struct 
 /* The admin API's /admin/keys routes (admin_keys.c), for a caller already
  * known to hold the master key. */
 void bt_api_admin_keys(struct bt_http_req *req, struct bt_worker *w, const struct bt_frontend *fe);
+/* GET /admin/usage (admin_keys.c): the usage ledger summed, filtered and
+ * grouped by query parameters (docs/governance.md); master key only. */
+void bt_api_admin_usage(struct bt_http_req *req, struct bt_worker *w, const struct bt_frontend *fe);
+/* /admin/teams and /admin/users (admin_keys.c): GET the list, GET / PUT /
+ * PATCH / DELETE one by name (percent-encoded in the path): its budget. */
+void bt_api_admin_owners(struct bt_http_req *req, struct bt_worker *w, const struct bt_frontend *fe,
+                         enum bt_owner_kind kind);
 /* Answers `req` with a JSON body and the x-baton headers of a request no deployment
  * served, without an access-log line. Finishes the request. */
 void bt_api_json(struct bt_http_req *req, int status, struct bt_str body);

@@ -1,6 +1,7 @@
 #include "api/dispatch.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "account/access.h"
 #include "api/anthropic.h"
@@ -58,12 +59,16 @@ static void error_retry(struct bt_http_req *req, const struct bt_frontend *fe,
     char msg[1024], ra[24];
     snprintf(msg, sizeof(msg), "%.*s", BT_STR_FMT(e->message));
     log_line(req, e->status, model, msg);
-    struct bt_http_header hs[3] = {bt_api_no_deployment[0], bt_api_no_deployment[1]};
+    struct bt_http_header hs[4] = {bt_api_no_deployment[0], bt_api_no_deployment[1]};
     size_t n = 2;
     if (retry_after_s > 0) {
         snprintf(ra, sizeof(ra), "%lld", (long long)retry_after_s);
         hs[n++] = (struct bt_http_header){BT_STR("retry-after"), bt_str_c(ra)};
     }
+    /* A spent budget comes back only with the next period: the OpenAI SDKs,
+     * which retry a 429 by default, are told not to. */
+    if (e->code && strcmp(e->code, "insufficient_quota") == 0)
+        hs[n++] = (struct bt_http_header){BT_STR("x-should-retry"), BT_STR("false")};
     enum bt_err err = bt_http_respond(req, e->status, hs, n, bt_str_c(ctype), bt_buf_str(&b));
     (void)err; /* the request is finished either way */
     bt_buf_free(&b);
@@ -151,6 +156,20 @@ static void h_admin(struct bt_http_req *req, struct bt_worker *w)
                         BT_STR_NULL);
         else
             bt_api_fail(req, fe, 401, "invalid_api_key", NULL, why, BT_STR_NULL);
+        return;
+    }
+    if (bt_str_eq_c(req->path, "/admin/teams") ||
+        bt_str_starts_with(req->path, BT_STR("/admin/teams/"))) {
+        bt_api_admin_owners(req, w, fe, BT_OWNER_TEAM);
+        return;
+    }
+    if (bt_str_eq_c(req->path, "/admin/users") ||
+        bt_str_starts_with(req->path, BT_STR("/admin/users/"))) {
+        bt_api_admin_owners(req, w, fe, BT_OWNER_USER);
+        return;
+    }
+    if (bt_str_eq_c(req->path, "/admin/usage")) {
+        bt_api_admin_usage(req, w, fe);
         return;
     }
     if (bt_str_eq_c(req->path, "/admin/keys") ||

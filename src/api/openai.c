@@ -198,6 +198,7 @@ void bt_openai_error_json(struct bt_buf *out, const char *message, const char *t
 static struct bt_str error_type(const struct bt_error *e)
 {
     if (e->type.len) return e->type;
+    if (e->code && strcmp(e->code, "insufficient_quota") == 0) return BT_STR("insufficient_quota");
     if (e->status == 429 || e->cls == BT_OUTCOME_RATE_LIMIT) return BT_STR("rate_limit_error");
     if (e->cls == BT_OUTCOME_TIMEOUT) return BT_STR("timeout_error");
     if (e->upstream && e->status >= 500) {

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "account/cost.h"
 #include "api/api.h"
 #include "core/time.h"
 #include "exec/exec.h"
@@ -17,34 +18,41 @@
 #include "store/redis.h"
 
 static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
-                          const struct bt_frontend *fe, struct bt_request *r);
+                          const struct bt_frontend *fe, struct bt_request *r,
+                          const struct bt_payer *payer);
 
-/* ---- admission shared through Redis (store.redis) ----
- * A virtual key with rpm or concurrency is counted in Redis, one round trip on
- * this worker's connection; the request waits for the answer without blocking
- * the loop. What the answer needs is copied here: the key table the caller's
- * record lives in may be swapped by another request meanwhile. */
-struct shared {
-    struct bt_worker *w;
-    struct bt_http_req *req;      /* NULL once the client has gone */
-    const struct bt_frontend *fe;
-    struct bt_request *r;
-    char id[BT_KEY_ID_LEN + 1];
-    int64_t concurrency;
-    struct bt_key_rec local;      /* for the per-process limits when Redis is down (open):
-                                     only its limits and live counters are set */
-};
-
-struct slot {
-    struct bt_redis *redis;
+/* What a request gives back when it is over, however it ends: the concurrency
+ * slots it holds in this process (its key's, team's, user's) and in Redis. */
+struct held {
+    struct bt_key_slots slots;
+    struct bt_redis *redis;       /* NULL: no slot in Redis */
     char id[BT_KEY_ID_LEN + 1];
 };
 
 static void give_back(void *ud)
 {
-    struct slot *sl = ud;
-    bt_redis_release(sl->redis, sl->id);
+    struct held *h = ud;
+    bt_key_release_slots(&h->slots);
+    if (h->redis) bt_redis_release(h->redis, h->id);
 }
+
+/* ---- admission shared through Redis (store.redis) ----
+ * A virtual key's rpm and concurrency are counted in Redis (its tpm, budget and
+ * its team's and user's limits are judged by the gate as without Redis), one
+ * round trip on this worker's connection; the request waits for the answer
+ * without blocking the loop. What the answer needs is copied here: the key
+ * table the caller's record lives in may be swapped by another request. */
+struct shared {
+    struct bt_worker *w;
+    struct bt_http_req *req;      /* NULL once the client has gone */
+    const struct bt_frontend *fe;
+    struct bt_request *r;
+    struct bt_caller caller;      /* what the gate took (given back on a refusal) */
+    struct bt_payer payer;
+    char id[BT_KEY_ID_LEN + 1];
+    int64_t rpm, concurrency;
+    struct bt_key_live *live;     /* for the per-process limits when Redis is down (open) */
+};
 
 static void shared_abort(struct bt_http_req *req, void *ud)
 {
@@ -57,7 +65,7 @@ static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after)
 {
     struct shared *sh = ud;
     struct bt_http_req *req = sh->req;
-    if (!req) { /* the client left while Redis answered */
+    if (!req) { /* the client left while Redis answered (its on_finish gave back the rest) */
         if (v == BT_REDIS_OK && sh->concurrency >= 0 && sh->w->redis)
             bt_redis_release(sh->w->redis, sh->id);
         free(sh);
@@ -66,8 +74,11 @@ static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after)
     bt_http_on_abort(req, NULL, NULL);
     const struct bt_frontend *fe = sh->fe;
     struct bt_request *r = sh->r;
+    struct held *h = req->on_finish_ud; /* set by bt_pipeline_run */
     if (v == BT_REDIS_DOWN) {
         if (sh->w->cfg->store.redis_closed) {
+            bt_gate_untake(&sh->caller);
+            memset(&h->slots, 0, sizeof(h->slots));
             bt_api_fail(req, fe, 503, "limits_unavailable", NULL,
                         "The shared rate-limit store does not answer; retry shortly.", r->model);
             free(sh);
@@ -76,18 +87,18 @@ static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after)
         /* open: this process's own counters, as without Redis */
         bool held = false;
         const char *which = NULL;
-        if (!bt_key_take(&sh->local, (int64_t)time(NULL), &held, &which, &retry_after)) {
+        if (!bt_live_take(sh->live, sh->rpm, sh->concurrency, (int64_t)time(NULL), &held, &which,
+                          &retry_after)) {
             v = strcmp(which, "rpm") == 0 ? BT_REDIS_RPM : BT_REDIS_CONCURRENCY;
         } else {
-            if (held) {
-                req->on_finish = bt_key_release;
-                req->on_finish_ud = sh->local.live;
-            }
+            if (held) h->slots.live[0] = sh->live;
             v = BT_REDIS_OK;
             sh->concurrency = -1; /* nothing held in Redis */
         }
     }
     if (v != BT_REDIS_OK) {
+        bt_gate_untake(&sh->caller);
+        memset(&h->slots, 0, sizeof(h->slots));
         bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded",
                           v == BT_REDIS_RPM
                               ? "This API key is over its requests per minute (rpm) across all "
@@ -99,21 +110,18 @@ static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after)
         return;
     }
     if (sh->concurrency >= 0) {
-        struct slot *sl = bt_arena_alloc(req->arena, sizeof(*sl));
-        if (sl) {
-            sl->redis = sh->w->redis;
-            memcpy(sl->id, sh->id, sizeof(sl->id));
-            req->on_finish = give_back;
-            req->on_finish_ud = sl;
-        }
+        h->redis = sh->w->redis;
+        memcpy(h->id, sh->id, sizeof(h->id));
     }
     struct bt_worker *w = sh->w;
+    struct bt_payer payer = sh->payer;
     free(sh);
-    route_and_run(w, req, fe, r);
+    route_and_run(w, req, fe, r, &payer);
 }
 
 static void shared_admit(struct bt_worker *w, struct bt_http_req *req, const struct bt_frontend *fe,
-                         struct bt_request *r, const struct bt_caller *caller)
+                         struct bt_request *r, const struct bt_caller *caller,
+                         const struct bt_payer *payer)
 {
     struct shared *sh = calloc(1, sizeof(*sh));
     if (!sh) {
@@ -125,12 +133,13 @@ static void shared_admit(struct bt_worker *w, struct bt_http_req *req, const str
     sh->req = req;
     sh->fe = fe;
     sh->r = r;
+    sh->caller = *caller;
+    sh->caller.key = NULL; /* not valid past this call */
+    sh->payer = *payer;
     memcpy(sh->id, k->id, sizeof(sh->id));
+    sh->rpm = k->rpm;
     sh->concurrency = k->concurrency;
-    bt_key_rec_init(&sh->local);
-    sh->local.rpm = k->rpm;
-    sh->local.concurrency = k->concurrency;
-    sh->local.live = k->live;
+    sh->live = k->live;
     bt_http_on_abort(req, shared_abort, sh);
     bt_redis_admit(w->redis, k->id, k->rpm, k->concurrency, (int64_t)time(NULL), on_shared, sh);
 }
@@ -176,6 +185,11 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
             return;
         }
     }
+    if (caller.key && (caller.key->tpm > 0 || caller.key->owner[BT_OWNER_TEAM].tpm > 0 ||
+                       caller.key->owner[BT_OWNER_USER].tpm > 0)) { /* its tokens, counted now */
+        int64_t prompt = bt_cost_count_prompt(r, r->model);
+        caller.tokens = (prompt > 0 ? prompt : 0) + (r->max_tokens > 0 ? r->max_tokens : 0);
+    }
     int status = 0;
     const char *code = NULL;
     if (!bt_gate_admit(cfg, &caller, r, &status, &code, &why)) {
@@ -185,21 +199,46 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
             bt_api_fail(req, fe, status, code, NULL, why, r->model);
         return;
     }
-    if (caller.held) { /* a concurrency slot, given back when the request is over */
-        req->on_finish = bt_key_release;
-        req->on_finish_ud = caller.key->live;
+    /* Who pays, copied into the request's arena: the key record may be freed
+     * when this worker's table changes while the request runs. */
+    struct bt_payer payer = {.key_id = req->caller ? req->caller : "master"};
+    if (caller.key) {
+        payer.live = caller.key->live;
+        payer.team_live = caller.key->owner[BT_OWNER_TEAM].live;
+        payer.user_live = caller.key->owner[BT_OWNER_USER].live;
+        payer.tpm_tokens = caller.tokens;
+        payer.tpm_minute = caller.tpm_minute;
+        memcpy(payer.tpm_lives, caller.tpm_lives, sizeof(payer.tpm_lives));
+        if (caller.key->user) payer.user = bt_arena_strdup(req->arena, bt_str_c(caller.key->user)).p;
+        if (caller.key->team) payer.team = bt_arena_strdup(req->arena, bt_str_c(caller.key->team)).p;
+        if (caller.budget_warning[0])
+            payer.budget_warning =
+                bt_arena_strdup(req->arena, bt_str_c(caller.budget_warning)).p;
     }
-    if (w->redis && caller.key && (caller.key->rpm >= 0 || caller.key->concurrency >= 0)) {
-        shared_admit(w, req, fe, r, &caller);
+    bool shared = w->redis && caller.key && (caller.key->rpm >= 0 || caller.key->concurrency >= 0);
+    if (caller.held || shared) { /* what it holds, given back when the request is over */
+        struct held *h = bt_arena_calloc(req->arena, 1, sizeof(*h));
+        if (!h) {
+            bt_gate_untake(&caller);
+            bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
+            return;
+        }
+        h->slots = caller.slots;
+        req->on_finish = give_back;
+        req->on_finish_ud = h;
+    }
+    if (shared) {
+        shared_admit(w, req, fe, r, &caller, &payer);
         return;
     }
-    route_and_run(w, req, fe, r);
+    route_and_run(w, req, fe, r, &payer);
 }
 
 /* After admission: the end user, routing (rules and routers reading the prompt
  * first), the forwarded headers' check, then exec. */
 static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
-                          const struct bt_frontend *fe, struct bt_request *r)
+                          const struct bt_frontend *fe, struct bt_request *r,
+                          const struct bt_payer *payer)
 {
     const struct bt_config *cfg = w->cfg;
     char msg[300];
@@ -264,5 +303,5 @@ static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
             return;
         }
     }
-    bt_exec_run(w, req, w->cfg, r, &plan);
+    bt_exec_run(w, req, w->cfg, r, &plan, payer);
 }

@@ -324,8 +324,8 @@ struct bt_config {
         char *file;             /* operational log path, NULL = stderr */
     } log;
     struct {
-        /* store.sqlite: the SQLite file of keys (and later budgets and the
-         * ledger), relative paths taken from the config file's directory;
+        /* store.sqlite: the SQLite file of keys, budgets and the usage
+         * ledger; relative paths taken from the config file's directory;
          * default baton.db beside the config file. Read at start. */
         char *sqlite;
         /* store.postgres: a libpq connection URI; when set, keys (and later the
@@ -338,6 +338,10 @@ struct bt_config {
         /* store.redis_unavailable: when Redis does not answer, admit with the
          * per-process limits (open, the default) or refuse with 503 (closed). */
         bool redis_closed;
+        uint64_t ledger_interval_ms; /* store.ledger_interval: the longest a usage record
+                                        waits to be written; default 1 s */
+        uint32_t ledger_batch;       /* store.ledger_batch: records per write, and the
+                                        count that starts one early; default 500 */
     } store;
     struct bt_provider *providers;
     size_t nproviders;
@@ -364,6 +368,11 @@ struct bt_config_diags {
  * then *out is NULL. Environment variables are read with getenv(). */
 enum bt_err bt_config_load(const char *path, struct bt_config **out,
                            struct bt_config_diags *diags);
+/* For a command that works on the store (`baton keys`, `baton usage`): loads
+ * `path`, prints its diagnostics to stderr and, on failure, why (prefixed by
+ * `cmd`). Returns the snapshot (refs == 1) when it loaded and names a store
+ * file, else NULL. */
+struct bt_config *bt_config_load_for_store(const char *path, const char *cmd);
 /* Same, from a string in memory; `name` is used in messages in place of a path. */
 enum bt_err bt_config_load_string(const char *name, const char *yaml, size_t len,
                                   struct bt_config **out, struct bt_config_diags *diags);

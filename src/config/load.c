@@ -223,6 +223,25 @@ enum bt_err bt_config_load(const char *path, struct bt_config **out, struct bt_c
     return bt_config_load_opts(path, NULL, out, diags);
 }
 
+struct bt_config *bt_config_load_for_store(const char *path, const char *cmd)
+{
+    struct bt_config *cfg = NULL;
+    struct bt_config_diags d = {0};
+    enum bt_err err = bt_config_load(path, &cfg, &d);
+    bt_config_diags_print(&d, stderr);
+    bt_config_diags_free(&d);
+    if (err) {
+        fprintf(stderr, "%s: invalid configuration\n", path);
+        return NULL;
+    }
+    if (!cfg->store.sqlite) {
+        fprintf(stderr, "%s: %s names no store\n", cmd, path);
+        bt_config_unref(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
 enum bt_err bt_config_load_opts(const char *path, const struct bt_config_load_opts *opts,
                                 struct bt_config **out, struct bt_config_diags *diags)
 {

@@ -209,12 +209,24 @@ static char *beside_config(struct bt_cfg_loader *L, const char *path)
 
 void bt_cfg_load_store(struct bt_cfg_loader *L, const struct bt_ynode *n)
 {
-    static const char *const keys[] = {"sqlite", "postgres", "redis", "redis_unavailable", NULL};
+    static const char *const keys[] = {"sqlite", "postgres", "redis", "redis_unavailable",
+                                       "ledger_interval", "ledger_batch", NULL};
     const struct bt_ynode *m = bt_cfg_as_map(L, n, "store");
     if (!m) return;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
         const struct bt_ynode *k = m->items[i], *v = m->items[i + 1];
         int idx = bt_cfg_key_index(L, k, keys, "store");
+        if (idx == 4) {
+            bt_cfg_get_duration(L, v, "store.ledger_interval", 10, 60000,
+                                &L->cfg->store.ledger_interval_ms);
+            continue;
+        }
+        if (idx == 5) {
+            uint64_t b;
+            if (bt_cfg_get_u64(L, v, "store.ledger_batch", 1, 100000, &b))
+                L->cfg->store.ledger_batch = (uint32_t)b;
+            continue;
+        }
         char *s;
         size_t len;
         if (idx == 1) {
@@ -342,6 +354,8 @@ void bt_cfg_check_whole(struct bt_cfg_loader *L)
         bt_cfg_warn(L, L->require_key_node,
                     "metrics.require_key has no effect without auth.master_key: GET /metrics stays "
                     "open");
+    if (!c->store.ledger_interval_ms) c->store.ledger_interval_ms = 1000;
+    if (!c->store.ledger_batch) c->store.ledger_batch = 500;
     if (!c->store.sqlite) c->store.sqlite = beside_config(L, "baton.db");
     else check_log_path(L, L->store_node, "store.sqlite", c->store.sqlite);
     if (c->log.file) check_log_path(L, L->log_file_node, "log.file", c->log.file);

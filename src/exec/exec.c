@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "account/access.h"
 #include "account/cost.h"
@@ -13,6 +14,7 @@
 #include "exec/policy.h"
 #include "route/health.h"
 #include "http/sse.h"
+#include "store/keys.h"
 #include "provider/provider.h"
 
 #define MAX_REPLY_BYTES (64u << 20)    /* a non-stream reply */
@@ -130,6 +132,9 @@ struct bt_exec {
     bool hedge_live;                /* it runs beside the current attempt */
     bool hedge_won;                 /* the current attempt is the promoted hedge */
     struct hedge *hg;               /* malloc'd at the first hedge, freed with the exec */
+    struct bt_payer payer;          /* who pays (strings in hreq's arena) */
+    bool charged;                   /* the cost went to the payer's counters */
+    bool recorded;                  /* the ledger has the request's record */
 };
 
 static void attempt_next(struct bt_exec *ex);
@@ -207,10 +212,71 @@ static void settle(struct bt_exec *ex)
     }
 }
 
+/* Charges the request's cost to its key's budget counters, once: called
+ * before the response's last bytes go out, so the caller's next request is
+ * judged with it. */
+static void charge(struct bt_exec *ex)
+{
+    settle(ex);
+    if (ex->charged) return;
+    ex->charged = true;
+    if (ex->cost_known) {
+        bt_key_charge(ex->payer.live, ex->cost_pusd);
+        bt_key_charge(ex->payer.team_live, ex->cost_pusd);
+        bt_key_charge(ex->payer.user_live, ex->cost_pusd);
+    }
+    /* the estimate taken at admit becomes the usage */
+    int64_t used = ex->usage.present ? ex->usage.prompt_tokens + ex->usage.completion_tokens : 0;
+    for (int i = 0; i < 3; i++)
+        if (ex->payer.tpm_lives[i])
+            bt_key_correct_tokens(ex->payer.tpm_lives[i], ex->payer.tpm_minute,
+                                  used - ex->payer.tpm_tokens);
+}
+
+/* The request's usage record for the ledger (written by the key service's
+ * thread, never here). */
+static void record_usage(struct bt_exec *ex, int status)
+{
+    if (ex->recorded || !ex->w->keys) return;
+    ex->recorded = true;
+    struct bt_str prov = ex->attempts && ex->prov ? bt_str_c(ex->prov->name) : BT_STR_NULL;
+    struct bt_str pm = ex->attempts ? ex->cur_model : BT_STR_NULL;
+    struct bt_usage_rec *u =
+        bt_usage_rec_new(ex->hreq->id, ex->payer.key_id ? ex->payer.key_id : "master",
+                         ex->payer.user, ex->payer.team, ex->r ? ex->r->model : BT_STR_NULL,
+                         prov, pm);
+    if (!u) {
+        bt_error("ledger: out of memory: the usage of request %s is not recorded", ex->hreq->id);
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    u->ts_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    const struct bt_usage *us = &ex->usage;
+    if (us->present) {
+        u->input_tokens = us->prompt_tokens;
+        u->cached_tokens = us->cached_tokens;
+        u->cache_write_tokens = us->cache_write_tokens;
+        u->output_tokens = us->completion_tokens;
+        u->reasoning_tokens = us->reasoning_tokens;
+        u->estimated = us->estimated;
+    }
+    u->cost_known = ex->cost_known;
+    u->cost_pusd = ex->cost_known ? ex->cost_pusd : 0;
+    u->status = status;
+    if (ex->cost_known) { /* each was charged that amount (charge) */
+        u->live = ex->payer.live;
+        u->team_live = ex->payer.team_live;
+        u->user_live = ex->payer.user_live;
+    }
+    bt_keys_record(ex->w->keys, u);
+}
+
 static void log_access(struct bt_exec *ex, int status, const char *error)
 {
     struct bt_http_req *h = ex->hreq;
-    settle(ex);
+    charge(ex);
+    record_usage(ex, status);
     struct bt_access_rec rec = {
         .id = h->id,
         .method = h->method,
@@ -277,6 +343,9 @@ static size_t std_headers(struct bt_exec *ex, struct bt_http_header *hs, char *a
                                       ex->attempts ? bt_str_c(ex->deployment) : BT_STR("none")};
     hs[n++] = (struct bt_http_header){BT_STR("x-baton-attempts"), {attempts, (size_t)an}};
     hs[n++] = (struct bt_http_header){BT_STR("x-baton-route"), {ex->route, ex->route_len}};
+    if (ex->payer.budget_warning)
+        hs[n++] = (struct bt_http_header){BT_STR("x-baton-budget-warning"),
+                                          bt_str_c(ex->payer.budget_warning)};
     return n;
 }
 
@@ -722,6 +791,7 @@ static int on_sse(void *ud, const struct bt_sse_event *ev)
     case BT_EVK_RELAY: relay_raw(ex, ev->raw); return 0;
     case BT_EVK_DONE:
         ex->saw_done = true;
+        charge(ex); /* before the end marker reaches the client */
         relay_raw(ex, ev->raw);
         return 0;
     case BT_EVK_INVALID: ex->stream_err = "the provider sent an invalid JSON event"; return 1;
@@ -1506,7 +1576,7 @@ static void client_lost(struct bt_exec *ex)
 }
 
 void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config *cfg,
-                 struct bt_request *r, const struct bt_plan *plan)
+                 struct bt_request *r, const struct bt_plan *plan, const struct bt_payer *payer)
 {
     struct bt_exec *ex = calloc(1, sizeof(*ex));
     if (!ex) {
@@ -1518,6 +1588,7 @@ void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config
     ex->cfg = bt_config_ref(cfg);
     ex->r = r;
     ex->plan = *plan;
+    if (payer) ex->payer = *payer;
     bt_buf_init(&ex->resp, MAX_REPLY_BYTES);
     bt_buf_init(&ex->out, MAX_SSE_EVENT * 2);
     bt_sse_init(&ex->sse, MAX_SSE_EVENT, on_sse, ex);

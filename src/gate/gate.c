@@ -5,6 +5,8 @@
 
 #include <openssl/crypto.h>
 
+#include "core/log.h"
+
 /* The key the request presents: `Authorization: Bearer KEY`, else x-api-key.
  * Empty p when none. */
 static struct bt_str presented(const struct bt_http_req *req)
@@ -55,6 +57,7 @@ bool bt_gate_identify(const struct bt_config *cfg, const struct bt_keytab *keys,
 {
     caller->master = false;
     caller->key = NULL;
+    caller->tokens = 0;
     const char *master = cfg->auth.master_key;
     bool have_master = master && *master;
     struct bt_str given = presented(req);
@@ -85,10 +88,156 @@ bool bt_gate_identify(const struct bt_config *cfg, const struct bt_keytab *keys,
     return true;
 }
 
+/* The start of the period after the one holding now_ms. */
+static int64_t next_period_ms(enum bt_budget_period p, int64_t now_ms)
+{
+    const int64_t day = 86400000;
+    int64_t start = bt_period_start_ms(p, now_ms);
+    switch (p) {
+    case BT_PERIOD_DAY: return start + day;
+    case BT_PERIOD_WEEK: return start + 7 * day;
+    default: return bt_period_start_ms(p, start + 32 * day);
+    }
+}
+
+/* One budget (a key's, its team's or its user's) against what was spent:
+ * false (over) with the message in caller->budget_msg; at 80% and more the
+ * warning is set, unless an earlier budget set one. `who` opens the message
+ * ("This API key", "The team NAME of this API key"); `tag` prefixes the
+ * warning ("" or "team: "); `logname` names it in the log. */
+static bool one_budget(struct bt_caller *caller, const char *who, const char *tag,
+                       const char *logname, int64_t budget_micro, enum bt_budget_period period,
+                       struct bt_key_live *live, int64_t now_ms)
+{
+    if (budget_micro < 0 || !live) return true;
+    int64_t spent = atomic_load(&live->spent_pusd) + atomic_load(&live->pending_pusd);
+    /* pico-USD against micro-USD x 10^6, in 128 bits: a budget may be 10^9 USD */
+    __int128 budget = (__int128)budget_micro * 1000000;
+    const char *per = bt_budget_period_name(period);
+    if (!per) per = "month";
+    char b[BT_DECIMAL_MAX], sp[BT_DECIMAL_MAX];
+    bt_str_decimal(b, sizeof(b), budget_micro, 6);
+    if ((__int128)spent >= budget) {
+        time_t reset = (time_t)(next_period_ms(period, now_ms) / 1000);
+        struct tm tm;
+        char at[32];
+        gmtime_r(&reset, &tm);
+        strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        bt_str_decimal(sp, sizeof(sp), spent, 12);
+        snprintf(caller->budget_msg, sizeof(caller->budget_msg),
+                 "%s has used its budget of %s USD for the %s (spent %s USD); the budget "
+                 "resets at %s.",
+                 who, b, per, sp, at);
+        return false;
+    }
+    if ((__int128)spent * 5 >= budget * 4) {
+        int pct = (int)((__int128)spent * 100 / (budget > 0 ? budget : 1));
+        char w[96];
+        snprintf(w, sizeof(w), "%d%% of %s USD %s budget used", pct, b, per);
+        if (!caller->budget_warning[0])
+            snprintf(caller->budget_warning, sizeof(caller->budget_warning), "%s%s", tag, w);
+        if (!atomic_exchange(&live->warned, true)) bt_warn("budget: %s: %s", logname, w);
+    } else if (atomic_load(&live->warned)) {
+        atomic_store(&live->warned, false); /* a new period: warn again at the next crossing */
+    }
+    return true;
+}
+
+/* The key's budget, then its team's and its user's. */
+static bool budget_ok(struct bt_caller *caller, int64_t now_ms)
+{
+    const struct bt_key_rec *k = caller->key;
+    caller->budget_warning[0] = 0;
+    char who[BT_KEY_MAX_NAME + 48], logname[BT_KEY_MAX_NAME + 8];
+    snprintf(logname, sizeof(logname), "key %s", k->id);
+    if (!one_budget(caller, "This API key", "", logname, k->budget_micro_usd, k->budget_period,
+                    k->live, now_ms))
+        return false;
+    const char *names[2] = {k->team, k->user};
+    for (int i = 0; i < 2; i++) {
+        if (!names[i]) continue;
+        const char *kind = bt_owner_kind_name((enum bt_owner_kind)i);
+        const struct bt_owner_limits *o = &k->owner[i];
+        char tag[8];
+        snprintf(who, sizeof(who), "The %s '%s' of this API key", kind, names[i]);
+        snprintf(logname, sizeof(logname), "%s %s", kind, names[i]);
+        snprintf(tag, sizeof(tag), "%s: ", kind);
+        if (!one_budget(caller, who, tag, logname, o->budget_micro_usd, o->period, o->live,
+                        now_ms))
+            return false;
+    }
+    return true;
+}
+
+/* Gives back what admit took before a refusal: slots and tokens. */
+void bt_gate_untake(struct bt_caller *caller)
+{
+    bt_key_release_slots(&caller->slots);
+    for (int i = 0; i < 3; i++)
+        if (caller->tpm_lives[i])
+            bt_key_correct_tokens(caller->tpm_lives[i], caller->tpm_minute, -caller->tokens);
+    memset(&caller->slots, 0, sizeof(caller->slots));
+    memset(caller->tpm_lives, 0, sizeof(caller->tpm_lives));
+    caller->held = false;
+}
+
+/* The key's rpm, concurrency and tpm, then its team's and its user's: false
+ * (everything taken given back) with the message in caller->budget_msg. */
+static bool limits_ok(struct bt_caller *caller, int64_t now, bool key_shared)
+{
+    const struct bt_key_rec *k = caller->key;
+    struct level {
+        struct bt_key_live *live;
+        int64_t rpm, tpm, concurrency;
+        const char *kind, *name;
+    } lv[3] = {{k->live, key_shared ? -1 : k->rpm, k->tpm, key_shared ? -1 : k->concurrency,
+                NULL, NULL}};
+    const char *names[2] = {k->team, k->user};
+    for (int i = 0; i < 2; i++) {
+        const struct bt_owner_limits *o = &k->owner[i];
+        lv[i + 1] = (struct level){names[i] ? o->live : NULL, o->rpm, o->tpm, o->concurrency,
+                                   bt_owner_kind_name((enum bt_owner_kind)i), names[i]};
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!lv[i].live) continue;
+        const char *which = NULL;
+        bool held = false;
+        if (bt_live_take(lv[i].live, lv[i].rpm, lv[i].concurrency, now, &held, &which,
+                         &caller->retry_after)) {
+            if (held) caller->slots.live[i] = lv[i].live, caller->held = true;
+            if (bt_live_take_tokens(lv[i].live, lv[i].tpm, now, caller->tokens,
+                                    &caller->tpm_minute, &caller->retry_after)) {
+                if (lv[i].tpm > 0) caller->tpm_lives[i] = lv[i].live;
+                continue;
+            }
+            which = "tpm";
+        }
+        char who[BT_KEY_MAX_NAME + 48];
+        if (lv[i].kind) snprintf(who, sizeof(who), "The %s '%s' of this API key", lv[i].kind, lv[i].name);
+        else snprintf(who, sizeof(who), "This API key");
+        const char *what =
+            strcmp(which, "rpm") == 0
+                ? "is over its requests per minute (rpm); retry after the time in Retry-After."
+            : strcmp(which, "tpm") == 0
+                ? "is over its tokens per minute (tpm): the tokens of this minute's requests "
+                  "and this one's estimate (its prompt and max_tokens) would pass it; retry "
+                  "after the time in Retry-After."
+                : "has as many requests in flight as its concurrency limit allows; retry when "
+                  "one has finished.";
+        snprintf(caller->budget_msg, sizeof(caller->budget_msg), "%s %s", who, what);
+        bt_gate_untake(caller);
+        return false;
+    }
+    return true;
+}
+
 bool bt_gate_admit(const struct bt_config *cfg, struct bt_caller *caller,
                    const struct bt_request *r, int *status, const char **code, const char **why)
 {
     caller->held = false;
+    caller->budget_warning[0] = 0;
+    memset(&caller->slots, 0, sizeof(caller->slots));
+    memset(caller->tpm_lives, 0, sizeof(caller->tpm_lives));
     if (caller->master) return true;
     if (caller->key) {
         if (!bt_key_allows_model(caller->key, r->model)) {
@@ -97,19 +246,21 @@ bool bt_gate_admit(const struct bt_config *cfg, struct bt_caller *caller,
             *why = "This API key may not use the requested model.";
             return false;
         }
-        /* with store.redis the limits are counted there, by the pipeline */
-        if (cfg->store.redis) return true;
-        const char *which = NULL;
-        if (bt_key_take(caller->key, (int64_t)time(NULL), &caller->held, &which,
-                        &caller->retry_after))
-            return true;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (!budget_ok(caller, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000)) {
+            *status = 429;
+            *code = "insufficient_quota";
+            *why = caller->budget_msg;
+            caller->retry_after = 0;
+            return false;
+        }
+        /* with store.redis the key's own rpm and concurrency are counted there (the
+         * pipeline asks), the rest here */
+        if (limits_ok(caller, (int64_t)time(NULL), cfg->store.redis != NULL)) return true;
         *status = 429;
         *code = "rate_limit_exceeded";
-        *why = strcmp(which, "rpm") == 0
-                   ? "This API key is over its requests per minute (rpm); retry after the "
-                     "time in Retry-After."
-                   : "This API key has as many requests in flight as its concurrency limit "
-                     "allows; retry when one has finished.";
+        *why = caller->budget_msg;
         return false;
     }
     *status = 401;

@@ -3,8 +3,9 @@
  * (before the body is decoded, so an unknown caller learns nothing about request
  * validation): the master key, or a virtual key found by its SHA-256 in the
  * worker's key table (store/keys.h; no store access on this path).
- * bt_gate_admit judges the decoded request: a virtual key's model rights
- * (limits and budgets will go there too). See docs/governance.md. */
+ * bt_gate_admit judges the decoded request: a virtual key's model rights, its
+ * budgets (its own, its team's, its user's) and its rpm, tpm and concurrency.
+ * See docs/governance.md. */
 #ifndef BT_GATE_GATE_H
 #define BT_GATE_GATE_H
 
@@ -22,9 +23,36 @@ struct bt_caller {
     const struct bt_key_rec *key; /* the virtual key presented, borrowed from the key
                                     table given to identify (valid while the caller's
                                     reference to it is); NULL otherwise */
-    bool held;                   /* set by admit: a concurrency slot of `key` is held, to
-                                    give back with bt_key_release(key->live) at the end */
+    bool held;                   /* set by admit: concurrency slots are held (`slots`), to
+                                    give back with bt_key_release_slots at the end */
+    struct bt_key_slots slots;   /* set by admit: the key's, team's and user's slots held */
+    struct bt_key_live *tpm_lives[3]; /* set by admit: whose tpm `tokens` were taken from */
     int64_t retry_after;         /* set by a 429 from admit: seconds to wait */
+    char budget_warning[128];    /* set by admit: the x-baton-budget-warning value when
+                                    the key has used 80% of its budget or more; "" none */
+    char budget_msg[640];        /* the 429 insufficient_quota message (why points here) */
+    int64_t tokens;              /* set before admit for a key with tpm: the request's
+                                    estimated tokens (prompt counted + max_tokens) */
+    int64_t tpm_minute;          /* set by admit: the minute they were taken from */
+};
+
+/* Gives back what a successful bt_gate_admit took (concurrency slots, the tpm
+ * estimate) when the request is refused afterwards (a limit shared through
+ * Redis). */
+void bt_gate_untake(struct bt_caller *caller);
+
+/* What exec needs to account a request to its caller, copied out of the key
+ * record (which may be freed when the worker's table changes mid-request). */
+struct bt_payer {
+    const char *key_id;          /* the key's id, or "master" */
+    const char *user, *team;     /* the key's owner and team; NULL unset */
+    struct bt_key_live *live;    /* the key's counters (the key service's, outliving the
+                                    request); NULL for the master key */
+    struct bt_key_live *team_live, *user_live; /* its team's and user's, or NULL */
+    struct bt_key_live *tpm_lives[3]; /* whose tpm the estimate was taken from (NULL: none) */
+    const char *budget_warning;  /* x-baton-budget-warning for the response; NULL none */
+    int64_t tpm_tokens;          /* the estimate taken at admit from each of tpm_lives, */
+    int64_t tpm_minute;          /* and the minute: corrected to the usage at the end */
 };
 
 /* True when the request may pass. With a master key configured the request must
@@ -46,8 +74,13 @@ bool bt_gate_identify(const struct bt_config *cfg, const struct bt_keytab *keys,
 
 /* Step two: may `caller` make the decoded request `r`? False with *status (403,
  * 429, ...), *code and *why set when not: a virtual key with a models list asks
- * for another model (403 model_not_allowed), or is over its rpm or concurrency
- * (429 rate_limit_exceeded, caller->retry_after set). When it passes, a key
+ * for another model (403 model_not_allowed), has spent its budget for the
+ * period, or its team or user theirs (429 insufficient_quota: spent >= budget, no reservation for this
+ * request, whose cost is charged when it ends), or is over its rpm or
+ * concurrency or tokens per minute (caller->tokens against its tpm) (429 rate_limit_exceeded,
+ * caller->retry_after set). At 80% of a
+ * budget or more, caller->budget_warning is set (and logged once per
+ * crossing). When it passes, a key
  * with a concurrency limit holds a slot (caller->held) until released. */
 bool bt_gate_admit(const struct bt_config *cfg, struct bt_caller *caller,
                    const struct bt_request *r, int *status, const char **code, const char **why);

@@ -231,18 +231,8 @@ int bt_keys_cli(int argc, char **argv)
         fprintf(stderr, "baton keys: %s\n", bt_strerror(w.err));
         goto out;
     }
-    struct bt_config_diags d = {0};
-    enum bt_err err = bt_config_load(config, &cfg, &d);
-    bt_config_diags_print(&d, stderr);
-    bt_config_diags_free(&d);
-    if (err) {
-        fprintf(stderr, "%s: invalid configuration\n", config);
-        goto out;
-    }
-    if (!cfg->store.sqlite) {
-        fprintf(stderr, "baton keys: %s names no store\n", config);
-        goto out;
-    }
+    enum bt_err err;
+    if (!(cfg = bt_config_load_for_store(config, "baton keys"))) goto out;
     char why[600];
     struct bt_store_where where = {cfg->store.sqlite, cfg->store.postgres};
     if (bt_store_open(&where, &s, why, sizeof(why))) {

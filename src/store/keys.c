@@ -386,14 +386,13 @@ void bt_key_write_json(struct bt_jw *w, const struct bt_key_rec *k, int64_t now,
 
 /* ---- limits ---- */
 
-bool bt_key_take(const struct bt_key_rec *k, int64_t now, bool *held, const char **which,
-                 int64_t *retry_after)
+bool bt_live_take(struct bt_key_live *l, int64_t rpm, int64_t concurrency, int64_t now,
+                  bool *held, const char **which, int64_t *retry_after)
 {
     *held = false;
-    struct bt_key_live *l = k->live;
     if (!l) return true;
-    if (k->concurrency > 0) {
-        if (atomic_fetch_add(&l->inflight, 1) >= k->concurrency) {
+    if (concurrency > 0) {
+        if (atomic_fetch_add(&l->inflight, 1) >= concurrency) {
             atomic_fetch_sub(&l->inflight, 1);
             *which = "concurrency";
             *retry_after = 1;
@@ -401,13 +400,13 @@ bool bt_key_take(const struct bt_key_rec *k, int64_t now, bool *held, const char
         }
         *held = true;
     }
-    if (k->rpm > 0) {
+    if (rpm > 0) {
         uint_fast64_t minute = (uint_fast64_t)(now / 60), seen = atomic_load(&l->window);
         /* The first request of a new minute resets the count; a racing one may
          * count in the old minute's total: off by a few at a minute's edge. */
         if (seen != minute && atomic_compare_exchange_strong(&l->window, &seen, minute))
             atomic_store(&l->count, 0);
-        if (atomic_fetch_add(&l->count, 1) >= (unsigned)k->rpm) {
+        if (atomic_fetch_add(&l->count, 1) >= (uint64_t)rpm) {
             if (*held) atomic_fetch_sub(&l->inflight, 1);
             *held = false;
             *which = "rpm";
@@ -418,10 +417,63 @@ bool bt_key_take(const struct bt_key_rec *k, int64_t now, bool *held, const char
     return true;
 }
 
+bool bt_key_take(const struct bt_key_rec *k, int64_t now, bool *held, const char **which,
+                 int64_t *retry_after)
+{
+    return bt_live_take(k->live, k->rpm, k->concurrency, now, held, which, retry_after);
+}
+
+bool bt_key_take_tokens(const struct bt_key_rec *k, int64_t now, int64_t tokens, int64_t *minute,
+                        int64_t *retry_after)
+{
+    return bt_live_take_tokens(k->live, k->tpm, now, tokens, minute, retry_after);
+}
+
+bool bt_live_take_tokens(struct bt_key_live *l, int64_t tpm, int64_t now, int64_t tokens,
+                         int64_t *minute, int64_t *retry_after)
+{
+    *minute = now / 60;
+    if (!l || tpm <= 0) return true;
+    if (tokens < 0) tokens = 0;
+    uint_fast64_t m = (uint_fast64_t)*minute, seen = atomic_load(&l->tpm_window);
+    if (seen != m && atomic_compare_exchange_strong(&l->tpm_window, &seen, m))
+        atomic_store(&l->tokens, 0);
+    int64_t before = atomic_fetch_add(&l->tokens, tokens);
+    if (before + tokens > tpm) {
+        atomic_fetch_sub(&l->tokens, tokens);
+        *retry_after = 60 - now % 60;
+        return false;
+    }
+    return true;
+}
+
+void bt_key_correct_tokens(struct bt_key_live *live, int64_t minute, int64_t delta)
+{
+    if (live && delta && atomic_load(&live->tpm_window) == (uint_fast64_t)minute)
+        atomic_fetch_add(&live->tokens, delta);
+}
+
+int64_t bt_key_spent(const struct bt_key_rec *k)
+{
+    if (!k->live) return 0;
+    return atomic_load(&k->live->spent_pusd) + atomic_load(&k->live->pending_pusd);
+}
+
+void bt_key_charge(struct bt_key_live *live, int64_t pusd)
+{
+    if (live && pusd > 0) atomic_fetch_add(&live->pending_pusd, pusd);
+}
+
 void bt_key_release(void *live)
 {
     struct bt_key_live *l = live;
     if (l) atomic_fetch_sub(&l->inflight, 1);
+}
+
+void bt_key_release_slots(void *slots)
+{
+    struct bt_key_slots *sl = slots;
+    for (int i = 0; i < 3; i++) bt_key_release(sl->live[i]);
 }
 
 /* ---- the table ---- */

@@ -95,7 +95,23 @@ struct bt_key_live {
     atomic_int inflight;             /* requests admitted and not finished */
     atomic_uint_fast64_t window;     /* the minute `count` counts (unix minutes) */
     atomic_uint count;               /* requests admitted in that minute */
+    atomic_uint_fast64_t tpm_window; /* the minute `tokens` counts (unix minutes) */
+    atomic_int_fast64_t tokens;      /* tokens taken in it: estimates at admit, corrected
+                                        to the usage when each request ends */
+    /* Budget: spend in the key's current period, pico-USD, in two parts so the
+     * store's figure can replace the first without losing what this process
+     * charged meanwhile (docs/internals/store.md). */
+    atomic_int_fast64_t spent_pusd;  /* written to the store: its sum at the last
+                                        refresh, plus this process's batches since */
+    atomic_int_fast64_t pending_pusd; /* charged here, not yet written */
+    atomic_bool warned;              /* the 80% warning was logged for this crossing */
 };
+
+/* What key `k` has spent in its budget period, pico-USD (0 without live). */
+int64_t bt_key_spent(const struct bt_key_rec *k);
+/* Charges `pusd` to the counters `live` (NULL: no-op): seen by the next admit
+ * on every worker of this process at once. */
+void bt_key_charge(struct bt_key_live *live, int64_t pusd);
 
 /* Admits one request of key `k` at unix time `now` against its rpm and
  * concurrency (unset limits: no check; no `live`: no check). True with the
@@ -105,8 +121,29 @@ struct bt_key_live {
  * held. The minute is a fixed window: up to rpm requests per calendar minute. */
 bool bt_key_take(const struct bt_key_rec *k, int64_t now, bool *held, const char **which,
                  int64_t *retry_after);
+/* Takes `tokens` (an estimate: the prompt counted and max_tokens) from key k's
+ * tokens per minute at unix time `now`: a fixed window like rpm's. True when k
+ * has no tpm or they fit (counted; *minute says which minute they went to,
+ * for bt_key_correct_tokens); false with *retry_after (seconds to the next
+ * minute) when the minute's tokens and these would pass tpm: nothing taken. */
+bool bt_key_take_tokens(const struct bt_key_rec *k, int64_t now, int64_t tokens, int64_t *minute,
+                        int64_t *retry_after);
+/* Adds `delta` (the usage minus the estimate) to the tokens of `minute`, when
+ * that minute is still the one counted (a later one started afresh). */
+void bt_key_correct_tokens(struct bt_key_live *live, int64_t minute, int64_t delta);
+/* The same on any counters (a key's or an owner's) with the limits given. */
+bool bt_live_take(struct bt_key_live *l, int64_t rpm, int64_t concurrency, int64_t now,
+                  bool *held, const char **which, int64_t *retry_after);
+bool bt_live_take_tokens(struct bt_key_live *l, int64_t tpm, int64_t now, int64_t tokens,
+                         int64_t *minute, int64_t *retry_after);
 /* Gives back a concurrency slot taken by bt_key_take (ud: the key's live). */
 void bt_key_release(void *live);
+/* Concurrency slots held by one request: its key's, its team's, its user's. */
+struct bt_key_slots {
+    struct bt_key_live *live[3];     /* NULL: none held */
+};
+/* Gives back each slot of `slots` (a struct bt_key_slots *): an on_finish hook. */
+void bt_key_release_slots(void *slots);
 
 /* ---- the table ---- */
 
@@ -131,11 +168,27 @@ void bt_keytab_unref(struct bt_keytab *t);
 
 struct bt_keys;
 
+struct bt_keys_opts {
+    uint64_t ledger_interval_ms;    /* store.ledger_interval; 0: 1 s */
+    uint32_t ledger_batch;          /* store.ledger_batch; 0: 500 */
+};
+
 /* Opens the SQLite store at `path` (creating and migrating it), loads the
- * table and starts the refresh thread. On failure `why` says why. */
-enum bt_err bt_keys_start(const struct bt_store_where *where, struct bt_keys **out, char *why,
-                          size_t whycap);
-/* Stops the thread and frees the service, the keys' live counters included:
+ * table and each key's spend, and starts the refresh thread and the ledger
+ * writer (store/ledger.h). `o` may be NULL (defaults). On failure `why` says
+ * why. */
+enum bt_err bt_keys_start(const struct bt_store_where *where, const struct bt_keys_opts *o,
+                          struct bt_keys **out, char *why, size_t whycap);
+/* Queues a usage record for the ledger, taking ownership (k NULL: freed). Its
+ * `live`, when set, must have been charged its cost_pusd (bt_key_charge): once
+ * written, that amount moves from pending to spent. Never waits on the store. */
+void bt_keys_record(struct bt_keys *k, struct bt_usage_rec *r);
+/* Waits until every record queued so far is written. */
+void bt_keys_flush(struct bt_keys *k);
+/* A usage report from the ledger (records still queued are written first). */
+enum bt_err bt_keys_usage(struct bt_keys *k, const struct bt_usage_query *q,
+                          struct bt_usage_rows *out, char *why, size_t whycap);
+/* Writes every queued usage record, stops the threads and frees the service, the keys' live counters included:
  * only once no worker uses a table of it (they point at those counters).
  * NULL: no-op. */
 void bt_keys_stop(struct bt_keys *k);
@@ -162,6 +215,22 @@ enum bt_err bt_keys_update(struct bt_keys *k, const char *id, struct bt_key_patc
 /* Revokes (idempotent: revoking twice keeps the first time). BT_ENOTFOUND. */
 enum bt_err bt_keys_revoke(struct bt_keys *k, const char *id, struct bt_key_rec *out, char *why,
                            size_t whycap);
+
+/* Teams and users with budgets (/admin/teams, /admin/users), on the caller's
+ * thread like the key operations; writes rebuild the table (every key of the
+ * owner sees the new budget at its next request). put creates or replaces
+ * o's budget (o->created_at and updated_at are set). BT_ENOTFOUND from get
+ * and delete for an unknown owner. */
+enum bt_err bt_keys_owner_put(struct bt_keys *k, struct bt_owner_rec *o, char *why, size_t whycap);
+enum bt_err bt_keys_owner_get(struct bt_keys *k, enum bt_owner_kind kind, const char *name,
+                              struct bt_owner_rec *out, char *why, size_t whycap);
+enum bt_err bt_keys_owner_delete(struct bt_keys *k, enum bt_owner_kind kind, const char *name,
+                                 char *why, size_t whycap);
+enum bt_err bt_keys_owner_list(struct bt_keys *k, struct bt_owner_list *out, char *why,
+                               size_t whycap);
+/* What the owner spent in its period as this process counts it (0 when no key
+ * of it was loaded). */
+int64_t bt_keys_owner_spent(struct bt_keys *k, enum bt_owner_kind kind, const char *name);
 
 /* The same operations on a store handle, for `baton keys` (no service, no
  * thread). */

@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/str.h"
 #include "store/keys.h"
+#include "store/ledger.h"
 
 struct bt_keys {
     struct bt_store *store;
@@ -31,10 +32,12 @@ struct bt_keys {
     bool failing;                 /* the last refresh failed (logged once) */
     /* Live counters by key id, kept across tables (store_lock): open addressing. */
     struct live_slot {
-        char id[BT_KEY_ID_LEN + 1];
+        char id[BT_KEY_MAX_NAME + 8]; /* a key's id, or an owner's (bt_owner_spend_id) */
         struct bt_key_live *live;
     } *lives;
     size_t nlives, caplives;
+    struct bt_ledger *ledger;     /* the usage ledger's writer */
+    int64_t spend_day;            /* the UTC day (since 1970) spend was last loaded for */
 };
 
 static struct live_slot *live_find(struct live_slot *tab, size_t cap, const char *id)
@@ -157,22 +160,98 @@ enum bt_err bt_store_key_revoke(struct bt_store *s, const char *id, struct bt_ke
 /* ---- the table ---- */
 
 /* With store_lock held. */
+static int spend_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct bt_spend *)a)->key_id, ((const struct bt_spend *)b)->key_id);
+}
+
+/* The spend of `id` (a key's, or an owner's) in `period`, from the store's figures. */
+static int64_t spend_of(const struct bt_spend_list *sl, const char *id,
+                        enum bt_budget_period period)
+{
+    struct bt_spend probe;
+    snprintf(probe.key_id, sizeof(probe.key_id), "%s", id);
+    const struct bt_spend *sp = sl->n ? bsearch(&probe, sl->items, sl->n, sizeof(*sl->items),
+                                                spend_cmp)
+                                      : NULL;
+    if (!sp) return 0;
+    switch (period) {
+    case BT_PERIOD_DAY: return sp->day_pusd;
+    case BT_PERIOD_WEEK: return sp->week_pusd;
+    default: return sp->month_pusd;
+    }
+}
+
+/* What a key of owner (kind, name) carries of it (name NULL: nothing): its
+ * counters, their spend set from the store's figures, and its budget and
+ * limits from `ol`. With store_lock held. */
+static void owner_attach(struct bt_keys *k, const struct bt_spend_list *sl,
+                         const struct bt_owner_list *ol, enum bt_owner_kind kind,
+                         const char *name, struct bt_owner_limits *out)
+{
+    *out = (struct bt_owner_limits){.budget_micro_usd = -1, .rpm = -1, .tpm = -1,
+                                    .concurrency = -1};
+    if (!name) return;
+    for (size_t i = 0; i < ol->n; i++) {
+        const struct bt_owner_rec *o = &ol->items[i];
+        if (o->kind != kind || strcmp(o->name, name) != 0) continue;
+        out->budget_micro_usd = o->budget_micro_usd;
+        out->period = o->budget_period;
+        out->rpm = o->rpm;
+        out->tpm = o->tpm;
+        out->concurrency = o->concurrency;
+        break;
+    }
+    char id[BT_KEY_MAX_NAME + 8];
+    bt_owner_spend_id(kind, name, id, sizeof(id));
+    out->live = live_for(k, id);
+    if (out->live) atomic_store(&out->live->spent_pusd, spend_of(sl, id, out->period));
+}
+
+/* With store_lock held. The table and every key's spend are rebuilt when the
+ * store changed (another connection committed: a key written elsewhere, or
+ * another instance's ledger batch), when a new UTC day began (a period may
+ * have rolled over), or when forced. This process's own batches are counted
+ * by ledger_committed under the same lock, so spent_pusd never counts one
+ * twice: it is set here to the store's sum, which includes them. */
 static enum bt_err refresh_locked(struct bt_keys *k, bool force)
 {
     bool changed = true;
     enum bt_err err = k->store->ops->changed(k->store, &changed);
     if (err) return err;
-    if (!changed && !force) return BT_OK;
+    int64_t now_ms = (int64_t)time(NULL) * 1000, today = now_ms / 86400000;
+    if (!changed && !force && today == k->spend_day) return BT_OK;
     struct bt_key_list l;
     if ((err = k->store->ops->key_list(k->store, &l))) return err;
+    struct bt_spend_list sl;
+    if ((err = k->store->ops->spend(k->store, now_ms, &sl))) {
+        bt_key_list_free(&l);
+        return err;
+    }
+    if (sl.n) qsort(sl.items, sl.n, sizeof(*sl.items), spend_cmp);
     struct bt_keytab *t = NULL;
     err = bt_keytab_build(&l, &t);
     bt_key_list_free(&l);
-    if (err) return err;
+    if (err) {
+        free(sl.items);
+        return err;
+    }
+    struct bt_owner_list ol = {0};
+    if ((err = k->store->ops->owner_list(k->store, &ol))) {
+        free(sl.items);
+        bt_keytab_unref(t);
+        return err;
+    }
+    k->spend_day = today;
     for (size_t i = 0; i < bt_keytab_count(t); i++) {
         struct bt_key_rec *r = bt_keytab_rec(t, i);
         r->live = live_for(k, r->id);
+        if (r->live) atomic_store(&r->live->spent_pusd, spend_of(&sl, r->id, r->budget_period));
+        owner_attach(k, &sl, &ol, BT_OWNER_TEAM, r->team, &r->owner[BT_OWNER_TEAM]);
+        owner_attach(k, &sl, &ol, BT_OWNER_USER, r->user, &r->owner[BT_OWNER_USER]);
     }
+    bt_owner_list_free(&ol);
+    free(sl.items);
     uv_mutex_lock(&k->tab_lock);
     struct bt_keytab *old = k->tab;
     k->tab = t;
@@ -222,8 +301,48 @@ static void refresher(void *arg)
     uv_mutex_unlock(&k->wait_lock);
 }
 
-enum bt_err bt_keys_start(const struct bt_store_where *where, struct bt_keys **out, char *why,
-                          size_t whycap)
+/* The ledger wrote `recs`: their cost moves from pending to spent (store_lock
+ * held, so a refresh cannot interleave). */
+static void ledger_committed(void *ud, const struct bt_usage_rec *recs)
+{
+    (void)ud;
+    for (const struct bt_usage_rec *r = recs; r; r = r->next) {
+        struct bt_key_live *lives[3] = {r->live, r->team_live, r->user_live};
+        for (int i = 0; i < 3; i++) {
+            if (!lives[i] || !r->cost_pusd) continue;
+            atomic_fetch_add(&lives[i]->spent_pusd, r->cost_pusd);
+            atomic_fetch_sub(&lives[i]->pending_pusd, r->cost_pusd);
+        }
+    }
+}
+
+void bt_keys_record(struct bt_keys *k, struct bt_usage_rec *r)
+{
+    if (!k) {
+        free(r);
+        return;
+    }
+    bt_ledger_push(k->ledger, r);
+}
+
+void bt_keys_flush(struct bt_keys *k)
+{
+    if (k) bt_ledger_flush(k->ledger);
+}
+
+enum bt_err bt_keys_usage(struct bt_keys *k, const struct bt_usage_query *q,
+                          struct bt_usage_rows *out, char *why, size_t whycap)
+{
+    bt_ledger_flush(k->ledger);
+    uv_mutex_lock(&k->store_lock);
+    enum bt_err err = k->store->ops->usage_report(k->store, q, out);
+    if (err) snprintf(why, whycap, "%s", k->store->errmsg);
+    uv_mutex_unlock(&k->store_lock);
+    return err;
+}
+
+enum bt_err bt_keys_start(const struct bt_store_where *where, const struct bt_keys_opts *o,
+                          struct bt_keys **out, char *why, size_t whycap)
 {
     *out = NULL;
     struct bt_keys *k = calloc(1, sizeof(*k));
@@ -245,8 +364,15 @@ enum bt_err bt_keys_start(const struct bt_store_where *where, struct bt_keys **o
     err = refresh_locked(k, true);
     if (err) snprintf(why, whycap, "%s: %s", where->postgres ? "postgres" : where->sqlite, k->store->errmsg);
     uv_mutex_unlock(&k->store_lock);
+    struct bt_ledger_opts lo = {.interval_ms = o ? o->ledger_interval_ms : 0,
+                                .batch = o ? o->ledger_batch : 0};
+    if (!err && bt_ledger_start(k->store, &k->store_lock, &lo, ledger_committed, k, &k->ledger)) {
+        snprintf(why, whycap, "cannot start the ledger thread");
+        err = BT_ENOMEM;
+    }
     if (!err && uv_thread_create(&k->thread, refresher, k)) {
         snprintf(why, whycap, "cannot start the key store thread");
+        bt_ledger_stop(k->ledger);
         err = BT_ENOMEM;
     }
     if (err) {
@@ -272,6 +398,7 @@ void bt_keys_stop(struct bt_keys *k)
     uv_cond_signal(&k->wait_cond);
     uv_mutex_unlock(&k->wait_lock);
     uv_thread_join(&k->thread);
+    bt_ledger_stop(k->ledger); /* writes what is queued: the workers are gone */
     bt_keytab_unref(k->tab);
     bt_store_close(k->store);
     lives_free(k);
@@ -339,4 +466,65 @@ enum bt_err bt_keys_revoke(struct bt_keys *k, const char *id, struct bt_key_rec 
     if (!err) after_write(k);
     uv_mutex_unlock(&k->store_lock);
     return err;
+}
+
+/* ---- owners ---- */
+
+enum bt_err bt_keys_owner_put(struct bt_keys *k, struct bt_owner_rec *o, char *why, size_t whycap)
+{
+    uv_mutex_lock(&k->store_lock);
+    struct bt_owner_rec old;
+    enum bt_err err = k->store->ops->owner_get(k->store, o->kind, o->name, &old);
+    o->updated_at = now_s();
+    o->created_at = err ? o->updated_at : old.created_at;
+    if (!err) free(old.name);
+    err = err == BT_ENOTFOUND || !err ? k->store->ops->owner_put(k->store, o) : err;
+    if (err) snprintf(why, whycap, "%s", k->store->errmsg);
+    else after_write(k);
+    uv_mutex_unlock(&k->store_lock);
+    return err;
+}
+
+enum bt_err bt_keys_owner_get(struct bt_keys *k, enum bt_owner_kind kind, const char *name,
+                              struct bt_owner_rec *out, char *why, size_t whycap)
+{
+    uv_mutex_lock(&k->store_lock);
+    enum bt_err err = k->store->ops->owner_get(k->store, kind, name, out);
+    if (err) snprintf(why, whycap, "%s", k->store->errmsg);
+    uv_mutex_unlock(&k->store_lock);
+    return err;
+}
+
+enum bt_err bt_keys_owner_delete(struct bt_keys *k, enum bt_owner_kind kind, const char *name,
+                                 char *why, size_t whycap)
+{
+    uv_mutex_lock(&k->store_lock);
+    enum bt_err err = k->store->ops->owner_delete(k->store, kind, name);
+    if (err) snprintf(why, whycap, "%s", k->store->errmsg);
+    else after_write(k);
+    uv_mutex_unlock(&k->store_lock);
+    return err;
+}
+
+enum bt_err bt_keys_owner_list(struct bt_keys *k, struct bt_owner_list *out, char *why,
+                               size_t whycap)
+{
+    uv_mutex_lock(&k->store_lock);
+    enum bt_err err = k->store->ops->owner_list(k->store, out);
+    if (err) snprintf(why, whycap, "%s", k->store->errmsg);
+    uv_mutex_unlock(&k->store_lock);
+    return err;
+}
+
+int64_t bt_keys_owner_spent(struct bt_keys *k, enum bt_owner_kind kind, const char *name)
+{
+    char id[BT_KEY_MAX_NAME + 8];
+    bt_owner_spend_id(kind, name, id, sizeof(id));
+    uv_mutex_lock(&k->store_lock);
+    struct live_slot *sl = k->caplives ? live_find(k->lives, k->caplives, id) : NULL;
+    int64_t v = sl && sl->live ? atomic_load(&sl->live->spent_pusd) +
+                                     atomic_load(&sl->live->pending_pusd)
+                               : 0;
+    uv_mutex_unlock(&k->store_lock);
+    return v;
 }

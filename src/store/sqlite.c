@@ -40,6 +40,44 @@ static const char *const migrations[] = {
     " metadata TEXT,"               /* JSON object */
     " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
     " revoked_at INTEGER)",
+    /* 2: the usage ledger, and each key's spend per UTC day (kept in step with
+     * the ledger, in the same transaction, so a budget's period sums at most
+     * 31 rows per key instead of scanning the ledger) */
+    "CREATE TABLE usage ("
+    " id INTEGER PRIMARY KEY,"
+    " ts_ms INTEGER NOT NULL,"      /* when the request ended, unix milliseconds */
+    " request_id TEXT NOT NULL,"
+    " key_id TEXT NOT NULL,"        /* a key's id, or 'master' */
+    " user TEXT NOT NULL, team TEXT NOT NULL," /* the key's owner; '' when unset */
+    " model TEXT NOT NULL,"         /* the public model asked for */
+    " provider TEXT NOT NULL, provider_model TEXT NOT NULL," /* the deployment; '' none */
+    " input_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL,"
+    " cache_write_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,"
+    " reasoning_tokens INTEGER NOT NULL,"
+    " cost_pusd INTEGER NOT NULL,"  /* pico-USD: exact */
+    " cost_known INTEGER NOT NULL, estimated INTEGER NOT NULL,"
+    " status INTEGER NOT NULL);"
+    "CREATE INDEX usage_ts ON usage(ts_ms);"
+    "CREATE INDEX usage_key_ts ON usage(key_id, ts_ms);"
+    "CREATE TABLE spend_daily ("
+    " key_id TEXT NOT NULL,"
+    " day INTEGER NOT NULL,"        /* UTC days since 1970-01-01 */
+    " cost_pusd INTEGER NOT NULL,"
+    " requests INTEGER NOT NULL,"
+    " PRIMARY KEY (key_id, day)) WITHOUT ROWID",
+    /* 3: teams and users with budgets of their own (their spend is in
+     * spend_daily under 'team:NAME' and 'user:NAME') */
+    "CREATE TABLE owners ("
+    " kind TEXT NOT NULL,"          /* 'team' or 'user' */
+    " name TEXT NOT NULL,"
+    " budget_micro_usd INTEGER,"
+    " budget_period TEXT,"
+    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+    " PRIMARY KEY (kind, name))",
+    /* 4: teams' and users' own limits */
+    "ALTER TABLE owners ADD COLUMN rpm INTEGER;"
+    "ALTER TABLE owners ADD COLUMN tpm INTEGER;"
+    "ALTER TABLE owners ADD COLUMN concurrency INTEGER",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -333,6 +371,308 @@ static enum bt_err sq_changed(struct bt_store *s, bool *changed)
     return err;
 }
 
+/* ---- the ledger ---- */
+
+#define DAY_MS 86400000
+
+static enum bt_err sq_usage_append(struct bt_store *s, const struct bt_usage_rec *recs)
+{
+    struct sq *q = (struct sq *)s;
+    sqlite3_stmt *ins = NULL, *day = NULL;
+    enum bt_err err = exec_sql(q, "BEGIN IMMEDIATE");
+    if (err) return err;
+    if (sqlite3_prepare_v2(q->db,
+                           "INSERT INTO usage (ts_ms, request_id, key_id, user, team, model, "
+                           "provider, provider_model, input_tokens, cached_tokens, "
+                           "cache_write_tokens, output_tokens, reasoning_tokens, cost_pusd, "
+                           "cost_known, estimated, status) VALUES "
+                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+                           "?16, ?17)",
+                           -1, &ins, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(q->db,
+                           "INSERT INTO spend_daily (key_id, day, cost_pusd, requests) "
+                           "VALUES (?1, ?2, ?3, 1) ON CONFLICT (key_id, day) DO UPDATE SET "
+                           "cost_pusd = cost_pusd + excluded.cost_pusd, requests = requests + 1",
+                           -1, &day, NULL) != SQLITE_OK) {
+        err = fail(q, "writing the ledger");
+        goto out;
+    }
+    for (const struct bt_usage_rec *r = recs; r; r = r->next) {
+        sqlite3_reset(ins);
+        sqlite3_bind_int64(ins, 1, r->ts_ms);
+        const char *texts[7] = {r->request_id, r->key_id, r->user, r->team,
+                                r->model, r->provider, r->provider_model};
+        for (int i = 0; i < 7; i++) sqlite3_bind_text(ins, 2 + i, texts[i], -1, SQLITE_STATIC);
+        int64_t nums[8] = {r->input_tokens, r->cached_tokens, r->cache_write_tokens,
+                           r->output_tokens, r->reasoning_tokens, r->cost_pusd,
+                           r->cost_known, r->estimated};
+        for (int i = 0; i < 8; i++) sqlite3_bind_int64(ins, 9 + i, nums[i]);
+        sqlite3_bind_int(ins, 17, r->status);
+        if (sqlite3_step(ins) != SQLITE_DONE) {
+            err = fail(q, "writing the ledger");
+            goto out;
+        }
+        char team[BT_KEY_MAX_NAME + 8], user[BT_KEY_MAX_NAME + 8];
+        bt_owner_spend_id(BT_OWNER_TEAM, r->team, team, sizeof(team));
+        bt_owner_spend_id(BT_OWNER_USER, r->user, user, sizeof(user));
+        const char *ids[3] = {r->key_id, r->team[0] ? team : NULL, r->user[0] ? user : NULL};
+        for (int i = 0; i < 3; i++) {
+            if (!ids[i]) continue;
+            sqlite3_reset(day);
+            sqlite3_bind_text(day, 1, ids[i], -1, SQLITE_STATIC);
+            sqlite3_bind_int64(day, 2, r->ts_ms / DAY_MS);
+            sqlite3_bind_int64(day, 3, r->cost_pusd);
+            if (sqlite3_step(day) != SQLITE_DONE) {
+                err = fail(q, "writing the daily spend");
+                goto out;
+            }
+        }
+    }
+    err = exec_sql(q, "COMMIT");
+out:
+    sqlite3_finalize(ins);
+    sqlite3_finalize(day);
+    if (err) sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+    return err;
+}
+
+/* Steps `st` to its end, each row read by `row` into a new element of the
+ * growing array *items (elements of `size` bytes, *n of them); finalizes st.
+ * On failure the array is freed and *n is 0. */
+static enum bt_err read_rows(struct sq *q, sqlite3_stmt *st, void **items, size_t *n,
+                             size_t size, bool (*row)(sqlite3_stmt *st, void *item),
+                             const char *what)
+{
+    *items = NULL;
+    *n = 0;
+    size_t cap = 0;
+    enum bt_err err = BT_OK;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            void *ni = realloc(*items, nc * size);
+            if (!ni) {
+                err = BT_ENOMEM;
+                break;
+            }
+            *items = ni;
+            cap = nc;
+        }
+        if (row(st, (char *)*items + *n * size)) ++*n;
+    }
+    if (!err && rc != SQLITE_DONE) err = fail(q, what);
+    sqlite3_finalize(st);
+    if (err) {
+        free(*items);
+        *items = NULL;
+        *n = 0;
+    }
+    return err;
+}
+
+static bool spend_row(sqlite3_stmt *st, void *item)
+{
+    struct bt_spend *sp = item;
+    const unsigned char *id = sqlite3_column_text(st, 0);
+    snprintf(sp->key_id, sizeof(sp->key_id), "%s", id ? (const char *)id : "");
+    sp->day_pusd = sqlite3_column_int64(st, 1);
+    sp->week_pusd = sqlite3_column_int64(st, 2);
+    sp->month_pusd = sqlite3_column_int64(st, 3);
+    return true;
+}
+
+static bool report_row(sqlite3_stmt *st, void *item)
+{
+    if (sqlite3_column_int64(st, 1) == 0) return false; /* no rows: no group */
+    struct bt_usage_row *u = item;
+    const unsigned char *g = sqlite3_column_text(st, 0);
+    snprintf(u->group, sizeof(u->group), "%s", g ? (const char *)g : "");
+    u->requests = sqlite3_column_int64(st, 1);
+    u->input_tokens = sqlite3_column_int64(st, 2);
+    u->cached_tokens = sqlite3_column_int64(st, 3);
+    u->cache_write_tokens = sqlite3_column_int64(st, 4);
+    u->output_tokens = sqlite3_column_int64(st, 5);
+    u->reasoning_tokens = sqlite3_column_int64(st, 6);
+    u->cost_pusd = sqlite3_column_int64(st, 7);
+    return true;
+}
+
+static enum bt_err sq_spend(struct bt_store *s, int64_t now_ms, struct bt_spend_list *out)
+{
+    struct sq *q = (struct sq *)s;
+    out->items = NULL;
+    out->n = 0;
+    int64_t d = bt_period_start_ms(BT_PERIOD_DAY, now_ms) / DAY_MS;
+    int64_t w = bt_period_start_ms(BT_PERIOD_WEEK, now_ms) / DAY_MS;
+    int64_t m = bt_period_start_ms(BT_PERIOD_MONTH, now_ms) / DAY_MS;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db,
+                           "SELECT key_id, SUM(CASE WHEN day >= ?1 THEN cost_pusd ELSE 0 END), "
+                           "SUM(CASE WHEN day >= ?2 THEN cost_pusd ELSE 0 END), "
+                           "SUM(CASE WHEN day >= ?3 THEN cost_pusd ELSE 0 END) "
+                           "FROM spend_daily WHERE day >= ?4 GROUP BY key_id",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(q, "reading the spend");
+    sqlite3_bind_int64(st, 1, d);
+    sqlite3_bind_int64(st, 2, w);
+    sqlite3_bind_int64(st, 3, m);
+    sqlite3_bind_int64(st, 4, w < m ? w : m);
+    void *items = NULL;
+    enum bt_err err = read_rows(q, st, &items, &out->n, sizeof(*out->items), spend_row, "reading the spend");
+    out->items = items;
+    return err;
+}
+
+static enum bt_err sq_usage_report(struct bt_store *s, const struct bt_usage_query *qu,
+                                   struct bt_usage_rows *out)
+{
+    static const char *const exprs[] = {
+        [BT_UG_NONE] = "''",
+        [BT_UG_KEY] = "key_id",
+        [BT_UG_TEAM] = "team",
+        [BT_UG_USER] = "user",
+        [BT_UG_MODEL] = "model",
+        [BT_UG_DEPLOYMENT] = ("CASE WHEN provider = '' THEN '' ELSE provider || '/' || "
+                              "provider_model END"),
+        [BT_UG_DAY] = "strftime('%Y-%m-%d', ts_ms / 1000, 'unixepoch')",
+    };
+    struct sq *q = (struct sq *)s;
+    out->items = NULL;
+    out->n = 0;
+    if ((unsigned)qu->group >= sizeof(exprs) / sizeof(exprs[0])) return BT_EINVAL;
+    char sql[1024];
+    snprintf(sql, sizeof(sql),
+             "SELECT %s AS g, COUNT(*), SUM(input_tokens), SUM(cached_tokens), "
+             "SUM(cache_write_tokens), SUM(output_tokens), SUM(reasoning_tokens), "
+             "SUM(cost_pusd) FROM usage WHERE (?1 IS NULL OR key_id = ?1) AND "
+             "(?2 IS NULL OR user = ?2) AND (?3 IS NULL OR team = ?3) AND "
+             "(?4 IS NULL OR model = ?4) AND ts_ms >= ?5 GROUP BY g ORDER BY g",
+             exprs[qu->group]);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return fail(q, "reading the ledger");
+    bind_text(st, 1, qu->key_id);
+    bind_text(st, 2, qu->user);
+    bind_text(st, 3, qu->team);
+    bind_text(st, 4, qu->model);
+    sqlite3_bind_int64(st, 5, qu->since_ms);
+    void *items = NULL;
+    enum bt_err err = read_rows(q, st, &items, &out->n, sizeof(*out->items), report_row, "reading the ledger");
+    out->items = items;
+    return err;
+}
+
+/* ---- owners: teams and users ---- */
+
+static enum bt_err sq_owner_put(struct bt_store *s, const struct bt_owner_rec *o)
+{
+    struct sq *q = (struct sq *)s;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db,
+                           "INSERT INTO owners (kind, name, budget_micro_usd, budget_period, "
+                           "created_at, updated_at, rpm, tpm, concurrency) VALUES "
+                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+                           "ON CONFLICT (kind, name) DO UPDATE SET budget_micro_usd = ?3, "
+                           "budget_period = ?4, updated_at = ?6, rpm = ?7, tpm = ?8, "
+                           "concurrency = ?9",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(q, "writing an owner");
+    sqlite3_bind_text(st, 1, bt_owner_kind_name(o->kind), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, o->name, -1, SQLITE_TRANSIENT);
+    bind_i64(st, 3, o->budget_micro_usd, -1);
+    bind_text(st, 4, bt_budget_period_name(o->budget_period));
+    sqlite3_bind_int64(st, 5, o->created_at);
+    sqlite3_bind_int64(st, 6, o->updated_at);
+    bind_i64(st, 7, o->rpm, -1);
+    bind_i64(st, 8, o->tpm, -1);
+    bind_i64(st, 9, o->concurrency, -1);
+    enum bt_err err = sqlite3_step(st) == SQLITE_DONE ? BT_OK : fail(q, "writing an owner");
+    sqlite3_finalize(st);
+    return err;
+}
+
+static bool owner_row(sqlite3_stmt *st, void *item)
+{
+    struct bt_owner_rec *o = item;
+    const unsigned char *kind = sqlite3_column_text(st, 0), *name = sqlite3_column_text(st, 1);
+    o->kind = kind && strcmp((const char *)kind, "user") == 0 ? BT_OWNER_USER : BT_OWNER_TEAM;
+    o->name = strdup(name ? (const char *)name : "");
+    if (!o->name) return false; /* left out: the owner then has no budget until the next read */
+    o->budget_micro_usd = col_i64(st, 2, -1);
+    o->budget_period = BT_PERIOD_NONE;
+    const unsigned char *per = sqlite3_column_text(st, 3);
+    if (per) bt_budget_period_parse((const char *)per, strlen((const char *)per), &o->budget_period);
+    o->created_at = col_i64(st, 4, 0);
+    o->updated_at = col_i64(st, 5, 0);
+    o->rpm = col_i64(st, 6, -1);
+    o->tpm = col_i64(st, 7, -1);
+    o->concurrency = col_i64(st, 8, -1);
+    return true;
+}
+
+#define OWNER_COLUMNS                                                                          \
+    "kind, name, budget_micro_usd, budget_period, created_at, updated_at, rpm, tpm, concurrency"
+
+static enum bt_err sq_owner_list(struct bt_store *s, struct bt_owner_list *out)
+{
+    struct sq *q = (struct sq *)s;
+    out->items = NULL;
+    out->n = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db, "SELECT " OWNER_COLUMNS " FROM owners ORDER BY kind, name", -1,
+                           &st, NULL) != SQLITE_OK)
+        return fail(q, "listing owners");
+    void *items = NULL;
+    enum bt_err err = read_rows(q, st, &items, &out->n, sizeof(*out->items), owner_row,
+                                "listing owners");
+    out->items = items;
+    return err;
+}
+
+static enum bt_err sq_owner_get(struct bt_store *s, enum bt_owner_kind kind, const char *name,
+                                struct bt_owner_rec *out)
+{
+    struct sq *q = (struct sq *)s;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db,
+                           "SELECT " OWNER_COLUMNS " FROM owners WHERE kind = ?1 AND name = ?2",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(q, "reading an owner");
+    sqlite3_bind_text(st, 1, bt_owner_kind_name(kind), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+    enum bt_err err;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        err = owner_row(st, out) ? BT_OK : BT_ENOMEM;
+    } else if (rc == SQLITE_DONE) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "no %s %s", bt_owner_kind_name(kind), name);
+        err = BT_ENOTFOUND;
+    } else {
+        err = fail(q, "reading an owner");
+    }
+    sqlite3_finalize(st);
+    return err;
+}
+
+static enum bt_err sq_owner_delete(struct bt_store *s, enum bt_owner_kind kind, const char *name)
+{
+    struct sq *q = (struct sq *)s;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db, "DELETE FROM owners WHERE kind = ?1 AND name = ?2", -1, &st,
+                           NULL) != SQLITE_OK)
+        return fail(q, "deleting an owner");
+    sqlite3_bind_text(st, 1, bt_owner_kind_name(kind), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+    enum bt_err err = sqlite3_step(st) == SQLITE_DONE ? BT_OK : fail(q, "deleting an owner");
+    if (!err && sqlite3_changes(q->db) == 0) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "no %s %s", bt_owner_kind_name(kind), name);
+        err = BT_ENOTFOUND;
+    }
+    sqlite3_finalize(st);
+    return err;
+}
+
 static void sq_close(struct bt_store *s)
 {
     struct sq *q = (struct sq *)s;
@@ -347,6 +687,13 @@ static const struct bt_store_ops sqlite_ops = {
     .key_update = sq_update,
     .key_list = sq_list,
     .changed = sq_changed,
+    .usage_append = sq_usage_append,
+    .spend = sq_spend,
+    .usage_report = sq_usage_report,
+    .owner_put = sq_owner_put,
+    .owner_get = sq_owner_get,
+    .owner_delete = sq_owner_delete,
+    .owner_list = sq_owner_list,
     .close = sq_close,
 };
 

@@ -1,7 +1,9 @@
 /* What every backend shares: key records' lifetime, the stored form of a key's
  * models list, the budget period names, and opening the configured backend. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/arena.h"
 #include "core/buf.h"
@@ -18,6 +20,28 @@ void bt_key_rec_init(struct bt_key_rec *k)
 {
     memset(k, 0, sizeof(*k));
     k->rpm = k->tpm = k->concurrency = k->budget_micro_usd = -1;
+    for (int i = 0; i < 2; i++)
+        k->owner[i] = (struct bt_owner_limits){.budget_micro_usd = -1, .rpm = -1, .tpm = -1,
+                                               .concurrency = -1};
+}
+
+const char *bt_owner_kind_name(enum bt_owner_kind k)
+{
+    return k == BT_OWNER_USER ? "user" : "team";
+}
+
+void bt_owner_spend_id(enum bt_owner_kind k, const char *name, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s:%s", bt_owner_kind_name(k), name);
+}
+
+void bt_owner_list_free(struct bt_owner_list *l)
+{
+    if (!l) return;
+    for (size_t i = 0; i < l->n; i++) free(l->items[i].name);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
 }
 
 void bt_key_rec_free(struct bt_key_rec *k)
@@ -146,4 +170,71 @@ bool bt_key_models_parse(struct bt_key_rec *k, const char *text, bool *oom)
 out:
     bt_arena_free(&a);
     return ok;
+}
+
+/* ---- the ledger's records ---- */
+
+struct bt_usage_rec *bt_usage_rec_new(const char *request_id, const char *key_id,
+                                      const char *user, const char *team, struct bt_str model,
+                                      struct bt_str provider, struct bt_str provider_model)
+{
+    struct bt_str parts[7] = {bt_str_c(request_id ? request_id : ""),
+                              bt_str_c(key_id ? key_id : ""),
+                              bt_str_c(user ? user : ""),
+                              bt_str_c(team ? team : ""),
+                              model.p ? model : BT_STR(""),
+                              provider.p ? provider : BT_STR(""),
+                              provider_model.p ? provider_model : BT_STR("")};
+    size_t total = sizeof(struct bt_usage_rec);
+    for (size_t i = 0; i < 7; i++) total += parts[i].len + 1;
+    struct bt_usage_rec *r = calloc(1, total);
+    if (!r) return NULL;
+    char *p = (char *)(r + 1);
+    const char **dst[7] = {&r->request_id, &r->key_id, &r->user, &r->team,
+                           &r->model, &r->provider, &r->provider_model};
+    for (size_t i = 0; i < 7; i++) {
+        if (parts[i].len) memcpy(p, parts[i].p, parts[i].len);
+        p[parts[i].len] = 0;
+        *dst[i] = p;
+        p += parts[i].len + 1;
+    }
+    return r;
+}
+
+static const char *const group_names[] = {"", "key", "team", "user", "model", "deployment", "day"};
+
+const char *bt_usage_group_name(enum bt_usage_group g)
+{
+    return (unsigned)g < sizeof(group_names) / sizeof(group_names[0]) ? group_names[g] : "";
+}
+
+bool bt_usage_group_parse(struct bt_str s, enum bt_usage_group *out)
+{
+    for (size_t i = 1; i < sizeof(group_names) / sizeof(group_names[0]); i++)
+        if (bt_str_eq_c(s, group_names[i])) {
+            *out = (enum bt_usage_group)i;
+            return true;
+        }
+    return false;
+}
+
+int64_t bt_period_start_ms(enum bt_budget_period p, int64_t now_ms)
+{
+    const int64_t day_ms = 86400000;
+    int64_t d = now_ms >= 0 ? now_ms / day_ms : (now_ms - day_ms + 1) / day_ms;
+    switch (p) {
+    case BT_PERIOD_WEEK: {
+        int64_t dow = ((d + 3) % 7 + 7) % 7; /* 1970-01-01 was a Thursday: Monday = 0 */
+        return (d - dow) * day_ms;
+    }
+    case BT_PERIOD_MONTH: {
+        time_t t = (time_t)(d * 86400);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        tm.tm_mday = 1;
+        tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+        return (int64_t)timegm(&tm) * 1000;
+    }
+    default: return d * day_ms;
+    }
 }

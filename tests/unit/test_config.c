@@ -489,6 +489,20 @@ TEST(listen_forms)
     bt_config_unref(c);
 }
 
+TEST(store_ledger_keys)
+{
+    struct bt_config *c = load_ok("providers: {s: {type: sim}}\n");
+    REQUIRE(c);
+    CHECK_INT(c->store.ledger_interval_ms, 1000);
+    CHECK_INT(c->store.ledger_batch, 500);
+    bt_config_unref(c);
+    c = load_ok("store: {ledger_interval: 250ms, ledger_batch: 7}\nproviders: {s: {type: sim}}\n");
+    REQUIRE(c);
+    CHECK_INT(c->store.ledger_interval_ms, 250);
+    CHECK_INT(c->store.ledger_batch, 7);
+    bt_config_unref(c);
+}
+
 TEST(errors_with_positions)
 {
     /* Structure and keys */
@@ -500,6 +514,8 @@ TEST(errors_with_positions)
     CHECK(expect_error("server: [a]\n", 1, 9, "not a list"));
     CHECK(expect_error("auth: {bogus: 1}\n", 1, 8, "unknown key \"bogus\" in auth"));
     CHECK(expect_error("log:\n  levl: info\n", 2, 3, "unknown key \"levl\" in log"));
+    CHECK(expect_error("store: {ledger_batch: 0}\n", 1, 23, "store.ledger_batch"));
+    CHECK(expect_error("store: {ledger_interval: 2m}\n", 1, 26, "store.ledger_interval"));
     CHECK(expect_error("server:\n  ? [a, b]\n  : 1\n", 2, 5, "keys must be plain names"));
     CHECK(expect_error("server: {listen: {a: 1}}\n", 1, 18, "must be a single value"));
     /* Providers */
@@ -1198,7 +1214,7 @@ TEST(messages_are_whole)
         const char *yaml, *tail;
     } lists[] = {
         {"nope: 1\n", "providers, models, metrics, store)"},
-        {"store: {nope: 1}\n", "sqlite, postgres, redis, redis_unavailable)"},
+        {"store: {nope: 1}\n", "sqlite, postgres, redis, redis_unavailable, ledger_interval, ledger_batch)"},
         {"server: {nope: 1}\n", "upstream_max_idle, upstream_max_queued, reuse_port)"},
         {"auth: {nope: 1}\n", "master_key, allow_anonymous)"},
         {"log: {nope: 1}\n", "level, access, file)"},
@@ -1443,6 +1459,7 @@ int main(void)
     RUN(every_key);
     RUN(base_url_forms);
     RUN(listen_forms);
+    RUN(store_ledger_keys);
     RUN(errors_with_positions);
     RUN(forward_headers_lists);
     RUN(forward_headers_refusals);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "store/keys.h"
+#include "store/ledger.h"
 #include "store/store.h"
 
 static char tmpl[64];
@@ -224,7 +225,7 @@ TEST(service_swaps_tables)
     char why[600];
     struct bt_keys *ks = NULL;
     struct bt_store_where where = {path, NULL};
-    REQUIRE(bt_keys_start(&where, &ks, why, sizeof(why)) == BT_OK);
+    REQUIRE(bt_keys_start(&where, NULL, &ks, why, sizeof(why)) == BT_OK);
     struct bt_keytab *cached = NULL;
     uint64_t gen = 0;
     struct bt_keytab *t0 = bt_keys_current(ks, &cached, &gen);
@@ -291,11 +292,199 @@ TEST(limits_in_memory)
     bt_key_release(&live);
     bt_key_release(&live);
     CHECK_INT(atomic_load(&live.inflight), 0);
+    /* tokens per minute: estimates taken, then corrected to the usage */
+    int64_t minute = 0;
+    CHECK(bt_key_take_tokens(&k, t, 1000000, &minute, &ra)); /* no tpm: no check */
+    k.tpm = 100;
+    CHECK(bt_key_take_tokens(&k, t, 60, &minute, &ra));
+    CHECK_INT(minute, t / 60);
+    CHECK(!bt_key_take_tokens(&k, t + 1, 60, &minute, &ra)); /* 120 > 100 */
+    CHECK_INT(ra, 59);
+    bt_key_correct_tokens(&live, minute, 25 - 60);  /* it used 25 */
+    CHECK(bt_key_take_tokens(&k, t + 2, 60, &minute, &ra)); /* 85 */
+    CHECK_INT(atomic_load(&live.tokens), 85);
+    CHECK(!bt_key_take_tokens(&k, t + 3, 16, &minute, &ra)); /* 101 */
+    CHECK(bt_key_take_tokens(&k, t + 3, 15, &minute, &ra));  /* exactly 100 */
+    CHECK(bt_key_take_tokens(&k, t + 60, 100, &minute, &ra)); /* a new minute */
+    bt_key_correct_tokens(&live, t / 60, -50); /* an old minute's correction: ignored */
+    CHECK_INT(atomic_load(&live.tokens), 100);
+    CHECK(!bt_key_take_tokens(&k, t + 61, 101 - 100, &minute, &ra));
+}
+
+TEST(period_starts)
+{
+    /* 2026-12-09 (a Wednesday) 15:30:00 UTC */
+    int64_t t = 1796830200000;
+    CHECK_INT(bt_period_start_ms(BT_PERIOD_DAY, t), 1796774400000);   /* 12-09 00:00 */
+    CHECK_INT(bt_period_start_ms(BT_PERIOD_WEEK, t), 1796601600000);  /* Mon 12-07 */
+    CHECK_INT(bt_period_start_ms(BT_PERIOD_MONTH, t), 1796083200000); /* 12-01 */
+    /* a Monday at midnight is its own week's start; a Sunday belongs to the week before */
+    CHECK_INT(bt_period_start_ms(BT_PERIOD_WEEK, 1796601600000), 1796601600000);
+    CHECK_INT(bt_period_start_ms(BT_PERIOD_WEEK, 1796601599999), 1795996800000);
+    /* the month before: 2026-11-30 23:59:59.999 */
+    CHECK_INT(bt_period_start_ms(BT_PERIOD_MONTH, 1796083199999), 1793491200000);
+    /* epoch itself (a Thursday): week starts on Monday 1969-12-29 */
+    CHECK_INT(bt_period_start_ms(BT_PERIOD_WEEK, 0), -3 * 86400000LL);
+}
+
+static struct bt_usage_rec *rec(const char *key, const char *user, const char *team,
+                                const char *model, int64_t ts_ms, int64_t cost)
+{
+    struct bt_usage_rec *r = bt_usage_rec_new("req", key, user, team, bt_str_c(model),
+                                              BT_STR("sim"), BT_STR("m1"));
+    if (!r) abort();
+    r->ts_ms = ts_ms;
+    r->input_tokens = 10;
+    r->output_tokens = 5;
+    r->cost_pusd = cost;
+    r->cost_known = true;
+    r->status = 200;
+    return r;
+}
+
+TEST(ledger_append_spend_report)
+{
+    const char *path = temp_db();
+    REQUIRE(path);
+    char why[600];
+    struct bt_store *s = NULL;
+    REQUIRE(bt_store_open_sqlite(path, &s, why, sizeof(why)) == BT_OK);
+    int64_t now = 1796830200000;  /* Wed 2026-12-09 15:30 UTC */
+    int64_t mon = 1796601600000 + 3600000, nov = 1793491200000 + 3600000, dec1 = 1796083200000 + 60000;
+    struct bt_usage_rec *a = rec("key_a", "ann", "red", "chat", now - 1000, 7);
+    a->next = rec("key_a", "ann", "red", "chat", mon, 11);
+    a->next->next = rec("key_a", "ann", "red", "embed", dec1, 13);
+    a->next->next->next = rec("key_a", "ann", "red", "chat", nov, 1000);
+    a->next->next->next->next = rec("master", "", "", "chat", now, 5);
+    CHECK(s->ops->usage_append(s, a) == BT_OK);
+    for (struct bt_usage_rec *r = a, *n; r; r = n) n = r->next, free(r);
+    struct bt_spend_list sl;
+    REQUIRE(s->ops->spend(s, now, &sl) == BT_OK);
+    CHECK_INT(sl.n, 4); /* key_a, master, and key_a's team and user */
+    for (size_t i = 0; i < sl.n; i++) {
+        if (strcmp(sl.items[i].key_id, "master") == 0) {
+            CHECK_INT(sl.items[i].day_pusd, 5);
+        } else {
+            CHECK(strcmp(sl.items[i].key_id, "key_a") == 0 ||
+                  strcmp(sl.items[i].key_id, "team:red") == 0 ||
+                  strcmp(sl.items[i].key_id, "user:ann") == 0);
+            CHECK_INT(sl.items[i].day_pusd, 7);
+            CHECK_INT(sl.items[i].week_pusd, 18);
+            CHECK_INT(sl.items[i].month_pusd, 31); /* November's 1000 is another month */
+        }
+    }
+    free(sl.items);
+    struct bt_usage_query q = {.group = BT_UG_MODEL, .key_id = "key_a"};
+    struct bt_usage_rows ur;
+    REQUIRE(s->ops->usage_report(s, &q, &ur) == BT_OK);
+    REQUIRE(ur.n == 2);
+    CHECK_STR(ur.items[0].group, "chat");
+    CHECK_INT(ur.items[0].requests, 3);
+    CHECK_INT(ur.items[0].cost_pusd, 1018);
+    CHECK_INT(ur.items[0].input_tokens, 30);
+    CHECK_STR(ur.items[1].group, "embed");
+    free(ur.items);
+    q = (struct bt_usage_query){.group = BT_UG_DAY, .since_ms = 1796083200000};
+    REQUIRE(s->ops->usage_report(s, &q, &ur) == BT_OK);
+    REQUIRE(ur.n == 3);
+    CHECK_STR(ur.items[0].group, "2026-12-01");
+    CHECK_STR(ur.items[1].group, "2026-12-07");
+    CHECK_STR(ur.items[2].group, "2026-12-09");
+    CHECK_INT(ur.items[2].requests, 2);
+    CHECK_INT(ur.items[2].cost_pusd, 12);
+    free(ur.items);
+    q = (struct bt_usage_query){.group = BT_UG_NONE, .team = "nobody"};
+    REQUIRE(s->ops->usage_report(s, &q, &ur) == BT_OK);
+    CHECK_INT(ur.n, 0);
+    free(ur.items);
+    /* owners: put, get, list, replace, delete */
+    struct bt_owner_rec o = {.kind = BT_OWNER_TEAM, .name = "red", .budget_micro_usd = 5000000,
+                             .budget_period = BT_PERIOD_WEEK, .created_at = 1, .updated_at = 1};
+    CHECK(s->ops->owner_put(s, &o) == BT_OK);
+    o.kind = BT_OWNER_USER;
+    o.name = "ann";
+    o.budget_micro_usd = -1;
+    o.budget_period = BT_PERIOD_NONE;
+    CHECK(s->ops->owner_put(s, &o) == BT_OK);
+    struct bt_owner_rec g;
+    REQUIRE(s->ops->owner_get(s, BT_OWNER_TEAM, "red", &g) == BT_OK);
+    CHECK_INT(g.budget_micro_usd, 5000000);
+    CHECK(g.budget_period == BT_PERIOD_WEEK);
+    free(g.name);
+    CHECK(s->ops->owner_get(s, BT_OWNER_USER, "red", &g) == BT_ENOTFOUND);
+    o = (struct bt_owner_rec){.kind = BT_OWNER_TEAM, .name = "red", .budget_micro_usd = 7,
+                              .budget_period = BT_PERIOD_DAY, .created_at = 9, .updated_at = 2};
+    CHECK(s->ops->owner_put(s, &o) == BT_OK); /* replaces; created_at kept */
+    struct bt_owner_list ol;
+    REQUIRE(s->ops->owner_list(s, &ol) == BT_OK);
+    REQUIRE(ol.n == 2);
+    CHECK(ol.items[0].kind == BT_OWNER_TEAM && ol.items[0].budget_micro_usd == 7);
+    CHECK_INT(ol.items[0].created_at, 1);
+    CHECK(ol.items[1].kind == BT_OWNER_USER && ol.items[1].budget_micro_usd == -1);
+    bt_owner_list_free(&ol);
+    CHECK(s->ops->owner_delete(s, BT_OWNER_TEAM, "red") == BT_OK);
+    CHECK(s->ops->owner_delete(s, BT_OWNER_TEAM, "red") == BT_ENOTFOUND);
+    bt_store_close(s);
+    cleanup();
+}
+
+static int ncommitted;
+static void on_commit(void *ud, const struct bt_usage_rec *recs)
+{
+    (void)ud;
+    for (; recs; recs = recs->next) ncommitted++;
+}
+
+TEST(ledger_writer_batches_and_flushes_at_stop)
+{
+    const char *path = temp_db();
+    REQUIRE(path);
+    char why[600];
+    struct bt_store *s = NULL;
+    REQUIRE(bt_store_open_sqlite(path, &s, why, sizeof(why)) == BT_OK);
+    uv_mutex_t lock;
+    uv_mutex_init(&lock);
+    struct bt_ledger *l = NULL;
+    struct bt_ledger_opts o = {.interval_ms = 60000, .batch = 3};
+    ncommitted = 0;
+    REQUIRE(bt_ledger_start(s, &lock, &o, on_commit, NULL, &l) == BT_OK);
+    for (int i = 0; i < 2; i++) bt_ledger_push(l, rec("key_b", "", "", "chat", 1000, 1));
+    usleep(100000);
+    uv_mutex_lock(&lock);
+    CHECK_INT(ncommitted, 0); /* two of a batch of three wait for the interval */
+    uv_mutex_unlock(&lock);
+    bt_ledger_push(l, rec("key_b", "", "", "chat", 1000, 1));
+    for (int i = 0; i < 100; i++) {
+        uv_mutex_lock(&lock);
+        int n = ncommitted;
+        uv_mutex_unlock(&lock);
+        if (n == 3) break;
+        usleep(10000);
+    }
+    uv_mutex_lock(&lock);
+    CHECK_INT(ncommitted, 3); /* the third started the write */
+    uv_mutex_unlock(&lock);
+    for (int i = 0; i < 7; i++) bt_ledger_push(l, rec("key_b", "", "", "chat", 1000, 1));
+    bt_ledger_stop(l); /* writes the 7 queued, in batches of 3 */
+    CHECK_INT(ncommitted, 10);
+    struct bt_usage_query q = {.group = BT_UG_KEY};
+    struct bt_usage_rows ur;
+    REQUIRE(s->ops->usage_report(s, &q, &ur) == BT_OK);
+    REQUIRE(ur.n == 1);
+    CHECK_INT(ur.items[0].requests, 10);
+    free(ur.items);
+    bt_ledger_push(NULL, rec("x", "", "", "chat", 1, 1)); /* no ledger: freed */
+    uv_mutex_destroy(&lock);
+    bt_store_close(s);
+    cleanup();
 }
 
 int main(void)
 {
     RUN(hash_is_sha256);
+    RUN(period_starts);
+    RUN(ledger_append_spend_report);
+    RUN(ledger_writer_batches_and_flushes_at_stop);
     RUN(generate_keys);
     RUN(patch_validation);
     RUN(sqlite_open_migrate_crud);
