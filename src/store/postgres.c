@@ -47,6 +47,41 @@ static const char *const migrations[] = {
     " revoked_at BIGINT);"
     "CREATE TABLE baton_meta (generation BIGINT NOT NULL);"
     "INSERT INTO baton_meta VALUES (0)",
+    /* 2: the usage ledger and each key's (team's, user's) spend per UTC day */
+    "CREATE TABLE baton_usage ("
+    " id BIGSERIAL PRIMARY KEY,"
+    " ts_ms BIGINT NOT NULL,"
+    " request_id TEXT NOT NULL,"
+    " key_id TEXT NOT NULL,"
+    " owner_user TEXT NOT NULL, team TEXT NOT NULL,"
+    " model TEXT NOT NULL,"
+    " provider TEXT NOT NULL, provider_model TEXT NOT NULL,"
+    " input_tokens BIGINT NOT NULL, cached_tokens BIGINT NOT NULL,"
+    " cache_write_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL,"
+    " reasoning_tokens BIGINT NOT NULL,"
+    " cost_pusd BIGINT NOT NULL,"
+    " cost_known BOOLEAN NOT NULL, estimated BOOLEAN NOT NULL,"
+    " status INTEGER NOT NULL);"
+    "CREATE INDEX baton_usage_ts ON baton_usage(ts_ms);"
+    "CREATE INDEX baton_usage_key_ts ON baton_usage(key_id, ts_ms);"
+    "CREATE TABLE baton_spend_daily ("
+    " key_id TEXT NOT NULL,"
+    " day BIGINT NOT NULL,"
+    " cost_pusd BIGINT NOT NULL,"
+    " requests BIGINT NOT NULL,"
+    " PRIMARY KEY (key_id, day))",
+    /* 3: teams and users with budgets of their own */
+    "CREATE TABLE baton_owners ("
+    " kind TEXT NOT NULL,"
+    " name TEXT NOT NULL,"
+    " budget_micro_usd BIGINT,"
+    " budget_period TEXT,"
+    " created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
+    " PRIMARY KEY (kind, name))",
+    /* 4: teams' and users' own limits */
+    "ALTER TABLE baton_owners ADD COLUMN rpm BIGINT;"
+    "ALTER TABLE baton_owners ADD COLUMN tpm BIGINT;"
+    "ALTER TABLE baton_owners ADD COLUMN concurrency BIGINT",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -375,6 +410,268 @@ static enum bt_err pg_changed(struct bt_store *s, bool *changed)
     return err;
 }
 
+/* ---- the ledger ---- */
+
+#define DAY_MS 86400000LL
+
+/* Runs a statement with text parameters; BT_OK when it succeeded. */
+static enum bt_err run_params(struct pg *q, const char *sql, int n, const char *const *v,
+                              const char *what)
+{
+    PGresult *r = PQexecParams(q->conn, sql, n, NULL, v, NULL, NULL, 0);
+    enum bt_err err = PQresultStatus(r) == PGRES_COMMAND_OK ? BT_OK : fail(q, what);
+    PQclear(r);
+    return err;
+}
+
+static enum bt_err pg_usage_append(struct bt_store *s, const struct bt_usage_rec *recs)
+{
+    struct pg *q = (struct pg *)s;
+    enum bt_err err = run(q, "BEGIN", "BEGIN");
+    if (err) return err;
+    for (const struct bt_usage_rec *r = recs; r && !err; r = r->next) {
+        char num[10][24];
+        const int64_t nums[10] = {r->ts_ms, r->input_tokens, r->cached_tokens,
+                                  r->cache_write_tokens, r->output_tokens, r->reasoning_tokens,
+                                  r->cost_pusd, r->cost_known, r->estimated, r->status};
+        for (int i = 0; i < 10; i++) snprintf(num[i], sizeof(num[i]), "%lld", (long long)nums[i]);
+        const char *v[17] = {num[0], r->request_id, r->key_id, r->user, r->team, r->model,
+                             r->provider, r->provider_model, num[1], num[2], num[3], num[4],
+                             num[5], num[6], num[7][0] == '1' ? "true" : "false",
+                             num[8][0] == '1' ? "true" : "false", num[9]};
+        err = run_params(q,
+                         "INSERT INTO baton_usage (ts_ms, request_id, key_id, owner_user, team, "
+                         "model, provider, provider_model, input_tokens, cached_tokens, "
+                         "cache_write_tokens, output_tokens, reasoning_tokens, cost_pusd, "
+                         "cost_known, estimated, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+                         "$9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                         17, v, "writing the ledger");
+        char team[BT_KEY_MAX_NAME + 8], user[BT_KEY_MAX_NAME + 8], day[24];
+        bt_owner_spend_id(BT_OWNER_TEAM, r->team, team, sizeof(team));
+        bt_owner_spend_id(BT_OWNER_USER, r->user, user, sizeof(user));
+        snprintf(day, sizeof(day), "%lld", (long long)(r->ts_ms / DAY_MS));
+        const char *ids[3] = {r->key_id, r->team[0] ? team : NULL, r->user[0] ? user : NULL};
+        for (int i = 0; i < 3 && !err; i++) {
+            if (!ids[i]) continue;
+            const char *dv[3] = {ids[i], day, num[6]};
+            err = run_params(q,
+                             "INSERT INTO baton_spend_daily (key_id, day, cost_pusd, requests) "
+                             "VALUES ($1, $2, $3, 1) ON CONFLICT (key_id, day) DO UPDATE SET "
+                             "cost_pusd = baton_spend_daily.cost_pusd + EXCLUDED.cost_pusd, "
+                             "requests = baton_spend_daily.requests + 1",
+                             3, dv, "writing the daily spend");
+        }
+    }
+    return finish_write(q, err);
+}
+
+/* The rows of a query with text parameters, or NULL after fail(). */
+static PGresult *query(struct pg *q, const char *sql, int n, const char *const *v, const char *what)
+{
+    PGresult *r = PQexecParams(q->conn, sql, n, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) return r;
+    fail(q, what);
+    PQclear(r);
+    return NULL;
+}
+
+static int64_t cell(PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static enum bt_err pg_spend(struct bt_store *s, int64_t now_ms, struct bt_spend_list *out)
+{
+    struct pg *q = (struct pg *)s;
+    out->items = NULL;
+    out->n = 0;
+    int64_t d = bt_period_start_ms(BT_PERIOD_DAY, now_ms) / DAY_MS;
+    int64_t w = bt_period_start_ms(BT_PERIOD_WEEK, now_ms) / DAY_MS;
+    int64_t m = bt_period_start_ms(BT_PERIOD_MONTH, now_ms) / DAY_MS;
+    char a[4][24];
+    snprintf(a[0], sizeof(a[0]), "%lld", (long long)d);
+    snprintf(a[1], sizeof(a[1]), "%lld", (long long)w);
+    snprintf(a[2], sizeof(a[2]), "%lld", (long long)m);
+    snprintf(a[3], sizeof(a[3]), "%lld", (long long)(w < m ? w : m));
+    const char *v[4] = {a[0], a[1], a[2], a[3]};
+    PGresult *r = query(q,
+                        "SELECT key_id, SUM(CASE WHEN day >= $1 THEN cost_pusd ELSE 0 END), "
+                        "SUM(CASE WHEN day >= $2 THEN cost_pusd ELSE 0 END), "
+                        "SUM(CASE WHEN day >= $3 THEN cost_pusd ELSE 0 END) "
+                        "FROM baton_spend_daily WHERE day >= $4 GROUP BY key_id",
+                        4, v, "reading the spend");
+    if (!r) return BT_EIO;
+    int n = PQntuples(r);
+    out->items = calloc(n ? (size_t)n : 1, sizeof(*out->items));
+    if (!out->items) {
+        PQclear(r);
+        return BT_ENOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        struct bt_spend *sp = &out->items[out->n++];
+        snprintf(sp->key_id, sizeof(sp->key_id), "%s", PQgetvalue(r, i, 0));
+        sp->day_pusd = cell(r, i, 1);
+        sp->week_pusd = cell(r, i, 2);
+        sp->month_pusd = cell(r, i, 3);
+    }
+    PQclear(r);
+    return BT_OK;
+}
+
+static enum bt_err pg_usage_report(struct bt_store *s, const struct bt_usage_query *qu,
+                                   struct bt_usage_rows *out)
+{
+    static const char *const exprs[] = {
+        [BT_UG_NONE] = "''",
+        [BT_UG_KEY] = "key_id",
+        [BT_UG_TEAM] = "team",
+        [BT_UG_USER] = "owner_user",
+        [BT_UG_MODEL] = "model",
+        [BT_UG_DEPLOYMENT] = ("CASE WHEN provider = '' THEN '' ELSE provider || '/' || "
+                              "provider_model END"),
+        [BT_UG_DAY] = "to_char(to_timestamp(ts_ms / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    };
+    struct pg *q = (struct pg *)s;
+    out->items = NULL;
+    out->n = 0;
+    if ((unsigned)qu->group >= sizeof(exprs) / sizeof(exprs[0])) return BT_EINVAL;
+    char sql[1024], since[24];
+    snprintf(sql, sizeof(sql),
+             "SELECT %s AS g, COUNT(*), SUM(input_tokens), SUM(cached_tokens), "
+             "SUM(cache_write_tokens), SUM(output_tokens), SUM(reasoning_tokens), "
+             "SUM(cost_pusd) FROM baton_usage WHERE ($1::text IS NULL OR key_id = $1) AND "
+             "($2::text IS NULL OR owner_user = $2) AND ($3::text IS NULL OR team = $3) AND "
+             "($4::text IS NULL OR model = $4) AND ts_ms >= $5 GROUP BY g ORDER BY g",
+             exprs[qu->group]);
+    snprintf(since, sizeof(since), "%lld", (long long)qu->since_ms);
+    const char *v[5] = {qu->key_id, qu->user, qu->team, qu->model, since};
+    PGresult *r = query(q, sql, 5, v, "reading the ledger");
+    if (!r) return BT_EIO;
+    int n = PQntuples(r);
+    out->items = calloc(n ? (size_t)n : 1, sizeof(*out->items));
+    if (!out->items) {
+        PQclear(r);
+        return BT_ENOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        if (cell(r, i, 1) == 0) continue; /* no rows: no group */
+        struct bt_usage_row *u = &out->items[out->n++];
+        snprintf(u->group, sizeof(u->group), "%s", PQgetvalue(r, i, 0));
+        u->requests = cell(r, i, 1);
+        u->input_tokens = cell(r, i, 2);
+        u->cached_tokens = cell(r, i, 3);
+        u->cache_write_tokens = cell(r, i, 4);
+        u->output_tokens = cell(r, i, 5);
+        u->reasoning_tokens = cell(r, i, 6);
+        u->cost_pusd = cell(r, i, 7);
+    }
+    PQclear(r);
+    return BT_OK;
+}
+
+/* ---- owners: teams and users ---- */
+
+static enum bt_err pg_owner_put(struct bt_store *s, const struct bt_owner_rec *o)
+{
+    struct pg *q = (struct pg *)s;
+    char b[24], c[24], u[24], l[3][24];
+    snprintf(b, sizeof(b), "%lld", (long long)o->budget_micro_usd);
+    snprintf(c, sizeof(c), "%lld", (long long)o->created_at);
+    snprintf(u, sizeof(u), "%lld", (long long)o->updated_at);
+    const int64_t lim[3] = {o->rpm, o->tpm, o->concurrency};
+    for (int i = 0; i < 3; i++) snprintf(l[i], sizeof(l[i]), "%lld", (long long)lim[i]);
+    const char *v[9] = {bt_owner_kind_name(o->kind), o->name, o->budget_micro_usd == -1 ? NULL : b,
+                        bt_budget_period_name(o->budget_period), c, u,
+                        o->rpm == -1 ? NULL : l[0], o->tpm == -1 ? NULL : l[1],
+                        o->concurrency == -1 ? NULL : l[2]};
+    enum bt_err err = run(q, "BEGIN", "BEGIN");
+    if (err) return err;
+    err = run_params(q,
+                         "INSERT INTO baton_owners (kind, name, budget_micro_usd, budget_period, "
+                         "created_at, updated_at, rpm, tpm, concurrency) VALUES ($1, $2, $3, $4, "
+                         "$5, $6, $7, $8, $9) ON CONFLICT (kind, name) DO UPDATE SET "
+                         "budget_micro_usd = $3, budget_period = $4, updated_at = $6, rpm = $7, "
+                         "tpm = $8, concurrency = $9",
+                         9, v, "writing an owner");
+    return finish_write(q, err);
+}
+
+#define OWNER_COLUMNS                                                                          \
+    "kind, name, budget_micro_usd, budget_period, created_at, updated_at, rpm, tpm, concurrency"
+
+static bool owner_row(PGresult *r, int i, struct bt_owner_rec *o)
+{
+    o->kind = strcmp(PQgetvalue(r, i, 0), "user") == 0 ? BT_OWNER_USER : BT_OWNER_TEAM;
+    o->name = strdup(PQgetvalue(r, i, 1));
+    if (!o->name) return false;
+    o->budget_micro_usd = PQgetisnull(r, i, 2) ? -1 : cell(r, i, 2);
+    o->budget_period = BT_PERIOD_NONE;
+    if (!PQgetisnull(r, i, 3)) {
+        const char *per = PQgetvalue(r, i, 3);
+        bt_budget_period_parse(per, strlen(per), &o->budget_period);
+    }
+    o->created_at = cell(r, i, 4);
+    o->updated_at = cell(r, i, 5);
+    o->rpm = PQgetisnull(r, i, 6) ? -1 : cell(r, i, 6);
+    o->tpm = PQgetisnull(r, i, 7) ? -1 : cell(r, i, 7);
+    o->concurrency = PQgetisnull(r, i, 8) ? -1 : cell(r, i, 8);
+    return true;
+}
+
+static enum bt_err pg_owner_list(struct bt_store *s, struct bt_owner_list *out)
+{
+    struct pg *q = (struct pg *)s;
+    out->items = NULL;
+    out->n = 0;
+    PGresult *r = query(q, "SELECT " OWNER_COLUMNS " FROM baton_owners ORDER BY kind, name", 0,
+                        NULL, "listing owners");
+    if (!r) return BT_EIO;
+    int n = PQntuples(r);
+    out->items = calloc(n ? (size_t)n : 1, sizeof(*out->items));
+    enum bt_err err = out->items ? BT_OK : BT_ENOMEM;
+    for (int i = 0; i < n && !err; i++)
+        if (owner_row(r, i, &out->items[out->n])) out->n++;
+    PQclear(r);
+    return err;
+}
+
+static enum bt_err pg_owner_get(struct bt_store *s, enum bt_owner_kind kind, const char *name,
+                                struct bt_owner_rec *out)
+{
+    struct pg *q = (struct pg *)s;
+    const char *v[2] = {bt_owner_kind_name(kind), name};
+    PGresult *r = query(q, "SELECT " OWNER_COLUMNS " FROM baton_owners WHERE kind = $1 AND name = $2",
+                        2, v, "reading an owner");
+    if (!r) return BT_EIO;
+    enum bt_err err;
+    if (PQntuples(r) == 0) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "no %s %s", bt_owner_kind_name(kind), name);
+        err = BT_ENOTFOUND;
+    } else {
+        err = owner_row(r, 0, out) ? BT_OK : BT_ENOMEM;
+    }
+    PQclear(r);
+    return err;
+}
+
+static enum bt_err pg_owner_delete(struct bt_store *s, enum bt_owner_kind kind, const char *name)
+{
+    struct pg *q = (struct pg *)s;
+    const char *v[2] = {bt_owner_kind_name(kind), name};
+    enum bt_err err = run(q, "BEGIN", "BEGIN");
+    if (err) return err;
+    PGresult *r = PQexecParams(q->conn, "DELETE FROM baton_owners WHERE kind = $1 AND name = $2",
+                               2, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        err = fail(q, "deleting an owner");
+    } else if (strcmp(PQcmdTuples(r), "0") == 0) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "no %s %s", bt_owner_kind_name(kind), name);
+        err = BT_ENOTFOUND;
+    }
+    PQclear(r);
+    return finish_write(q, err);
+}
+
 static void pg_close(struct bt_store *s)
 {
     struct pg *q = (struct pg *)s;
@@ -389,6 +686,13 @@ static const struct bt_store_ops postgres_ops = {
     .key_update = pg_update,
     .key_list = pg_list,
     .changed = pg_changed,
+    .usage_append = pg_usage_append,
+    .spend = pg_spend,
+    .usage_report = pg_usage_report,
+    .owner_put = pg_owner_put,
+    .owner_get = pg_owner_get,
+    .owner_delete = pg_owner_delete,
+    .owner_list = pg_owner_list,
     .close = pg_close,
 };
 

@@ -19,6 +19,7 @@ providers:
 models:
   chat: {provider: sim, model: m1}
   other: {provider: sim, model: m2}
+  priced: {provider: sim, model: p1, price: {input: 1000, output: 1000}}
 `;
 let a = await setup(() => startBaton(cfg(pg.url)));
 const b = await setup(() => startBaton(cfg(pg.url)));
@@ -64,6 +65,35 @@ test('keys survive a restart; the schema is baton\'s own and versioned', async (
     eq(await status(a.url, r.json.key), 200, 'after a restart');
     const ls = await get(`${a.base}/admin/keys`, { headers: M });
     assert(ls.json.data.some((k) => k.team === 'blue'), ls.text);
+});
+
+test('the ledger and budgets in PostgreSQL: usage from either instance, a budget spent across both', async () => {
+    const r = await post(`${a.base}/admin/keys`, { user: 'led', budget_usd: 0.2, budget_period: 'day' }, { headers: M });
+    eq(r.status, 201, r.text);
+    const { key, id } = r.json;
+    await waitFor(async () => (await status(b.url, key, 'priced')) === 200, 1000 * SLOW, 'b knows the key');
+    let ok = 1, refused = 0;
+    for (let i = 0; i < 40 && !refused; i++) {
+        const s = await status(i % 2 ? a.url : b.url, key, 'priced');
+        if (s === 200) ok++;
+        else if (s === 429) refused++;
+        else throw new Error(`status ${s}`);
+        await new Promise((res) => setTimeout(res, 150)); // let each instance see the other's spend
+    }
+    eq(refused, 1, `the budget ran out (after ${ok} requests)`);
+    assert(ok >= 2 && ok < 40, `${ok} requests admitted`);
+    // every answered request of the key, from both instances (a's last ones are
+    // written within its ledger_interval; b's are flushed by the query)
+    let rows = [];
+    await waitFor(async () => {
+        const u = await get(`${b.base}/admin/usage?key=${id}`, { headers: M });
+        eq(u.status, 200, u.text);
+        rows = u.json.data;
+        return rows.length === 1 && rows[0].requests === ok;
+    }, 3000 * SLOW, `the ledger holds the ${ok} answered requests`);
+    assert(Number(rows[0].cost_usd) >= 0.2, `cost ${rows[0].cost_usd}`);
+    const g = await get(`${a.base}/admin/usage?group=key&since=2020-01-01`, { headers: M });
+    assert(g.json.data.some((x) => x.key === id && x.requests >= 2), g.text);
 });
 
 test('baton check shows the store with the password masked; an unreachable server is a clear error', async () => {
