@@ -1,5 +1,6 @@
 #include "api/pipeline.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,7 @@ struct shared {
     char id[BT_KEY_ID_LEN + 1];
     int64_t rpm, concurrency;
     struct bt_key_live *live;     /* for the per-process limits when Redis is down (open) */
+    struct bt_redis_limits lim;
 };
 
 static void shared_abort(struct bt_http_req *req, void *ud)
@@ -95,6 +97,16 @@ static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after)
             v = BT_REDIS_OK;
             sh->concurrency = -1; /* nothing held in Redis */
         }
+    }
+    if (v == BT_REDIS_BUDGET) {
+        bt_gate_untake(&sh->caller);
+        memset(&h->slots, 0, sizeof(h->slots));
+        bt_api_fail_retry(req, fe, 429, "insufficient_quota",
+                          "This API key has used its budget for the period across all instances; "
+                          "it resets when the period ends.",
+                          r->model, 0);
+        free(sh);
+        return;
     }
     if (v != BT_REDIS_OK) {
         bt_gate_untake(&sh->caller);
@@ -140,8 +152,21 @@ static void shared_admit(struct bt_worker *w, struct bt_http_req *req, const str
     sh->rpm = k->rpm;
     sh->concurrency = k->concurrency;
     sh->live = k->live;
+    int64_t now = (int64_t)time(NULL);
+    sh->lim = (struct bt_redis_limits){.rpm = k->rpm, .concurrency = k->concurrency,
+                                       .budget_pusd = -1};
+    if (payer->budget_shared) {
+        sh->lim.budget_pusd = k->budget_micro_usd > INT64_MAX / 1000000
+                                  ? INT64_MAX
+                                  : k->budget_micro_usd * 1000000;
+        sh->lim.spent_pusd = k->live ? atomic_load(&k->live->spent_pusd) +
+                                           atomic_load(&k->live->pending_pusd)
+                                     : 0;
+        sh->lim.period_start_s = payer->budget_start_s;
+        sh->lim.spend_ttl_ms = payer->budget_ttl_ms;
+    }
     bt_http_on_abort(req, shared_abort, sh);
-    bt_redis_admit(w->redis, k->id, k->rpm, k->concurrency, (int64_t)time(NULL), on_shared, sh);
+    bt_redis_admit(w->redis, k->id, &sh->lim, now, on_shared, sh);
 }
 
 void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct bt_frontend *fe,
@@ -215,7 +240,17 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
             payer.budget_warning =
                 bt_arena_strdup(req->arena, bt_str_c(caller.budget_warning)).p;
     }
-    bool shared = w->redis && caller.key && (caller.key->rpm >= 0 || caller.key->concurrency >= 0);
+    if (w->redis && caller.key && caller.key->budget_micro_usd >= 0) {
+        /* the key's budget counted in Redis too: exact across instances */
+        enum bt_budget_period per = caller.key->budget_period ? caller.key->budget_period
+                                                              : BT_PERIOD_MONTH;
+        int64_t now_ms = (int64_t)time(NULL) * 1000;
+        payer.budget_shared = true;
+        payer.budget_start_s = bt_period_start_ms(per, now_ms) / 1000;
+        payer.budget_ttl_ms = (per == BT_PERIOD_DAY ? 2 : per == BT_PERIOD_WEEK ? 8 : 32) * 86400000LL;
+    }
+    bool shared = w->redis && caller.key &&
+                  (caller.key->rpm >= 0 || caller.key->concurrency >= 0 || payer.budget_shared);
     if (caller.held || shared) { /* what it holds, given back when the request is over */
         struct held *h = bt_arena_calloc(req->arena, 1, sizeof(*h));
         if (!h) {

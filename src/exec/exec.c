@@ -13,6 +13,7 @@
 #include "core/time.h"
 #include "exec/policy.h"
 #include "route/health.h"
+#include "store/redis.h"
 #include "http/sse.h"
 #include "store/keys.h"
 #include "provider/provider.h"
@@ -221,6 +222,9 @@ static void charge(struct bt_exec *ex)
     if (ex->charged) return;
     ex->charged = true;
     if (ex->cost_known) {
+        if (ex->payer.budget_shared && ex->w->redis) /* the other instances see it at once */
+            bt_redis_charge(ex->w->redis, ex->payer.key_id, ex->payer.budget_start_s,
+                            ex->payer.budget_ttl_ms, ex->cost_pusd);
         bt_key_charge(ex->payer.live, ex->cost_pusd);
         bt_key_charge(ex->payer.team_live, ex->cost_pusd);
         bt_key_charge(ex->payer.user_live, ex->cost_pusd);

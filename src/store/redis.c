@@ -18,7 +18,12 @@
  * Returns {verdict, retry_after}. A concurrency counter expires an hour after
  * its last change, so slots of an instance that died come back. */
 static const char ADMIT[] =
-    "local rpm = tonumber(ARGV[1]) local cc = tonumber(ARGV[2]) "
+    "local rpm = tonumber(ARGV[1]) local cc = tonumber(ARGV[2]) local budget = tonumber(ARGV[4]) "
+    "if budget >= 0 then "
+    "  local s = redis.call('GET', KEYS[3]) "
+    "  if not s then redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6]) s = ARGV[5] end "
+    "  local spent = math.max(tonumber(s), tonumber(ARGV[5])) "
+    "  if spent >= budget then return {3, 0} end end "
     "if rpm >= 0 and tonumber(redis.call('GET', KEYS[1]) or '0') >= rpm then "
     "  return {1, tonumber(ARGV[3])} end "
     "if cc >= 0 then "
@@ -26,6 +31,11 @@ static const char ADMIT[] =
     "  redis.call('INCR', KEYS[2]) redis.call('EXPIRE', KEYS[2], 3600) end "
     "if rpm >= 0 then redis.call('INCR', KEYS[1]) redis.call('EXPIRE', KEYS[1], 120) end "
     "return {0, 0}";
+
+/* Adds a request's cost to its key's spend of the period (KEYS[1]); the counter
+ * lives a day past its period. */
+static const char CHARGE[] =
+    "redis.call('INCRBY', KEYS[1], ARGV[1]) redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 0";
 
 /* Gives a slot back, never below 0. */
 static const char RELEASE[] =
@@ -185,7 +195,8 @@ static void on_admit(redisAsyncContext *ac, void *reply, void *privdata)
     if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
         rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[1]->type == REDIS_REPLY_INTEGER) {
         long long x = rep->element[0]->integer;
-        v = x == 0 ? BT_REDIS_OK : x == 1 ? BT_REDIS_RPM : BT_REDIS_CONCURRENCY;
+        v = x == 0 ? BT_REDIS_OK : x == 1 ? BT_REDIS_RPM : x == 2 ? BT_REDIS_CONCURRENCY
+                                                                  : BT_REDIS_BUDGET;
         retry = rep->element[1]->integer;
     } else if (rep && rep->type == REDIS_REPLY_ERROR) {
         bt_warn("redis: the admit script failed: %s", rep->str);
@@ -194,7 +205,25 @@ static void on_admit(redisAsyncContext *ac, void *reply, void *privdata)
     pending_unref(p);
 }
 
-void bt_redis_admit(struct bt_redis *r, const char *id, int64_t rpm, int64_t concurrency,
+/* The spend counter of key `id` for the period starting at `start_s`. */
+static void spend_key(char *out, size_t cap, const char *id, int64_t start_s)
+{
+    snprintf(out, cap, "baton:spend:%s:%lld", id, (long long)start_s);
+}
+
+void bt_redis_charge(struct bt_redis *r, const char *id, int64_t start_s, int64_t ttl_ms,
+                     int64_t pusd)
+{
+    redisAsyncContext *ac = pusd > 0 ? conn(r) : NULL;
+    if (!ac) return;
+    char k[96], a1[24], a2[24];
+    spend_key(k, sizeof(k), id, start_s);
+    snprintf(a1, sizeof(a1), "%lld", (long long)pusd);
+    snprintf(a2, sizeof(a2), "%lld", (long long)ttl_ms);
+    redisAsyncCommand(ac, NULL, NULL, "EVAL %s 1 %s %s %s", CHARGE, k, a1, a2);
+}
+
+void bt_redis_admit(struct bt_redis *r, const char *id, const struct bt_redis_limits *l,
                     int64_t now, bt_redis_admit_cb cb, void *ud)
 {
     redisAsyncContext *ac = conn(r);
@@ -207,14 +236,18 @@ void bt_redis_admit(struct bt_redis *r, const char *id, int64_t rpm, int64_t con
     uv_timer_init(r->loop, &p->timer);
     p->timer.data = p;
     uv_timer_start(&p->timer, on_timeout, ANSWER_MS, 0);
-    char krpm[96], kcc[96], a1[24], a2[24], a3[24];
+    char krpm[96], kcc[96], ksp[96], a[6][40];
     snprintf(krpm, sizeof(krpm), "baton:rpm:%s:%lld", id, (long long)(now / 60));
     snprintf(kcc, sizeof(kcc), "baton:cc:%s", id);
-    snprintf(a1, sizeof(a1), "%lld", (long long)rpm);
-    snprintf(a2, sizeof(a2), "%lld", (long long)concurrency);
-    snprintf(a3, sizeof(a3), "%lld", (long long)(60 - now % 60));
-    if (redisAsyncCommand(ac, on_admit, p, "EVAL %s 2 %s %s %s %s %s", ADMIT, krpm, kcc, a1, a2,
-                          a3) != REDIS_OK) {
+    spend_key(ksp, sizeof(ksp), id, l->period_start_s);
+    snprintf(a[0], sizeof(a[0]), "%lld", (long long)l->rpm);
+    snprintf(a[1], sizeof(a[1]), "%lld", (long long)l->concurrency);
+    snprintf(a[2], sizeof(a[2]), "%lld", (long long)(60 - now % 60));
+    snprintf(a[3], sizeof(a[3]), "%lld", (long long)l->budget_pusd);
+    snprintf(a[4], sizeof(a[4]), "%lld", (long long)l->spent_pusd);
+    snprintf(a[5], sizeof(a[5]), "%lld", (long long)l->spend_ttl_ms);
+    if (redisAsyncCommand(ac, on_admit, p, "EVAL %s 3 %s %s %s %s %s %s %s %s %s", ADMIT, krpm,
+                          kcc, ksp, a[0], a[1], a[2], a[3], a[4], a[5]) != REDIS_OK) {
         p->decided = true;
         pending_unref(p); /* no reply will come; the timer's close frees it */
         close_timer(p);

@@ -17,7 +17,9 @@ providers:
   sim: {type: sim, seed: 3}
   slow: {type: sim, seed: 4, ttft: 800ms}
   f500: {type: sim, faults: {500: 1}}
+  paid: {type: sim, seed: 8, reply_tokens: 24}
 models:
+  priced: {provider: paid, model: p1, price: {input: 0, output: 1000}}
   chat: {provider: sim, model: m1}
   slow: {provider: slow, model: s1}
   guarded:
@@ -114,6 +116,26 @@ test('a breaker that opens on one instance opens on the others sharing Redis, no
     assert(await breakerOpen(c.base), 'the breaker opened on c');
     await new Promise((r) => setTimeout(r, 600));
     assert(!(await breakerOpen(d.base)), 'd (no Redis) does not share c\'s breaker');
+});
+
+test('a key\'s budget across two instances sharing Redis: spent once in all, no overshoot', async () => {
+    // 24 output tokens at 1000 USD per million: 0.024 USD a request; 0.1 USD admits 5
+    const key = await makeKey(a.base, { budget_usd: 0.1, budget_period: 'day' });
+    await known(b.base, key);
+    const got = [];
+    for (let i = 0; i < 10; i++) {
+        const r = await post(`${(i % 2 ? b : a).base}/v1/chat/completions`, { model: 'priced', messages: [{ role: 'user', content: 'hi' }] },
+            { headers: { authorization: `Bearer ${key}` } });
+        got.push(r.status);
+        if (r.status === 429) {
+            eq(r.json?.error?.code, 'insufficient_quota', r.text);
+            eq(r.headers.get('x-should-retry'), 'false', 'x-should-retry');
+        } else {
+            eq(r.headers.get('x-baton-cost-usd'), '0.024', 'cost');
+        }
+    }
+    eq(got.filter((s) => s === 200).length, 5, `admitted over both instances: ${got.join(',')}`);
+    eq(got.slice(5).every((s) => s === 429), true, `then refused: ${got.join(',')}`);
 });
 
 test('Redis down: open falls back to each instance\'s own counters, closed answers 503', async () => {
