@@ -226,7 +226,7 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
     }
     /* Who pays, copied into the request's arena: the key record may be freed
      * when this worker's table changes while the request runs. */
-    struct bt_payer payer = {.key_id = req->caller ? req->caller : "master"};
+    struct bt_payer payer = {.key_id = req->caller ? req->caller : "master", .budget_left = -1};
     if (caller.key) {
         payer.live = caller.key->live;
         payer.team_live = caller.key->owner[BT_OWNER_TEAM].live;
@@ -239,6 +239,14 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
         if (caller.budget_warning[0])
             payer.budget_warning =
                 bt_arena_strdup(req->arena, bt_str_c(caller.budget_warning)).p;
+        if (caller.key->budget_micro_usd > 0 && caller.key->live) {
+            double spent = (double)(atomic_load(&caller.key->live->spent_pusd) +
+                                    atomic_load(&caller.key->live->pending_pusd));
+            double left = 1 - spent / ((double)caller.key->budget_micro_usd * 1e6);
+            payer.budget_left = left < 0 ? 0 : left;
+        } else if (caller.key->budget_micro_usd == 0) {
+            payer.budget_left = 0;
+        }
     }
     if (w->redis && caller.key && caller.key->budget_micro_usd >= 0) {
         /* the key's budget counted in Redis too: exact across instances */
@@ -316,6 +324,7 @@ static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
         }
         prompt.user = user;
         prompt.tags = bt_http_header_get(req, "x-baton-tags");
+        prompt.budget_left = payer->budget_left;
         q.prompt = &prompt;
         q.scratch = w->learn;
     }

@@ -71,6 +71,7 @@ enum bt_err bt_prompt_from_chat(const struct bt_chat *c, struct bt_arena *arena,
 {
     memset(out, 0, sizeof(*out));
     out->last_user = -1;
+    out->budget_left = -1;
     out->tools = c->ntools > 0;
     out->json_schema = (c->given & BT_GIVEN_RESPONSE_FORMAT) && c->format == BT_FORMAT_JSON_SCHEMA;
     uint32_t n = c->nmsgs + (c->nsystem ? 1 : 0);

@@ -41,6 +41,8 @@ struct bt_prompt {
     uint32_t nmeta;
     struct bt_str user;         /* the end user (body or x-baton-user): set by the caller */
     struct bt_str tags;         /* x-baton-tags, comma-separated: set by the caller */
+    double budget_left;         /* the share of its key's budget left in the period (0..1),
+                                   or -1 when the caller has no budget: set by the caller */
 };
 
 /* Fills `out` from `c` (user and tags left empty). BT_EPARSE for a broken

@@ -224,6 +224,7 @@ enum {
     BT_COND_TAGS = 1u << 6,
     BT_COND_USER = 1u << 7,
     BT_COND_REGEX = 1u << 8,
+    BT_COND_BUDGET_LEFT = 1u << 9,
 };
 
 enum bt_cmp { BT_CMP_LT = 0, BT_CMP_LE, BT_CMP_GT, BT_CMP_GE };
@@ -247,6 +248,8 @@ struct bt_rule {
     uint32_t ntags;
     char **users;               /* user: NAME or [NAMES]: any of them */
     uint32_t nusers;
+    double budget_left_below;   /* budget_left_below: the caller's key has less than this
+                                   share of its budget left in the period */
     regex_t *regex;             /* regex: on the last user message (POSIX ERE) */
     char *regex_src;            /* as written */
     char *model_name;           /* model: NAME (resolved after loading) */

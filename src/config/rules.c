@@ -168,7 +168,7 @@ static void load_when(struct bt_cfg_loader *L, const struct bt_ynode *v, const c
 {
     static const char *const keys[] = {"language", "language_share", "tools", "images",
                                        "json_schema", "prompt_tokens", "metadata", "tags",
-                                       "user", "regex", NULL};
+                                       "user", "regex", "budget_left_below", NULL};
     if (v->kind != BT_Y_MAP || v->n == 0) {
         bt_cfg_err(L, v, "%s: when must be a mapping of conditions like {language: ko}", what);
         return;
@@ -194,6 +194,10 @@ static void load_when(struct bt_cfg_loader *L, const struct bt_ynode *v, const c
         case 7: r->conds |= BT_COND_TAGS, get_names(L, x, w, &r->tags, &r->ntags); break;
         case 8: r->conds |= BT_COND_USER, get_names(L, x, w, &r->users, &r->nusers); break;
         case 9: r->conds |= BT_COND_REGEX, load_regex(L, x, what, r); break;
+        case 10:
+            r->conds |= BT_COND_BUDGET_LEFT;
+            bt_cfg_get_double(L, x, w, 0, 1, &r->budget_left_below);
+            break;
         default: break;
         }
     }
@@ -469,5 +473,7 @@ void bt_config_describe_rule(const struct bt_rule *r, char *out, size_t cap)
         sep = ", ";
     }
     if (r->conds & BT_COND_REGEX) put(out, cap, "%sregex /%s/", sep, r->regex_src ? r->regex_src : ""), sep = ", ";
+    if (r->conds & BT_COND_BUDGET_LEFT)
+        put(out, cap, "%sbudget_left_below %.2f", sep, r->budget_left_below), sep = ", ";
     if (!r->conds) put(out, cap, "default");
 }

@@ -53,6 +53,8 @@ struct bt_payer {
     const char *budget_warning;  /* x-baton-budget-warning for the response; NULL none */
     int64_t tpm_tokens;          /* the estimate taken at admit from each of tpm_lives, */
     int64_t tpm_minute;          /* and the minute: corrected to the usage at the end */
+    double budget_left;          /* the share of the key's budget left at admit (0..1), -1
+                                    without a budget (a rule's budget_left_below reads it) */
     bool budget_shared;          /* the key's budget is counted in Redis (store.redis): */
     int64_t budget_start_s;      /* its period's start (names the counter) */
     int64_t budget_ttl_ms;       /* and how long the counter lives */

@@ -157,6 +157,8 @@ bool bt_route_rule_matches(const struct bt_rule *r, const struct bt_prompt *p,
         regmatch_t m[1] = {{.rm_so = 0, .rm_eo = (regoff_t)(s.len < REGEX_MAX ? s.len : REGEX_MAX)}};
         if (!r->regex || regexec(r->regex, s.len ? s.p : "", 1, m, REG_STARTEND) != 0) return false;
     }
+    if ((c & BT_COND_BUDGET_LEFT) && !(p->budget_left >= 0 && p->budget_left < r->budget_left_below))
+        return false;
     if ((c & BT_COND_PROMPT_TOKENS) && !cmp(r->tokens_op, bt_route_prompt_tokens(f, p), r->tokens))
         return false;
     return true;

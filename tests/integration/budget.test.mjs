@@ -26,6 +26,12 @@ models:
   demo: {provider: sim, price: {input: 0.15, output: 0.60}}
   free: {provider: sim, model: f1}
   cut: {provider: cut, price: {input: 1, output: 2}}
+  costly: {provider: sim, model: c1, price: {input: 0, output: 1000}}
+  thrifty:
+    rules:
+      - when: {budget_left_below: 0.5}
+        model: free
+      - model: costly
 `;
 
 // The ledger read with Python's sqlite3 (python3 is a build dependency): rows as objects.
@@ -391,5 +397,23 @@ models:
     await b.stop();
     await fake.stop();
 }, { timeout: 30000 });
+
+test('a rule with budget_left_below sends a key near its budget to a cheaper model', async () => {
+    const b = await startBaton(cfg(dbPath('thrifty')));
+    // 24 output tokens at 1000 USD per million: 0.024 USD a request on `costly`
+    const k = await createKey(b.base, { budget_usd: 0.1, budget_period: 'day' });
+    const served = [];
+    for (let i = 0; i < 6; i++) {
+        const { response } = await ask(b.base, k.key, 'thrifty');
+        served.push(response.headers.get('x-baton-deployment'));
+        assert(/^thrifty: rule [12] -> /.test(response.headers.get('x-baton-route')), response.headers.get('x-baton-route'));
+    }
+    // 0, 0.024 and 0.048 spent leave over half; from 0.072 on less than half is left
+    eq(served.join(','), 'sim/c1,sim/c1,sim/c1,sim/f1,sim/f1,sim/f1', 'served by');
+    const master = await post(`${b.url}/chat/completions`, { model: 'thrifty', messages: [{ role: 'user', content: 'x' }] },
+        { headers: M });
+    eq(master.headers.get('x-baton-deployment'), 'sim/c1', 'no budget: the default rule');
+    await b.stop();
+});
 
 await run();

@@ -249,6 +249,31 @@ TEST(regex_on_the_last_user_message)
               "small");
 }
 
+TEST(budget_left_below)
+{
+    char diag[512];
+    struct bt_config *c = with("  thrifty:\n    rules:\n      - {when: {budget_left_below: 0.2}, model: small}\n"
+                               "      - {model: big}\n", diag, sizeof diag);
+    if (!c) H_FAIL("config refused:\n%s", diag);
+    REQUIRE(c);
+    struct bt_arena a;
+    struct bt_prompt p;
+    REQUIRE(prompt_of(USER("hello"), &a, &p));
+    const struct bt_model *m = bt_config_model(c, BT_STR("thrifty"));
+    const double lefts[] = {-1, 0, 0.1, 0.19, 0.2, 0.9};
+    const char *want[] = {"big", "small", "small", "small", "big", "big"};
+    for (size_t i = 0; i < 6; i++) {
+        p.budget_left = lefts[i];
+        struct bt_route_facts f;
+        bt_route_facts_init(&f);
+        const struct bt_model *got = bt_route_choose(m, &p, NULL, &f, NULL, 0);
+        if (!got || strcmp(got->name, want[i]) != 0)
+            H_FAIL("budget left %.2f: %s, want %s", lefts[i], got ? got->name : "?", want[i]);
+    }
+    bt_arena_free(&a);
+    bt_config_unref(c);
+}
+
 TEST(prompt_tokens_compare_the_estimate)
 {
     struct bt_arena a;
@@ -332,6 +357,8 @@ TEST(loader_refusals)
     REFUSED("  r:\n    rules:\n      - {when: {language_share: 0.5}, model: big}\n      - {model: small}\n",
             "language_share needs language");
     REFUSED("  r: {rules: [{model: s}]}\n  s: {rules: [{model: r}]}\n", "lead back to it");
+    REFUSED("  r:\n    rules:\n      - {when: {budget_left_below: 2}, model: big}\n      - {model: small}\n",
+            "budget_left_below");
     REFUSED("  r: {provider: a, rules: [{model: big}]}\n", "takes no provider");
     REFUSED("  r: {strategy: round_robin, rules: [{model: big}]}\n", "applies to deployments");
     REFUSED("  r: {rules: [{model: big}], router: {file: x, strong: big, weak: small}}\n",
@@ -366,6 +393,7 @@ int main(void)
     RUN(metadata_tags_user);
     RUN(regex_on_the_last_user_message);
     RUN(prompt_tokens_compare_the_estimate);
+    RUN(budget_left_below);
     RUN(router_entry_and_plan_why);
     RUN(loader_refusals);
     RUN(teardown);
