@@ -13,8 +13,8 @@
  * boundary and in 1-byte pieces: the client's bytes must be identical.
  * BATON_GOLDEN_WRITE=1 writes expected files that are missing (read and check
  * them by hand before committing); without it a missing file is a failure.
- * BATON_PAIRS_DUMP=DIR copies every upstream body and client output to DIR
- * (for tests/integration/pairs_schema.test.mjs). */
+ * tests/integration/pairs_schema.test.mjs validates the same files against
+ * the APIs' official schemas. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <stdlib.h>
@@ -58,15 +58,6 @@ static char **subdirs(const char *dir, size_t *n)
     closedir(d);
     if (*n) qsort(names, *n, sizeof(*names), h_cmp_names);
     return names;
-}
-
-static void dump(const char *pair, const char *name, const char *file, const char *s, size_t n)
-{
-    const char *dir = getenv("BATON_PAIRS_DUMP");
-    if (!dir) return;
-    char path[1200];
-    snprintf(path, sizeof(path), "%s/%s__%s__%s", dir, pair, name, file);
-    h_write_file(path, s, n);
 }
 
 /* ---- comparisons ---- */
@@ -365,7 +356,6 @@ static void check_stream(struct run *x, const char *cdir, const char *name)
     /* the fast path relays: the client reads the provider's bytes, but for
      * what the relay drops or rewrites (client.sse records both) */
     if (!golden(path, whole.p ? whole.p : "", whole.len, CMP_SSE)) H_FAIL("%s", path);
-    dump(x->p->dir, name, "client.sse", whole.p ? whole.p : "", whole.len);
     for (size_t cut = 0; cut < len; cut++) {
         run_stream(x, src, len, cut, 0);
         if (x->out.len != whole.len || memcmp(x->out.p, whole.p, whole.len) != 0) {
@@ -407,7 +397,6 @@ static void check_reply(struct run *x, const char *cdir, const char *name)
         bt_arena_free(&a);
     }
     if (!golden(path, x->out.p ? x->out.p : "", x->out.len, CMP_JSON)) H_FAIL("%s", path);
-    dump(x->p->dir, name, "client.json", x->out.p ? x->out.p : "", x->out.len);
     free(src);
 }
 
@@ -448,7 +437,6 @@ static void check_provider_error(struct run *x, const char *cdir, const char *na
     bt_buf_append_c(&b, "}");
     snprintf(path, sizeof(path), "%s/error.json", cdir);
     if (!golden(path, b.p, b.len, CMP_JSON)) H_FAIL("%s", path);
-    dump(x->p->dir, name, "error.json", b.p, b.len);
     bt_buf_free(&b);
     bt_arena_free(&a);
     free(src);
@@ -470,7 +458,6 @@ static void refused(struct run *x, const char *cdir, const char *name, int statu
     char path[1200];
     snprintf(path, sizeof(path), "%s/error.json", cdir);
     if (!golden(path, b.p, b.len, CMP_JSON)) H_FAIL("%s", path);
-    dump(x->p->dir, name, "error.json", b.p, b.len);
     bt_buf_free(&b);
 }
 
@@ -532,7 +519,6 @@ static void run_case(const struct pair *p, const char *name)
     /* the fast path sends the client's bytes with `model` spliced: bytes */
     if (!golden(path, up.p ? up.p : "", up.len, x.translate ? CMP_JSON : CMP_BYTES))
         H_FAIL("%s", path);
-    dump(p->dir, name, "upstream.json", up.p ? up.p : "", up.len);
     bt_buf_free(&up);
     /* the target after the base path, when the adapter builds it */
     struct bt_buf target;
