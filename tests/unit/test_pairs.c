@@ -133,7 +133,8 @@ static void free_events(struct evlist *l)
 static bool sse_same(const char *a, size_t al, const char *b, size_t bl, char *why, size_t cap)
 {
     struct evlist x, y;
-    bool ok = parse_events(a, al, &x) & parse_events(b, bl, &y);
+    bool okx = parse_events(a, al, &x); /* both parsed: both freed below */
+    bool ok = parse_events(b, bl, &y) && okx;
     if (!ok) snprintf(why, cap, "a stream does not parse as whole SSE events");
     if (ok && x.n != y.n) {
         snprintf(why, cap, "%zu events, expected %zu", x.n, y.n);
