@@ -312,8 +312,31 @@ static int on_sse(void *ud, const struct bt_sse_event *ev)
     return 0;
 }
 
+/* Rewrites every `"created":DIGITS` in `b` as `"created":0`: the OpenAI
+ * encoder writes the clock there, which may tick between two runs. */
+static void mask_created_bytes(struct bt_buf *b)
+{
+    static const char key[] = "\"created\":";
+    size_t kl = sizeof(key) - 1, o = 0;
+    for (size_t i = 0; i < b->len;) {
+        if (b->len - i > kl && memcmp(b->p + i, key, kl) == 0) {
+            memmove(b->p + o, b->p + i, kl);
+            o += kl;
+            i += kl;
+            size_t d = i;
+            while (d < b->len && b->p[d] >= '0' && b->p[d] <= '9') d++;
+            if (d > i) b->p[o++] = '0';
+            i = d;
+            continue;
+        }
+        b->p[o++] = b->p[i++];
+    }
+    b->len = o;
+}
+
 /* The client's bytes for provider stream `src` fed in pieces of `step` bytes
- * after a first piece of `cut` bytes (step 0: the rest in one piece). */
+ * after a first piece of `cut` bytes (step 0: the rest in one piece), with
+ * `created` masked. */
 static void run_stream(struct run *x, const char *src, size_t len, size_t cut, size_t step)
 {
     bt_buf_reset(&x->out);
@@ -331,8 +354,7 @@ static void run_stream(struct run *x, const char *src, size_t len, size_t cut, s
     bt_sse_free(&sse);
     /* How exec ends the stream (up_done): an error already written ends it; a
      * stream without its end marker is cut short. */
-    if (x->saw_error) return;
-    if (broken || x->invalid || !x->saw_done || partial) {
+    if (!x->saw_error && (broken || x->invalid || !x->saw_done || partial)) {
         struct bt_error e = {.status = 502, .cls = BT_OUTCOME_SERVER_ERROR, .upstream = true,
                              .message = BT_STR("the provider ended the stream before it was "
                                                "complete"),
@@ -340,6 +362,7 @@ static void run_stream(struct run *x, const char *src, size_t len, size_t cut, s
         if (x->translate) x->p->fe->stream_end(x->st, &e, &x->out);
         else x->p->fe->stream_error(&x->out, &e);
     }
+    mask_created_bytes(&x->out);
 }
 
 static void check_stream(struct run *x, const char *cdir, const char *name)
