@@ -270,13 +270,32 @@ static enum bt_err tool_args(struct bt_openai_stream *e, struct bt_jout *w, cons
     bt_jout_quoted(w, ev->text);
     BT_JOUT_LIT(w, "}}]");
     chunk_close(e, w, NULL);
+    e->choice[i].args_sent[k / 64] |= (uint64_t)1 << (k % 64);
     return BT_OK;
+}
+
+/* Calls of choice `i` that got no argument bytes (an Anthropic tool_use of a
+ * tool without parameters streams none) get `{}`, as OpenAI sends for them:
+ * the arguments a client assembles must be a JSON object. */
+static void tool_empty_args(struct bt_openai_stream *e, struct bt_jout *w, uint32_t i)
+{
+    for (uint32_t k = 0; k < e->choice[i].ntools; k++) {
+        if (e->choice[i].args_sent[k / 64] & ((uint64_t)1 << (k % 64))) continue;
+        bool comma;
+        chunk_open(e, w, i, &comma);
+        chunk_member(w, &comma, "\"tool_calls\":[{\"index\":");
+        bt_jout_int(w, k);
+        BT_JOUT_LIT(w, ",\"function\":{\"arguments\":\"{}\"}}]");
+        chunk_close(e, w, NULL);
+        e->choice[i].args_sent[k / 64] |= (uint64_t)1 << (k % 64);
+    }
 }
 
 /* The finish chunk of choice `i` (with its role when it never began). */
 static void finish_choice(struct bt_openai_stream *e, struct bt_jout *w, uint32_t i, enum bt_finish f)
 {
     if (e->choice[i].finished) return;
+    tool_empty_args(e, w, i);
     bool comma;
     chunk_open(e, w, i, &comma);
     chunk_close(e, w, finish_name(f, e->choice[i].ntools > 0));
@@ -347,6 +366,7 @@ static enum bt_err fail_stream(struct bt_openai_stream *e, struct bt_buf *out,
 struct undo {
     bool began[BT_OPENAI_ENC_MAX_CHOICES], finished[BT_OPENAI_ENC_MAX_CHOICES];
     uint32_t ntools[BT_OPENAI_ENC_MAX_CHOICES];
+    uint64_t args_sent[BT_OPENAI_ENC_MAX_CHOICES][BT_OPENAI_ENC_MAX_TOOLS / 64];
     size_t head_len, out_len;
 };
 
@@ -356,6 +376,7 @@ static void undo_save(const struct bt_openai_stream *e, const struct bt_buf *out
         u->began[i] = e->choice[i].began;
         u->finished[i] = e->choice[i].finished;
         u->ntools[i] = e->choice[i].ntools;
+        memcpy(u->args_sent[i], e->choice[i].args_sent, sizeof(u->args_sent[i]));
     }
     u->head_len = e->head_len;
     u->out_len = out->len;
@@ -367,6 +388,7 @@ static void undo_apply(struct bt_openai_stream *e, struct bt_buf *out, const str
         e->choice[i].began = u->began[i];
         e->choice[i].finished = u->finished[i];
         e->choice[i].ntools = u->ntools[i];
+        memcpy(e->choice[i].args_sent, u->args_sent[i], sizeof(u->args_sent[i]));
     }
     e->head_len = u->head_len;
     out->len = u->out_len;

@@ -66,6 +66,8 @@ struct bt_openai_stream {
         bool finished;     /* the finish_reason chunk went out */
         uint32_t ntools;   /* tool calls started; their output index is their position */
         uint32_t tool_src[BT_OPENAI_ENC_MAX_TOOLS]; /* each call's event tool_index */
+        uint64_t args_sent[BT_OPENAI_ENC_MAX_TOOLS / 64]; /* bit k: call k got argument
+                                                              bytes (else `{}` at its finish) */
     } choice[BT_OPENAI_ENC_MAX_CHOICES];
 };
 
@@ -82,7 +84,8 @@ void bt_openai_stream_init(struct bt_openai_stream *e, const struct bt_openai_en
  *   event has been written and the stream is over (BT_OAS_FAILED).
  * An ERROR event writes the error event and ends the stream (BT_OK, FAILED);
  * DONE finishes every choice still open (finish_reason "tool_calls" when it
- * called tools, else "stop"), writes the usage chunk when asked for and
+ * called tools, else "stop"; a call that got no argument bytes gets `{}`
+ * before any finish), writes the usage chunk when asked for and
  * reported, then `data: [DONE]` (BT_OAS_DONE). A stream that breaks without
  * either must be ended by the caller with an ERROR event. */
 enum bt_err bt_openai_stream_event(struct bt_openai_stream *e, const struct bt_event *ev,

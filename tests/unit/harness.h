@@ -6,7 +6,9 @@
 #define BT_TEST_HARNESS_H
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int h_passed, h_failed, h_cur_failed;
@@ -71,5 +73,64 @@ static const char *h_cur_name;
 
 #define HARNESS_DONE()                                                                 \
     (printf("%s: %d passed, %d failed\n", __FILE__, h_passed, h_failed), h_failed ? 1 : 0)
+
+/* ---- files, for tests driven by data files under tests/golden ---- */
+
+/* The whole file at `path`, NUL-terminated (caller frees), its size in *len
+ * (when len is not NULL); NULL when it cannot be read. */
+static inline char *h_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
+        free(s);
+        s = NULL;
+    }
+    fclose(f);
+    if (!s) return NULL;
+    s[n] = 0;
+    if (len) *len = (size_t)n;
+    return s;
+}
+
+/* Writes `n` bytes of `s` to `path` (replacing it); silent on failure. */
+static inline void h_write_file(const char *path, const char *s, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return;
+    fwrite(s, 1, n, f);
+    fclose(f);
+}
+
+/* An expected file `path` that does not exist: with BATON_GOLDEN_WRITE set,
+ * writes `got` there (to be read and checked before it is committed) and
+ * passes; otherwise prints what was got and fails. */
+static inline bool h_golden_missing(const char *path, const char *got, size_t n)
+{
+    if (getenv("BATON_GOLDEN_WRITE")) {
+        h_write_file(path, got, n);
+        fprintf(stderr, "  wrote %s\n", path);
+        return true;
+    }
+    fprintf(stderr, "  missing golden file %s; got:\n%.*s\n", path, (int)n, got);
+    return false;
+}
+
+/* qsort comparison for an array of C strings. */
+static inline int h_cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Frees `n` malloc'd strings and their array. */
+static inline void h_free_list(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+}
 
 #endif

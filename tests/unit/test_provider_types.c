@@ -25,38 +25,6 @@
 
 /* ---- files ---- */
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    fclose(f);
-    if (!s) return NULL;
-    s[n] = 0;
-    if (len) *len = (size_t)n;
-    return s;
-}
-
-static void write_file(const char *path, const char *s, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) return;
-    fwrite(s, 1, n, f);
-    fclose(f);
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* The names in `dir` ending in `suffix`, sorted; *n of them (caller frees). */
 static char **list(const char *dir, const char *suffix, size_t *n)
 {
@@ -77,14 +45,8 @@ static char **list(const char *dir, const char *suffix, size_t *n)
         names[(*n)++] = strdup(e->d_name);
     }
     closedir(d);
-    if (*n) qsort(names, *n, sizeof(*names), cmp_names);
+    if (*n) qsort(names, *n, sizeof(*names), h_cmp_names);
     return names;
-}
-
-static void free_list(char **names, size_t n)
-{
-    for (size_t i = 0; i < n; i++) free(names[i]);
-    free(names);
 }
 
 /* Compares `got` with the file `path` (one trailing newline ignored); writes it
@@ -92,16 +54,8 @@ static void free_list(char **names, size_t n)
 static bool golden_eq(const char *path, const char *got, size_t n)
 {
     size_t el;
-    char *exp = read_file(path, &el);
-    if (!exp) {
-        if (getenv("BATON_GOLDEN_WRITE")) {
-            write_file(path, got, n);
-            fprintf(stderr, "  wrote %s\n", path);
-            return true;
-        }
-        fprintf(stderr, "  missing golden file %s; got:\n%.*s\n", path, (int)n, got);
-        return false;
-    }
+    char *exp = h_read_file(path, &el);
+    if (!exp) return h_golden_missing(path, got, n);
     if (el && exp[el - 1] == '\n') el--;
     while (n && got[n - 1] == '\n') n--;
     bool ok = el == n && memcmp(exp, got, n) == 0;
@@ -117,7 +71,7 @@ static void dump(const char *kind, const char *name, struct bt_str body)
     if (!dir) return;
     char path[512];
     snprintf(path, sizeof(path), "%s/%s-%s", dir, kind, name);
-    write_file(path, body.p, body.len);
+    h_write_file(path, body.p, body.len);
 }
 
 /* ---- encoders over the golden requests ---- */
@@ -136,7 +90,7 @@ static void encode_dir(enum which w)
         snprintf(stem, sizeof(stem), "%.*s", (int)sl, names[i]);
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
         size_t len;
-        char *src = read_file(path, &len);
+        char *src = h_read_file(path, &len);
         REQUIRE(src);
         struct bt_arena arena;
         bt_arena_init(&arena, 4096, 1u << 24);
@@ -157,7 +111,7 @@ static void encode_dir(enum which w)
                       : bt_gemini_encode_chat(&chat, &arena, &out, &refused);
         char rpath[512];
         snprintf(rpath, sizeof(rpath), "%s/%s.refused.txt", dir, stem);
-        char *want = read_file(rpath, NULL);
+        char *want = h_read_file(rpath, NULL);
         if (parsed && want) {
             /* line 1: the parameter; line 2: a piece of the message */
             char *nl = strchr(want, '\n');
@@ -186,7 +140,7 @@ static void encode_dir(enum which w)
         bt_arena_free(&arena);
         free(src);
     }
-    free_list(names, n);
+    h_free_list(names, n);
 }
 
 TEST(anthropic_encode_golden) { encode_dir(ANTHROPIC); }
@@ -305,7 +259,7 @@ static void events_dir(const struct bt_adapter *ad, const char *dir)
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
         snprintf(epath, sizeof(epath), "%s/%.*s.events", dir, (int)(l - (sse ? 4 : 5)), names[i]);
         size_t len;
-        char *src = read_file(path, &len);
+        char *src = h_read_file(path, &len);
         REQUIRE(src);
         struct evlog whole = {0};
         bt_buf_init(&whole.b, 1u << 20);
@@ -337,7 +291,7 @@ static void events_dir(const struct bt_adapter *ad, const char *dir)
         free(src);
     }
     CHECK(seen >= 5);
-    free_list(names, n);
+    h_free_list(names, n);
 }
 
 TEST(anthropic_events_golden) { events_dir(&bt_adapter_anthropic, GOLDEN "/anthropic/events"); }
