@@ -14,6 +14,7 @@
 #include "gate/gate.h"
 #include "learn/learn.h"
 #include "provider/provider.h"
+#include "route/health.h"
 #include "route/route.h"
 #include "store/keys.h"
 #include "store/redis.h"
@@ -28,6 +29,7 @@ struct held {
     struct bt_key_slots slots;
     struct bt_redis *redis;       /* NULL: no slot in Redis */
     char id[BT_KEY_ID_LEN + 1];
+    struct bt_key_live *model;    /* the model's own limits' slot, or NULL */
 };
 
 static void give_back(void *ud)
@@ -35,6 +37,18 @@ static void give_back(void *ud)
     struct held *h = ud;
     bt_key_release_slots(&h->slots);
     if (h->redis) bt_redis_release(h->redis, h->id);
+    if (h->model) bt_key_release(h->model);
+}
+
+/* The request's struct held, made (and hooked) on first need; NULL: no memory. */
+static struct held *held_of(struct bt_http_req *req)
+{
+    if (req->on_finish == give_back) return req->on_finish_ud;
+    struct held *h = bt_arena_calloc(req->arena, 1, sizeof(*h));
+    if (!h) return NULL;
+    req->on_finish = give_back;
+    req->on_finish_ud = h;
+    return h;
 }
 
 /* ---- admission shared through Redis (store.redis) ----
@@ -260,15 +274,13 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
     bool shared = w->redis && caller.key &&
                   (caller.key->rpm >= 0 || caller.key->concurrency >= 0 || payer.budget_shared);
     if (caller.held || shared) { /* what it holds, given back when the request is over */
-        struct held *h = bt_arena_calloc(req->arena, 1, sizeof(*h));
+        struct held *h = held_of(req);
         if (!h) {
             bt_gate_untake(&caller);
             bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
             return;
         }
         h->slots = caller.slots;
-        req->on_finish = give_back;
-        req->on_finish_ud = h;
     }
     if (shared) {
         shared_admit(w, req, fe, r, &caller, &payer);
@@ -335,6 +347,33 @@ static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
                  BT_STR_FMT(r->model));
         bt_api_fail(req, fe, 404, "model_not_found", "model", m, r->model);
         return;
+    }
+    /* The model's own limits (per process), over all its requests */
+    const struct bt_model *gm = plan.model;
+    if (gm && gm->health && (gm->limits.rpm || gm->limits.concurrency)) {
+        bool held = false;
+        const char *which = NULL;
+        int64_t retry = 1;
+        if (!bt_live_take(&gm->health->lim, gm->limits.rpm ? gm->limits.rpm : -1,
+                          gm->limits.concurrency ? gm->limits.concurrency : -1,
+                          (int64_t)time(NULL), &held, &which, &retry)) {
+            snprintf(msg, sizeof(msg),
+                     strcmp(which, "rpm") == 0
+                         ? "The model '%s' is over its requests per minute (rpm); retry after "
+                           "the time in Retry-After."
+                         : "The model '%s' has as many requests in flight as its concurrency "
+                           "limit allows; retry when one has finished.",
+                     gm->name);
+            bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded", msg, r->model, retry);
+            return;
+        }
+        struct held *h = held ? held_of(req) : NULL;
+        if (held && !h) {
+            bt_key_release(&gm->health->lim);
+            bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
+            return;
+        }
+        if (h) h->model = &gm->health->lim;
     }
     /* A header some candidate would forward must be safe to pass on: checked for
      * all of them, so the answer does not depend on which one is tried first. */

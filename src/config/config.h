@@ -135,11 +135,18 @@ bool bt_price_parse(struct bt_str text, int64_t *out);
  * *out filled (source BT_PRICE_DEFAULT) when found. */
 bool bt_price_default(struct bt_str model, struct bt_price *out);
 
+/* `limits:` of a model or a deployment, per process: 0 unset. */
+struct bt_limits {
+    int64_t rpm;          /* requests per calendar minute */
+    int64_t concurrency;  /* requests (attempts, for a deployment) in flight */
+};
+
 struct bt_deployment {
     struct bt_provider *provider; /* borrowed from the same snapshot */
     char *model;                  /* upstream model id sent to the provider */
     uint32_t weight;              /* default 1 */
     struct bt_price price;        /* `price:`, else the shipped default, else none */
+    struct bt_limits limits;      /* `limits:` (rpm, concurrency), unset by default */
     int line, col;                /* where the deployment was written */
     struct bt_health *health;     /* set by bt_health_attach (route/health.h) when the
                                      snapshot is put in service; NULL = not tracked */
@@ -285,6 +292,9 @@ struct bt_model {
     struct bt_router_cfg router; /* BT_MODEL_ROUTER */
     struct bt_deployment *deployments;
     size_t ndeployments;        /* >= 1 for a group; 0 for rules and a router */
+    struct bt_limits limits;    /* `limits:` over all the group's requests, unset by default */
+    struct bt_health *health;   /* the model's own counters (its limits), attached with the
+                                   deployments' (route/health.h); NULL = not tracked */
     enum bt_strategy strategy;  /* default weighted */
     bool sticky_user;           /* sticky: user — one end user stays on one deployment */
     struct bt_breaker_cfg breaker;

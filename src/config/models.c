@@ -142,10 +142,33 @@ static void default_price(struct bt_deployment *d)
         bt_price_default(bt_str_c(d->model), &d->price);
 }
 
+/* limits: {rpm: N, concurrency: N} */
+static void load_limits(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *ctx,
+                        struct bt_limits *out)
+{
+    static const char *const keys[] = {"rpm", "concurrency", NULL};
+    char what[BT_CFG_MAX_NAME + 80];
+    snprintf(what, sizeof(what), "%s limits", ctx);
+    if (v->kind != BT_Y_MAP) {
+        bt_cfg_err(L, v, "%s must be a mapping like {rpm: 600, concurrency: 20}", what);
+        return;
+    }
+    for (size_t i = 0; i + 1 < v->n; i += 2) {
+        int idx = bt_cfg_key_index(L, v->items[i], keys, what);
+        char w[BT_CFG_MAX_NAME + 100];
+        snprintf(w, sizeof(w), "%s: %s", what, idx >= 0 ? keys[idx] : "?");
+        uint64_t x;
+        if (idx >= 0 && bt_cfg_get_u64(L, v->items[i + 1], w, 1, 1000000000, &x)) {
+            if (idx == 0) out->rpm = (int64_t)x;
+            else out->concurrency = (int64_t)x;
+        }
+    }
+}
+
 static void load_deployment(struct bt_cfg_loader *L, const struct bt_ynode *n, struct bt_model *m,
                             struct bt_deployment *d, size_t index)
 {
-    static const char *const keys[] = {"provider", "model", "weight", "price", NULL};
+    static const char *const keys[] = {"provider", "model", "weight", "price", "limits", NULL};
     char ctx[BT_CFG_MAX_NAME + 60];
     snprintf(ctx, sizeof(ctx), "model \"%s\" deployment %zu", m->name, index + 1);
     d->weight = 1;
@@ -173,6 +196,8 @@ static void load_deployment(struct bt_cfg_loader *L, const struct bt_ynode *n, s
             if (bt_cfg_get_u64(L, v, what, 1, 1000000, &w)) d->weight = (uint32_t)w;
         } else if (idx == 3) {
             load_price(L, v, ctx, &d->price);
+        } else if (idx == 4) {
+            load_limits(L, v, ctx, &d->limits);
         }
     }
     if (!pv)
@@ -351,7 +376,7 @@ static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const 
 {
     static const char *const keys[] = {"provider", "model",  "deployments", "strategy", "breaker",
                                        "retry",    "fallback", "sticky",   "price",    "hedge",
-                                       "rules",    "router",   NULL};
+                                       "rules",    "router",   "limits",   NULL};
     m->line = k->line;
     m->col = k->col;
     char ctx[BT_CFG_MAX_NAME + 20];
@@ -366,7 +391,7 @@ static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const 
                           *prk = NULL, *choice = NULL, *policy = NULL;
     for (size_t i = 0; i + 1 < v->n; i += 2) {
         int idx = bt_cfg_key_index(L, v->items[i], keys, ctx);
-        if (idx >= 3 && idx <= 9) policy = v->items[i];
+        if ((idx >= 3 && idx <= 9) || idx == 12) policy = v->items[i];
         if (idx == 10 || idx == 11) {
             if (choice) {
                 bt_cfg_err(L, v->items[i], "%s: use one of rules or router, not both", ctx);
@@ -401,6 +426,8 @@ static void load_model(struct bt_cfg_loader *L, const struct bt_ynode *k, const 
         } else if (idx == 9) {
             hk = v->items[i];
             load_hedge(L, v->items[i + 1], ctx, m);
+        } else if (idx == 12) {
+            load_limits(L, v->items[i + 1], ctx, &m->limits);
         }
     }
     if (choice) {

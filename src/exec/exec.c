@@ -85,6 +85,7 @@ struct bt_exec {
     const struct bt_provider *prov; /* current attempt's provider */
     const struct bt_adapter *ad;    /* and its adapter */
     struct bt_health *health;       /* its deployment's live state while an attempt runs */
+    struct bt_key_live *dep_slot;   /* the attempt holds a slot of its deployment's limits */
     uint64_t attempt_ns;            /* when the current attempt started */
     uint64_t head_us;               /* its time to a 2xx response head; 0 = none */
     struct bt_pcall call;
@@ -160,6 +161,8 @@ static void on_timer_closed(uv_handle_t *h)
  * `counted` false when the client left (nothing learned); `cls` its outcome. */
 static void attempt_over(struct bt_exec *ex, bool counted, enum bt_outcome cls)
 {
+    if (ex->dep_slot) bt_key_release(ex->dep_slot);
+    ex->dep_slot = NULL;
     if (!ex->health) return;
     const struct bt_breaker_cfg none = {0};
     const struct bt_breaker_cfg *b = ex->plan.model ? &ex->plan.model->breaker : &none;
@@ -1339,6 +1342,10 @@ static uint64_t total_ms(struct bt_exec *ex, const struct bt_provider *p)
  * recorded): the caller goes on to the next candidate. */
 static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
 {
+    if (ex->dep_slot) { /* an attempt that could not start keeps no slot */
+        bt_key_release(ex->dep_slot);
+        ex->dep_slot = NULL;
+    }
     const struct bt_provider *p = c->provider;
     ex->prov = p;
     ex->ad = bt_adapter_for(p);
@@ -1347,6 +1354,23 @@ static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
     ex->cur_model = c->model;
     ex->price = c->price;
     char why[300];
+    const struct bt_limits *lim = c->limits;
+    if (lim && c->health && (lim->rpm || lim->concurrency)) {
+        /* the deployment's own limits: over one, the next candidate is tried, as
+         * after a provider's 429 (but nothing was sent) */
+        bool held = false;
+        const char *which = NULL;
+        int64_t retry = 1;
+        if (!bt_live_take(&c->health->lim, lim->rpm ? lim->rpm : -1,
+                          lim->concurrency ? lim->concurrency : -1, (int64_t)time(NULL), &held,
+                          &which, &retry)) {
+            set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_RATE_LIMIT, true, 429, "rate_limit_exceeded",
+                        "deployment %s is over its %s limit", ex->deployment,
+                        strcmp(which, "rpm") == 0 ? "rpm" : "concurrency");
+            return false;
+        }
+        if (held) ex->dep_slot = &c->health->lim;
+    }
     if (!bt_provider_ready(p, why, sizeof(why))) {
         set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_AUTH, true, 503, "provider_key_missing", "%s",
                     why);

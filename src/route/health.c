@@ -66,6 +66,14 @@ void bt_health_attach(struct bt_config *cfg)
             dp->health = lookup(key);
             free(key);
         }
+        /* a model's own entry, for its limits: "\x1e" marks it as no deployment */
+        struct bt_model *md = &cfg->models[m];
+        size_t n = strlen(md->name) + 3;
+        char *key = malloc(n);
+        if (!key) continue;
+        snprintf(key, n, "\x1e\x1f%s", md->name);
+        md->health = lookup(key);
+        free(key);
     }
     pthread_mutex_unlock(&lock);
 }
@@ -193,7 +201,7 @@ enum bt_err bt_health_render(struct bt_buf *out)
                           fam[f].name, fam[f].type);
             for (size_t i = 0; i < cap; i++) {
                 const struct slot *sl = &slots[i];
-                if (!sl->key) continue;
+                if (!sl->key || sl->key[0] == '\x1e') continue; /* a model's entry */
                 const struct bt_health *h = sl->h;
                 if (f == 2) {
                     for (int c = 0; c < BT_OUTCOME_COUNT; c++) {
@@ -223,6 +231,6 @@ void bt_health_each(void (*fn)(void *ud, const char *key, struct bt_health *h), 
     pthread_mutex_lock(&lock);
     size_t cap = (size_t)BT_HEALTH_MAX * 2;
     for (size_t i = 0; slots && i < cap; i++)
-        if (slots[i].key) fn(ud, slots[i].key, slots[i].h);
+        if (slots[i].key && slots[i].key[0] != '\x1e') fn(ud, slots[i].key, slots[i].h);
     pthread_mutex_unlock(&lock);
 }

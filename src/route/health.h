@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/outcome.h"
+#include "store/keys.h"
 
 #define BT_HEALTH_MAX 16384
 
@@ -30,6 +31,7 @@ struct bt_health {
     atomic_uint_least64_t hedge[3];      /* by enum bt_hedge_count */
     atomic_uint_least64_t shared_until_ms; /* the open_until_ms last published to or taken
                                               from the other instances (serve/breakers.c) */
+    struct bt_key_live lim;              /* `limits:` counters (rpm, in flight), as a key's */
 };
 
 /* What hedging did at a deployment (models.NAME.hedge), for metrics and tests. */

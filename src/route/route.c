@@ -98,13 +98,13 @@ static void add_model(struct bt_plan *plan, const struct bt_model *m, uint64_t r
             continue;
         }
         plan->c[plan->n++] =
-            (struct bt_candidate){d->provider, bt_str_c(d->model), d->health, d->price};
+            (struct bt_candidate){d->provider, bt_str_c(d->model), d->health, &d->limits, d->price};
         added++;
     }
     if (!added && earliest >= 0 && plan->n < BT_PLAN_MAX) { /* never no candidate */
         const struct bt_deployment *d = &m->deployments[earliest];
         plan->c[plan->n++] =
-            (struct bt_candidate){d->provider, bt_str_c(d->model), d->health, d->price};
+            (struct bt_candidate){d->provider, bt_str_c(d->model), d->health, &d->limits, d->price};
     }
 }
 
@@ -184,7 +184,7 @@ enum bt_err bt_route(const struct bt_config *cfg, const struct bt_route_req *q,
             bt_config_provider(cfg, (struct bt_str){model.p, (size_t)slash});
         if (p) {
             struct bt_str id = {model.p + slash + 1, model.len - (size_t)slash - 1};
-            plan->c[0] = (struct bt_candidate){p, id, NULL, {0}};
+            plan->c[0] = (struct bt_candidate){p, id, NULL, NULL, {0}};
             if (p->type != BT_PROVIDER_SIM) /* as the loader: never for the simulator */
                 bt_price_default(id, &plan->c[0].price); /* none: the cost is unknown */
             plan->n = plan->n_own = 1;

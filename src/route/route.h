@@ -19,6 +19,7 @@ struct bt_candidate {
     const struct bt_provider *provider; /* borrowed from the snapshot */
     struct bt_str model;                /* upstream model id (snapshot or request bytes) */
     struct bt_health *health;           /* its live state (route/health.h), or NULL */
+    const struct bt_limits *limits;     /* the deployment's limits, or NULL */
     struct bt_price price;              /* the deployment's price (configured or shipped);
                                            direct addressing: the shipped one; source
                                            BT_PRICE_NONE when unknown */

@@ -1224,9 +1224,9 @@ TEST(messages_are_whole)
         {"providers: {p: {type: sim, faults: {nope: 1}}}\n", "invalid_json, error_event)"},
         {"providers: {p: {type: openai, tls: {nope: 1}}}\n", "ca_file, verify)"},
         {"providers: {p: {type: sim}}\nmodels: {m: {provider: p, nope: 1}}\n",
-         "retry, fallback, sticky, price, hedge, rules, router)"},
+         "retry, fallback, sticky, price, hedge, rules, router, limits)"},
         {"providers: {p: {type: sim}}\nmodels: {m: {deployments: [{provider: p, nope: 1}]}}\n",
-         "provider, model, weight, price)"},
+         "provider, model, weight, price, limits)"},
     };
     for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
         char *m = first_error(lists[i].yaml);
