@@ -143,10 +143,9 @@ static int explain(const char *config, const char *path, const struct bt_http_he
     if (user.len) printf(", user \"%.*s\"", BT_STR_FMT(user));
     printf("\n");
     if (bt_route_needs_prompt(cfg, r->model)) {
-        struct bt_chat chat;
         struct bt_chat_error cerr = {{0}, {0}};
-        err = fe->chat(r, &arena, &chat, &cerr);
-        if (!err) err = bt_prompt_from_chat(&chat, &arena, &prompt);
+        err = bt_request_chat(r, &arena, &cerr);
+        if (!err) err = bt_prompt_from_chat(r->chat, &arena, &prompt);
         if (err) {
             fprintf(stderr, "request refused (400%s%s): %s\n", cerr.param[0] ? ", " : "",
                     cerr.param, cerr.message[0] ? cerr.message : "its content cannot be read");

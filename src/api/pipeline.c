@@ -315,14 +315,8 @@ static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
         /* (a front end that decodes into it from the start, as Anthropic's, has
          * it already) */
         struct bt_chat_error cerr = {{0}, {0}};
-        const struct bt_chat *chat = r->chat;
-        err = BT_OK;
-        if (!chat) {
-            struct bt_chat *c = bt_arena_alloc(req->arena, sizeof(*c));
-            err = c && fe->chat ? fe->chat(r, req->arena, c, &cerr) : BT_ENOMEM;
-            if (!err) r->chat = chat = c; /* kept for a provider of another API */
-        }
-        if (!err) err = bt_prompt_from_chat(chat, req->arena, &prompt);
+        err = bt_request_chat(r, req->arena, &cerr); /* kept for a provider of another API */
+        if (!err) err = bt_prompt_from_chat(r->chat, req->arena, &prompt);
         if (!err && !w->learn) w->learn = bt_learn_scratch_new();
         if (err == BT_EINVAL || err == BT_EPARSE) {
             bt_api_fail(req, fe, 400, NULL, cerr.param[0] ? cerr.param : NULL,

@@ -93,4 +93,19 @@ struct bt_frontend {
     void (*reply_free)(void *reply);
 };
 
+/* r->chat, decoded by r's front end (fe->chat) into `arena` on first need and
+ * kept, so rules, routers and a provider of another API share one decode.
+ * BT_EINVAL with `err` filled (a 400); BT_ENOMEM, also for a front end without
+ * `chat` (every front end that can be translated has one or sets r->chat). */
+static inline enum bt_err bt_request_chat(struct bt_request *r, struct bt_arena *arena,
+                                          struct bt_chat_error *err)
+{
+    if (r->chat) return BT_OK;
+    struct bt_chat *c = r->fe && r->fe->chat ? bt_arena_alloc(arena, sizeof(*c)) : NULL;
+    if (!c) return BT_ENOMEM;
+    enum bt_err e = r->fe->chat(r, arena, c, err);
+    if (!e) r->chat = c;
+    return e;
+}
+
 #endif

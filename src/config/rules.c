@@ -5,7 +5,6 @@
  * (a rule may name a router), cycles are not, and a chain is at most
  * BT_CHOICE_DEPTH long so a request's decision stays bounded. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -428,17 +427,6 @@ void bt_cfg_free_choices(struct bt_model *m)
     free(rc->weak_name);
 }
 
-/* Appends to out[0..cap) (NUL-terminated, cut at cap). */
-static void put(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void put(char *out, size_t cap, const char *fmt, ...)
-{
-    size_t len = strnlen(out, cap - 1);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out + len, cap - len, fmt, ap);
-    va_end(ap);
-}
-
 void bt_config_describe_rule(const struct bt_rule *r, char *out, size_t cap)
 {
     static const char *const ops[] = {"<", "<=", ">", ">="};
@@ -446,34 +434,34 @@ void bt_config_describe_rule(const struct bt_rule *r, char *out, size_t cap)
     out[0] = 0;
     const char *sep = "";
     if (r->conds & BT_COND_LANGUAGE) {
-        put(out, cap, "language");
+        bt_str_catf(out, cap, "language");
         for (int l = 0, k = 0; l < BT_LANG_COUNT; l++)
-            if (r->languages >> l & 1) put(out, cap, "%s%s", k++ ? "|" : " ", bt_lang_codes[l]);
-        put(out, cap, " (share >= %.2f)", r->language_share);
+            if (r->languages >> l & 1) bt_str_catf(out, cap, "%s%s", k++ ? "|" : " ", bt_lang_codes[l]);
+        bt_str_catf(out, cap, " (share >= %.2f)", r->language_share);
         sep = ", ";
     }
-    if (r->conds & BT_COND_TOOLS) put(out, cap, "%stools %s", sep, r->tools ? "true" : "false"), sep = ", ";
-    if (r->conds & BT_COND_IMAGES) put(out, cap, "%simages %s", sep, r->images ? "true" : "false"), sep = ", ";
+    if (r->conds & BT_COND_TOOLS) bt_str_catf(out, cap, "%stools %s", sep, r->tools ? "true" : "false"), sep = ", ";
+    if (r->conds & BT_COND_IMAGES) bt_str_catf(out, cap, "%simages %s", sep, r->images ? "true" : "false"), sep = ", ";
     if (r->conds & BT_COND_JSON_SCHEMA)
-        put(out, cap, "%sjson_schema %s", sep, r->json_schema ? "true" : "false"), sep = ", ";
+        bt_str_catf(out, cap, "%sjson_schema %s", sep, r->json_schema ? "true" : "false"), sep = ", ";
     if (r->conds & BT_COND_PROMPT_TOKENS)
-        put(out, cap, "%sprompt_tokens %s %llu", sep, ops[r->tokens_op & 3],
+        bt_str_catf(out, cap, "%sprompt_tokens %s %llu", sep, ops[r->tokens_op & 3],
             (unsigned long long)r->tokens), sep = ", ";
     for (uint32_t i = 0; i < r->nmetadata; i++)
-        put(out, cap, "%smetadata.%s = %s", sep, r->metadata[i].key ? r->metadata[i].key : "?",
+        bt_str_catf(out, cap, "%smetadata.%s = %s", sep, r->metadata[i].key ? r->metadata[i].key : "?",
             r->metadata[i].value ? r->metadata[i].value : "?"), sep = ", ";
     if (r->conds & BT_COND_TAGS) {
-        put(out, cap, "%stags", sep);
-        for (uint32_t i = 0; i < r->ntags; i++) put(out, cap, "%s%s", i ? "|" : " ", r->tags[i]);
+        bt_str_catf(out, cap, "%stags", sep);
+        for (uint32_t i = 0; i < r->ntags; i++) bt_str_catf(out, cap, "%s%s", i ? "|" : " ", r->tags[i]);
         sep = ", ";
     }
     if (r->conds & BT_COND_USER) {
-        put(out, cap, "%suser", sep);
-        for (uint32_t i = 0; i < r->nusers; i++) put(out, cap, "%s%s", i ? "|" : " ", r->users[i]);
+        bt_str_catf(out, cap, "%suser", sep);
+        for (uint32_t i = 0; i < r->nusers; i++) bt_str_catf(out, cap, "%s%s", i ? "|" : " ", r->users[i]);
         sep = ", ";
     }
-    if (r->conds & BT_COND_REGEX) put(out, cap, "%sregex /%s/", sep, r->regex_src ? r->regex_src : ""), sep = ", ";
+    if (r->conds & BT_COND_REGEX) bt_str_catf(out, cap, "%sregex /%s/", sep, r->regex_src ? r->regex_src : ""), sep = ", ";
     if (r->conds & BT_COND_BUDGET_LEFT)
-        put(out, cap, "%sbudget_left_below %.2f", sep, r->budget_left_below), sep = ", ";
-    if (!r->conds) put(out, cap, "default");
+        bt_str_catf(out, cap, "%sbudget_left_below %.2f", sep, r->budget_left_below), sep = ", ";
+    if (!r->conds) bt_str_catf(out, cap, "default");
 }

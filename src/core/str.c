@@ -1,5 +1,6 @@
 #include "core/str.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -181,4 +182,14 @@ bool bt_parse_redis_url(const char *url, char *host, size_t hostcap, int *port, 
         return false;
     }
     return true;
+}
+
+void bt_str_catf(char *buf, size_t cap, const char *fmt, ...)
+{
+    if (!buf || !cap) return;
+    size_t len = strnlen(buf, cap - 1);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + len, cap - len, fmt, ap);
+    va_end(ap);
 }

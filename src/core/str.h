@@ -66,6 +66,10 @@ size_t bt_str_decimal(char *buf, size_t cap, int64_t v, unsigned places);
  * (free()); NULL when out of memory. */
 char *bt_str_dup(struct bt_str s);
 
+/* Appends printf-style text to the NUL-terminated string in buf[0..cap), cut
+ * at cap (buf NULL or cap 0: nothing). */
+void bt_str_catf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* A connection string (a URI's user:password@, or password=... pairs) with
  * the password replaced by "***", into out[0..cap), for messages and logs. */
 void bt_str_mask_password(const char *conninfo, char *out, size_t cap);

@@ -1391,9 +1391,8 @@ static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
     }
     if (ex->translate && !ex->r->chat && ex->r->fe->chat) {
         /* a provider of another API: the canonical request, decoded once */
-        struct bt_chat *chat = bt_arena_alloc(ex->hreq->arena, sizeof(*chat));
         struct bt_chat_error cerr = {{0}, {0}};
-        enum bt_err cer = chat ? ex->r->fe->chat(ex->r, ex->hreq->arena, chat, &cerr) : BT_ENOMEM;
+        enum bt_err cer = bt_request_chat(ex->r, ex->hreq->arena, &cerr);
         if (cer == BT_EINVAL) {
             set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_BAD_REQUEST, false, 400, "untranslatable",
                         "%s", cerr.message);
@@ -1407,7 +1406,6 @@ static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
                         "could not decode the request: %s", bt_strerror(cer));
             return false;
         }
-        ex->r->chat = chat;
     }
     enum bt_err err = bt_provider_encode(p, ex->r, c->model, ex->hreq->arena, &ex->body_up,
                                          &ex->added_usage);

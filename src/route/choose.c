@@ -2,7 +2,6 @@
  * learned router. What each condition reads and how: docs/routing.md. */
 #include "route/choose.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -171,18 +170,6 @@ double bt_route_router_score(const struct bt_router_cfg *rc, const struct bt_pro
     return bt_router_score(rc->router, s, t.p ? t.p : "", t.len);
 }
 
-/* Appends to why[0..cap) after its NUL-terminated text, cut at cap. */
-static void note(char *why, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void note(char *why, size_t cap, const char *fmt, ...)
-{
-    if (!why || !cap) return;
-    size_t len = strnlen(why, cap - 1);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why + len, cap - len, fmt, ap);
-    va_end(ap);
-}
-
 const struct bt_model *bt_route_choose(const struct bt_model *m, const struct bt_prompt *p,
                                        struct bt_learn_scratch *s, struct bt_route_facts *f,
                                        char *why, size_t cap)
@@ -195,7 +182,7 @@ const struct bt_model *bt_route_choose(const struct bt_model *m, const struct bt
             next = m->rules[i].model;
             atomic_fetch_add_explicit(&((struct bt_rule *)&m->rules[i])->chosen, 1,
                                       memory_order_relaxed);
-            note(why, cap, "%s: rule %zu -> ", m->name, i + 1);
+            bt_str_catf(why, cap, "%s: rule %zu -> ", m->name, i + 1);
         } else {
             const struct bt_router_cfg *rc = &m->router;
             double sc = bt_route_router_score(rc, p, s);
@@ -203,7 +190,7 @@ const struct bt_model *bt_route_choose(const struct bt_model *m, const struct bt
             next = strong ? rc->strong : rc->weak;
             atomic_fetch_add_explicit(&((struct bt_router_cfg *)rc)->chosen[strong], 1,
                                       memory_order_relaxed);
-            note(why, cap, "%s: router %.3f %s %.3f %s -> ", m->name, sc, strong ? ">" : "<=",
+            bt_str_catf(why, cap, "%s: router %.3f %s %.3f %s -> ", m->name, sc, strong ? ">" : "<=",
                  rc->threshold, strong ? "strong" : "weak");
         }
         m = next;
