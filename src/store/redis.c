@@ -220,7 +220,11 @@ void bt_redis_charge(struct bt_redis *r, const char *id, int64_t start_s, int64_
     spend_key(k, sizeof(k), id, start_s);
     snprintf(a1, sizeof(a1), "%lld", (long long)pusd);
     snprintf(a2, sizeof(a2), "%lld", (long long)ttl_ms);
-    redisAsyncCommand(ac, NULL, NULL, "EVAL %s 1 %s %s %s", CHARGE, k, a1, a2);
+    if (redisAsyncCommand(ac, NULL, NULL, "EVAL %s 1 %s %s %s", CHARGE, k, a1, a2) != REDIS_OK)
+        return;
+    /* written to Redis now, before the caller writes the response's last bytes:
+     * a client's next request, to any instance, is admitted after this charge */
+    if (ac->c.flags & REDIS_CONNECTED) redisAsyncHandleWrite(ac);
 }
 
 void bt_redis_admit(struct bt_redis *r, const char *id, const struct bt_redis_limits *l,
