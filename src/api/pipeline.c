@@ -29,7 +29,6 @@ struct held {
     struct bt_key_slots slots;
     struct bt_redis *redis;       /* NULL: no slot in Redis */
     char id[BT_KEY_ID_LEN + 1];
-    struct bt_key_live *model;    /* the model's own limits' slot, or NULL */
 };
 
 static void give_back(void *ud)
@@ -37,7 +36,6 @@ static void give_back(void *ud)
     struct held *h = ud;
     bt_key_release_slots(&h->slots);
     if (h->redis) bt_redis_release(h->redis, h->id);
-    if (h->model) bt_key_release(h->model);
 }
 
 /* The request's struct held, made (and hooked) on first need; NULL: no memory. */
@@ -225,10 +223,8 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
         }
     }
     if (caller.key && (caller.key->tpm > 0 || caller.key->owner[BT_OWNER_TEAM].tpm > 0 ||
-                       caller.key->owner[BT_OWNER_USER].tpm > 0)) { /* its tokens, counted now */
-        int64_t prompt = bt_cost_count_prompt(r, r->model);
-        caller.tokens = (prompt > 0 ? prompt : 0) + (r->max_tokens > 0 ? r->max_tokens : 0);
-    }
+                       caller.key->owner[BT_OWNER_USER].tpm > 0)) /* its tokens, counted now */
+        caller.tokens = bt_cost_estimate_tokens(r);
     int status = 0;
     const char *code = NULL;
     if (!bt_gate_admit(cfg, &caller, r, &status, &code, &why)) {
@@ -342,33 +338,6 @@ static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
         bt_api_fail(req, fe, 404, "model_not_found", "model", m, r->model);
         return;
     }
-    /* The model's own limits (per process), over all its requests */
-    const struct bt_model *gm = plan.model;
-    if (gm && gm->health && (gm->limits.rpm || gm->limits.concurrency)) {
-        bool held = false;
-        const char *which = NULL;
-        int64_t retry = 1;
-        if (!bt_live_take(&gm->health->lim, gm->limits.rpm ? gm->limits.rpm : -1,
-                          gm->limits.concurrency ? gm->limits.concurrency : -1,
-                          (int64_t)time(NULL), &held, &which, &retry)) {
-            snprintf(msg, sizeof(msg),
-                     strcmp(which, "rpm") == 0
-                         ? "The model '%s' is over its requests per minute (rpm); retry after "
-                           "the time in Retry-After."
-                         : "The model '%s' has as many requests in flight as its concurrency "
-                           "limit allows; retry when one has finished.",
-                     gm->name);
-            bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded", msg, r->model, retry);
-            return;
-        }
-        struct held *h = held ? held_of(req) : NULL;
-        if (held && !h) {
-            bt_key_release(&gm->health->lim);
-            bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
-            return;
-        }
-        if (h) h->model = &gm->health->lim;
-    }
     /* A header some candidate would forward must be safe to pass on: checked for
      * all of them, so the answer does not depend on which one is tried first. */
     for (uint32_t i = 0; i < plan.n; i++) {
@@ -379,6 +348,28 @@ static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
                         NULL, msg, r->model);
             return;
         }
+    }
+    /* The model's own limits (per process), over all its requests: exec
+     * settles the tokens and gives back the slot */
+    const struct bt_model *gm = plan.model;
+    const char *which = NULL;
+    int64_t retry = 1;
+    if (gm && !bt_health_take_limits(gm->health, &gm->limits, (int64_t)time(NULL),
+                                     gm->limits.tpm ? bt_cost_estimate_tokens(r) : 0,
+                                     &plan.model_taken, &which, &retry)) {
+        snprintf(msg, sizeof(msg),
+                 strcmp(which, "rpm") == 0
+                     ? "The model '%s' is over its requests per minute (rpm); retry after the "
+                       "time in Retry-After."
+                 : strcmp(which, "tpm") == 0
+                     ? "The model '%s' is over its tokens per minute (tpm): the tokens of this "
+                       "minute's requests and this one's estimate (its prompt and max_tokens) "
+                       "would pass it; retry after the time in Retry-After."
+                     : "The model '%s' has as many requests in flight as its concurrency limit "
+                       "allows; retry when one has finished.",
+                 gm->name);
+        bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded", msg, r->model, retry);
+        return;
     }
     bt_exec_run(w, req, w->cfg, r, &plan, payer);
 }
