@@ -28,14 +28,15 @@ static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
 struct held {
     struct bt_key_slots slots;
     struct bt_redis *redis;       /* NULL: no slot in Redis */
-    char id[BT_KEY_ID_LEN + 1];
+    int nshared;                  /* the levels whose slots Redis holds */
+    struct bt_redis_level shared[BT_REDIS_LEVELS];
 };
 
 static void give_back(void *ud)
 {
     struct held *h = ud;
     bt_key_release_slots(&h->slots);
-    if (h->redis) bt_redis_release(h->redis, h->id);
+    if (h->redis) bt_redis_release(h->redis, h->shared, h->nshared);
 }
 
 /* The request's struct held, made (and hooked) on first need; NULL: no memory. */
@@ -50,22 +51,19 @@ static struct held *held_of(struct bt_http_req *req)
 }
 
 /* ---- admission shared through Redis (store.redis) ----
- * A virtual key's rpm and concurrency are counted in Redis (its tpm, budget and
- * its team's and user's limits are judged by the gate as without Redis), one
- * round trip on this worker's connection; the request waits for the answer
- * without blocking the loop. What the answer needs is copied here: the key
- * table the caller's record lives in may be swapped by another request. */
+ * A virtual key's, its team's and its user's rpm, tpm, concurrency and budgets
+ * are counted in Redis: one round trip on this worker's connection, the request
+ * waiting for the answer without blocking the loop. What the answer needs is
+ * copied here: the key table the caller's record lives in may be swapped by
+ * another request. */
 struct shared {
     struct bt_worker *w;
     struct bt_http_req *req;      /* NULL once the client has gone */
     const struct bt_frontend *fe;
     struct bt_request *r;
-    struct bt_caller caller;      /* what the gate took (given back on a refusal) */
-    struct bt_payer payer;
-    char id[BT_KEY_ID_LEN + 1];
-    int64_t rpm, concurrency;
-    struct bt_key_live *live;     /* for the per-process limits when Redis is down (open) */
-    struct bt_redis_limits lim;
+    struct bt_caller caller;      /* what the gate took and the levels' limits */
+    struct bt_payer payer;        /* its shared levels are what Redis judges */
+    int idx[BT_REDIS_LEVELS];     /* each shared level's caller level */
 };
 
 static void shared_abort(struct bt_http_req *req, void *ud)
@@ -75,13 +73,13 @@ static void shared_abort(struct bt_http_req *req, void *ud)
     sh->req = NULL;
 }
 
-static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after)
+static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after, int level)
 {
     struct shared *sh = ud;
     struct bt_http_req *req = sh->req;
     if (!req) { /* the client left while Redis answered (its on_finish gave back the rest) */
-        if (v == BT_REDIS_OK && sh->concurrency >= 0 && sh->w->redis)
-            bt_redis_release(sh->w->redis, sh->id);
+        if (v == BT_REDIS_OK && sh->w->redis)
+            bt_redis_release(sh->w->redis, sh->payer.shared, sh->payer.nshared);
         free(sh);
         return;
     }
@@ -89,96 +87,48 @@ static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after)
     const struct bt_frontend *fe = sh->fe;
     struct bt_request *r = sh->r;
     struct held *h = req->on_finish_ud; /* set by bt_pipeline_run */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     if (v == BT_REDIS_DOWN) {
         if (sh->w->cfg->store.redis_closed) {
-            bt_gate_untake(&sh->caller);
-            memset(&h->slots, 0, sizeof(h->slots));
             bt_api_fail(req, fe, 503, "limits_unavailable", NULL,
                         "The shared rate-limit store does not answer; retry shortly.", r->model);
             free(sh);
             return;
         }
-        /* open: this process's own counters, as without Redis */
-        bool held = false;
-        const char *which = NULL;
-        if (!bt_live_take(sh->live, sh->rpm, sh->concurrency, (int64_t)time(NULL), &held, &which,
-                          &retry_after)) {
-            v = strcmp(which, "rpm") == 0 ? BT_REDIS_RPM : BT_REDIS_CONCURRENCY;
-        } else {
-            if (held) h->slots.live[0] = sh->live;
-            v = BT_REDIS_OK;
-            sh->concurrency = -1; /* nothing held in Redis */
+        /* open: this process's own counters, as without Redis; its budgets were
+         * judged by the gate */
+        if (!bt_gate_limits(&sh->caller, (int64_t)ts.tv_sec)) {
+            bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded", sh->caller.budget_msg,
+                              r->model, sh->caller.retry_after);
+            free(sh);
+            return;
         }
-    }
-    if (v == BT_REDIS_BUDGET) {
-        bt_gate_untake(&sh->caller);
-        memset(&h->slots, 0, sizeof(h->slots));
-        bt_api_fail_retry(req, fe, 429, "insufficient_quota",
-                          "This API key has used its budget for the period across all instances; "
-                          "it resets when the period ends.",
-                          r->model, 0);
-        free(sh);
-        return;
+        h->slots = sh->caller.slots;
+        sh->payer.nshared = 0; /* nothing held nor to charge in Redis */
+        sh->payer.tpm_tokens = sh->caller.tokens;
+        sh->payer.tpm_minute = sh->caller.tpm_minute;
+        memcpy(sh->payer.tpm_lives, sh->caller.tpm_lives, sizeof(sh->payer.tpm_lives));
+        v = BT_REDIS_OK;
     }
     if (v != BT_REDIS_OK) {
-        bt_gate_untake(&sh->caller);
-        memset(&h->slots, 0, sizeof(h->slots));
-        bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded",
-                          v == BT_REDIS_RPM
-                              ? "This API key is over its requests per minute (rpm) across all "
-                                "instances; retry after the time in Retry-After."
-                              : "This API key has as many requests in flight as its concurrency "
-                                "limit allows across all instances; retry when one has finished.",
-                          r->model, retry_after);
+        int lvl = sh->idx[level < 0 || level >= sh->payer.nshared ? 0 : level];
+        bt_gate_shared_refusal(&sh->caller, lvl, v, retry_after, (int64_t)ts.tv_sec * 1000);
+        bt_api_fail_retry(req, fe, 429,
+                          v == BT_REDIS_BUDGET ? "insufficient_quota" : "rate_limit_exceeded",
+                          sh->caller.budget_msg, r->model, sh->caller.retry_after);
         free(sh);
         return;
     }
-    if (sh->concurrency >= 0) {
+    if (sh->payer.nshared) {
         h->redis = sh->w->redis;
-        memcpy(h->id, sh->id, sizeof(h->id));
+        h->nshared = sh->payer.nshared;
+        memcpy(h->shared, sh->payer.shared, sizeof(h->shared));
     }
     struct bt_worker *w = sh->w;
     struct bt_payer payer = sh->payer;
     free(sh);
     route_and_run(w, req, fe, r, &payer);
-}
-
-static void shared_admit(struct bt_worker *w, struct bt_http_req *req, const struct bt_frontend *fe,
-                         struct bt_request *r, const struct bt_caller *caller,
-                         const struct bt_payer *payer)
-{
-    struct shared *sh = calloc(1, sizeof(*sh));
-    if (!sh) {
-        bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
-        return;
-    }
-    const struct bt_key_rec *k = caller->key;
-    sh->w = w;
-    sh->req = req;
-    sh->fe = fe;
-    sh->r = r;
-    sh->caller = *caller;
-    sh->caller.key = NULL; /* not valid past this call */
-    sh->payer = *payer;
-    memcpy(sh->id, k->id, sizeof(sh->id));
-    sh->rpm = k->rpm;
-    sh->concurrency = k->concurrency;
-    sh->live = k->live;
-    int64_t now = (int64_t)time(NULL);
-    sh->lim = (struct bt_redis_limits){.rpm = k->rpm, .concurrency = k->concurrency,
-                                       .budget_pusd = -1};
-    if (payer->budget_shared) {
-        sh->lim.budget_pusd = k->budget_micro_usd > INT64_MAX / 1000000
-                                  ? INT64_MAX
-                                  : k->budget_micro_usd * 1000000;
-        sh->lim.spent_pusd = k->live ? atomic_load(&k->live->spent_pusd) +
-                                           atomic_load(&k->live->pending_pusd)
-                                     : 0;
-        sh->lim.period_start_s = payer->budget_start_s;
-        sh->lim.spend_ttl_ms = payer->budget_ttl_ms;
-    }
-    bt_http_on_abort(req, shared_abort, sh);
-    bt_redis_admit(w->redis, k->id, &sh->lim, now, on_shared, sh);
 }
 
 void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct bt_frontend *fe,
@@ -258,28 +208,43 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
             payer.budget_left = 0;
         }
     }
-    if (w->redis && caller.key && caller.key->budget_micro_usd >= 0) {
-        /* the key's budget counted in Redis too: exact across instances */
-        enum bt_budget_period per = caller.key->budget_period ? caller.key->budget_period
-                                                              : BT_PERIOD_MONTH;
-        int64_t now_ms = (int64_t)time(NULL) * 1000;
-        payer.budget_shared = true;
-        payer.budget_start_s = bt_period_start_ms(per, now_ms) / 1000;
-        payer.budget_ttl_ms = (per == BT_PERIOD_DAY ? 2 : per == BT_PERIOD_WEEK ? 8 : 32) * 86400000LL;
+    struct shared *sh = NULL;
+    int idx[BT_REDIS_LEVELS] = {0};
+    if (w->redis && caller.key) { /* the levels with limits or budgets, judged in Redis */
+        sh = calloc(1, sizeof(*sh));
+        if (!sh) {
+            bt_gate_untake(&caller);
+            bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
+            return;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        payer.nshared = bt_gate_shared_levels(&caller, caller.key->id,
+                                              (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+                                              payer.shared, idx);
+        payer.shared_minute = (int64_t)ts.tv_sec / 60;
+        if (!payer.nshared) {
+            free(sh);
+            sh = NULL;
+        }
     }
-    bool shared = w->redis && caller.key &&
-                  (caller.key->rpm >= 0 || caller.key->concurrency >= 0 || payer.budget_shared);
-    if (caller.held || shared) { /* what it holds, given back when the request is over */
+    if (caller.held || sh) { /* what it holds, given back when the request is over */
         struct held *h = held_of(req);
         if (!h) {
             bt_gate_untake(&caller);
+            free(sh);
             bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
             return;
         }
         h->slots = caller.slots;
     }
-    if (shared) {
-        shared_admit(w, req, fe, r, &caller, &payer);
+    if (sh) {
+        *sh = (struct shared){.w = w, .req = req, .fe = fe, .r = r, .caller = caller,
+                              .payer = payer};
+        memcpy(sh->idx, idx, sizeof(idx));
+        sh->caller.key = NULL; /* not valid past this call */
+        bt_http_on_abort(req, shared_abort, sh);
+        bt_redis_admit(w->redis, payer.shared, payer.nshared, (int64_t)time(NULL), on_shared, sh);
         return;
     }
     route_and_run(w, req, fe, r, &payer);

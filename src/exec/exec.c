@@ -230,16 +230,17 @@ static void charge(struct bt_exec *ex)
     settle(ex);
     if (ex->charged) return;
     ex->charged = true;
+    /* the estimate taken at admit becomes the usage */
+    int64_t used = ex->usage.present ? ex->usage.prompt_tokens + ex->usage.completion_tokens : 0;
+    if (ex->payer.nshared && ex->w->redis) /* the other instances see it at once */
+        bt_redis_charge(ex->w->redis, ex->payer.shared, ex->payer.nshared,
+                        ex->payer.shared_minute, ex->cost_known ? ex->cost_pusd : 0,
+                        used - (ex->payer.nshared ? ex->payer.shared[0].tokens : 0));
     if (ex->cost_known) {
-        if (ex->payer.budget_shared && ex->w->redis) /* the other instances see it at once */
-            bt_redis_charge(ex->w->redis, ex->payer.key_id, ex->payer.budget_start_s,
-                            ex->payer.budget_ttl_ms, ex->cost_pusd);
         bt_key_charge(ex->payer.live, ex->cost_pusd);
         bt_key_charge(ex->payer.team_live, ex->cost_pusd);
         bt_key_charge(ex->payer.user_live, ex->cost_pusd);
     }
-    /* the estimate taken at admit becomes the usage */
-    int64_t used = ex->usage.present ? ex->usage.prompt_tokens + ex->usage.completion_tokens : 0;
     for (int i = 0; i < 3; i++)
         if (ex->payer.tpm_lives[i])
             bt_key_correct_tokens(ex->payer.tpm_lives[i], ex->payer.tpm_minute,
