@@ -19,9 +19,12 @@
 #include "store/keys.h"
 #include "store/redis.h"
 
-static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
+static bool route_request(struct bt_worker *w, struct bt_http_req *req,
                           const struct bt_frontend *fe, struct bt_request *r,
-                          const struct bt_payer *payer);
+                          const struct bt_payer *payer, struct bt_plan *plan);
+static void run(struct bt_worker *w, struct bt_config *cfg, struct bt_http_req *req,
+                const struct bt_frontend *fe, struct bt_request *r, struct bt_plan *plan,
+                const struct bt_payer *payer);
 
 /* What a request gives back when it is over, however it ends: the concurrency
  * slots it holds in this process (its key's, team's, user's) and in Redis. */
@@ -63,8 +66,42 @@ struct shared {
     struct bt_request *r;
     struct bt_caller caller;      /* what the gate took and the levels' limits */
     struct bt_payer payer;        /* its shared levels are what Redis judges */
-    int idx[BT_REDIS_LEVELS];     /* each shared level's caller level */
+    int idx[BT_REDIS_LEVELS];     /* each shared level's caller level, or MODEL_LEVEL */
+    struct bt_config *cfg;        /* our ref: the snapshot the plan was made in (a reload
+                                     may swap the worker's meanwhile) */
+    struct bt_plan plan;
 };
+
+static void shared_free(struct shared *sh)
+{
+    bt_config_unref(sh->cfg);
+    free(sh);
+}
+
+/* idx of the shared level that is the model's own limits */
+#define MODEL_LEVEL 3
+
+/* Why the model `name` is over its limit `which`, into msg. */
+static void model_over(char *msg, size_t cap, const char *name, const char *which, bool across)
+{
+    const char *all = across ? " across all instances" : "";
+    if (strcmp(which, "rpm") == 0)
+        snprintf(msg, cap,
+                 "The model '%s' is over its requests per minute (rpm)%s; retry after the time "
+                 "in Retry-After.",
+                 name, all);
+    else if (strcmp(which, "tpm") == 0)
+        snprintf(msg, cap,
+                 "The model '%s' is over its tokens per minute (tpm)%s: the tokens of this "
+                 "minute's requests and this one's estimate (its prompt and max_tokens) would "
+                 "pass it; retry after the time in Retry-After.",
+                 name, all);
+    else
+        snprintf(msg, cap,
+                 "The model '%s' has as many requests in flight as its concurrency limit "
+                 "allows%s; retry when one has finished.",
+                 name, all);
+}
 
 static void shared_abort(struct bt_http_req *req, void *ud)
 {
@@ -80,7 +117,7 @@ static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after, in
     if (!req) { /* the client left while Redis answered (its on_finish gave back the rest) */
         if (v == BT_REDIS_OK && sh->w->redis)
             bt_redis_release(sh->w->redis, sh->payer.shared, sh->payer.nshared);
-        free(sh);
+        shared_free(sh);
         return;
     }
     bt_http_on_abort(req, NULL, NULL);
@@ -93,7 +130,7 @@ static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after, in
         if (sh->w->cfg->store.redis_closed) {
             bt_api_fail(req, fe, 503, "limits_unavailable", NULL,
                         "The shared rate-limit store does not answer; retry shortly.", r->model);
-            free(sh);
+            shared_free(sh);
             return;
         }
         /* open: this process's own counters, as without Redis; its budgets were
@@ -101,11 +138,12 @@ static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after, in
         if (!bt_gate_limits(&sh->caller, (int64_t)ts.tv_sec)) {
             bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded", sh->caller.budget_msg,
                               r->model, sh->caller.retry_after);
-            free(sh);
+            shared_free(sh);
             return;
         }
         h->slots = sh->caller.slots;
         sh->payer.nshared = 0; /* nothing held nor to charge in Redis */
+        sh->payer.model_shared = false;
         sh->payer.tpm_tokens = sh->caller.tokens;
         sh->payer.tpm_minute = sh->caller.tpm_minute;
         memcpy(sh->payer.tpm_lives, sh->caller.tpm_lives, sizeof(sh->payer.tpm_lives));
@@ -113,11 +151,19 @@ static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after, in
     }
     if (v != BT_REDIS_OK) {
         int lvl = sh->idx[level < 0 || level >= sh->payer.nshared ? 0 : level];
+        if (lvl == MODEL_LEVEL) {
+            char msg[400];
+            model_over(msg, sizeof(msg), sh->plan.model->name,
+                       v == BT_REDIS_RPM ? "rpm" : v == BT_REDIS_TPM ? "tpm" : "concurrency", true);
+            bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded", msg, r->model, retry_after);
+            shared_free(sh);
+            return;
+        }
         bt_gate_shared_refusal(&sh->caller, lvl, v, retry_after, (int64_t)ts.tv_sec * 1000);
         bt_api_fail_retry(req, fe, 429,
                           v == BT_REDIS_BUDGET ? "insufficient_quota" : "rate_limit_exceeded",
                           sh->caller.budget_msg, r->model, sh->caller.retry_after);
-        free(sh);
+        shared_free(sh);
         return;
     }
     if (sh->payer.nshared) {
@@ -125,10 +171,8 @@ static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after, in
         h->nshared = sh->payer.nshared;
         memcpy(h->shared, sh->payer.shared, sizeof(h->shared));
     }
-    struct bt_worker *w = sh->w;
-    struct bt_payer payer = sh->payer;
-    free(sh);
-    route_and_run(w, req, fe, r, &payer);
+    run(sh->w, sh->cfg, req, fe, r, &sh->plan, &sh->payer);
+    shared_free(sh);
 }
 
 void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct bt_frontend *fe,
@@ -208,53 +252,72 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
             payer.budget_left = 0;
         }
     }
-    struct shared *sh = NULL;
-    int idx[BT_REDIS_LEVELS] = {0};
-    if (w->redis && caller.key) { /* the levels with limits or budgets, judged in Redis */
-        sh = calloc(1, sizeof(*sh));
-        if (!sh) {
-            bt_gate_untake(&caller);
-            bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
-            return;
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        payer.nshared = bt_gate_shared_levels(&caller, caller.key->id,
-                                              (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
-                                              payer.shared, idx);
-        payer.shared_minute = (int64_t)ts.tv_sec / 60;
-        if (!payer.nshared) {
-            free(sh);
-            sh = NULL;
-        }
+    struct bt_plan plan;
+    if (!route_request(w, req, fe, r, &payer, &plan)) { /* answered: nothing was used */
+        bt_gate_untake(&caller);
+        return;
     }
-    if (caller.held || sh) { /* what it holds, given back when the request is over */
+    if (caller.held) { /* what it holds, given back when the request is over */
         struct held *h = held_of(req);
         if (!h) {
             bt_gate_untake(&caller);
-            free(sh);
             bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
             return;
         }
         h->slots = caller.slots;
     }
-    if (sh) {
-        *sh = (struct shared){.w = w, .req = req, .fe = fe, .r = r, .caller = caller,
-                              .payer = payer};
-        memcpy(sh->idx, idx, sizeof(idx));
-        sh->caller.key = NULL; /* not valid past this call */
-        bt_http_on_abort(req, shared_abort, sh);
-        bt_redis_admit(w->redis, payer.shared, payer.nshared, (int64_t)time(NULL), on_shared, sh);
+    if (!w->redis) {
+        run(w, w->cfg, req, fe, r, &plan, &payer);
         return;
     }
-    route_and_run(w, req, fe, r, &payer);
+    /* Redis judges the levels with limits or budgets (the key's, its team's,
+     * its user's) and the model's limits, in one round trip */
+    int idx[BT_REDIS_LEVELS] = {0};
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (caller.key)
+        payer.nshared = bt_gate_shared_levels(&caller, caller.key->id,
+                                              (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+                                              payer.shared, idx);
+    payer.shared_minute = (int64_t)ts.tv_sec / 60;
+    const struct bt_model *gm = plan.model;
+    if (gm && (gm->limits.rpm || gm->limits.tpm || gm->limits.concurrency)) {
+        struct bt_redis_level *m = &payer.shared[payer.nshared];
+        *m = (struct bt_redis_level){
+            .rpm = gm->limits.rpm ? gm->limits.rpm : -1,
+            .concurrency = gm->limits.concurrency ? gm->limits.concurrency : -1,
+            .tpm = gm->limits.tpm ? gm->limits.tpm : -1,
+            .tokens = gm->limits.tpm ? bt_cost_estimate_tokens(r) : 0,
+            .budget_pusd = -1};
+        snprintf(m->scope, sizeof(m->scope), "model:%s", gm->name);
+        idx[payer.nshared++] = MODEL_LEVEL;
+        payer.model_shared = true;
+    }
+    if (!payer.nshared) {
+        run(w, w->cfg, req, fe, r, &plan, &payer);
+        return;
+    }
+    struct shared *sh = malloc(sizeof(*sh));
+    struct held *h = sh ? held_of(req) : NULL;
+    if (!h) {
+        free(sh);
+        bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
+        return;
+    }
+    *sh = (struct shared){.w = w, .req = req, .fe = fe, .r = r, .caller = caller,
+                          .payer = payer, .cfg = bt_config_ref(w->cfg), .plan = plan};
+    memcpy(sh->idx, idx, sizeof(idx));
+    sh->caller.key = NULL; /* not valid past this call */
+    bt_http_on_abort(req, shared_abort, sh);
+    bt_redis_admit(w->redis, payer.shared, payer.nshared, (int64_t)ts.tv_sec, on_shared, sh);
 }
 
 /* After admission: the end user, routing (rules and routers reading the prompt
- * first), the forwarded headers' check, then exec. */
-static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
+ * first) into *plan, the forwarded headers' check. False when it answered the
+ * request (an error). */
+static bool route_request(struct bt_worker *w, struct bt_http_req *req,
                           const struct bt_frontend *fe, struct bt_request *r,
-                          const struct bt_payer *payer)
+                          const struct bt_payer *payer, struct bt_plan *plan)
 {
     const struct bt_config *cfg = w->cfg;
     char msg[300];
@@ -265,7 +328,7 @@ static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
     if (!user.len && xu.p) {
         if (!bt_api_name_ok(xu, "x-baton-user", msg, sizeof(msg))) {
             bt_api_fail(req, fe, 400, "invalid_header_value", NULL, msg, r->model);
-            return;
+            return false;
         }
         user = xu;
     }
@@ -283,11 +346,11 @@ static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
             bt_api_fail(req, fe, 400, NULL, cerr.param[0] ? cerr.param : NULL,
                         cerr.message[0] ? cerr.message : "the request's content cannot be read",
                         r->model);
-            return;
+            return false;
         }
         if (err || !w->learn) {
             bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
-            return;
+            return false;
         }
         prompt.user = user;
         prompt.tags = bt_http_header_get(req, "x-baton-tags");
@@ -295,46 +358,44 @@ static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
         q.prompt = &prompt;
         q.scratch = w->learn;
     }
-    struct bt_plan plan;
-    if (bt_route(cfg, &q, &plan)) {
+    if (bt_route(cfg, &q, plan)) {
         char m[400];
         snprintf(m, sizeof(m), "The model '%.*s' does not exist or you do not have access to it.",
                  BT_STR_FMT(r->model));
         bt_api_fail(req, fe, 404, "model_not_found", "model", m, r->model);
-        return;
+        return false;
     }
     /* A header some candidate would forward must be safe to pass on: checked for
      * all of them, so the answer does not depend on which one is tried first. */
-    for (uint32_t i = 0; i < plan.n; i++) {
-        enum bt_err herr = bt_provider_check_headers(plan.c[i].provider, r, msg, sizeof(msg));
+    for (uint32_t i = 0; i < plan->n; i++) {
+        enum bt_err herr = bt_provider_check_headers(plan->c[i].provider, r, msg, sizeof(msg));
         if (herr) {
             bt_api_fail(req, fe, 400,
                         herr == BT_ETOOBIG ? "too_many_forwarded_headers" : "invalid_header_value",
                         NULL, msg, r->model);
-            return;
+            return false;
         }
     }
-    /* The model's own limits (per process), over all its requests: exec
-     * settles the tokens and gives back the slot */
-    const struct bt_model *gm = plan.model;
+    return true;
+}
+
+/* The model's own limits in this process (unless Redis counted them: a shared
+ * level in payer), then exec, which settles the tokens and gives back the slot. */
+static void run(struct bt_worker *w, struct bt_config *cfg, struct bt_http_req *req,
+                const struct bt_frontend *fe, struct bt_request *r, struct bt_plan *plan,
+                const struct bt_payer *payer)
+{
+    const struct bt_model *gm = plan->model;
     const char *which = NULL;
     int64_t retry = 1;
-    if (gm && !bt_health_take_limits(gm->health, &gm->limits, (int64_t)time(NULL),
-                                     gm->limits.tpm ? bt_cost_estimate_tokens(r) : 0,
-                                     &plan.model_taken, &which, &retry)) {
-        snprintf(msg, sizeof(msg),
-                 strcmp(which, "rpm") == 0
-                     ? "The model '%s' is over its requests per minute (rpm); retry after the "
-                       "time in Retry-After."
-                 : strcmp(which, "tpm") == 0
-                     ? "The model '%s' is over its tokens per minute (tpm): the tokens of this "
-                       "minute's requests and this one's estimate (its prompt and max_tokens) "
-                       "would pass it; retry after the time in Retry-After."
-                     : "The model '%s' has as many requests in flight as its concurrency limit "
-                       "allows; retry when one has finished.",
-                 gm->name);
+    if (gm && !payer->model_shared &&
+        !bt_health_take_limits(gm->health, &gm->limits, (int64_t)time(NULL),
+                               gm->limits.tpm ? bt_cost_estimate_tokens(r) : 0,
+                               &plan->model_taken, &which, &retry)) {
+        char msg[400];
+        model_over(msg, sizeof(msg), gm->name, which, false);
         bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded", msg, r->model, retry);
         return;
     }
-    bt_exec_run(w, req, w->cfg, r, &plan, payer);
+    bt_exec_run(w, req, cfg, r, plan, payer);
 }

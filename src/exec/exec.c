@@ -234,8 +234,7 @@ static void charge(struct bt_exec *ex)
     int64_t used = ex->usage.present ? ex->usage.prompt_tokens + ex->usage.completion_tokens : 0;
     if (ex->payer.nshared && ex->w->redis) /* the other instances see it at once */
         bt_redis_charge(ex->w->redis, ex->payer.shared, ex->payer.nshared,
-                        ex->payer.shared_minute, ex->cost_known ? ex->cost_pusd : 0,
-                        used - (ex->payer.nshared ? ex->payer.shared[0].tokens : 0));
+                        ex->payer.shared_minute, ex->cost_known ? ex->cost_pusd : 0, used);
     if (ex->cost_known) {
         bt_key_charge(ex->payer.live, ex->cost_pusd);
         bt_key_charge(ex->payer.team_live, ex->cost_pusd);

@@ -90,6 +90,8 @@ struct bt_payer {
     int nshared;                 /* levels counted in Redis (store.redis), charged and */
     struct bt_redis_level shared[BT_REDIS_LEVELS]; /* corrected there when the request ends */
     int64_t shared_minute;       /* the minute their tokens were taken from */
+    bool model_shared;           /* one of them is the model's own limits (set by the
+                                    pipeline, which knows the model) */
 };
 
 /* True when the request may pass. With a master key configured the request must

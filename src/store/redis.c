@@ -280,13 +280,19 @@ static bool send_args(redisAsyncContext *ac, struct args *a, redisCallbackFn *fn
     return redisAsyncCommandArgv(ac, fn, pd, (int)a->n, a->argv, lens) == REDIS_OK;
 }
 
+/* Whether a charge has anything for level l. */
+static bool charges(const struct bt_redis_level *l, int64_t pusd, int64_t used_tokens)
+{
+    return (l->budget_pusd >= 0 && pusd > 0) || (l->tpm >= 0 && used_tokens != l->tokens);
+}
+
 void bt_redis_charge(struct bt_redis *r, const struct bt_redis_level *lv, int n, int64_t minute,
-                     int64_t pusd, int64_t tokens_delta)
+                     int64_t pusd, int64_t used_tokens)
 {
     struct args *a = calloc(1, sizeof(*a));
     int used = 0;
     for (int i = 0; a && i < n; i++)
-        if ((lv[i].budget_pusd >= 0 && pusd > 0) || (lv[i].tpm >= 0 && tokens_delta)) used++;
+        used += charges(&lv[i], pusd, used_tokens);
     redisAsyncContext *ac = used ? conn(r) : NULL;
     if (!ac) {
         free(a);
@@ -298,7 +304,7 @@ void bt_redis_charge(struct bt_redis *r, const struct bt_redis_level *lv, int n,
     a->argv[a->n++] = CHARGE;
     a->argv[a->n++] = nk;
     for (int i = 0; i < n; i++) {
-        if (!((lv[i].budget_pusd >= 0 && pusd > 0) || (lv[i].tpm >= 0 && tokens_delta))) continue;
+        if (!charges(&lv[i], pusd, used_tokens)) continue;
         char *k = key_slot(a);
         spend_key(k, KEY_MAX, &lv[i]);
         a->argv[a->n++] = k;
@@ -307,10 +313,10 @@ void bt_redis_charge(struct bt_redis *r, const struct bt_redis_level *lv, int n,
         a->argv[a->n++] = k;
     }
     for (int i = 0; i < n; i++) {
-        if (!((lv[i].budget_pusd >= 0 && pusd > 0) || (lv[i].tpm >= 0 && tokens_delta))) continue;
+        if (!charges(&lv[i], pusd, used_tokens)) continue;
         num(a, lv[i].budget_pusd >= 0 ? pusd : 0);
         num(a, lv[i].spend_ttl_ms > 0 ? lv[i].spend_ttl_ms : 86400000);
-        num(a, lv[i].tpm >= 0 ? tokens_delta : 0);
+        num(a, lv[i].tpm >= 0 ? used_tokens - lv[i].tokens : 0);
     }
     bool ok = send_args(ac, a, NULL, NULL);
     free(a);

@@ -35,7 +35,7 @@ enum bt_redis_verdict {
 };
 
 /* The levels one request is judged at: its key, its team, its user. */
-#define BT_REDIS_LEVELS 3
+#define BT_REDIS_LEVELS 4 /* its key, its team, its user, and the model it asked for */
 #define BT_REDIS_SCOPE_MAX 272 /* "team:" + a name (store.h BT_KEY_MAX_NAME) */
 
 /* What one level (a key, a team, a user) is checked against and charged to. */
@@ -64,10 +64,10 @@ void bt_redis_admit(struct bt_redis *r, const struct bt_redis_level *lv, int n, 
                     bt_redis_admit_cb cb, void *ud);
 /* The second round trip of a request, when its cost and usage are known (fire
  * and forget): adds `pusd` to the spend of each level with a budget, and
- * `tokens_delta` (the usage minus the estimate) to the tokens of minute
- * `minute` (unix minutes) of each level with a tpm. */
+ * corrects the tokens of minute `minute` (unix minutes) of each level with a
+ * tpm from its estimate (lv[i].tokens) to `used_tokens`. */
 void bt_redis_charge(struct bt_redis *r, const struct bt_redis_level *lv, int n, int64_t minute,
-                     int64_t pusd, int64_t tokens_delta);
+                     int64_t pusd, int64_t used_tokens);
 /* Gives back the concurrency slots of the levels of `lv` with a concurrency
  * limit (fire and forget). */
 void bt_redis_release(struct bt_redis *r, const struct bt_redis_level *lv, int n);

@@ -21,6 +21,7 @@ providers:
   short: {type: sim, seed: 9, reply_tokens: 10}
 models:
   brief: {provider: short, model: b1}
+  paced: {provider: sim, model: pr, limits: {rpm: 3}}
   priced: {provider: paid, model: p1, price: {input: 0, output: 1000}}
   chat: {provider: sim, model: m1}
   slow: {provider: slow, model: s1}
@@ -200,6 +201,22 @@ test('a user\'s budget across two instances sharing Redis: spent once in all, no
     eq(got.slice(5).every((x) => x === 429), true, `then refused: ${got.join(',')}`);
     eq(refused.json.error.code, 'insufficient_quota', refused.text);
     assert(/The user 'dana' of this API key has used its budget of 0\.1 USD for the day/.test(refused.json.error.message), refused.text);
+});
+
+test('a model\'s rpm across two instances sharing Redis: once in all (the master key too); each its own without', async () => {
+    await freshMinute();
+    const shared = [], solo = [];
+    let over;
+    for (let i = 0; i < 8; i++) {
+        const r = await ask(i % 2 ? b.base : a.base, MK, 'paced');
+        shared.push(r.status);
+        if (r.status === 429) over = r;
+        solo.push((await ask(i % 2 ? d.base : c.base, MK, 'paced')).status);
+    }
+    eq(shared.filter((x) => x === 200).length, 3, `with Redis: ${shared.join(',')}`);
+    eq(solo.filter((x) => x === 200).length, 6, `without: ${solo.join(',')}`);
+    eq(over.json.error.code, 'rate_limit_exceeded', over.text);
+    assert(/The model 'paced' is over its requests per minute \(rpm\) across all instances/.test(over.json.error.message), over.text);
 });
 
 test('Redis down: open falls back to each instance\'s own counters, closed answers 503', async () => {
