@@ -28,6 +28,7 @@ enum ex_state {
     EX_ERRBODY,       /* non-2xx reply being buffered */
     EX_STREAM,        /* 2xx stream being relayed: committed */
     EX_BACKOFF,       /* waiting before the next retry (the timer starts it) */
+    EX_LIMITS,        /* waiting for Redis to admit the attempt to its deployment's limits */
     EX_DONE,
 };
 
@@ -66,6 +67,19 @@ struct hedge {
     char deployment[256];
 };
 
+/* An attempt's (or the hedge's) deployment limits asked of Redis (store.redis):
+ * the answer continues it, unless the exec is gone meanwhile (ex NULL: what
+ * Redis took is given back). */
+struct dep_wait {
+    struct bt_exec *ex;
+    struct bt_redis *redis;
+    const struct bt_candidate *c;
+    uint32_t idx, tries;            /* the hedge's candidate and the own tries it uses */
+    bool hedge;
+    int64_t minute;
+    struct bt_redis_level lv;
+};
+
 struct bt_exec {
     struct bt_exec *prev, *next;    /* the worker's list of live requests */
     struct bt_worker *w;
@@ -86,6 +100,8 @@ struct bt_exec {
     const struct bt_provider *prov; /* current attempt's provider */
     const struct bt_adapter *ad;    /* and its adapter */
     struct bt_health *health;       /* its deployment's live state while an attempt runs */
+    struct dep_wait *dep_wait;      /* EX_LIMITS: the attempt's question to Redis */
+    struct dep_wait *hedge_wait;    /* the hedge's, while Redis answers */
     struct bt_limits_taken dep_taken; /* what the attempt took from its deployment's limits:
                                        the slot given back when it is over, the tokens
                                        settled by charge (or given back when another
@@ -165,8 +181,7 @@ static void on_timer_closed(uv_handle_t *h)
  * `counted` false when the client left (nothing learned); `cls` its outcome. */
 static void attempt_over(struct bt_exec *ex, bool counted, enum bt_outcome cls)
 {
-    if (ex->dep_taken.slot) bt_key_release(ex->dep_taken.slot);
-    ex->dep_taken.slot = NULL;
+    bt_limits_release_slot(&ex->dep_taken);
     if (!ex->health) return;
     const struct bt_breaker_cfg none = {0};
     const struct bt_breaker_cfg *b = ex->plan.model ? &ex->plan.model->breaker : &none;
@@ -181,6 +196,9 @@ static void cleanup(struct bt_exec *ex)
 {
     if (ex->state == EX_DONE) return;
     if (ex->hedge_live) hedge_drop(ex, false);
+    if (ex->dep_wait) ex->dep_wait->ex = NULL;
+    if (ex->hedge_wait) ex->hedge_wait->ex = NULL;
+    ex->dep_wait = ex->hedge_wait = NULL;
     attempt_over(ex, false, BT_OUTCOME_OK);
     bt_limits_give_back(&ex->dep_taken);
     bt_limits_give_back(&ex->plan.model_taken);
@@ -1153,6 +1171,7 @@ static void up_done(void *ud, enum bt_err err, const char *detail)
         }
         return;
     case EX_BACKOFF: /* no call is live while waiting */
+    case EX_LIMITS:
     case EX_DONE: return;
     }
 }
@@ -1358,8 +1377,88 @@ static bool take_deployment(struct bt_exec *ex, const struct bt_candidate *c,
                                  retry);
 }
 
+static void on_dep_answer(void *ud, enum bt_redis_verdict v, int64_t retry_after, int level);
+
+/* Asks Redis to admit an attempt (or the hedge, `hedge`) at `c` to its
+ * deployment's limits, when they are counted there (store.redis); the answer
+ * (on_dep_answer) continues it. NULL when they are not (or memory ran out):
+ * this process counts them. */
+static struct dep_wait *dep_ask(struct bt_exec *ex, const struct bt_candidate *c, bool hedge,
+                                uint32_t idx, uint32_t tries)
+{
+    const struct bt_limits *lim = c->limits;
+    struct bt_redis_level lv;
+    if (!ex->w->redis ||
+        !bt_limits_level(lim, lim && lim->tpm ? bt_cost_estimate_tokens(ex->r) : 0, &lv))
+        return NULL;
+    struct dep_wait *d = malloc(sizeof(*d));
+    if (!d) return NULL;
+    int64_t now = (int64_t)time(NULL);
+    *d = (struct dep_wait){.ex = ex, .redis = ex->w->redis, .c = c, .idx = idx, .tries = tries,
+                           .hedge = hedge, .minute = now / 60, .lv = lv};
+    snprintf(d->lv.scope, sizeof(d->lv.scope), "deployment:%s/%.*s", c->provider->name,
+             BT_STR_FMT(c->model));
+    if (hedge) ex->hedge_wait = d;
+    else ex->dep_wait = d;
+    bt_redis_admit(ex->w->redis, &d->lv, 1, now, on_dep_answer, d);
+    return d;
+}
+
+static bool attempt_go(struct bt_exec *ex, const struct bt_candidate *c);
+static void hedge_go(struct bt_exec *ex, uint32_t idx, uint32_t tries,
+                     struct bt_limits_taken *taken);
+
+static void on_dep_answer(void *ud, enum bt_redis_verdict v, int64_t retry_after, int level)
+{
+    (void)retry_after;
+    (void)level;
+    struct dep_wait *d = ud;
+    struct bt_exec *ex = d->ex;
+    if (!ex) { /* the request is over: what Redis took goes back */
+        if (v == BT_REDIS_OK) {
+            bt_redis_release(d->redis, &d->lv, 1);
+            bt_redis_charge(d->redis, &d->lv, 1, d->minute, 0, 0);
+        }
+        free(d);
+        return;
+    }
+    if (d->hedge) ex->hedge_wait = NULL;
+    else ex->dep_wait = NULL;
+    struct bt_limits_taken t = {0};
+    const char *which = NULL;
+    int64_t retry = 1;
+    bool ok = v == BT_REDIS_OK;
+    if (ok) ok = bt_limits_taken_shared(&t, d->redis, &d->lv, d->minute), which = "memory";
+    else if (v == BT_REDIS_DOWN && !ex->cfg->store.redis_closed)
+        ok = take_deployment(ex, d->c, &t, &which, &retry); /* open: this process counts */
+    else
+        which = v == BT_REDIS_RPM ? "rpm"
+              : v == BT_REDIS_TPM ? "tpm"
+              : v == BT_REDIS_CONCURRENCY ? "concurrency"
+                                          : "shared (Redis does not answer)";
+    const struct bt_candidate *c = d->c;
+    uint32_t idx = d->idx, tries = d->tries;
+    bool hedge = d->hedge;
+    free(d);
+    if (hedge) {
+        if (ok) hedge_go(ex, idx, tries, &t);
+        else route_note(ex, "%s%s/%.*s=not_hedged_over_%s", ex->route_n++ ? ", " : "",
+                        c->provider->name, BT_STR_FMT(c->model), which);
+        return;
+    }
+    if (!ok) {
+        set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_RATE_LIMIT, true, 429, "rate_limit_exceeded",
+                    "deployment %s is over its %s limit", ex->deployment, which);
+        attempt_next(ex);
+        return;
+    }
+    ex->dep_taken = t;
+    if (!attempt_go(ex, c)) attempt_next(ex);
+}
+
 /* Starts an attempt at `c`. False when it could not start (the failure is
- * recorded): the caller goes on to the next candidate. */
+ * recorded): the caller goes on to the next candidate. True when it started,
+ * or waits for Redis to admit it to its deployment's limits (EX_LIMITS). */
 static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
 {
     bt_limits_give_back(&ex->dep_taken); /* an earlier attempt's, which used nothing */
@@ -1370,9 +1469,11 @@ static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
     snprintf(ex->deployment, sizeof(ex->deployment), "%s/%.*s", p->name, BT_STR_FMT(c->model));
     ex->cur_model = c->model;
     ex->price = c->price;
-    char why[300];
     /* the deployment's own limits: over one, the next candidate is tried, as
      * after a provider's 429 (but nothing was sent) */
+    ex->state = EX_LIMITS;
+    disarm(ex);
+    if (dep_ask(ex, c, false, 0, 0)) return true;
     const char *which = NULL;
     int64_t retry = 1;
     if (!take_deployment(ex, c, &ex->dep_taken, &which, &retry)) {
@@ -1380,6 +1481,14 @@ static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
                     "deployment %s is over its %s limit", ex->deployment, which);
         return false;
     }
+    return attempt_go(ex, c);
+}
+
+/* The attempt at `c`, admitted to its deployment's limits: encoded and sent. */
+static bool attempt_go(struct bt_exec *ex, const struct bt_candidate *c)
+{
+    const struct bt_provider *p = c->provider;
+    char why[300];
     if (!bt_provider_ready(p, why, sizeof(why))) {
         set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_AUTH, true, 503, "provider_key_missing", "%s",
                     why);
@@ -1504,19 +1613,37 @@ static void hedge_start(struct bt_exec *ex)
     char why[300];
     uint64_t total = total_ms(ex, p);
     if (!total || !bt_provider_ready(p, why, sizeof(why))) return;
-    if (!ex->hg && !(ex->hg = calloc(1, sizeof(*ex->hg)))) return;
-    struct hedge *hg = ex->hg;
-    *hg = (struct hedge){.ex = ex, .prov = p, .ad = bt_adapter_for(p), .health = c->health,
-                         .idx = idx};
     /* a hedge counts against its deployment's limits like any attempt: over one,
      * no hedge */
+    if (dep_ask(ex, c, true, idx, tries)) return; /* Redis answers: on_dep_answer */
+    struct bt_limits_taken t;
     const char *which = NULL;
     int64_t retry = 1;
-    if (!take_deployment(ex, c, &hg->taken, &which, &retry)) {
+    if (!take_deployment(ex, c, &t, &which, &retry)) {
         route_note(ex, "%s%s/%.*s=not_hedged_over_%s", ex->route_n++ ? ", " : "", p->name,
                    BT_STR_FMT(c->model), which);
         return;
     }
+    hedge_go(ex, idx, tries, &t);
+}
+
+/* Starts the hedge at candidate idx, admitted to its deployment's limits
+ * (*taken, given back when it cannot start, or when the request moved on
+ * while Redis answered). */
+static void hedge_go(struct bt_exec *ex, uint32_t idx, uint32_t tries,
+                     struct bt_limits_taken *taken)
+{
+    const struct bt_candidate *c = &ex->plan.c[idx];
+    const struct bt_provider *p = c->provider;
+    uint64_t total = ex->hreq ? total_ms(ex, p) : 0;
+    if (ex->state != EX_WAIT_HEAD || ex->hedge_live || !total ||
+        (!ex->hg && !(ex->hg = calloc(1, sizeof(*ex->hg))))) {
+        bt_limits_give_back(taken);
+        return;
+    }
+    struct hedge *hg = ex->hg;
+    *hg = (struct hedge){.ex = ex, .prov = p, .ad = bt_adapter_for(p), .health = c->health,
+                         .idx = idx, .taken = *taken};
     if (bt_provider_encode(p, ex->r, c->model, ex->hreq->arena, &hg->body_up, &hg->added_usage) ||
         bt_provider_start(p, &ex->w->loop, ex->w->up, ex->r->op, ex->r->stream, &hg->body_up,
                           &hedge_cbs, hg, &hg->call)) {

@@ -74,9 +74,8 @@ struct bt_redis {
     int port, db;
     char password[256];
     uint64_t down_until_ms; /* after a failure, no new connection before this */
+    uint64_t answer_ms;     /* an admission not answered by then: Redis counts as down */
 };
-
-#define ANSWER_MS 500 /* an admission not answered by then: Redis counts as down */
 
 /* One admission in flight. Two owners: the reply callback (hiredis calls it
  * once, with NULL when the connection goes) and the timer (until closed). The
@@ -138,7 +137,7 @@ static redisAsyncContext *conn(struct bt_redis *r)
     return ac;
 }
 
-struct bt_redis *bt_redis_new(uv_loop_t *loop, const char *url)
+struct bt_redis *bt_redis_new(uv_loop_t *loop, const char *url, uint64_t answer_ms)
 {
     struct bt_redis *r = calloc(1, sizeof(*r));
     if (!r) return NULL;
@@ -149,6 +148,7 @@ struct bt_redis *bt_redis_new(uv_loop_t *loop, const char *url)
         return NULL;
     }
     r->loop = loop;
+    r->answer_ms = answer_ms ? answer_ms : 500;
     return r;
 }
 
@@ -195,7 +195,8 @@ static void on_timeout(uv_timer_t *t)
         p->cb(p->ud, BT_REDIS_DOWN, 1, 0);
     }
     if (r && r->ac) {
-        bt_warn("redis %s:%d: no answer within %d ms", r->host, r->port, ANSWER_MS);
+        bt_warn("redis %s:%d: no answer within %llu ms", r->host, r->port,
+                (unsigned long long)r->answer_ms);
         redisAsyncContext *ac = r->ac;
         r->ac = NULL;
         r->down_until_ms = uv_now(r->loop) + 1000;
@@ -339,7 +340,7 @@ void bt_redis_admit(struct bt_redis *r, const struct bt_redis_level *lv, int n, 
     *p = (struct pending){.r = r, .cb = cb, .ud = ud, .refs = 2};
     uv_timer_init(r->loop, &p->timer);
     p->timer.data = p;
-    uv_timer_start(&p->timer, on_timeout, ANSWER_MS, 0);
+    uv_timer_start(&p->timer, on_timeout, r->answer_ms, 0);
     char nk[ARG_MAX];
     snprintf(nk, sizeof(nk), "%d", n * 4);
     a->argv[a->n++] = "EVAL";

@@ -19,9 +19,10 @@
 
 struct bt_redis;
 
-/* A connection for one loop (made lazily, remade after a failure). NULL only
- * when memory ran out or the URL is malformed. */
-struct bt_redis *bt_redis_new(uv_loop_t *loop, const char *url);
+/* A connection for one loop (made lazily, remade after a failure); an
+ * admission not answered within answer_ms counts as Redis down. NULL only when
+ * memory ran out or the URL is malformed. */
+struct bt_redis *bt_redis_new(uv_loop_t *loop, const char *url, uint64_t answer_ms);
 /* Closes the connection; pending callbacks are called with BT_REDIS_DOWN. */
 void bt_redis_free(struct bt_redis *r);
 

@@ -22,6 +22,10 @@ providers:
 models:
   brief: {provider: short, model: b1}
   paced: {provider: sim, model: pr, limits: {rpm: 3}}
+  spill:
+    deployments:
+      - {provider: slow, model: first, weight: 1000000, limits: {concurrency: 1}}
+      - {provider: sim, model: second}
   priced: {provider: paid, model: p1, price: {input: 0, output: 1000}}
   chat: {provider: sim, model: m1}
   slow: {provider: slow, model: s1}
@@ -30,7 +34,9 @@ models:
     breaker: {failures: 2, cooldown: 10m}
     deployments: [{provider: f500, model: bad}, {provider: sim, model: good}]
 `;
-const shared = `, redis: "${redis.url}"`;
+// 3 s before an admission counts Redis as down: a loaded test machine (ASan,
+// two cores) must not turn a slow answer into the per-process fallback
+const shared = `, redis: "${redis.url}", redis_timeout: 3s`;
 const a = await setup(() => startBaton(cfg('r.db', shared)));
 const b = await setup(() => startBaton(cfg('r.db', shared)));
 const c = await setup(() => startBaton(cfg('solo.db')));
@@ -219,6 +225,23 @@ test('a model\'s rpm across two instances sharing Redis: once in all (the master
     assert(/The model 'paced' is over its requests per minute \(rpm\) across all instances/.test(over.json.error.message), over.text);
 });
 
+test('a deployment\'s concurrency across two instances sharing Redis: the other instance spills to the next deployment', async () => {
+    const dep = (r) => r.headers.get('x-baton-deployment');
+    const one = ask(a.base, MK, 'spill');
+    await sleep(300);
+    const two = await ask(b.base, MK, 'spill');
+    eq(two.status, 200, two.text);
+    eq(dep(two), 'sim/second', 'b found the first deployment\'s one slot taken on a');
+    assert(/slow\/first=rate_limit, sim\/second=ok/.test(two.headers.get('x-baton-route')), two.headers.get('x-baton-route'));
+    eq(dep(await one), 'slow/first', 'a took it');
+    eq(dep(await ask(b.base, MK, 'spill')), 'slow/first', 'free again once a\'s attempt ended');
+    // without Redis each instance has its own slot
+    const three = ask(c.base, MK, 'spill');
+    await sleep(300);
+    eq(dep(await ask(d.base, MK, 'spill')), 'slow/first', 'd counts its own');
+    eq(dep(await three), 'slow/first', 'c too');
+});
+
 test('Redis down: open falls back to each instance\'s own counters, closed answers 503', async () => {
     const open = await setup(() => startBaton(cfg('down.db', ', redis: "redis://127.0.0.1:1/0"')));
     const closed = await setup(() => startBaton(cfg('down.db', ', redis: "redis://127.0.0.1:1/0", redis_unavailable: closed')));
@@ -236,6 +259,10 @@ test('Redis down: open falls back to each instance\'s own counters, closed answe
     const free = await makeKey(open.base, {});
     await known(closed.base, free);
     eq(await status(closed.base, free), 200, 'no limits: served even when closed');
+    // a deployment's limits: open counts them here; closed skips the deployment
+    eq((await ask(open.base, MK, 'spill')).headers.get('x-baton-deployment'), 'slow/first', 'open: the first deployment');
+    const sk = await ask(closed.base, MK, 'spill');
+    eq(sk.headers.get('x-baton-deployment'), 'sim/second', `closed: the next one (${sk.headers.get('x-baton-route')})`);
     await open.stop();
     await closed.stop();
 });
