@@ -54,6 +54,21 @@ static int width_of(const char *s, int cur)
     return w > cur ? w : cur;
 }
 
+/* "  MODEL[ PROVIDER/MODEL]: limits rpm N, tpm N, concurrency N (per process|shared)"
+ * when any is set. */
+static void print_limits(FILE *f, const char *model, const char *prov, const char *dep,
+                         const struct bt_limits *l, bool shared)
+{
+    if (!l->rpm && !l->tpm && !l->concurrency) return;
+    fprintf(f, "  %s: limits%s%s%s", model, prov ? " " : "", prov ? prov : "", prov ? "/" : "");
+    if (dep) fprintf(f, "%s", dep);
+    const char *sep = " ";
+    if (l->rpm) fprintf(f, "%srpm %lld", sep, (long long)l->rpm), sep = ", ";
+    if (l->tpm) fprintf(f, "%stpm %lld", sep, (long long)l->tpm), sep = ", ";
+    if (l->concurrency) fprintf(f, "%sconcurrency %lld", sep, (long long)l->concurrency);
+    fprintf(f, " (%s)\n", shared ? "across instances, in redis" : "per process");
+}
+
 void bt_config_print_table(const struct bt_config *c, void *file)
 {
     FILE *f = file;
@@ -124,6 +139,17 @@ void bt_config_print_table(const struct bt_config *c, void *file)
                     p->source == BT_PRICE_CONFIGURED ? "price" : "shipped default of " BT_PRICES_DATE);
         }
     }
+    /* Limits of models and deployments. */
+    for (size_t i = 0; i < c->nmodels; i++) {
+        const struct bt_model *m = &c->models[i];
+        print_limits(f, m->name, NULL, NULL, &m->limits, c->store.redis != NULL);
+        for (size_t j = 0; j < m->ndeployments; j++) {
+            const struct bt_deployment *d = &m->deployments[j];
+            if (d->provider && d->model)
+                print_limits(f, m->name, d->provider->name, d->model, &d->limits,
+                             c->store.redis != NULL);
+        }
+    }
     fprintf(f, "providers (%zu):\n", c->nproviders);
     if (c->nproviders)
         fprintf(f, "  %-*s  %-*s  %-*s  %s\n", wp, "NAME", wt, "TYPE", wu, "BASE_URL",
@@ -192,5 +218,16 @@ void bt_config_print_table(const struct bt_config *c, void *file)
         fprintf(f, "store: postgres %s\n", shown);
     } else {
         fprintf(f, "store: sqlite %s\n", c->store.sqlite ? c->store.sqlite : "-");
+    }
+    fprintf(f, "ledger: written every %llu ms or %u records\n",
+            (unsigned long long)c->store.ledger_interval_ms, (unsigned)c->store.ledger_batch);
+    if (c->store.redis) {
+        char shown[512];
+        bt_str_mask_password(c->store.redis, shown, sizeof(shown));
+        fprintf(f, "limits: shared in redis %s (unavailable: %s, timeout %llu ms)\n", shown,
+                c->store.redis_closed ? "closed" : "open",
+                (unsigned long long)c->store.redis_timeout_ms);
+    } else {
+        fprintf(f, "limits: per process (no store.redis)\n");
     }
 }

@@ -4,9 +4,9 @@
 // per minute take each request's estimate (prompt + max_tokens) and correct it
 // to the usage when it ends; a hedge attempt counts against its deployment's
 // limits like any attempt.
-import { test, run, setup, assert, eq, startBaton, post, sleep } from './lib.mjs';
+import { test, run, setup, assert, eq, startBaton, post, sleep, runBaton, writeTemp } from './lib.mjs';
 
-const b = await setup(() => startBaton(`
+const CFG = `
 server: {workers: 1}
 providers:
   ok: {type: sim, seed: 2}
@@ -30,7 +30,8 @@ models:
     deployments:
       - {provider: slow, model: first, weight: 1000, limits: {concurrency: 1}}
       - {provider: slow, model: second}
-`));
+`;
+const b = await setup(() => startBaton(CFG));
 const CHAT = `${b.url}/chat/completions`;
 const chat = (model, extra = {}) => post(CHAT, { model, messages: [{ role: 'user', content: 'hi' }], ...extra });
 const freshMinute = async () => { const s = new Date().getSeconds(); if (s > 50) await sleep((61 - s) * 1000); };
@@ -112,6 +113,20 @@ test('a hedge counts against its deployment\'s concurrency: a second request fin
     // the slot comes back when the first's hedge ends: a third request hedges again
     const third = await chat('hedged');
     assert(/hedged_out/.test(third.headers.get('x-baton-route')) && !/not_hedged/.test(third.headers.get('x-baton-route')), `third: ${third.headers.get('x-baton-route')}`);
+});
+
+test('baton check lists the limits of models and deployments, and where they are counted', async () => {
+    const r = await runBaton(['check', '-c', writeTemp('limits.yaml', CFG)]);
+    eq(r.code, 0, r.err);
+    assert(/\n  metered: limits tpm 175 \(per process\)\n/.test(r.out), r.out);
+    assert(/\n  spill-tokens: limits short\/tfirst tpm 175 \(per process\)\n/.test(r.out), r.out);
+    assert(/\n  capped: limits concurrency 1 \(per process\)\n/.test(r.out), r.out);
+    assert(/\nlimits: per process \(no store.redis\)\n/.test(r.out), r.out);
+    const shared = await runBaton(['check', '-c', writeTemp('limits-redis.yaml', CFG + 'store: {redis: "redis://:pw@127.0.0.1:1/2", redis_timeout: 2s}\n')]);
+    eq(shared.code, 0, shared.err);
+    assert(/\n  paced: limits rpm 3 \(across instances, in redis\)\n/.test(shared.out), shared.out);
+    assert(/\nlimits: shared in redis redis:\/\/:\*\*\*@127\.0\.0\.1:1\/2 \(unavailable: open, timeout 2000 ms\)\n/.test(shared.out), shared.out);
+    assert(!shared.out.includes(':pw@'), 'the password never shows');
 });
 
 await run();
