@@ -179,12 +179,24 @@ test('unknown keys 401; virtual keys get 403 on /admin; bad admin input 400/404/
     const r = await get(`${a.base}/admin/keys`, { headers: { authorization: `Bearer ${k.key}` } });
     eq(r.status, 403); eq(r.json.error.code, 'admin_forbidden');
     eq((await get(`${a.base}/admin/keys`)).status, 401, 'no key');
-    for (const body of ['{"rpm":0}', '{"nope":1}', '[1]', '{"budget_usd":1.0000001}', '{"budget_period":"year"}',
-        '{"expires_at":"2001-01-01T00:00:00Z"}', '{"models":"chat"}', '{']) {
+    const count = async () => (await get(`${a.base}/admin/keys`, { headers: M })).json.data.length;
+    const before = await count();
+    const bad = ['{"rpm":0}', '{"nope":1}', '[1]', '{"budget_usd":1.0000001}', '{"budget_period":"year"}',
+        '{"expires_at":"2001-01-01T00:00:00Z"}', '{"models":"chat"}', '{', '{"budget_usd":-1}', '{"rpm":-5}',
+        '{"tpm":"many"}', '{"concurrency":1.5}', '{"user":"a\u0000b"}', '{"metadata":[1]}'];
+    for (const body of bad) {
         const x = await post(`${a.base}/admin/keys`, body, { headers: M });
         eq(x.status, 400, `${body}: ${x.text}`);
-        assert(x.json && x.json.error && x.json.error.message, 'an error message');
+        assert(x.json && x.json.error && x.json.error.message && x.json.error.type === 'invalid_request_error', `an OpenAI error object: ${x.text}`);
     }
+    eq(await count(), before, 'no key was written by a refused request');
+    // a refused PATCH changes nothing
+    for (const body of ['{"budget_usd":-1}', '{"nope":1}', '{"rpm":"x"}']) {
+        const x = await http('PATCH', `${a.base}/admin/keys/${k.id}`, { headers: M, body: JSON.parse(body) });
+        eq(x.status, 400, `PATCH ${body}: ${x.text}`);
+    }
+    const same = await get(`${a.base}/admin/keys/${k.id}`, { headers: M });
+    eq(same.json.budget_usd, null, 'budget unchanged'); eq(same.json.rpm, null, 'rpm unchanged');
     eq((await get(`${a.base}/admin/keys/key_0123456789abcdef`, { headers: M })).status, 404);
     eq((await get(`${a.base}/admin/keys/nonsense`, { headers: M })).status, 404);
     eq((await http('DELETE', `${a.base}/admin/keys/key_0123456789abcdef`, { headers: M })).status, 404);
