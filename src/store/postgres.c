@@ -487,7 +487,9 @@ static enum bt_err append_chunk(struct pg *q, const struct bt_usage_rec **recs)
                   " UNION ALL SELECT team_id, ts_ms / 86400000, cost_pusd FROM v"
                   " WHERE team_id IS NOT NULL"
                   " UNION ALL SELECT user_id, ts_ms / 86400000, cost_pusd FROM v"
-                  " WHERE user_id IS NOT NULL) s (id, day, cost_pusd) GROUP BY id, day "
+                  " WHERE user_id IS NOT NULL) s (id, day, cost_pusd) GROUP BY id, day"
+                  /* rows locked in one order by every instance: no deadlock */
+                  " ORDER BY id, day "
                   "ON CONFLICT (key_id, day) DO UPDATE SET "
                   "cost_pusd = baton_spend_daily.cost_pusd + EXCLUDED.cost_pusd, "
                   "requests = baton_spend_daily.requests + EXCLUDED.requests");

@@ -8,7 +8,7 @@
 // store.ledger_interval.
 import { execFileSync } from 'node:child_process';
 import {
-    test, run, setup, assert, eq, startBaton, post, get, streamRaw, sleep, killProc,
+    test, run, setup, assert, eq, startBaton, post, get, streamRaw, sleep, waitFor, killProc,
     startPostgres, startRedis, AssertionError, SLOW,
 } from './lib.mjs';
 
@@ -130,7 +130,6 @@ async function inFlight(width, more, fn) {
     return results;
 }
 const sum = (rs) => rs.reduce((s, r) => s + pusd(r.cost), 0n);
-const quoted = (ids) => ids.map((x) => `'${x}'`).join(',');
 
 // ---------------------------------------------------------------- tests
 
@@ -234,7 +233,7 @@ test('a team\'s budget over three instances: spending stops on all within about 
             eq(r.code, 'insufficient_quota', `${n.base}, a key of the team`);
         }
     }
-    for (const k of keys) seen[k.id] = { requests: 0, cost: 0n, ids: [] };
+    for (const k of keys) seen[k.id] = { requests: 0, cost: 0n, ids: [], team: 'blue' };
     for (const r of ok) {
         const k = keys.find((x) => r.key === x.key);
         seen[k.id].requests++; seen[k.id].cost += pusd(r.cost); seen[k.id].ids.push(r.id);
@@ -245,7 +244,7 @@ test('a team\'s budget over three instances: spending stops on all within about 
 test('the ledger in PostgreSQL sums exactly to what the clients were told, streamed and not, after SIGTERM', async () => {
     const k = await makeKey(nodes[2].base, { user: 'led', team: 'cluster' });
     await knownEverywhere(k.key);
-    const rs = await inFlight(12, (i) => i < 90, (i) => ask(nodes[i % 3].base, k.key, { stream: i % 3 === 0 }));
+    const rs = await inFlight(12, (i) => i < 90, (i) => ask(nodes[i % 3].base, k.key, { stream: i % 2 === 0 }));
     for (const r of rs) eq(r.status, 200, `${r.id}: ${r.error || r.code}`);
     assert(rs.every((r) => r.complete && r.cost), 'every answer whole, with its cost');
     seen[k.id] = { requests: rs.length, cost: sum(rs), ids: rs.map((r) => r.id) };
@@ -255,8 +254,23 @@ test('the ledger in PostgreSQL sums exactly to what the clients were told, strea
         const [[n, c]] = psql(`SELECT count(*), coalesce(sum(cost_pusd), 0) FROM baton_usage WHERE key_id = '${id}'`);
         eq(Number(n), want.requests, `ledger rows of ${id}`);
         eq(BigInt(c), want.cost, `ledger cost of ${id} in pico-USD (told ${usd(want.cost)} USD, ledger ${usd(BigInt(c))})`);
-        const ids = psql(`SELECT request_id FROM baton_usage WHERE key_id = '${id}' ORDER BY request_id`).map((r) => r[0]);
+        const ids = psql(`SELECT request_id FROM baton_usage WHERE key_id = '${id}'`).map((r) => r[0]).sort();
         eq(JSON.stringify(ids), JSON.stringify([...want.ids].sort()), `the request ids of ${id}`);
+        // the daily spend budgets are read back from at start: the same sums
+        const [[dn, dc]] = psql(`SELECT coalesce(sum(requests), 0), coalesce(sum(cost_pusd), 0) FROM baton_spend_daily WHERE key_id = '${id}'`);
+        eq(`${dn} ${dc}`, `${want.requests} ${want.cost}`, `daily spend of ${id} (requests, pico-USD)`);
+    }
+    // and of the owners: the team of three keys, the team and user of one
+    const teamKeys = Object.entries(seen).filter(([, w]) => w.team === 'blue').map(([, w]) => w);
+    const owners = {
+        'team:blue': teamKeys.reduce((a, w) => [a[0] + w.requests, a[1] + w.cost], [0, 0n]),
+        'team:cluster': [90, seen[k.id].cost],
+        'user:led': [90, seen[k.id].cost],
+    };
+    eq(teamKeys.length, 3, 'the keys of team blue');
+    for (const [id, [n, c]] of Object.entries(owners)) {
+        const [[dn, dc]] = psql(`SELECT coalesce(sum(requests), 0), coalesce(sum(cost_pusd), 0) FROM baton_spend_daily WHERE key_id = '${id}'`);
+        eq(`${dn} ${dc}`, `${n} ${c}`, `daily spend of ${id} (requests, pico-USD)`);
     }
     const st = psql(`SELECT count(*) FROM baton_usage WHERE key_id = '${k.id}' AND status = 200 AND cost_known AND NOT estimated`);
     eq(Number(st[0][0]), 90, 'rows with status 200 and a reported usage');
@@ -266,7 +280,7 @@ test('the ledger in PostgreSQL sums exactly to what the clients were told, strea
     eq(u.status, 200, u.text);
     eq(u.json.data[0].requests, 90, 'requests in /admin/usage');
     eq(pusd(u.json.data[0].cost_usd), seen[k.id].cost, `cost_usd in /admin/usage (${u.json.data[0].cost_usd})`);
-    console.log(`# ledger: ${rs.length} requests, ${rs.filter((r, i) => i % 3 === 0).length} streamed, ${u.json.data[0].cost_usd} USD told and recorded`);
+    console.log(`# ledger: ${rs.length} requests, ${rs.filter((r, i) => i % 2 === 0).length} streamed, ${u.json.data[0].cost_usd} USD told and recorded`);
 }, { timeout: 40000 });
 
 test('SIGTERM under load: every request answered in full has exactly one ledger row', async () => {
@@ -318,22 +332,34 @@ test('SIGKILL loses at most the records of the last ledger_interval', async () =
     const k = await makeKey(e.base, { user: 'kill' });
     let killedAt = 0;
     // a steady stream: 4 lanes, each a request then a pause
+    const t0 = Date.now();
+    let n = 0;
     const lanes = inFlight(4, () => !killedAt, async () => {
         const r = await ask(e.base, k.key, { tag: 'kill' });
+        if (r.complete) n++;
         await sleep(15);
         return r;
     });
-    await sleep(3300 * SLOW);
+    // at least 2.5 s and 150 answers of load, then a kill at any phase of the
+    // writer's interval
+    while (Date.now() - t0 < 2500 * SLOW || n < 150) await sleep(100);
+    await sleep(Math.random() * interval);
     killedAt = Date.now();
     await killProc(e.proc, 'SIGKILL');
     const rs = await lanes;
+    // a COMMIT the server got before the kill completes even so: read once the
+    // killed connection's transaction is over
+    await waitFor(() => psql(`SELECT count(*) FROM pg_stat_activity WHERE state IN ('active', 'idle in transaction') AND pid <> pg_backend_pid()`)[0][0] === '0',
+        5000 * SLOW, 'PostgreSQL done with the killed instance\'s transaction');
     const answered = rs.filter((r) => r.complete);
-    const have = new Set(psql(`SELECT request_id FROM baton_usage WHERE key_id = '${k.id}'`).map((r) => r[0]));
+    const rows = psql(`SELECT request_id, ts_ms FROM baton_usage WHERE key_id = '${k.id}'`);
+    const have = new Set(rows.map((r) => r[0]));
     const old = answered.filter((r) => r.t < killedAt - interval - margin);
     const lost = answered.filter((r) => !have.has(r.id));
     assert(old.length >= 40, `requests answered before the last interval: ${old.length}`);
     const oldLost = old.filter((r) => !have.has(r.id)).map((r) => `${r.id} (${killedAt - r.t} ms before)`);
-    eq(oldLost.length, 0, `answered more than ${interval + margin} ms before the kill, not in the ledger: ${oldLost.slice(0, 10)}`);
+    const newest = rows.reduce((m, r) => Math.max(m, Number(r[1])), 0);
+    eq(oldLost.length, 0, `answered more than ${interval + margin} ms before the kill, not in the ledger: ${oldLost.slice(0, 10)} (the newest row ended ${killedAt - newest} ms before the kill; ${rows.length} rows; the instance's log: ${e.proc.err().split('\n').filter((l) => /warn|error/.test(l)).slice(0, 5)})`);
     const sent = new Set(rs.map((r) => r.id));
     for (const id of have) assert(sent.has(id), `a row of a request never sent: ${id}`);
     const ages = lost.map((r) => killedAt - r.t);
