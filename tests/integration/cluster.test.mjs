@@ -287,6 +287,9 @@ test('SIGTERM under load: every request answered in full has exactly one ledger 
     // a long interval and a large batch: the instance writes nothing before the SIGTERM
     const d = await startBaton(cfg(', ledger_interval: 30s, ledger_batch: 100000'));
     const k = await makeKey(d.base, { user: 'term' });
+    // first 700 quick ones: the last write holds more than one statement's 500 rows
+    const quick = await inFlight(24, (i) => i < 700, () => ask(d.base, k.key, { tag: 'term' }));
+    eq(quick.filter((r) => r.complete).length, 700, 'quick ones answered');
     let exited = false;
     // 24 lanes: two in three slow streams (about 0.75 s each), the rest plain
     // requests; SIGTERM once the load runs, the lanes going on (refused) until
@@ -300,11 +303,11 @@ test('SIGTERM under load: every request answered in full has exactly one ledger 
     const termAt = Date.now();
     await d.stop(); // SIGTERM: drain, then the ledger's last records
     exited = true;
-    const rs = await lanes;
+    const rs = [...quick, ...await lanes];
     const complete = rs.filter((r) => r.complete);
     const cut = rs.filter((r) => r.status === 200 && !r.complete);
     const afterTerm = complete.filter((r) => r.t > termAt);
-    assert(complete.length >= 30, `answered in full: ${complete.length}`);
+    assert(complete.length >= 730, `answered in full: ${complete.length}`);
     assert(afterTerm.length >= 8, `answers that ended during the drain: ${afterTerm.length}`);
     eq(cut.length, 0, `answers cut short by the drain: ${cut.map((r) => r.id)}`);
     const rows = psql(`SELECT request_id, count(*), min(status) FROM baton_usage WHERE key_id = '${k.id}' GROUP BY request_id`);
@@ -321,6 +324,8 @@ test('SIGTERM under load: every request answered in full has exactly one ledger 
     eq(stray.length, 0, `rows of requests not answered in full: ${stray.slice(0, 5)}`);
     const [[c]] = psql(`SELECT coalesce(sum(cost_pusd), 0) FROM baton_usage WHERE key_id = '${k.id}' AND status = 200`);
     eq(BigInt(c), sum(complete), 'the rows cost what the answers said');
+    const [[dn, dc]] = psql(`SELECT sum(requests), sum(cost_pusd) FROM baton_spend_daily WHERE key_id IN ('${k.id}', 'user:term')`);
+    eq(`${dn} ${dc}`, `${2 * complete.length} ${2n * sum(complete)}`, 'the daily spend of the key and its user');
     const statuses = {};
     for (const r of rs.filter((x) => !x.complete)) statuses[r.status || r.error] = (statuses[r.status || r.error] || 0) + 1;
     console.log(`# SIGTERM: ${rs.length} sent, ${complete.length} answered in full (${afterTerm.length} during the drain), ${rows.length} rows; not answered: ${JSON.stringify(statuses)}`);
