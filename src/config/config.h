@@ -139,6 +139,8 @@ bool bt_price_default(struct bt_str model, struct bt_price *out);
 struct bt_limits {
     int64_t rpm;          /* requests per calendar minute */
     int64_t concurrency;  /* requests (attempts, for a deployment) in flight */
+    int64_t tpm;          /* tokens per calendar minute: each request's estimate (its
+                             prompt and max_tokens) taken, corrected to its usage */
 };
 
 struct bt_deployment {

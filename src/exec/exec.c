@@ -62,6 +62,7 @@ struct hedge {
     uint64_t first_byte_ms;         /* runs alone; first_byte_ms 0 = none */
     struct bt_pcall call;
     struct bt_pbody body_up;        /* borrowed by the call */
+    struct bt_limits_taken taken;   /* what it took from its deployment's limits */
     char deployment[256];
 };
 
@@ -85,7 +86,10 @@ struct bt_exec {
     const struct bt_provider *prov; /* current attempt's provider */
     const struct bt_adapter *ad;    /* and its adapter */
     struct bt_health *health;       /* its deployment's live state while an attempt runs */
-    struct bt_key_live *dep_slot;   /* the attempt holds a slot of its deployment's limits */
+    struct bt_limits_taken dep_taken; /* what the attempt took from its deployment's limits:
+                                       the slot given back when it is over, the tokens
+                                       settled by charge (or given back when another
+                                       attempt follows) */
     uint64_t attempt_ns;            /* when the current attempt started */
     uint64_t head_us;               /* its time to a 2xx response head; 0 = none */
     struct bt_pcall call;
@@ -161,8 +165,8 @@ static void on_timer_closed(uv_handle_t *h)
  * `counted` false when the client left (nothing learned); `cls` its outcome. */
 static void attempt_over(struct bt_exec *ex, bool counted, enum bt_outcome cls)
 {
-    if (ex->dep_slot) bt_key_release(ex->dep_slot);
-    ex->dep_slot = NULL;
+    if (ex->dep_taken.slot) bt_key_release(ex->dep_taken.slot);
+    ex->dep_taken.slot = NULL;
     if (!ex->health) return;
     const struct bt_breaker_cfg none = {0};
     const struct bt_breaker_cfg *b = ex->plan.model ? &ex->plan.model->breaker : &none;
@@ -178,6 +182,8 @@ static void cleanup(struct bt_exec *ex)
     if (ex->state == EX_DONE) return;
     if (ex->hedge_live) hedge_drop(ex, false);
     attempt_over(ex, false, BT_OUTCOME_OK);
+    bt_limits_give_back(&ex->dep_taken);
+    bt_limits_give_back(&ex->plan.model_taken);
     ex->state = EX_DONE;
     if (ex->prev) ex->prev->next = ex->next;
     else ex->w->execs = ex->next;
@@ -224,20 +230,22 @@ static void charge(struct bt_exec *ex)
     settle(ex);
     if (ex->charged) return;
     ex->charged = true;
+    /* the estimate taken at admit becomes the usage */
+    int64_t used = ex->usage.present ? ex->usage.prompt_tokens + ex->usage.completion_tokens : 0;
+    if (ex->payer.nshared && ex->w->redis) /* the other instances see it at once */
+        bt_redis_charge(ex->w->redis, ex->payer.shared, ex->payer.nshared,
+                        ex->payer.shared_minute, ex->cost_known ? ex->cost_pusd : 0, used);
     if (ex->cost_known) {
-        if (ex->payer.budget_shared && ex->w->redis) /* the other instances see it at once */
-            bt_redis_charge(ex->w->redis, ex->payer.key_id, ex->payer.budget_start_s,
-                            ex->payer.budget_ttl_ms, ex->cost_pusd);
         bt_key_charge(ex->payer.live, ex->cost_pusd);
         bt_key_charge(ex->payer.team_live, ex->cost_pusd);
         bt_key_charge(ex->payer.user_live, ex->cost_pusd);
     }
-    /* the estimate taken at admit becomes the usage */
-    int64_t used = ex->usage.present ? ex->usage.prompt_tokens + ex->usage.completion_tokens : 0;
     for (int i = 0; i < 3; i++)
         if (ex->payer.tpm_lives[i])
             bt_key_correct_tokens(ex->payer.tpm_lives[i], ex->payer.tpm_minute,
                                   used - ex->payer.tpm_tokens);
+    bt_limits_settle(&ex->plan.model_taken, used);
+    bt_limits_settle(&ex->dep_taken, ex->attempts ? used : 0);
 }
 
 /* The request's usage record for the ledger (written by the key service's
@@ -1208,6 +1216,7 @@ static void hedge_failed(struct bt_exec *ex, enum bt_metrics_upclass cls, enum b
 {
     struct hedge *hg = ex->hg;
     ex->hedge_live = false;
+    bt_limits_give_back(&hg->taken);
     if (ex->w->mshard) bt_metrics_upstream_error(ex->w->mshard, bt_str_c(hg->prov->name), cls);
     bt_health_end(hg->health, &ex->plan.model->breaker, true, outcome, 0, bt_health_now_ms());
     if (outcome == BT_OUTCOME_AUTH) ex->auth_skip |= 1u << hg->idx;
@@ -1338,14 +1347,22 @@ static uint64_t total_ms(struct bt_exec *ex, const struct bt_provider *p)
     return total;
 }
 
+/* Takes an attempt at `c` from its deployment's limits (its estimate of tokens
+ * counted only when it has tpm). */
+static bool take_deployment(struct bt_exec *ex, const struct bt_candidate *c,
+                            struct bt_limits_taken *t, const char **which, int64_t *retry)
+{
+    const struct bt_limits *lim = c->limits;
+    return bt_health_take_limits(c->health, lim, (int64_t)time(NULL),
+                                 lim && lim->tpm ? bt_cost_estimate_tokens(ex->r) : 0, t, which,
+                                 retry);
+}
+
 /* Starts an attempt at `c`. False when it could not start (the failure is
  * recorded): the caller goes on to the next candidate. */
 static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
 {
-    if (ex->dep_slot) { /* an attempt that could not start keeps no slot */
-        bt_key_release(ex->dep_slot);
-        ex->dep_slot = NULL;
-    }
+    bt_limits_give_back(&ex->dep_taken); /* an earlier attempt's, which used nothing */
     const struct bt_provider *p = c->provider;
     ex->prov = p;
     ex->ad = bt_adapter_for(p);
@@ -1354,22 +1371,14 @@ static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
     ex->cur_model = c->model;
     ex->price = c->price;
     char why[300];
-    const struct bt_limits *lim = c->limits;
-    if (lim && c->health && (lim->rpm || lim->concurrency)) {
-        /* the deployment's own limits: over one, the next candidate is tried, as
-         * after a provider's 429 (but nothing was sent) */
-        bool held = false;
-        const char *which = NULL;
-        int64_t retry = 1;
-        if (!bt_live_take(&c->health->lim, lim->rpm ? lim->rpm : -1,
-                          lim->concurrency ? lim->concurrency : -1, (int64_t)time(NULL), &held,
-                          &which, &retry)) {
-            set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_RATE_LIMIT, true, 429, "rate_limit_exceeded",
-                        "deployment %s is over its %s limit", ex->deployment,
-                        strcmp(which, "rpm") == 0 ? "rpm" : "concurrency");
-            return false;
-        }
-        if (held) ex->dep_slot = &c->health->lim;
+    /* the deployment's own limits: over one, the next candidate is tried, as
+     * after a provider's 429 (but nothing was sent) */
+    const char *which = NULL;
+    int64_t retry = 1;
+    if (!take_deployment(ex, c, &ex->dep_taken, &which, &retry)) {
+        set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_RATE_LIMIT, true, 429, "rate_limit_exceeded",
+                    "deployment %s is over its %s limit", ex->deployment, which);
+        return false;
     }
     if (!bt_provider_ready(p, why, sizeof(why))) {
         set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_AUTH, true, 503, "provider_key_missing", "%s",
@@ -1499,10 +1508,21 @@ static void hedge_start(struct bt_exec *ex)
     struct hedge *hg = ex->hg;
     *hg = (struct hedge){.ex = ex, .prov = p, .ad = bt_adapter_for(p), .health = c->health,
                          .idx = idx};
+    /* a hedge counts against its deployment's limits like any attempt: over one,
+     * no hedge */
+    const char *which = NULL;
+    int64_t retry = 1;
+    if (!take_deployment(ex, c, &hg->taken, &which, &retry)) {
+        route_note(ex, "%s%s/%.*s=not_hedged_over_%s", ex->route_n++ ? ", " : "", p->name,
+                   BT_STR_FMT(c->model), which);
+        return;
+    }
     if (bt_provider_encode(p, ex->r, c->model, ex->hreq->arena, &hg->body_up, &hg->added_usage) ||
         bt_provider_start(p, &ex->w->loop, ex->w->up, ex->r->op, ex->r->stream, &hg->body_up,
-                          &hedge_cbs, hg, &hg->call))
+                          &hedge_cbs, hg, &hg->call)) {
+        bt_limits_give_back(&hg->taken);
         return;
+    }
     snprintf(hg->deployment, sizeof(hg->deployment), "%s/%.*s", p->name, BT_STR_FMT(c->model));
     uint64_t now = uv_now(&ex->w->loop), fb = cap_ms(ex, p->timeouts.first_byte_ms);
     hg->total_deadline_ms = now + total;
@@ -1523,6 +1543,9 @@ static void hedge_promote(struct bt_exec *ex)
     ex->hedge_live = false;
     ex->hedge_won = true;
     hg->promoted = true;
+    bt_limits_give_back(&ex->dep_taken); /* the attempt it replaces, cancelled or failed */
+    ex->dep_taken = hg->taken;
+    hg->taken = (struct bt_limits_taken){0};
     ex->prov = hg->prov;
     ex->ad = hg->ad;
     ex->added_usage = hg->added_usage;
@@ -1547,6 +1570,7 @@ static void hedge_drop(struct bt_exec *ex, bool lost)
 {
     struct hedge *hg = ex->hg;
     ex->hedge_live = false;
+    bt_limits_give_back(&hg->taken);
     bt_provider_cancel(&hg->call);
     if (lost) note_hedged_out(ex, hg->health, hg->deployment);
     else bt_health_end(hg->health, &ex->plan.model->breaker, false, BT_OUTCOME_OK, 0, 0);
@@ -1606,6 +1630,8 @@ void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config
 {
     struct bt_exec *ex = calloc(1, sizeof(*ex));
     if (!ex) {
+        struct bt_limits_taken t = plan->model_taken;
+        bt_limits_give_back(&t);
         bt_http_reset(hreq);
         return;
     }

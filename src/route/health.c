@@ -234,3 +234,40 @@ void bt_health_each(void (*fn)(void *ud, const char *key, struct bt_health *h), 
         if (slots[i].key && slots[i].key[0] != '\x1e') fn(ud, slots[i].key, slots[i].h);
     pthread_mutex_unlock(&lock);
 }
+
+bool bt_health_take_limits(struct bt_health *h, const struct bt_limits *lim, int64_t now,
+                           int64_t tokens, struct bt_limits_taken *t, const char **which,
+                           int64_t *retry_after)
+{
+    *t = (struct bt_limits_taken){0};
+    if (!h || !lim || !(lim->rpm || lim->concurrency || lim->tpm)) return true;
+    bool held = false;
+    if (!bt_live_take(&h->lim, lim->rpm ? lim->rpm : -1, lim->concurrency ? lim->concurrency : -1,
+                      now, &held, which, retry_after))
+        return false;
+    if (held) t->slot = &h->lim;
+    if (lim->tpm) {
+        if (!bt_live_take_tokens(&h->lim, lim->tpm, now, tokens, &t->minute, retry_after)) {
+            bt_limits_give_back(t);
+            *which = "tpm";
+            return false;
+        }
+        t->tpm = &h->lim;
+        t->tokens = tokens < 0 ? 0 : tokens;
+    }
+    return true;
+}
+
+void bt_limits_settle(struct bt_limits_taken *t, int64_t tokens_used)
+{
+    if (!t->tpm) return;
+    bt_key_correct_tokens(t->tpm, t->minute, tokens_used - t->tokens);
+    t->tpm = NULL;
+}
+
+void bt_limits_give_back(struct bt_limits_taken *t)
+{
+    if (t->slot) bt_key_release(t->slot);
+    bt_limits_settle(t, 0);
+    *t = (struct bt_limits_taken){0};
+}
