@@ -1,8 +1,8 @@
 // Governance across instances (docs/governance.md): three `baton serve` on one
 // real PostgreSQL (keys, budgets, the ledger) and one real redis-server (limits
-// and key budgets), driven with requests in flight at once over all three.
-// A key's rpm holds exactly in all; a key's budget stops spending on every
-// instance, overshooting by at most the requests in flight; the ledger in
+// and budgets), driven with requests in flight at once over all three.
+// A key's rpm holds exactly in all; a key's budget and a team's stop spending
+// on every instance, overshooting by at most the requests in flight; the ledger in
 // PostgreSQL sums to exactly what the clients were told; SIGTERM under load
 // loses no record; SIGKILL loses at most the records of the last
 // store.ledger_interval.
@@ -133,7 +133,7 @@ const sum = (rs) => rs.reduce((s, r) => s + pusd(r.cost), 0n);
 
 // ---------------------------------------------------------------- tests
 
-const seen = {}; // key id -> {requests, cost}: what the clients were told, for the ledger test
+const seen = {}; // key id -> {requests, cost, ids, team}: what the clients were told, for the ledger test
 
 test('rpm 100 over three instances sharing Redis: exactly 100 of 300 requests, 15 in flight', async () => {
     const k = await makeKey(nodes[0].base, { rpm: 100 });
