@@ -424,44 +424,92 @@ static enum bt_err run_params(struct pg *q, const char *sql, int n, const char *
     return err;
 }
 
+/* Rows per INSERT: 19 parameters each, far below PostgreSQL's 65535. */
+#define LEDGER_ROWS 500
+#define LEDGER_COLS 19
+
+/* Writes up to LEDGER_ROWS records from `*recs` in one statement, advancing
+ * *recs past them: the rows, and their cost summed per (key, team or user
+ * spend id, day) into the daily spend. One round trip per chunk instead of
+ * four per record keeps the writer ahead of a busy gateway. */
+static enum bt_err append_chunk(struct pg *q, const struct bt_usage_rec **recs)
+{
+    char (*num)[10][24] = malloc(sizeof(*num) * LEDGER_ROWS);
+    char (*owner)[2][BT_KEY_MAX_NAME + 8] = malloc(sizeof(*owner) * LEDGER_ROWS);
+    const char **v = malloc(sizeof(*v) * LEDGER_ROWS * LEDGER_COLS);
+    struct bt_buf sql;
+    bt_buf_init(&sql, 1u << 20);
+    enum bt_err err = num && owner && v ? BT_OK : BT_ENOMEM;
+    if (!err)
+        err = bt_buf_append_c(&sql, "WITH v (ts_ms, request_id, key_id, owner_user, team, model, "
+                                    "provider, provider_model, input_tokens, cached_tokens, "
+                                    "cache_write_tokens, output_tokens, reasoning_tokens, "
+                                    "cost_pusd, cost_known, estimated, status, team_id, user_id) "
+                                    "AS (VALUES ");
+    int n = 0;
+    for (const struct bt_usage_rec *r = *recs; r && n < LEDGER_ROWS && !err; r = r->next, n++) {
+        const int64_t nums[10] = {r->ts_ms, r->input_tokens, r->cached_tokens,
+                                  r->cache_write_tokens, r->output_tokens, r->reasoning_tokens,
+                                  r->cost_pusd, r->cost_known, r->estimated, r->status};
+        for (int i = 0; i < 10; i++)
+            snprintf(num[n][i], sizeof(num[n][i]), "%lld", (long long)nums[i]);
+        bt_owner_spend_id(BT_OWNER_TEAM, r->team, owner[n][0], sizeof(owner[n][0]));
+        bt_owner_spend_id(BT_OWNER_USER, r->user, owner[n][1], sizeof(owner[n][1]));
+        const char *row[LEDGER_COLS] = {
+            num[n][0], r->request_id, r->key_id, r->user, r->team, r->model, r->provider,
+            r->provider_model, num[n][1], num[n][2], num[n][3], num[n][4], num[n][5], num[n][6],
+            r->cost_known ? "true" : "false", r->estimated ? "true" : "false", num[n][9],
+            r->team[0] ? owner[n][0] : NULL, r->user[0] ? owner[n][1] : NULL};
+        memcpy(&v[n * LEDGER_COLS], row, sizeof(row));
+        /* the first row's casts type the columns (later rows' parameters follow) */
+        static const char *const cast[LEDGER_COLS] = {
+            "::bigint", "::text", "::text", "::text", "::text", "::text", "::text", "::text",
+            "::bigint", "::bigint", "::bigint", "::bigint", "::bigint", "::bigint",
+            "::boolean", "::boolean", "::integer", "::text", "::text"};
+        err = bt_buf_append_c(&sql, n ? ", (" : "(");
+        for (int i = 0; i < LEDGER_COLS && !err; i++)
+            err = bt_buf_printf(&sql, "%s$%d%s", i ? ", " : "", n * LEDGER_COLS + i + 1,
+                                n ? "" : cast[i]);
+        if (!err) err = bt_buf_append_c(&sql, ")");
+    }
+    if (!err)
+        err = bt_buf_append_c(
+            &sql, "), ins AS (INSERT INTO baton_usage (ts_ms, request_id, key_id, owner_user, "
+                  "team, model, provider, provider_model, input_tokens, cached_tokens, "
+                  "cache_write_tokens, output_tokens, reasoning_tokens, cost_pusd, cost_known, "
+                  "estimated, status) SELECT ts_ms, request_id, key_id, owner_user, team, model, "
+                  "provider, provider_model, input_tokens, cached_tokens, cache_write_tokens, "
+                  "output_tokens, reasoning_tokens, cost_pusd, cost_known, estimated, status "
+                  "FROM v) "
+                  "INSERT INTO baton_spend_daily (key_id, day, cost_pusd, requests) "
+                  "SELECT id, day, sum(cost_pusd), count(*) FROM ("
+                  " SELECT key_id, ts_ms / 86400000, cost_pusd FROM v"
+                  " UNION ALL SELECT team_id, ts_ms / 86400000, cost_pusd FROM v"
+                  " WHERE team_id IS NOT NULL"
+                  " UNION ALL SELECT user_id, ts_ms / 86400000, cost_pusd FROM v"
+                  " WHERE user_id IS NOT NULL) s (id, day, cost_pusd) GROUP BY id, day"
+                  /* rows locked in one order by every instance: no deadlock */
+                  " ORDER BY id, day "
+                  "ON CONFLICT (key_id, day) DO UPDATE SET "
+                  "cost_pusd = baton_spend_daily.cost_pusd + EXCLUDED.cost_pusd, "
+                  "requests = baton_spend_daily.requests + EXCLUDED.requests");
+    if (!err) err = bt_buf_cstr(&sql);
+    if (!err) err = run_params(q, sql.p, n * LEDGER_COLS, v, "writing the ledger");
+    else snprintf(q->base.errmsg, sizeof(q->base.errmsg), "writing the ledger: %s", bt_strerror(err));
+    for (int i = 0; i < n; i++) *recs = (*recs)->next;
+    bt_buf_free(&sql);
+    free(v);
+    free(owner);
+    free(num);
+    return err;
+}
+
 static enum bt_err pg_usage_append(struct bt_store *s, const struct bt_usage_rec *recs)
 {
     struct pg *q = (struct pg *)s;
     enum bt_err err = run(q, "BEGIN", "BEGIN");
     if (err) return err;
-    for (const struct bt_usage_rec *r = recs; r && !err; r = r->next) {
-        char num[10][24];
-        const int64_t nums[10] = {r->ts_ms, r->input_tokens, r->cached_tokens,
-                                  r->cache_write_tokens, r->output_tokens, r->reasoning_tokens,
-                                  r->cost_pusd, r->cost_known, r->estimated, r->status};
-        for (int i = 0; i < 10; i++) snprintf(num[i], sizeof(num[i]), "%lld", (long long)nums[i]);
-        const char *v[17] = {num[0], r->request_id, r->key_id, r->user, r->team, r->model,
-                             r->provider, r->provider_model, num[1], num[2], num[3], num[4],
-                             num[5], num[6], num[7][0] == '1' ? "true" : "false",
-                             num[8][0] == '1' ? "true" : "false", num[9]};
-        err = run_params(q,
-                         "INSERT INTO baton_usage (ts_ms, request_id, key_id, owner_user, team, "
-                         "model, provider, provider_model, input_tokens, cached_tokens, "
-                         "cache_write_tokens, output_tokens, reasoning_tokens, cost_pusd, "
-                         "cost_known, estimated, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
-                         "$9, $10, $11, $12, $13, $14, $15, $16, $17)",
-                         17, v, "writing the ledger");
-        char team[BT_KEY_MAX_NAME + 8], user[BT_KEY_MAX_NAME + 8], day[24];
-        bt_owner_spend_id(BT_OWNER_TEAM, r->team, team, sizeof(team));
-        bt_owner_spend_id(BT_OWNER_USER, r->user, user, sizeof(user));
-        snprintf(day, sizeof(day), "%lld", (long long)(r->ts_ms / DAY_MS));
-        const char *ids[3] = {r->key_id, r->team[0] ? team : NULL, r->user[0] ? user : NULL};
-        for (int i = 0; i < 3 && !err; i++) {
-            if (!ids[i]) continue;
-            const char *dv[3] = {ids[i], day, num[6]};
-            err = run_params(q,
-                             "INSERT INTO baton_spend_daily (key_id, day, cost_pusd, requests) "
-                             "VALUES ($1, $2, $3, 1) ON CONFLICT (key_id, day) DO UPDATE SET "
-                             "cost_pusd = baton_spend_daily.cost_pusd + EXCLUDED.cost_pusd, "
-                             "requests = baton_spend_daily.requests + 1",
-                             3, dv, "writing the daily spend");
-        }
-    }
+    while (recs && !err) err = append_chunk(q, &recs);
     return finish_write(q, err);
 }
 

@@ -244,6 +244,19 @@ export async function stopProc(p, graceMs = 3000 * SLOW) {
     clearTimeout(t);
     children.delete(c);
 }
+// Kills a process with `sig` (SIGKILL: a crash) as a test's own act: its exit is
+// neither reported as a crash nor judged by the clean-exit check. Resolves when gone.
+export async function killProc(p, sig = 'SIGKILL') {
+    const c = p.child;
+    if (c.exitCode !== null || c.signalCode !== null) return;
+    const done = new Promise((r) => c.once('exit', r));
+    c.stopping = true;
+    const rec = allProcs.find((r) => r.child === c);
+    if (rec) rec.killed = true;
+    killChild(c, sig);
+    await done;
+    children.delete(c);
+}
 export async function stopAll() {
     await Promise.all([...children].map((c) => stopProc({ child: c })));
 }
