@@ -397,5 +397,9 @@ static void run(struct bt_worker *w, struct bt_config *cfg, struct bt_http_req *
         bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded", msg, r->model, retry);
         return;
     }
+    /* exec gives the slots held in Redis back itself, before the response's last
+     * bytes (with the charge): a client's next request, to any instance, finds
+     * them free */
+    if (req->on_finish == give_back) ((struct held *)req->on_finish_ud)->redis = NULL;
     bt_exec_run(w, req, cfg, r, plan, payer);
 }

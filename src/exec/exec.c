@@ -156,6 +156,7 @@ struct bt_exec {
     struct hedge *hg;               /* malloc'd at the first hedge, freed with the exec */
     struct bt_payer payer;          /* who pays (strings in hreq's arena) */
     bool charged;                   /* the cost went to the payer's counters */
+    bool shared_back;               /* the payer's slots in Redis were given back */
     bool recorded;                  /* the ledger has the request's record */
 };
 
@@ -190,6 +191,7 @@ static void attempt_over(struct bt_exec *ex, bool counted, enum bt_outcome cls)
 }
 
 static void hedge_drop(struct bt_exec *ex, bool lost);
+static void shared_give_back(struct bt_exec *ex);
 
 /* Releases everything; the exec memory goes when the timer handle has closed. */
 static void cleanup(struct bt_exec *ex)
@@ -202,6 +204,7 @@ static void cleanup(struct bt_exec *ex)
     attempt_over(ex, false, BT_OUTCOME_OK);
     bt_limits_give_back(&ex->dep_taken);
     bt_limits_give_back(&ex->plan.model_taken);
+    shared_give_back(ex);
     ex->state = EX_DONE;
     if (ex->prev) ex->prev->next = ex->next;
     else ex->w->execs = ex->next;
@@ -240,6 +243,17 @@ static void settle(struct bt_exec *ex)
     }
 }
 
+/* Gives back the concurrency slots the request holds in Redis (its key's,
+ * team's, user's, model's), once: with the charge, before the response's last
+ * bytes, or when the exec ends without one. */
+static void shared_give_back(struct bt_exec *ex)
+{
+    if (ex->shared_back) return;
+    ex->shared_back = true;
+    if (ex->payer.nshared && ex->w->redis)
+        bt_redis_release(ex->w->redis, ex->payer.shared, ex->payer.nshared);
+}
+
 /* Charges the request's cost to its key's budget counters, once: called
  * before the response's last bytes go out, so the caller's next request is
  * judged with it. */
@@ -253,6 +267,7 @@ static void charge(struct bt_exec *ex)
     if (ex->payer.nshared && ex->w->redis) /* the other instances see it at once */
         bt_redis_charge(ex->w->redis, ex->payer.shared, ex->payer.nshared,
                         ex->payer.shared_minute, ex->cost_known ? ex->cost_pusd : 0, used);
+    shared_give_back(ex);
     if (ex->cost_known) {
         bt_key_charge(ex->payer.live, ex->cost_pusd);
         bt_key_charge(ex->payer.team_live, ex->cost_pusd);
@@ -1759,6 +1774,8 @@ void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config
     if (!ex) {
         struct bt_limits_taken t = plan->model_taken;
         bt_limits_give_back(&t);
+        if (payer && payer->nshared && w->redis)
+            bt_redis_release(w->redis, payer->shared, payer->nshared);
         bt_http_reset(hreq);
         return;
     }

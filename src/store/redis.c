@@ -395,6 +395,7 @@ void bt_redis_release(struct bt_redis *r, const struct bt_redis_level *lv, int n
         cc_key(k, KEY_MAX, &lv[i]);
         a->argv[a->n++] = k;
     }
-    send_args(ac, a, NULL, NULL);
+    /* written now, like a charge: the slot is free for the next request at once */
+    if (send_args(ac, a, NULL, NULL) && (ac->c.flags & REDIS_CONNECTED)) redisAsyncHandleWrite(ac);
     free(a);
 }
