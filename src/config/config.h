@@ -355,6 +355,8 @@ struct bt_config {
                                         waits to be written; default 1 s */
         uint32_t ledger_batch;       /* store.ledger_batch: records per write, and the
                                         count that starts one early; default 500 */
+        uint64_t admin_timeout_ms;   /* store.admin_timeout: the longest an admin API call
+                                        waits for the store before a 504; default 10 s */
     } store;
     struct bt_provider *providers;
     size_t nproviders;

@@ -210,7 +210,8 @@ static char *beside_config(struct bt_cfg_loader *L, const char *path)
 void bt_cfg_load_store(struct bt_cfg_loader *L, const struct bt_ynode *n)
 {
     static const char *const keys[] = {"sqlite", "postgres", "redis", "redis_unavailable",
-                                       "ledger_interval", "ledger_batch", NULL};
+                                       "ledger_interval", "ledger_batch", "admin_timeout",
+                                       NULL};
     const struct bt_ynode *m = bt_cfg_as_map(L, n, "store");
     if (!m) return;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
@@ -219,6 +220,11 @@ void bt_cfg_load_store(struct bt_cfg_loader *L, const struct bt_ynode *n)
         if (idx == 4) {
             bt_cfg_get_duration(L, v, "store.ledger_interval", 10, 60000,
                                 &L->cfg->store.ledger_interval_ms);
+            continue;
+        }
+        if (idx == 6) {
+            bt_cfg_get_duration(L, v, "store.admin_timeout", 100, 600000,
+                                &L->cfg->store.admin_timeout_ms);
             continue;
         }
         if (idx == 5) {
@@ -356,6 +362,7 @@ void bt_cfg_check_whole(struct bt_cfg_loader *L)
                     "open");
     if (!c->store.ledger_interval_ms) c->store.ledger_interval_ms = 1000;
     if (!c->store.ledger_batch) c->store.ledger_batch = 500;
+    if (!c->store.admin_timeout_ms) c->store.admin_timeout_ms = 10000;
     if (!c->store.sqlite) c->store.sqlite = beside_config(L, "baton.db");
     else check_log_path(L, L->store_node, "store.sqlite", c->store.sqlite);
     if (c->log.file) check_log_path(L, L->log_file_node, "log.file", c->log.file);
