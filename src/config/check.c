@@ -193,4 +193,9 @@ void bt_config_print_table(const struct bt_config *c, void *file)
     } else {
         fprintf(f, "store: sqlite %s\n", c->store.sqlite ? c->store.sqlite : "-");
     }
+    if (c->store.ledger_retention_ms)
+        fprintf(f, "ledger: records kept %llu days (store.ledger_retention)\n",
+                (unsigned long long)(c->store.ledger_retention_ms / 86400000));
+    else
+        fprintf(f, "ledger: records kept forever\n");
 }

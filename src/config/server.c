@@ -211,7 +211,7 @@ void bt_cfg_load_store(struct bt_cfg_loader *L, const struct bt_ynode *n)
 {
     static const char *const keys[] = {"sqlite", "postgres", "redis", "redis_unavailable",
                                        "ledger_interval", "ledger_batch", "admin_timeout",
-                                       NULL};
+                                       "ledger_retention", NULL};
     const struct bt_ynode *m = bt_cfg_as_map(L, n, "store");
     if (!m) return;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
@@ -220,6 +220,19 @@ void bt_cfg_load_store(struct bt_cfg_loader *L, const struct bt_ynode *n)
         if (idx == 4) {
             bt_cfg_get_duration(L, v, "store.ledger_interval", 10, 60000,
                                 &L->cfg->store.ledger_interval_ms);
+            continue;
+        }
+        if (idx == 7) {
+            /* Budgets sum the current period's spend from the ledger: a
+             * month's rows must survive, and a month has up to 31 days. */
+            uint64_t ms = 0;
+            if (!bt_cfg_get_duration(L, v, "store.ledger_retention", 0, UINT64_MAX, &ms)) continue;
+            if (ms < 31ull * 86400000 || ms > 36500ull * 86400000)
+                bt_cfg_err(L, v,
+                           "store.ledger_retention must be from 31d to 36500d: budgets read the "
+                           "current month's spend from the ledger, so a month (up to 31 days) "
+                           "must be kept; leave it out to keep the ledger forever");
+            else L->cfg->store.ledger_retention_ms = ms;
             continue;
         }
         if (idx == 6) {

@@ -173,6 +173,7 @@ struct bt_keys;
 struct bt_keys_opts {
     uint64_t ledger_interval_ms;    /* store.ledger_interval; 0: 1 s */
     uint32_t ledger_batch;          /* store.ledger_batch; 0: 500 */
+    uint64_t ledger_retention_ms;   /* store.ledger_retention; 0: kept forever */
 };
 
 /* Opens the SQLite store at `path` (creating and migrating it), loads the

@@ -504,7 +504,8 @@ enum bt_err bt_keys_start(const struct bt_store_where *where, const struct bt_ke
     if (err) snprintf(why, whycap, "%s: %s", where->postgres ? "postgres" : where->sqlite, k->store->errmsg);
     uv_mutex_unlock(&k->store_lock);
     struct bt_ledger_opts lo = {.interval_ms = o ? o->ledger_interval_ms : 0,
-                                .batch = o ? o->ledger_batch : 0};
+                                .batch = o ? o->ledger_batch : 0,
+                                .retention_ms = o ? o->ledger_retention_ms : 0};
     if (!err && bt_ledger_start(k->store, &k->store_lock, &lo, ledger_committed, k, &k->ledger)) {
         snprintf(why, whycap, "cannot start the ledger thread");
         err = BT_ENOMEM;

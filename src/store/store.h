@@ -201,6 +201,11 @@ struct bt_store_ops {
     enum bt_err (*owner_delete)(struct bt_store *s, enum bt_owner_kind kind, const char *name);
     /* Every owner of both kinds, by kind then name. */
     enum bt_err (*owner_list)(struct bt_store *s, struct bt_owner_list *out);
+    /* Deletes at most `limit` ledger rows older than `before_ms`, oldest first,
+     * and the daily spend of the UTC days wholly before it; *deleted says how
+     * many ledger rows went (fewer than `limit`: none older is left). */
+    enum bt_err (*usage_prune)(struct bt_store *s, int64_t before_ms, uint32_t limit,
+                               uint64_t *deleted);
     /* The ledger summed per group, filtered; ordered by group. */
     enum bt_err (*usage_report)(struct bt_store *s, const struct bt_usage_query *q,
                                 struct bt_usage_rows *out);
