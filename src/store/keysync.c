@@ -1,10 +1,14 @@
-/* The key service: a store handle, the current key table and the thread that
- * keeps it in step with the store; and the write operations both the admin API
- * (through the service) and `baton keys` (on a bare handle) use.
+/* The key service: a store handle, the current key table and the store thread
+ * that keeps it in step with the store and runs the admin API's jobs; and the
+ * write operations both the admin API (through the service) and `baton keys`
+ * (on a bare handle) use.
  *
- * Two locks, never held together by a worker's /v1 path:
- *  - store_lock serialises use of the store handle (the refresh thread and
- *    admin operations); a worker takes it only on the admin path;
+ * Locks, none of which a worker holds for longer than a list or pointer swap:
+ *  - store_lock serialises use of the store handle (the store thread and the
+ *    ledger writer); a worker never takes it (admin operations come to the
+ *    store thread as jobs: bt_keys_submit);
+ *  - wait_lock guards the job queue and the stop flag; a port's lock its list
+ *    of jobs done;
  *  - tab_lock guards the current table pointer while a reference is taken or
  *    it is swapped: a few instructions, taken by a worker only when the
  *    generation it cached is stale. */

@@ -3,8 +3,9 @@
  * interface, `struct bt_store`, with one backend per engine: SQLite (sqlite.c,
  * the embedded default) now, PostgreSQL and Redis later behind the same
  * operations. A store handle is used by one thread at a time (the caller
- * serialises); nothing on a worker's /v1 request path calls it: workers read
- * the in-memory key table (store/keys.h) that a store thread refreshes.
+ * serialises); no worker calls it: workers read the in-memory key table
+ * (store/keys.h) that a store thread refreshes, and hand admin operations to
+ * that thread.
  * See docs/internals/store.md. */
 #ifndef BT_STORE_STORE_H
 #define BT_STORE_STORE_H
