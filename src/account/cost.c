@@ -73,6 +73,16 @@ static int64_t count_value(const struct bt_tok *t, const struct bt_json_doc *d, 
     return n;
 }
 
+int64_t bt_cost_estimate_tokens(struct bt_request *r)
+{
+    if (!r->est_done) {
+        int64_t prompt = bt_cost_count_prompt(r, r->model);
+        r->est_tokens = (prompt > 0 ? prompt : 0) + (r->max_tokens > 0 ? r->max_tokens : 0);
+        r->est_done = true;
+    }
+    return r->est_tokens;
+}
+
 int64_t bt_cost_count_prompt(const struct bt_request *r, struct bt_str model)
 {
     const struct bt_tok *t = tok_for(model);

@@ -37,6 +37,11 @@ size_t bt_cost_format(int64_t pusd, char *buf, size_t cap);
  * Borrows r. */
 int64_t bt_cost_count_prompt(const struct bt_request *r, struct bt_str model);
 
+/* The tokens a limit in tokens per minute takes for `r` before the call: its
+ * prompt (bt_cost_count_prompt with the requested model's tokenizer) plus its
+ * max_tokens, each counted as 0 when unknown. Counted once, kept in r. */
+int64_t bt_cost_estimate_tokens(struct bt_request *r);
+
 /* Tokens in `escaped`, the body of a JSON string (escapes decoded first), with
  * the encoding of `model`; 0 for an empty or broken string, -1 when the
  * tokenizer could not be loaded. */

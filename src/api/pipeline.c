@@ -19,25 +19,27 @@
 #include "store/keys.h"
 #include "store/redis.h"
 
-static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
+static bool route_request(struct bt_worker *w, struct bt_http_req *req,
                           const struct bt_frontend *fe, struct bt_request *r,
-                          const struct bt_payer *payer);
+                          const struct bt_payer *payer, struct bt_plan *plan);
+static void run(struct bt_worker *w, struct bt_config *cfg, struct bt_http_req *req,
+                const struct bt_frontend *fe, struct bt_request *r, struct bt_plan *plan,
+                const struct bt_payer *payer);
 
 /* What a request gives back when it is over, however it ends: the concurrency
  * slots it holds in this process (its key's, team's, user's) and in Redis. */
 struct held {
     struct bt_key_slots slots;
     struct bt_redis *redis;       /* NULL: no slot in Redis */
-    char id[BT_KEY_ID_LEN + 1];
-    struct bt_key_live *model;    /* the model's own limits' slot, or NULL */
+    int nshared;                  /* the levels whose slots Redis holds */
+    struct bt_redis_level shared[BT_REDIS_LEVELS];
 };
 
 static void give_back(void *ud)
 {
     struct held *h = ud;
     bt_key_release_slots(&h->slots);
-    if (h->redis) bt_redis_release(h->redis, h->id);
-    if (h->model) bt_key_release(h->model);
+    if (h->redis) bt_redis_release(h->redis, h->shared, h->nshared);
 }
 
 /* The request's struct held, made (and hooked) on first need; NULL: no memory. */
@@ -52,23 +54,54 @@ static struct held *held_of(struct bt_http_req *req)
 }
 
 /* ---- admission shared through Redis (store.redis) ----
- * A virtual key's rpm and concurrency are counted in Redis (its tpm, budget and
- * its team's and user's limits are judged by the gate as without Redis), one
- * round trip on this worker's connection; the request waits for the answer
- * without blocking the loop. What the answer needs is copied here: the key
- * table the caller's record lives in may be swapped by another request. */
+ * A virtual key's, its team's and its user's rpm, tpm, concurrency and budgets
+ * are counted in Redis: one round trip on this worker's connection, the request
+ * waiting for the answer without blocking the loop. What the answer needs is
+ * copied here: the key table the caller's record lives in may be swapped by
+ * another request. */
 struct shared {
     struct bt_worker *w;
     struct bt_http_req *req;      /* NULL once the client has gone */
     const struct bt_frontend *fe;
     struct bt_request *r;
-    struct bt_caller caller;      /* what the gate took (given back on a refusal) */
-    struct bt_payer payer;
-    char id[BT_KEY_ID_LEN + 1];
-    int64_t rpm, concurrency;
-    struct bt_key_live *live;     /* for the per-process limits when Redis is down (open) */
-    struct bt_redis_limits lim;
+    struct bt_caller caller;      /* what the gate took and the levels' limits */
+    struct bt_payer payer;        /* its shared levels are what Redis judges */
+    int idx[BT_REDIS_LEVELS];     /* each shared level's caller level, or MODEL_LEVEL */
+    struct bt_config *cfg;        /* our ref: the snapshot the plan was made in (a reload
+                                     may swap the worker's meanwhile) */
+    struct bt_plan plan;
 };
+
+static void shared_free(struct shared *sh)
+{
+    bt_config_unref(sh->cfg);
+    free(sh);
+}
+
+/* idx of the shared level that is the model's own limits */
+#define MODEL_LEVEL 3
+
+/* Why the model `name` is over its limit `which`, into msg. */
+static void model_over(char *msg, size_t cap, const char *name, const char *which, bool across)
+{
+    const char *all = across ? " across all instances" : "";
+    if (strcmp(which, "rpm") == 0)
+        snprintf(msg, cap,
+                 "The model '%s' is over its requests per minute (rpm)%s; retry after the time "
+                 "in Retry-After.",
+                 name, all);
+    else if (strcmp(which, "tpm") == 0)
+        snprintf(msg, cap,
+                 "The model '%s' is over its tokens per minute (tpm)%s: the tokens of this "
+                 "minute's requests and this one's estimate (its prompt and max_tokens) would "
+                 "pass it; retry after the time in Retry-After.",
+                 name, all);
+    else
+        snprintf(msg, cap,
+                 "The model '%s' has as many requests in flight as its concurrency limit "
+                 "allows%s; retry when one has finished.",
+                 name, all);
+}
 
 static void shared_abort(struct bt_http_req *req, void *ud)
 {
@@ -77,110 +110,69 @@ static void shared_abort(struct bt_http_req *req, void *ud)
     sh->req = NULL;
 }
 
-static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after)
+static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after, int level)
 {
     struct shared *sh = ud;
     struct bt_http_req *req = sh->req;
     if (!req) { /* the client left while Redis answered (its on_finish gave back the rest) */
-        if (v == BT_REDIS_OK && sh->concurrency >= 0 && sh->w->redis)
-            bt_redis_release(sh->w->redis, sh->id);
-        free(sh);
+        if (v == BT_REDIS_OK && sh->w->redis)
+            bt_redis_release(sh->w->redis, sh->payer.shared, sh->payer.nshared);
+        shared_free(sh);
         return;
     }
     bt_http_on_abort(req, NULL, NULL);
     const struct bt_frontend *fe = sh->fe;
     struct bt_request *r = sh->r;
     struct held *h = req->on_finish_ud; /* set by bt_pipeline_run */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     if (v == BT_REDIS_DOWN) {
         if (sh->w->cfg->store.redis_closed) {
-            bt_gate_untake(&sh->caller);
-            memset(&h->slots, 0, sizeof(h->slots));
             bt_api_fail(req, fe, 503, "limits_unavailable", NULL,
                         "The shared rate-limit store does not answer; retry shortly.", r->model);
-            free(sh);
+            shared_free(sh);
             return;
         }
-        /* open: this process's own counters, as without Redis */
-        bool held = false;
-        const char *which = NULL;
-        if (!bt_live_take(sh->live, sh->rpm, sh->concurrency, (int64_t)time(NULL), &held, &which,
-                          &retry_after)) {
-            v = strcmp(which, "rpm") == 0 ? BT_REDIS_RPM : BT_REDIS_CONCURRENCY;
-        } else {
-            if (held) h->slots.live[0] = sh->live;
-            v = BT_REDIS_OK;
-            sh->concurrency = -1; /* nothing held in Redis */
+        /* open: this process's own counters, as without Redis; its budgets were
+         * judged by the gate */
+        if (!bt_gate_limits(&sh->caller, (int64_t)ts.tv_sec)) {
+            bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded", sh->caller.budget_msg,
+                              r->model, sh->caller.retry_after);
+            shared_free(sh);
+            return;
         }
-    }
-    if (v == BT_REDIS_BUDGET) {
-        bt_gate_untake(&sh->caller);
-        memset(&h->slots, 0, sizeof(h->slots));
-        bt_api_fail_retry(req, fe, 429, "insufficient_quota",
-                          "This API key has used its budget for the period across all instances; "
-                          "it resets when the period ends.",
-                          r->model, 0);
-        free(sh);
-        return;
+        h->slots = sh->caller.slots;
+        sh->payer.nshared = 0; /* nothing held nor to charge in Redis */
+        sh->payer.model_shared = false;
+        sh->payer.tpm_tokens = sh->caller.tokens;
+        sh->payer.tpm_minute = sh->caller.tpm_minute;
+        memcpy(sh->payer.tpm_lives, sh->caller.tpm_lives, sizeof(sh->payer.tpm_lives));
+        v = BT_REDIS_OK;
     }
     if (v != BT_REDIS_OK) {
-        bt_gate_untake(&sh->caller);
-        memset(&h->slots, 0, sizeof(h->slots));
-        bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded",
-                          v == BT_REDIS_RPM
-                              ? "This API key is over its requests per minute (rpm) across all "
-                                "instances; retry after the time in Retry-After."
-                              : "This API key has as many requests in flight as its concurrency "
-                                "limit allows across all instances; retry when one has finished.",
-                          r->model, retry_after);
-        free(sh);
+        int lvl = sh->idx[level < 0 || level >= sh->payer.nshared ? 0 : level];
+        if (lvl == MODEL_LEVEL) {
+            char msg[400];
+            model_over(msg, sizeof(msg), sh->plan.model->name,
+                       v == BT_REDIS_RPM ? "rpm" : v == BT_REDIS_TPM ? "tpm" : "concurrency", true);
+            bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded", msg, r->model, retry_after);
+            shared_free(sh);
+            return;
+        }
+        bt_gate_shared_refusal(&sh->caller, lvl, v, retry_after, (int64_t)ts.tv_sec * 1000);
+        bt_api_fail_retry(req, fe, 429,
+                          v == BT_REDIS_BUDGET ? "insufficient_quota" : "rate_limit_exceeded",
+                          sh->caller.budget_msg, r->model, sh->caller.retry_after);
+        shared_free(sh);
         return;
     }
-    if (sh->concurrency >= 0) {
+    if (sh->payer.nshared) {
         h->redis = sh->w->redis;
-        memcpy(h->id, sh->id, sizeof(h->id));
+        h->nshared = sh->payer.nshared;
+        memcpy(h->shared, sh->payer.shared, sizeof(h->shared));
     }
-    struct bt_worker *w = sh->w;
-    struct bt_payer payer = sh->payer;
-    free(sh);
-    route_and_run(w, req, fe, r, &payer);
-}
-
-static void shared_admit(struct bt_worker *w, struct bt_http_req *req, const struct bt_frontend *fe,
-                         struct bt_request *r, const struct bt_caller *caller,
-                         const struct bt_payer *payer)
-{
-    struct shared *sh = calloc(1, sizeof(*sh));
-    if (!sh) {
-        bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
-        return;
-    }
-    const struct bt_key_rec *k = caller->key;
-    sh->w = w;
-    sh->req = req;
-    sh->fe = fe;
-    sh->r = r;
-    sh->caller = *caller;
-    sh->caller.key = NULL; /* not valid past this call */
-    sh->payer = *payer;
-    memcpy(sh->id, k->id, sizeof(sh->id));
-    sh->rpm = k->rpm;
-    sh->concurrency = k->concurrency;
-    sh->live = k->live;
-    int64_t now = (int64_t)time(NULL);
-    sh->lim = (struct bt_redis_limits){.rpm = k->rpm, .concurrency = k->concurrency,
-                                       .budget_pusd = -1};
-    if (payer->budget_shared) {
-        sh->lim.budget_pusd = k->budget_micro_usd > INT64_MAX / 1000000
-                                  ? INT64_MAX
-                                  : k->budget_micro_usd * 1000000;
-        sh->lim.spent_pusd = k->live ? atomic_load(&k->live->spent_pusd) +
-                                           atomic_load(&k->live->pending_pusd)
-                                     : 0;
-        sh->lim.period_start_s = payer->budget_start_s;
-        sh->lim.spend_ttl_ms = payer->budget_ttl_ms;
-    }
-    bt_http_on_abort(req, shared_abort, sh);
-    bt_redis_admit(w->redis, k->id, &sh->lim, now, on_shared, sh);
+    run(sh->w, sh->cfg, req, fe, r, &sh->plan, &sh->payer);
+    shared_free(sh);
 }
 
 void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct bt_frontend *fe,
@@ -225,10 +217,8 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
         }
     }
     if (caller.key && (caller.key->tpm > 0 || caller.key->owner[BT_OWNER_TEAM].tpm > 0 ||
-                       caller.key->owner[BT_OWNER_USER].tpm > 0)) { /* its tokens, counted now */
-        int64_t prompt = bt_cost_count_prompt(r, r->model);
-        caller.tokens = (prompt > 0 ? prompt : 0) + (r->max_tokens > 0 ? r->max_tokens : 0);
-    }
+                       caller.key->owner[BT_OWNER_USER].tpm > 0)) /* its tokens, counted now */
+        caller.tokens = bt_cost_estimate_tokens(r);
     int status = 0;
     const char *code = NULL;
     if (!bt_gate_admit(cfg, &caller, r, &status, &code, &why)) {
@@ -262,18 +252,12 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
             payer.budget_left = 0;
         }
     }
-    if (w->redis && caller.key && caller.key->budget_micro_usd >= 0) {
-        /* the key's budget counted in Redis too: exact across instances */
-        enum bt_budget_period per = caller.key->budget_period ? caller.key->budget_period
-                                                              : BT_PERIOD_MONTH;
-        int64_t now_ms = (int64_t)time(NULL) * 1000;
-        payer.budget_shared = true;
-        payer.budget_start_s = bt_period_start_ms(per, now_ms) / 1000;
-        payer.budget_ttl_ms = (per == BT_PERIOD_DAY ? 2 : per == BT_PERIOD_WEEK ? 8 : 32) * 86400000LL;
+    struct bt_plan plan;
+    if (!route_request(w, req, fe, r, &payer, &plan)) { /* answered: nothing was used */
+        bt_gate_untake(&caller);
+        return;
     }
-    bool shared = w->redis && caller.key &&
-                  (caller.key->rpm >= 0 || caller.key->concurrency >= 0 || payer.budget_shared);
-    if (caller.held || shared) { /* what it holds, given back when the request is over */
+    if (caller.held) { /* what it holds, given back when the request is over */
         struct held *h = held_of(req);
         if (!h) {
             bt_gate_untake(&caller);
@@ -282,18 +266,58 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
         }
         h->slots = caller.slots;
     }
-    if (shared) {
-        shared_admit(w, req, fe, r, &caller, &payer);
+    if (!w->redis) {
+        run(w, w->cfg, req, fe, r, &plan, &payer);
         return;
     }
-    route_and_run(w, req, fe, r, &payer);
+    /* Redis judges the levels with limits or budgets (the key's, its team's,
+     * its user's) and the model's limits, in one round trip */
+    int idx[BT_REDIS_LEVELS] = {0};
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (caller.key)
+        payer.nshared = bt_gate_shared_levels(&caller, caller.key->id,
+                                              (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+                                              payer.shared, idx);
+    payer.shared_minute = (int64_t)ts.tv_sec / 60;
+    const struct bt_model *gm = plan.model;
+    if (gm && (gm->limits.rpm || gm->limits.tpm || gm->limits.concurrency)) {
+        struct bt_redis_level *m = &payer.shared[payer.nshared];
+        *m = (struct bt_redis_level){
+            .rpm = gm->limits.rpm ? gm->limits.rpm : -1,
+            .concurrency = gm->limits.concurrency ? gm->limits.concurrency : -1,
+            .tpm = gm->limits.tpm ? gm->limits.tpm : -1,
+            .tokens = gm->limits.tpm ? bt_cost_estimate_tokens(r) : 0,
+            .budget_pusd = -1};
+        snprintf(m->scope, sizeof(m->scope), "model:%s", gm->name);
+        idx[payer.nshared++] = MODEL_LEVEL;
+        payer.model_shared = true;
+    }
+    if (!payer.nshared) {
+        run(w, w->cfg, req, fe, r, &plan, &payer);
+        return;
+    }
+    struct shared *sh = malloc(sizeof(*sh));
+    struct held *h = sh ? held_of(req) : NULL;
+    if (!h) {
+        free(sh);
+        bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
+        return;
+    }
+    *sh = (struct shared){.w = w, .req = req, .fe = fe, .r = r, .caller = caller,
+                          .payer = payer, .cfg = bt_config_ref(w->cfg), .plan = plan};
+    memcpy(sh->idx, idx, sizeof(idx));
+    sh->caller.key = NULL; /* not valid past this call */
+    bt_http_on_abort(req, shared_abort, sh);
+    bt_redis_admit(w->redis, payer.shared, payer.nshared, (int64_t)ts.tv_sec, on_shared, sh);
 }
 
 /* After admission: the end user, routing (rules and routers reading the prompt
- * first), the forwarded headers' check, then exec. */
-static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
+ * first) into *plan, the forwarded headers' check. False when it answered the
+ * request (an error). */
+static bool route_request(struct bt_worker *w, struct bt_http_req *req,
                           const struct bt_frontend *fe, struct bt_request *r,
-                          const struct bt_payer *payer)
+                          const struct bt_payer *payer, struct bt_plan *plan)
 {
     const struct bt_config *cfg = w->cfg;
     char msg[300];
@@ -304,7 +328,7 @@ static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
     if (!user.len && xu.p) {
         if (!bt_api_name_ok(xu, "x-baton-user", msg, sizeof(msg))) {
             bt_api_fail(req, fe, 400, "invalid_header_value", NULL, msg, r->model);
-            return;
+            return false;
         }
         user = xu;
     }
@@ -322,11 +346,11 @@ static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
             bt_api_fail(req, fe, 400, NULL, cerr.param[0] ? cerr.param : NULL,
                         cerr.message[0] ? cerr.message : "the request's content cannot be read",
                         r->model);
-            return;
+            return false;
         }
         if (err || !w->learn) {
             bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
-            return;
+            return false;
         }
         prompt.user = user;
         prompt.tags = bt_http_header_get(req, "x-baton-tags");
@@ -334,51 +358,44 @@ static void route_and_run(struct bt_worker *w, struct bt_http_req *req,
         q.prompt = &prompt;
         q.scratch = w->learn;
     }
-    struct bt_plan plan;
-    if (bt_route(cfg, &q, &plan)) {
+    if (bt_route(cfg, &q, plan)) {
         char m[400];
         snprintf(m, sizeof(m), "The model '%.*s' does not exist or you do not have access to it.",
                  BT_STR_FMT(r->model));
         bt_api_fail(req, fe, 404, "model_not_found", "model", m, r->model);
-        return;
-    }
-    /* The model's own limits (per process), over all its requests */
-    const struct bt_model *gm = plan.model;
-    if (gm && gm->health && (gm->limits.rpm || gm->limits.concurrency)) {
-        bool held = false;
-        const char *which = NULL;
-        int64_t retry = 1;
-        if (!bt_live_take(&gm->health->lim, gm->limits.rpm ? gm->limits.rpm : -1,
-                          gm->limits.concurrency ? gm->limits.concurrency : -1,
-                          (int64_t)time(NULL), &held, &which, &retry)) {
-            snprintf(msg, sizeof(msg),
-                     strcmp(which, "rpm") == 0
-                         ? "The model '%s' is over its requests per minute (rpm); retry after "
-                           "the time in Retry-After."
-                         : "The model '%s' has as many requests in flight as its concurrency "
-                           "limit allows; retry when one has finished.",
-                     gm->name);
-            bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded", msg, r->model, retry);
-            return;
-        }
-        struct held *h = held ? held_of(req) : NULL;
-        if (held && !h) {
-            bt_key_release(&gm->health->lim);
-            bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
-            return;
-        }
-        if (h) h->model = &gm->health->lim;
+        return false;
     }
     /* A header some candidate would forward must be safe to pass on: checked for
      * all of them, so the answer does not depend on which one is tried first. */
-    for (uint32_t i = 0; i < plan.n; i++) {
-        enum bt_err herr = bt_provider_check_headers(plan.c[i].provider, r, msg, sizeof(msg));
+    for (uint32_t i = 0; i < plan->n; i++) {
+        enum bt_err herr = bt_provider_check_headers(plan->c[i].provider, r, msg, sizeof(msg));
         if (herr) {
             bt_api_fail(req, fe, 400,
                         herr == BT_ETOOBIG ? "too_many_forwarded_headers" : "invalid_header_value",
                         NULL, msg, r->model);
-            return;
+            return false;
         }
     }
-    bt_exec_run(w, req, w->cfg, r, &plan, payer);
+    return true;
+}
+
+/* The model's own limits in this process (unless Redis counted them: a shared
+ * level in payer), then exec, which settles the tokens and gives back the slot. */
+static void run(struct bt_worker *w, struct bt_config *cfg, struct bt_http_req *req,
+                const struct bt_frontend *fe, struct bt_request *r, struct bt_plan *plan,
+                const struct bt_payer *payer)
+{
+    const struct bt_model *gm = plan->model;
+    const char *which = NULL;
+    int64_t retry = 1;
+    if (gm && !payer->model_shared &&
+        !bt_health_take_limits(gm->health, &gm->limits, (int64_t)time(NULL),
+                               gm->limits.tpm ? bt_cost_estimate_tokens(r) : 0,
+                               &plan->model_taken, &which, &retry)) {
+        char msg[400];
+        model_over(msg, sizeof(msg), gm->name, which, false);
+        bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded", msg, r->model, retry);
+        return;
+    }
+    bt_exec_run(w, req, cfg, r, plan, payer);
 }

@@ -53,6 +53,8 @@ struct bt_request {
     const struct bt_chat *chat;
     bool include_cost;        /* x-baton-include-cost: true: a stream's usage chunk
                                  carries the request's cost */
+    bool est_done;            /* est_tokens is counted (account/cost.h) */
+    int64_t est_tokens;       /* the estimate tpm limits take: prompt + max_tokens */
     /* The client's headers, borrowed from the HTTP request (set by the front end):
      * a provider's forward_headers are picked from them. */
     const struct bt_http_header *headers;

@@ -139,6 +139,8 @@ bool bt_price_default(struct bt_str model, struct bt_price *out);
 struct bt_limits {
     int64_t rpm;          /* requests per calendar minute */
     int64_t concurrency;  /* requests (attempts, for a deployment) in flight */
+    int64_t tpm;          /* tokens per calendar minute: each request's estimate (its
+                             prompt and max_tokens) taken, corrected to its usage */
 };
 
 struct bt_deployment {
@@ -344,13 +346,17 @@ struct bt_config {
         /* store.postgres: a libpq connection URI; when set, keys (and later the
          * ledger) live in PostgreSQL instead of the SQLite file. Read at start. */
         char *postgres;
-        /* store.redis: redis://[:PASSWORD@]HOST[:PORT][/DB]; when set, virtual keys'
-         * rpm and concurrency are counted in Redis, shared by every instance.
-         * Read at start. */
+        /* store.redis: redis://[:PASSWORD@]HOST[:PORT][/DB]; when set, the limits
+         * and budgets of keys, teams and users, and the limits of models and
+         * deployments, are counted in Redis, shared by every instance. Read at
+         * start. */
         char *redis;
         /* store.redis_unavailable: when Redis does not answer, admit with the
          * per-process limits (open, the default) or refuse with 503 (closed). */
         bool redis_closed;
+        uint64_t redis_timeout_ms; /* store.redis_timeout: how long an admission waits for
+                                      Redis before it counts as down; default 500 ms.
+                                      Read at start. */
         uint64_t ledger_interval_ms; /* store.ledger_interval: the longest a usage record
                                         waits to be written; default 1 s */
         uint32_t ledger_batch;       /* store.ledger_batch: records per write, and the

@@ -142,15 +142,16 @@ static void default_price(struct bt_deployment *d)
         bt_price_default(bt_str_c(d->model), &d->price);
 }
 
-/* limits: {rpm: N, concurrency: N} */
+/* limits: {rpm: N, tpm: N, concurrency: N} */
 static void load_limits(struct bt_cfg_loader *L, const struct bt_ynode *v, const char *ctx,
                         struct bt_limits *out)
 {
-    static const char *const keys[] = {"rpm", "concurrency", NULL};
+    static const char *const keys[] = {"rpm", "concurrency", "tpm", NULL};
     char what[BT_CFG_MAX_NAME + 80];
     snprintf(what, sizeof(what), "%s limits", ctx);
     if (v->kind != BT_Y_MAP) {
-        bt_cfg_err(L, v, "%s must be a mapping like {rpm: 600, concurrency: 20}", what);
+        bt_cfg_err(L, v, "%s must be a mapping like {rpm: 600, tpm: 200000, concurrency: 20}",
+                   what);
         return;
     }
     for (size_t i = 0; i + 1 < v->n; i += 2) {
@@ -160,7 +161,8 @@ static void load_limits(struct bt_cfg_loader *L, const struct bt_ynode *v, const
         uint64_t x;
         if (idx >= 0 && bt_cfg_get_u64(L, v->items[i + 1], w, 1, 1000000000, &x)) {
             if (idx == 0) out->rpm = (int64_t)x;
-            else out->concurrency = (int64_t)x;
+            else if (idx == 1) out->concurrency = (int64_t)x;
+            else out->tpm = (int64_t)x;
         }
     }
 }

@@ -209,9 +209,10 @@ static char *beside_config(struct bt_cfg_loader *L, const char *path)
 
 void bt_cfg_load_store(struct bt_cfg_loader *L, const struct bt_ynode *n)
 {
-    static const char *const keys[] = {"sqlite", "postgres", "redis", "redis_unavailable",
-                                       "ledger_interval", "ledger_batch", "admin_timeout",
-                                       "ledger_retention", NULL};
+    static const char *const keys[] = {"sqlite",          "postgres",     "redis",
+                                       "redis_unavailable", "ledger_interval", "ledger_batch",
+                                       "redis_timeout",   "admin_timeout", "ledger_retention",
+                                       NULL};
     const struct bt_ynode *m = bt_cfg_as_map(L, n, "store");
     if (!m) return;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
@@ -222,7 +223,7 @@ void bt_cfg_load_store(struct bt_cfg_loader *L, const struct bt_ynode *n)
                                 &L->cfg->store.ledger_interval_ms);
             continue;
         }
-        if (idx == 7) {
+        if (idx == 8) {
             /* Budgets sum the current period's spend from the ledger: a
              * month's rows must survive, and a month has up to 31 days. */
             uint64_t ms = 0;
@@ -235,9 +236,14 @@ void bt_cfg_load_store(struct bt_cfg_loader *L, const struct bt_ynode *n)
             else L->cfg->store.ledger_retention_ms = ms;
             continue;
         }
-        if (idx == 6) {
+        if (idx == 7) {
             bt_cfg_get_duration(L, v, "store.admin_timeout", 100, 600000,
                                 &L->cfg->store.admin_timeout_ms);
+            continue;
+        }
+        if (idx == 6) {
+            bt_cfg_get_duration(L, v, "store.redis_timeout", 10, 60000,
+                                &L->cfg->store.redis_timeout_ms);
             continue;
         }
         if (idx == 5) {
@@ -375,6 +381,7 @@ void bt_cfg_check_whole(struct bt_cfg_loader *L)
                     "open");
     if (!c->store.ledger_interval_ms) c->store.ledger_interval_ms = 1000;
     if (!c->store.ledger_batch) c->store.ledger_batch = 500;
+    if (!c->store.redis_timeout_ms) c->store.redis_timeout_ms = 500;
     if (!c->store.admin_timeout_ms) c->store.admin_timeout_ms = 10000;
     if (!c->store.sqlite) c->store.sqlite = beside_config(L, "baton.db");
     else check_log_path(L, L->store_node, "store.sqlite", c->store.sqlite);

@@ -28,6 +28,7 @@ enum ex_state {
     EX_ERRBODY,       /* non-2xx reply being buffered */
     EX_STREAM,        /* 2xx stream being relayed: committed */
     EX_BACKOFF,       /* waiting before the next retry (the timer starts it) */
+    EX_LIMITS,        /* waiting for Redis to admit the attempt to its deployment's limits */
     EX_DONE,
 };
 
@@ -62,7 +63,21 @@ struct hedge {
     uint64_t first_byte_ms;         /* runs alone; first_byte_ms 0 = none */
     struct bt_pcall call;
     struct bt_pbody body_up;        /* borrowed by the call */
+    struct bt_limits_taken taken;   /* what it took from its deployment's limits */
     char deployment[256];
+};
+
+/* An attempt's (or the hedge's) deployment limits asked of Redis (store.redis):
+ * the answer continues it, unless the exec is gone meanwhile (ex NULL: what
+ * Redis took is given back). */
+struct dep_wait {
+    struct bt_exec *ex;
+    struct bt_redis *redis;
+    const struct bt_candidate *c;
+    uint32_t idx, tries;            /* the hedge's candidate and the own tries it uses */
+    bool hedge;
+    int64_t minute;
+    struct bt_redis_level lv;
 };
 
 struct bt_exec {
@@ -85,7 +100,12 @@ struct bt_exec {
     const struct bt_provider *prov; /* current attempt's provider */
     const struct bt_adapter *ad;    /* and its adapter */
     struct bt_health *health;       /* its deployment's live state while an attempt runs */
-    struct bt_key_live *dep_slot;   /* the attempt holds a slot of its deployment's limits */
+    struct dep_wait *dep_wait;      /* EX_LIMITS: the attempt's question to Redis */
+    struct dep_wait *hedge_wait;    /* the hedge's, while Redis answers */
+    struct bt_limits_taken dep_taken; /* what the attempt took from its deployment's limits:
+                                       the slot given back when it is over, the tokens
+                                       settled by charge (or given back when another
+                                       attempt follows) */
     uint64_t attempt_ns;            /* when the current attempt started */
     uint64_t head_us;               /* its time to a 2xx response head; 0 = none */
     struct bt_pcall call;
@@ -161,8 +181,7 @@ static void on_timer_closed(uv_handle_t *h)
  * `counted` false when the client left (nothing learned); `cls` its outcome. */
 static void attempt_over(struct bt_exec *ex, bool counted, enum bt_outcome cls)
 {
-    if (ex->dep_slot) bt_key_release(ex->dep_slot);
-    ex->dep_slot = NULL;
+    bt_limits_release_slot(&ex->dep_taken);
     if (!ex->health) return;
     const struct bt_breaker_cfg none = {0};
     const struct bt_breaker_cfg *b = ex->plan.model ? &ex->plan.model->breaker : &none;
@@ -177,7 +196,12 @@ static void cleanup(struct bt_exec *ex)
 {
     if (ex->state == EX_DONE) return;
     if (ex->hedge_live) hedge_drop(ex, false);
+    if (ex->dep_wait) ex->dep_wait->ex = NULL;
+    if (ex->hedge_wait) ex->hedge_wait->ex = NULL;
+    ex->dep_wait = ex->hedge_wait = NULL;
     attempt_over(ex, false, BT_OUTCOME_OK);
+    bt_limits_give_back(&ex->dep_taken);
+    bt_limits_give_back(&ex->plan.model_taken);
     ex->state = EX_DONE;
     if (ex->prev) ex->prev->next = ex->next;
     else ex->w->execs = ex->next;
@@ -224,20 +248,22 @@ static void charge(struct bt_exec *ex)
     settle(ex);
     if (ex->charged) return;
     ex->charged = true;
+    /* the estimate taken at admit becomes the usage */
+    int64_t used = ex->usage.present ? ex->usage.prompt_tokens + ex->usage.completion_tokens : 0;
+    if (ex->payer.nshared && ex->w->redis) /* the other instances see it at once */
+        bt_redis_charge(ex->w->redis, ex->payer.shared, ex->payer.nshared,
+                        ex->payer.shared_minute, ex->cost_known ? ex->cost_pusd : 0, used);
     if (ex->cost_known) {
-        if (ex->payer.budget_shared && ex->w->redis) /* the other instances see it at once */
-            bt_redis_charge(ex->w->redis, ex->payer.key_id, ex->payer.budget_start_s,
-                            ex->payer.budget_ttl_ms, ex->cost_pusd);
         bt_key_charge(ex->payer.live, ex->cost_pusd);
         bt_key_charge(ex->payer.team_live, ex->cost_pusd);
         bt_key_charge(ex->payer.user_live, ex->cost_pusd);
     }
-    /* the estimate taken at admit becomes the usage */
-    int64_t used = ex->usage.present ? ex->usage.prompt_tokens + ex->usage.completion_tokens : 0;
     for (int i = 0; i < 3; i++)
         if (ex->payer.tpm_lives[i])
             bt_key_correct_tokens(ex->payer.tpm_lives[i], ex->payer.tpm_minute,
                                   used - ex->payer.tpm_tokens);
+    bt_limits_settle(&ex->plan.model_taken, used);
+    bt_limits_settle(&ex->dep_taken, ex->attempts ? used : 0);
 }
 
 /* The request's usage record for the ledger (written by the key service's
@@ -1145,6 +1171,7 @@ static void up_done(void *ud, enum bt_err err, const char *detail)
         }
         return;
     case EX_BACKOFF: /* no call is live while waiting */
+    case EX_LIMITS:
     case EX_DONE: return;
     }
 }
@@ -1208,6 +1235,7 @@ static void hedge_failed(struct bt_exec *ex, enum bt_metrics_upclass cls, enum b
 {
     struct hedge *hg = ex->hg;
     ex->hedge_live = false;
+    bt_limits_give_back(&hg->taken);
     if (ex->w->mshard) bt_metrics_upstream_error(ex->w->mshard, bt_str_c(hg->prov->name), cls);
     bt_health_end(hg->health, &ex->plan.model->breaker, true, outcome, 0, bt_health_now_ms());
     if (outcome == BT_OUTCOME_AUTH) ex->auth_skip |= 1u << hg->idx;
@@ -1338,14 +1366,102 @@ static uint64_t total_ms(struct bt_exec *ex, const struct bt_provider *p)
     return total;
 }
 
+/* Takes an attempt at `c` from its deployment's limits (its estimate of tokens
+ * counted only when it has tpm). */
+static bool take_deployment(struct bt_exec *ex, const struct bt_candidate *c,
+                            struct bt_limits_taken *t, const char **which, int64_t *retry)
+{
+    const struct bt_limits *lim = c->limits;
+    return bt_health_take_limits(c->health, lim, (int64_t)time(NULL),
+                                 lim && lim->tpm ? bt_cost_estimate_tokens(ex->r) : 0, t, which,
+                                 retry);
+}
+
+static void on_dep_answer(void *ud, enum bt_redis_verdict v, int64_t retry_after, int level);
+
+/* Asks Redis to admit an attempt (or the hedge, `hedge`) at `c` to its
+ * deployment's limits, when they are counted there (store.redis); the answer
+ * (on_dep_answer) continues it. NULL when they are not (or memory ran out):
+ * this process counts them. */
+static struct dep_wait *dep_ask(struct bt_exec *ex, const struct bt_candidate *c, bool hedge,
+                                uint32_t idx, uint32_t tries)
+{
+    const struct bt_limits *lim = c->limits;
+    struct bt_redis_level lv;
+    if (!ex->w->redis ||
+        !bt_limits_level(lim, lim && lim->tpm ? bt_cost_estimate_tokens(ex->r) : 0, &lv))
+        return NULL;
+    struct dep_wait *d = malloc(sizeof(*d));
+    if (!d) return NULL;
+    int64_t now = (int64_t)time(NULL);
+    *d = (struct dep_wait){.ex = ex, .redis = ex->w->redis, .c = c, .idx = idx, .tries = tries,
+                           .hedge = hedge, .minute = now / 60, .lv = lv};
+    snprintf(d->lv.scope, sizeof(d->lv.scope), "deployment:%s/%.*s", c->provider->name,
+             BT_STR_FMT(c->model));
+    if (hedge) ex->hedge_wait = d;
+    else ex->dep_wait = d;
+    bt_redis_admit(ex->w->redis, &d->lv, 1, now, on_dep_answer, d);
+    return d;
+}
+
+static bool attempt_go(struct bt_exec *ex, const struct bt_candidate *c);
+static void hedge_go(struct bt_exec *ex, uint32_t idx, uint32_t tries,
+                     struct bt_limits_taken *taken);
+
+static void on_dep_answer(void *ud, enum bt_redis_verdict v, int64_t retry_after, int level)
+{
+    (void)retry_after;
+    (void)level;
+    struct dep_wait *d = ud;
+    struct bt_exec *ex = d->ex;
+    if (!ex) { /* the request is over: what Redis took goes back */
+        if (v == BT_REDIS_OK) {
+            bt_redis_release(d->redis, &d->lv, 1);
+            bt_redis_charge(d->redis, &d->lv, 1, d->minute, 0, 0);
+        }
+        free(d);
+        return;
+    }
+    if (d->hedge) ex->hedge_wait = NULL;
+    else ex->dep_wait = NULL;
+    struct bt_limits_taken t = {0};
+    const char *which = NULL;
+    int64_t retry = 1;
+    bool ok = v == BT_REDIS_OK;
+    if (ok) ok = bt_limits_taken_shared(&t, d->redis, &d->lv, d->minute), which = "memory";
+    else if (v == BT_REDIS_DOWN && !ex->cfg->store.redis_closed)
+        ok = take_deployment(ex, d->c, &t, &which, &retry); /* open: this process counts */
+    else
+        which = v == BT_REDIS_RPM ? "rpm"
+              : v == BT_REDIS_TPM ? "tpm"
+              : v == BT_REDIS_CONCURRENCY ? "concurrency"
+                                          : "shared (Redis does not answer)";
+    const struct bt_candidate *c = d->c;
+    uint32_t idx = d->idx, tries = d->tries;
+    bool hedge = d->hedge;
+    free(d);
+    if (hedge) {
+        if (ok) hedge_go(ex, idx, tries, &t);
+        else route_note(ex, "%s%s/%.*s=not_hedged_over_%s", ex->route_n++ ? ", " : "",
+                        c->provider->name, BT_STR_FMT(c->model), which);
+        return;
+    }
+    if (!ok) {
+        set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_RATE_LIMIT, true, 429, "rate_limit_exceeded",
+                    "deployment %s is over its %s limit", ex->deployment, which);
+        attempt_next(ex);
+        return;
+    }
+    ex->dep_taken = t;
+    if (!attempt_go(ex, c)) attempt_next(ex);
+}
+
 /* Starts an attempt at `c`. False when it could not start (the failure is
- * recorded): the caller goes on to the next candidate. */
+ * recorded): the caller goes on to the next candidate. True when it started,
+ * or waits for Redis to admit it to its deployment's limits (EX_LIMITS). */
 static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
 {
-    if (ex->dep_slot) { /* an attempt that could not start keeps no slot */
-        bt_key_release(ex->dep_slot);
-        ex->dep_slot = NULL;
-    }
+    bt_limits_give_back(&ex->dep_taken); /* an earlier attempt's, which used nothing */
     const struct bt_provider *p = c->provider;
     ex->prov = p;
     ex->ad = bt_adapter_for(p);
@@ -1353,24 +1469,26 @@ static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
     snprintf(ex->deployment, sizeof(ex->deployment), "%s/%.*s", p->name, BT_STR_FMT(c->model));
     ex->cur_model = c->model;
     ex->price = c->price;
-    char why[300];
-    const struct bt_limits *lim = c->limits;
-    if (lim && c->health && (lim->rpm || lim->concurrency)) {
-        /* the deployment's own limits: over one, the next candidate is tried, as
-         * after a provider's 429 (but nothing was sent) */
-        bool held = false;
-        const char *which = NULL;
-        int64_t retry = 1;
-        if (!bt_live_take(&c->health->lim, lim->rpm ? lim->rpm : -1,
-                          lim->concurrency ? lim->concurrency : -1, (int64_t)time(NULL), &held,
-                          &which, &retry)) {
-            set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_RATE_LIMIT, true, 429, "rate_limit_exceeded",
-                        "deployment %s is over its %s limit", ex->deployment,
-                        strcmp(which, "rpm") == 0 ? "rpm" : "concurrency");
-            return false;
-        }
-        if (held) ex->dep_slot = &c->health->lim;
+    /* the deployment's own limits: over one, the next candidate is tried, as
+     * after a provider's 429 (but nothing was sent) */
+    ex->state = EX_LIMITS;
+    disarm(ex);
+    if (dep_ask(ex, c, false, 0, 0)) return true;
+    const char *which = NULL;
+    int64_t retry = 1;
+    if (!take_deployment(ex, c, &ex->dep_taken, &which, &retry)) {
+        set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_RATE_LIMIT, true, 429, "rate_limit_exceeded",
+                    "deployment %s is over its %s limit", ex->deployment, which);
+        return false;
     }
+    return attempt_go(ex, c);
+}
+
+/* The attempt at `c`, admitted to its deployment's limits: encoded and sent. */
+static bool attempt_go(struct bt_exec *ex, const struct bt_candidate *c)
+{
+    const struct bt_provider *p = c->provider;
+    char why[300];
     if (!bt_provider_ready(p, why, sizeof(why))) {
         set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_AUTH, true, 503, "provider_key_missing", "%s",
                     why);
@@ -1495,14 +1613,43 @@ static void hedge_start(struct bt_exec *ex)
     char why[300];
     uint64_t total = total_ms(ex, p);
     if (!total || !bt_provider_ready(p, why, sizeof(why))) return;
-    if (!ex->hg && !(ex->hg = calloc(1, sizeof(*ex->hg)))) return;
+    /* a hedge counts against its deployment's limits like any attempt: over one,
+     * no hedge */
+    if (dep_ask(ex, c, true, idx, tries)) return; /* Redis answers: on_dep_answer */
+    struct bt_limits_taken t;
+    const char *which = NULL;
+    int64_t retry = 1;
+    if (!take_deployment(ex, c, &t, &which, &retry)) {
+        route_note(ex, "%s%s/%.*s=not_hedged_over_%s", ex->route_n++ ? ", " : "", p->name,
+                   BT_STR_FMT(c->model), which);
+        return;
+    }
+    hedge_go(ex, idx, tries, &t);
+}
+
+/* Starts the hedge at candidate idx, admitted to its deployment's limits
+ * (*taken, given back when it cannot start, or when the request moved on
+ * while Redis answered). */
+static void hedge_go(struct bt_exec *ex, uint32_t idx, uint32_t tries,
+                     struct bt_limits_taken *taken)
+{
+    const struct bt_candidate *c = &ex->plan.c[idx];
+    const struct bt_provider *p = c->provider;
+    uint64_t total = ex->hreq ? total_ms(ex, p) : 0;
+    if (ex->state != EX_WAIT_HEAD || ex->hedge_live || !total ||
+        (!ex->hg && !(ex->hg = calloc(1, sizeof(*ex->hg))))) {
+        bt_limits_give_back(taken);
+        return;
+    }
     struct hedge *hg = ex->hg;
     *hg = (struct hedge){.ex = ex, .prov = p, .ad = bt_adapter_for(p), .health = c->health,
-                         .idx = idx};
+                         .idx = idx, .taken = *taken};
     if (bt_provider_encode(p, ex->r, c->model, ex->hreq->arena, &hg->body_up, &hg->added_usage) ||
         bt_provider_start(p, &ex->w->loop, ex->w->up, ex->r->op, ex->r->stream, &hg->body_up,
-                          &hedge_cbs, hg, &hg->call))
+                          &hedge_cbs, hg, &hg->call)) {
+        bt_limits_give_back(&hg->taken);
         return;
+    }
     snprintf(hg->deployment, sizeof(hg->deployment), "%s/%.*s", p->name, BT_STR_FMT(c->model));
     uint64_t now = uv_now(&ex->w->loop), fb = cap_ms(ex, p->timeouts.first_byte_ms);
     hg->total_deadline_ms = now + total;
@@ -1523,6 +1670,9 @@ static void hedge_promote(struct bt_exec *ex)
     ex->hedge_live = false;
     ex->hedge_won = true;
     hg->promoted = true;
+    bt_limits_give_back(&ex->dep_taken); /* the attempt it replaces, cancelled or failed */
+    ex->dep_taken = hg->taken;
+    hg->taken = (struct bt_limits_taken){0};
     ex->prov = hg->prov;
     ex->ad = hg->ad;
     ex->added_usage = hg->added_usage;
@@ -1547,6 +1697,7 @@ static void hedge_drop(struct bt_exec *ex, bool lost)
 {
     struct hedge *hg = ex->hg;
     ex->hedge_live = false;
+    bt_limits_give_back(&hg->taken);
     bt_provider_cancel(&hg->call);
     if (lost) note_hedged_out(ex, hg->health, hg->deployment);
     else bt_health_end(hg->health, &ex->plan.model->breaker, false, BT_OUTCOME_OK, 0, 0);
@@ -1606,6 +1757,8 @@ void bt_exec_run(struct bt_worker *w, struct bt_http_req *hreq, struct bt_config
 {
     struct bt_exec *ex = calloc(1, sizeof(*ex));
     if (!ex) {
+        struct bt_limits_taken t = plan->model_taken;
+        bt_limits_give_back(&t);
         bt_http_reset(hreq);
         return;
     }

@@ -100,34 +100,63 @@ static int64_t next_period_ms(enum bt_budget_period p, int64_t now_ms)
     }
 }
 
-/* One budget (a key's, its team's or its user's) against what was spent:
- * false (over) with the message in caller->budget_msg; at 80% and more the
- * warning is set, unless an earlier budget set one. `who` opens the message
- * ("This API key", "The team NAME of this API key"); `tag` prefixes the
- * warning ("" or "team: "); `logname` names it in the log. */
-static bool one_budget(struct bt_caller *caller, const char *who, const char *tag,
-                       const char *logname, int64_t budget_micro, enum bt_budget_period period,
-                       struct bt_key_live *live, int64_t now_ms)
+/* When the period holding now_ms ends, as "2026-12-08T00:00:00Z". */
+static void reset_at(char *at, size_t cap, enum bt_budget_period p, int64_t now_ms)
 {
-    if (budget_micro < 0 || !live) return true;
+    time_t reset = (time_t)(next_period_ms(p, now_ms) / 1000);
+    struct tm tm;
+    gmtime_r(&reset, &tm);
+    strftime(at, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The caller's levels, copied from its key record: the key, its team, its user. */
+static void fill_levels(struct bt_caller *caller)
+{
+    const struct bt_key_rec *k = caller->key;
+    struct bt_gate_level *lv = caller->lv;
+    lv[0] = (struct bt_gate_level){k->live, k->rpm, k->tpm, k->concurrency, k->budget_micro_usd,
+                                   k->budget_period ? k->budget_period : BT_PERIOD_MONTH, ""};
+    snprintf(lv[0].who, sizeof(lv[0].who), "This API key");
+    const char *names[2] = {k->team, k->user};
+    for (int i = 0; i < 2; i++) {
+        const struct bt_owner_limits *o = &k->owner[i];
+        struct bt_gate_level *l = &lv[i + 1];
+        if (!names[i] || !o->live) {
+            *l = (struct bt_gate_level){.rpm = -1, .tpm = -1, .concurrency = -1,
+                                        .budget_micro = -1};
+            continue;
+        }
+        *l = (struct bt_gate_level){o->live, o->rpm, o->tpm, o->concurrency, o->budget_micro_usd,
+                                    o->period ? o->period : BT_PERIOD_MONTH, ""};
+        snprintf(l->who, sizeof(l->who), "The %s '%s' of this API key",
+                 bt_owner_kind_name((enum bt_owner_kind)i), names[i]);
+    }
+}
+
+/* One level's budget against what was spent: false (over) with the message in
+ * caller->budget_msg; at 80% and more the warning is set, unless an earlier
+ * budget set one. `tag` prefixes the warning ("" or "team: "); `logname` names
+ * it in the log. */
+static bool one_budget(struct bt_caller *caller, const struct bt_gate_level *l, const char *tag,
+                       const char *logname, int64_t now_ms)
+{
+    struct bt_key_live *live = l->live;
+    if (l->budget_micro < 0 || !live) return true;
     int64_t spent = atomic_load(&live->spent_pusd) + atomic_load(&live->pending_pusd);
     /* pico-USD against micro-USD x 10^6, in 128 bits: a budget may be 10^9 USD */
-    __int128 budget = (__int128)budget_micro * 1000000;
-    const char *per = bt_budget_period_name(period);
+    __int128 budget = (__int128)l->budget_micro * 1000000;
+    const char *per = bt_budget_period_name(l->period);
     if (!per) per = "month";
     char b[BT_DECIMAL_MAX], sp[BT_DECIMAL_MAX];
-    bt_str_decimal(b, sizeof(b), budget_micro, 6);
+    bt_str_decimal(b, sizeof(b), l->budget_micro, 6);
     if ((__int128)spent >= budget) {
-        time_t reset = (time_t)(next_period_ms(period, now_ms) / 1000);
-        struct tm tm;
         char at[32];
-        gmtime_r(&reset, &tm);
-        strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        reset_at(at, sizeof(at), l->period, now_ms);
         bt_str_decimal(sp, sizeof(sp), spent, 12);
         snprintf(caller->budget_msg, sizeof(caller->budget_msg),
                  "%s has used its budget of %s USD for the %s (spent %s USD); the budget "
                  "resets at %s.",
-                 who, b, per, sp, at);
+                 l->who, b, per, sp, at);
         return false;
     }
     if ((__int128)spent * 5 >= budget * 4) {
@@ -148,23 +177,17 @@ static bool budget_ok(struct bt_caller *caller, int64_t now_ms)
 {
     const struct bt_key_rec *k = caller->key;
     caller->budget_warning[0] = 0;
-    char who[BT_KEY_MAX_NAME + 48], logname[BT_KEY_MAX_NAME + 8];
+    char logname[BT_KEY_MAX_NAME + 8];
     snprintf(logname, sizeof(logname), "key %s", k->id);
-    if (!one_budget(caller, "This API key", "", logname, k->budget_micro_usd, k->budget_period,
-                    k->live, now_ms))
-        return false;
+    if (!one_budget(caller, &caller->lv[0], "", logname, now_ms)) return false;
     const char *names[2] = {k->team, k->user};
     for (int i = 0; i < 2; i++) {
         if (!names[i]) continue;
         const char *kind = bt_owner_kind_name((enum bt_owner_kind)i);
-        const struct bt_owner_limits *o = &k->owner[i];
         char tag[8];
-        snprintf(who, sizeof(who), "The %s '%s' of this API key", kind, names[i]);
         snprintf(logname, sizeof(logname), "%s %s", kind, names[i]);
         snprintf(tag, sizeof(tag), "%s: ", kind);
-        if (!one_budget(caller, who, tag, logname, o->budget_micro_usd, o->period, o->live,
-                        now_ms))
-            return false;
+        if (!one_budget(caller, &caller->lv[i + 1], tag, logname, now_ms)) return false;
     }
     return true;
 }
@@ -181,54 +204,106 @@ void bt_gate_untake(struct bt_caller *caller)
     caller->held = false;
 }
 
-/* The key's rpm, concurrency and tpm, then its team's and its user's: false
- * (everything taken given back) with the message in caller->budget_msg. */
-static bool limits_ok(struct bt_caller *caller, int64_t now, bool key_shared)
+/* Why a level is over a limit (`which`: "rpm", "tpm", "concurrency"), into
+ * caller->budget_msg; `across`: counted over every instance (Redis). */
+static void over_limit(struct bt_caller *caller, const struct bt_gate_level *l, const char *which,
+                       bool across)
 {
-    const struct bt_key_rec *k = caller->key;
-    struct level {
-        struct bt_key_live *live;
-        int64_t rpm, tpm, concurrency;
-        const char *kind, *name;
-    } lv[3] = {{k->live, key_shared ? -1 : k->rpm, k->tpm, key_shared ? -1 : k->concurrency,
-                NULL, NULL}};
-    const char *names[2] = {k->team, k->user};
-    for (int i = 0; i < 2; i++) {
-        const struct bt_owner_limits *o = &k->owner[i];
-        lv[i + 1] = (struct level){names[i] ? o->live : NULL, o->rpm, o->tpm, o->concurrency,
-                                   bt_owner_kind_name((enum bt_owner_kind)i), names[i]};
-    }
+    const char *all = across ? " across all instances" : "";
+    if (strcmp(which, "rpm") == 0)
+        snprintf(caller->budget_msg, sizeof(caller->budget_msg),
+                 "%s is over its requests per minute (rpm)%s; retry after the time in "
+                 "Retry-After.",
+                 l->who, all);
+    else if (strcmp(which, "tpm") == 0)
+        snprintf(caller->budget_msg, sizeof(caller->budget_msg),
+                 "%s is over its tokens per minute (tpm)%s: the tokens of this minute's "
+                 "requests and this one's estimate (its prompt and max_tokens) would pass it; "
+                 "retry after the time in Retry-After.",
+                 l->who, all);
+    else
+        snprintf(caller->budget_msg, sizeof(caller->budget_msg),
+                 "%s has as many requests in flight as its concurrency limit allows%s; retry "
+                 "when one has finished.",
+                 l->who, all);
+}
+
+bool bt_gate_limits(struct bt_caller *caller, int64_t now)
+{
     for (int i = 0; i < 3; i++) {
-        if (!lv[i].live) continue;
+        const struct bt_gate_level *l = &caller->lv[i];
+        if (!l->live) continue;
         const char *which = NULL;
         bool held = false;
-        if (bt_live_take(lv[i].live, lv[i].rpm, lv[i].concurrency, now, &held, &which,
+        if (bt_live_take(l->live, l->rpm, l->concurrency, now, &held, &which,
                          &caller->retry_after)) {
-            if (held) caller->slots.live[i] = lv[i].live, caller->held = true;
-            if (bt_live_take_tokens(lv[i].live, lv[i].tpm, now, caller->tokens,
-                                    &caller->tpm_minute, &caller->retry_after)) {
-                if (lv[i].tpm > 0) caller->tpm_lives[i] = lv[i].live;
+            if (held) caller->slots.live[i] = l->live, caller->held = true;
+            if (bt_live_take_tokens(l->live, l->tpm, now, caller->tokens, &caller->tpm_minute,
+                                    &caller->retry_after)) {
+                if (l->tpm > 0) caller->tpm_lives[i] = l->live;
                 continue;
             }
             which = "tpm";
         }
-        char who[BT_KEY_MAX_NAME + 48];
-        if (lv[i].kind) snprintf(who, sizeof(who), "The %s '%s' of this API key", lv[i].kind, lv[i].name);
-        else snprintf(who, sizeof(who), "This API key");
-        const char *what =
-            strcmp(which, "rpm") == 0
-                ? "is over its requests per minute (rpm); retry after the time in Retry-After."
-            : strcmp(which, "tpm") == 0
-                ? "is over its tokens per minute (tpm): the tokens of this minute's requests "
-                  "and this one's estimate (its prompt and max_tokens) would pass it; retry "
-                  "after the time in Retry-After."
-                : "has as many requests in flight as its concurrency limit allows; retry when "
-                  "one has finished.";
-        snprintf(caller->budget_msg, sizeof(caller->budget_msg), "%s %s", who, what);
+        over_limit(caller, l, which, false);
         bt_gate_untake(caller);
         return false;
     }
     return true;
+}
+
+int bt_gate_shared_levels(const struct bt_caller *caller, const char *key_id, int64_t now_ms,
+                          struct bt_redis_level out[BT_REDIS_LEVELS], int idx[BT_REDIS_LEVELS])
+{
+    int n = 0;
+    for (int i = 0; i < 3 && n < BT_REDIS_LEVELS; i++) {
+        const struct bt_gate_level *l = &caller->lv[i];
+        if (!l->live) continue;
+        bool tpm = l->tpm > 0;
+        if (l->rpm < 0 && l->concurrency < 0 && !tpm && l->budget_micro < 0) continue;
+        struct bt_redis_level *o = &out[n];
+        *o = (struct bt_redis_level){.rpm = l->rpm, .concurrency = l->concurrency,
+                                     .tpm = tpm ? l->tpm : -1, .tokens = caller->tokens,
+                                     .budget_pusd = -1};
+        const char *owner = !caller->key ? "" : i == 1 ? caller->key->team : caller->key->user;
+        if (i == 0) snprintf(o->scope, sizeof(o->scope), "%s", key_id);
+        else bt_owner_spend_id((enum bt_owner_kind)(i - 1), owner ? owner : "", o->scope,
+                               sizeof(o->scope));
+        if (l->budget_micro >= 0) {
+            o->budget_pusd = l->budget_micro > INT64_MAX / 1000000 ? INT64_MAX
+                                                                    : l->budget_micro * 1000000;
+            o->spent_pusd = atomic_load(&l->live->spent_pusd) +
+                            atomic_load(&l->live->pending_pusd);
+            o->period_start_s = bt_period_start_ms(l->period, now_ms) / 1000;
+            o->spend_ttl_ms = (l->period == BT_PERIOD_DAY    ? 2
+                               : l->period == BT_PERIOD_WEEK ? 8
+                                                             : 32) *
+                              86400000LL;
+        }
+        idx[n++] = i;
+    }
+    return n;
+}
+
+void bt_gate_shared_refusal(struct bt_caller *caller, int lvl, enum bt_redis_verdict v,
+                            int64_t retry_after, int64_t now_ms)
+{
+    const struct bt_gate_level *l = &caller->lv[lvl < 0 || lvl > 2 ? 0 : lvl];
+    caller->retry_after = retry_after;
+    if (v == BT_REDIS_BUDGET) {
+        char b[BT_DECIMAL_MAX], at[32];
+        bt_str_decimal(b, sizeof(b), l->budget_micro, 6);
+        reset_at(at, sizeof(at), l->period, now_ms);
+        const char *per = bt_budget_period_name(l->period);
+        snprintf(caller->budget_msg, sizeof(caller->budget_msg),
+                 "%s has used its budget of %s USD for the %s across all instances; the budget "
+                 "resets at %s.",
+                 l->who, b, per ? per : "month", at);
+        caller->retry_after = 0;
+        return;
+    }
+    over_limit(caller, l,
+               v == BT_REDIS_RPM ? "rpm" : v == BT_REDIS_TPM ? "tpm" : "concurrency", true);
 }
 
 bool bt_gate_admit(const struct bt_config *cfg, struct bt_caller *caller,
@@ -246,6 +321,7 @@ bool bt_gate_admit(const struct bt_config *cfg, struct bt_caller *caller,
             *why = "This API key may not use the requested model.";
             return false;
         }
+        fill_levels(caller);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         if (!budget_ok(caller, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000)) {
@@ -255,9 +331,10 @@ bool bt_gate_admit(const struct bt_config *cfg, struct bt_caller *caller,
             caller->retry_after = 0;
             return false;
         }
-        /* with store.redis the key's own rpm and concurrency are counted there (the
-         * pipeline asks), the rest here */
-        if (limits_ok(caller, (int64_t)time(NULL), cfg->store.redis != NULL)) return true;
+        /* with store.redis every level's rpm, tpm and concurrency are counted
+         * there (the pipeline asks); budgets are judged here first too (what
+         * this process knows was spent is never more than Redis's figure) */
+        if (cfg->store.redis || bt_gate_limits(caller, (int64_t)time(NULL))) return true;
         *status = 429;
         *code = "rate_limit_exceeded";
         *why = caller->budget_msg;

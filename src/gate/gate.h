@@ -15,6 +15,18 @@
 #include "config/config.h"
 #include "http/server.h"
 #include "store/keys.h"
+#include "store/redis.h"
+
+/* One level a request is judged at: its key (0), its team (1), its user (2). */
+struct bt_gate_level {
+    struct bt_key_live *live;      /* its counters (the key service's, outliving the
+                                      request); NULL: the key has no such owner */
+    int64_t rpm, tpm, concurrency; /* -1 (tpm: -1 or 0) none */
+    int64_t budget_micro;          /* -1 none */
+    enum bt_budget_period period;
+    char who[BT_KEY_MAX_NAME + 48]; /* opens its messages: "This API key", "The team 'NAME'
+                                      of this API key" */
+};
 
 /* Who a request comes from. */
 struct bt_caller {
@@ -34,12 +46,32 @@ struct bt_caller {
     int64_t tokens;              /* set before admit for a key with tpm: the request's
                                     estimated tokens (prompt counted + max_tokens) */
     int64_t tpm_minute;          /* set by admit: the minute they were taken from */
+    struct bt_gate_level lv[3];  /* set by admit: the key's, its team's and user's limits,
+                                    copied (valid after the key record is gone) */
 };
 
 /* Gives back what a successful bt_gate_admit took (concurrency slots, the tpm
  * estimate) when the request is refused afterwards (a limit shared through
  * Redis). */
 void bt_gate_untake(struct bt_caller *caller);
+
+/* The per-process rpm, tpm and concurrency of every level of an admitted
+ * caller (what bt_gate_admit judges itself without store.redis): for a request
+ * whose shared admission found Redis down (store.redis_unavailable: open).
+ * False with the message in caller->budget_msg and caller->retry_after. */
+bool bt_gate_limits(struct bt_caller *caller, int64_t now);
+
+/* The levels of caller (admitted) that Redis judges (store.redis): those with a
+ * limit or a budget, into out (up to BT_REDIS_LEVELS), each with its caller
+ * level in idx; the request's token estimate, the budget periods at now_ms and
+ * what this process knows was spent. Returns how many. */
+int bt_gate_shared_levels(const struct bt_caller *caller, const char *key_id, int64_t now_ms,
+                          struct bt_redis_level out[BT_REDIS_LEVELS], int idx[BT_REDIS_LEVELS]);
+
+/* Writes into caller->budget_msg why Redis refused level `lvl` (a caller
+ * level) with verdict `v`, and sets its retry_after. */
+void bt_gate_shared_refusal(struct bt_caller *caller, int lvl, enum bt_redis_verdict v,
+                            int64_t retry_after, int64_t now_ms);
 
 /* What exec needs to account a request to its caller, copied out of the key
  * record (which may be freed when the worker's table changes mid-request). */
@@ -55,9 +87,11 @@ struct bt_payer {
     int64_t tpm_minute;          /* and the minute: corrected to the usage at the end */
     double budget_left;          /* the share of the key's budget left at admit (0..1), -1
                                     without a budget (a rule's budget_left_below reads it) */
-    bool budget_shared;          /* the key's budget is counted in Redis (store.redis): */
-    int64_t budget_start_s;      /* its period's start (names the counter) */
-    int64_t budget_ttl_ms;       /* and how long the counter lives */
+    int nshared;                 /* levels counted in Redis (store.redis), charged and */
+    struct bt_redis_level shared[BT_REDIS_LEVELS]; /* corrected there when the request ends */
+    int64_t shared_minute;       /* the minute their tokens were taken from */
+    bool model_shared;           /* one of them is the model's own limits (set by the
+                                    pipeline, which knows the model) */
 };
 
 /* True when the request may pass. With a master key configured the request must

@@ -234,3 +234,78 @@ void bt_health_each(void (*fn)(void *ud, const char *key, struct bt_health *h), 
         if (slots[i].key && slots[i].key[0] != '\x1e') fn(ud, slots[i].key, slots[i].h);
     pthread_mutex_unlock(&lock);
 }
+
+bool bt_health_take_limits(struct bt_health *h, const struct bt_limits *lim, int64_t now,
+                           int64_t tokens, struct bt_limits_taken *t, const char **which,
+                           int64_t *retry_after)
+{
+    *t = (struct bt_limits_taken){0};
+    if (!h || !lim || !(lim->rpm || lim->concurrency || lim->tpm)) return true;
+    bool held = false;
+    if (!bt_live_take(&h->lim, lim->rpm ? lim->rpm : -1, lim->concurrency ? lim->concurrency : -1,
+                      now, &held, which, retry_after))
+        return false;
+    if (held) t->slot = &h->lim;
+    if (lim->tpm) {
+        if (!bt_live_take_tokens(&h->lim, lim->tpm, now, tokens, &t->minute, retry_after)) {
+            bt_limits_give_back(t);
+            *which = "tpm";
+            return false;
+        }
+        t->tpm = &h->lim;
+        t->tokens = tokens < 0 ? 0 : tokens;
+    }
+    return true;
+}
+
+bool bt_limits_level(const struct bt_limits *lim, int64_t tokens, struct bt_redis_level *out)
+{
+    if (!lim || !(lim->rpm || lim->concurrency || lim->tpm)) return false;
+    *out = (struct bt_redis_level){.rpm = lim->rpm ? lim->rpm : -1,
+                                   .concurrency = lim->concurrency ? lim->concurrency : -1,
+                                   .tpm = lim->tpm ? lim->tpm : -1,
+                                   .tokens = lim->tpm && tokens > 0 ? tokens : 0,
+                                   .budget_pusd = -1};
+    return true;
+}
+
+bool bt_limits_taken_shared(struct bt_limits_taken *t, struct bt_redis *redis,
+                            const struct bt_redis_level *lv, int64_t minute)
+{
+    *t = (struct bt_limits_taken){0};
+    struct bt_redis_level *copy = malloc(sizeof(*copy));
+    if (!copy) {
+        bt_redis_release(redis, lv, 1);
+        bt_redis_charge(redis, lv, 1, minute, 0, 0);
+        return false;
+    }
+    *copy = *lv;
+    *t = (struct bt_limits_taken){.redis = redis, .shared = copy, .minute = minute,
+                                  .shared_slot = lv->concurrency >= 0,
+                                  .shared_tokens = lv->tpm >= 0};
+    return true;
+}
+
+void bt_limits_settle(struct bt_limits_taken *t, int64_t tokens_used)
+{
+    if (t->tpm) bt_key_correct_tokens(t->tpm, t->minute, tokens_used - t->tokens);
+    t->tpm = NULL;
+    if (t->shared_tokens) bt_redis_charge(t->redis, t->shared, 1, t->minute, 0, tokens_used);
+    t->shared_tokens = false;
+}
+
+void bt_limits_release_slot(struct bt_limits_taken *t)
+{
+    if (t->slot) bt_key_release(t->slot);
+    t->slot = NULL;
+    if (t->shared_slot) bt_redis_release(t->redis, t->shared, 1);
+    t->shared_slot = false;
+}
+
+void bt_limits_give_back(struct bt_limits_taken *t)
+{
+    bt_limits_release_slot(t);
+    bt_limits_settle(t, 0);
+    free(t->shared);
+    *t = (struct bt_limits_taken){0};
+}

@@ -17,6 +17,7 @@
 #include "core/buf.h"
 #include "core/outcome.h"
 #include "store/keys.h"
+#include "store/redis.h"
 
 #define BT_HEALTH_MAX 16384
 
@@ -40,6 +41,44 @@ enum bt_hedge_count {
     BT_HEDGE_WON,         /* a hedge attempt here gave the request's answer */
     BT_HEDGE_CANCELLED,   /* an attempt here was cancelled: the other one answered first */
 };
+
+/* What one request (a model's) or one attempt (a deployment's) took from
+ * `limits:` (per process), to give back or correct with the calls below. */
+struct bt_limits_taken {
+    struct bt_key_live *slot;  /* a concurrency slot held, or NULL */
+    struct bt_key_live *tpm;   /* tokens taken from its tokens per minute, or NULL */
+    int64_t minute, tokens;    /* from which minute, and how many */
+    /* Or taken in Redis (store.redis): the worker's connection and the level the
+     * admission counted (malloc'd, freed by bt_limits_give_back). */
+    struct bt_redis *redis;
+    struct bt_redis_level *shared;
+    bool shared_slot, shared_tokens; /* what is still held there */
+};
+
+/* Takes one request from the limits `lim` counted in `h`: a request in the
+ * minute, a concurrency slot, `tokens` (its estimate, read only when lim->tpm
+ * is set) in the minute's tokens. False when that would pass one, with *which
+ * ("rpm", "tpm" or "concurrency") and *retry_after (seconds) set, nothing
+ * taken. */
+bool bt_health_take_limits(struct bt_health *h, const struct bt_limits *lim, int64_t now,
+                           int64_t tokens, struct bt_limits_taken *t, const char **which,
+                           int64_t *retry_after);
+/* What limits `lim` take in Redis, as a level of bt_redis_admit named `scope`
+ * (the request's estimate `tokens` read only with lim->tpm). False when `lim`
+ * has none. */
+bool bt_limits_level(const struct bt_limits *lim, int64_t tokens, struct bt_redis_level *out);
+/* *t becomes what Redis counted for level `lv` (admitted in minute `minute`). False
+ * when memory ran out (the level is then given back at once). */
+bool bt_limits_taken_shared(struct bt_limits_taken *t, struct bt_redis *redis,
+                            const struct bt_redis_level *lv, int64_t minute);
+/* The tokens taken become `used` (the usage reported or estimated), once. */
+void bt_limits_settle(struct bt_limits_taken *t, int64_t used);
+/* Gives back the concurrency slot only (the attempt is over; its tokens are
+ * settled later). */
+void bt_limits_release_slot(struct bt_limits_taken *t);
+/* Gives back the slot, and the tokens when they were never settled (nothing was
+ * used); *t is empty after. */
+void bt_limits_give_back(struct bt_limits_taken *t);
 
 /* Gives every deployment of `cfg` its registry entry (found by provider name, base
  * URL and model id, or created). Main thread, before the snapshot serves. Entries

@@ -159,6 +159,7 @@ enum bt_err bt_route(const struct bt_config *cfg, const struct bt_route_req *q,
     plan->n = plan->n_own = 0;
     plan->model = plan->asked = NULL;
     plan->why[0] = 0;
+    plan->model_taken = (struct bt_limits_taken){0};
     const struct bt_model *m = bt_config_model(cfg, model);
     if (m && m->kind != BT_MODEL_DEPLOYMENTS) {
         if (!q->prompt) return BT_EINVAL;

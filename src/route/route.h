@@ -12,6 +12,7 @@
 #include "config/config.h"
 #include "core/str.h"
 #include "learn/learn.h"
+#include "route/health.h"
 
 #define BT_PLAN_MAX 16 /* a model's own deployments (at most 8), then its fallbacks' */
 
@@ -35,6 +36,9 @@ struct bt_plan {
                                            rules or router that chose it), NULL when direct */
     char why[200];                      /* how rules and routers chose, e.g. "chat: rule 2 -> ";
                                            "" when the model asked serves itself */
+    struct bt_limits_taken model_taken; /* what the request took from model->limits (set by
+                                           the caller after bt_route; exec settles and
+                                           gives it back) */
 };
 
 /* What routing reads of a request. */

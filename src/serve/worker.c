@@ -29,7 +29,7 @@ enum bt_err bt_worker_open(struct bt_worker *w, atomic_uint *conn_count)
         .max_queued_per_origin = cfg->server.upstream_max_queued,
     };
     w->up = bt_upstream_new(&w->loop, &uo);
-    if (cfg->store.redis && !(w->redis = bt_redis_new(&w->loop, cfg->store.redis))) return BT_ENOMEM;
+    if (cfg->store.redis && !(w->redis = bt_redis_new(&w->loop, cfg->store.redis, cfg->store.redis_timeout_ms))) return BT_ENOMEM;
     return w->http && w->up ? BT_OK : BT_ENOMEM;
 }
 

@@ -11,36 +11,61 @@
 #include "core/log.h"
 #include "core/str.h"
 
-/* Checks the rpm counter of this minute and the concurrency counter, then
- * counts the request in both, atomically (a script runs alone in Redis).
- * KEYS[1] rpm counter, KEYS[2] concurrency counter; ARGV[1] rpm (-1 none),
- * ARGV[2] concurrency (-1 none), ARGV[3] seconds to the next minute.
- * Returns {verdict, retry_after}. A concurrency counter expires an hour after
- * its last change, so slots of an instance that died come back. */
+/* Judges one request at up to three levels (its key, team, user), then counts
+ * it at all of them, atomically (a script runs alone in Redis): first every
+ * budget, then at each level its rpm, tpm and concurrency; nothing is counted
+ * when one refuses. KEYS: four per level (rpm counter of this minute,
+ * concurrency counter, tokens of this minute, spend of the budget's period).
+ * ARGV[1]: seconds to the next minute; then seven per level: rpm, concurrency,
+ * tpm (-1 none), the request's tokens, budget (pico-USD, -1 none), the spend
+ * this instance knows (seeds a missing counter) and the spend counter's life
+ * (ms). Returns {verdict, retry_after, level}. Minute counters expire after two
+ * minutes; a concurrency counter an hour after its last change, so slots of an
+ * instance that died come back. */
 static const char ADMIT[] =
-    "local rpm = tonumber(ARGV[1]) local cc = tonumber(ARGV[2]) local budget = tonumber(ARGV[4]) "
-    "if budget >= 0 then "
-    "  local s = redis.call('GET', KEYS[3]) "
-    "  if not s then redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6]) s = ARGV[5] end "
-    "  local spent = math.max(tonumber(s), tonumber(ARGV[5])) "
-    "  if spent >= budget then return {3, 0} end end "
-    "if rpm >= 0 and tonumber(redis.call('GET', KEYS[1]) or '0') >= rpm then "
-    "  return {1, tonumber(ARGV[3])} end "
-    "if cc >= 0 then "
-    "  if tonumber(redis.call('GET', KEYS[2]) or '0') >= cc then return {2, 1} end "
-    "  redis.call('INCR', KEYS[2]) redis.call('EXPIRE', KEYS[2], 3600) end "
-    "if rpm >= 0 then redis.call('INCR', KEYS[1]) redis.call('EXPIRE', KEYS[1], 120) end "
-    "return {0, 0}";
+    "local n = #KEYS / 4 local left = tonumber(ARGV[1]) "
+    "for i = 0, n - 1 do local a = 2 + i * 7 local budget = tonumber(ARGV[a + 4]) "
+    "  if budget >= 0 then local k = KEYS[i * 4 + 4] local s = redis.call('GET', k) "
+    "    if not s then redis.call('SET', k, ARGV[a + 5], 'PX', ARGV[a + 6]) s = ARGV[a + 5] end "
+    "    if math.max(tonumber(s), tonumber(ARGV[a + 5])) >= budget then return {3, 0, i} end "
+    "  end end "
+    "for i = 0, n - 1 do local a = 2 + i * 7 local b = i * 4 "
+    "  local rpm = tonumber(ARGV[a]) local cc = tonumber(ARGV[a + 1]) "
+    "  local tpm = tonumber(ARGV[a + 2]) local tok = tonumber(ARGV[a + 3]) "
+    "  if rpm >= 0 and tonumber(redis.call('GET', KEYS[b + 1]) or '0') >= rpm then "
+    "    return {1, left, i} end "
+    "  if tpm >= 0 and tonumber(redis.call('GET', KEYS[b + 3]) or '0') + tok > tpm then "
+    "    return {4, left, i} end "
+    "  if cc >= 0 and tonumber(redis.call('GET', KEYS[b + 2]) or '0') >= cc then "
+    "    return {2, 1, i} end "
+    "end "
+    "for i = 0, n - 1 do local a = 2 + i * 7 local b = i * 4 "
+    "  if tonumber(ARGV[a]) >= 0 then redis.call('INCR', KEYS[b + 1]) "
+    "    redis.call('EXPIRE', KEYS[b + 1], 120) end "
+    "  if tonumber(ARGV[a + 1]) >= 0 then redis.call('INCR', KEYS[b + 2]) "
+    "    redis.call('EXPIRE', KEYS[b + 2], 3600) end "
+    "  if tonumber(ARGV[a + 2]) >= 0 then redis.call('INCRBY', KEYS[b + 3], ARGV[a + 3]) "
+    "    redis.call('EXPIRE', KEYS[b + 3], 120) end "
+    "end "
+    "return {0, 0, 0}";
 
-/* Adds a request's cost to its key's spend of the period (KEYS[1]); the counter
- * lives a day past its period. */
+/* A request's cost and tokens, at each level: KEYS two per level (the spend
+ * counter, or the tokens of the minute); ARGV three per level: pico-USD to add
+ * to the spend (0: none), the spend counter's life (ms), tokens to add (0:
+ * none; only to a counter that still exists, a later minute started afresh). */
 static const char CHARGE[] =
-    "redis.call('INCRBY', KEYS[1], ARGV[1]) redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 0";
+    "for i = 0, #KEYS / 2 - 1 do local a = i * 3 "
+    "  if tonumber(ARGV[a + 1]) > 0 then redis.call('INCRBY', KEYS[i * 2 + 1], ARGV[a + 1]) "
+    "    redis.call('PEXPIRE', KEYS[i * 2 + 1], ARGV[a + 2]) end "
+    "  if tonumber(ARGV[a + 3]) ~= 0 and redis.call('EXISTS', KEYS[i * 2 + 2]) == 1 then "
+    "    redis.call('INCRBY', KEYS[i * 2 + 2], ARGV[a + 3]) end "
+    "end return 0";
 
-/* Gives a slot back, never below 0. */
+/* Gives a slot back at each level (KEYS: their concurrency counters), never
+ * below 0. */
 static const char RELEASE[] =
-    "if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end "
-    "return 0";
+    "for i = 1, #KEYS do if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then "
+    "redis.call('DECR', KEYS[i]) end end return 0";
 
 struct bt_redis {
     uv_loop_t *loop;
@@ -49,9 +74,8 @@ struct bt_redis {
     int port, db;
     char password[256];
     uint64_t down_until_ms; /* after a failure, no new connection before this */
+    uint64_t answer_ms;     /* an admission not answered by then: Redis counts as down */
 };
-
-#define ANSWER_MS 500 /* an admission not answered by then: Redis counts as down */
 
 /* One admission in flight. Two owners: the reply callback (hiredis calls it
  * once, with NULL when the connection goes) and the timer (until closed). The
@@ -113,7 +137,7 @@ static redisAsyncContext *conn(struct bt_redis *r)
     return ac;
 }
 
-struct bt_redis *bt_redis_new(uv_loop_t *loop, const char *url)
+struct bt_redis *bt_redis_new(uv_loop_t *loop, const char *url, uint64_t answer_ms)
 {
     struct bt_redis *r = calloc(1, sizeof(*r));
     if (!r) return NULL;
@@ -124,6 +148,7 @@ struct bt_redis *bt_redis_new(uv_loop_t *loop, const char *url)
         return NULL;
     }
     r->loop = loop;
+    r->answer_ms = answer_ms ? answer_ms : 500;
     return r;
 }
 
@@ -167,10 +192,11 @@ static void on_timeout(uv_timer_t *t)
     close_timer(p);
     if (!p->decided) {
         p->decided = true;
-        p->cb(p->ud, BT_REDIS_DOWN, 1);
+        p->cb(p->ud, BT_REDIS_DOWN, 1, 0);
     }
     if (r && r->ac) {
-        bt_warn("redis %s:%d: no answer within %d ms", r->host, r->port, ANSWER_MS);
+        bt_warn("redis %s:%d: no answer within %llu ms", r->host, r->port,
+                (unsigned long long)r->answer_ms);
         redisAsyncContext *ac = r->ac;
         r->ac = NULL;
         r->down_until_ms = uv_now(r->loop) + 1000;
@@ -192,78 +218,183 @@ static void on_admit(redisAsyncContext *ac, void *reply, void *privdata)
     redisReply *rep = reply;
     enum bt_redis_verdict v = BT_REDIS_DOWN;
     int64_t retry = 1;
-    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-        rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[1]->type == REDIS_REPLY_INTEGER) {
-        long long x = rep->element[0]->integer;
-        v = x == 0 ? BT_REDIS_OK : x == 1 ? BT_REDIS_RPM : x == 2 ? BT_REDIS_CONCURRENCY
-                                                                  : BT_REDIS_BUDGET;
+    int level = 0;
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER &&
+        rep->element[1]->type == REDIS_REPLY_INTEGER &&
+        rep->element[2]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer >= 0 &&
+        rep->element[0]->integer <= BT_REDIS_TPM && rep->element[2]->integer >= 0 &&
+        rep->element[2]->integer < BT_REDIS_LEVELS) {
+        v = (enum bt_redis_verdict)rep->element[0]->integer;
         retry = rep->element[1]->integer;
+        level = (int)rep->element[2]->integer;
     } else if (rep && rep->type == REDIS_REPLY_ERROR) {
         bt_warn("redis: the admit script failed: %s", rep->str);
     }
-    p->cb(p->ud, v, retry);
+    p->cb(p->ud, v, retry, level);
     pending_unref(p);
 }
 
-/* The spend counter of key `id` for the period starting at `start_s`. */
-static void spend_key(char *out, size_t cap, const char *id, int64_t start_s)
+/* The counters of one level. */
+static void spend_key(char *out, size_t cap, const struct bt_redis_level *l)
 {
-    snprintf(out, cap, "baton:spend:%s:%lld", id, (long long)start_s);
+    snprintf(out, cap, "baton:spend:%s:%lld", l->scope, (long long)l->period_start_s);
 }
 
-void bt_redis_charge(struct bt_redis *r, const char *id, int64_t start_s, int64_t ttl_ms,
-                     int64_t pusd)
+static void minute_key(char *out, size_t cap, const char *what, const struct bt_redis_level *l,
+                       int64_t minute)
 {
-    redisAsyncContext *ac = pusd > 0 ? conn(r) : NULL;
-    if (!ac) return;
-    char k[96], a1[24], a2[24];
-    spend_key(k, sizeof(k), id, start_s);
-    snprintf(a1, sizeof(a1), "%lld", (long long)pusd);
-    snprintf(a2, sizeof(a2), "%lld", (long long)ttl_ms);
-    if (redisAsyncCommand(ac, NULL, NULL, "EVAL %s 1 %s %s %s", CHARGE, k, a1, a2) != REDIS_OK)
+    snprintf(out, cap, "baton:%s:%s:%lld", what, l->scope, (long long)minute);
+}
+
+static void cc_key(char *out, size_t cap, const struct bt_redis_level *l)
+{
+    snprintf(out, cap, "baton:cc:%s", l->scope);
+}
+
+#define KEY_MAX (BT_REDIS_SCOPE_MAX + 40)
+#define ARG_MAX 24
+
+/* A command's arguments, built in place: argv points into the arrays. */
+struct args {
+    const char *argv[2 + BT_REDIS_LEVELS * 11 + 2];
+    size_t n;
+    char keys[BT_REDIS_LEVELS * 4][KEY_MAX];
+    char nums[BT_REDIS_LEVELS * 7 + 2][ARG_MAX];
+    size_t nkeys, nnums;
+};
+
+static char *key_slot(struct args *a) { return a->keys[a->nkeys++]; }
+
+static void num(struct args *a, int64_t x)
+{
+    char *s = a->nums[a->nnums++];
+    snprintf(s, ARG_MAX, "%lld", (long long)x);
+    a->argv[a->n++] = s;
+}
+
+/* Sends a->argv as one command; false when it could not be queued. */
+static bool send_args(redisAsyncContext *ac, struct args *a, redisCallbackFn *fn, void *pd)
+{
+    size_t lens[sizeof(a->argv) / sizeof(a->argv[0])];
+    for (size_t i = 0; i < a->n; i++) lens[i] = strlen(a->argv[i]);
+    return redisAsyncCommandArgv(ac, fn, pd, (int)a->n, a->argv, lens) == REDIS_OK;
+}
+
+/* Whether a charge has anything for level l. */
+static bool charges(const struct bt_redis_level *l, int64_t pusd, int64_t used_tokens)
+{
+    return (l->budget_pusd >= 0 && pusd > 0) || (l->tpm >= 0 && used_tokens != l->tokens);
+}
+
+void bt_redis_charge(struct bt_redis *r, const struct bt_redis_level *lv, int n, int64_t minute,
+                     int64_t pusd, int64_t used_tokens)
+{
+    struct args *a = calloc(1, sizeof(*a));
+    int used = 0;
+    for (int i = 0; a && i < n; i++)
+        used += charges(&lv[i], pusd, used_tokens);
+    redisAsyncContext *ac = used ? conn(r) : NULL;
+    if (!ac) {
+        free(a);
         return;
+    }
+    char nk[ARG_MAX];
+    snprintf(nk, sizeof(nk), "%d", used * 2);
+    a->argv[a->n++] = "EVAL";
+    a->argv[a->n++] = CHARGE;
+    a->argv[a->n++] = nk;
+    for (int i = 0; i < n; i++) {
+        if (!charges(&lv[i], pusd, used_tokens)) continue;
+        char *k = key_slot(a);
+        spend_key(k, KEY_MAX, &lv[i]);
+        a->argv[a->n++] = k;
+        k = key_slot(a);
+        minute_key(k, KEY_MAX, "tpm", &lv[i], minute);
+        a->argv[a->n++] = k;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!charges(&lv[i], pusd, used_tokens)) continue;
+        num(a, lv[i].budget_pusd >= 0 ? pusd : 0);
+        num(a, lv[i].spend_ttl_ms > 0 ? lv[i].spend_ttl_ms : 86400000);
+        num(a, lv[i].tpm >= 0 ? used_tokens - lv[i].tokens : 0);
+    }
+    bool ok = send_args(ac, a, NULL, NULL);
+    free(a);
     /* written to Redis now, before the caller writes the response's last bytes:
      * a client's next request, to any instance, is admitted after this charge */
-    if (ac->c.flags & REDIS_CONNECTED) redisAsyncHandleWrite(ac);
+    if (ok && (ac->c.flags & REDIS_CONNECTED)) redisAsyncHandleWrite(ac);
 }
 
-void bt_redis_admit(struct bt_redis *r, const char *id, const struct bt_redis_limits *l,
-                    int64_t now, bt_redis_admit_cb cb, void *ud)
+void bt_redis_admit(struct bt_redis *r, const struct bt_redis_level *lv, int n, int64_t now,
+                    bt_redis_admit_cb cb, void *ud)
 {
-    redisAsyncContext *ac = conn(r);
+    redisAsyncContext *ac = n > 0 && n <= BT_REDIS_LEVELS ? conn(r) : NULL;
     struct pending *p = ac ? malloc(sizeof(*p)) : NULL;
-    if (!p) {
-        cb(ud, BT_REDIS_DOWN, 1);
+    struct args *a = p ? calloc(1, sizeof(*a)) : NULL;
+    if (!a) {
+        free(p);
+        cb(ud, BT_REDIS_DOWN, 1, 0);
         return;
     }
     *p = (struct pending){.r = r, .cb = cb, .ud = ud, .refs = 2};
     uv_timer_init(r->loop, &p->timer);
     p->timer.data = p;
-    uv_timer_start(&p->timer, on_timeout, ANSWER_MS, 0);
-    char krpm[96], kcc[96], ksp[96], a[6][40];
-    snprintf(krpm, sizeof(krpm), "baton:rpm:%s:%lld", id, (long long)(now / 60));
-    snprintf(kcc, sizeof(kcc), "baton:cc:%s", id);
-    spend_key(ksp, sizeof(ksp), id, l->period_start_s);
-    snprintf(a[0], sizeof(a[0]), "%lld", (long long)l->rpm);
-    snprintf(a[1], sizeof(a[1]), "%lld", (long long)l->concurrency);
-    snprintf(a[2], sizeof(a[2]), "%lld", (long long)(60 - now % 60));
-    snprintf(a[3], sizeof(a[3]), "%lld", (long long)l->budget_pusd);
-    snprintf(a[4], sizeof(a[4]), "%lld", (long long)l->spent_pusd);
-    snprintf(a[5], sizeof(a[5]), "%lld", (long long)l->spend_ttl_ms);
-    if (redisAsyncCommand(ac, on_admit, p, "EVAL %s 3 %s %s %s %s %s %s %s %s %s", ADMIT, krpm,
-                          kcc, ksp, a[0], a[1], a[2], a[3], a[4], a[5]) != REDIS_OK) {
+    uv_timer_start(&p->timer, on_timeout, r->answer_ms, 0);
+    char nk[ARG_MAX];
+    snprintf(nk, sizeof(nk), "%d", n * 4);
+    a->argv[a->n++] = "EVAL";
+    a->argv[a->n++] = ADMIT;
+    a->argv[a->n++] = nk;
+    for (int i = 0; i < n; i++) {
+        char *k = key_slot(a);
+        minute_key(k, KEY_MAX, "rpm", &lv[i], now / 60);
+        a->argv[a->n++] = k;
+        cc_key(k = key_slot(a), KEY_MAX, &lv[i]);
+        a->argv[a->n++] = k;
+        minute_key(k = key_slot(a), KEY_MAX, "tpm", &lv[i], now / 60);
+        a->argv[a->n++] = k;
+        spend_key(k = key_slot(a), KEY_MAX, &lv[i]);
+        a->argv[a->n++] = k;
+    }
+    num(a, 60 - now % 60);
+    for (int i = 0; i < n; i++) {
+        num(a, lv[i].rpm);
+        num(a, lv[i].concurrency);
+        num(a, lv[i].tpm);
+        num(a, lv[i].tokens > 0 ? lv[i].tokens : 0);
+        num(a, lv[i].budget_pusd);
+        num(a, lv[i].spent_pusd);
+        num(a, lv[i].spend_ttl_ms > 0 ? lv[i].spend_ttl_ms : 86400000);
+    }
+    bool ok = send_args(ac, a, on_admit, p);
+    free(a);
+    if (!ok) {
         p->decided = true;
         pending_unref(p); /* no reply will come; the timer's close frees it */
         close_timer(p);
-        cb(ud, BT_REDIS_DOWN, 1);
+        cb(ud, BT_REDIS_DOWN, 1, 0);
     }
 }
 
-void bt_redis_release(struct bt_redis *r, const char *id)
+void bt_redis_release(struct bt_redis *r, const struct bt_redis_level *lv, int n)
 {
-    redisAsyncContext *ac = conn(r);
-    if (!ac) return;
-    char kcc[96];
-    snprintf(kcc, sizeof(kcc), "baton:cc:%s", id);
-    redisAsyncCommand(ac, NULL, NULL, "EVAL %s 1 %s", RELEASE, kcc);
+    int used = 0;
+    for (int i = 0; i < n; i++) used += lv[i].concurrency >= 0;
+    redisAsyncContext *ac = used ? conn(r) : NULL;
+    struct args *a = ac ? calloc(1, sizeof(*a)) : NULL;
+    if (!a) return;
+    char nk[ARG_MAX];
+    snprintf(nk, sizeof(nk), "%d", used);
+    a->argv[a->n++] = "EVAL";
+    a->argv[a->n++] = RELEASE;
+    a->argv[a->n++] = nk;
+    for (int i = 0; i < n; i++) {
+        if (lv[i].concurrency < 0) continue;
+        char *k = key_slot(a);
+        cc_key(k, KEY_MAX, &lv[i]);
+        a->argv[a->n++] = k;
+    }
+    send_args(ac, a, NULL, NULL);
+    free(a);
 }

@@ -18,7 +18,14 @@ providers:
   slow: {type: sim, seed: 4, ttft: 800ms}
   f500: {type: sim, faults: {500: 1}}
   paid: {type: sim, seed: 8, reply_tokens: 24}
+  short: {type: sim, seed: 9, reply_tokens: 10}
 models:
+  brief: {provider: short, model: b1}
+  paced: {provider: sim, model: pr, limits: {rpm: 3}}
+  spill:
+    deployments:
+      - {provider: slow, model: first, weight: 1000000, limits: {concurrency: 1}}
+      - {provider: sim, model: second}
   priced: {provider: paid, model: p1, price: {input: 0, output: 1000}}
   chat: {provider: sim, model: m1}
   slow: {provider: slow, model: s1}
@@ -27,7 +34,9 @@ models:
     breaker: {failures: 2, cooldown: 10m}
     deployments: [{provider: f500, model: bad}, {provider: sim, model: good}]
 `;
-const shared = `, redis: "${redis.url}"`;
+// 3 s before an admission counts Redis as down: a loaded test machine (ASan,
+// two cores) must not turn a slow answer into the per-process fallback
+const shared = `, redis: "${redis.url}", redis_timeout: 3s`;
 const a = await setup(() => startBaton(cfg('r.db', shared)));
 const b = await setup(() => startBaton(cfg('r.db', shared)));
 const c = await setup(() => startBaton(cfg('solo.db')));
@@ -138,6 +147,101 @@ test('a key\'s budget across two instances sharing Redis: spent once in all, no 
     eq(got.slice(5).every((s) => s === 429), true, `then refused: ${got.join(',')}`);
 });
 
+const putOwner = async (base, path, body) => {
+    const r = await fetch(`${base}/admin/${path}`, { method: 'PUT', headers: { ...M, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    eq(r.status, 200, await r.text());
+};
+const ask = (base, key, model = 'chat', extra = {}) => post(`${base}/v1/chat/completions`,
+    { model, messages: [{ role: 'user', content: 'hi' }], ...extra }, { headers: { authorization: `Bearer ${key}` } });
+
+test('a team\'s rpm across two instances sharing Redis: its keys together get it once in all', async () => {
+    await putOwner(a.base, 'teams/crew', { rpm: 5 });
+    const k1 = await makeKey(a.base, { team: 'crew' });
+    const k2 = await makeKey(a.base, { team: 'crew' });
+    await known(b.base, k1); await known(b.base, k2);
+    await sleep(1200 * SLOW); // the team's limits reach b's key table with its next refresh
+    await freshMinute();
+    const got = [];
+    let over;
+    for (let i = 0; i < 12; i++) {
+        const r = await ask(i % 2 ? b.base : a.base, i % 3 ? k1 : k2);
+        got.push(r.status);
+        if (r.status === 429) over = r;
+    }
+    eq(got.filter((x) => x === 200).length, 5, `admitted over two instances and two keys: ${got.join(',')}`);
+    eq(over.json.error.code, 'rate_limit_exceeded', over.text);
+    assert(/The team 'crew' of this API key is over its requests per minute \(rpm\) across all instances/.test(over.json.error.message), over.text);
+    assert(Number(over.headers.get('retry-after')) >= 1, 'Retry-After');
+});
+
+// 'hi' counts 7 prompt tokens; max_tokens 150 makes an estimate of 157 (of 175);
+// the usage is 11. Shared and corrected in Redis, two requests fit, on two
+// instances, and the third does not (22 + 157); each instance alone would take two.
+test('a key\'s tpm across two instances sharing Redis: estimated at admit, corrected at the end', async () => {
+    const key = await makeKey(a.base, { tpm: 175 });
+    await known(b.base, key);
+    await freshMinute();
+    const got = [];
+    let last;
+    for (let i = 0; i < 4; i++) { last = await ask(i % 2 ? b.base : a.base, key, 'brief', { max_tokens: 150 }); got.push(last.status); }
+    eq(got.join(','), '200,200,429,429', 'statuses');
+    assert(/This API key is over its tokens per minute \(tpm\) across all instances/.test(last.json.error.message), last.text);
+    eq((await ask(b.base, key, 'brief', { max_tokens: 5 })).status, 200, 'a request within what is left');
+});
+
+test('a user\'s budget across two instances sharing Redis: spent once in all, no overshoot', async () => {
+    // 0.024 USD a request; 0.1 USD admits 5, over two keys of the user and two instances
+    await putOwner(a.base, 'users/dana', { budget_usd: 0.1, budget_period: 'day' });
+    const k1 = await makeKey(a.base, { user: 'dana' });
+    const k2 = await makeKey(a.base, { user: 'dana' });
+    await known(b.base, k1); await known(b.base, k2);
+    await sleep(1200 * SLOW);
+    const got = [];
+    let refused;
+    for (let i = 0; i < 10; i++) {
+        const r = await ask(i % 2 ? b.base : a.base, i % 3 ? k1 : k2, 'priced');
+        got.push(r.status);
+        if (r.status === 429 && !refused) refused = r;
+    }
+    eq(got.filter((x) => x === 200).length, 5, `admitted: ${got.join(',')}`);
+    eq(got.slice(5).every((x) => x === 429), true, `then refused: ${got.join(',')}`);
+    eq(refused.json.error.code, 'insufficient_quota', refused.text);
+    assert(/The user 'dana' of this API key has used its budget of 0\.1 USD for the day/.test(refused.json.error.message), refused.text);
+});
+
+test('a model\'s rpm across two instances sharing Redis: once in all (the master key too); each its own without', async () => {
+    await freshMinute();
+    const shared = [], solo = [];
+    let over;
+    for (let i = 0; i < 8; i++) {
+        const r = await ask(i % 2 ? b.base : a.base, MK, 'paced');
+        shared.push(r.status);
+        if (r.status === 429) over = r;
+        solo.push((await ask(i % 2 ? d.base : c.base, MK, 'paced')).status);
+    }
+    eq(shared.filter((x) => x === 200).length, 3, `with Redis: ${shared.join(',')}`);
+    eq(solo.filter((x) => x === 200).length, 6, `without: ${solo.join(',')}`);
+    eq(over.json.error.code, 'rate_limit_exceeded', over.text);
+    assert(/The model 'paced' is over its requests per minute \(rpm\) across all instances/.test(over.json.error.message), over.text);
+});
+
+test('a deployment\'s concurrency across two instances sharing Redis: the other instance spills to the next deployment', async () => {
+    const dep = (r) => r.headers.get('x-baton-deployment');
+    const one = ask(a.base, MK, 'spill');
+    await sleep(300);
+    const two = await ask(b.base, MK, 'spill');
+    eq(two.status, 200, two.text);
+    eq(dep(two), 'sim/second', 'b found the first deployment\'s one slot taken on a');
+    assert(/slow\/first=rate_limit, sim\/second=ok/.test(two.headers.get('x-baton-route')), two.headers.get('x-baton-route'));
+    eq(dep(await one), 'slow/first', 'a took it');
+    eq(dep(await ask(b.base, MK, 'spill')), 'slow/first', 'free again once a\'s attempt ended');
+    // without Redis each instance has its own slot
+    const three = ask(c.base, MK, 'spill');
+    await sleep(300);
+    eq(dep(await ask(d.base, MK, 'spill')), 'slow/first', 'd counts its own');
+    eq(dep(await three), 'slow/first', 'c too');
+});
+
 test('Redis down: open falls back to each instance\'s own counters, closed answers 503', async () => {
     const open = await setup(() => startBaton(cfg('down.db', ', redis: "redis://127.0.0.1:1/0"')));
     const closed = await setup(() => startBaton(cfg('down.db', ', redis: "redis://127.0.0.1:1/0", redis_unavailable: closed')));
@@ -155,6 +259,10 @@ test('Redis down: open falls back to each instance\'s own counters, closed answe
     const free = await makeKey(open.base, {});
     await known(closed.base, free);
     eq(await status(closed.base, free), 200, 'no limits: served even when closed');
+    // a deployment's limits: open counts them here; closed skips the deployment
+    eq((await ask(open.base, MK, 'spill')).headers.get('x-baton-deployment'), 'slow/first', 'open: the first deployment');
+    const sk = await ask(closed.base, MK, 'spill');
+    eq(sk.headers.get('x-baton-deployment'), 'sim/second', `closed: the next one (${sk.headers.get('x-baton-route')})`);
     await open.stop();
     await closed.stop();
 });

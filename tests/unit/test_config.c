@@ -1232,7 +1232,8 @@ TEST(messages_are_whole)
         const char *yaml, *tail;
     } lists[] = {
         {"nope: 1\n", "providers, models, metrics, store)"},
-        {"store: {nope: 1}\n", "sqlite, postgres, redis, redis_unavailable, ledger_interval, ledger_batch, admin_timeout, ledger_retention)"},
+        {"store: {nope: 1}\n", "sqlite, postgres, redis, redis_unavailable, ledger_interval, "
+                                "ledger_batch, redis_timeout, admin_timeout, ledger_retention)"},
         {"server: {nope: 1}\n", "upstream_max_idle, upstream_max_queued, reuse_port)"},
         {"auth: {nope: 1}\n", "master_key, allow_anonymous)"},
         {"log: {nope: 1}\n", "level, access, file)"},

@@ -335,6 +335,21 @@ TEST(period_starts)
     CHECK_INT(bt_period_start_ms(BT_PERIOD_MONTH, 1796083199999), 1793491200000);
     /* epoch itself (a Thursday): week starts on Monday 1969-12-29 */
     CHECK_INT(bt_period_start_ms(BT_PERIOD_WEEK, 0), -3 * 86400000LL);
+    /* a leap day, 2028-02-29 12:00: its own day, the week of Monday 02-28, February */
+    int64_t leap = 1835438400000;
+    CHECK_INT(bt_period_start_ms(BT_PERIOD_DAY, leap), 1835395200000);
+    CHECK_INT(bt_period_start_ms(BT_PERIOD_WEEK, leap), 1835308800000);
+    CHECK_INT(bt_period_start_ms(BT_PERIOD_MONTH, leap), 1832976000000);
+    /* its last millisecond is still February; the next is March 1st */
+    CHECK_INT(bt_period_start_ms(BT_PERIOD_MONTH, 1835481599999), 1832976000000);
+    CHECK_INT(bt_period_start_ms(BT_PERIOD_MONTH, 1835481600000), 1835481600000);
+    CHECK_INT(bt_period_start_ms(BT_PERIOD_DAY, 1835481599999), 1835395200000);
+    /* the year's end: 2026-12-31 23:59:59.999 is December and the week of Monday
+     * 12-28; 2027-01-01 starts a month but not a week (Monday 2027-01-04 does) */
+    CHECK_INT(bt_period_start_ms(BT_PERIOD_MONTH, 1798761599999), 1796083200000);
+    CHECK_INT(bt_period_start_ms(BT_PERIOD_MONTH, 1798761600000), 1798761600000);
+    CHECK_INT(bt_period_start_ms(BT_PERIOD_WEEK, 1798761600000), 1798416000000);
+    CHECK_INT(bt_period_start_ms(BT_PERIOD_WEEK, 1799020800000), 1799020800000);
 }
 
 static struct bt_usage_rec *rec(const char *key, const char *user, const char *team,
