@@ -20,6 +20,7 @@ struct bt_learn_scratch;
 struct bt_keys;   /* store/keys.h */
 struct bt_redis;  /* store/redis.h */
 struct bt_keytab;
+struct bt_keys_port;
 struct bt_key_rec;
 
 struct bt_worker {
@@ -38,6 +39,8 @@ struct bt_worker {
     struct bt_redis *redis;       /* this worker's Redis connection (store.redis); NULL: none */
     struct bt_keytab *keytab;     /* this worker's ref to the key table it last saw */
     uint64_t keys_gen;            /* the service's generation of `keytab` */
+    struct bt_keys_port *keys_port; /* where the admin API's store jobs come back to this
+                                    loop (made on first use); NULL: none yet */
     const struct bt_key_rec *caller_key; /* the virtual key of the request whose model list
                                     is being answered (set around fe->models), so the list
                                     shows only the models it may use; NULL: all */

@@ -219,8 +219,13 @@ void bt_config_print_table(const struct bt_config *c, void *file)
     } else {
         fprintf(f, "store: sqlite %s\n", c->store.sqlite ? c->store.sqlite : "-");
     }
-    fprintf(f, "ledger: written every %llu ms or %u records\n",
+    fprintf(f, "ledger: written every %llu ms or %u records, ",
             (unsigned long long)c->store.ledger_interval_ms, (unsigned)c->store.ledger_batch);
+    if (c->store.ledger_retention_ms)
+        fprintf(f, "records kept %llu days (store.ledger_retention)\n",
+                (unsigned long long)(c->store.ledger_retention_ms / 86400000));
+    else
+        fprintf(f, "records kept forever\n");
     if (c->store.redis) {
         char shown[512];
         bt_str_mask_password(c->store.redis, shown, sizeof(shown));

@@ -361,6 +361,10 @@ struct bt_config {
                                         waits to be written; default 1 s */
         uint32_t ledger_batch;       /* store.ledger_batch: records per write, and the
                                         count that starts one early; default 500 */
+        uint64_t admin_timeout_ms;   /* store.admin_timeout: the longest an admin API call
+                                        waits for the store before a 504; default 10 s */
+        uint64_t ledger_retention_ms; /* store.ledger_retention: ledger rows older than this
+                                         are deleted; 0 (the default): kept forever */
     } store;
     struct bt_provider *providers;
     size_t nproviders;

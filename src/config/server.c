@@ -211,7 +211,8 @@ void bt_cfg_load_store(struct bt_cfg_loader *L, const struct bt_ynode *n)
 {
     static const char *const keys[] = {"sqlite",          "postgres",     "redis",
                                        "redis_unavailable", "ledger_interval", "ledger_batch",
-                                       "redis_timeout",   NULL};
+                                       "redis_timeout",   "admin_timeout", "ledger_retention",
+                                       NULL};
     const struct bt_ynode *m = bt_cfg_as_map(L, n, "store");
     if (!m) return;
     for (size_t i = 0; i + 1 < m->n; i += 2) {
@@ -220,6 +221,24 @@ void bt_cfg_load_store(struct bt_cfg_loader *L, const struct bt_ynode *n)
         if (idx == 4) {
             bt_cfg_get_duration(L, v, "store.ledger_interval", 10, 60000,
                                 &L->cfg->store.ledger_interval_ms);
+            continue;
+        }
+        if (idx == 8) {
+            /* Budgets sum the current period's spend from the ledger: a
+             * month's rows must survive, and a month has up to 31 days. */
+            uint64_t ms = 0;
+            if (!bt_cfg_get_duration(L, v, "store.ledger_retention", 0, UINT64_MAX, &ms)) continue;
+            if (ms < 31ull * 86400000 || ms > 36500ull * 86400000)
+                bt_cfg_err(L, v,
+                           "store.ledger_retention must be from 31d to 36500d: budgets read the "
+                           "current month's spend from the ledger, so a month (up to 31 days) "
+                           "must be kept; leave it out to keep the ledger forever");
+            else L->cfg->store.ledger_retention_ms = ms;
+            continue;
+        }
+        if (idx == 7) {
+            bt_cfg_get_duration(L, v, "store.admin_timeout", 100, 600000,
+                                &L->cfg->store.admin_timeout_ms);
             continue;
         }
         if (idx == 6) {
@@ -363,6 +382,7 @@ void bt_cfg_check_whole(struct bt_cfg_loader *L)
     if (!c->store.ledger_interval_ms) c->store.ledger_interval_ms = 1000;
     if (!c->store.ledger_batch) c->store.ledger_batch = 500;
     if (!c->store.redis_timeout_ms) c->store.redis_timeout_ms = 500;
+    if (!c->store.admin_timeout_ms) c->store.admin_timeout_ms = 10000;
     if (!c->store.sqlite) c->store.sqlite = beside_config(L, "baton.db");
     else check_log_path(L, L->store_node, "store.sqlite", c->store.sqlite);
     if (c->log.file) check_log_path(L, L->log_file_node, "log.file", c->log.file);

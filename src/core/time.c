@@ -26,6 +26,7 @@ bool bt_parse_duration_ms(struct bt_str s, uint64_t *ms)
     else if (bt_str_eq_c(unit, "ms")) mul = 1;
     else if (bt_str_eq_c(unit, "m")) mul = 60000;
     else if (bt_str_eq_c(unit, "h")) mul = 3600000;
+    else if (bt_str_eq_c(unit, "d")) mul = 86400000;
     else return false;
     if (n > UINT64_MAX / mul) return false;
     *ms = n * mul;

@@ -406,7 +406,8 @@ int bt_serve_main(const char *config_path, const struct bt_config_load_opts *opt
         char why[600];
         struct bt_store_where where = {s.cfg->store.sqlite, s.cfg->store.postgres};
         struct bt_keys_opts ko = {.ledger_interval_ms = s.cfg->store.ledger_interval_ms,
-                                  .ledger_batch = s.cfg->store.ledger_batch};
+                                  .ledger_batch = s.cfg->store.ledger_batch,
+                                  .ledger_retention_ms = s.cfg->store.ledger_retention_ms};
         if (bt_keys_start(&where, &ko, &s.keys, why, sizeof(why))) {
             bt_error("cannot open the store: %s", why);
             goto out;

@@ -36,6 +36,9 @@ enum bt_err bt_worker_open(struct bt_worker *w, atomic_uint *conn_count)
 void bt_worker_close(struct bt_worker *w)
 {
     if (w->http) bt_http_server_close(w->http, NULL, NULL);
+    /* after the server: its requests' admin jobs were let go by their abort */
+    bt_keys_port_close(w->keys_port);
+    w->keys_port = NULL;
     if (w->up) bt_upstream_free(w->up);
     w->http = NULL;
     w->up = NULL;

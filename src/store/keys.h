@@ -10,9 +10,9 @@
  * (polled every BT_KEYS_POLL_MS: a key written by another instance or by
  * `baton keys` takes effect within a second) and swaps it in; a worker picks
  * the new one up at its next request, taking the table lock only when the
- * generation changed. Admin writes made through bt_keys_* run on the caller's
- * thread (the admin path, see docs/internals/store.md) and rebuild the table
- * before they return. Nothing here is called with SQLite on a /v1 path: a
+ * generation changed. Admin writes made through bt_keys_* rebuild the table
+ * before they return; the admin API runs them as jobs on the store thread
+ * (bt_keys_submit), never on a worker (docs/internals/store.md). Nothing here is called with SQLite on a /v1 path: a
  * lookup is bt_keys_current + bt_keytab_find. */
 #ifndef BT_STORE_KEYS_H
 #define BT_STORE_KEYS_H
@@ -20,6 +20,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include <uv.h>
 
 #include "core/str.h"
 #include "json/json.h"
@@ -171,6 +173,7 @@ struct bt_keys;
 struct bt_keys_opts {
     uint64_t ledger_interval_ms;    /* store.ledger_interval; 0: 1 s */
     uint32_t ledger_batch;          /* store.ledger_batch; 0: 500 */
+    uint64_t ledger_retention_ms;   /* store.ledger_retention; 0: kept forever */
 };
 
 /* Opens the SQLite store at `path` (creating and migrating it), loads the
@@ -201,8 +204,9 @@ struct bt_keytab *bt_keys_current(struct bt_keys *k, struct bt_keytab **cached, 
  * case). */
 enum bt_err bt_keys_refresh(struct bt_keys *k, bool force);
 
-/* Admin operations, synchronous, on the caller's thread; each rebuilds the
- * table before returning. Messages go to why. */
+/* Admin operations, synchronous, on the caller's thread (the admin API runs
+ * them on the store thread: bt_keys_submit); each rebuilds the table before
+ * returning. Messages go to why. */
 /* Creates a key from p; key_out gets the key (shown once), *out the record. */
 enum bt_err bt_keys_create(struct bt_keys *k, struct bt_key_patch *p, char key_out[BT_KEY_LEN + 1],
                            struct bt_key_rec *out, char *why, size_t whycap);
@@ -231,6 +235,40 @@ enum bt_err bt_keys_owner_list(struct bt_keys *k, struct bt_owner_list *out, cha
 /* What the owner spent in its period as this process counts it (0 when no key
  * of it was loaded). */
 int64_t bt_keys_owner_spent(struct bt_keys *k, enum bt_owner_kind kind, const char *name);
+
+/* ---- store work for an event loop ----
+ *
+ * A worker must never wait on the store (docs/internals/store.md): the admin
+ * API hands each operation to the service's store thread as a job and gets it
+ * back on its own loop through a port (a uv_async_t). Jobs run one at a time,
+ * in the order submitted, between the thread's refresh polls.
+ *
+ * A job belongs to the store thread from bt_keys_submit until it comes back:
+ * `done` on the port's loop (the caller owns it again and frees it), or, when
+ * the port was closed meanwhile or the service stops before running it,
+ * `drop` on whichever thread finds it so (it frees the job and touches
+ * nothing of the loop's). */
+struct bt_keys_port;
+struct bt_keys_job {
+    struct bt_keys_job *next;       /* the service's queue, then the port's */
+    struct bt_keys_port *port;      /* set by bt_keys_submit */
+    enum bt_err status;             /* when it comes back: BT_OK it ran; BT_ECLOSED the
+                                       service stopped before it could */
+    void (*run)(struct bt_keys *k, struct bt_keys_job *j); /* on the store thread */
+    void (*done)(struct bt_keys_job *j);                   /* on the port's loop */
+    void (*drop)(struct bt_keys_job *j);                   /* any thread */
+};
+
+/* A port on `loop` (called on the loop's thread), for k's jobs to come back
+ * through. Its handle does not keep the loop alive. NULL on ENOMEM. */
+struct bt_keys_port *bt_keys_port_new(struct bt_keys *k, uv_loop_t *loop);
+/* Closes the port on its loop's thread (NULL: no-op): jobs that came back and
+ * those still out are dropped; its memory goes once the last of them has.
+ * The loop must run afterwards for the handle to close. */
+void bt_keys_port_close(struct bt_keys_port *p);
+/* Queues `j` for the store thread (it owns j from here, see above). BT_ECLOSED
+ * when the service is stopping: j is not taken. */
+enum bt_err bt_keys_submit(struct bt_keys_port *p, struct bt_keys_job *j);
 
 /* The same operations on a store handle, for `baton keys` (no service, no
  * thread). */

@@ -1,10 +1,14 @@
-/* The key service: a store handle, the current key table and the thread that
- * keeps it in step with the store; and the write operations both the admin API
- * (through the service) and `baton keys` (on a bare handle) use.
+/* The key service: a store handle, the current key table and the store thread
+ * that keeps it in step with the store and runs the admin API's jobs; and the
+ * write operations both the admin API (through the service) and `baton keys`
+ * (on a bare handle) use.
  *
- * Two locks, never held together by a worker's /v1 path:
- *  - store_lock serialises use of the store handle (the refresh thread and
- *    admin operations); a worker takes it only on the admin path;
+ * Locks, none of which a worker holds for longer than a list or pointer swap:
+ *  - store_lock serialises use of the store handle (the store thread and the
+ *    ledger writer); a worker never takes it (admin operations come to the
+ *    store thread as jobs: bt_keys_submit);
+ *  - wait_lock guards the job queue and the stop flag; a port's lock its list
+ *    of jobs done;
  *  - tab_lock guards the current table pointer while a reference is taken or
  *    it is swapped: a few instructions, taken by a worker only when the
  *    generation it cached is stale. */
@@ -38,6 +42,20 @@ struct bt_keys {
     size_t nlives, caplives;
     struct bt_ledger *ledger;     /* the usage ledger's writer */
     int64_t spend_day;            /* the UTC day (since 1970) spend was last loaded for */
+    /* Jobs for the store thread (bt_keys_submit), oldest first (wait_lock). */
+    struct bt_keys_job *jobs, **jobs_tail;
+};
+
+/* Where a job comes back: a uv_async_t on a worker's loop and the jobs done
+ * that it has not taken yet. Freed when the loop's side closed it and no job
+ * of it is still out (refs). */
+struct bt_keys_port {
+    uv_async_t async;
+    struct bt_keys *keys;
+    uv_mutex_t lock;              /* guards closed and done against the store thread */
+    bool closed;                  /* the loop's side closed it: drop what comes back */
+    struct bt_keys_job *done, **done_tail;
+    atomic_int refs;              /* the loop's side, and one per job out */
 };
 
 static struct live_slot *live_find(struct live_slot *tab, size_t cap, const char *id)
@@ -286,19 +304,143 @@ struct bt_keytab *bt_keys_current(struct bt_keys *k, struct bt_keytab **cached, 
     return *cached;
 }
 
+/* ---- jobs ---- */
+
+static void port_unref(struct bt_keys_port *p)
+{
+    if (atomic_fetch_sub(&p->refs, 1) != 1) return;
+    uv_mutex_destroy(&p->lock);
+    free(p);
+}
+
+/* A job ran (or will not): back to its port's loop, or dropped when the port
+ * is closed. Any thread. */
+static void job_deliver(struct bt_keys_job *j, bool ran)
+{
+    struct bt_keys_port *p = j->port;
+    j->next = NULL;
+    j->status = ran ? BT_OK : BT_ECLOSED;
+    uv_mutex_lock(&p->lock);
+    if (p->closed) {
+        uv_mutex_unlock(&p->lock);
+        j->drop(j);
+        port_unref(p);
+        return;
+    }
+    *p->done_tail = j;
+    p->done_tail = &j->next;
+    uv_async_send(&p->async); /* under the lock: the loop's side cannot close it meanwhile */
+    uv_mutex_unlock(&p->lock);
+}
+
+/* On the port's loop: each job that came back gets `done`, or, when the port
+ * closes (`closing`), `drop`. The loop's own ref keeps p meanwhile. */
+static void port_take(struct bt_keys_port *p, bool closing)
+{
+    uv_mutex_lock(&p->lock);
+    p->closed = p->closed || closing;
+    struct bt_keys_job *j = p->done;
+    p->done = NULL;
+    p->done_tail = &p->done;
+    uv_mutex_unlock(&p->lock);
+    for (struct bt_keys_job *next; j; j = next) {
+        next = j->next;
+        atomic_fetch_sub(&p->refs, 1);
+        if (closing) j->drop(j);
+        else j->done(j);
+    }
+}
+
+static void port_wake(uv_async_t *a)
+{
+    port_take(a->data, false);
+}
+
+struct bt_keys_port *bt_keys_port_new(struct bt_keys *k, uv_loop_t *loop)
+{
+    struct bt_keys_port *p = calloc(1, sizeof(*p));
+    if (!p) return NULL;
+    if (uv_async_init(loop, &p->async, port_wake)) {
+        free(p);
+        return NULL;
+    }
+    uv_unref((uv_handle_t *)&p->async);
+    p->async.data = p;
+    p->keys = k;
+    uv_mutex_init(&p->lock);
+    p->done_tail = &p->done;
+    atomic_init(&p->refs, 1);
+    return p;
+}
+
+static void port_closed(uv_handle_t *h)
+{
+    port_unref(h->data);
+}
+
+void bt_keys_port_close(struct bt_keys_port *p)
+{
+    if (!p) return;
+    port_take(p, true);
+    uv_close((uv_handle_t *)&p->async, port_closed);
+}
+
+enum bt_err bt_keys_submit(struct bt_keys_port *p, struct bt_keys_job *j)
+{
+    struct bt_keys *k = p->keys;
+    j->port = p;
+    j->next = NULL;
+    uv_mutex_lock(&k->wait_lock);
+    if (k->stop) {
+        uv_mutex_unlock(&k->wait_lock);
+        return BT_ECLOSED;
+    }
+    atomic_fetch_add(&p->refs, 1);
+    *k->jobs_tail = j;
+    k->jobs_tail = &j->next;
+    uv_cond_signal(&k->wait_cond);
+    uv_mutex_unlock(&k->wait_lock);
+    return BT_OK;
+}
+
+/* The store thread: jobs as they come, one at a time; a refresh poll every
+ * BT_KEYS_POLL_MS between them. At stop, jobs not run are dropped. */
 static void refresher(void *arg)
 {
     struct bt_keys *k = arg;
+    const uint64_t poll_ns = (uint64_t)BT_KEYS_POLL_MS * 1000000u;
+    uint64_t next_poll = uv_hrtime() + poll_ns;
     uv_mutex_lock(&k->wait_lock);
     while (!k->stop) {
-        /* A timed wait: stop wakes it at once. */
-        uv_cond_timedwait(&k->wait_cond, &k->wait_lock, (uint64_t)BT_KEYS_POLL_MS * 1000000u);
+        uint64_t now = uv_hrtime();
+        /* A timed wait: stop and a job wake it at once. */
+        if (!k->jobs && now < next_poll)
+            uv_cond_timedwait(&k->wait_cond, &k->wait_lock, next_poll - now);
         if (k->stop) break;
+        struct bt_keys_job *j = k->jobs;
+        if (j) {
+            k->jobs = j->next;
+            if (!k->jobs) k->jobs_tail = &k->jobs;
+        }
         uv_mutex_unlock(&k->wait_lock);
-        (void)bt_keys_refresh(k, false); /* logged inside */
+        if (j) {
+            j->run(k, j);
+            job_deliver(j, true);
+        }
+        if (uv_hrtime() >= next_poll) {
+            (void)bt_keys_refresh(k, false); /* logged inside */
+            next_poll = uv_hrtime() + poll_ns;
+        }
         uv_mutex_lock(&k->wait_lock);
     }
+    struct bt_keys_job *left = k->jobs;
+    k->jobs = NULL;
+    k->jobs_tail = &k->jobs;
     uv_mutex_unlock(&k->wait_lock);
+    for (struct bt_keys_job *next; left; left = next) {
+        next = left->next;
+        job_deliver(left, false);
+    }
 }
 
 /* The ledger wrote `recs`: their cost moves from pending to spent (store_lock
@@ -360,12 +502,14 @@ enum bt_err bt_keys_start(const struct bt_store_where *where, const struct bt_ke
     uv_mutex_init(&k->wait_lock);
     uv_cond_init(&k->wait_cond);
     atomic_init(&k->gen, 1);
+    k->jobs_tail = &k->jobs;
     uv_mutex_lock(&k->store_lock);
     err = refresh_locked(k, true);
     if (err) snprintf(why, whycap, "%s: %s", where->postgres ? "postgres" : where->sqlite, k->store->errmsg);
     uv_mutex_unlock(&k->store_lock);
     struct bt_ledger_opts lo = {.interval_ms = o ? o->ledger_interval_ms : 0,
-                                .batch = o ? o->ledger_batch : 0};
+                                .batch = o ? o->ledger_batch : 0,
+                                .retention_ms = o ? o->ledger_retention_ms : 0};
     if (!err && bt_ledger_start(k->store, &k->store_lock, &lo, ledger_committed, k, &k->ledger)) {
         snprintf(why, whycap, "cannot start the ledger thread");
         err = BT_ENOMEM;

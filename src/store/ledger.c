@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "core/log.h"
 
@@ -30,6 +31,9 @@ struct bt_ledger {
     uint64_t dropped;              /* refused because the queue was full */
     bool flush_now;                /* a flusher waits: write without waiting */
     bool stop;
+    uint64_t retention_ms;         /* 0: no pruning */
+    uint64_t prune_ns;             /* when the next prune batch is due (uv_hrtime) */
+    uint64_t pruned;               /* rows deleted in the current pass */
 };
 
 static void free_list(struct bt_usage_rec *r)
@@ -67,20 +71,59 @@ static struct bt_usage_rec *write_list(struct bt_ledger *l, struct bt_usage_rec 
     return NULL;
 }
 
+/* One batch of the retention's deletes, without l->lock. A full batch makes
+ * the next one due at once (after records due are written); a short one ends
+ * the pass, and the next comes after BT_LEDGER_PRUNE_EVERY_MS. A store that
+ * refuses is tried again at the next pass. */
+static void prune_batch(struct bt_ledger *l)
+{
+    int64_t before = (int64_t)time(NULL) * 1000 - (int64_t)l->retention_ms;
+    uint64_t n = 0;
+    uv_mutex_lock(l->store_lock);
+    enum bt_err err = l->store->ops->usage_prune(l->store, before, BT_LEDGER_PRUNE_BATCH, &n);
+    if (err) bt_error("ledger: cannot delete records past the retention: %s", l->store->errmsg);
+    uv_mutex_unlock(l->store_lock);
+    l->pruned += n;
+    uint64_t now = uv_hrtime();
+    if (!err && n >= BT_LEDGER_PRUNE_BATCH) {
+        l->prune_ns = now;
+        return;
+    }
+    if (l->pruned)
+        bt_info("ledger: %llu records older than %llu days deleted (store.ledger_retention)",
+                (unsigned long long)l->pruned, (unsigned long long)(l->retention_ms / 86400000));
+    l->pruned = 0;
+    l->prune_ns = now + (uint64_t)BT_LEDGER_PRUNE_EVERY_MS * 1000000u;
+}
+
+static bool prune_due(const struct bt_ledger *l, uint64_t now)
+{
+    return l->retention_ms && !l->stop && now >= l->prune_ns;
+}
+
 static void writer(void *arg)
 {
     struct bt_ledger *l = arg;
     int failures = 0;
     uv_mutex_lock(&l->lock);
     for (;;) {
+        bool records_due = false;
         while (!l->stop && !l->flush_now && l->n < l->batch) {
-            if (!l->n) {
-                uv_cond_wait(&l->cond, &l->lock);
-                continue;
-            }
-            uint64_t now = uv_hrtime(), due = l->first_ns + l->interval_ns;
-            if (now >= due) break;
-            uv_cond_timedwait(&l->cond, &l->lock, due - now);
+            uint64_t now = uv_hrtime();
+            uint64_t due = l->n ? l->first_ns + l->interval_ns : UINT64_MAX;
+            if (l->n && now >= due) break;
+            if (prune_due(l, now)) break;
+            if (l->retention_ms && l->prune_ns < due) due = l->prune_ns;
+            if (due == UINT64_MAX) uv_cond_wait(&l->cond, &l->lock);
+            else uv_cond_timedwait(&l->cond, &l->lock, due - now);
+        }
+        records_due = l->stop || l->flush_now || l->n >= l->batch ||
+                      (l->n && uv_hrtime() >= l->first_ns + l->interval_ns);
+        if (!records_due && prune_due(l, uv_hrtime())) {
+            uv_mutex_unlock(&l->lock);
+            prune_batch(l);
+            uv_mutex_lock(&l->lock);
+            continue;
         }
         if (!l->n) {
             l->flush_now = false;
@@ -136,6 +179,8 @@ enum bt_err bt_ledger_start(struct bt_store *s, uv_mutex_t *store_lock,
     l->ud = ud;
     l->interval_ns = (o && o->interval_ms ? o->interval_ms : 1000) * 1000000u;
     l->batch = o && o->batch ? o->batch : 500;
+    l->retention_ms = o ? o->retention_ms : 0;
+    l->prune_ns = uv_hrtime(); /* a first pass at start */
     uv_mutex_init(&l->lock);
     uv_cond_init(&l->cond);
     uv_cond_init(&l->done);

@@ -2,7 +2,8 @@
  * and a list: no store access on the request path) and written by one thread
  * in batches, every `interval_ms` or as soon as `batch` records wait, each
  * batch in one transaction. Stopping writes every record still queued (the
- * SIGTERM drain's last step). See docs/internals/store.md. */
+ * SIGTERM drain's last step). With a retention, the same thread deletes the
+ * rows that outlived it, in batches. See docs/internals/store.md. */
 #ifndef BT_STORE_LEDGER_H
 #define BT_STORE_LEDGER_H
 
@@ -13,11 +14,16 @@
 
 #define BT_LEDGER_MAX_QUEUED 1000000 /* records waiting; more are dropped (logged) */
 #define BT_LEDGER_FLUSH_WAIT_MS 5000 /* the longest bt_ledger_flush waits */
+#define BT_LEDGER_PRUNE_EVERY_MS 3600000 /* with a retention: a pass at start, then hourly */
+#define BT_LEDGER_PRUNE_BATCH 5000   /* rows deleted per statement (the store lock is let
+                                        go, and due records written, between two) */
 
 struct bt_ledger_opts {
     uint64_t interval_ms;   /* the longest a record waits; 0: 1000 */
     uint32_t batch;         /* records per transaction, and the count that wakes the
                                writer early; 0: 500 */
+    uint64_t retention_ms;  /* rows older than this are deleted (usage_prune) at start
+                               and every BT_LEDGER_PRUNE_EVERY_MS; 0: kept forever */
 };
 
 /* Called on the writer thread with `store_lock` held, after a batch (the list

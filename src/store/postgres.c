@@ -513,6 +513,30 @@ static enum bt_err pg_usage_append(struct bt_store *s, const struct bt_usage_rec
     return finish_write(q, err);
 }
 
+static enum bt_err pg_usage_prune(struct bt_store *s, int64_t before_ms, uint32_t limit,
+                                  uint64_t *deleted)
+{
+    struct pg *q = (struct pg *)s;
+    *deleted = 0;
+    char before[24], lim[24], day[24];
+    snprintf(before, sizeof(before), "%lld", (long long)before_ms);
+    snprintf(lim, sizeof(lim), "%u", limit);
+    snprintf(day, sizeof(day), "%lld", (long long)(before_ms / DAY_MS));
+    const char *v[2] = {before, lim};
+    PGresult *r = PQexecParams(q->conn,
+                               "DELETE FROM baton_usage WHERE id IN (SELECT id FROM baton_usage "
+                               "WHERE ts_ms < $1 ORDER BY ts_ms LIMIT $2)",
+                               2, NULL, v, NULL, NULL, 0);
+    enum bt_err err = PQresultStatus(r) == PGRES_COMMAND_OK ? BT_OK : fail(q, "pruning the ledger");
+    if (!err) *deleted = strtoull(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    const char *dv[1] = {day};
+    if (!err)
+        err = run_params(q, "DELETE FROM baton_spend_daily WHERE day < $1", 1, dv,
+                         "pruning the daily spend");
+    return err;
+}
+
 /* The rows of a query with text parameters, or NULL after fail(). */
 static PGresult *query(struct pg *q, const char *sql, int n, const char *const *v, const char *what)
 {
@@ -735,6 +759,7 @@ static const struct bt_store_ops postgres_ops = {
     .key_list = pg_list,
     .changed = pg_changed,
     .usage_append = pg_usage_append,
+    .usage_prune = pg_usage_prune,
     .spend = pg_spend,
     .usage_report = pg_usage_report,
     .owner_put = pg_owner_put,

@@ -436,6 +436,36 @@ out:
     return err;
 }
 
+/* Runs `sql` with its integer parameters ?1..?n (n <= 2), no rows; *changes
+ * (may be NULL) gets the rows it changed. */
+static enum bt_err run_ints(struct sq *q, const char *sql, const int64_t *v, int n,
+                            uint64_t *changes, const char *what)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK) return fail(q, what);
+    for (int i = 0; i < n; i++) sqlite3_bind_int64(st, i + 1, v[i]);
+    enum bt_err err = sqlite3_step(st) == SQLITE_DONE ? BT_OK : fail(q, what);
+    if (!err && changes) *changes = (uint64_t)sqlite3_changes(q->db);
+    sqlite3_finalize(st);
+    return err;
+}
+
+static enum bt_err sq_usage_prune(struct bt_store *s, int64_t before_ms, uint32_t limit,
+                                  uint64_t *deleted)
+{
+    struct sq *q = (struct sq *)s;
+    *deleted = 0;
+    const int64_t v[2] = {before_ms, limit}, day = before_ms / DAY_MS;
+    enum bt_err err = run_ints(q,
+                               "DELETE FROM usage WHERE id IN (SELECT id FROM usage WHERE "
+                               "ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)",
+                               v, 2, deleted, "pruning the ledger");
+    if (!err)
+        err = run_ints(q, "DELETE FROM spend_daily WHERE day < ?1", &day, 1, NULL,
+                       "pruning the daily spend");
+    return err;
+}
+
 /* Steps `st` to its end, each row read by `row` into a new element of the
  * growing array *items (elements of `size` bytes, *n of them); finalizes st.
  * On failure the array is freed and *n is 0. */
@@ -688,6 +718,7 @@ static const struct bt_store_ops sqlite_ops = {
     .key_list = sq_list,
     .changed = sq_changed,
     .usage_append = sq_usage_append,
+    .usage_prune = sq_usage_prune,
     .spend = sq_spend,
     .usage_report = sq_usage_report,
     .owner_put = sq_owner_put,

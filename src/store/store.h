@@ -3,8 +3,9 @@
  * interface, `struct bt_store`, with one backend per engine: SQLite (sqlite.c,
  * the embedded default) now, PostgreSQL and Redis later behind the same
  * operations. A store handle is used by one thread at a time (the caller
- * serialises); nothing on a worker's /v1 request path calls it: workers read
- * the in-memory key table (store/keys.h) that a store thread refreshes.
+ * serialises); no worker calls it: workers read the in-memory key table
+ * (store/keys.h) that a store thread refreshes, and hand admin operations to
+ * that thread.
  * See docs/internals/store.md. */
 #ifndef BT_STORE_STORE_H
 #define BT_STORE_STORE_H
@@ -201,6 +202,11 @@ struct bt_store_ops {
     enum bt_err (*owner_delete)(struct bt_store *s, enum bt_owner_kind kind, const char *name);
     /* Every owner of both kinds, by kind then name. */
     enum bt_err (*owner_list)(struct bt_store *s, struct bt_owner_list *out);
+    /* Deletes at most `limit` ledger rows older than `before_ms`, oldest first,
+     * and the daily spend of the UTC days wholly before it; *deleted says how
+     * many ledger rows went (fewer than `limit`: none older is left). */
+    enum bt_err (*usage_prune)(struct bt_store *s, int64_t before_ms, uint32_t limit,
+                               uint64_t *deleted);
     /* The ledger summed per group, filtered; ordered by group. */
     enum bt_err (*usage_report)(struct bt_store *s, const struct bt_usage_query *q,
                                 struct bt_usage_rows *out);

@@ -576,7 +576,8 @@ export function routingRows(n, seed, strong = 'strong-m', weak = 'weak-m') {
 // Starts a throwaway PostgreSQL cluster from the Debian packages: initdb into a
 // fresh directory under the test temp dir (owned by the postgres user, since
 // PostgreSQL refuses to run as root), listening on 127.0.0.1:PORT with trust
-// authentication. Returns {url, port, stop()}; stopped at exit too.
+// authentication. Returns {url, port, stop(), stall(), resume()}; stopped at
+// exit too.
 export async function startPostgres() {
     const bin = '/usr/lib/postgresql/15/bin';
     const dir = mkdtempSync(join(tmpdir(), 'baton-pg-'));
@@ -591,12 +592,26 @@ export async function startPostgres() {
     asPg([`${bin}/initdb`, '-D', `${dir}/data`, '-A', 'trust', '-U', 'postgres', '--no-sync']);
     asPg([`${bin}/pg_ctl`, '-D', `${dir}/data`, '-l', `${dir}/log`, '-w', '-t', '30', '-o',
         `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start']);
+    // Every process of the cluster: the postmaster (first line of its pid file)
+    // and its children (backends, writer, ...).
+    const pids = () => {
+        const main = Number(readFileSync(`${dir}/data/postmaster.pid`, 'utf8').split('\n')[0]);
+        const kids = spawnSync('pgrep', ['-P', String(main)], { encoding: 'utf8' }).stdout;
+        return [main, ...kids.split('\n').filter(Boolean).map(Number)];
+    };
+    let stalled = false;
+    // stall(): the server stops answering (SIGSTOP to every process of it): a
+    // client's query waits, its connection stays open. resume(): SIGCONT.
+    const signalAll = (sig) => { for (const pid of pids()) { try { process.kill(pid, sig); } catch { /* gone */ } } };
+    const stall = () => { stalled = true; signalAll('SIGSTOP'); };
+    const resume = () => { if (stalled) signalAll('SIGCONT'); stalled = false; };
     const stop = () => {
+        try { resume(); } catch { /* gone */ }
         try { asPg([`${bin}/pg_ctl`, '-D', `${dir}/data`, '-m', 'immediate', 'stop']); } catch { /* gone */ }
         try { rmSync(dir, { recursive: true, force: true }); } catch { /* */ }
     };
     process.on('exit', stop);
-    return { url: `postgresql://postgres@127.0.0.1:${port}/postgres`, port, stop };
+    return { url: `postgresql://postgres@127.0.0.1:${port}/postgres`, port, stop, stall, resume };
 }
 
 // ---------------------------------------------------------------- Redis

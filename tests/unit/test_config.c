@@ -500,7 +500,25 @@ TEST(store_ledger_keys)
     REQUIRE(c);
     CHECK_INT(c->store.ledger_interval_ms, 250);
     CHECK_INT(c->store.ledger_batch, 7);
+    CHECK_INT(c->store.admin_timeout_ms, 10000);
     bt_config_unref(c);
+    c = load_ok("store: {admin_timeout: 2s}\nproviders: {s: {type: sim}}\n");
+    REQUIRE(c);
+    CHECK_INT(c->store.admin_timeout_ms, 2000);
+    bt_config_unref(c);
+    CHECK(expect_error("store: {admin_timeout: 50ms}\n", 1, 24, "store.admin_timeout"));
+    c = load_ok("providers: {s: {type: sim}}\n");
+    REQUIRE(c);
+    CHECK_INT(c->store.ledger_retention_ms, 0); /* kept forever */
+    bt_config_unref(c);
+    c = load_ok("store: {ledger_retention: 90d}\nproviders: {s: {type: sim}}\n");
+    REQUIRE(c);
+    CHECK_INT(c->store.ledger_retention_ms, 90ull * 86400000);
+    bt_config_unref(c);
+    /* shorter than a month: budgets would lose the period's spend */
+    CHECK(expect_error("store: {ledger_retention: 30d}\n", 1, 27,
+                       "store.ledger_retention must be from 31d to 36500d: budgets"));
+    CHECK(expect_error("store: {ledger_retention: 7x}\n", 1, 27, "store.ledger_retention"));
 }
 
 TEST(errors_with_positions)
@@ -1214,8 +1232,8 @@ TEST(messages_are_whole)
         const char *yaml, *tail;
     } lists[] = {
         {"nope: 1\n", "providers, models, metrics, store)"},
-        {"store: {nope: 1}\n",
-         "sqlite, postgres, redis, redis_unavailable, ledger_interval, ledger_batch, redis_timeout)"},
+        {"store: {nope: 1}\n", "sqlite, postgres, redis, redis_unavailable, ledger_interval, "
+                                "ledger_batch, redis_timeout, admin_timeout, ledger_retention)"},
         {"server: {nope: 1}\n", "upstream_max_idle, upstream_max_queued, reuse_port)"},
         {"auth: {nope: 1}\n", "master_key, allow_anonymous)"},
         {"log: {nope: 1}\n", "level, access, file)"},

@@ -100,6 +100,7 @@ TEST(durations)
     CHECK(bt_parse_duration_ms(BT_STR("10s"), &ms) && ms == 10000);
     CHECK(bt_parse_duration_ms(BT_STR("10m"), &ms) && ms == 600000);
     CHECK(bt_parse_duration_ms(BT_STR("2h"), &ms) && ms == 7200000);
+    CHECK(bt_parse_duration_ms(BT_STR("90d"), &ms) && ms == 90ull * 86400000);
     CHECK(bt_parse_duration_ms(BT_STR("30"), &ms) && ms == 30000);
     CHECK(!bt_parse_duration_ms(BT_STR("10x"), &ms));
     CHECK(!bt_parse_duration_ms(BT_STR("ms"), &ms));

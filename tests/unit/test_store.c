@@ -31,6 +31,16 @@ static void cleanup(void)
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpl);
 }
 
+/* A new SQLite store in a temporary directory (cleanup() removes it). */
+static struct bt_store *temp_store(void)
+{
+    const char *path = temp_db();
+    char why[600];
+    struct bt_store *s = NULL;
+    if (!path || bt_store_open_sqlite(path, &s, why, sizeof(why))) return NULL;
+    return s;
+}
+
 static enum bt_err patch(const char *json, struct bt_key_patch *p, char *why, size_t cap)
 {
     return bt_key_patch_parse(bt_str_c(json), (int64_t)time(NULL), p, why, cap);
@@ -494,12 +504,121 @@ TEST(ledger_writer_batches_and_flushes_at_stop)
     cleanup();
 }
 
+/* Rows older than the cutoff go, oldest first, at most `limit` per call, with
+ * the daily spend of the days wholly before it; the current month's spend
+ * stays. */
+TEST(ledger_prune)
+{
+    struct bt_store *s = temp_store();
+    REQUIRE(s);
+    const int64_t day = 86400000;
+    int64_t now = 1796830200000; /* Wed 2026-12-09 15:30 UTC */
+    struct bt_usage_rec *a = rec("key_a", "ann", "red", "chat", now - 400 * day, 1);
+    a->next = rec("key_a", "ann", "red", "chat", now - 100 * day, 2);
+    a->next->next = rec("key_a", "ann", "red", "chat", now - 40 * day, 4);
+    a->next->next->next = rec("key_a", "ann", "red", "chat", now - 2 * day, 8);
+    a->next->next->next->next = rec("key_a", "ann", "red", "chat", now, 16);
+    REQUIRE(s->ops->usage_append(s, a) == BT_OK);
+    for (struct bt_usage_rec *r = a, *n; r; r = n) n = r->next, free(r);
+    uint64_t n = 99;
+    int64_t before = now - 31 * day;
+    CHECK(s->ops->usage_prune(s, before, 2, &n) == BT_OK);
+    CHECK_INT(n, 2); /* the two oldest */
+    struct bt_usage_query q = {.group = BT_UG_NONE};
+    struct bt_usage_rows ur;
+    REQUIRE(s->ops->usage_report(s, &q, &ur) == BT_OK);
+    REQUIRE(ur.n == 1);
+    CHECK_INT(ur.items[0].requests, 3);
+    CHECK_INT(ur.items[0].cost_pusd, 28);
+    free(ur.items);
+    CHECK(s->ops->usage_prune(s, before, 2, &n) == BT_OK);
+    CHECK_INT(n, 1); /* fewer than the limit: none older is left */
+    CHECK(s->ops->usage_prune(s, before, 2, &n) == BT_OK);
+    CHECK_INT(n, 0);
+    REQUIRE(s->ops->usage_report(s, &q, &ur) == BT_OK);
+    REQUIRE(ur.n == 1);
+    CHECK_INT(ur.items[0].requests, 2);
+    CHECK_INT(ur.items[0].cost_pusd, 24);
+    free(ur.items);
+    struct bt_spend_list sl;
+    REQUIRE(s->ops->spend(s, now, &sl) == BT_OK);
+    REQUIRE(sl.n == 3);
+    for (size_t i = 0; i < sl.n; i++) CHECK_INT(sl.items[i].month_pusd, 24);
+    free(sl.items);
+    sqlite3 *db = NULL;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/t.db", tmpl);
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    REQUIRE(sqlite3_prepare_v2(db, "SELECT count(*), min(day) FROM spend_daily", -1, &st, NULL) ==
+            SQLITE_OK);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    CHECK_INT(sqlite3_column_int64(st, 0), 6); /* two days each of the key, team and user */
+    CHECK_INT(sqlite3_column_int64(st, 1), (now - 2 * day) / day);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    bt_store_close(s);
+    cleanup();
+}
+
+/* The ledger's rows in all, read under `lock`; -1 on failure. */
+static int64_t ledger_rows(struct bt_store *s, uv_mutex_t *lock)
+{
+    struct bt_usage_query q = {.group = BT_UG_NONE};
+    struct bt_usage_rows ur = {0};
+    uv_mutex_lock(lock);
+    enum bt_err err = s->ops->usage_report(s, &q, &ur);
+    uv_mutex_unlock(lock);
+    int64_t n = err ? -1 : ur.n ? ur.items[0].requests : 0;
+    free(ur.items);
+    return n;
+}
+
+/* With a retention the writer deletes what outlived it at start, batch after
+ * batch, and writes the records that come meanwhile. */
+TEST(ledger_writer_prunes_at_start)
+{
+    struct bt_store *s = temp_store();
+    REQUIRE(s);
+    const int64_t day = 86400000, now = (int64_t)time(NULL) * 1000;
+    const int old = BT_LEDGER_PRUNE_BATCH + 3;
+    struct bt_usage_rec *head = NULL;
+    for (int i = 0; i < old; i++) {
+        struct bt_usage_rec *r = rec("key_c", "", "", "chat", now - 60 * day - i, 1);
+        r->next = head;
+        head = r;
+    }
+    struct bt_usage_rec *recent = rec("key_c", "", "", "chat", now - 20 * day, 1);
+    recent->next = head;
+    REQUIRE(s->ops->usage_append(s, recent) == BT_OK);
+    for (struct bt_usage_rec *r = recent, *n; r; r = n) n = r->next, free(r);
+    uv_mutex_t lock;
+    uv_mutex_init(&lock);
+    struct bt_ledger *l = NULL;
+    struct bt_ledger_opts o = {.interval_ms = 10, .batch = 10, .retention_ms = 31 * day};
+    REQUIRE(bt_ledger_start(s, &lock, &o, NULL, NULL, &l) == BT_OK);
+    bt_ledger_push(l, rec("key_c", "", "", "chat", now, 1));
+    for (int i = 0; i < 500 && ledger_rows(s, &lock) != 2; i++) usleep(10000);
+    bt_ledger_stop(l);
+    struct bt_usage_query q = {.group = BT_UG_NONE};
+    struct bt_usage_rows ur;
+    REQUIRE(s->ops->usage_report(s, &q, &ur) == BT_OK);
+    REQUIRE(ur.n == 1);
+    CHECK_INT(ur.items[0].requests, 2); /* the recent row and the one pushed */
+    free(ur.items);
+    uv_mutex_destroy(&lock);
+    bt_store_close(s);
+    cleanup();
+}
+
 int main(void)
 {
     RUN(hash_is_sha256);
     RUN(period_starts);
     RUN(ledger_append_spend_report);
     RUN(ledger_writer_batches_and_flushes_at_stop);
+    RUN(ledger_prune);
+    RUN(ledger_writer_prunes_at_start);
     RUN(generate_keys);
     RUN(patch_validation);
     RUN(sqlite_open_migrate_crud);
