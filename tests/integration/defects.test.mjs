@@ -180,8 +180,10 @@ test('15: a stream the client cuts short is logged with the tokens sent, marked 
     const line = await waitFor(() => readText(ACCESS).split('\n').find((l) => l.includes('"cut-short-1"')), 5000, 'access line');
     const rec = JSON.parse(line);
     eq(rec.status, 499, 'status logged');
-    assert(rec.completion_tokens >= events && rec.completion_tokens <= events + 10,
-        `completion_tokens ${rec.completion_tokens} for ${events} content events received`);
+    // what was sent, not the reply's 400 tokens: at 40 a second, the events in
+    // flight while the abort reaches baton (a loaded machine: up to a few seconds)
+    assert(rec.completion_tokens >= events && rec.completion_tokens < 200,
+        `completion_tokens ${rec.completion_tokens} for ${events} content events received (of 400)`);
     eq(rec.usage_estimated, true, 'usage_estimated');
 });
 
