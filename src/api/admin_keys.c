@@ -23,7 +23,7 @@
 enum admin_op {
     OP_KEY_LIST, OP_KEY_CREATE, OP_KEY_GET, OP_KEY_UPDATE, OP_KEY_REVOKE,
     OP_USAGE,
-    OP_OWNER_LIST, OP_OWNER_GET, OP_OWNER_DELETE, OP_OWNER_PUT,
+    OP_OWNER_LIST, OP_OWNER_GET, OP_OWNER_DELETE, OP_OWNER_PUT, OP_OWNER_CREATE,
 };
 
 /* One admin request's store work. Its inputs are copies (the request may go
@@ -178,7 +178,7 @@ static void write_owner(struct bt_jw *w, const struct bt_owner_rec *o, int64_t s
  * list object or (list false) the first one alone. */
 static void answer_owners(struct bt_http_req *req, const struct bt_frontend *fe,
                           const struct bt_owner_list *l, const int64_t *spent,
-                          enum bt_owner_kind kind, bool list)
+                          enum bt_owner_kind kind, bool list, int status)
 {
     struct bt_buf b;
     bt_buf_init(&b, 256u << 20);
@@ -198,7 +198,7 @@ static void answer_owners(struct bt_http_req *req, const struct bt_frontend *fe,
         bt_jw_obj_end(&jw);
     }
     if (jw.err) bt_api_fail(req, fe, 500, NULL, NULL, "the answer could not be written", BT_STR_NULL);
-    else bt_api_json_logged(req, 200, bt_buf_str(&b));
+    else bt_api_json_logged(req, status, bt_buf_str(&b));
     bt_buf_free(&b);
 }
 
@@ -276,6 +276,16 @@ static void call_run(struct bt_keys *k, struct bt_keys_job *j)
     case OP_OWNER_PUT:
         if (!(c->err = owner_put(k, c))) owners_spent(k, c);
         break;
+    case OP_OWNER_CREATE: /* POST: a new one only */
+        c->err = owner_read(k, c);
+        if (!c->err) {
+            snprintf(c->why, wc, "The %s '%.200s' exists already; PATCH /admin/%ss/NAME changes it.",
+                     bt_owner_kind_name(c->kind), c->name, bt_owner_kind_name(c->kind));
+            c->err = BT_EBUSY;
+        } else if (c->err == BT_ENOTFOUND && !(c->err = owner_put(k, c))) {
+            owners_spent(k, c);
+        }
+        break;
     }
 }
 
@@ -302,10 +312,13 @@ static void owner_answer(struct bt_http_req *req, struct admin_call *c)
         bt_api_fail(req, c->fe, 404, "not_found", NULL, c->why, BT_STR_NULL);
     } else if (c->err == BT_EINVAL) {
         bt_api_fail(req, c->fe, 400, "invalid_owner_field", NULL, c->why, BT_STR_NULL);
+    } else if (c->err == BT_EBUSY && c->op == OP_OWNER_CREATE) {
+        bt_api_fail(req, c->fe, 409, "owner_exists", NULL, c->why, BT_STR_NULL);
     } else if (c->err) {
         store_failed(req, c->fe, BT_EIO, NULL, c->why);
     } else {
-        answer_owners(req, c->fe, &c->owners, c->spent, c->kind, false);
+        answer_owners(req, c->fe, &c->owners, c->spent, c->kind, false,
+                      c->op == OP_OWNER_CREATE ? 201 : 200);
     }
 }
 
@@ -333,11 +346,12 @@ static void answer(struct bt_http_req *req, struct admin_call *c)
         break;
     case OP_OWNER_LIST:
         if (c->err) store_failed(req, fe, BT_EIO, NULL, c->why);
-        else answer_owners(req, fe, &c->owners, c->spent, c->kind, true);
+        else answer_owners(req, fe, &c->owners, c->spent, c->kind, true, 200);
         break;
     case OP_OWNER_GET:
     case OP_OWNER_DELETE:
-    case OP_OWNER_PUT: owner_answer(req, c); break;
+    case OP_OWNER_PUT:
+    case OP_OWNER_CREATE: owner_answer(req, c); break;
     }
 }
 
@@ -537,6 +551,67 @@ void bt_api_admin_usage(struct bt_http_req *req, struct bt_worker *w, const stru
 
 /* ---- /admin/teams, /admin/users: owners' budgets ---- */
 
+#define OWNER_FIELDS (BT_KF_BUDGET | BT_KF_PERIOD | BT_KF_RPM | BT_KF_TPM | BT_KF_CONCURRENCY)
+
+/* POST /admin/teams (/admin/users) with the shape of a key's fields: the name
+ * as `name` or as `team` (`user`), and budget_usd, budget_period, rpm, tpm,
+ * concurrency. 201 with the new owner; 409 when it exists. */
+static void owner_create(struct bt_http_req *req, struct bt_worker *w,
+                         const struct bt_frontend *fe, enum bt_owner_kind kind)
+{
+    const char *kname = bt_owner_kind_name(kind);
+    char why[400] = "";
+    /* `name` is read as the key validator's `team` (`user`): the same length, so
+     * the body's copy is renamed in place */
+    size_t len = req->body.len;
+    char *body = bt_arena_alloc(req->arena, len + 1);
+    if (!body) {
+        out_of_memory(req, fe);
+        return;
+    }
+    memcpy(body, req->body.p, len);
+    body[len] = 0;
+    struct bt_json_doc doc;
+    struct bt_json_error jerr;
+    if (!bt_json_parse(&doc, body, len, req->arena, NULL, &jerr) &&
+        bt_json_type(&doc, 0) == BT_JSON_OBJECT) {
+        int v = bt_json_get(&doc, 0, "name");
+        if (v > 0 && bt_json_get(&doc, 0, kname) < 0) {
+            const struct bt_json_tok *kt = &doc.toks[v - 1];
+            if (kt->type == BT_JSON_STRING && strncmp(body + kt->start, "\"name\"", 6) == 0)
+                memcpy(body + kt->start + 1, kname, 4);
+        }
+    }
+    struct admin_call *c = call_new(OP_OWNER_CREATE);
+    if (!c) {
+        out_of_memory(req, fe);
+        return;
+    }
+    c->kind = kind;
+    c->has_patch = true;
+    enum bt_err err = bt_key_patch_parse((struct bt_str){body, len}, (int64_t)time(NULL),
+                                         &c->patch, why, sizeof(why));
+    uint32_t own = kind == BT_OWNER_TEAM ? BT_KF_TEAM : BT_KF_USER;
+    const char *name = kind == BT_OWNER_TEAM ? c->patch.v.team : c->patch.v.user;
+    if (!err && (c->patch.set & ~(OWNER_FIELDS | own))) {
+        snprintf(why, sizeof(why),
+                 "A %s takes only name, budget_usd, budget_period, rpm, tpm and concurrency.",
+                 kname);
+        err = BT_EINVAL;
+    } else if (!err && (!(c->patch.set & own) || !name || !*name)) {
+        snprintf(why, sizeof(why), "A new %s needs its name: {\"name\": \"...\"}.", kname);
+        err = BT_EINVAL;
+    }
+    if (!err && !(c->name = strdup(name))) err = BT_ENOMEM;
+    if (err) {
+        if (err == BT_EINVAL) bt_api_fail(req, fe, 400, "invalid_owner_field", NULL, why, BT_STR_NULL);
+        else out_of_memory(req, fe);
+        call_free(c);
+        return;
+    }
+    call_start(c, req, w, fe);
+}
+
 void bt_api_admin_owners(struct bt_http_req *req, struct bt_worker *w, const struct bt_frontend *fe,
                          enum bt_owner_kind kind)
 {
@@ -545,8 +620,12 @@ void bt_api_admin_owners(struct bt_http_req *req, struct bt_worker *w, const str
     size_t plen = strlen("/admin/") + strlen(kname) + 1; /* "/admin/teams" */
     char why[400] = "";
     if (req->path.len == plen) {
+        if (bt_str_eq_c(req->method, "POST")) {
+            owner_create(req, w, fe, kind);
+            return;
+        }
         if (!bt_str_eq_c(req->method, "GET")) {
-            method_not_allowed(req, fe, "GET");
+            method_not_allowed(req, fe, "GET, POST");
             return;
         }
         struct admin_call *c = call_new(OP_OWNER_LIST);
@@ -592,9 +671,7 @@ void bt_api_admin_owners(struct bt_http_req *req, struct bt_worker *w, const str
         struct bt_str body = req->body.len ? req->body : BT_STR("{}");
         c->has_patch = true;
         err = bt_key_patch_parse(body, (int64_t)time(NULL), &c->patch, why, sizeof(why));
-        const uint32_t owner_fields =
-            BT_KF_BUDGET | BT_KF_PERIOD | BT_KF_RPM | BT_KF_TPM | BT_KF_CONCURRENCY;
-        if (!err && (c->patch.set & ~owner_fields)) {
+        if (!err && (c->patch.set & ~OWNER_FIELDS)) {
             snprintf(why, sizeof(why),
                      "A %s takes only budget_usd, budget_period, rpm, tpm and concurrency.", kname);
             err = BT_EINVAL;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { startFake, cannedChunks } from '../fake/fake_provider.mjs';
 import {
-    test, run, setup, assert, eq, startBaton, post, get, client, tmpDir, waitFor, sleep, runBaton, freePort, SLOW,
+    test, run, setup, assert, eq, startBaton, post, get, http, client, tmpDir, waitFor, sleep, runBaton, freePort, SLOW,
 } from './lib.mjs';
 
 const MK = 'sk-master-budget-test';
@@ -328,7 +328,19 @@ test('/admin/teams and /admin/users: a budget shared by the keys of a team or a 
     eq((await put('/admin/teams/x', { budget_usd: -1 })).status, 400);
     eq((await put('/admin/teams/a%0Ab', { budget_usd: 1 })).status, 400, 'a control character');
     eq((await get(`${b.base}/admin/users/nobody`, { headers: M })).status, 404);
-    eq((await post(`${b.base}/admin/teams`, {}, { headers: M })).status, 405);
+    // POST creates one, in the shape of a key's fields: the name as `name` or `team` (`user`)
+    const made = await post(`${b.base}/admin/teams`, { name: 'ops', budget_usd: 2.5, rpm: 5 }, { headers: M });
+    eq(made.status, 201, made.text);
+    eq(made.json.object, 'team'); eq(made.json.name, 'ops'); eq(made.json.budget_usd, 2.5);
+    eq(made.json.budget_period, 'month'); eq(made.json.rpm, 5);
+    const twice = await post(`${b.base}/admin/teams`, { team: 'ops' }, { headers: M });
+    eq(twice.status, 409, twice.text); eq(twice.json.error.code, 'owner_exists');
+    eq((await get(`${b.base}/admin/teams/ops`, { headers: M })).json.rpm, 5, 'the 409 changed nothing');
+    const u2 = await post(`${b.base}/admin/users`, { user: 'zed', tpm: 1000 }, { headers: M });
+    eq(u2.status, 201, u2.text); eq(u2.json.object, 'user'); eq(u2.json.tpm, 1000);
+    for (const body of [{}, { budget_usd: 1 }, { name: 'x', models: ['a'] }, { name: 'x', budget_usd: -1 }, { name: '' }])
+        eq((await post(`${b.base}/admin/teams`, body, { headers: M })).status, 400, JSON.stringify(body));
+    eq((await http('PUT', `${b.base}/admin/teams`, { headers: M, body: {} })).status, 405);
     eq((await get(`${b.base}/admin/teams`, { headers: { authorization: `Bearer ${k1.key}` } })).status, 403);
     // DELETE removes the budget: cy passes again; restart keeps the team's
     const d = await fetch(`${b.base}/admin/users/cy`, { method: 'DELETE', headers: M });
