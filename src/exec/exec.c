@@ -264,10 +264,11 @@ static void charge(struct bt_exec *ex)
     ex->charged = true;
     /* the estimate taken at admit becomes the usage */
     int64_t used = ex->usage.present ? ex->usage.prompt_tokens + ex->usage.completion_tokens : 0;
-    if (ex->payer.nshared && ex->w->redis) /* the other instances see it at once */
+    if (ex->payer.nshared && ex->w->redis) /* the other instances see it at once; */
         bt_redis_charge(ex->w->redis, ex->payer.shared, ex->payer.nshared,
-                        ex->payer.shared_minute, ex->cost_known ? ex->cost_pusd : 0, used);
-    shared_give_back(ex);
+                        ex->payer.shared_minute, ex->cost_known ? ex->cost_pusd : 0, used,
+                        !ex->shared_back); /* and the slots come back, in one round trip */
+    ex->shared_back = true;
     if (ex->cost_known) {
         bt_key_charge(ex->payer.live, ex->cost_pusd);
         bt_key_charge(ex->payer.team_live, ex->cost_pusd);
@@ -1430,10 +1431,7 @@ static void on_dep_answer(void *ud, enum bt_redis_verdict v, int64_t retry_after
     struct dep_wait *d = ud;
     struct bt_exec *ex = d->ex;
     if (!ex) { /* the request is over: what Redis took goes back */
-        if (v == BT_REDIS_OK) {
-            bt_redis_release(d->redis, &d->lv, 1);
-            bt_redis_charge(d->redis, &d->lv, 1, d->minute, 0, 0);
-        }
+        if (v == BT_REDIS_OK) bt_redis_charge(d->redis, &d->lv, 1, d->minute, 0, 0, true);
         free(d);
         return;
     }

@@ -275,8 +275,7 @@ bool bt_limits_taken_shared(struct bt_limits_taken *t, struct bt_redis *redis,
     *t = (struct bt_limits_taken){0};
     struct bt_redis_level *copy = malloc(sizeof(*copy));
     if (!copy) {
-        bt_redis_release(redis, lv, 1);
-        bt_redis_charge(redis, lv, 1, minute, 0, 0);
+        bt_redis_charge(redis, lv, 1, minute, 0, 0, true);
         return false;
     }
     *copy = *lv;
@@ -290,7 +289,8 @@ void bt_limits_settle(struct bt_limits_taken *t, int64_t tokens_used)
 {
     if (t->tpm) bt_key_correct_tokens(t->tpm, t->minute, tokens_used - t->tokens);
     t->tpm = NULL;
-    if (t->shared_tokens) bt_redis_charge(t->redis, t->shared, 1, t->minute, 0, tokens_used);
+    if (t->shared_tokens)
+        bt_redis_charge(t->redis, t->shared, 1, t->minute, 0, tokens_used, false);
     t->shared_tokens = false;
 }
 

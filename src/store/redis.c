@@ -49,23 +49,21 @@ static const char ADMIT[] =
     "end "
     "return {0, 0, 0}";
 
-/* A request's cost and tokens, at each level: KEYS two per level (the spend
- * counter, or the tokens of the minute); ARGV three per level: pico-USD to add
- * to the spend (0: none), the spend counter's life (ms), tokens to add (0:
- * none; only to a counter that still exists, a later minute started afresh). */
-static const char CHARGE[] =
-    "for i = 0, #KEYS / 2 - 1 do local a = i * 3 "
-    "  if tonumber(ARGV[a + 1]) > 0 then redis.call('INCRBY', KEYS[i * 2 + 1], ARGV[a + 1]) "
-    "    redis.call('PEXPIRE', KEYS[i * 2 + 1], ARGV[a + 2]) end "
-    "  if tonumber(ARGV[a + 3]) ~= 0 and redis.call('EXISTS', KEYS[i * 2 + 2]) == 1 then "
-    "    redis.call('INCRBY', KEYS[i * 2 + 2], ARGV[a + 3]) end "
+/* The end of a request, at each level, in one script: KEYS three per level
+ * (the spend counter, the tokens of the minute, the concurrency counter); ARGV
+ * four per level: pico-USD to add to the spend (0: none), the spend counter's
+ * life (ms), tokens to add (0: none; only to a counter that still exists, a
+ * later minute started afresh), and 1 to give back a concurrency slot (never
+ * below 0). */
+static const char SETTLE[] =
+    "for i = 0, #KEYS / 3 - 1 do local a = i * 4 local b = i * 3 "
+    "  if tonumber(ARGV[a + 1]) > 0 then redis.call('INCRBY', KEYS[b + 1], ARGV[a + 1]) "
+    "    redis.call('PEXPIRE', KEYS[b + 1], ARGV[a + 2]) end "
+    "  if tonumber(ARGV[a + 3]) ~= 0 and redis.call('EXISTS', KEYS[b + 2]) == 1 then "
+    "    redis.call('INCRBY', KEYS[b + 2], ARGV[a + 3]) end "
+    "  if ARGV[a + 4] == '1' and tonumber(redis.call('GET', KEYS[b + 3]) or '0') > 0 then "
+    "    redis.call('DECR', KEYS[b + 3]) end "
     "end return 0";
-
-/* Gives a slot back at each level (KEYS: their concurrency counters), never
- * below 0. */
-static const char RELEASE[] =
-    "for i = 1, #KEYS do if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then "
-    "redis.call('DECR', KEYS[i]) end end return 0";
 
 struct bt_redis {
     uv_loop_t *loop;
@@ -281,49 +279,57 @@ static bool send_args(redisAsyncContext *ac, struct args *a, redisCallbackFn *fn
     return redisAsyncCommandArgv(ac, fn, pd, (int)a->n, a->argv, lens) == REDIS_OK;
 }
 
-/* Whether a charge has anything for level l. */
-static bool charges(const struct bt_redis_level *l, int64_t pusd, int64_t used_tokens)
+/* Whether settling has anything for level l. */
+static bool settles(const struct bt_redis_level *l, int64_t pusd, int64_t used_tokens,
+                    bool release)
 {
-    return (l->budget_pusd >= 0 && pusd > 0) || (l->tpm >= 0 && used_tokens != l->tokens);
+    return (l->budget_pusd >= 0 && pusd > 0) ||
+           (l->tpm >= 0 && used_tokens >= 0 && used_tokens != l->tokens) ||
+           (release && l->concurrency >= 0);
 }
 
-void bt_redis_charge(struct bt_redis *r, const struct bt_redis_level *lv, int n, int64_t minute,
-                     int64_t pusd, int64_t used_tokens)
+/* One SETTLE: what bt_redis_charge and bt_redis_release do, written at once. */
+static void settle(struct bt_redis *r, const struct bt_redis_level *lv, int n, int64_t minute,
+                   int64_t pusd, int64_t used_tokens, bool release)
 {
-    struct args *a = calloc(1, sizeof(*a));
     int used = 0;
-    for (int i = 0; a && i < n; i++)
-        used += charges(&lv[i], pusd, used_tokens);
+    for (int i = 0; i < n; i++) used += settles(&lv[i], pusd, used_tokens, release);
     redisAsyncContext *ac = used ? conn(r) : NULL;
-    if (!ac) {
-        free(a);
-        return;
-    }
+    struct args *a = ac ? calloc(1, sizeof(*a)) : NULL;
+    if (!a) return;
     char nk[ARG_MAX];
-    snprintf(nk, sizeof(nk), "%d", used * 2);
+    snprintf(nk, sizeof(nk), "%d", used * 3);
     a->argv[a->n++] = "EVAL";
-    a->argv[a->n++] = CHARGE;
+    a->argv[a->n++] = SETTLE;
     a->argv[a->n++] = nk;
     for (int i = 0; i < n; i++) {
-        if (!charges(&lv[i], pusd, used_tokens)) continue;
+        if (!settles(&lv[i], pusd, used_tokens, release)) continue;
         char *k = key_slot(a);
         spend_key(k, KEY_MAX, &lv[i]);
         a->argv[a->n++] = k;
-        k = key_slot(a);
-        minute_key(k, KEY_MAX, "tpm", &lv[i], minute);
+        minute_key(k = key_slot(a), KEY_MAX, "tpm", &lv[i], minute);
+        a->argv[a->n++] = k;
+        cc_key(k = key_slot(a), KEY_MAX, &lv[i]);
         a->argv[a->n++] = k;
     }
     for (int i = 0; i < n; i++) {
-        if (!charges(&lv[i], pusd, used_tokens)) continue;
+        if (!settles(&lv[i], pusd, used_tokens, release)) continue;
         num(a, lv[i].budget_pusd >= 0 ? pusd : 0);
         num(a, lv[i].spend_ttl_ms > 0 ? lv[i].spend_ttl_ms : 86400000);
-        num(a, lv[i].tpm >= 0 ? used_tokens - lv[i].tokens : 0);
+        num(a, lv[i].tpm >= 0 && used_tokens >= 0 ? used_tokens - lv[i].tokens : 0);
+        num(a, release && lv[i].concurrency >= 0);
     }
     bool ok = send_args(ac, a, NULL, NULL);
     free(a);
     /* written to Redis now, before the caller writes the response's last bytes:
-     * a client's next request, to any instance, is admitted after this charge */
+     * a client's next request, to any instance, is admitted after it */
     if (ok && (ac->c.flags & REDIS_CONNECTED)) redisAsyncHandleWrite(ac);
+}
+
+void bt_redis_charge(struct bt_redis *r, const struct bt_redis_level *lv, int n, int64_t minute,
+                     int64_t pusd, int64_t used_tokens, bool release)
+{
+    settle(r, lv, n, minute, pusd, used_tokens, release);
 }
 
 void bt_redis_admit(struct bt_redis *r, const struct bt_redis_level *lv, int n, int64_t now,
@@ -379,23 +385,5 @@ void bt_redis_admit(struct bt_redis *r, const struct bt_redis_level *lv, int n, 
 
 void bt_redis_release(struct bt_redis *r, const struct bt_redis_level *lv, int n)
 {
-    int used = 0;
-    for (int i = 0; i < n; i++) used += lv[i].concurrency >= 0;
-    redisAsyncContext *ac = used ? conn(r) : NULL;
-    struct args *a = ac ? calloc(1, sizeof(*a)) : NULL;
-    if (!a) return;
-    char nk[ARG_MAX];
-    snprintf(nk, sizeof(nk), "%d", used);
-    a->argv[a->n++] = "EVAL";
-    a->argv[a->n++] = RELEASE;
-    a->argv[a->n++] = nk;
-    for (int i = 0; i < n; i++) {
-        if (lv[i].concurrency < 0) continue;
-        char *k = key_slot(a);
-        cc_key(k, KEY_MAX, &lv[i]);
-        a->argv[a->n++] = k;
-    }
-    /* written now, like a charge: the slot is free for the next request at once */
-    if (send_args(ac, a, NULL, NULL) && (ac->c.flags & REDIS_CONNECTED)) redisAsyncHandleWrite(ac);
-    free(a);
+    settle(r, lv, n, 0, 0, -1, true);
 }

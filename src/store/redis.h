@@ -64,13 +64,14 @@ typedef void (*bt_redis_admit_cb)(void *ud, enum bt_redis_verdict v, int64_t ret
 void bt_redis_admit(struct bt_redis *r, const struct bt_redis_level *lv, int n, int64_t now,
                     bt_redis_admit_cb cb, void *ud);
 /* The second round trip of a request, when its cost and usage are known (fire
- * and forget): adds `pusd` to the spend of each level with a budget, and
- * corrects the tokens of minute `minute` (unix minutes) of each level with a
- * tpm from its estimate (lv[i].tokens) to `used_tokens`. */
+ * and forget, written at once): adds `pusd` to the spend of each level with a
+ * budget, corrects the tokens of minute `minute` (unix minutes) of each level
+ * with a tpm from its estimate (lv[i].tokens) to `used_tokens` (-1: no
+ * correction), and with `release` gives back the concurrency slots. */
 void bt_redis_charge(struct bt_redis *r, const struct bt_redis_level *lv, int n, int64_t minute,
-                     int64_t pusd, int64_t used_tokens);
+                     int64_t pusd, int64_t used_tokens, bool release);
 /* Gives back the concurrency slots of the levels of `lv` with a concurrency
- * limit (fire and forget). */
+ * limit (fire and forget, written at once). */
 void bt_redis_release(struct bt_redis *r, const struct bt_redis_level *lv, int n);
 
 #endif
