@@ -755,6 +755,22 @@ if want load; then
         done
     done
 fi
+# The ledger of the full path: what the store holds for the team once the
+# instance has written what it queued (GET /admin/usage writes it first).
+ledger_count() { # port -> requests of team bench in the ledger
+    curl -s --max-time 30 -H "Authorization: Bearer $MASTER_KEY" "http://127.0.0.1:$1/admin/usage?team=bench" |
+        sed -n 's/.*"requests":\([0-9]*\).*/\1/p'
+}
+FULL_LEDGER='' FULL_RP_LEDGER=''
+if want load; then
+    [[ -z $FULL_NA ]] && FULL_LEDGER=$(ledger_count "$P_FULL")
+    [[ -z $FULL_RP_NA ]] && FULL_RP_LEDGER=$(ledger_count "$P_FULL_RP")
+fi
+# The full path's servers are done: the sections after this one get the machine.
+for p in $FULL_PID $FULL_RP_PID $REDIS_PID; do kill -TERM "$p" 2>/dev/null; done
+if [[ -n $PG_DATA ]]; then
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null 2>&1 && PG_DATA=''
+fi
 TLS_CONCS=$(awk '{print $1, $NF}' <<<"$CONCS")
 [[ $QUICK = 1 ]] && TLS_CONCS=$(awk '{print $1}' <<<"$CONCS")
 if want tls; then
@@ -1137,6 +1153,7 @@ targets() {
             any=1; errs=$((errs + ${R[$key]}))
         done
         [[ $any = 1 ]] && mark "$([[ $errs = 0 ]] && echo 1 || echo 0)" "full path and Anthropic translation: zero errors (no 429, no refusal): $errs"
+        [[ -n $FULL_LEDGER$FULL_RP_LEDGER ]] && echo "  [ info] usage ledger after the load, records of the key's team: SQLite ${FULL_LEDGER:--}, PostgreSQL ${FULL_RP_LEDGER:--} (warm-ups and checks included)"
         for b in 1k5 50k; do for m in json sse; do
             k="load|baton-anthropic|plain|$b|$m|$n16"; nk="load|nginx|plain|$b|$m|$n16"; fk="load|baton|plain|$b|$m|$n16"
             [[ -z ${R[$k|rps]:-} || -z ${R[$nk|rps]:-} || -z ${R[$fk|rps]:-} ]] && continue
