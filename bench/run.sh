@@ -337,6 +337,26 @@ full_key() { # port
         -d '{"user":"bench-user","team":"bench","rpm":100000000,"tpm":1000000000,"concurrency":100000,"budget_usd":1000000,"budget_period":"month"}') || return 1
     sed -n 's/.*"key":"\(sk-bt-[^"]*\)".*/\1/p' <<<"$out" | grep . || { log "bench: POST /admin/keys: $out"; return 1; }
 }
+# The ledger of the full path: the records of the team in the store. GET
+# /admin/usage first writes what the instance has queued (waiting at most 5 s).
+ledger_count() { # port -> requests of team bench in the ledger
+    curl -s --max-time 30 -H "Authorization: Bearer $MASTER_KEY" "http://127.0.0.1:$1/admin/usage?team=bench" |
+        sed -n 's/.*"requests":\([0-9]*\).*/\1/p'
+}
+# The ledger is written off the request path, so a store slower than the load
+# leaves records queued when wrk stops. Waits (at most 300 s) until the count
+# stands still, i.e. every record is written; prints the seconds it took.
+ledger_settle() { # port
+    local t0 prev='' cur i
+    t0=$(date +%s.%N)
+    for i in $(seq 300); do
+        cur=$(ledger_count "$1")
+        [[ -n $cur && $cur = "$prev" ]] && break
+        prev=$cur
+        sleep 0.5
+    done
+    awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}'
+}
 many_config() { # file workers: models bench-many-I -> paced_sse origin I
     local i
     {
@@ -606,6 +626,13 @@ run_wrk() {
     { c0=$(cpu_ticks $pids); u0=$(cpu_ticks $up_pids); r0=$(cpu_ticks $rd_pids); g0=$(cpu_ticks $pg_ps); }
     out=$(BENCH_BODY=$bodyf BENCH_HEADERS=$hdrs wrk -t$threads -c"$n" -d"${DUR}s" --timeout 10s \
         -s bench/wrk/post.lua "$url" 2>&1)
+    # The full path's CPU counts the ledger's writes of the row's requests: the
+    # readings wait until the store has them all (the time it took is reported).
+    local settle=''
+    case $c in
+        baton-full) settle=$(ledger_settle "$P_FULL") ;;
+        baton-full-rp) settle=$(ledger_settle "$P_FULL_RP") ;;
+    esac
     # shellcheck disable=SC2086
     { c1=$(cpu_ticks $pids); u1=$(cpu_ticks $up_pids); r1=$(cpu_ticks $rd_pids); g1=$(cpu_ticks $pg_ps); }
     local line
@@ -631,14 +658,19 @@ run_wrk() {
     R[$key|rps]=$rps R[$key|p50]=$p50 R[$key|p99]=$p99 R[$key|cpu]=$cpu R[$key|rss]=$rss
     R[$key|err]=$errs R[$key|upct]=$upct
     local note="" stores=""
+    if [[ -n $settle ]]; then
+        R[$key|settle]=$settle
+        note="ledger_settle_s=$settle"
+        stores=" ledger settled ${settle}s after the load"
+    fi
     if [[ -n $rd_pids$pg_ps ]]; then
         # The stores' CPU per request, apart from the contender's own.
         local rcpu gcpu
         rcpu=$(awk -v t=$((r1 - r0)) -v r="$reqs" -v hz="$CLK_TCK" 'BEGIN{printf "%.1f", r ? t / hz * 1e6 / r : 0}')
         gcpu=$(awk -v t=$((g1 - g0)) -v r="$reqs" -v hz="$CLK_TCK" 'BEGIN{printf "%.1f", r ? t / hz * 1e6 / r : 0}')
         R[$key|rcpu]=$rcpu R[$key|gcpu]=$gcpu
-        note="redis_cpu_us_per_req=$rcpu postgres_cpu_us_per_req=$gcpu"
-        stores=" redis=${rcpu}us/req postgres=${gcpu}us/req"
+        note="$note redis_cpu_us_per_req=$rcpu postgres_cpu_us_per_req=$gcpu"
+        stores="$stores redis=${rcpu}us/req postgres=${gcpu}us/req"
     fi
     row_csv "$sec,$c,$up,$b,$m,$n,$rps,$p50,$p99,$cpu,$rss,$errs,$reqs,$upct,,,,$note"
     log "  $(printf '%-8s %-5s %-4s %-4s c=%-4s' "$c" "$up" "$b" "$m" "$n") rps=$rps p50=${p50}us p99=${p99}us cpu=${cpu}us/req rss=$((rss / 1024))MB err=$errs up_cpu=${upct}%$stores"
@@ -657,12 +689,12 @@ run_wrk_rep() { # section body mode conns contenders...
         for c in "$@"; do
             run_wrk "$sec" "$c" 0 "$b" "$m" "$n"
             key="$sec|$c|plain|$b|$m|$n"
-            for f in rps p50 p99 cpu rss err upct rcpu gcpu; do acc[$c|$f]+="${R[$key|$f]:-} "; done
+            for f in rps p50 p99 cpu rss err upct rcpu gcpu settle; do acc[$c|$f]+="${R[$key|$f]:-} "; done
         done
     done
     for c in "$@"; do
         key="$sec|$c|plain|$b|$m|$n"
-        for f in rps p50 p99 cpu rss upct rcpu gcpu; do R[$key|$f]=$(median <<<"${acc[$c|$f]}"); done
+        for f in rps p50 p99 cpu rss upct rcpu gcpu settle; do R[$key|$f]=$(median <<<"${acc[$c|$f]}"); done
         R[$key|err]=$(tr ' ' '\n' <<<"${acc[$c|err]}" | awk '{s+=$1} END{print s+0}')
         R[$key|reps]=$REPEAT
     done
@@ -755,12 +787,6 @@ if want load; then
         done
     done
 fi
-# The ledger of the full path: what the store holds for the team once the
-# instance has written what it queued (GET /admin/usage writes it first).
-ledger_count() { # port -> requests of team bench in the ledger
-    curl -s --max-time 30 -H "Authorization: Bearer $MASTER_KEY" "http://127.0.0.1:$1/admin/usage?team=bench" |
-        sed -n 's/.*"requests":\([0-9]*\).*/\1/p'
-}
 FULL_LEDGER='' FULL_RP_LEDGER=''
 if want load; then
     [[ -z $FULL_NA ]] && FULL_LEDGER=$(ledger_count "$P_FULL")
@@ -963,8 +989,11 @@ report() {
         if [[ $sec = load ]]; then echo "== Load: wrk POST /v1/chat/completions, upstream over plain HTTP"
         else echo "== Load over a TLS upstream (nginx with a test CA; 1.5 KB requests)"; fi
         echo "   cpu = user+system time of the contender's processes per request; up% = upstream nginx CPU (100 = one core)"
-        [[ $sec = load ]] && echo "   baton-full: two-deployment group, virtual key with limits and budget, team budget, ledger (SQLite); baton-full-rp: the same on PostgreSQL + Redis, whose CPU is given apart; baton-anthropic: POST /v1/messages translated to the OpenAI provider and back"
-        [[ $REPEAT -gt 1 ]] && echo "   rows of direct, nginx and baton at $(awk '{print $1}' <<<"$CONCS") connections: median of $REPEAT runs taken in turn (every run is in the CSV)"
+        if [[ $sec = load ]]; then
+            echo "   baton-full: two-deployment group, virtual key with limits and budget, team budget, ledger (SQLite); baton-full-rp: the same on PostgreSQL + Redis, whose CPU is given apart"
+            echo "   (the full path's cpu is read once the ledger holds every record of the row: 'ledger written N s after' the load); baton-anthropic: POST /v1/messages translated to the OpenAI provider and back"
+        fi
+        [[ $REPEAT -gt 1 ]] && echo "   rows of direct, nginx, baton and the full path at $(awk '{print $1}' <<<"$CONCS") connections: median of $REPEAT runs taken in turn (every run is in the CSV)"
         # shellcheck disable=SC2059
         printf "$fmtn" contender up body mode conns rps p50_ms p99_ms cpu_us/req rss_MB errors up% "vs nginx: cpu p50 p99"
         local bs="1k5 50k" up=plain cs=$CONCS
@@ -979,6 +1008,7 @@ report() {
                     local nk="$sec|nginx|$up|$b|$m|$n"
                     vs="$(ratio "$k|cpu" "$nk|cpu") $(ratio "$k|p50" "$nk|p50") $(ratio "$k|p99" "$nk|p99")"
                     [[ -n ${R[$k|rcpu]:-} ]] && vs="$vs; +redis ${R[$k|rcpu]} +postgres ${R[$k|gcpu]} us/req"
+                    [[ -n ${R[$k|settle]:-} ]] && vs="$vs; ledger written ${R[$k|settle]} s after"
                 fi
                 if [[ -n ${R[$k|note]:-} ]]; then
                     # shellcheck disable=SC2059
