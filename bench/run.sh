@@ -18,6 +18,8 @@
 #   BENCH_MANY_CONTROL=N   control streams straight to the upstream beside them
 #                          (default BENCH_MANY / 10)
 #   BENCH_NO_PORTKEY=1     skip the Portkey gateway (no npm install)
+#   BENCH_NO_STORES=1      skip the full path on PostgreSQL + Redis (no
+#                          redis-server, no PostgreSQL started)
 #   BENCH_NO_BUILD=1       measure ./baton as it is (no `make baton`)
 #   BENCH_REPEAT=N         runs of the target rows (16 connections) and rounds of the
 #                          many-streams test, medians kept (default 3; quick 1)
@@ -56,6 +58,10 @@ P_NGINX=30011     # nginx proxy_pass -> P_UP, keepalive pool
 P_NGINX_TLS=30012 # nginx proxy_pass -> P_UP_TLS, keepalive pool
 P_BATON=30021     # baton, openai provider -> P_UP / P_UP_TLS
 P_BATON_B=30022   # baton-b (BENCH_BATON_B), the same config
+P_FULL=30023      # baton-full: group + virtual key + limits + budgets + ledger, SQLite store
+P_FULL_RP=30024   # baton-full-rp: the same on PostgreSQL (keys, ledger) + Redis (limits, budgets)
+P_REDIS=30051     # redis-server for baton-full-rp
+P_PG=30052        # PostgreSQL for baton-full-rp
 P_PORTKEY=30031   # Portkey gateway (node), custom host -> P_UP
 P_MANY=30042      # baton(s) for the many-streams test -> P_PACED...
 P_MANY_NGINX=30043 # nginx proxy_pass for the many-streams test -> P_PACED
@@ -66,11 +72,13 @@ P_PACED=30100     # paced_sse: 30100..30100+origins-1 (at most 30227)
 # (port), 250 streams per origin, the client rotating models: the defaults apply.
 MANY_ORIGINS=$(( (MANY + 249) / 250 ))
 (( MANY_ORIGINS > 128 )) && MANY_ORIGINS=128
-ALL_PORTS="$P_UP $P_UP_TLS $P_NGINX $P_NGINX_TLS $P_BATON $P_PORTKEY $P_MANY $P_MANY_NGINX $(seq -s ' ' $P_PACED $((P_PACED + MANY_ORIGINS - 1)))"
+ALL_PORTS="$P_UP $P_UP_TLS $P_NGINX $P_NGINX_TLS $P_BATON $P_FULL $P_FULL_RP $P_REDIS $P_PG $P_PORTKEY $P_MANY $P_MANY_NGINX $(seq -s ' ' $P_PACED $((P_PACED + MANY_ORIGINS - 1)))"
 
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 log() { printf '%s\n' "$*" >&2; }
 die() { log "bench: $*"; exit 1; }
+# PostgreSQL refuses to run as root: its commands run as the postgres user then.
+as_pg() { if [[ $EUID = 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 for tool in wrk nginx openssl cc curl awk; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install wrk nginx-light openssl curl)"
@@ -88,9 +96,11 @@ TXT=$ROOT/bench/results/bench-$STAMP.txt
 
 # ---- process bookkeeping: everything started here is stopped here ----
 PIDS=()
+PG_DATA='' # set once PostgreSQL is started (pg_ctl stops it)
 cleanup() {
     local p
     for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    [[ -n $PG_DATA ]] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1
     for p in "${PIDS[@]}"; do
         for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$p" 2>/dev/null
@@ -143,15 +153,19 @@ BATON=$ROOT/baton
 # ---- fixtures: request bodies per model and stream flag ----
 cp bench/fixtures/completion.json bench/fixtures/stream.sse "$DIR/www/"
 chmod 644 "$DIR/www/"*
-body() { # size(1k5|50k) mode(json|sse) model -> path
-    local f="$DIR/body-$1-$2-$3.json"
+# chat_*.json: OpenAI chat requests; messages_*.json: the same conversations as
+# Anthropic Messages requests (for POST /v1/messages).
+body() { # size(1k5|50k) mode(json|sse) model [fixture(chat|messages)] -> path
+    local fx=${4:-chat}
+    local f="$DIR/body-$fx-$1-$2-$3.json"
     if [[ ! -f $f ]]; then
         local s='s/"stream":false/"stream":false/'
         [[ $2 = sse ]] && s='s/"stream":false/"stream":true/'
-        sed "s/\"model\":\"gpt-4o-mini\"/\"model\":\"$3\"/; $s" "bench/fixtures/chat_$1.json" > "$f"
+        sed "s/\"model\":\"gpt-4o-mini\"/\"model\":\"$3\"/; $s" "bench/fixtures/${fx}_$1.json" > "$f"
     fi
     echo "$f"
 }
+fixture_of() { [[ $1 == */v1/messages ]] && echo messages || echo chat; } # url -> fixture
 
 # ---- TLS test certificates ----
 (
@@ -278,6 +292,71 @@ models:
   bench-sse-tls: {provider: up-sse-tls, model: gpt-4o-mini}
 EOF
 }
+# The full path: each model a group of two deployments (two providers, the same
+# upstream) with prices, a master key (for the admin API that makes the virtual
+# key and the team), and a store that holds keys, budgets and the usage ledger.
+full_config() { # file listen-port workers store(YAML flow mapping)
+    cat > "$1" <<EOF
+server:
+  listen: 127.0.0.1:$2
+  workers: $3
+  max_connections: 100000
+auth:
+  master_key: $MASTER_KEY
+log:
+  level: warn
+  access: /dev/null
+store: $4
+providers:
+  up-json-a: {type: openai, base_url: "http://127.0.0.1:$P_UP/json/v1"}
+  up-json-b: {type: openai, base_url: "http://127.0.0.1:$P_UP/json/v1"}
+  up-sse-a: {type: openai, base_url: "http://127.0.0.1:$P_UP/sse/v1"}
+  up-sse-b: {type: openai, base_url: "http://127.0.0.1:$P_UP/sse/v1"}
+models:
+  bench-json:
+    strategy: round_robin
+    deployments:
+      - {provider: up-json-a, model: gpt-4o-mini, price: {input: 0.15, output: 0.60}}
+      - {provider: up-json-b, model: gpt-4o-mini, price: {input: 0.15, output: 0.60}}
+  bench-sse:
+    strategy: round_robin
+    deployments:
+      - {provider: up-sse-a, model: gpt-4o-mini, price: {input: 0.15, output: 0.60}}
+      - {provider: up-sse-b, model: gpt-4o-mini, price: {input: 0.15, output: 0.60}}
+EOF
+}
+# Through the admin API of the baton on port $1: a team with a budget, and a
+# virtual key of that team with limits and a budget none of the load reaches.
+# Prints the key.
+full_key() { # port
+    local auth=(-s --max-time 10 -H "Authorization: Bearer $MASTER_KEY" -H 'content-type: application/json') out
+    out=$(curl "${auth[@]}" -X PUT "http://127.0.0.1:$1/admin/teams/bench" \
+        -d '{"budget_usd":1000000,"budget_period":"month"}') || return 1
+    [[ $out == *'"object":"team"'* ]] || { log "bench: PUT /admin/teams/bench: $out"; return 1; }
+    out=$(curl "${auth[@]}" "http://127.0.0.1:$1/admin/keys" \
+        -d '{"user":"bench-user","team":"bench","rpm":100000000,"tpm":1000000000,"concurrency":100000,"budget_usd":1000000,"budget_period":"month"}') || return 1
+    sed -n 's/.*"key":"\(sk-bt-[^"]*\)".*/\1/p' <<<"$out" | grep . || { log "bench: POST /admin/keys: $out"; return 1; }
+}
+# The ledger of the full path: the records of the team in the store. GET
+# /admin/usage first writes what the instance has queued (waiting at most 5 s).
+ledger_count() { # port -> requests of team bench in the ledger
+    curl -s --max-time 30 -H "Authorization: Bearer $MASTER_KEY" "http://127.0.0.1:$1/admin/usage?team=bench" |
+        sed -n 's/.*"requests":\([0-9]*\).*/\1/p'
+}
+# The ledger is written off the request path, so a store slower than the load
+# leaves records queued when wrk stops. Waits (at most 300 s) until the count
+# stands still, i.e. every record is written; prints the seconds it took.
+ledger_settle() { # port
+    local t0 prev='' cur i
+    t0=$(date +%s.%N)
+    for i in $(seq 300); do
+        cur=$(ledger_count "$1")
+        [[ -n $cur && $cur = "$prev" ]] && break
+        prev=$cur
+        sleep 0.5
+    done
+    awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}'
+}
 many_config() { # file workers: models bench-many-I -> paced_sse origin I
     local i
     {
@@ -359,6 +438,52 @@ UP_PIDS=$(nginx_pids "$UP_MASTER")
 PROXY_PIDS=$(nginx_pids "$PROXY_MASTER")
 BATON_IDLE_KB=$(rss_kb "$BATON_PID")
 
+# ---- the full path: virtual key, limits, budgets, ledger; SQLite, and PostgreSQL + Redis ----
+MASTER_KEY=bench-master-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+FULL_PID='' FULL_KEY='' FULL_NA='' FULL_RP_PID='' FULL_RP_KEY='' FULL_RP_NA='' REDIS_PID='' PG_PID=''
+if want load || want hold; then
+    full_config "$DIR/full.yaml" "$P_FULL" "$WORKERS" "{sqlite: \"$DIR/full.db\"}"
+    start_bg baton-full "$DIR/full.log" "$BATON" serve -c "$DIR/full.yaml"
+    FULL_PID=$LAST_PID
+    if ! wait_port "$P_FULL"; then FULL_NA="n/a (did not start: $(tail -1 "$DIR/full.log" | cut -c1-80))"
+    elif ! FULL_KEY=$(full_key "$P_FULL"); then FULL_NA="n/a (admin API refused the key or team)"; fi
+    PG_BIN=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    [[ -x $PG_BIN/initdb ]] || PG_BIN=''
+    if [[ ${BENCH_NO_STORES:-0} = 1 ]]; then FULL_RP_NA="n/a (BENCH_NO_STORES=1)"
+    elif ! command -v redis-server >/dev/null; then FULL_RP_NA="n/a (redis-server missing: apt-get install redis-server)"
+    elif [[ -z $PG_BIN ]]; then FULL_RP_NA="n/a (PostgreSQL missing: apt-get install postgresql)"
+    else
+        start_bg redis "$DIR/redis.log" redis-server --port "$P_REDIS" --bind 127.0.0.1 --save '' \
+            --appendonly no --daemonize no
+        REDIS_PID=$LAST_PID
+        # A throwaway cluster, owned by the postgres user when this runs as root.
+        mkdir -p "$DIR/pg"
+        [[ $EUID = 0 ]] && chown postgres: "$DIR/pg"
+        if ! as_pg "$PG_BIN/initdb" -D "$DIR/pg/data" -A trust -U postgres --no-sync >"$DIR/pg-initdb.log" 2>&1; then
+            FULL_RP_NA="n/a (initdb failed: $(tail -1 "$DIR/pg-initdb.log" | cut -c1-80))"
+        else
+            PG_DATA=$DIR/pg/data
+            if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$DIR/pg/log" -w -t 30 \
+                -o "-p $P_PG -k $DIR/pg -c listen_addresses=127.0.0.1" start >"$DIR/pg-start.log" 2>&1; then
+                FULL_RP_NA="n/a (PostgreSQL did not start: $(tail -1 "$DIR/pg/log" | cut -c1-80))"
+            fi
+            PG_PID=$(head -1 "$PG_DATA/postmaster.pid" 2>/dev/null)
+        fi
+        wait_port "$P_REDIS" || FULL_RP_NA="n/a (redis-server did not start)"
+    fi
+    if [[ -z $FULL_RP_NA ]]; then
+        full_config "$DIR/full-rp.yaml" "$P_FULL_RP" "$WORKERS" \
+            "{postgres: \"postgresql://postgres@127.0.0.1:$P_PG/postgres\", redis: \"redis://127.0.0.1:$P_REDIS/0\"}"
+        start_bg baton-full-rp "$DIR/full-rp.log" "$BATON" serve -c "$DIR/full-rp.yaml"
+        FULL_RP_PID=$LAST_PID
+        if ! wait_port "$P_FULL_RP"; then FULL_RP_NA="n/a (did not start: $(tail -1 "$DIR/full-rp.log" | cut -c1-80))"
+        elif ! FULL_RP_KEY=$(full_key "$P_FULL_RP"); then FULL_RP_NA="n/a (admin API refused the key or team)"; fi
+    fi
+fi
+# PostgreSQL's processes: the postmaster and its children (a backend per
+# connection baton holds, the writer, the WAL writer...), read at each row.
+pg_pids() { [[ -n $PG_PID ]] && echo "$PG_PID $(pgrep -P "$PG_PID" | tr '\n' ' ')"; }
+
 PORTKEY_PID='' PORTKEY_NA=''
 if [[ ${BENCH_NO_PORTKEY:-0} = 1 ]]; then
     PORTKEY_NA="n/a (BENCH_NO_PORTKEY=1)"
@@ -404,9 +529,22 @@ target() {
             [[ $tls = 1 ]] && { echo "n/a (not measured over TLS)"; return; }
             [[ -n $PORTKEY_NA ]] && { echo "$PORTKEY_NA"; return; }
             echo "http://127.0.0.1:$P_PORTKEY/v1/chat/completions|bench-$m|x-portkey-provider: openai|x-portkey-custom-host: http://127.0.0.1:$P_UP/$m/v1" ;;
-        # Ready for when these exist: give them a config and a URL here.
-        baton-full) echo "n/a (not built yet: virtual keys, rate limits, ledger)" ;;
-        baton-anthropic) echo "n/a (not built yet: Anthropic translation)" ;;
+        # The full path: a virtual key of a team, both with budgets, the key with
+        # rpm/tpm/concurrency limits, a two-deployment group with prices, the ledger.
+        baton-full|baton-full-rp)
+            [[ $tls = 1 ]] && { echo "n/a (not measured over TLS)"; return; }
+            if [[ $c = baton-full ]]; then
+                [[ -n $FULL_NA ]] && { echo "$FULL_NA"; return; }
+                echo "http://127.0.0.1:$P_FULL/v1/chat/completions|bench-$m|Authorization: Bearer $FULL_KEY"
+            else
+                [[ -n $FULL_RP_NA ]] && { echo "$FULL_RP_NA"; return; }
+                echo "http://127.0.0.1:$P_FULL_RP/v1/chat/completions|bench-$m|Authorization: Bearer $FULL_RP_KEY"
+            fi ;;
+        # Anthropic's Messages API in front, the OpenAI provider behind: the
+        # request and the reply (or every event) translated.
+        baton-anthropic)
+            [[ $tls = 1 ]] && { echo "n/a (not measured over TLS)"; return; }
+            echo "http://127.0.0.1:$P_BATON/v1/messages|bench-$m|anthropic-version: 2023-06-01" ;;
         *) echo "n/a (unknown contender)" ;;
     esac
 }
@@ -414,11 +552,16 @@ contender_pids() {
     case $1 in
         direct) echo "$UP_PIDS" ;;
         nginx) echo "$PROXY_PIDS" ;;
-        baton) echo "$BATON_PID" ;;
+        baton|baton-anthropic) echo "$BATON_PID" ;;
         baton-b) echo "$BATON_B_PID" ;;
+        baton-full) echo "$FULL_PID" ;;
+        baton-full-rp) echo "$FULL_RP_PID" ;;
         portkey) echo "$PORTKEY_PID" ;;
     esac
 }
+# The stores a contender talks to, measured apart from its own processes.
+redis_pids() { [[ $1 = baton-full-rp ]] && echo "$REDIS_PID"; }
+postgres_pids() { [[ $1 = baton-full-rp ]] && pg_pids; }
 
 # Checks that a contender answers correctly before it is measured.
 check() { # contender mode tls -> 0 when the reply is right
@@ -426,14 +569,25 @@ check() { # contender mode tls -> 0 when the reply is right
     t=$(target "$1" "$2" "$3")
     [[ $t == n/a* ]] && return 0
     IFS='|' read -r url model hdrs <<<"$t"
-    body=$(body 1k5 "$2" "$model")
-    args=(-s -k --max-time 10 -H 'content-type: application/json' -H 'authorization: Bearer bench')
+    body=$(body 1k5 "$2" "$model" "$(fixture_of "$url")")
+    args=(-s -k --max-time 10 -H 'content-type: application/json')
     local h rest=${t#*|*|}
+    # the contender's own Authorization replaces the default, as in bench/wrk/post.lua
+    [[ ${rest,,} == *authorization:* ]] || args+=(-H 'authorization: Bearer bench')
     IFS='|' read -ra hs <<<"$rest"
     for h in "${hs[@]}"; do [[ -n $h ]] && args+=(-H "$h"); done
     out=$(curl "${args[@]}" --data-binary "@$body" "$url")
     printf '%s\n' "$out" >"$DIR/check-$1-$2-$3.out"
-    if [[ $2 = sse ]]; then
+    if [[ $(fixture_of "$url") = messages ]]; then
+        # translated back: Anthropic's message, or its event stream with one
+        # text delta per upstream content event and the usage at the end
+        if [[ $2 = sse ]]; then
+            [[ $out == *'event: message_stop'* && $out == *'"output_tokens":197'* &&
+                $(grep -c '^event: content_block_delta' <<<"$out") -ge 190 ]]
+        else
+            [[ $out == *'"type":"message"'* && $out == *'"stop_reason":"end_turn"'* && $out == *'"output_tokens":40'* ]]
+        fi
+    elif [[ $2 = sse ]]; then
         [[ $out == *'data: [DONE]'* && $(grep -c '^data: ' <<<"$out") -ge 200 ]]
     else
         [[ $out == *'"object":"chat.completion"'* ]]
@@ -458,20 +612,29 @@ run_wrk() {
     fi
     IFS='|' read -r url model rest <<<"$t"
     hdrs=${t#*|*|}
-    bodyf=$(body "$b" "$m" "$model")
+    bodyf=$(body "$b" "$m" "$model" "$(fixture_of "$url")")
     local threads=2
     ((n < 2)) && threads=1
-    local pids up_pids c0 c1 u0 u1 out
+    local pids up_pids c0 c1 u0 u1 out rd_pids pg_ps r0 r1 g0 g1
     pids=$(contender_pids "$c")
     up_pids=$UP_PIDS
     BENCH_BODY=$bodyf BENCH_HEADERS=$hdrs wrk -t$threads -c"$n" -d"${WARM}s" --timeout 10s \
         -s bench/wrk/post.lua "$url" >/dev/null 2>&1
+    # after the warm-up: PostgreSQL's backends are all there
+    rd_pids=$(redis_pids "$c"); pg_ps=$(postgres_pids "$c")
     # shellcheck disable=SC2086
-    c0=$(cpu_ticks $pids); u0=$(cpu_ticks $up_pids)
+    { c0=$(cpu_ticks $pids); u0=$(cpu_ticks $up_pids); r0=$(cpu_ticks $rd_pids); g0=$(cpu_ticks $pg_ps); }
     out=$(BENCH_BODY=$bodyf BENCH_HEADERS=$hdrs wrk -t$threads -c"$n" -d"${DUR}s" --timeout 10s \
         -s bench/wrk/post.lua "$url" 2>&1)
+    # The full path's CPU counts the ledger's writes of the row's requests: the
+    # readings wait until the store has them all (the time it took is reported).
+    local settle=''
+    case $c in
+        baton-full) settle=$(ledger_settle "$P_FULL") ;;
+        baton-full-rp) settle=$(ledger_settle "$P_FULL_RP") ;;
+    esac
     # shellcheck disable=SC2086
-    c1=$(cpu_ticks $pids); u1=$(cpu_ticks $up_pids)
+    { c1=$(cpu_ticks $pids); u1=$(cpu_ticks $up_pids); r1=$(cpu_ticks $rd_pids); g1=$(cpu_ticks $pg_ps); }
     local line
     line=$(grep '^BENCHRESULT' <<<"$out")
     if [[ -z $line ]]; then
@@ -494,8 +657,23 @@ run_wrk() {
     [[ $c = direct ]] && upct=""
     R[$key|rps]=$rps R[$key|p50]=$p50 R[$key|p99]=$p99 R[$key|cpu]=$cpu R[$key|rss]=$rss
     R[$key|err]=$errs R[$key|upct]=$upct
-    row_csv "$sec,$c,$up,$b,$m,$n,$rps,$p50,$p99,$cpu,$rss,$errs,$reqs,$upct,,,,"
-    log "  $(printf '%-8s %-5s %-4s %-4s c=%-4s' "$c" "$up" "$b" "$m" "$n") rps=$rps p50=${p50}us p99=${p99}us cpu=${cpu}us/req rss=$((rss / 1024))MB err=$errs up_cpu=${upct}%"
+    local note="" stores=""
+    if [[ -n $settle ]]; then
+        R[$key|settle]=$settle
+        note="ledger_settle_s=$settle"
+        stores=" ledger settled ${settle}s after the load"
+    fi
+    if [[ -n $rd_pids$pg_ps ]]; then
+        # The stores' CPU per request, apart from the contender's own.
+        local rcpu gcpu
+        rcpu=$(awk -v t=$((r1 - r0)) -v r="$reqs" -v hz="$CLK_TCK" 'BEGIN{printf "%.1f", r ? t / hz * 1e6 / r : 0}')
+        gcpu=$(awk -v t=$((g1 - g0)) -v r="$reqs" -v hz="$CLK_TCK" 'BEGIN{printf "%.1f", r ? t / hz * 1e6 / r : 0}')
+        R[$key|rcpu]=$rcpu R[$key|gcpu]=$gcpu
+        note="$note redis_cpu_us_per_req=$rcpu postgres_cpu_us_per_req=$gcpu"
+        stores="$stores redis=${rcpu}us/req postgres=${gcpu}us/req"
+    fi
+    row_csv "$sec,$c,$up,$b,$m,$n,$rps,$p50,$p99,$cpu,$rss,$errs,$reqs,$upct,,,,$note"
+    log "  $(printf '%-8s %-5s %-4s %-4s c=%-4s' "$c" "$up" "$b" "$m" "$n") rps=$rps p50=${p50}us p99=${p99}us cpu=${cpu}us/req rss=$((rss / 1024))MB err=$errs up_cpu=${upct}%$stores"
 }
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END{if (NR) print v[int((NR + 1) / 2)]}'; }
@@ -511,12 +689,12 @@ run_wrk_rep() { # section body mode conns contenders...
         for c in "$@"; do
             run_wrk "$sec" "$c" 0 "$b" "$m" "$n"
             key="$sec|$c|plain|$b|$m|$n"
-            for f in rps p50 p99 cpu rss err upct; do acc[$c|$f]+="${R[$key|$f]:-} "; done
+            for f in rps p50 p99 cpu rss err upct rcpu gcpu settle; do acc[$c|$f]+="${R[$key|$f]:-} "; done
         done
     done
     for c in "$@"; do
         key="$sec|$c|plain|$b|$m|$n"
-        for f in rps p50 p99 cpu rss upct; do R[$key|$f]=$(median <<<"${acc[$c|$f]}"); done
+        for f in rps p50 p99 cpu rss upct rcpu gcpu settle; do R[$key|$f]=$(median <<<"${acc[$c|$f]}"); done
         R[$key|err]=$(tr ' ' '\n' <<<"${acc[$c|err]}" | awk '{s+=$1} END{print s+0}')
         R[$key|reps]=$REPEAT
     done
@@ -557,7 +735,9 @@ run_stream() { # contender conns
 
 # ---- sanity: every contender answers correctly ----
 BATON_TLS_NA=
-for c in direct nginx baton baton-b portkey; do
+CHECKED="direct nginx baton baton-b portkey"
+want load && CHECKED="$CHECKED baton-full baton-full-rp baton-anthropic"
+for c in $CHECKED; do
     for m in json sse; do
         check "$c" "$m" 0 || { head -c 600 "$DIR/check-$c-$m-0.out" >&2; die "$c ($m) did not answer correctly"; }
     done
@@ -575,7 +755,10 @@ AB=""; [[ -n $BATON_B ]] && { CONTENDERS="direct nginx baton baton-b portkey"; A
 if want hold; then
     log "bench: holding: upstream $P_UP (tls $P_UP_TLS), nginx proxy $P_NGINX, baton $P_BATON (pid $BATON_PID),"
     log "       portkey ${PORTKEY_PID:+$P_PORTKEY}; request bodies in $DIR; Ctrl-C stops everything"
-    for m in json sse; do for b in 1k5 50k; do body "$b" "$m" "bench-$m" >/dev/null; done; done
+    log "       baton-full $P_FULL (pid $FULL_PID, key $FULL_KEY), baton-full-rp ${FULL_RP_PID:+$P_FULL_RP (pid $FULL_RP_PID, key $FULL_RP_KEY; redis $P_REDIS, postgres $P_PG)}"
+    for m in json sse; do for b in 1k5 50k; do
+        body "$b" "$m" "bench-$m" >/dev/null; body "$b" "$m" "bench-$m" messages >/dev/null
+    done; done
     while :; do sleep 3600 & wait $!; done # wait: a trap runs at once, not after the sleep
 fi
 
@@ -585,23 +768,34 @@ if want load; then
         for m in json sse; do
             for n in $CONCS; do
                 if [[ $n = "$(awk '{print $1}' <<<"$CONCS")" && $REPEAT -gt 1 ]]; then
-                    # The rows the targets read: direct, nginx and baton measured
-                    # REPEAT times in turn, each figure the median of its runs.
+                    # The rows the targets read: direct, nginx, baton and the
+                    # full path measured REPEAT times in turn, each figure the
+                    # median of its runs.
                     # shellcheck disable=SC2086
-                    run_wrk_rep load "$b" "$m" "$n" direct nginx baton $AB
+                    run_wrk_rep load "$b" "$m" "$n" direct nginx baton $AB baton-full baton-full-rp
                     for c in $CONTENDERS; do
                         [[ $c = direct || $c = nginx || $c = baton || $c = baton-b ]] || run_wrk load "$c" 0 "$b" "$m" "$n"
                     done
+                elif [[ $n = "$(awk '{print $1}' <<<"$CONCS")" ]]; then
+                    for c in $CONTENDERS baton-full baton-full-rp; do run_wrk load "$c" 0 "$b" "$m" "$n"; done
                 else
                     for c in $CONTENDERS; do run_wrk load "$c" 0 "$b" "$m" "$n"; done
                 fi
-                if [[ $n = "$(awk '{print $1}' <<<"$CONCS")" ]]; then
-                    run_wrk load baton-full 0 "$b" "$m" "$n"
-                    run_wrk load baton-anthropic 0 "$b" "$m" "$n"
-                fi
+                # Translation (informative): once, at the lowest concurrency.
+                if [[ $n = "$(awk '{print $1}' <<<"$CONCS")" ]]; then run_wrk load baton-anthropic 0 "$b" "$m" "$n"; fi
             done
         done
     done
+fi
+FULL_LEDGER='' FULL_RP_LEDGER=''
+if want load; then
+    [[ -z $FULL_NA ]] && FULL_LEDGER=$(ledger_count "$P_FULL")
+    [[ -z $FULL_RP_NA ]] && FULL_RP_LEDGER=$(ledger_count "$P_FULL_RP")
+fi
+# The full path's servers are done: the sections after this one get the machine.
+for p in $FULL_PID $FULL_RP_PID $REDIS_PID; do kill -TERM "$p" 2>/dev/null; done
+if [[ -n $PG_DATA ]]; then
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null 2>&1 && PG_DATA=''
 fi
 TLS_CONCS=$(awk '{print $1, $NF}' <<<"$CONCS")
 [[ $QUICK = 1 ]] && TLS_CONCS=$(awk '{print $1}' <<<"$CONCS")
@@ -795,20 +989,26 @@ report() {
         if [[ $sec = load ]]; then echo "== Load: wrk POST /v1/chat/completions, upstream over plain HTTP"
         else echo "== Load over a TLS upstream (nginx with a test CA; 1.5 KB requests)"; fi
         echo "   cpu = user+system time of the contender's processes per request; up% = upstream nginx CPU (100 = one core)"
-        [[ $REPEAT -gt 1 ]] && echo "   rows of direct, nginx and baton at $(awk '{print $1}' <<<"$CONCS") connections: median of $REPEAT runs taken in turn (every run is in the CSV)"
+        if [[ $sec = load ]]; then
+            echo "   baton-full: two-deployment group, virtual key with limits and budget, team budget, ledger (SQLite); baton-full-rp: the same on PostgreSQL + Redis, whose CPU is given apart"
+            echo "   (the full path's cpu is read once the ledger holds every record of the row: 'ledger written N s after' the load); baton-anthropic: POST /v1/messages translated to the OpenAI provider and back"
+        fi
+        [[ $REPEAT -gt 1 ]] && echo "   rows of direct, nginx, baton and the full path at $(awk '{print $1}' <<<"$CONCS") connections: median of $REPEAT runs taken in turn (every run is in the CSV)"
         # shellcheck disable=SC2059
         printf "$fmtn" contender up body mode conns rps p50_ms p99_ms cpu_us/req rss_MB errors up% "vs nginx: cpu p50 p99"
         local bs="1k5 50k" up=plain cs=$CONCS
         [[ $sec = tls ]] && { bs="1k5"; up=tls; cs=$TLS_CONCS; }
         for b in $bs; do for m in json sse; do for n in $cs; do
-            for c in direct nginx baton baton-b portkey baton-full baton-anthropic; do
+            for c in direct nginx baton baton-b portkey baton-full baton-full-rp baton-anthropic; do
                 local k="$sec|$c|$up|$b|$m|$n"
                 [[ -z ${R[$k|rps]:-} && -z ${R[$k|note]:-} ]] && continue
                 [[ $c = baton-b && -z $BATON_B ]] && continue
                 local vs=""
-                if [[ $c = baton || $c = baton-b || $c = portkey ]] && [[ -n ${R[$k|rps]:-} ]]; then
+                if [[ $c != direct && $c != nginx ]] && [[ -n ${R[$k|rps]:-} ]]; then
                     local nk="$sec|nginx|$up|$b|$m|$n"
                     vs="$(ratio "$k|cpu" "$nk|cpu") $(ratio "$k|p50" "$nk|p50") $(ratio "$k|p99" "$nk|p99")"
+                    [[ -n ${R[$k|rcpu]:-} ]] && vs="$vs; +redis ${R[$k|rcpu]} +postgres ${R[$k|gcpu]} us/req"
+                    [[ -n ${R[$k|settle]:-} ]] && vs="$vs; ledger written ${R[$k|settle]} s after"
                 fi
                 if [[ -n ${R[$k|note]:-} ]]; then
                     # shellcheck disable=SC2059
@@ -910,6 +1110,7 @@ mark() { # condition-result(0/1) text
     elif [[ $1 = 1 ]]; then printf '  [ PASS] %s\n' "$2"
     else printf '  [ FAIL] %s\n' "$2"; fi
 }
+ratio_of() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 99)}'; } # a b -> a/b
 cmp_le() { # a b -> 1 when a <= b, 0 otherwise or when a value is missing
     [[ -n $1 && -n $2 ]] || { echo 0; return; }
     awk -v a="$1" -v b="$2" 'BEGIN{print ((a + 0 <= b + 0) ? 1 : 0)}'
@@ -952,7 +1153,43 @@ targets() {
             echo "  [ info] upstream headroom: direct ${R[$k|rps]} rps vs baton ${R["load|baton|plain|1k5|json|$n16|rps"]} rps (1k5 json, c=$n16); upstream CPU during the baton row ${R["load|baton|plain|1k5|json|$n16|upct"]}% of one core of $UP_WORKERS"
         fi
     fi
-    mark na "full path (group + key + limit + ledger) CPU/request within 1.5x of the fast path: not built yet"
+    if want load; then
+        # The full path: a two-deployment group, a virtual key with rpm, tpm,
+        # concurrency and a budget, its team's budget, the cost and the ledger.
+        # The target reads baton's own processes; with PostgreSQL + Redis the
+        # stores' CPU is given beside it, and a ratio that counts it.
+        local c what fk tot
+        for c in baton-full baton-full-rp; do
+            what="SQLite"; [[ $c = baton-full-rp ]] && what="PostgreSQL + Redis"
+            for m in json sse; do
+                k="load|$c|plain|1k5|$m|$n16"; nk="load|nginx|plain|1k5|$m|$n16"; fk="load|baton|plain|1k5|$m|$n16"
+                if [[ -z ${R[$k|rps]:-} ]]; then
+                    [[ -n ${R[$k|note]:-} ]] && mark na "full path on $what: CPU/request <= 2.5x nginx (1k5 $m, c=$n16): ${R[$k|note]}"
+                    continue
+                fi
+                [[ -z ${R[$nk|rps]:-} ]] && continue
+                r=$(ratio_of "${R[$k|cpu]}" "${R[$nk|cpu]}")
+                mark "$(cmp_le "$r" 2.5)" "full path on $what ($c): CPU/request <= 2.5x nginx (1k5 $m, c=$n16): ${r}x (${R[$k|cpu]} vs ${R[$nk|cpu]} us)"
+                if [[ -n ${R[$k|rcpu]:-} ]]; then
+                    tot=$(awk -v a="${R[$k|cpu]}" -v b="${R[$k|rcpu]}" -v c="${R[$k|gcpu]}" 'BEGIN{printf "%.1f", a + b + c}')
+                    echo "  [ info] the same with the stores' CPU (1k5 $m): $(ratio_of "$tot" "${R[$nk|cpu]}")x nginx (baton ${R[$k|cpu]} + redis ${R[$k|rcpu]} + postgres ${R[$k|gcpu]} = $tot us)"
+                fi
+                [[ -n ${R[$fk|rps]:-} ]] && echo "  [ info] $c against the fast path (1k5 $m): $(ratio_of "${R[$k|cpu]}" "${R[$fk|cpu]}")x (${R[$k|cpu]} vs ${R[$fk|cpu]} us; goal within 1.5x); p50 $(ratio_of "${R[$k|p50]}" "${R[$fk|p50]}")x, p99 $(ratio_of "${R[$k|p99]}" "${R[$fk|p99]}")x"
+            done
+        done
+        errs=0 any=0
+        for key in "${!R[@]}"; do
+            [[ $key == load\|baton-full\|*\|err || $key == load\|baton-full-rp\|*\|err || $key == load\|baton-anthropic\|*\|err ]] || continue
+            any=1; errs=$((errs + ${R[$key]}))
+        done
+        [[ $any = 1 ]] && mark "$([[ $errs = 0 ]] && echo 1 || echo 0)" "full path and Anthropic translation: zero errors (no 429, no refusal): $errs"
+        [[ -n $FULL_LEDGER$FULL_RP_LEDGER ]] && echo "  [ info] usage ledger after the load, records of the key's team: SQLite ${FULL_LEDGER:--}, PostgreSQL ${FULL_RP_LEDGER:--} (warm-ups and checks included)"
+        for b in 1k5 50k; do for m in json sse; do
+            k="load|baton-anthropic|plain|$b|$m|$n16"; nk="load|nginx|plain|$b|$m|$n16"; fk="load|baton|plain|$b|$m|$n16"
+            [[ -z ${R[$k|rps]:-} || -z ${R[$nk|rps]:-} || -z ${R[$fk|rps]:-} ]] && continue
+            echo "  [ info] Anthropic front end translated to the OpenAI provider ($b $m, c=$n16): CPU/request $(ratio_of "${R[$k|cpu]}" "${R[$nk|cpu]}")x nginx, $(ratio_of "${R[$k|cpu]}" "${R[$fk|cpu]}")x the fast path (${R[$k|cpu]} vs ${R[$nk|cpu]} and ${R[$fk|cpu]} us)"
+        done; done
+    fi
     mark "$(cmp_le "$BATON_IDLE_KB" 20480)" "baton idle RSS < 20 MB: $(awk -v v="$BATON_IDLE_KB" 'BEGIN{printf "%.1f", v/1024}') MB"
     if want many; then
         local ok_n
