@@ -1,6 +1,8 @@
 #include "store/redis.h"
 
 #include <hiredis/async.h>
+#include <openssl/evp.h>
+#include <pthread.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +81,79 @@ struct bt_redis {
  * once, with NULL when the connection goes) and the timer (until closed). The
  * first of the reply and the timeout decides; the struct is freed when both
  * are done with it. */
+/* A script and its SHA-1 (hex), which EVALSHA names it by. */
+struct script {
+    const char *text;
+    char sha[41];
+};
+static struct script admit_script = {ADMIT, ""}, settle_script = {SETTLE, ""};
+static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
+
+static void hash_scripts(void)
+{
+    struct script *all[2] = {&admit_script, &settle_script};
+    for (int i = 0; i < 2; i++) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+        if (!EVP_Digest(all[i]->text, strlen(all[i]->text), md, &n, EVP_sha1(), NULL) || n != 20)
+            continue; /* no hash: EVALSHA of "" fails with NOSCRIPT, and EVAL follows */
+        for (unsigned int j = 0; j < n; j++) snprintf(all[i]->sha + 2 * j, 3, "%02x", md[j]);
+    }
+}
+
+#define KEY_MAX (BT_REDIS_SCOPE_MAX + 40)
+#define ARG_MAX 24
+
+/* A command's arguments, built in place: argv points into the arrays. */
+struct args {
+    const struct script *sc;         /* the script called */
+    const char *argv[2 + BT_REDIS_LEVELS * 11 + 2];
+    size_t n;
+    char keys[BT_REDIS_LEVELS * 4][KEY_MAX];
+    char nums[BT_REDIS_LEVELS * 7 + 2][ARG_MAX];
+    char nk[ARG_MAX];                /* the number of keys */
+    size_t nkeys, nnums;
+};
+
+static char *key_slot(struct args *a) { return a->keys[a->nkeys++]; }
+
+static void num(struct args *a, int64_t x)
+{
+    char *s = a->nums[a->nnums++];
+    snprintf(s, ARG_MAX, "%lld", (long long)x);
+    a->argv[a->n++] = s;
+}
+
+/* Sends a->argv as one command; false when it could not be queued. */
+static bool send_args(redisAsyncContext *ac, struct args *a, redisCallbackFn *fn, void *pd)
+{
+    size_t lens[sizeof(a->argv) / sizeof(a->argv[0])];
+    for (size_t i = 0; i < a->n; i++) lens[i] = strlen(a->argv[i]);
+    return redisAsyncCommandArgv(ac, fn, pd, (int)a->n, a->argv, lens) == REDIS_OK;
+}
+
+/* Starts a script call in a: EVALSHA with the script's SHA-1 (the connection
+ * loaded it when it was made), so a request sends 40 bytes, not the script. */
+static void script_call(struct args *a, const struct script *sc)
+{
+    a->sc = sc;
+    a->argv[a->n++] = "EVALSHA";
+    a->argv[a->n++] = sc->sha;
+}
+
+/* Redis does not know the script (flushed, or the load failed): true when the
+ * call went again as EVAL with the script's text, on the same callback. */
+static bool resent_whole(redisAsyncContext *ac, const redisReply *rep, struct args *a,
+                         redisCallbackFn *fn, void *pd)
+{
+    if (!ac || !rep || rep->type != REDIS_REPLY_ERROR || !a || !a->sc || a->n < 2 ||
+        strncmp(rep->str, "NOSCRIPT", 8) != 0 || strcmp(a->argv[0], "EVAL") == 0)
+        return false;
+    a->argv[0] = "EVAL";
+    a->argv[1] = a->sc->text;
+    return send_args(ac, a, fn, pd);
+}
+
 struct pending {
     struct bt_redis *r;
     bt_redis_admit_cb cb;
@@ -86,6 +161,7 @@ struct pending {
     uv_timer_t timer;
     bool decided, timer_closing;
     int refs;
+    struct args *a;              /* the call's arguments (sent again whole on NOSCRIPT) */
 };
 
 
@@ -132,11 +208,15 @@ static redisAsyncContext *conn(struct bt_redis *r)
     r->ac = ac;
     if (r->password[0]) redisAsyncCommand(ac, NULL, NULL, "AUTH %s", r->password);
     if (r->db) redisAsyncCommand(ac, NULL, NULL, "SELECT %d", r->db);
+    /* before any call on this connection: its scripts, named by SHA-1 after */
+    redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", ADMIT);
+    redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", SETTLE);
     return ac;
 }
 
 struct bt_redis *bt_redis_new(uv_loop_t *loop, const char *url, uint64_t answer_ms)
 {
+    pthread_once(&scripts_once, hash_scripts);
     struct bt_redis *r = calloc(1, sizeof(*r));
     if (!r) return NULL;
     char why[128];
@@ -164,7 +244,10 @@ void bt_redis_free(struct bt_redis *r)
 
 static void pending_unref(struct pending *p)
 {
-    if (--p->refs == 0) free(p);
+    if (--p->refs == 0) {
+        free(p->a);
+        free(p);
+    }
 }
 
 static void on_timer_closed(uv_handle_t *h)
@@ -205,8 +288,8 @@ static void on_timeout(uv_timer_t *t)
 
 static void on_admit(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    (void)ac;
     struct pending *p = privdata;
+    if (!p->decided && resent_whole(ac, reply, p->a, on_admit, p)) return;
     if (p->decided) { /* timed out already */
         pending_unref(p);
         return;
@@ -250,35 +333,6 @@ static void cc_key(char *out, size_t cap, const struct bt_redis_level *l)
     snprintf(out, cap, "baton:cc:%s", l->scope);
 }
 
-#define KEY_MAX (BT_REDIS_SCOPE_MAX + 40)
-#define ARG_MAX 24
-
-/* A command's arguments, built in place: argv points into the arrays. */
-struct args {
-    const char *argv[2 + BT_REDIS_LEVELS * 11 + 2];
-    size_t n;
-    char keys[BT_REDIS_LEVELS * 4][KEY_MAX];
-    char nums[BT_REDIS_LEVELS * 7 + 2][ARG_MAX];
-    size_t nkeys, nnums;
-};
-
-static char *key_slot(struct args *a) { return a->keys[a->nkeys++]; }
-
-static void num(struct args *a, int64_t x)
-{
-    char *s = a->nums[a->nnums++];
-    snprintf(s, ARG_MAX, "%lld", (long long)x);
-    a->argv[a->n++] = s;
-}
-
-/* Sends a->argv as one command; false when it could not be queued. */
-static bool send_args(redisAsyncContext *ac, struct args *a, redisCallbackFn *fn, void *pd)
-{
-    size_t lens[sizeof(a->argv) / sizeof(a->argv[0])];
-    for (size_t i = 0; i < a->n; i++) lens[i] = strlen(a->argv[i]);
-    return redisAsyncCommandArgv(ac, fn, pd, (int)a->n, a->argv, lens) == REDIS_OK;
-}
-
 /* Whether settling has anything for level l. */
 static bool settles(const struct bt_redis_level *l, int64_t pusd, int64_t used_tokens,
                     bool release)
@@ -286,6 +340,16 @@ static bool settles(const struct bt_redis_level *l, int64_t pusd, int64_t used_t
     return (l->budget_pusd >= 0 && pusd > 0) ||
            (l->tpm >= 0 && used_tokens >= 0 && used_tokens != l->tokens) ||
            (release && l->concurrency >= 0);
+}
+
+/* A settle's answer: its arguments go (or go again whole, when Redis did not
+ * know the script: a charge is never lost to a flushed script cache). */
+static void on_settled(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    if (resent_whole(ac, reply, privdata, on_settled, privdata)) return;
+    const redisReply *rep = reply;
+    if (rep && rep->type == REDIS_REPLY_ERROR) bt_warn("redis: the settle script failed: %s", rep->str);
+    free(privdata);
 }
 
 /* One SETTLE: what bt_redis_charge and bt_redis_release do, written at once. */
@@ -297,11 +361,9 @@ static void settle(struct bt_redis *r, const struct bt_redis_level *lv, int n, i
     redisAsyncContext *ac = used ? conn(r) : NULL;
     struct args *a = ac ? calloc(1, sizeof(*a)) : NULL;
     if (!a) return;
-    char nk[ARG_MAX];
-    snprintf(nk, sizeof(nk), "%d", used * 3);
-    a->argv[a->n++] = "EVAL";
-    a->argv[a->n++] = SETTLE;
-    a->argv[a->n++] = nk;
+    snprintf(a->nk, sizeof(a->nk), "%d", used * 3);
+    script_call(a, &settle_script);
+    a->argv[a->n++] = a->nk;
     for (int i = 0; i < n; i++) {
         if (!settles(&lv[i], pusd, used_tokens, release)) continue;
         char *k = key_slot(a);
@@ -319,11 +381,13 @@ static void settle(struct bt_redis *r, const struct bt_redis_level *lv, int n, i
         num(a, lv[i].tpm >= 0 && used_tokens >= 0 ? used_tokens - lv[i].tokens : 0);
         num(a, release && lv[i].concurrency >= 0);
     }
-    bool ok = send_args(ac, a, NULL, NULL);
-    free(a);
+    if (!send_args(ac, a, on_settled, a)) {
+        free(a);
+        return;
+    }
     /* written to Redis now, before the caller writes the response's last bytes:
      * a client's next request, to any instance, is admitted after it */
-    if (ok && (ac->c.flags & REDIS_CONNECTED)) redisAsyncHandleWrite(ac);
+    if (ac->c.flags & REDIS_CONNECTED) redisAsyncHandleWrite(ac);
 }
 
 void bt_redis_charge(struct bt_redis *r, const struct bt_redis_level *lv, int n, int64_t minute,
@@ -347,11 +411,10 @@ void bt_redis_admit(struct bt_redis *r, const struct bt_redis_level *lv, int n, 
     uv_timer_init(r->loop, &p->timer);
     p->timer.data = p;
     uv_timer_start(&p->timer, on_timeout, r->answer_ms, 0);
-    char nk[ARG_MAX];
-    snprintf(nk, sizeof(nk), "%d", n * 4);
-    a->argv[a->n++] = "EVAL";
-    a->argv[a->n++] = ADMIT;
-    a->argv[a->n++] = nk;
+    snprintf(a->nk, sizeof(a->nk), "%d", n * 4);
+    script_call(a, &admit_script);
+    a->argv[a->n++] = a->nk;
+    p->a = a;
     for (int i = 0; i < n; i++) {
         char *k = key_slot(a);
         minute_key(k, KEY_MAX, "rpm", &lv[i], now / 60);
@@ -373,9 +436,7 @@ void bt_redis_admit(struct bt_redis *r, const struct bt_redis_level *lv, int n, 
         num(a, lv[i].spent_pusd);
         num(a, lv[i].spend_ttl_ms > 0 ? lv[i].spend_ttl_ms : 86400000);
     }
-    bool ok = send_args(ac, a, on_admit, p);
-    free(a);
-    if (!ok) {
+    if (!send_args(ac, a, on_admit, p)) {
         p->decided = true;
         pending_unref(p); /* no reply will come; the timer's close frees it */
         close_timer(p);

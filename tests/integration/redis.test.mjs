@@ -4,6 +4,7 @@
 // limit doubles); store.redis_unavailable decides what happens when Redis is
 // down: open (each instance's own counters) or closed (503).
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { test, run, setup, assert, eq, startBaton, post, get, client, waitFor, metricSum, tmpDir, startRedis, sleep, SLOW } from './lib.mjs';
 
 const MK = 'sk-master-redis-test';
@@ -240,6 +241,22 @@ test('a deployment\'s concurrency across two instances sharing Redis: the other 
     await sleep(300);
     eq(dep(await ask(d.base, MK, 'spill')), 'slow/first', 'd counts its own');
     eq(dep(await three), 'slow/first', 'c too');
+});
+
+// The scripts are called by SHA-1 (EVALSHA), loaded when a connection is made;
+// a Redis whose script cache was flushed answers NOSCRIPT, and baton sends the
+// call again whole: nothing is lost, neither an admission nor a charge.
+test('a flushed script cache: admissions and charges still count (the call sent again whole)', async () => {
+    const flush = () => execFileSync('redis-cli', ['-p', String(redis.port), 'SCRIPT', 'FLUSH']);
+    // 0.024 USD a request; 0.05 admits 3 (0, 0.024, 0.048 spent before each)
+    const key = await makeKey(a.base, { budget_usd: 0.05, budget_period: 'day' });
+    await known(b.base, key);
+    const got = [];
+    for (let i = 0; i < 5; i++) {
+        flush();
+        got.push((await ask(i % 2 ? b.base : a.base, key, 'priced')).status);
+    }
+    eq(got.join(','), '200,200,200,429,429', 'statuses');
 });
 
 test('Redis down: open falls back to each instance\'s own counters, closed answers 503', async () => {
