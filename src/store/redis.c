@@ -441,10 +441,7 @@ void bt_redis_admit(struct bt_redis *r, const struct bt_redis_level *lv, int n, 
         pending_unref(p); /* no reply will come; the timer's close frees it */
         close_timer(p);
         cb(ud, BT_REDIS_DOWN, 1, 0);
-        return;
     }
-    /* written now, not at the loop's next turn: the request waits for this answer */
-    if (ac->c.flags & REDIS_CONNECTED) redisAsyncHandleWrite(ac);
 }
 
 void bt_redis_release(struct bt_redis *r, const struct bt_redis_level *lv, int n)
