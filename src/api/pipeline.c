@@ -27,19 +27,16 @@ static void run(struct bt_worker *w, struct bt_config *cfg, struct bt_http_req *
                 const struct bt_payer *payer);
 
 /* What a request gives back when it is over, however it ends: the concurrency
- * slots it holds in this process (its key's, team's, user's) and in Redis. */
+ * slots it holds in this process (its key's, team's, user's). Those it holds
+ * in Redis exec gives back, with its charge. */
 struct held {
     struct bt_key_slots slots;
-    struct bt_redis *redis;       /* NULL: no slot in Redis */
-    int nshared;                  /* the levels whose slots Redis holds */
-    struct bt_redis_level shared[BT_REDIS_LEVELS];
 };
 
 static void give_back(void *ud)
 {
     struct held *h = ud;
     bt_key_release_slots(&h->slots);
-    if (h->redis) bt_redis_release(h->redis, h->shared, h->nshared);
 }
 
 /* The request's struct held, made (and hooked) on first need; NULL: no memory. */
@@ -84,23 +81,9 @@ static void shared_free(struct shared *sh)
 /* Why the model `name` is over its limit `which`, into msg. */
 static void model_over(char *msg, size_t cap, const char *name, const char *which, bool across)
 {
-    const char *all = across ? " across all instances" : "";
-    if (strcmp(which, "rpm") == 0)
-        snprintf(msg, cap,
-                 "The model '%s' is over its requests per minute (rpm)%s; retry after the time "
-                 "in Retry-After.",
-                 name, all);
-    else if (strcmp(which, "tpm") == 0)
-        snprintf(msg, cap,
-                 "The model '%s' is over its tokens per minute (tpm)%s: the tokens of this "
-                 "minute's requests and this one's estimate (its prompt and max_tokens) would "
-                 "pass it; retry after the time in Retry-After.",
-                 name, all);
-    else
-        snprintf(msg, cap,
-                 "The model '%s' has as many requests in flight as its concurrency limit "
-                 "allows%s; retry when one has finished.",
-                 name, all);
+    char who[BT_KEY_MAX_NAME + 16];
+    snprintf(who, sizeof(who), "The model '%s'", name);
+    bt_gate_over_limit_msg(msg, cap, who, which, across);
 }
 
 static void shared_abort(struct bt_http_req *req, void *ud)
@@ -123,7 +106,6 @@ static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after, in
     bt_http_on_abort(req, NULL, NULL);
     const struct bt_frontend *fe = sh->fe;
     struct bt_request *r = sh->r;
-    struct held *h = req->on_finish_ud; /* set by bt_pipeline_run */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     if (v == BT_REDIS_DOWN) {
@@ -141,7 +123,14 @@ static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after, in
             shared_free(sh);
             return;
         }
-        h->slots = sh->caller.slots;
+        struct held *h = sh->caller.held ? held_of(req) : NULL;
+        if (sh->caller.held && !h) {
+            bt_gate_untake(&sh->caller);
+            bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
+            shared_free(sh);
+            return;
+        }
+        if (h) h->slots = sh->caller.slots;
         sh->payer.nshared = 0; /* nothing held nor to charge in Redis */
         sh->payer.model_shared = false;
         sh->payer.tpm_tokens = sh->caller.tokens;
@@ -153,8 +142,7 @@ static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after, in
         int lvl = sh->idx[level < 0 || level >= sh->payer.nshared ? 0 : level];
         if (lvl == MODEL_LEVEL) {
             char msg[400];
-            model_over(msg, sizeof(msg), sh->plan.model->name,
-                       v == BT_REDIS_RPM ? "rpm" : v == BT_REDIS_TPM ? "tpm" : "concurrency", true);
+            model_over(msg, sizeof(msg), sh->plan.model->name, bt_redis_verdict_limit(v), true);
             bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded", msg, r->model, retry_after);
             shared_free(sh);
             return;
@@ -165,11 +153,6 @@ static void on_shared(void *ud, enum bt_redis_verdict v, int64_t retry_after, in
                           sh->caller.budget_msg, r->model, sh->caller.retry_after);
         shared_free(sh);
         return;
-    }
-    if (sh->payer.nshared) {
-        h->redis = sh->w->redis;
-        h->nshared = sh->payer.nshared;
-        memcpy(h->shared, sh->payer.shared, sizeof(h->shared));
     }
     run(sh->w, sh->cfg, req, fe, r, &sh->plan, &sh->payer);
     shared_free(sh);
@@ -281,14 +264,8 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
                                               payer.shared, idx);
     payer.shared_minute = (int64_t)ts.tv_sec / 60;
     const struct bt_model *gm = plan.model;
-    if (gm && (gm->limits.rpm || gm->limits.tpm || gm->limits.concurrency)) {
-        struct bt_redis_level *m = &payer.shared[payer.nshared];
-        *m = (struct bt_redis_level){
-            .rpm = gm->limits.rpm ? gm->limits.rpm : -1,
-            .concurrency = gm->limits.concurrency ? gm->limits.concurrency : -1,
-            .tpm = gm->limits.tpm ? gm->limits.tpm : -1,
-            .tokens = gm->limits.tpm ? bt_cost_estimate_tokens(r) : 0,
-            .budget_pusd = -1};
+    struct bt_redis_level *m = &payer.shared[payer.nshared];
+    if (gm && bt_limits_level(&gm->limits, gm->limits.tpm ? bt_cost_estimate_tokens(r) : 0, m)) {
         snprintf(m->scope, sizeof(m->scope), "model:%s", gm->name);
         idx[payer.nshared++] = MODEL_LEVEL;
         payer.model_shared = true;
@@ -298,9 +275,7 @@ void bt_pipeline_run(struct bt_worker *w, struct bt_http_req *req, const struct 
         return;
     }
     struct shared *sh = malloc(sizeof(*sh));
-    struct held *h = sh ? held_of(req) : NULL;
-    if (!h) {
-        free(sh);
+    if (!sh) {
         bt_api_fail(req, fe, 500, NULL, NULL, "out of memory", BT_STR_NULL);
         return;
     }
@@ -395,11 +370,12 @@ static void run(struct bt_worker *w, struct bt_config *cfg, struct bt_http_req *
         char msg[400];
         model_over(msg, sizeof(msg), gm->name, which, false);
         bt_api_fail_retry(req, fe, 429, "rate_limit_exceeded", msg, r->model, retry);
+        if (payer->nshared && w->redis) /* what Redis admitted goes back */
+            bt_redis_release(w->redis, payer->shared, payer->nshared);
         return;
     }
-    /* exec gives the slots held in Redis back itself, before the response's last
-     * bytes (with the charge): a client's next request, to any instance, finds
-     * them free */
-    if (req->on_finish == give_back) ((struct held *)req->on_finish_ud)->redis = NULL;
+    /* exec gives the slots held in Redis back, before the response's last bytes
+     * (with the charge): a client's next request, to any instance, finds them
+     * free */
     bt_exec_run(w, req, cfg, r, plan, payer);
 }

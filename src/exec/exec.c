@@ -1395,6 +1395,21 @@ static bool take_deployment(struct bt_exec *ex, const struct bt_candidate *c,
 
 static void on_dep_answer(void *ud, enum bt_redis_verdict v, int64_t retry_after, int level);
 
+/* The attempt's deployment is over its limit `which`: nothing was sent, and the
+ * next candidate is tried, as after a provider's 429. */
+static void deployment_over(struct bt_exec *ex, const char *which)
+{
+    set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_RATE_LIMIT, true, 429, "rate_limit_exceeded",
+                "deployment %s is over its %s limit", ex->deployment, which);
+}
+
+/* The hedge's deployment `c` is over its limit `which`: no hedge, noted. */
+static void not_hedged(struct bt_exec *ex, const struct bt_candidate *c, const char *which)
+{
+    route_note(ex, "%s%s/%.*s=not_hedged_over_%s", ex->route_n++ ? ", " : "", c->provider->name,
+               BT_STR_FMT(c->model), which);
+}
+
 /* Asks Redis to admit an attempt (or the hedge, `hedge`) at `c` to its
  * deployment's limits, when they are counted there (store.redis); the answer
  * (on_dep_answer) continues it. NULL when they are not (or memory ran out):
@@ -1440,28 +1455,26 @@ static void on_dep_answer(void *ud, enum bt_redis_verdict v, int64_t retry_after
     struct bt_limits_taken t = {0};
     const char *which = NULL;
     int64_t retry = 1;
-    bool ok = v == BT_REDIS_OK;
-    if (ok) ok = bt_limits_taken_shared(&t, d->redis, &d->lv, d->minute), which = "memory";
-    else if (v == BT_REDIS_DOWN && !ex->cfg->store.redis_closed)
+    bool ok = false;
+    if (v == BT_REDIS_OK) {
+        ok = bt_limits_taken_shared(&t, d->redis, &d->lv, d->minute);
+        which = "memory";
+    } else if (v == BT_REDIS_DOWN && !ex->cfg->store.redis_closed) {
         ok = take_deployment(ex, d->c, &t, &which, &retry); /* open: this process counts */
-    else
-        which = v == BT_REDIS_RPM ? "rpm"
-              : v == BT_REDIS_TPM ? "tpm"
-              : v == BT_REDIS_CONCURRENCY ? "concurrency"
-                                          : "shared (Redis does not answer)";
+    } else {
+        which = v == BT_REDIS_DOWN ? "shared (Redis does not answer)" : bt_redis_verdict_limit(v);
+    }
     const struct bt_candidate *c = d->c;
     uint32_t idx = d->idx, tries = d->tries;
     bool hedge = d->hedge;
     free(d);
     if (hedge) {
         if (ok) hedge_go(ex, idx, tries, &t);
-        else route_note(ex, "%s%s/%.*s=not_hedged_over_%s", ex->route_n++ ? ", " : "",
-                        c->provider->name, BT_STR_FMT(c->model), which);
+        else not_hedged(ex, c, which);
         return;
     }
     if (!ok) {
-        set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_RATE_LIMIT, true, 429, "rate_limit_exceeded",
-                    "deployment %s is over its %s limit", ex->deployment, which);
+        deployment_over(ex, which);
         attempt_next(ex);
         return;
     }
@@ -1490,8 +1503,7 @@ static bool attempt_start(struct bt_exec *ex, const struct bt_candidate *c)
     const char *which = NULL;
     int64_t retry = 1;
     if (!take_deployment(ex, c, &ex->dep_taken, &which, &retry)) {
-        set_failure(ex, NOT_UPSTREAM, BT_OUTCOME_RATE_LIMIT, true, 429, "rate_limit_exceeded",
-                    "deployment %s is over its %s limit", ex->deployment, which);
+        deployment_over(ex, which);
         return false;
     }
     return attempt_go(ex, c);
@@ -1633,8 +1645,7 @@ static void hedge_start(struct bt_exec *ex)
     const char *which = NULL;
     int64_t retry = 1;
     if (!take_deployment(ex, c, &t, &which, &retry)) {
-        route_note(ex, "%s%s/%.*s=not_hedged_over_%s", ex->route_n++ ? ", " : "", p->name,
-                   BT_STR_FMT(c->model), which);
+        not_hedged(ex, c, which);
         return;
     }
     hedge_go(ex, idx, tries, &t);

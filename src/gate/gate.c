@@ -204,28 +204,26 @@ void bt_gate_untake(struct bt_caller *caller)
     caller->held = false;
 }
 
-/* Why a level is over a limit (`which`: "rpm", "tpm", "concurrency"), into
- * caller->budget_msg; `across`: counted over every instance (Redis). */
-static void over_limit(struct bt_caller *caller, const struct bt_gate_level *l, const char *which,
-                       bool across)
+void bt_gate_over_limit_msg(char *out, size_t cap, const char *who, const char *which,
+                            bool across)
 {
     const char *all = across ? " across all instances" : "";
     if (strcmp(which, "rpm") == 0)
-        snprintf(caller->budget_msg, sizeof(caller->budget_msg),
+        snprintf(out, cap,
                  "%s is over its requests per minute (rpm)%s; retry after the time in "
                  "Retry-After.",
-                 l->who, all);
+                 who, all);
     else if (strcmp(which, "tpm") == 0)
-        snprintf(caller->budget_msg, sizeof(caller->budget_msg),
+        snprintf(out, cap,
                  "%s is over its tokens per minute (tpm)%s: the tokens of this minute's "
                  "requests and this one's estimate (its prompt and max_tokens) would pass it; "
                  "retry after the time in Retry-After.",
-                 l->who, all);
+                 who, all);
     else
-        snprintf(caller->budget_msg, sizeof(caller->budget_msg),
+        snprintf(out, cap,
                  "%s has as many requests in flight as its concurrency limit allows%s; retry "
                  "when one has finished.",
-                 l->who, all);
+                 who, all);
 }
 
 bool bt_gate_limits(struct bt_caller *caller, int64_t now)
@@ -245,7 +243,8 @@ bool bt_gate_limits(struct bt_caller *caller, int64_t now)
             }
             which = "tpm";
         }
-        over_limit(caller, l, which, false);
+        bt_gate_over_limit_msg(caller->budget_msg, sizeof(caller->budget_msg), l->who, which,
+                               false);
         bt_gate_untake(caller);
         return false;
     }
@@ -302,8 +301,8 @@ void bt_gate_shared_refusal(struct bt_caller *caller, int lvl, enum bt_redis_ver
         caller->retry_after = 0;
         return;
     }
-    over_limit(caller, l,
-               v == BT_REDIS_RPM ? "rpm" : v == BT_REDIS_TPM ? "tpm" : "concurrency", true);
+    bt_gate_over_limit_msg(caller->budget_msg, sizeof(caller->budget_msg), l->who,
+                           bt_redis_verdict_limit(v), true);
 }
 
 bool bt_gate_admit(const struct bt_config *cfg, struct bt_caller *caller,

@@ -55,6 +55,12 @@ struct bt_caller {
  * Redis). */
 void bt_gate_untake(struct bt_caller *caller);
 
+/* Why `who` ("This API key", "The model 'chat'") is over its limit `which`
+ * ("rpm", "tpm", "concurrency"), into out; `across`: counted over every
+ * instance (Redis). */
+void bt_gate_over_limit_msg(char *out, size_t cap, const char *who, const char *which,
+                            bool across);
+
 /* The per-process rpm, tpm and concurrency of every level of an admitted
  * caller (what bt_gate_admit judges itself without store.redis): for a request
  * whose shared admission found Redis down (store.redis_unavailable: open).

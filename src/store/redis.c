@@ -316,6 +316,17 @@ static void on_admit(redisAsyncContext *ac, void *reply, void *privdata)
     pending_unref(p);
 }
 
+const char *bt_redis_verdict_limit(enum bt_redis_verdict v)
+{
+    switch (v) {
+    case BT_REDIS_RPM: return "rpm";
+    case BT_REDIS_TPM: return "tpm";
+    case BT_REDIS_CONCURRENCY: return "concurrency";
+    case BT_REDIS_BUDGET: return "budget";
+    default: return NULL;
+    }
+}
+
 /* The counters of one level. */
 static void spend_key(char *out, size_t cap, const struct bt_redis_level *l)
 {

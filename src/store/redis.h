@@ -35,6 +35,10 @@ enum bt_redis_verdict {
     BT_REDIS_DOWN = -1,       /* Redis did not answer (or answered with an error) */
 };
 
+/* The limit a refusal names: "rpm", "tpm", "concurrency" or "budget"; NULL for
+ * BT_REDIS_OK and BT_REDIS_DOWN. */
+const char *bt_redis_verdict_limit(enum bt_redis_verdict v);
+
 /* The levels one request is judged at: its key, its team, its user. */
 #define BT_REDIS_LEVELS 4 /* its key, its team, its user, and the model it asked for */
 #define BT_REDIS_SCOPE_MAX 272 /* "team:" + a name (store.h BT_KEY_MAX_NAME) */
