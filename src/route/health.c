@@ -304,6 +304,10 @@ void bt_limits_release_slot(struct bt_limits_taken *t)
 
 void bt_limits_give_back(struct bt_limits_taken *t)
 {
+    if (t->shared_slot && t->shared_tokens) { /* both in one round trip */
+        bt_redis_charge(t->redis, t->shared, 1, t->minute, 0, 0, true);
+        t->shared_slot = t->shared_tokens = false;
+    }
     bt_limits_release_slot(t);
     bt_limits_settle(t, 0);
     free(t->shared);

@@ -77,10 +77,6 @@ struct bt_redis {
     uint64_t answer_ms;     /* an admission not answered by then: Redis counts as down */
 };
 
-/* One admission in flight. Two owners: the reply callback (hiredis calls it
- * once, with NULL when the connection goes) and the timer (until closed). The
- * first of the reply and the timeout decides; the struct is freed when both
- * are done with it. */
 /* A script and its SHA-1 (hex), which EVALSHA names it by. */
 struct script {
     const char *text;
@@ -154,6 +150,10 @@ static bool resent_whole(redisAsyncContext *ac, const redisReply *rep, struct ar
     return send_args(ac, a, fn, pd);
 }
 
+/* One admission in flight. Two owners: the reply callback (hiredis calls it
+ * once, with NULL when the connection goes) and the timer (until closed). The
+ * first of the reply and the timeout decides; the struct is freed when both
+ * are done with it. */
 struct pending {
     struct bt_redis *r;
     bt_redis_admit_cb cb;
